@@ -1,0 +1,39 @@
+# terracube: `make run` serves the openEO API on the built-in sample data, `make test` runs the tests.
+# Every target installs what it needs into .venv (wheels only; no system GDAL).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST     ?= $(or $(TERRACUBE_HOST),127.0.0.1)
+PORT     ?= $(or $(TERRACUBE_PORT),8000)
+DATA_DIR ?= $(or $(TERRACUBE_DATA_DIR),var)
+PIP := $(BIN)/python -m pip install --disable-pip-version-check --quiet
+
+.PHONY: run test lint install clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	@# Official process definitions for GET /processes; the package's own (Flask) deps are not needed.
+	$(PIP) --no-deps "openeo-driver==0.136.0a4"
+	@touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(PIP) -e ".[test]"
+	@touch $@
+
+install: $(BIN)/.installed
+
+run: $(BIN)/.installed
+	TERRACUBE_DEV_DEFAULT_USER=$${TERRACUBE_DEV_DEFAULT_USER:-true} \
+	$(BIN)/terracube serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+lint: $(BIN)/.installed-test
+	$(BIN)/ruff check src tests
+
+test: $(BIN)/.installed-test
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,98 @@
+"""The catalog: every collection the server offers, by id."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+
+from terracube import errors
+from terracube.catalog.stac_items import BandInfo, StacItemsSource
+
+log = logging.getLogger(__name__)
+
+
+class Catalog:
+    """Collections by id. The built-in sample collection is generated on first use."""
+
+    def __init__(self, settings_or_data_dir: Any) -> None:
+        self.data_dir = Path(getattr(settings_or_data_dir, "data_dir", settings_or_data_dir))
+        self._sources: dict[str, Any] = {}
+        self._sample_loaded = False
+
+    def _ensure_sample(self) -> None:
+        if self._sample_loaded:
+            return
+        from terracube.catalog import sample
+
+        folder = sample.ensure_sample_data(self.data_dir)
+        source = sample_source(folder)
+        self._sources[source.id] = source
+        self._sample_loaded = True
+
+    def add(self, source: Any) -> None:
+        self._sources[source.id] = source
+
+    def collection_ids(self) -> list[str]:
+        self._ensure_sample()
+        return sorted(self._sources)
+
+    def get(self, collection_id: str) -> Any:
+        self._ensure_sample()
+        try:
+            return self._sources[collection_id]
+        except KeyError:
+            raise errors.CollectionNotFound(
+                f"Collection '{collection_id}' does not exist; GET /collections lists the "
+                f"available ones ({', '.join(sorted(self._sources))})."
+            ) from None
+
+
+def sample_source(folder: Path) -> StacItemsSource:
+    """The built-in synthetic SENTINEL2_L2A collection as STAC items over its COG files."""
+    from terracube.catalog import sample
+
+    index = sample.sample_index(folder)
+    meta = sample.sample_collection_metadata(folder)
+    band_meta = meta["bands"]
+    grids: dict[str, tuple[list[int], list[float]]] = {}
+    items = []
+    for entry in index["items"]:
+        item = pystac.Item(
+            id=entry["id"], geometry=None, bbox=None,
+            datetime=datetime.fromisoformat(entry["datetime"].replace("Z", "+00:00")),
+            properties={"eo:cloud_cover": entry.get("eo:cloud_cover")},
+        )
+        for band, rel in entry["assets"].items():
+            href = str((folder / rel).resolve())
+            if band not in grids:
+                with rasterio.open(href) as ds:
+                    grids[band] = ([ds.height, ds.width], list(ds.transform)[:6])
+            shape, transform = grids[band]
+            item.add_asset(band, pystac.Asset(
+                href=href, media_type=pystac.MediaType.COG, roles=["data"],
+                extra_fields={"proj:shape": shape, "proj:transform": transform,
+                              "proj:epsg": 32632,
+                              "raster:bands": [{"nodata": band_meta[band].get("nodata", 0)}]},
+            ))
+        item.properties["proj:epsg"] = 32632
+        items.append(item)
+    bands = [
+        BandInfo(name=name, nodata=m.get("nodata"), resolution=float(m["gsd"]),
+                 scale=m.get("scale", 1.0), offset=m.get("offset", 0.0),
+                 data_type=m.get("data_type", "uint16"), common_name=m.get("common_name"),
+                 center_wavelength=m.get("center_wavelength"))
+        for name, m in band_meta.items()
+    ]
+    return StacItemsSource(
+        index.get("collection", sample.SAMPLE_COLLECTION_ID), items, bands,
+        crs=index.get("crs", "EPSG:32632"), description=meta["description"],
+        title="Sentinel-2 L2A (synthetic sample)", license="CC0-1.0",
+        providers=[{"name": "terracube (synthetic data generator)",
+                    "roles": ["producer", "processor", "host"]}],
+        keywords=["synthetic", "sample", "Sentinel-2", "L2A"],
+    )

@@ -1,0 +1,229 @@
+"""A collection made of STAC items with raster assets, loaded lazily with odc-stac."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pystac
+import xarray as xr
+
+from terracube import errors
+from terracube.catalog.base import BBox, LoadRequest
+from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+
+log = logging.getLogger(__name__)
+
+# Tile-aligned chunks keep memory bounded by chunks, not by the collection (COGs use 256/512).
+SPATIAL_CHUNK = 1024
+
+
+class NoDataForRequest(errors.ProcessParameterInvalid):
+    """The filters leave nothing to load (no item in time/space/properties)."""
+
+
+@dataclass
+class BandInfo:
+    name: str
+    nodata: float | None
+    resolution: float
+    scale: float = 1.0
+    offset: float = 0.0
+    data_type: str = "uint16"
+    common_name: str | None = None
+    center_wavelength: float | None = None
+
+
+class StacItemsSource:
+    """A collection backed by a list of pystac Items whose assets are one band each."""
+
+    def __init__(self, collection_id: str, items: list[pystac.Item], bands: list[BandInfo],
+                 crs: str, description: str, title: str | None = None,
+                 license: str = "proprietary", providers: list[dict] | None = None,
+                 keywords: list[str] | None = None, extra: dict | None = None) -> None:
+        if not items:
+            raise ValueError(f"collection {collection_id} has no items")
+        self.id = collection_id
+        self.items = sorted(items, key=lambda it: it.datetime)
+        self.bands = {b.name: b for b in bands}
+        self.crs = crs
+        self.description = description
+        self.title = title or collection_id
+        self.license = license
+        self.providers = providers or []
+        self.keywords = keywords or []
+        self.extra = extra or {}
+        self._native_bbox = self._bounds_native()
+
+    # --- metadata -------------------------------------------------------------------------
+    def _bounds_native(self) -> BBox:
+        west = south = np.inf
+        east = north = -np.inf
+        for item in self.items:
+            for asset in item.assets.values():
+                shape = asset.extra_fields.get("proj:shape")
+                tr = asset.extra_fields.get("proj:transform")
+                if not shape or not tr:
+                    continue
+                x0, y0 = tr[2], tr[5]
+                x1, y1 = x0 + tr[0] * shape[1], y0 + tr[4] * shape[0]
+                west, east = min(west, x0, x1), max(east, x0, x1)
+                south, north = min(south, y0, y1), max(north, y0, y1)
+        return BBox(float(west), float(south), float(east), float(north), self.crs)
+
+    def stac(self) -> dict:
+        from pyproj import CRS
+
+        ll = self._native_bbox.to_crs(4326)
+        t0 = self.items[0].datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
+        t1 = self.items[-1].datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
+        epsg = CRS.from_user_input(self.crs).to_epsg()
+        finest = min(b.resolution for b in self.bands.values())
+        eo_bands = []
+        raster_bands = []
+        for b in self.bands.values():
+            eb: dict[str, Any] = {"name": b.name}
+            if b.common_name:
+                eb["common_name"] = b.common_name
+            if b.center_wavelength:
+                eb["center_wavelength"] = b.center_wavelength
+            eb["gsd"] = b.resolution
+            eo_bands.append(eb)
+            rb: dict[str, Any] = {"name": b.name, "data_type": b.data_type, "scale": b.scale,
+                                  "offset": b.offset, "spatial_resolution": b.resolution}
+            if b.nodata is not None:
+                rb["nodata"] = b.nodata
+            raster_bands.append(rb)
+        nb = self._native_bbox
+        return {
+            "type": "Collection",
+            "stac_version": "1.0.0",
+            "stac_extensions": [
+                "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
+                "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            ],
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "license": self.license,
+            "keywords": self.keywords,
+            "providers": self.providers,
+            "extent": {
+                "spatial": {"bbox": [[ll.west, ll.south, ll.east, ll.north]]},
+                "temporal": {"interval": [[t0, t1]]},
+            },
+            "cube:dimensions": {
+                "x": {"type": "spatial", "axis": "x", "extent": [nb.west, nb.east],
+                      "step": finest, "reference_system": epsg or self.crs},
+                "y": {"type": "spatial", "axis": "y", "extent": [nb.south, nb.north],
+                      "step": finest, "reference_system": epsg or self.crs},
+                "t": {"type": "temporal", "extent": [t0, t1], "step": None},
+                "bands": {"type": "bands", "values": list(self.bands)},
+            },
+            "summaries": {
+                "eo:bands": eo_bands,
+                "raster:bands": raster_bands,
+                "proj:epsg": [epsg] if epsg else [],
+                "gsd": sorted({b.resolution for b in self.bands.values()}),
+                "eo:cloud_cover": {"minimum": 0, "maximum": 100},
+            },
+            "assets": {},
+            **self.extra,
+        }
+
+    # --- loading --------------------------------------------------------------------------
+    def select_items(self, request: LoadRequest,
+                     check_property: Callable[[str, Any, Any], bool] | None = None
+                     ) -> list[pystac.Item]:
+        chosen = []
+        start, end = request.temporal_extent or (None, None)
+        t_start = pd.Timestamp(start) if start else None
+        t_end = pd.Timestamp(end) if end else None
+        for item in self.items:
+            t = pd.Timestamp(item.datetime)
+            if t_start is not None and t < _utc(t_start):
+                continue
+            if t_end is not None and t >= _utc(t_end):
+                continue
+            if check_property and not all(
+                check_property(name, cond, item.properties.get(name))
+                for name, cond in request.properties.items()
+            ):
+                continue
+            chosen.append(item)
+        return chosen
+
+    def load(self, request: LoadRequest,
+             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+        import odc.stac
+        from odc.geo.geobox import GeoBox
+
+        bands = list(request.bands) if request.bands else list(self.bands)
+        unknown = [b for b in bands if b not in self.bands]
+        if unknown:
+            raise errors.ProcessParameterInvalid(
+                f"Collection '{self.id}' has no band(s) {', '.join(unknown)}; available: "
+                f"{', '.join(self.bands)}.", argument="bands")
+        items = self.select_items(request, check_property)
+        if not items:
+            raise NoDataForRequest(
+                f"No data in collection '{self.id}' for the given temporal extent and "
+                "properties.", argument="temporal_extent")
+        crs = request.crs or self.crs
+        resolution = request.resolution or min(self.bands[b].resolution for b in bands)
+        native = self._native_bbox
+        bbox = request.bbox.to_crs(crs) if request.bbox else native.to_crs(crs)
+        nat = native.to_crs(crs)
+        w, e = max(bbox.west, nat.west), min(bbox.east, nat.east)
+        s, n = max(bbox.south, nat.south), min(bbox.north, nat.north)
+        if not (w < e and s < n):
+            raise NoDataForRequest(
+                f"The spatial extent {request.bbox} does not intersect collection '{self.id}', "
+                f"which covers {nat.west:.0f}, {nat.south:.0f}, {nat.east:.0f}, {nat.north:.0f} "
+                f"(EPSG:{_epsg(crs)}).", argument="spatial_extent")
+        geobox = GeoBox.from_bbox((w, s, e, n), crs=crs, resolution=resolution, tight=False)
+        ds = odc.stac.load(
+            items, bands=bands, geobox=geobox, groupby="time",
+            chunks={"time": 1, "x": SPATIAL_CHUNK, "y": SPATIAL_CHUNK},
+            resampling="nearest", fail_on_error=True,
+        )
+        arrays = []
+        for b in bands:
+            info = self.bands[b]
+            da = ds[b]
+            valid = da != info.nodata if info.nodata is not None else None
+            # Values stay digital numbers like on CDSE (scale/offset are metadata), but as
+            # float32 so band math cannot wrap around and no-data can be NaN.
+            da = da.astype("float32")
+            if valid is not None:
+                da = da.where(valid)
+            arrays.append(da)
+        data = xr.concat(arrays, dim=pd.Index(bands, name="bands"))
+        data = data.rename({"time": "t"}).transpose("t", "bands", "y", "x")
+        data = data.drop_vars([c for c in data.coords if c not in data.dims])
+        data.attrs = {}
+        epsg = _epsg(crs)
+        ref = epsg if epsg else str(crs)
+        dims = (
+            Dimension("t", TEMPORAL),
+            Dimension("bands", BANDS),
+            Dimension("y", SPATIAL, "y", ref),
+            Dimension("x", SPATIAL, "x", ref),
+        )
+        band_meta = {b: self.bands[b] for b in bands}
+        return RasterCube(data, dims, nodata=None, attrs={"band_metadata": band_meta,
+                                                          "collection": self.id})
+
+
+def _utc(t: pd.Timestamp) -> pd.Timestamp:
+    return t.tz_localize("UTC") if t.tzinfo is None else t
+
+
+def _epsg(crs: Any) -> int | None:
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs).to_epsg()

@@ -1,0 +1,233 @@
+"""Evaluation of process graphs: argument resolution, callbacks, user-defined processes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from terracube import errors
+from terracube.engine import graph as graphs
+from terracube.engine.registry import ProcessRegistry
+
+log = logging.getLogger(__name__)
+
+# Exceptions raised by process code on bad argument values; rendered as 400, not 500.
+_ARGUMENT_ERRORS = (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError,
+                    OverflowError, AttributeError)
+
+MAX_UDP_DEPTH = 16
+
+
+@dataclass
+class SavedResult:
+    """What a save_result node asked to write: the data, the format and its options."""
+
+    data: Any
+    format: str
+    options: dict
+
+
+@dataclass
+class Services:
+    """What processes may use beyond their arguments; built once per request or job."""
+
+    registry: ProcessRegistry
+    catalog: Any = None  # terracube.catalog.Catalog
+    udp_lookup: Callable[[str, str | None], dict | None] | None = None
+    user: Any = None
+    settings: Any = None
+    workspace: Any = None  # the user's workspace folder (pathlib.Path) or None
+    saved: list[SavedResult] = field(default_factory=list)
+    log: Callable[..., None] | None = None  # (level, message, node_id) for job logs
+
+
+@dataclass
+class ProcessContext:
+    """Handed to process functions that take a `ctx` parameter."""
+
+    services: Services
+    evaluator: "Evaluator"
+    node_id: str
+    parameters: dict[str, Any]
+
+    def warn(self, message: str) -> None:
+        if self.services.log:
+            self.services.log("warning", message, self.node_id)
+        log.warning("[%s] %s", self.node_id, message)
+
+
+class Callback:
+    """A child process graph passed as an argument (e.g. a reducer); call it with named parameters.
+
+    Callbacks are called once with whole (dask-backed) arrays, never per pixel.
+    """
+
+    def __init__(self, graph: dict, evaluator: "Evaluator", scope: dict[str, Any],
+                 node_id: str, argument: str) -> None:
+        self.graph = graph
+        self.evaluator = evaluator
+        self.scope = scope
+        self.node_id = node_id
+        self.argument = argument
+
+    def __call__(self, **params: Any) -> Any:
+        try:
+            return self.evaluator.run(self.graph, {**self.scope, **params})
+        except errors.OpenEOError as exc:
+            raise exc.at(self.node_id, self.argument)
+
+    @property
+    def single_process(self) -> str | None:
+        """The process id if the graph is one node applied to the callback's first parameter."""
+        if len(self.graph) != 1:
+            return None
+        (node,) = self.graph.values()
+        return node["process_id"]
+
+    def single_process_arguments(self) -> dict:
+        (node,) = self.graph.values()
+        return node.get("arguments", {})
+
+
+class Evaluator:
+    """Runs process graphs with the predefined processes of a registry and the user's UDPs."""
+
+    def __init__(self, services: Services, udp_depth: int = 0) -> None:
+        self.services = services
+        self.udp_depth = udp_depth
+
+    # --- public ---------------------------------------------------------------------------
+    def validate(self, graph: dict) -> list[errors.OpenEOError]:
+        """Static checks: structure, known processes, required and unknown parameters."""
+        problems: list[errors.OpenEOError] = []
+        try:
+            graphs.validate_structure(graph)
+        except errors.OpenEOError as exc:
+            return [exc]
+        self._validate_nodes(graph, problems)
+        return problems
+
+    def run(self, graph: dict, parameters: dict[str, Any] | None = None) -> Any:
+        root = graphs.validate_structure(graph)
+        cache: dict[str, Any] = {}
+        return self._node(graph, root, parameters or {}, cache)
+
+    # --- internals --------------------------------------------------------------------------
+    def _validate_nodes(self, graph: dict, problems: list[errors.OpenEOError]) -> None:
+        registry = self.services.registry
+        for nid, node in graph.items():
+            pid = node["process_id"]
+            args = node.get("arguments", {})
+            if pid in registry:
+                impl = registry.get(pid)
+                missing = sorted(impl.required - set(args))
+                for name in missing:
+                    problems.append(errors.ProcessParameterRequired(
+                        f"Process '{pid}' needs the argument '{name}'.", node_id=nid, argument=name))
+                if not impl.takes_extra:
+                    for name in sorted(set(args) - set(impl.params)):
+                        problems.append(errors.ProcessParameterUnsupported(
+                            f"Process '{pid}' has no parameter '{name}'.", node_id=nid,
+                            argument=name))
+            elif self._lookup_udp(pid, node.get("namespace")) is None:
+                problems.append(errors.ProcessUnsupported(
+                    f"Process '{pid}' is not available. GET /processes lists the predefined "
+                    "processes, GET /process_graphs your own ones.", node_id=nid))
+            for arg_name, arg in args.items():
+                for child in graphs.iter_child_graphs(arg):
+                    for p in self.validate(child):
+                        problems.append(p.at(nid, arg_name))
+
+    def _lookup_udp(self, pid: str, namespace: str | None) -> dict | None:
+        lookup = self.services.udp_lookup
+        return lookup(pid, namespace) if lookup else None
+
+    def _node(self, graph: dict, nid: str, params: dict, cache: dict) -> Any:
+        if nid in cache:
+            return cache[nid]
+        node = graph[nid]
+        args = {}
+        for name, raw in node.get("arguments", {}).items():
+            args[name] = self._resolve(raw, graph, params, cache, nid, name)
+        value = self._call(node["process_id"], node.get("namespace"), args, nid, params)
+        cache[nid] = value
+        return value
+
+    def _resolve(self, raw: Any, graph: dict, params: dict, cache: dict, nid: str,
+                 arg_name: str) -> Any:
+        if isinstance(raw, dict):
+            if len(raw) == 1 and ("from_node" in raw or "from_argument" in raw):
+                ref = raw.get("from_node", raw.get("from_argument"))
+                return self._node(graph, ref, params, cache)
+            if len(raw) == 1 and "from_parameter" in raw:
+                pname = raw["from_parameter"]
+                if pname not in params:
+                    raise errors.ProcessParameterRequired(
+                        f"The parameter '{pname}' is used but no value was given for it.",
+                        node_id=nid, argument=arg_name)
+                return params[pname]
+            if "process_graph" in raw and isinstance(raw["process_graph"], dict):
+                return Callback(raw["process_graph"], self, params, nid, arg_name)
+            return {k: self._resolve(v, graph, params, cache, nid, arg_name)
+                    for k, v in raw.items()}
+        if isinstance(raw, list):
+            return [self._resolve(v, graph, params, cache, nid, arg_name) for v in raw]
+        return raw
+
+    def _call(self, pid: str, namespace: str | None, args: dict, nid: str, params: dict) -> Any:
+        registry = self.services.registry
+        if pid in registry and namespace in (None, "backend", "core"):
+            impl = registry.get(pid)
+            kwargs = {}
+            for name, value in args.items():
+                if name not in impl.params:
+                    if impl.takes_extra:
+                        kwargs[name] = value
+                        continue
+                    raise errors.ProcessParameterUnsupported(
+                        f"Process '{pid}' has no parameter '{name}'.", node_id=nid, argument=name)
+                kwargs[impl.params[name]] = value
+            for name in impl.required - set(args):
+                raise errors.ProcessParameterRequired(
+                    f"Process '{pid}' needs the argument '{name}'.", node_id=nid, argument=name)
+            if impl.wants_ctx:
+                kwargs["ctx"] = ProcessContext(self.services, self, nid, params)
+            try:
+                return impl.func(**kwargs)
+            except errors.OpenEOError as exc:
+                raise exc.at(nid)
+            except _ARGUMENT_ERRORS as exc:
+                log.debug("process %s failed", pid, exc_info=True)
+                raise errors.ProcessParameterInvalid(
+                    f"Process '{pid}' failed: {type(exc).__name__}: {exc}", node_id=nid) from exc
+        udp = self._lookup_udp(pid, namespace)
+        if udp is None:
+            raise errors.ProcessUnsupported(
+                f"Process '{pid}' is not available. GET /processes lists the predefined processes, "
+                "GET /process_graphs your own ones.", node_id=nid)
+        return self._call_udp(pid, udp, args, nid)
+
+    def _call_udp(self, pid: str, udp: dict, args: dict, nid: str) -> Any:
+        if self.udp_depth >= MAX_UDP_DEPTH:
+            raise errors.ProcessGraphComplexity(
+                f"User-defined process '{pid}' calls itself (recursion is not supported).",
+                node_id=nid)
+        declared = {p["name"]: p for p in udp.get("parameters") or []}
+        bound: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in args:
+                bound[name] = args[name]
+            elif "default" in spec:
+                bound[name] = spec["default"]
+            elif not spec.get("optional"):
+                raise errors.ProcessParameterRequired(
+                    f"User-defined process '{pid}' needs the argument '{name}'.",
+                    node_id=nid, argument=name)
+        for name in set(args) - set(declared):
+            bound[name] = args[name]
+        child = Evaluator(self.services, self.udp_depth + 1)
+        try:
+            return child.run(udp["process_graph"], bound)
+        except errors.OpenEOError as exc:
+            raise exc.at(nid)

@@ -1,0 +1,126 @@
+"""Process graph structure: parsing and static validation (result node, references, cycles)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from terracube import errors
+
+
+def unwrap(payload: Any) -> dict:
+    """The `process_graph` object of a request body, a process object or a bare graph."""
+    if not isinstance(payload, dict) or not payload:
+        raise errors.ProcessGraphMissing("The request body has no process graph.")
+    if "process" in payload and isinstance(payload["process"], dict):
+        payload = payload["process"]
+    if "process_graph" in payload:
+        graph = payload["process_graph"]
+        if not isinstance(graph, dict) or not graph:
+            raise errors.ProcessGraphMissing("'process_graph' is missing or empty.")
+        return graph
+    if all(isinstance(v, dict) and "process_id" in v for v in payload.values()):
+        return payload
+    raise errors.ProcessGraphMissing("The request body has no 'process' with a 'process_graph'.")
+
+
+def result_node(graph: dict) -> str:
+    results = [nid for nid, node in graph.items() if isinstance(node, dict) and node.get("result")]
+    if len(results) != 1:
+        raise errors.ProcessGraphInvalid(
+            f"A process graph needs exactly one node with \"result\": true, found {len(results)}"
+            + (f" ({', '.join(results)})" if results else "") + "."
+        )
+    return results[0]
+
+
+def iter_references(value: Any) -> Iterator[tuple[str, str]]:
+    """(kind, name) for every from_node / from_parameter in an argument, not entering child graphs."""
+    if isinstance(value, dict):
+        if "from_node" in value and len(value) == 1:
+            yield "from_node", value["from_node"]
+        elif "from_argument" in value and len(value) == 1:
+            yield "from_node", value["from_argument"]
+        elif "from_parameter" in value and len(value) == 1:
+            yield "from_parameter", value["from_parameter"]
+        elif "process_graph" in value and isinstance(value["process_graph"], dict):
+            return
+        else:
+            for v in value.values():
+                yield from iter_references(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from iter_references(v)
+
+
+def iter_child_graphs(value: Any) -> Iterator[dict]:
+    if isinstance(value, dict):
+        if "process_graph" in value and isinstance(value["process_graph"], dict):
+            yield value["process_graph"]
+            return
+        for v in value.values():
+            yield from iter_child_graphs(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from iter_child_graphs(v)
+
+
+def validate_structure(graph: dict) -> str:
+    """Check nodes, references and acyclicity of a graph and its children; return the result node."""
+    if not isinstance(graph, dict) or not graph:
+        raise errors.ProcessGraphMissing("The process graph is empty.")
+    for nid, node in graph.items():
+        if not isinstance(node, dict) or not isinstance(node.get("process_id"), str):
+            raise errors.ProcessGraphInvalid(f"Node '{nid}' has no 'process_id'.", node_id=nid)
+        args = node.get("arguments", {})
+        if not isinstance(args, dict):
+            raise errors.ProcessGraphInvalid(f"Node '{nid}': 'arguments' must be an object.",
+                                             node_id=nid)
+        for arg_name, arg in args.items():
+            for kind, ref in iter_references(arg):
+                if kind == "from_node" and ref not in graph:
+                    raise errors.ProcessGraphInvalid(
+                        f"Node '{nid}' refers with from_node to '{ref}', which is not a node of "
+                        "the process graph.", node_id=nid, argument=arg_name)
+            for child in iter_child_graphs(arg):
+                try:
+                    validate_structure(child)
+                except errors.OpenEOError as exc:
+                    raise exc.at(nid, arg_name)
+    root = result_node(graph)
+    _check_acyclic(graph)
+    return root
+
+
+def _check_acyclic(graph: dict) -> None:
+    deps = {
+        nid: {ref for arg in node.get("arguments", {}).values()
+              for kind, ref in iter_references(arg) if kind == "from_node"}
+        for nid, node in graph.items()
+    }
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(nid: str, path: list[str]) -> None:
+        if state.get(nid) == 2:
+            return
+        if state.get(nid) == 1:
+            cycle = path[path.index(nid):] + [nid]
+            raise errors.ProcessGraphInvalid(
+                "The process graph has a cycle: " + " -> ".join(cycle) + ".", node_id=nid)
+        state[nid] = 1
+        for dep in sorted(deps[nid]):
+            visit(dep, path + [nid])
+        state[nid] = 2
+
+    for nid in graph:
+        visit(nid, [])
+
+
+def process_ids(graph: dict) -> set[str]:
+    """Every process id used in the graph and its child graphs."""
+    found = set()
+    for node in graph.values():
+        found.add(node["process_id"])
+        for arg in node.get("arguments", {}).values():
+            for child in iter_child_graphs(arg):
+                found |= process_ids(child)
+    return found

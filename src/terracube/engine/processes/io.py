@@ -1,0 +1,120 @@
+"""Processes that read and write: load_collection, save_result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from terracube import errors
+from terracube.catalog.base import BBox, LoadRequest
+from terracube.engine.evaluate import Callback, ProcessContext, SavedResult
+from terracube.engine.registry import process
+from terracube.results.formats import output_format
+
+
+def parse_spatial_extent(extent: Any, argument: str = "spatial_extent") -> BBox | None:
+    """A BBox for a bounding-box object or GeoJSON (its bounds); None for null."""
+    if extent is None:
+        return None
+    if not isinstance(extent, dict):
+        raise errors.ProcessParameterInvalid(
+            "spatial_extent must be a bounding box object {west, south, east, north, crs} or "
+            "GeoJSON.", argument=argument)
+    if {"west", "south", "east", "north"} <= set(extent):
+        try:
+            w, s, e, n = (float(extent[k]) for k in ("west", "south", "east", "north"))
+        except (TypeError, ValueError):
+            raise errors.ProcessParameterInvalid(
+                "west, south, east and north must be numbers.", argument=argument) from None
+        if w >= e or s >= n:
+            raise errors.ProcessParameterInvalid(
+                f"Empty bounding box: west ({w}) must be < east ({e}) and south ({s}) < north "
+                f"({n}).", argument=argument)
+        crs = extent.get("crs") or 4326
+        try:
+            from pyproj import CRS
+
+            CRS.from_user_input(crs)
+        except Exception:
+            raise errors.ProcessParameterInvalid(
+                f"Unknown CRS {crs!r} in {argument}; use an EPSG code such as 32632.",
+                argument=argument) from None
+        return BBox(w, s, e, n, crs)
+    if "type" in extent:
+        from shapely.geometry import shape
+
+        geoms = _geojson_geometries(extent)
+        if not geoms:
+            raise errors.ProcessParameterInvalid("The GeoJSON has no geometry.",
+                                                 argument=argument)
+        bounds = [shape(g).bounds for g in geoms]
+        return BBox(min(b[0] for b in bounds), min(b[1] for b in bounds),
+                    max(b[2] for b in bounds), max(b[3] for b in bounds), 4326)
+    raise errors.ProcessParameterInvalid(
+        "spatial_extent needs west, south, east and north (and optionally crs).",
+        argument=argument)
+
+
+def _geojson_geometries(obj: dict) -> list[dict]:
+    kind = obj.get("type")
+    if kind == "FeatureCollection":
+        return [f["geometry"] for f in obj.get("features", []) if f.get("geometry")]
+    if kind == "Feature":
+        return [obj["geometry"]] if obj.get("geometry") else []
+    return [obj]
+
+
+def parse_temporal_extent(extent: Any) -> tuple[str | None, str | None] | None:
+    if extent is None:
+        return None
+    if not isinstance(extent, (list, tuple)) or len(extent) != 2:
+        raise errors.ProcessParameterInvalid(
+            "temporal_extent must be a list of two dates [start, end] (either may be null).",
+            argument="temporal_extent")
+    start, end = extent
+    if start is None and end is None:
+        raise errors.ProcessParameterInvalid(
+            "temporal_extent: at most one of start and end may be null.",
+            argument="temporal_extent")
+    if start is not None and end is not None and str(start) >= str(end):
+        raise errors.ProcessParameterInvalid(
+            f"temporal_extent: the start {start} must be before the end {end}.",
+            argument="temporal_extent")
+    return (None if start is None else str(start), None if end is None else str(end))
+
+
+def _property_check(name: str, condition: Any, value: Any) -> bool:
+    if isinstance(condition, Callback):
+        return bool(condition(value=value))
+    return condition == value
+
+
+@process("load_collection")
+def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
+                    bands: list[str] | None = None, properties: dict | None = None, *,
+                    ctx: ProcessContext) -> Any:
+    catalog = ctx.services.catalog
+    if catalog is None:
+        raise errors.CollectionNotFound(f"Collection '{id}' does not exist (no catalog).")
+    source = catalog.get(id)
+    if bands is not None and (not isinstance(bands, list) or not bands):
+        raise errors.ProcessParameterInvalid("bands must be a non-empty list of band names.",
+                                             argument="bands")
+    request = LoadRequest(
+        bbox=parse_spatial_extent(spatial_extent),
+        temporal_extent=parse_temporal_extent(temporal_extent),
+        bands=tuple(bands) if bands else None,
+        properties=dict(properties or {}),
+    )
+    return source.load(request, check_property=_property_check)
+
+
+@process("save_result")
+def save_result(data: Any, format: str, options: dict | None = None, *,
+                ctx: ProcessContext) -> bool:
+    fmt = output_format(format)
+    if fmt is None:
+        raise errors.ProcessParameterInvalid(
+            f"Output format '{format}' is not supported; GET /file_formats lists the formats "
+            "(GTiff, netCDF, JSON).", argument="format")
+    ctx.services.saved.append(SavedResult(data, fmt, dict(options or {})))
+    return True

@@ -1,0 +1,118 @@
+"""The process registry: openEO process id -> plain Python function, built from an explicit module list."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import keyword
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+from terracube import errors
+
+# The modules whose decorated functions make up the predefined processes, in order.
+PROCESS_MODULES = (
+    "terracube.engine.processes.math",
+    "terracube.engine.processes.logic",
+    "terracube.engine.processes.comparison",
+    "terracube.engine.processes.arrays",
+    "terracube.engine.processes.texts",
+    "terracube.engine.processes.dates",
+    "terracube.engine.processes.cubes",
+    "terracube.engine.processes.reducers",
+    "terracube.engine.processes.io",
+)
+
+
+def process(process_id: str | None = None) -> Callable[[Callable], Callable]:
+    """Mark a function as the implementation of an openEO process.
+
+    The function's keyword parameters are named as in the spec; a spec name that is a
+    Python keyword gets a trailing underscore. A parameter named `ctx` receives the
+    ProcessContext and is not an openEO parameter.
+    """
+
+    def mark(func: Callable) -> Callable:
+        ids = getattr(func, "_openeo_ids", ())
+        func._openeo_ids = (*ids, process_id or func.__name__.rstrip("_"))  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+@dataclass(frozen=True)
+class ProcessImpl:
+    """A registered process: its function and the openEO parameter names it accepts."""
+
+    id: str
+    func: Callable[..., Any]
+    params: dict[str, str]  # openEO name -> Python keyword
+    required: frozenset[str]  # openEO names without a default
+    wants_ctx: bool
+    takes_extra: bool  # accepts **kwargs
+
+
+def _describe(process_id: str, func: Callable) -> ProcessImpl:
+    params: dict[str, str] = {}
+    required: set[str] = set()
+    wants_ctx = False
+    takes_extra = False
+    for p in inspect.signature(func).parameters.values():
+        if p.name == "ctx":
+            wants_ctx = True
+            continue
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            takes_extra = True
+            continue
+        name = p.name[:-1] if p.name.endswith("_") and keyword.iskeyword(p.name[:-1]) else p.name
+        params[name] = p.name
+        if p.default is inspect.Parameter.empty:
+            required.add(name)
+    return ProcessImpl(process_id, func, params, frozenset(required), wants_ctx, takes_extra)
+
+
+class ProcessRegistry:
+    """Predefined processes by id."""
+
+    def __init__(self) -> None:
+        self._impls: dict[str, ProcessImpl] = {}
+
+    def add(self, process_id: str, func: Callable) -> None:
+        if process_id in self._impls:
+            raise ValueError(f"process {process_id!r} registered twice")
+        self._impls[process_id] = _describe(process_id, func)
+
+    def add_module(self, module: ModuleType) -> None:
+        for obj in vars(module).values():
+            for pid in getattr(obj, "_openeo_ids", ()):
+                if getattr(obj, "__module__", None) == module.__name__:
+                    self.add(pid, obj)
+
+    def __contains__(self, process_id: str) -> bool:
+        return process_id in self._impls
+
+    def get(self, process_id: str) -> ProcessImpl:
+        try:
+            return self._impls[process_id]
+        except KeyError:
+            raise errors.ProcessUnsupported(
+                f"Process '{process_id}' is not available. GET /processes lists the supported ones."
+            ) from None
+
+    def ids(self) -> list[str]:
+        return sorted(self._impls)
+
+
+def build_registry(modules: tuple[str, ...] = PROCESS_MODULES) -> ProcessRegistry:
+    """The registry of all predefined processes; modules that do not exist yet are skipped."""
+    registry = ProcessRegistry()
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        registry.add_module(module)
+    return registry

@@ -1,0 +1,94 @@
+"""openEO errors: one exception class per error code of the openEO API 1.2 (errors.json)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+
+class OpenEOError(Exception):
+    """Base of every user-facing failure; rendered as openEO error JSON by the API."""
+
+    code: str = "Internal"
+    status: int = 500
+
+    def __init__(self, message: str, *, node_id: str | None = None,
+                 argument: str | None = None, links: list[dict] | None = None) -> None:
+        self.node_id = node_id
+        self.argument = argument
+        self.links = links or []
+        self.id = uuid.uuid4().hex
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        msg = str(self.args[0]) if self.args else self.code
+        where = []
+        if self.node_id:
+            where.append(f"node '{self.node_id}'")
+        if self.argument:
+            where.append(f"argument '{self.argument}'")
+        if where and not msg.startswith("["):
+            msg = f"[{', '.join(where)}] {msg}"
+        return msg
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "code": self.code, "message": self.message, "links": self.links}
+
+    def at(self, node_id: str | None = None, argument: str | None = None) -> "OpenEOError":
+        """Attach the failing node/argument unless a deeper frame already did."""
+        if self.node_id is None and node_id is not None:
+            self.node_id = node_id
+        if self.argument is None and argument is not None:
+            self.argument = argument
+        return self
+
+
+def _error(code: str, status: int, doc: str) -> type[OpenEOError]:
+    cls = type(code, (OpenEOError,), {"code": code, "status": status, "__doc__": doc})
+    return cls
+
+
+# General
+Internal = _error("Internal", 500, "Unexpected server-side failure.")
+NotFound = _error("NotFound", 404, "The requested resource does not exist.")
+FeatureUnsupported = _error("FeatureUnsupported", 501, "The feature is not supported.")
+RequestTimeout = _error("RequestTimeout", 408, "The request took too long.")
+# Data discovery
+CollectionNotFound = _error("CollectionNotFound", 404, "Unknown collection id.")
+# Files
+StorageFailure = _error("StorageFailure", 500, "Writing to the storage failed.")
+StorageQuotaExceeded = _error("StorageQuotaExceeded", 400, "The user's quota is exceeded.")
+FileNotFound = _error("FileNotFound", 404, "No such file in the workspace.")
+FilePathInvalid = _error("FilePathInvalid", 400, "The file path is invalid.")
+FileOperationUnsupported = _error("FileOperationUnsupported", 400, "Not an operation on files.")
+FolderOperationUnsupported = _error("FolderOperationUnsupported", 400, "Not on folders.")
+ContentTypeInvalid = _error("ContentTypeInvalid", 400, "Wrong Content-Type.")
+FileSizeExceeded = _error("FileSizeExceeded", 400, "The file is too large.")
+# Processes and graphs
+ProcessGraphNotFound = _error("ProcessGraphNotFound", 404, "Unknown user-defined process.")
+ProcessInvalid = _error("ProcessInvalid", 400, "The process is invalid.")
+ProcessGraphMissing = _error("ProcessGraphMissing", 400, "No process graph given.")
+ProcessGraphInvalid = _error("ProcessGraphInvalid", 400, "The process graph is invalid.")
+PredefinedProcessExists = _error("PredefinedProcessExists", 400, "Clashes with a predefined one.")
+ProcessGraphComplexity = _error("ProcessGraphComplexity", 400, "The graph is too complex.")
+ProcessUnsupported = _error("ProcessUnsupported", 400, "Unknown process.")
+ProcessParameterUnsupported = _error("ProcessParameterUnsupported", 400, "Unknown parameter.")
+ProcessParameterInvalid = _error("ProcessParameterInvalid", 400, "Invalid argument value.")
+ProcessParameterRequired = _error("ProcessParameterRequired", 400, "A required argument is missing.")
+# Batch jobs
+JobNotFound = _error("JobNotFound", 404, "Unknown job id.")
+JobLocked = _error("JobLocked", 400, "The job is queued or running.")
+JobNotFinished = _error("JobNotFinished", 400, "The job has not finished.")
+JobNotStarted = _error("JobNotStarted", 400, "The job has not been started.")
+ResultLinkExpired = _error("ResultLinkExpired", 410, "The signed link has expired.")
+NoDataForUpdate = _error("NoDataForUpdate", 400, "Nothing to update.")
+PropertyNotEditable = _error("PropertyNotEditable", 400, "The property cannot be changed.")
+# Accounts
+AuthenticationRequired = _error("AuthenticationRequired", 401, "Authentication is required.")
+AuthenticationSchemeInvalid = _error("AuthenticationSchemeInvalid", 403, "Wrong auth scheme.")
+TokenInvalid = _error("TokenInvalid", 403, "The token is invalid or expired.")
+CredentialsInvalid = _error("CredentialsInvalid", 403, "Wrong user name or password.")
+PermissionsInsufficient = _error("PermissionsInsufficient", 403, "Not allowed.")
+# Services
+ServiceNotFound = _error("ServiceNotFound", 404, "Unknown secondary service.")

@@ -1,0 +1,63 @@
+"""Running a process for a user: validation and synchronous results (POST /result).
+
+This is the one place (with the batch-job runner) where graphs are computed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from terracube import errors
+from terracube.engine import graph as graphs
+from terracube.engine.evaluate import Evaluator, Services
+from terracube.engine.registry import ProcessRegistry
+from terracube.results.writers import ResultFile, write_result
+
+DEFAULT_RASTER_FORMAT = "GTiff"
+
+
+def build_services(settings: Any, catalog: Any, registry: ProcessRegistry, user: Any = None,
+                   udp_lookup: Any = None) -> Services:
+    workspace = None
+    return Services(registry=registry, catalog=catalog, user=user, settings=settings,
+                    udp_lookup=udp_lookup, workspace=workspace)
+
+
+def validate_process(process: dict, services: Services) -> list[errors.OpenEOError]:
+    """Static validation: structure, processes, parameters (no data is read)."""
+    try:
+        graph = graphs.unwrap(process)
+    except errors.OpenEOError as exc:
+        return [exc]
+    return Evaluator(services).validate(graph)
+
+
+def compute_result(process: dict, services: Services,
+                   work_dir: Path | None = None) -> ResultFile:
+    """Evaluate a process and write its result; returns the file to send back."""
+    graph = graphs.unwrap(process)
+    evaluator = Evaluator(services)
+    problems = evaluator.validate(graph)
+    if problems:
+        raise problems[0]
+    value = evaluator.run(graph)
+    folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="terracube-result-"))
+    if services.saved:
+        saved = services.saved[-1]
+        data, fmt, options = saved.data, saved.format, saved.options
+    else:
+        from terracube.engine.cube import RasterCube
+
+        data = value
+        fmt = DEFAULT_RASTER_FORMAT if isinstance(value, RasterCube) else "JSON"
+        options = {}
+    try:
+        files = write_result(data, fmt, options, folder)
+    except errors.OpenEOError:
+        raise
+    except MemoryError as exc:
+        raise errors.Internal("The computation ran out of memory; use a smaller extent or "
+                              "a batch job.") from exc
+    return files[0]

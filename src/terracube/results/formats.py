@@ -1,0 +1,50 @@
+"""The file formats the server reads and writes (GET /file_formats)."""
+
+from __future__ import annotations
+
+_GTIFF = {
+    "title": "GeoTIFF (Cloud-Optimized)",
+    "description": "Raster cubes as a tiled, compressed Cloud-Optimized GeoTIFF with overviews. "
+                   "Bands (and dates, if several) become GeoTIFF bands named after them.",
+    "gis_data_types": ["raster"],
+    "parameters": {
+        "tile_size": {"type": "integer", "description": "Internal tile size in pixels.",
+                      "default": 512, "enum": [256, 512, 1024]},
+        "compression": {"type": "string", "description": "Compression codec.",
+                        "default": "deflate", "enum": ["deflate", "lzw", "zstd", "none"]},
+    },
+}
+_NETCDF = {
+    "title": "netCDF",
+    "description": "CF-1.8 netCDF-4; every band is a variable over (t, y, x) with its CRS as a "
+                   "grid mapping.",
+    "gis_data_types": ["raster", "vector"],
+    "parameters": {},
+}
+_JSON = {
+    "title": "JSON",
+    "description": "Any result as JSON: numbers, arrays, objects; data cubes as nested arrays "
+                   "with their dimensions and labels.",
+    "gis_data_types": ["raster", "vector", "other"],
+    "parameters": {},
+}
+
+OUTPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "JSON": _JSON}
+INPUT_FORMATS = {"GTiff": {**_GTIFF, "parameters": {}}, "netCDF": _NETCDF}
+
+# Names users write, case-insensitively, for each output format.
+_ALIASES = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff",
+            "cog": "GTiff", "netcdf": "netCDF", "nc": "netCDF", "json": "JSON"}
+
+MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff; profile=cloud-optimized",
+               "netCDF": "application/x-netcdf", "JSON": "application/json"}
+EXTENSIONS = {"GTiff": "tif", "netCDF": "nc", "JSON": "json"}
+
+
+def file_formats() -> dict:
+    return {"input": INPUT_FORMATS, "output": OUTPUT_FORMATS}
+
+
+def output_format(name: str) -> str | None:
+    """The canonical name of an output format, or None if not supported."""
+    return _ALIASES.get(str(name).lower())

@@ -1,0 +1,243 @@
+"""Writers for save_result: stream a lazy cube to COG GeoTIFF, netCDF or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as dsa
+import numpy as np
+import rasterio
+import rasterio.shutil
+import xarray as xr
+from rasterio.transform import Affine
+
+from terracube import errors
+from terracube.engine.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
+from terracube.engine.values import ArrayValue, to_python
+from terracube.results.formats import EXTENSIONS, MEDIA_TYPES, output_format
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    path: Path
+    media_type: str
+    filename: str
+
+
+def write_result(data: Any, format: str, options: dict | None, folder: Path,
+                 stem: str = "result") -> list[ResultFile]:
+    """Write `data` in `format` into `folder` (atomically: temp name, then rename)."""
+    fmt = output_format(format)
+    if fmt is None:
+        raise errors.ProcessParameterInvalid(
+            f"Output format '{format}' is not supported; GET /file_formats lists GTiff, netCDF "
+            "and JSON.", argument="format")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{stem}.{EXTENSIONS[fmt]}"
+    tmp = folder / f".{stem}.{EXTENSIONS[fmt]}.part"
+    if fmt == "JSON":
+        _write_json(data, tmp)
+    elif not isinstance(data, RasterCube):
+        raise errors.ProcessParameterInvalid(
+            f"Format {fmt} needs a raster data cube, but the result is a "
+            f"{type(data).__name__}; use JSON for this result.", argument="format")
+    elif fmt == "GTiff":
+        _write_gtiff(data, tmp, options or {})
+    else:
+        _write_netcdf(data, tmp)
+    os.replace(tmp, target)
+    return [ResultFile(target, MEDIA_TYPES[fmt], target.name)]
+
+
+# --- GeoTIFF ----------------------------------------------------------------------------------
+def _spatial_grid(cube: RasterCube) -> tuple[str, str, Affine, Any]:
+    xd, yd = cube.x_dim, cube.y_dim
+    if xd is None or yd is None:
+        raise errors.ProcessParameterInvalid(
+            "GTiff needs a cube with spatial x and y dimensions; this one has "
+            f"{', '.join(d.name for d in cube.dimensions)}.", argument="data")
+    xs = np.asarray(cube.data.coords[xd.name].values, dtype=float)
+    ys = np.asarray(cube.data.coords[yd.name].values, dtype=float)
+    rx = _step(xs, cube.data.coords[xd.name].attrs)
+    ry = _step(ys, cube.data.coords[yd.name].attrs, negative=True)
+    transform = Affine(rx, 0, xs[0] - rx / 2, 0, ry, ys[0] - ry / 2)
+    return xd.name, yd.name, transform, xd.reference_system
+
+
+def _step(values: np.ndarray, attrs: dict, negative: bool = False) -> float:
+    if len(values) > 1:
+        return float(values[1] - values[0])
+    res = attrs.get("resolution")
+    if res:
+        return -abs(float(res)) if negative else abs(float(res))
+    return -1.0 if negative else 1.0
+
+
+def _band_names(cube: RasterCube, other: list[str]) -> list[str]:
+    if not other:
+        return []
+    grids = np.meshgrid(*[_labels_as_text(cube, d) for d in other], indexing="ij")
+    return ["_".join(parts) for parts in zip(*[g.ravel() for g in grids])]
+
+
+def _labels_as_text(cube: RasterCube, dim: str) -> list[str]:
+    values = cube.data.coords[dim].values if dim in cube.data.coords else \
+        np.arange(cube.data.sizes[dim])
+    d = cube.dim(dim)
+    if d is not None and d.type == TEMPORAL:
+        return datetime_labels_to_strings(values)
+    return [str(v) for v in values]
+
+
+def _gtiff_dtype(dtype: np.dtype) -> np.dtype:
+    if dtype == bool:
+        return np.dtype("uint8")
+    if dtype == np.int64:
+        return np.dtype("int32")
+    if dtype == np.uint64:
+        return np.dtype("uint32")
+    if dtype.kind == "f" and dtype.itemsize > 4:
+        return np.dtype("float64")
+    return dtype
+
+
+class _WindowWriter:
+    """A dask store target writing (band, y, x) blocks into an open rasterio dataset."""
+
+    def __init__(self, dataset: rasterio.io.DatasetWriter) -> None:
+        self.dataset = dataset
+        self.lock = threading.Lock()
+
+    def __setitem__(self, key: tuple[slice, slice, slice], block: np.ndarray) -> None:
+        bands, rows, cols = key
+        window = rasterio.windows.Window(cols.start, rows.start, cols.stop - cols.start,
+                                         rows.stop - rows.start)
+        indexes = list(range(bands.start + 1, bands.stop + 1))
+        with self.lock:
+            self.dataset.write(block, indexes=indexes, window=window)
+
+
+def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
+    xname, yname, transform, crs = _spatial_grid(cube)
+    other = [d for d in cube.data.dims if d not in (xname, yname)]
+    arr = cube.data.transpose(*other, yname, xname)
+    names = _band_names(cube, other)
+    dtype = _gtiff_dtype(arr.dtype)
+    data = arr.data if isinstance(arr.data, dsa.Array) else dsa.from_array(arr.values)
+    data = data.reshape((-1, *data.shape[-2:])).astype(dtype)
+    count, height, width = data.shape
+    nodata = None
+    if dtype.kind == "f":
+        nodata = float("nan")
+    elif cube.nodata is not None:
+        nodata = cube.nodata
+    tile = int(options.get("tile_size", 512))
+    compress = str(options.get("compression", "deflate"))
+    plain = path.with_suffix(".plain.tif")
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype.name,
+                   crs=_rasterio_crs(crs), transform=transform, nodata=nodata, tiled=True,
+                   blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+    try:
+        with rasterio.open(plain, "w", **profile) as dst:
+            for i, name in enumerate(names, start=1):
+                dst.set_band_description(i, name)
+            data = data.rechunk({0: max(1, min(count, 16)), 1: 1024, 2: 1024})
+            with dask.config.set(scheduler="threads"):
+                dsa.store(data, _WindowWriter(dst), lock=False)
+        rasterio.shutil.copy(plain, path, driver="COG", compress=compress.upper(),
+                             blocksize=tile, overview_resampling="nearest", BIGTIFF="IF_SAFER")
+    finally:
+        plain.unlink(missing_ok=True)
+
+
+def _rasterio_crs(crs: Any) -> Any:
+    if crs is None:
+        return None
+    if isinstance(crs, int):
+        return rasterio.crs.CRS.from_epsg(crs)
+    return rasterio.crs.CRS.from_user_input(crs)
+
+
+# --- netCDF -----------------------------------------------------------------------------------
+def _write_netcdf(cube: RasterCube, path: Path) -> None:
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    da = cube.data
+    if da.dtype == bool:
+        da = da.astype("uint8")
+    band = cube.first_dim_of_type("bands")
+    if band is not None:
+        ds = da.to_dataset(dim=band.name)
+        ds = ds.rename({k: str(k) for k in ds.data_vars})
+    else:
+        ds = da.to_dataset(name="var")
+    for d in cube.dimensions:
+        if d.type == TEMPORAL and d.name in ds.coords:
+            ds[d.name].encoding.update({"units": "seconds since 1970-01-01 00:00:00",
+                                        "calendar": "standard"})
+    xd, yd = cube.x_dim, cube.y_dim
+    if xd is not None and yd is not None and cube.crs is not None:
+        ds = ds.rio.set_spatial_dims(x_dim=xd.name, y_dim=yd.name)
+        ds = ds.rio.write_crs(_rasterio_crs(cube.crs).to_wkt())
+        ds[xd.name].attrs.update({"standard_name": "projection_x_coordinate", "units": "m"})
+        ds[yd.name].attrs.update({"standard_name": "projection_y_coordinate", "units": "m"})
+    for name in ds.data_vars:
+        if name != "spatial_ref" and ds[name].dtype.kind == "f":
+            ds[name].encoding["_FillValue"] = np.nan
+    ds.attrs["Conventions"] = "CF-1.8"
+    ds.attrs["source"] = "terracube"
+    with dask.config.set(scheduler="threads"):
+        ds.to_netcdf(path, engine="netcdf4", format="NETCDF4")
+
+
+# --- JSON -------------------------------------------------------------------------------------
+def _write_json(data: Any, path: Path) -> None:
+    with open(path, "w") as f:
+        json.dump(to_json_value(data), f, allow_nan=False)
+
+
+def to_json_value(data: Any) -> Any:
+    """A JSON-serialisable form of any process result (NaN and no-data become null)."""
+    if isinstance(data, RasterCube):
+        computed = data.data.compute() if isinstance(data.data.data, dsa.Array) else data.data
+        dims = {}
+        for d in data.dimensions:
+            labels = computed.coords[d.name].values if d.name in computed.coords else []
+            entry: dict[str, Any] = {"type": d.type}
+            if d.type == TEMPORAL:
+                entry["values"] = datetime_labels_to_strings(labels)
+            else:
+                entry["values"] = [to_json_value(to_python(v)) for v in labels]
+            if d.type == SPATIAL:
+                entry["axis"] = d.axis
+                entry["reference_system"] = d.reference_system
+            dims[d.name] = entry
+        return {"type": "datacube", "order": list(computed.dims), "dimensions": dims,
+                "data": to_json_value(computed.values)}
+    if isinstance(data, ArrayValue):
+        return to_json_value(data.data.compute().values)
+    if isinstance(data, xr.DataArray):
+        return to_json_value(data.compute().values)
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind == "M":
+            return [to_json_value(v) for v in data]
+        return [to_json_value(v) for v in data.tolist()] if data.ndim else \
+            to_json_value(data.item())
+    if isinstance(data, np.datetime64):
+        return datetime_labels_to_strings(np.array([data]))[0]
+    if isinstance(data, np.generic):
+        return to_json_value(data.item())
+    if isinstance(data, float) and (math.isnan(data) or math.isinf(data)):
+        return None
+    if isinstance(data, (list, tuple)):
+        return [to_json_value(v) for v in data]
+    if isinstance(data, dict):
+        return {str(k): to_json_value(v) for k, v in data.items()}
+    return data
