@@ -98,9 +98,9 @@ _CLOUDY_SCL = (3, 8, 9, 10)
 _ENDMEMBERS = ("crop", "forest", "soil", "straw", "water", "urban", "snow")
 _SPECTRA = np.array(
     [
-        [250, 320, 620, 360, 950, 2600, 3500, 3950, 4150, 4200, 2050, 950],  # green crop
-        [200, 230, 420, 210, 620, 1850, 2500, 2850, 3000, 3050, 1350, 560],  # forest canopy
-        [900, 1050, 1350, 1700, 1850, 2000, 2100, 2200, 2300, 2400, 3300, 2700],  # soil
+        [230, 270, 580, 230, 900, 2700, 3700, 4200, 4350, 4400, 2050, 900],  # green crop
+        [180, 200, 400, 180, 600, 1850, 2500, 2850, 3000, 3050, 1350, 560],  # forest canopy
+        [900, 1050, 1300, 1550, 1750, 1950, 2050, 2150, 2250, 2350, 3300, 2700],  # soil
         [850, 950, 1200, 1450, 1750, 2050, 2250, 2450, 2550, 2600, 3500, 2600],  # straw
         [650, 580, 540, 330, 280, 190, 170, 150, 130, 110, 50, 30],  # water
         [1450, 1500, 1650, 1800, 1900, 2000, 2080, 2150, 2200, 2250, 2500, 2300],  # urban
@@ -152,7 +152,9 @@ def sample_collection_metadata(folder: Path) -> dict:
     """Collection-level metadata of the sample: description, extents and per-band metadata."""
     index = sample_index(folder)
     datetimes = [item["datetime"] for item in index["items"]]
-    west, south, east, north = transform_bounds(SAMPLE_CRS, "EPSG:4326", *SAMPLE_BOUNDS, densify_pts=21)
+    west, south, east, north = transform_bounds(
+        SAMPLE_CRS, "EPSG:4326", *SAMPLE_BOUNDS, densify_pts=21
+    )
     bands = {}
     for band in SAMPLE_BANDS:
         meta: dict = {
@@ -219,7 +221,9 @@ def _generate(folder: Path) -> None:
     # A stale index must not vouch for files that are about to be rewritten.
     (folder / INDEX_NAME).unlink(missing_ok=True)
     landscape = _build_landscape()
-    items = [_write_acquisition(folder, landscape, i, day) for i, day in enumerate(acquisition_dates())]
+    items = [
+        _write_acquisition(folder, landscape, i, day) for i, day in enumerate(acquisition_dates())
+    ]
     index = {
         "collection": SAMPLE_COLLECTION_ID,
         "generator_version": GENERATOR_VERSION,
@@ -310,9 +314,9 @@ class _Landscape:
     parcel: np.ndarray  # parcel number per pixel (fields and margins are inside parcels)
     crop: np.ndarray  # crop code per parcel
     shift: np.ndarray  # phenology shift per parcel, days (sowing dates differ)
-    peak: np.ndarray  # peak green cover per parcel
+    peak: np.ndarray  # offset of the peak green cover per parcel
     soil: np.ndarray  # soil brightness factor per parcel (moisture, soil type)
-    elevation: np.ndarray  # 0..1, highest in the north-east; places forest and snow
+    elevation: np.ndarray  # about 0..1, highest in the north-east; places forest and snow
     texture: np.ndarray  # multiplicative brightness texture per pixel
     garden: np.ndarray  # green fraction inside the town
 
@@ -358,7 +362,9 @@ def _build_landscape() -> _Landscape:
     peak = rng.uniform(-0.05, 0.03, size=count)
     soil = rng.uniform(0.85, 1.15, size=count)
 
-    texture = 1.0 + 0.035 * _smooth_noise(rng, (n, n), 2.0) + 0.03 * _smooth_noise(rng, (n, n), 15.0)
+    texture = (
+        1.0 + 0.035 * _smooth_noise(rng, (n, n), 2.0) + 0.03 * _smooth_noise(rng, (n, n), 15.0)
+    )
     # Town blocks of 40 m: roofs of different brightness, gardens, streets every 90 m.
     blocks = -(-n // 4)
     roof = np.kron(rng.uniform(0.75, 1.3, (blocks, blocks)), np.ones((4, 4)))[:n, :n]
@@ -401,7 +407,9 @@ def _parcels(
 # --- one acquisition ------------------------------------------------------------------------
 
 
-def _synthesise_acquisition(landscape: _Landscape, index: int, day: dt.date) -> dict[str, np.ndarray]:
+def _synthesise_acquisition(
+    landscape: _Landscape, index: int, day: dt.date
+) -> dict[str, np.ndarray]:
     """All bands of one date as uint16 arrays at their native resolution."""
     rng = np.random.default_rng([_LANDSCAPE_SEED, index])
     doy = day.timetuple().tm_yday
@@ -468,7 +476,7 @@ def _cover_fractions(landscape: _Landscape, doy: int) -> np.ndarray:
         "urban": np.where(is_urban, ground, 0.0),
     }
     # Spring snow on the upper slope, melting upwards through April.
-    snowline = 0.78 + 0.25 * (doy - 93) / 30
+    snowline = 0.86 + 0.2 * (doy - 93) / 30
     snow = np.clip((landscape.elevation - snowline) / 0.04, 0.0, 1.0) * ~is_water
     stack = np.stack([layers[name] * (1.0 - snow) for name in _ENDMEMBERS[:-1]] + [snow])
     # Sensor point spread: parcels and shores blend over about one pixel.
@@ -488,14 +496,15 @@ def _crop_state(
     cuts = np.array([158.0, 203.0, 248.0])  # meadows are mown three times
     since = t[:, None] - cuts[None, :]
     after = since >= 0
-    meadow_green = (
-        0.9 + peak - 0.45 * (1 - s((t - 105) / 8)) - (0.55 * np.exp(-since / 10) * after).sum(axis=1)
-    )
+    mown = (0.55 * np.exp(-since / 10) * after).sum(axis=1)
+    meadow_green = 0.9 + peak - 0.45 * (1 - s((t - 105) / 8)) - mown
     meadow_straw = np.clip((0.8 * np.exp(-since / 6) * after).sum(axis=1), 0, 1)
     orchard_green = 0.3 + (0.42 + peak) * s((t - 118) / 8) - 0.08 * s((t - 262) / 8)
     fallow_green = 0.04 + 0.12 * s((t - 170) / 15)
     green = np.choose(crop, [wheat_green, maize_green, meadow_green, orchard_green, fallow_green])
-    straw = np.choose(crop, [wheat_straw, maize_straw, meadow_straw, np.full_like(t, 0.3), np.full_like(t, 0.2)])
+    orchard_straw = np.full_like(t, 0.3)  # mulch and dry grass between the tree rows
+    fallow_straw = np.full_like(t, 0.2)
+    straw = np.choose(crop, [wheat_straw, maize_straw, meadow_straw, orchard_straw, fallow_straw])
     return np.clip(green, 0.0, 1.0), straw
 
 
@@ -522,9 +531,9 @@ def _atmosphere(rng: np.random.Generator, index: int, day: dt.date) -> tuple[np.
         shadow = opacity[pad - d_row : pad - d_row + n, pad - d_col : pad - d_col + n]
     cirrus = zeros
     if index in _CIRRUS_DATES:
-        streaks = _smooth_noise(rng, (n, n), 45.0, across=8.0, angle=rng.uniform(0, math.pi))
-        threshold = np.quantile(streaks, 0.6)
-        cirrus = 0.22 * np.clip((streaks - threshold) / 0.8, 0.0, 1.0)
+        streaks = _smooth_noise(rng, (n, n), 30.0, across=12.0, angle=rng.uniform(0, math.pi))
+        threshold = np.quantile(streaks, 0.55)
+        cirrus = 0.2 * np.clip((streaks - threshold) / 1.2, 0.0, 1.0)
     return cloud, shadow, cirrus
 
 
@@ -571,14 +580,15 @@ def _scene_classification(
 
 
 def _swath_gap(index: int, resolution: int) -> np.ndarray:
-    """Pixels outside the swath on dates at the orbit edge: a slanted strip along the west."""
+    """Pixels outside the swath on dates at the orbit edge: a slanted strip across the
+    south-west corner."""
     n = _SIZE * 10 // resolution
     mask = np.zeros((n, n), dtype=bool)
     if index in _SWATH_EDGE_DATES:
         centres = (np.arange(n) + 0.5) * resolution
         east = centres[None, :]  # metres from the west edge
         south = centres[:, None]  # metres from the north edge
-        mask = east < 250.0 + 0.2 * south
+        mask = east < 0.35 * (south - 1800.0)
     return mask
 
 
@@ -612,9 +622,14 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     weights = np.exp(-0.5 * (offsets / sigma) ** 2)
     weights /= weights.sum()
     for axis in (0, 1):
-        padded = np.pad(a, [(radius, radius) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
+        padded = np.pad(
+            a, [(radius, radius) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge"
+        )
         length = a.shape[axis]
-        a = sum(w * np.take(padded, np.arange(o + radius, o + radius + length), axis=axis) for o, w in zip(offsets, weights))
+        a = sum(
+            w * np.take(padded, np.arange(o + radius, o + radius + length), axis=axis)
+            for o, w in zip(offsets, weights)
+        )
     return a
 
 
@@ -629,7 +644,9 @@ def _sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _pixel_window(bounds: tuple[float, float, float, float], resolution: int) -> tuple[slice, slice]:
+def _pixel_window(
+    bounds: tuple[float, float, float, float], resolution: int
+) -> tuple[slice, slice]:
     """Row and column slices of the sample grid covering bounds (west, south, east, north)."""
     west, south, east, north = bounds
     x0, y1 = SAMPLE_BOUNDS[0], SAMPLE_BOUNDS[3]

@@ -47,12 +47,13 @@ class ArrayValue:
             return to_python(value.values)
         return value
 
-    def with_data(self, data: xr.DataArray) -> "ArrayValue":
+    def with_data(self, data: xr.DataArray) -> ArrayValue:
         return ArrayValue(data, self.dim, self.labeled)
 
 
 def to_python(v: Any) -> Any:
-    """numpy scalar / 0-d array -> Python scalar; NaN in object arrays stays NaN, None stays None."""
+    """numpy scalar / 0-d array -> Python scalar; NaN in object arrays stays NaN, None stays
+    None."""
     if isinstance(v, np.ndarray) and v.ndim == 0:
         v = v[()]
     if isinstance(v, np.generic):
@@ -63,10 +64,16 @@ def to_python(v: Any) -> Any:
 
 
 def as_array(value: Any) -> ArrayValue:
-    """An ArrayValue for a JSON list, an ArrayValue already, or a 1-d DataArray."""
+    """An ArrayValue for a JSON list, an ArrayValue already, or a 1-d DataArray.
+
+    A list that holds DataArrays (e.g. `max([x, 0])` inside `apply`, where `x` is the cube)
+    becomes one array along LIST_DIM stacked over the broadcast elements (see `stack_list`).
+    """
     if isinstance(value, ArrayValue):
         return value
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, xr.DataArray) for v in value):
+            return stack_list(list(value))
         return ArrayValue(xr.DataArray(list_to_numpy(list(value)), dims=[LIST_DIM]), LIST_DIM)
     if isinstance(value, xr.DataArray) and value.ndim == 1:
         return ArrayValue(value, value.dims[0])
@@ -84,3 +91,147 @@ def list_to_numpy(values: list) -> np.ndarray:
     for i, v in enumerate(values):
         arr[i] = v
     return arr
+
+
+# --- helpers for array processes (arrays.py, reducers.py) ---------------------------------------
+
+
+def exact_values(values: list) -> np.ndarray:
+    """A numpy array that gives back exactly the JSON values it was made of.
+
+    Integers stay int64, other numbers float, booleans bool; anything else (mixed types,
+    strings, nested arrays, and every list with a null) is an object array in which None
+    (no-data) and NaN stay different values.
+    """
+    if not values:
+        return np.array([], dtype=float)
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return np.array(values, dtype=bool)
+    if all(_is_number(v) for v in values):
+        if all(isinstance(v, (int, np.integer)) for v in values):
+            try:
+                return np.array(values, dtype=np.int64)
+            except OverflowError:
+                pass
+        else:
+            return np.array(values, dtype=float)
+    arr = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        arr[i] = v
+    return arr
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_))
+
+
+def exact_array(value: Any) -> ArrayValue:
+    """Like `as_array`, but a JSON list keeps its exact values (see `exact_values`)."""
+    if isinstance(value, (list, tuple)) and not any(isinstance(v, xr.DataArray) for v in value):
+        return ArrayValue(xr.DataArray(exact_values(list(value)), dims=[LIST_DIM]), LIST_DIM)
+    return as_array(value)
+
+
+def stack_list(items: list) -> ArrayValue:
+    """One array along LIST_DIM from a list of DataArrays and scalars, broadcast together.
+
+    Scalars (None -> NaN) are filled lazily like the DataArrays, so dask cubes stay lazy.
+    """
+    arrays = [v for v in items if isinstance(v, xr.DataArray)]
+    arrays = list(xr.broadcast(*arrays))
+    template = arrays[0]
+    it = iter(arrays)
+    parts = []
+    for v in items:
+        if isinstance(v, xr.DataArray):
+            parts.append(next(it))
+        elif v is None or _is_number(v) or isinstance(v, (bool, np.bool_)):
+            fill = np.nan if v is None else v
+            dtype = bool if isinstance(v, (bool, np.bool_)) else None
+            parts.append(xr.full_like(template, fill, dtype=dtype or np.result_type(fill)))
+        else:
+            raise TypeError(f"an array element of type {type(v).__name__} cannot be combined "
+                            "with data cube values")
+    stacked = xr.concat(parts, dim=LIST_DIM, coords="minimal", compat="override",
+                        join="override")
+    return ArrayValue(stacked, LIST_DIM)
+
+
+def labeled_array(values: list, labels: list) -> ArrayValue:
+    """A labeled JSON array (e.g. from array_create_labeled or a test case)."""
+    if len(values) != len(labels):
+        raise ValueError(f"{len(values)} values but {len(labels)} labels")
+    data = exact_values(list(values))
+    return ArrayValue(xr.DataArray(data, dims=[LIST_DIM], coords={LIST_DIM: label_index(labels)}),
+                      LIST_DIM, labeled=True)
+
+
+def label_index(labels: list) -> np.ndarray:
+    """Labels as a numpy array: numbers or strings keep their kind; mixed ones are objects."""
+    if labels and all(isinstance(v, str) for v in labels):
+        return np.array(labels, dtype=object)
+    if labels and all(_is_number(v) for v in labels):
+        return np.array(labels)
+    arr = np.empty(len(labels), dtype=object)
+    for i, v in enumerate(labels):
+        arr[i] = v
+    return arr
+
+
+def is_labeled(arr: ArrayValue) -> bool:
+    """True if the array's labels are meaningful: labeled lists and labeled cube dimensions."""
+    return arr.labeled or (not arr.is_list and arr.dim in arr.data.coords)
+
+
+def to_list(arr: ArrayValue) -> list:
+    """The values of a one-dimensional ArrayValue as Python values (None stays None)."""
+    return [to_python(v) for v in np.asarray(arr.data.values).tolist()]
+
+
+def nodata_mask(arr: ArrayValue) -> xr.DataArray | None:
+    """Where `arr` holds no-data, or None if it cannot hold any.
+
+    In JSON lists no-data is None (NaN is a number there); along cube dimensions it is NaN.
+    """
+    data = arr.data
+    if arr.is_list:
+        if data.dtype != object:
+            return None
+        return data.copy(data=_is_none(np.asarray(data.values)).astype(bool))
+    if data.dtype.kind in "fc":
+        return data.isnull()
+    return None
+
+
+_is_none = np.frompyfunc(lambda v: v is None, 1, 1)
+
+
+def numbers(arr: ArrayValue) -> xr.DataArray:
+    """The values as numbers: no-data (None) becomes NaN; anything non-numeric is a TypeError.
+
+    Numeric and boolean arrays are returned as they are (no copy, lazy cubes stay lazy).
+    """
+    data = arr.data
+    if data.dtype != object:
+        if data.dtype.kind not in "biufc":
+            raise TypeError(f"expected numbers, got values of type {data.dtype}")
+        return data
+    raw = np.asarray(data.values)
+    filled = np.where(_is_none(raw).astype(bool), np.nan, raw)
+    bad = [v for v in filled if not _is_number(v)]
+    if bad:
+        raise TypeError(f"expected numbers, got {type(bad[0]).__name__}")
+    return data.copy(data=filled.astype(float))
+
+
+def int_valued(arr: ArrayValue) -> bool:
+    """True for a JSON list whose numbers are all integers (so integral results stay ints)."""
+    data = arr.data
+    if data.dtype.kind in "iu":
+        return True
+    if not arr.is_list or data.dtype != object:
+        return False
+    vals = [v for v in np.asarray(data.values) if v is not None]
+    return bool(vals) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                              for v in vals)

@@ -1,0 +1,167 @@
+"""FastAPI dependencies: the services built in create_app, the authenticated user, URLs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from terracube import errors
+from terracube.api.errors import BadRequest
+from terracube.auth.tokens import BASIC_TOKEN_PREFIX, TokenStore
+from terracube.auth.users import User, UserStore
+from terracube.settings import Settings
+
+API_VERSION = "1.2.0"
+API_PREFIX = "/openeo/1.2"
+
+
+# --- services (built once in create_app, kept on app.state) -------------------------------------
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_users(request: Request) -> UserStore:
+    return request.app.state.users
+
+
+def get_tokens(request: Request) -> TokenStore:
+    return request.app.state.tokens
+
+
+def get_catalog(request: Request) -> Any:
+    return request.app.state.catalog
+
+
+def get_registry(request: Request) -> Any:
+    return request.app.state.registry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+UsersDep = Annotated[UserStore, Depends(get_users)]
+TokensDep = Annotated[TokenStore, Depends(get_tokens)]
+CatalogDep = Annotated[Any, Depends(get_catalog)]
+RegistryDep = Annotated[Any, Depends(get_registry)]
+
+
+# --- authentication -------------------------------------------------------------------------------
+def _authorization(request: Request) -> tuple[str, str] | None:
+    """(scheme in lower case, credentials) of the Authorization header, None without one."""
+    header = request.headers.get("authorization", "").strip()
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    return scheme.lower(), credentials.strip()
+
+
+def _bearer_user(request: Request) -> User | None:
+    auth = _authorization(request)
+    if auth is None:
+        return None
+    scheme, credentials = auth
+    if scheme != "bearer" or not credentials:
+        raise _challenge(errors.AuthenticationRequired(
+            "This endpoint needs 'Authorization: Bearer basic//<token>'; get a token from "
+            "GET /credentials/basic."))
+    if not credentials.startswith(BASIC_TOKEN_PREFIX):
+        method = credentials.split("/", 1)[0]
+        raise errors.AuthenticationSchemeInvalid(
+            f"Authentication method '{method}' is not supported; this back-end supports "
+            f"basic authentication only (Bearer tokens start with '{BASIC_TOKEN_PREFIX}').")
+    tokens: TokenStore = request.app.state.tokens
+    return tokens.resolve(credentials[len(BASIC_TOKEN_PREFIX):])
+
+
+# Sync functions on purpose: FastAPI runs them in a worker thread, so the database lookup
+# does not block the event loop.
+def current_user(request: Request) -> User:
+    """The user of the Bearer token; 401 AuthenticationRequired without one."""
+    user = _bearer_user(request)
+    if user is None:
+        raise _challenge(errors.AuthenticationRequired(
+            "This endpoint needs authentication: get a token from GET /credentials/basic and "
+            "send it as 'Authorization: Bearer basic//<token>'."))
+    return user
+
+
+def optional_user(request: Request) -> User | None:
+    """The user if a Bearer token was sent (it must be valid), else None."""
+    return _bearer_user(request)
+
+
+def basic_credentials(request: Request) -> tuple[str, str]:
+    """(user name, password) from an HTTP Basic Authorization header (RFC 7617)."""
+    auth = _authorization(request)
+    if auth is None:
+        raise _challenge(errors.AuthenticationRequired(
+            "Send your user name and password with HTTP Basic authentication "
+            "('Authorization: Basic <base64 of name:password>')."), basic=True)
+    scheme, credentials = auth
+    if scheme != "basic":
+        raise errors.AuthenticationSchemeInvalid(
+            "GET /credentials/basic expects HTTP Basic authentication "
+            "('Authorization: Basic <base64 of name:password>').")
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise errors.CredentialsInvalid(
+            "The Basic credentials are not valid base64 of 'name:password'.") from None
+    name, sep, password = decoded.partition(":")
+    if not sep:
+        raise errors.CredentialsInvalid("The Basic credentials have no ':' between name and "
+                                        "password.")
+    return name, password
+
+
+def _challenge(error: errors.OpenEOError, basic: bool = False) -> errors.OpenEOError:
+    # RFC 9110: a 401 response carries a WWW-Authenticate challenge.
+    error.headers = {  # type: ignore[attr-defined]
+        "WWW-Authenticate": 'Basic realm="openEO", charset="UTF-8"' if basic else "Bearer"}
+    return error
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+BasicCredentials = Annotated[tuple[str, str], Depends(basic_credentials)]
+
+
+# --- request bodies -------------------------------------------------------------------------------
+async def json_object_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; 400 BadRequest if it is not one."""
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("The request needs a JSON object as body.")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+JsonObjectBody = Annotated[dict[str, Any], Depends(json_object_body)]
+
+
+# --- URLs -----------------------------------------------------------------------------------------
+def root_url(request: Request) -> str:
+    """The absolute URL of the host root (public_url if set), without trailing slash."""
+    public = request.app.state.settings.public_url
+    return public or str(request.base_url).rstrip("/")
+
+
+def api_url(request: Request, path: str = "/") -> str:
+    """The absolute URL of an API path, e.g. api_url(request, "/collections")."""
+    return f"{root_url(request)}{API_PREFIX}{path}"
+
+
+def link(request: Request, rel: str, path: str, *, type: str = "application/json",
+         title: str | None = None) -> dict[str, str]:
+    """A link object to an API path."""
+    out = {"rel": rel, "href": api_url(request, path), "type": type}
+    if title:
+        out["title"] = title
+    return out

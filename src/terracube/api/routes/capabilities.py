@@ -1,0 +1,114 @@
+"""Capabilities: well-known discovery, GET /, conformance, file formats, UDF runtimes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+
+import terracube
+from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, root_url
+
+STAC_VERSION = "1.0.0"
+
+# What GET /collections and GET /collections/{collection_id} satisfy besides openEO itself.
+CONFORMANCE_CLASSES = [
+    f"https://api.openeo.org/{API_VERSION}",
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/collections",
+]
+
+router = APIRouter(tags=["Capabilities"])
+root_router = APIRouter(tags=["Capabilities"])  # at the host root, outside the versioned API
+
+
+@root_router.get("/.well-known/openeo", operation_id="connect")
+def connect(request: Request) -> dict[str, Any]:
+    """The openEO versions this server offers (RFC 5785 well-known URI)."""
+    return {"versions": [
+        {"url": api_url(request, "/"), "api_version": API_VERSION, "production": False},
+    ]}
+
+
+@root_router.get("/", include_in_schema=False)
+def host_root() -> RedirectResponse:
+    return RedirectResponse(f"{API_PREFIX}/", status_code=307)
+
+
+@router.get("/", operation_id="capabilities")
+def capabilities(request: Request) -> dict[str, Any]:
+    """General information about the back-end and the endpoints it implements."""
+    return {
+        "api_version": API_VERSION,
+        "backend_version": terracube.__version__,
+        "stac_version": STAC_VERSION,
+        "type": "Catalog",
+        "id": "terracube",
+        "title": "terracube",
+        "description": "terracube: an openEO back-end you run yourself. Lazy xarray/dask "
+                       "processing of openEO process graphs over the collections of this "
+                       "server.",
+        "production": False,
+        "conformsTo": CONFORMANCE_CLASSES,
+        "endpoints": implemented_endpoints(request.app),
+        "links": [
+            link(request, "self", "/", title="Capabilities"),
+            link(request, "root", "/", title="Capabilities"),
+            {"rel": "version-history", "href": f"{root_url(request)}/.well-known/openeo",
+             "type": "application/json", "title": "Supported openEO versions"},
+            link(request, "conformance", "/conformance", title="Conformance classes"),
+            link(request, "data", "/collections", title="Collections"),
+            link(request, "service-desc", "/openapi.json",
+                 type="application/vnd.oai.openapi+json;version=3.1",
+                 title="OpenAPI description of this server"),
+            link(request, "service-doc", "/docs", type="text/html",
+                 title="Interactive API documentation"),
+        ],
+    }
+
+
+@router.get("/conformance", operation_id="conformance")
+def conformance() -> dict[str, list[str]]:
+    return {"conformsTo": CONFORMANCE_CLASSES}
+
+
+@router.get("/file_formats", operation_id="list-file-types")
+def list_file_types() -> dict[str, Any]:
+    from terracube.results.formats import file_formats
+
+    return file_formats()
+
+
+@router.get("/udf_runtimes", operation_id="list-udf-runtimes")
+def list_udf_runtimes() -> dict[str, Any]:
+    """No UDF runtimes: user code is not executed by this server."""
+    return {}
+
+
+_PATH_CONVERTER = re.compile(r"\{(\w+):\w+\}")
+_LISTED_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+
+
+def implemented_endpoints(app: FastAPI) -> list[dict[str, Any]]:
+    """The versioned API's routes as openEO `endpoints`, read from the app's router.
+
+    Paths are relative to the API root; GET / itself is not listed (the spec says it
+    SHOULD NOT be).
+    """
+    methods: dict[str, set[str]] = {}
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        if not route.path.startswith(API_PREFIX + "/"):
+            continue
+        path = _PATH_CONVERTER.sub(r"{\1}", route.path[len(API_PREFIX):])
+        verbs = {m.upper() for m in route.methods or ()} & set(_LISTED_METHODS)
+        if path == "/":
+            verbs.discard("GET")
+        if verbs:
+            methods.setdefault(path, set()).update(verbs)
+    return [{"path": path, "methods": [m for m in _LISTED_METHODS if m in verbs]}
+            for path, verbs in sorted(methods.items())]

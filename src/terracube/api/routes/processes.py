@@ -1,0 +1,31 @@
+"""Process discovery: GET /processes, the predefined processes of the registry with their specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from terracube.api.deps import RegistryDep, link
+
+router = APIRouter(tags=["Process Discovery"])
+
+
+@router.get("/processes", operation_id="list-processes")
+def list_processes(request: Request, registry: RegistryDep) -> dict[str, Any]:
+    return {
+        "processes": _descriptions(request, registry),
+        "links": [link(request, "self", "/processes", title="Predefined processes")],
+    }
+
+
+def _descriptions(request: Request, registry: Any) -> list[dict]:
+    # The registry is fixed for the app's lifetime, so the descriptions are built once
+    # (two concurrent first requests may both build them; the result is the same).
+    state = request.app.state
+    cached = getattr(state, "process_descriptions", None)
+    if cached is None:
+        from terracube.engine.specs import process_descriptions
+
+        cached = state.process_descriptions = process_descriptions(registry.ids())
+    return cached

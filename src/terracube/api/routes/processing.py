@@ -1,0 +1,88 @@
+"""Data processing: POST /result (synchronous results) and POST /validation."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from terracube import errors
+from terracube.api.deps import (CatalogDep, CurrentUser, JsonObjectBody, OptionalUser,
+                                RegistryDep, SettingsDep)
+
+router = APIRouter(tags=["Data Processing"])
+
+_PROCESS_BODY = {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["process_graph"],
+    "properties": {"process_graph": {"type": "object"}}}}}}
+_RESULT_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["process"],
+    "properties": {"process": _PROCESS_BODY["content"]["application/json"]["schema"],
+                   "budget": {"type": "number", "nullable": True},
+                   "plan": {"type": "string", "nullable": True},
+                   "log_level": {"type": "string"}}}}}}
+
+
+class TemporaryFileResponse(FileResponse):
+    """Sends a result file, then deletes its folder (also when the client went away)."""
+
+    def __init__(self, path: Path, folder: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.folder = folder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await run_in_threadpool(shutil.rmtree, self.folder, True)
+
+
+@router.post("/result", operation_id="compute-result",
+             openapi_extra={"requestBody": _RESULT_BODY},
+             response_class=FileResponse, responses={200: {"description": "The result file."}})
+async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBody,
+                         settings: SettingsDep, catalog: CatalogDep,
+                         registry: RegistryDep) -> FileResponse:
+    """Run a process graph now and send its result as the response body."""
+    from terracube import processing
+
+    process = body.get("process")
+    if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
+        raise errors.ProcessGraphMissing(
+            "The request body needs 'process': {\"process_graph\": {...}}.")
+    services = processing.build_services(settings, catalog, registry, user)
+    folder = Path(tempfile.mkdtemp(prefix="terracube-result-"))
+    try:
+        # Computing blocks, so it runs in a worker thread, not on the event loop.
+        result = await run_in_threadpool(processing.compute_result, process, services,
+                                         work_dir=folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return TemporaryFileResponse(result.path, folder, media_type=result.media_type,
+                                 filename=result.filename, headers={"OpenEO-Costs": "0"})
+
+
+@router.post("/validation", operation_id="validate-custom-process",
+             openapi_extra={"requestBody": {"required": True, **_PROCESS_BODY}})
+async def validate_custom_process(request: Request, user: OptionalUser, body: JsonObjectBody,
+                                  settings: SettingsDep, catalog: CatalogDep,
+                                  registry: RegistryDep) -> dict[str, Any]:
+    """Check a process without running it; problems are reported with status 200."""
+    from terracube import processing
+
+    def validate() -> list[errors.OpenEOError]:
+        services = processing.build_services(settings, catalog, registry, user)
+        try:
+            return processing.validate_process(body, services)
+        except errors.OpenEOError as exc:
+            return [exc]
+
+    problems = await run_in_threadpool(validate)
+    return {"errors": [problem.to_json() for problem in problems]}

@@ -1,0 +1,147 @@
+"""User accounts: the users table, argon2 password hashes, add / list / remove / change password."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import DateTime, String, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from terracube import errors
+from terracube.db import Base, Database
+
+# openEO user_id pattern (GET /me); the id is also the login name and a folder name.
+USER_ID_PATTERN = re.compile(r"^[\w\-.~]{1,64}$", re.ASCII)
+
+DEV_USER = "demo"
+DEV_PASSWORD = "demo"
+
+
+class UserExists(ValueError):
+    """A user with that name already exists."""
+
+
+class UserNotFound(LookupError):
+    """No user with that name."""
+
+
+class User(Base):
+    """A user account; `user_id` is both the login name and the openEO user id."""
+
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def name(self) -> str:
+        return self.user_id
+
+    def __repr__(self) -> str:
+        return f"User({self.user_id!r})"
+
+
+class UserStore:
+    """User accounts in the database."""
+
+    def __init__(self, db: Database, hasher: PasswordHasher | None = None) -> None:
+        self.db = db
+        self.hasher = hasher or PasswordHasher()
+        # Verified against when the user does not exist, so both cases take the same time.
+        self._dummy_hash = self.hasher.hash("terracube-no-such-user")
+
+    def add(self, user_id: str, password: str) -> User:
+        check_user_id(user_id)
+        check_password(password)
+        with self.db.session() as s:
+            if s.get(User, user_id) is not None:
+                raise UserExists(f"user '{user_id}' already exists")
+            user = User(user_id=user_id, password_hash=self.hasher.hash(password),
+                        created=datetime.now(UTC))
+            s.add(user)
+        return user
+
+    def get(self, user_id: str) -> User:
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+        if user is None:
+            raise UserNotFound(f"no user '{user_id}'")
+        return user
+
+    def exists(self, user_id: str) -> bool:
+        with self.db.session() as s:
+            return s.get(User, user_id) is not None
+
+    def list(self) -> list[User]:
+        with self.db.session() as s:
+            return list(s.scalars(select(User).order_by(User.user_id)))
+
+    def remove(self, user_id: str) -> None:
+        from terracube.auth.tokens import AccessToken
+
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise UserNotFound(f"no user '{user_id}'")
+            s.execute(delete(AccessToken).where(AccessToken.user_id == user_id))
+            s.delete(user)
+
+    def set_password(self, user_id: str, password: str) -> None:
+        """Change the password; the user's existing tokens stop working."""
+        from terracube.auth.tokens import AccessToken
+
+        check_password(password)
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise UserNotFound(f"no user '{user_id}'")
+            user.password_hash = self.hasher.hash(password)
+            s.execute(delete(AccessToken).where(AccessToken.user_id == user_id))
+
+    def authenticate(self, user_id: str, password: str) -> User:
+        """The user if the password is right, else CredentialsInvalid (same for unknown users)."""
+        with self.db.session() as s:
+            user = s.get(User, user_id) if USER_ID_PATTERN.match(user_id) else None
+            stored = user.password_hash if user is not None else self._dummy_hash
+            try:
+                self.hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                user = None
+            if user is None:
+                raise errors.CredentialsInvalid(
+                    "The user name or password is wrong.")
+            if self.hasher.check_needs_rehash(stored):
+                user.password_hash = self.hasher.hash(password)
+        return user
+
+    def has_password(self, user_id: str, password: str) -> bool:
+        try:
+            self.authenticate(user_id, password)
+        except errors.CredentialsInvalid:
+            return False
+        return True
+
+    def ensure_dev_user(self) -> bool:
+        """Create demo/demo if there is no user 'demo'; True if it was created."""
+        if self.exists(DEV_USER):
+            return False
+        try:
+            self.add(DEV_USER, DEV_PASSWORD)
+        except UserExists:  # created concurrently by another process
+            return False
+        return True
+
+
+def check_user_id(user_id: str) -> None:
+    if not USER_ID_PATTERN.match(user_id or ""):
+        raise ValueError(
+            f"invalid user name {user_id!r}: use 1-64 letters, digits, '_', '-', '.' or '~'")
+
+
+def check_password(password: str) -> None:
+    if not password:
+        raise ValueError("the password must not be empty")

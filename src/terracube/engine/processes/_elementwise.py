@@ -1,0 +1,93 @@
+"""Elementwise dispatch shared by the scalar processes: Python scalars, numpy arrays, lazy DataArrays.
+
+A process function is written once as a numpy function of whole arrays. `vectorised` runs it on
+numpy arrays directly and on (dask-backed) DataArrays block by block, so callbacks over a cube
+stay lazy and never loop over pixels in Python. `numeric` adds the scalar rules of the math
+processes: no-data (None) in -> None out, numbers only, integers stay integers.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.array.core import elemwise
+
+ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
+
+
+def is_array(value: Any) -> bool:
+    """True for values processed elementwise (cube data inside a callback), not openEO arrays."""
+    return isinstance(value, ARRAY_TYPES)
+
+
+def is_number(value: Any) -> bool:
+    """An openEO number: int or float, numpy ones included, never a boolean."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def is_boolean(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _quiet(func: Callable, *args: Any) -> Any:
+    # IEEE 754 results (inf, NaN) are what the spec asks for, not warnings.
+    with np.errstate(all="ignore"):
+        return func(*args)
+
+
+def vectorised(func: Callable, *args: Any, dtype: Any = None) -> Any:
+    """Apply a numpy function elementwise; lazy for dask, blockwise for DataArrays.
+
+    `dtype` is the result dtype if known; otherwise dask infers it from a tiny sample.
+    """
+    run = partial(_quiet, func)
+    if any(isinstance(a, xr.DataArray) for a in args):
+        return xr.apply_ufunc(run, *args, dask="parallelized",
+                              output_dtypes=None if dtype is None else [dtype])
+    if any(isinstance(a, da.Array) for a in args):
+        return elemwise(run, *args, dtype=dtype)
+    return run(*args)
+
+
+def python_number(value: Any, keep_int: bool) -> int | float:
+    """A numpy result as a Python number; integral finite values become int if `keep_int`."""
+    value = float(value)
+    if keep_int and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def numeric(func: Callable, integral: bool = False, **operands: Any) -> Any:
+    """Run `func` on number operands (given by their openEO parameter names).
+
+    Scalars: any None gives None; other non-numbers raise TypeError; the result is an int if it
+    is integral and either all operands were ints or `integral` (rounding processes) is set.
+    Arrays: None becomes NaN (the no-data value of arrays) and `func` runs elementwise.
+    """
+    values = list(operands.values())
+    if any(is_array(v) for v in values):
+        for name, v in operands.items():
+            if not (v is None or is_array(v) or is_number(v)):
+                raise TypeError(f"'{name}' must be a number, got {type(v).__name__}")
+        return vectorised(func, *[np.nan if v is None else v for v in values])
+    if any(v is None for v in values):
+        return None
+    for name, v in operands.items():
+        if not is_number(v):
+            raise TypeError(f"'{name}' must be a number, got {type(v).__name__}")
+    result = _quiet(func, *[np.float64(v) for v in values])
+    keep_int = integral or all(isinstance(v, (int, np.integer)) for v in values)
+    return python_number(result, keep_int)
+
+
+def nodata_like(value: Any) -> Any:
+    """An all-no-data (NaN) float array shaped like `value`, lazily for DataArrays."""
+    if isinstance(value, xr.DataArray):
+        return xr.full_like(value, np.nan, dtype=float)
+    return np.full(np.shape(value), np.nan)

@@ -1,0 +1,505 @@
+"""openEO processes that compute on raster cubes: apply, reduce/apply along a dimension,
+masking, merging, NDVI and the empty cube.
+
+Every callback (reducer, process, overlap resolver) is called once with whole lazy arrays
+(design rule 3); nothing here computes values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracube import errors
+from terracube.engine.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.engine.evaluate import Callback
+from terracube.engine.processes import cube_errors as ce
+from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
+from terracube.engine.registry import process
+from terracube.engine.values import ArrayValue
+
+_NEW_AXIS = "__values__"
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+def nodata_as_nan(cube: RasterCube) -> RasterCube:
+    """The cube with its no-data value replaced by NaN, so that processes see it as null.
+
+    Integer data becomes float (float32 up to 16-bit integers, float64 above); float data
+    that already uses NaN and boolean data are returned unchanged.
+    """
+    nodata = cube.nodata
+    data = cube.data
+    if nodata is None or data.dtype.kind not in "iuf":
+        return cube
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return replace(cube, nodata=None) if data.dtype.kind == "f" else cube
+    float_type = np.float32 if data.dtype.kind == "f" and data.dtype.itemsize <= 4 else np.float64
+    if data.dtype.kind in "iu" and data.dtype.itemsize <= 2:
+        float_type = np.float32
+    valid = data != nodata
+    return cube.with_data(data.astype(float_type).where(valid), cube.dimensions, nodata=None)
+
+
+def _drop_extra_coords(arr: xr.DataArray) -> xr.DataArray:
+    return arr.drop_vars([c for c in arr.coords if c not in arr.dims])
+
+
+def _fill_like(template: xr.DataArray, value: Any) -> xr.DataArray:
+    """A lazy array shaped like `template` holding one value (None becomes NaN)."""
+    if value is None:
+        value = np.nan
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if not isinstance(value, (bool, int, float, str, np.generic)):
+        raise TypeError(f"expected a single value, got {type(value).__name__}")
+    dtype = np.asarray(value).dtype
+    return xr.full_like(template, value, dtype=dtype)
+
+
+def conform(value: Any, template: xr.DataArray, what: str) -> xr.DataArray:
+    """A callback result shaped exactly like `template` (dims, order, labels).
+
+    Scalars are broadcast, missing dimensions are added by broadcasting, a one-element array
+    is taken as its value; anything with dimensions the template lacks is refused.
+    """
+    if isinstance(value, ArrayValue):
+        arr = value.data
+        if value.dim in arr.dims and value.dim not in template.dims:
+            if arr.sizes[value.dim] != 1:
+                raise errors.ProcessParameterInvalid(
+                    f"The {what} returned {arr.sizes[value.dim]} values where one value per "
+                    "pixel is expected.")
+            arr = arr.isel({value.dim: 0}, drop=True)
+        value = arr
+    if not isinstance(value, xr.DataArray):
+        return _fill_like(template, value).rename(template.name)
+    return _shape_like(value, template, what)
+
+
+def _shape_like(arr: xr.DataArray, template: xr.DataArray, what: str,
+                lead: str | None = None) -> xr.DataArray:
+    """`arr` broadcast and transposed to the template's dims (after an optional leading
+    dimension `lead`), carrying the template's labels."""
+    allowed = set(template.dims) | ({lead} if lead else set())
+    extra = [d for d in arr.dims if d not in allowed]
+    if extra:
+        raise errors.ProcessParameterInvalid(
+            f"The {what} returned values along {', '.join(map(str, extra))}, which the result "
+            f"cube (dimensions {', '.join(map(str, template.dims))}) does not have.")
+    missing = {d: template.sizes[d] for d in template.dims if d not in arr.dims}
+    if missing:
+        arr = arr.expand_dims(missing)
+    arr = arr.transpose(*([lead] if lead else []), *template.dims)
+    for d in template.dims:
+        if arr.sizes[d] != template.sizes[d]:
+            raise errors.ProcessParameterInvalid(
+                f"The {what} returned {arr.sizes[d]} values along '{d}', expected "
+                f"{template.sizes[d]}.")
+    arr = arr.drop_vars(list(arr.coords)).assign_coords(dict(template.coords.items()))
+    return arr.rename(template.name)
+
+
+def _template_without(data: xr.DataArray, dim: str) -> xr.DataArray:
+    """A lazy array like `data` without `dim` (values irrelevant: used for shape and labels)."""
+    if data.sizes[dim]:
+        return data.isel({dim: 0}, drop=True)
+    return data.sum(dim)
+
+
+# --- apply, reduce_dimension, apply_dimension -------------------------------------------------
+@process()
+def apply(data: RasterCube, process: Callback, context: Any = None) -> RasterCube:
+    """Apply a process to every value, vectorised: the callback gets the whole cube as `x`."""
+    cube = nodata_as_nan(data)
+    result = process(x=cube.data, context=context)
+    return cube.with_data(conform(result, cube.data, "process"), cube.dimensions)
+
+
+@process()
+def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
+                     context: Any = None) -> RasterCube:
+    """Collapse `dimension` with the reducer, called once with the dimension as an array axis."""
+    ce.require_dimension(data, dimension)
+    cube = nodata_as_nan(data)
+    template = _template_without(cube.data, dimension)
+    result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
+    reduced = conform(result, template, "reducer")
+    dims = tuple(d for d in cube.dimensions if d.name != dimension)
+    return cube.with_data(reduced, dims)
+
+
+def _values_along_axis(result: Any, template: xr.DataArray, what: str) -> xr.DataArray:
+    """A callback result that is an array per pixel, as a DataArray with the leading axis
+    `_NEW_AXIS` followed by the template's dimensions."""
+    if isinstance(result, (list, tuple)):
+        if not result:
+            raise errors.ProcessParameterInvalid(f"The {what} returned an empty array.")
+        parts = [conform(v, template, what) for v in result]
+        return xr.concat(parts, dim=_NEW_AXIS, coords="minimal", compat="override")
+    axis = None
+    if isinstance(result, ArrayValue):
+        arr = result.data
+        axis = result.dim if result.dim in arr.dims else None
+    elif isinstance(result, xr.DataArray):
+        arr = result
+        candidates = [d for d in arr.dims if d not in template.dims]
+        if len(candidates) > 1:
+            raise errors.ProcessParameterInvalid(
+                f"The {what} returned values along several new dimensions "
+                f"({', '.join(map(str, candidates))}); it must return one array per pixel.")
+        axis = candidates[0] if candidates else None
+    else:
+        arr = result
+    if axis is None:  # one value per pixel: an array of length one
+        return conform(arr, template, what).expand_dims(_NEW_AXIS)
+    if axis in template.dims:
+        raise errors.ProcessParameterInvalid(
+            f"The {what} returned an array along '{axis}', which is another dimension of the "
+            "cube.")
+    arr = arr.drop_vars(list(arr.coords)).rename({axis: _NEW_AXIS})
+    if arr.sizes[_NEW_AXIS] == 0:
+        raise errors.ProcessParameterInvalid(f"The {what} returned an empty array.")
+    return _shape_like(arr, template, what, lead=_NEW_AXIS)
+
+
+@process()
+def apply_dimension(data: RasterCube, process: Callback, dimension: str,
+                    target_dimension: str | None = None, context: Any = None) -> RasterCube:
+    """Apply an array process along `dimension`; the callback gets the dimension as an axis.
+
+    The target dimension's labels follow the spec: kept when it is the source dimension and
+    the number of values is unchanged, otherwise integers from zero.
+    """
+    source = ce.require_dimension(data, dimension)
+    cube = nodata_as_nan(data)
+    values = cube.data
+    target_name = dimension if target_dimension is None else target_dimension
+    template = _template_without(values, dimension)
+    result = process(data=ArrayValue(values, dimension, labeled=True), context=context)
+    arr = _values_along_axis(result, template, "process")
+    n = arr.sizes[_NEW_AXIS]
+    names = [d.name for d in cube.dimensions]
+    if target_name == dimension:
+        same = n == values.sizes[dimension]
+        labels = values.coords[dimension].values if (same and dimension in values.coords) \
+            else np.arange(n)
+        new_dim = source if same else replace(source, reference_system=None)
+        order = names
+        dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)
+    elif target_name in names:
+        target = cube.dim(target_name)
+        if values.sizes[target_name] != 1:
+            raise ce.DimensionLabelCountMismatch(
+                f"The target dimension '{target_name}' exists and has "
+                f"{values.sizes[target_name]} labels; it can only be filled when it has one.",
+                argument="target_dimension")
+        arr = arr.isel({target_name: 0}, drop=True)
+        labels = np.arange(n)
+        new_dim = Dimension(target_name, target.type, target.axis, None)
+        order = [d for d in names if d != dimension]
+        dims = tuple(new_dim if d.name == target_name else d for d in cube.dimensions
+                     if d.name != dimension)
+    else:
+        labels = np.arange(n)
+        new_dim = Dimension(target_name, OTHER)
+        order = [target_name if d == dimension else d for d in names]
+        dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)
+    out = arr.rename({_NEW_AXIS: target_name}).assign_coords({target_name: labels}).transpose(*order)
+    return cube.with_data(out.rename(values.name), dims)
+
+
+# --- mask -----------------------------------------------------------------------------------
+def _replacement_dtype(dtype: np.dtype, replacement: Any) -> np.dtype:
+    if isinstance(replacement, float) and math.isnan(replacement) and dtype.kind in "iub":
+        return np.dtype(np.float64) if dtype.itemsize > 2 else np.dtype(np.float32)
+    if isinstance(replacement, bool):
+        return np.result_type(dtype, np.bool_)
+    if isinstance(replacement, int) and dtype.kind in "iu":
+        return np.result_type(dtype, np.min_scalar_type(replacement))
+    return np.result_type(dtype, np.asarray(replacement).dtype)
+
+
+def _spatial_step(labels: np.ndarray) -> float | None:
+    if len(labels) < 2:
+        return None
+    return float(labels[-1] - labels[0]) / (len(labels) - 1)
+
+
+def _align_spatial_labels(other: xr.DataArray, target: RasterCube, other_cube: RasterCube,
+                          fill: Any, reindex_all: bool) -> xr.DataArray:
+    """`other` on the horizontal grid of `target`.
+
+    Labels on the same lattice (same resolution, whole-pixel offset) are snapped to it;
+    other grids in the same CRS are resampled by nearest neighbour (resample_cube_spatial's
+    default); with `reindex_all` the result gets exactly the target's x/y labels.
+    """
+    for axis in ("x", "y"):
+        tdim = target.x_dim if axis == "x" else target.y_dim
+        odim = other_cube.x_dim if axis == "x" else other_cube.y_dim
+        if tdim is None or odim is None:
+            continue
+        tl = np.asarray(target.data.coords[tdim.name].values, dtype=float)
+        ol = np.asarray(other.coords[odim.name].values, dtype=float)
+        if len(tl) == len(ol) and np.allclose(tl, ol, rtol=0, atol=1e-9 * max(1.0, *abs(tl))):
+            other = other.assign_coords({odim.name: tl})
+            continue
+        step = _spatial_step(tl) or _spatial_step(ol)
+        if step and len(ol) and len(tl):
+            k = (ol - tl[0]) / step
+            on_lattice = np.allclose(k, np.round(k), atol=1e-3)
+            ostep = _spatial_step(ol)
+            if on_lattice and (ostep is None or math.isclose(abs(ostep), abs(step),
+                                                              rel_tol=1e-6)):
+                other = other.assign_coords({odim.name: tl[0] + np.round(k) * step})
+                if reindex_all:
+                    other = other.reindex({odim.name: tl}, fill_value=fill)
+                continue
+        if not len(tl) or not len(ol):
+            other = other.reindex({odim.name: tl}, fill_value=fill)
+            continue
+        tol = max(abs(step or 0.0), abs(_spatial_step(ol) or 0.0)) / 2 or None
+        other = _sorted_for_nearest(other, odim.name).reindex(
+            {odim.name: tl}, method="nearest", tolerance=tol, fill_value=fill)
+    return other
+
+
+def _sorted_for_nearest(arr: xr.DataArray, dim: str) -> xr.DataArray:
+    labels = arr.coords[dim].values
+    if len(labels) > 1 and labels[0] > labels[-1]:
+        return arr.isel({dim: slice(None, None, -1)})
+    return arr
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    if a is None or b is None or a == b:
+        return True
+    from pyproj import CRS
+
+    try:
+        return CRS.from_user_input(a) == CRS.from_user_input(b)
+    except Exception:  # noqa: BLE001 - unparseable reference systems compare by value
+        return False
+
+
+@process()
+def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterCube:
+    """Replace the values of `data` where `mask` is true or non-zero (per spec; null does not
+    mask). Dimensions missing in the mask are broadcast; x/y are aligned to `data`."""
+    if not isinstance(mask, RasterCube):
+        raise errors.ProcessParameterInvalid("The mask must be a raster data cube.",
+                                             argument="mask")
+    for md in mask.dimensions:
+        dd = data.dim(md.name)
+        if dd is None or dd.type != md.type:
+            raise ce.IncompatibleDataCubes(
+                f"The mask has the dimension '{md.name}' ({md.type}), which the data cube "
+                f"(dimensions {', '.join(d.name for d in data.dimensions)}) does not have.",
+                argument="mask")
+        if md.type == SPATIAL:
+            if not _same_crs(md.reference_system, dd.reference_system):
+                raise ce.IncompatibleDataCubes(
+                    f"The mask's reference system ({md.reference_system}) differs from the data "
+                    f"cube's ({dd.reference_system}); use resample_cube_spatial first.",
+                    argument="mask")
+        elif not np.array_equal(np.asarray(mask.labels(md.name)),
+                                np.asarray(data.labels(md.name))):
+            raise ce.IncompatibleDataCubes(
+                f"The labels of dimension '{md.name}' differ between the mask and the data cube.",
+                argument="mask")
+    m = mask.data
+    if m.dtype.kind != "b":
+        valid = m.notnull() if m.dtype.kind in "fcO" else True
+        m = (m != 0) & valid
+        if mask.nodata is not None and not (isinstance(mask.nodata, float)
+                                            and math.isnan(mask.nodata)):
+            m = m & (mask.data != mask.nodata)
+    m = _align_spatial_labels(m, data, mask, False, reindex_all=True)
+    m = m.transpose(*[d.name for d in data.dimensions if d.name in m.dims])
+    m = _drop_extra_coords(m)
+    if replacement is None:
+        replacement = data.nodata if data.nodata is not None else np.nan
+    values = data.data
+    dtype = _replacement_dtype(values.dtype, replacement)
+    if dtype != values.dtype:
+        values = values.astype(dtype)
+    m = m.drop_vars(list(m.coords)).assign_coords(
+        {k: v for k, v in values.coords.items() if k in m.dims})
+    out = values.where(~m, np.asarray(replacement, dtype=dtype)[()])
+    out = out.transpose(*values.dims)
+    nodata = data.nodata if dtype.kind != "f" or data.nodata is not None else None
+    return data.with_data(out, data.dimensions, nodata=nodata)
+
+
+# --- merge_cubes ------------------------------------------------------------------------------
+def _union(d: Dimension, l1: pd.Index, l2: pd.Index) -> pd.Index:
+    """Union of labels: sorted for spatial/temporal (in cube1's direction), else cube1's
+    labels followed by the new ones of cube2."""
+    if d.type in (SPATIAL, TEMPORAL):
+        union = l1.union(l2)
+        if len(l1) > 1 and l1[0] > l1[-1]:
+            union = union[::-1]
+        return union
+    return l1.append(l2[~l2.isin(l1)])
+
+
+def _check_mergeable(cube1: RasterCube, cube2: RasterCube) -> list[str]:
+    for d2 in cube2.dimensions:
+        d1 = cube1.dim(d2.name)
+        if d1 is None:
+            continue
+        if d1.type != d2.type:
+            raise ce.IncompatibleDataCubes(
+                f"Dimension '{d2.name}' is of type {d1.type} in cube1 but {d2.type} in cube2.",
+                argument="cube2")
+        if d1.type == SPATIAL and not _same_crs(d1.reference_system, d2.reference_system):
+            raise ce.IncompatibleDataCubes(
+                f"The cubes have different reference systems ({d1.reference_system} and "
+                f"{d2.reference_system}); align them with resample_cube_spatial first.",
+                argument="cube2")
+    names1 = [d.name for d in cube1.dimensions]
+    names2 = [d.name for d in cube2.dimensions]
+    if set(names2) <= set(names1):
+        return names1
+    if set(names1) < set(names2):
+        return names2
+    raise ce.IncompatibleDataCubes(
+        f"The cubes share no common set of dimensions: cube1 has {', '.join(names1)}, cube2 "
+        f"has {', '.join(names2)}; one cube's dimensions must include the other's.",
+        argument="cube2")
+
+
+def _expand_to(arr: xr.DataArray, big: RasterCube, order: list[str]) -> xr.DataArray:
+    missing = {n: big.data.coords[n].values if n in big.data.coords else big.data.sizes[n]
+               for n in order if n not in arr.dims}
+    if missing:
+        arr = arr.expand_dims(missing)
+    return arr.transpose(*order)
+
+
+@process()
+def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback | None = None,
+                context: Any = None) -> RasterCube:
+    """Merge two cubes; overlapping values go through `overlap_resolver` (called once with
+    the whole overlapping parts as `x` and `y`)."""
+    order = _check_mergeable(cube1, cube2)
+    big = cube1 if [d.name for d in cube1.dimensions] == order else cube2
+    dims = tuple(cube1.dim(n) or cube2.dim(n) for n in order)
+    same_nodata = cube1.nodata == cube2.nodata or (
+        cube1.data.dtype.kind == "f" and cube2.data.dtype.kind == "f"
+        and cube1.nodata is None and cube2.nodata is None)
+    if not same_nodata or overlap_resolver is not None:
+        cube1, cube2 = nodata_as_nan(cube1), nodata_as_nan(cube2)
+    a = _expand_to(cube1.data, big, order)
+    b = _align_spatial_labels(cube2.data, cube1, cube2, np.nan, reindex_all=False)
+    b = _expand_to(b, big, order)
+    labels1 = {n: a.indexes[n] if n in a.indexes else pd.RangeIndex(a.sizes[n]) for n in order}
+    labels2 = {n: b.indexes[n] if n in b.indexes else pd.RangeIndex(b.sizes[n]) for n in order}
+    common = {n: labels1[n][labels1[n].isin(labels2[n])] for n in order}
+    overlap = all(len(common[n]) for n in order)
+    differing = [n for n in order if not labels1[n].equals(labels2[n])]
+    attrs = _merged_attrs(cube1, cube2)
+    nodata = cube1.nodata if cube1.nodata == cube2.nodata else None
+
+    if overlap and overlap_resolver is None:
+        shared = ", ".join(f"{n} ({len(common[n])} labels)" for n in order)
+        raise ce.OverlapResolverMissing(
+            f"The cubes overlap in {shared}; give an overlap_resolver to combine the "
+            "overlapping values.", argument="overlap_resolver")
+    if not differing:  # same labels everywhere: resolve all values at once
+        resolved = overlap_resolver(x=a, y=b, context=context)
+        out = conform(resolved, a, "overlap_resolver")
+        return RasterCube(out, dims, nodata=nodata, attrs=attrs)
+    union = {n: _union(cube1.dim(n) or cube2.dim(n), labels1[n], labels2[n]) for n in order}
+    if not overlap and len(differing) == 1:
+        n = differing[0]
+        out = xr.concat([a, b], dim=n, coords="minimal", compat="override", join="override")
+        out = out.isel({n: out.indexes[n].get_indexer(union[n])}) \
+            if not out.indexes[n].equals(union[n]) else out
+        return RasterCube(out.transpose(*order), dims, nodata=nodata, attrs=attrs)
+    a_u = a.reindex({n: union[n] for n in differing})
+    b_u = b.reindex({n: union[n] for n in differing})
+    in1 = _membership(union, labels1, differing)
+    out = a_u.where(in1, b_u)
+    if overlap:
+        x = a.sel({n: common[n] for n in differing})
+        y = b.sel({n: common[n] for n in differing})
+        resolved = conform(overlap_resolver(x=x, y=y, context=context), x, "overlap_resolver")
+        r_u = resolved.reindex({n: union[n] for n in differing})
+        both = in1 & _membership(union, labels2, differing)
+        out = r_u.where(both, out)
+    return RasterCube(out.transpose(*order), dims, nodata=nodata, attrs=attrs)
+
+
+def _membership(union: dict, labels: dict, names: list[str]) -> xr.DataArray:
+    result = None
+    for n in names:
+        flags = xr.DataArray(union[n].isin(labels[n]), dims=[n], coords={n: union[n]})
+        result = flags if result is None else result & flags
+    return result
+
+
+def _merged_attrs(cube1: RasterCube, cube2: RasterCube) -> dict:
+    attrs = {**cube2.attrs, **cube1.attrs}
+    meta1, meta2 = cube1.attrs.get("band_metadata"), cube2.attrs.get("band_metadata")
+    if isinstance(meta1, dict) and isinstance(meta2, dict):
+        attrs["band_metadata"] = {**meta2, **meta1}
+    return attrs
+
+
+# --- ndvi -------------------------------------------------------------------------------------
+@process()
+def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
+         target_band: str | None = None) -> RasterCube:
+    """(nir - red) / (nir + red), with bands found by name or common name."""
+    bands_dims = data.dims_of_type(BANDS)
+    if len(bands_dims) != 1:
+        raise ce.DimensionAmbiguous(
+            f"ndvi needs exactly one dimension of type bands; the cube has {len(bands_dims)}.",
+            argument="data")
+    bdim = bands_dims[0].name
+    labels = [str(v) for v in data.labels(bdim)]
+    meta = band_metadata(data)
+    nir_label = resolve_band(nir, labels, meta)
+    if nir_label is None:
+        raise ce.NirBandAmbiguous(
+            f"The NIR band '{nir}' matches no band or several bands (bands: "
+            f"{', '.join(labels)}); name the band in the parameter nir.", argument="nir")
+    red_label = resolve_band(red, labels, meta)
+    if red_label is None:
+        raise ce.RedBandAmbiguous(
+            f"The red band '{red}' matches no band or several bands (bands: "
+            f"{', '.join(labels)}); name the band in the parameter red.", argument="red")
+    if target_band is not None and target_band in labels:
+        raise ce.BandExists(f"A band called '{target_band}' exists already.",
+                            argument="target_band")
+    cube = nodata_as_nan(data)
+    values = cube.data
+    if values.dtype.kind != "f":
+        values = values.astype(np.float32 if values.dtype.itemsize <= 2 else np.float64)
+    n = values.sel({bdim: nir_label}, drop=True)
+    r = values.sel({bdim: red_label}, drop=True)
+    index = (n - r) / (n + r)
+    if target_band is None:
+        dims = tuple(d for d in cube.dimensions if d.name != bdim)
+        return cube.with_data(index.transpose(*[d.name for d in dims]), dims)
+    new = index.expand_dims({bdim: [target_band]})
+    out = xr.concat([values, new.transpose(*values.dims)], dim=bdim, coords="minimal",
+                    compat="override", join="override")
+    out = out.assign_coords({bdim: np.array([*values.coords[bdim].values, target_band],
+                                            dtype=object)})
+    cube = cube.with_data(out, cube.dimensions)
+    return with_bands(cube, [*labels, target_band])
+
+
+# --- create_data_cube -------------------------------------------------------------------------
+@process()
+def create_data_cube() -> RasterCube:
+    """A data cube without dimensions (one no-data value); add_dimension gives it shape."""
+    return RasterCube(xr.DataArray(dsa.full((), np.nan)), ())

@@ -1,0 +1,62 @@
+"""Server settings from TERRACUBE_* environment variables: the only place that reads the env."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UnsafeToServe(RuntimeError):
+    """The settings (or the user accounts) must not be exposed beyond this machine."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a terracube server; build one and pass it explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACUBE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    data_dir: Path = Field(
+        default_factory=lambda: Path("var"),
+        description="Folder for the database, sample data, job results and workspaces; "
+                    "relative paths are taken from the current directory.",
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; default: SQLite file terracube.db in data_dir.")
+    dask_scheduler: str | None = Field(
+        None, description="Address of an external Dask scheduler (tcp://host:8786); "
+                          "default: a LocalCluster in the server process.")
+    token_ttl_seconds: int = Field(
+        86400, ge=0, description="Lifetime of the bearer tokens from /credentials/basic.")
+    memory_limit: str | None = Field(
+        None, description="Memory limit per Dask worker, e.g. '4GB'; default: Dask's choice.")
+    dev_default_user: bool = Field(
+        False, description="Create the user demo/demo at start-up (development only; refused "
+                           "on non-loopback hosts).")
+    public_url: str | None = Field(
+        None, description="External URL of the host root as clients see it (behind a reverse "
+                          "proxy), e.g. https://eo.example.org; default: taken from requests.")
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        # Resolve now so a later chdir (or a worker process) sees the same folder.
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'terracube.db'}"
+        if self.public_url:
+            self.public_url = self.public_url.rstrip("/")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True if `host` only accepts connections from this machine."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
