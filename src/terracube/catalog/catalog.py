@@ -80,6 +80,7 @@ def sample_source(folder: Path) -> StacItemsSource:
                               "raster:bands": [{"nodata": band_meta[band].get("nodata", 0)}]},
             ))
         item.properties["proj:epsg"] = 32632
+        _set_footprint(item, "EPSG:32632")
         items.append(item)
     bands = [
         BandInfo(name=name, nodata=m.get("nodata"), resolution=float(m["gsd"]),
@@ -96,3 +97,22 @@ def sample_source(folder: Path) -> StacItemsSource:
                     "roles": ["producer", "processor", "host"]}],
         keywords=["synthetic", "sample", "Sentinel-2", "L2A"],
     )
+
+
+def _set_footprint(item: pystac.Item, crs: str) -> None:
+    """Give an item the lon/lat footprint of its assets (odc-stac needs one to tile the load)."""
+    from shapely.geometry import box, mapping
+
+    from terracube.catalog.base import BBox
+
+    west = south = float("inf")
+    east = north = float("-inf")
+    for asset in item.assets.values():
+        (h, w), tr = asset.extra_fields["proj:shape"], asset.extra_fields["proj:transform"]
+        xs = (tr[2], tr[2] + tr[0] * w)
+        ys = (tr[5], tr[5] + tr[4] * h)
+        west, east = min(west, *xs), max(east, *xs)
+        south, north = min(south, *ys), max(north, *ys)
+    ll = BBox(west, south, east, north, crs).to_crs(4326)
+    item.bbox = [ll.west, ll.south, ll.east, ll.north]
+    item.geometry = mapping(box(*item.bbox))

@@ -206,6 +206,7 @@ class StacItemsSource:
         data = data.rename({"time": "t"}).transpose("t", "bands", "y", "x")
         data = data.drop_vars([c for c in data.coords if c not in data.dims])
         data.attrs = {}
+        data.name = None
         epsg = _epsg(crs)
         ref = epsg if epsg else str(crs)
         dims = (

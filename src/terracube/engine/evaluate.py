@@ -157,9 +157,14 @@ class Evaluator:
     def _resolve(self, raw: Any, graph: dict, params: dict, cache: dict, nid: str,
                  arg_name: str) -> Any:
         if isinstance(raw, dict):
-            if len(raw) == 1 and ("from_node" in raw or "from_argument" in raw):
-                ref = raw.get("from_node", raw.get("from_argument"))
-                return self._node(graph, ref, params, cache)
+            if len(raw) == 1 and "from_node" in raw:
+                return self._node(graph, raw["from_node"], params, cache)
+            if len(raw) == 1 and "from_argument" in raw:
+                # Not in the API: some official test cases use it for nodes and parameters.
+                ref = raw["from_argument"]
+                if ref in graph:
+                    return self._node(graph, ref, params, cache)
+                raw = {"from_parameter": ref}
             if len(raw) == 1 and "from_parameter" in raw:
                 pname = raw["from_parameter"]
                 if pname not in params:

@@ -38,8 +38,6 @@ def iter_references(value: Any) -> Iterator[tuple[str, str]]:
     if isinstance(value, dict):
         if "from_node" in value and len(value) == 1:
             yield "from_node", value["from_node"]
-        elif "from_argument" in value and len(value) == 1:
-            yield "from_node", value["from_argument"]
         elif "from_parameter" in value and len(value) == 1:
             yield "from_parameter", value["from_parameter"]
         elif "process_graph" in value and isinstance(value["process_graph"], dict):

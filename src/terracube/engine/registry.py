@@ -22,6 +22,10 @@ PROCESS_MODULES = (
     "terracube.engine.processes.cubes",
     "terracube.engine.processes.reducers",
     "terracube.engine.processes.io",
+    "terracube.engine.processes.cube_filters",
+    "terracube.engine.processes.cube_dimensions",
+    "terracube.engine.processes.temporal",
+    "terracube.engine.processes.spatial",
 )
 
 

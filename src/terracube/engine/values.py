@@ -9,9 +9,11 @@ dimension with the same code, vectorised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dask.array as dsa
 import numpy as np
 import xarray as xr
 
@@ -235,3 +237,35 @@ def int_valued(arr: ArrayValue) -> bool:
     vals = [v for v in np.asarray(data.values) if v is not None]
     return bool(vals) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                               for v in vals)
+
+
+def single_chunk(data: xr.DataArray, dim: str) -> xr.DataArray:
+    """`data` with `dim` in one dask chunk, for kernels that need the whole dimension at once."""
+    if isinstance(data.data, dsa.Array) and len(data.chunksizes.get(dim, ())) > 1:
+        return data.chunk({dim: -1})
+    return data
+
+
+def apply_along(kernel: Callable, data: xr.DataArray, dim: str, *others: xr.DataArray,
+                size: int | None = None, dtype: Any = float, reduce: bool = False,
+                **kwargs: Any) -> xr.DataArray:
+    """Run a numpy `kernel` that works along the last axis on `data` (and `others`) along `dim`.
+
+    The output has `dim` with the same length, with length `size`, or no `dim` if `reduce`;
+    the other dimensions keep their order. Dask arrays stay lazy: the kernel runs block by
+    block with `dim` in one chunk. Floating-point warnings (IEEE results) are silenced.
+    """
+    inputs = [single_chunk(a, dim) for a in (data, *others)]
+    extra: dict = {}
+    out_dims: list = [] if reduce else [dim]
+    if size is not None and not reduce:
+        extra = {"exclude_dims": {dim}, "dask_gufunc_kwargs": {"output_sizes": {dim: size}}}
+
+    def run(*arrays: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return kernel(*arrays, **kwargs)
+
+    result = xr.apply_ufunc(run, *inputs, input_core_dims=[[dim]] * len(inputs),
+                            output_core_dims=[out_dims], dask="parallelized",
+                            output_dtypes=[dtype], **extra)
+    return result.transpose(*[d for d in data.dims if d in result.dims])

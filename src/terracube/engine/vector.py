@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any
 
 import pyproj
 import shapely
@@ -59,7 +60,7 @@ class VectorCube:
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def from_geojson(cls, obj: dict) -> "VectorCube":
+    def from_geojson(cls, obj: dict) -> VectorCube:
         """Geometries (and feature properties) of a GeoJSON Geometry, Feature or
         FeatureCollection. GeometryCollection is not supported (openEO spec)."""
         if not isinstance(obj, dict) or "type" not in obj:
@@ -81,7 +82,7 @@ class VectorCube:
         return cls(tuple(geoms), crs, properties=tuple(props))
 
     def with_values(self, values: xr.DataArray,
-                    dimensions: Iterable[Dimension] | None = None) -> "VectorCube":
+                    dimensions: Iterable[Dimension] | None = None) -> VectorCube:
         return replace(self, values=values, dimensions=tuple(dimensions or ()))
 
     # --- look-ups -----------------------------------------------------------------------

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
-from fastapi.routing import APIRoute
 
 import terracube
 from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, root_url
@@ -99,16 +99,26 @@ def implemented_endpoints(app: FastAPI) -> list[dict[str, Any]]:
     SHOULD NOT be).
     """
     methods: dict[str, set[str]] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in _flat_routes(app):
+        route_path = getattr(route, "path", None)
+        if not getattr(route, "include_in_schema", False) or not isinstance(route_path, str):
             continue
-        if not route.path.startswith(API_PREFIX + "/"):
+        if not route_path.startswith(API_PREFIX + "/"):
             continue
-        path = _PATH_CONVERTER.sub(r"{\1}", route.path[len(API_PREFIX):])
-        verbs = {m.upper() for m in route.methods or ()} & set(_LISTED_METHODS)
+        path = _PATH_CONVERTER.sub(r"{\1}", route_path[len(API_PREFIX):])
+        verbs = {m.upper() for m in getattr(route, "methods", None) or ()} & set(_LISTED_METHODS)
         if path == "/":
             verbs.discard("GET")
         if verbs:
             methods.setdefault(path, set()).update(verbs)
     return [{"path": path, "methods": [m for m in _LISTED_METHODS if m in verbs]}
             for path, verbs in sorted(methods.items())]
+
+
+def _flat_routes(app: FastAPI) -> Iterable[Any]:
+    try:
+        # Newer FastAPI keeps included routers as nested, lazily resolved entries.
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        return app.routes
+    return iter_route_contexts(app.routes)

@@ -13,8 +13,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from terracube import errors
-from terracube.api.deps import (CatalogDep, CurrentUser, JsonObjectBody, OptionalUser,
-                                RegistryDep, SettingsDep)
+from terracube.api.deps import (
+    CatalogDep,
+    CurrentUser,
+    JsonObjectBody,
+    OptionalUser,
+    RegistryDep,
+    SettingsDep,
+)
 
 router = APIRouter(tags=["Data Processing"])
 

@@ -1,4 +1,4 @@
-"""Elementwise dispatch shared by the scalar processes: Python scalars, numpy arrays, lazy DataArrays.
+"""Elementwise dispatch for the scalar processes: Python scalars, numpy arrays, lazy DataArrays.
 
 A process function is written once as a numpy function of whole arrays. `vectorised` runs it on
 numpy arrays directly and on (dask-backed) DataArrays block by block, so callbacks over a cube
@@ -9,13 +9,16 @@ processes: no-data (None) in -> None out, numbers only, integers stay integers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.array.core import elemwise
+
+from terracube.engine.values import LIST_DIM
 
 ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
 
@@ -84,6 +87,15 @@ def numeric(func: Callable, integral: bool = False, **operands: Any) -> Any:
     result = _quiet(func, *[np.float64(v) for v in values])
     keep_int = integral or all(isinstance(v, (int, np.integer)) for v in values)
     return python_number(result, keep_int)
+
+
+def nan_is_nodata(value: Any) -> bool:
+    """True for float cube data, where NaN is the no-data value (engine convention).
+
+    A JSON list (an array along LIST_DIM) keeps null as None, so a NaN in it is a real NaN.
+    """
+    return (isinstance(value, xr.DataArray) and value.dtype.kind == "f"
+            and LIST_DIM not in value.dims)
 
 
 def nodata_like(value: Any) -> Any:

@@ -69,9 +69,10 @@ def labels_to_json(cube: RasterCube, name: str) -> list:
     return [to_python(v) for v in values]
 
 
-def _label_for(dim_type: str, value: Any, parameter: str) -> Any:
-    """A label given by the user converted to how the cube stores it for that dimension type."""
-    if dim_type == TEMPORAL and isinstance(value, str):
+def _label_for(dates: bool, value: Any, parameter: str) -> Any:
+    """A label given by the user as the cube stores it: date strings become datetime64 for a
+    dimension that holds dates."""
+    if dates:
         return parse_instant(value, parameter)
     return value
 
@@ -125,7 +126,7 @@ def add_dimension(data: RasterCube, name: str, label: Any, type: str = "other") 
             raise ce.DimensionExists("The cube has spatial dimensions for all axes x, y and z.",
                                      argument="type")
         reference_system = data.crs
-    value = _label_for(type, label, "label")
+    value = _label_for(type == TEMPORAL, label, "label")
     coord = np.array([value], dtype="datetime64[ns]" if type == TEMPORAL else None)
     out = data.data.expand_dims({name: coord}, axis=0)
     dims = (Dimension(name, type, axis, reference_system), *data.dimensions)
@@ -177,6 +178,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
     target = list(target)
     labels = [v for v in (data.data.coords[dimension].values if dimension in data.data.coords
                           else np.arange(data.data.sizes[dimension]))]
+    dates = np.asarray(labels).dtype.kind == "M"
     positions: list[int] = []
     if not source:
         if not _is_enumerated(labels):
@@ -194,7 +196,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
                 f"The numbers of source ({len(source)}) and target ({len(target)}) labels "
                 "differ.", argument="target")
         for s in source:
-            key = _label_for(dim.type, s, "source")
+            key = _label_for(dates, s, "source")
             found = [i for i, v in enumerate(labels) if _same_label(v, key)]
             if not found:
                 shown = ", ".join(map(str, labels_to_json(data, dimension)))
@@ -206,7 +208,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
     mapping = {}
     for pos, t in zip(positions, target, strict=True):
         mapping[to_python(labels[pos])] = t
-        new_labels[pos] = _label_for(dim.type, t, "target")
+        new_labels[pos] = _label_for(dates, t, "target")
     for i, v in enumerate(new_labels):
         if any(_same_label(v, w) for w in new_labels[:i]):
             raise ce.LabelExists(

@@ -40,15 +40,21 @@ def nodata_as_nan(cube: RasterCube) -> RasterCube:
         return cube
     if isinstance(nodata, float) and math.isnan(nodata):
         return replace(cube, nodata=None) if data.dtype.kind == "f" else cube
-    float_type = np.float32 if data.dtype.kind == "f" and data.dtype.itemsize <= 4 else np.float64
-    if data.dtype.kind in "iu" and data.dtype.itemsize <= 2:
-        float_type = np.float32
-    valid = data != nodata
-    return cube.with_data(data.astype(float_type).where(valid), cube.dimensions, nodata=None)
+    if data.dtype.kind == "f":
+        as_float = data.astype(np.promote_types(data.dtype, np.float32))
+    else:
+        as_float = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
+    return cube.with_data(as_float.where(data != nodata), cube.dimensions, nodata=None)
 
 
 def _drop_extra_coords(arr: xr.DataArray) -> xr.DataArray:
     return arr.drop_vars([c for c in arr.coords if c not in arr.dims])
+
+
+def _named(arr: xr.DataArray, name: Any) -> xr.DataArray:
+    arr = arr.copy(deep=False)
+    arr.name = name
+    return arr
 
 
 def _fill_like(template: xr.DataArray, value: Any) -> xr.DataArray:
@@ -79,7 +85,7 @@ def conform(value: Any, template: xr.DataArray, what: str) -> xr.DataArray:
             arr = arr.isel({value.dim: 0}, drop=True)
         value = arr
     if not isinstance(value, xr.DataArray):
-        return _fill_like(template, value).rename(template.name)
+        return _named(_fill_like(template, value), template.name)
     return _shape_like(value, template, what)
 
 
@@ -103,7 +109,7 @@ def _shape_like(arr: xr.DataArray, template: xr.DataArray, what: str,
                 f"The {what} returned {arr.sizes[d]} values along '{d}', expected "
                 f"{template.sizes[d]}.")
     arr = arr.drop_vars(list(arr.coords)).assign_coords(dict(template.coords.items()))
-    return arr.rename(template.name)
+    return _named(arr, template.name)
 
 
 def _template_without(data: xr.DataArray, dim: str) -> xr.DataArray:
@@ -211,8 +217,9 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
         new_dim = Dimension(target_name, OTHER)
         order = [target_name if d == dimension else d for d in names]
         dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)
-    out = arr.rename({_NEW_AXIS: target_name}).assign_coords({target_name: labels}).transpose(*order)
-    return cube.with_data(out.rename(values.name), dims)
+    out = arr.rename({_NEW_AXIS: target_name}).assign_coords({target_name: labels})
+    out = out.transpose(*order)
+    return cube.with_data(_named(out, values.name), dims)
 
 
 # --- mask -----------------------------------------------------------------------------------
@@ -247,7 +254,8 @@ def _align_spatial_labels(other: xr.DataArray, target: RasterCube, other_cube: R
             continue
         tl = np.asarray(target.data.coords[tdim.name].values, dtype=float)
         ol = np.asarray(other.coords[odim.name].values, dtype=float)
-        if len(tl) == len(ol) and np.allclose(tl, ol, rtol=0, atol=1e-9 * max(1.0, *abs(tl))):
+        tiny = 1e-9 * np.abs(tl).max(initial=1.0)
+        if len(tl) == len(ol) and np.allclose(tl, ol, rtol=0, atol=tiny):
             other = other.assign_coords({odim.name: tl})
             continue
         step = _spatial_step(tl) or _spatial_step(ol)
@@ -323,8 +331,9 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
     m = _align_spatial_labels(m, data, mask, False, reindex_all=True)
     m = m.transpose(*[d.name for d in data.dimensions if d.name in m.dims])
     m = _drop_extra_coords(m)
-    if replacement is None:
-        replacement = data.nodata if data.nodata is not None else np.nan
+    if replacement is None:  # the cube's no-data: NaN for float data (see RasterCube)
+        integer = data.data.dtype.kind in "iu" and data.nodata is not None
+        replacement = data.nodata if integer else np.nan
     values = data.data
     dtype = _replacement_dtype(values.dtype, replacement)
     if dtype != values.dtype:
@@ -332,9 +341,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
     m = m.drop_vars(list(m.coords)).assign_coords(
         {k: v for k, v in values.coords.items() if k in m.dims})
     out = values.where(~m, np.asarray(replacement, dtype=dtype)[()])
-    out = out.transpose(*values.dims)
-    nodata = data.nodata if dtype.kind != "f" or data.nodata is not None else None
-    return data.with_data(out, data.dimensions, nodata=nodata)
+    return data.with_data(out.transpose(*values.dims), data.dimensions)
 
 
 # --- merge_cubes ------------------------------------------------------------------------------
@@ -343,7 +350,8 @@ def _union(d: Dimension, l1: pd.Index, l2: pd.Index) -> pd.Index:
     labels followed by the new ones of cube2."""
     if d.type in (SPATIAL, TEMPORAL):
         union = l1.union(l2)
-        if len(l1) > 1 and l1[0] > l1[-1]:
+        ref = l1 if len(l1) > 1 else l2
+        if len(ref) > 1 and ref[0] > ref[-1]:
             union = union[::-1]
         return union
     return l1.append(l2[~l2.isin(l1)])
@@ -449,7 +457,7 @@ def _merged_attrs(cube1: RasterCube, cube2: RasterCube) -> dict:
     attrs = {**cube2.attrs, **cube1.attrs}
     meta1, meta2 = cube1.attrs.get("band_metadata"), cube2.attrs.get("band_metadata")
     if isinstance(meta1, dict) and isinstance(meta2, dict):
-        attrs["band_metadata"] = {**meta2, **meta1}
+        attrs["band_metadata"] = {**meta1, **{k: v for k, v in meta2.items() if k not in meta1}}
     return attrs
 
 
@@ -464,7 +472,8 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
             f"ndvi needs exactly one dimension of type bands; the cube has {len(bands_dims)}.",
             argument="data")
     bdim = bands_dims[0].name
-    labels = [str(v) for v in data.labels(bdim)]
+    raw_labels = data.labels(bdim)
+    labels = [str(v) for v in raw_labels]
     meta = band_metadata(data)
     nir_label = resolve_band(nir, labels, meta)
     if nir_label is None:
@@ -483,8 +492,8 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
     values = cube.data
     if values.dtype.kind != "f":
         values = values.astype(np.float32 if values.dtype.itemsize <= 2 else np.float64)
-    n = values.sel({bdim: nir_label}, drop=True)
-    r = values.sel({bdim: red_label}, drop=True)
+    n = values.isel({bdim: labels.index(nir_label)}, drop=True)
+    r = values.isel({bdim: labels.index(red_label)}, drop=True)
     index = (n - r) / (n + r)
     if target_band is None:
         dims = tuple(d for d in cube.dimensions if d.name != bdim)
@@ -495,7 +504,7 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
     out = out.assign_coords({bdim: np.array([*values.coords[bdim].values, target_band],
                                             dtype=object)})
     cube = cube.with_data(out, cube.dimensions)
-    return with_bands(cube, [*labels, target_band])
+    return with_bands(cube, [*raw_labels, target_band])
 
 
 # --- create_data_cube -------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def _instants(value: Any, name: str) -> Any:
         return value
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return np.datetime64(value, "us")
     return _parse(value, name).utc
 

@@ -8,12 +8,18 @@ so a float operand gives a float result of 1.0 / 0.0 / NaN, and boolean operands
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from terracube.engine.processes._elementwise import is_array, is_boolean, is_number, vectorised
+from terracube.engine.processes._elementwise import (
+    is_array,
+    is_boolean,
+    is_number,
+    nan_is_nodata,
+    vectorised,
+)
 from terracube.engine.registry import process
 
 Masks = tuple[Any, Any]  # (is true, is false); both false means no-data
@@ -86,20 +92,23 @@ def if_(value: Any, accept: Any, reject: Any = None) -> Any:
 
 
 # --- value checks ---------------------------------------------------------------------------
-def _check(value: Any, floats: Callable[[np.ndarray], np.ndarray], others: bool,
-           objects: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
-    """Elementwise check of an array: `floats` for float data, `objects` for object arrays,
-    otherwise the constant `others` (e.g. a boolean array never holds NaN)."""
+def _check(value: Any, floats: Callable[[np.ndarray], Any], others: bool,
+           nulls: bool | None = None) -> Any:
+    """Elementwise check of an array: `floats` for float data, `nulls` for the None elements of
+    object arrays (others get `others`), otherwise the constant `others`."""
 
     def run(a: np.ndarray) -> np.ndarray:
-        kind = a.dtype.kind
-        if kind in "fc":
+        if a.dtype.kind in "fc":
             return floats(a)
-        if kind == "O" and objects is not None:
-            return np.asarray(objects(a), dtype=bool)
+        if a.dtype.kind == "O" and nulls is not None:
+            return np.where(np.equal(a, None), nulls, others)
         return np.full(a.shape, others)
 
     return vectorised(run, value, dtype=bool)
+
+
+def _never(a: np.ndarray) -> np.ndarray:
+    return np.zeros(a.shape, dtype=bool)
 
 
 @process()
@@ -111,15 +120,15 @@ def is_nan(x: Any) -> Any:
 
 @process()
 def is_nodata(x: Any) -> Any:
-    if is_array(x):  # arrays carry no-data as NaN (or None in object arrays)
-        return _check(x, np.isnan, False, pd.isna)
+    if is_array(x):  # no-data: NaN in cube data, None in object arrays (JSON lists)
+        return _check(x, np.isnan if nan_is_nodata(x) else _never, False, nulls=True)
     return x is None
 
 
 @process()
 def is_valid(x: Any) -> Any:
     if is_array(x):
-        return _check(x, np.isfinite, True, pd.notna)
+        return _check(x, np.isfinite, True, nulls=False)
     if x is None:
         return False
     return math.isfinite(x) if is_number(x) else True

@@ -1,0 +1,172 @@
+"""The FastAPI application: create_app(settings) builds the services and mounts the routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import terracube
+from terracube.api.deps import API_PREFIX
+from terracube.api.errors import install_error_handlers
+from terracube.api.routes import capabilities, collections, credentials, me, processes, processing
+from terracube.auth.tokens import TokenStore
+from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore
+from terracube.db import open_database
+from terracube.settings import Settings, UnsafeToServe, is_loopback
+
+log = logging.getLogger(__name__)
+
+# The routers of the versioned API, mounted under API_PREFIX; one module per openEO resource.
+API_ROUTERS = (capabilities, collections, processes, processing, credentials, me)
+
+
+def create_app(settings: Settings | None = None, *, catalog: Any = None,
+               registry: Any = None) -> FastAPI:
+    """The terracube API app; catalog and registry default to the real ones for `settings`.
+
+    Raises UnsafeToServe if the settings must not be served on a non-loopback host.
+    """
+    settings = settings or Settings()
+    db = open_database(settings.database_url)
+    users = UserStore(db)
+    check_safe_to_serve(settings, users)
+    if settings.dev_default_user:
+        created = users.ensure_dev_user()
+        log.warning("!" * 72)
+        log.warning("dev default user %s/%s %s — do not expose", DEV_USER, DEV_PASSWORD,
+                    "created" if created else "enabled")
+        log.warning("!" * 72)
+    if registry is None:
+        from terracube.engine.registry import build_registry
+
+        registry = build_registry()
+    if catalog is None:
+        from terracube.catalog import Catalog
+
+        catalog = Catalog(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="terracube",
+        version=terracube.__version__,
+        description="openEO API 1.2 back-end",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.users = users
+    app.state.tokens = TokenStore(db, settings.token_ttl_seconds)
+    app.state.catalog = catalog
+    app.state.registry = registry
+
+    install_error_handlers(app)
+    app.add_middleware(CorsMiddleware)  # added last = outermost: CORS headers on everything
+
+    app.include_router(capabilities.root_router)
+    for module in API_ROUTERS:
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app
+
+
+def check_safe_to_serve(settings: Settings, users: UserStore) -> None:
+    """Refuse well-known credentials on a server reachable from other machines."""
+    if is_loopback(settings.host):
+        return
+    if settings.dev_default_user:
+        raise UnsafeToServe(
+            f"refusing to serve on {settings.host}: the dev default user {DEV_USER}/"
+            f"{DEV_PASSWORD} is enabled (TERRACUBE_DEV_DEFAULT_USER); turn it off or serve on "
+            "127.0.0.1")
+    if users.has_password(DEV_USER, DEV_PASSWORD):
+        raise UnsafeToServe(
+            f"refusing to serve on {settings.host}: user '{DEV_USER}' still has the default "
+            f"password; change it with 'terracube users passwd {DEV_USER}' or remove it with "
+            f"'terracube users remove {DEV_USER}'")
+
+
+# --- CORS (openEO API 1.2, section "Cross-Origin Resource Sharing") -------------------------------
+EXPOSE_HEADERS = "Location, OpenEO-Identifier, OpenEO-Costs, Link"
+ALLOW_HEADERS = "Authorization, Content-Type"
+_ALL_METHODS = ("OPTIONS", "GET", "POST", "PATCH", "PUT", "DELETE")
+
+
+class CorsMiddleware:
+    """CORS headers on every response, and 204 answers to every OPTIONS (preflight) request.
+
+    Starlette's CORSMiddleware does not fit: it only answers OPTIONS with an
+    Access-Control-Request-Method header, answers 200 instead of 204 and omits the headers
+    when there is no Origin, while openEO requires them on every response.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = _header(scope, b"origin")
+        cors = [
+            (b"access-control-allow-origin", origin or b"*"),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
+        ]
+        if origin:
+            cors.append((b"vary", b"Origin"))
+        if scope["method"] == "OPTIONS":
+            methods = ", ".join(_allowed_methods(scope))
+            await send({"type": "http.response.start", "status": 204, "headers": cors + [
+                (b"access-control-allow-methods", methods.encode()),
+                (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
+                (b"access-control-max-age", b"3600"),
+                (b"allow", methods.encode()),
+                (b"content-type", b"application/json"),
+            ]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        names = {name for name, _ in cors}
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": headers + cors}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _allowed_methods(scope: Scope) -> list[str]:
+    """The methods the request path accepts; all of them if the path is unknown."""
+    router = getattr(scope.get("app"), "router", None)
+    routes = getattr(router, "routes", [])
+    found = []
+    for method in _ALL_METHODS[1:]:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            found.append(method)
+    if not found:
+        # Unknown path: let the browser send the real request, which gets a 404 error.
+        return list(_ALL_METHODS)
+    return ["OPTIONS", *found]

@@ -1,0 +1,259 @@
+"""The openEO reducers (sum, mean, quantiles, all, any, ...): one value from an array, vectorised.
+
+Each reducer works along the array's `dim`, so the same function reduces a JSON list and, as
+the reducer of reduce_dimension, a whole (dask-backed) cube dimension in one lazy operation.
+`ignore_nodata` skips no-data: null in JSON lists (where NaN is an ordinary number that
+propagates), NaN along cube dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+import xarray as xr
+
+from terracube.engine.processes.cube_errors import ProcessException
+from terracube.engine.registry import process
+from terracube.engine.values import (
+    ArrayValue,
+    apply_along,
+    exact_array,
+    int_valued,
+    nodata_mask,
+    numbers,
+    to_python,
+)
+
+
+def _declare(code: str, doc: str) -> type[ProcessException]:
+    return type(code, (ProcessException,), {"code": code, "__doc__": doc})
+
+
+QuantilesParameterMissing = _declare("QuantilesParameterMissing",
+                                     "quantiles needs `probabilities` (or the deprecated `q`).")
+QuantilesParameterConflict = _declare("QuantilesParameterConflict",
+                                      "quantiles takes `probabilities` or `q`, not both.")
+AscendingProbabilitiesRequired = _declare("AscendingProbabilitiesRequired",
+                                          "The probabilities must be in ascending order.")
+
+
+class _Numbers(NamedTuple):
+    """An array's numbers ready to reduce along `arr.dim`."""
+
+    arr: ArrayValue
+    values: xr.DataArray | None  # None: the result is no-data (a null and ignore_nodata=false)
+    skipna: bool  # cube dimensions: NaN is no-data; JSON lists: nulls are already dropped
+    keep_int: bool  # a JSON list of integers: integral results stay ints
+
+
+def _numbers(data: Any, ignore_nodata: bool) -> _Numbers:
+    arr = exact_array(data)
+    values = numbers(arr)
+    if not arr.is_list:
+        return _Numbers(arr, values, ignore_nodata, False)
+    null = nodata_mask(arr)
+    if null is not None:
+        missing = np.asarray(null.values)
+        if missing.any() and not ignore_nodata:
+            return _Numbers(arr, None, False, False)
+        values = values.isel({arr.dim: np.flatnonzero(~missing)})
+    # In JSON lists NaN is a number, not no-data: it propagates (skipna=False).
+    return _Numbers(arr, values, False, int_valued(arr))
+
+
+def _python(value: Any, keep_int: bool) -> Any:
+    value = to_python(value)
+    if keep_int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _reduce(data: Any, ignore_nodata: bool, how: str, keep_int: bool = True,
+            **kwargs: Any) -> Any:
+    prepared = _numbers(data, ignore_nodata)
+    arr, values = prepared.arr, prepared.values
+    if arr.is_list and (values is None or values.size == 0):
+        return None
+    if values.dtype == bool:
+        values = values.astype(np.int64)
+    if how in ("sum", "prod") and prepared.skipna:
+        kwargs["min_count"] = 1  # a pixel with only no-data gives no-data, not 0 or 1
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = getattr(values, how)(arr.dim, skipna=prepared.skipna, **kwargs)
+    if arr.is_list:
+        return _python(result.values, keep_int and prepared.keep_int)
+    return result
+
+
+@process("sum")
+def sum_(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "sum")
+
+
+@process()
+def product(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "prod")
+
+
+@process("min")
+def min_(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "min")
+
+
+@process("max")
+def max_(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "max")
+
+
+@process()
+def mean(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "mean", keep_int=False)
+
+
+@process()
+def median(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "median", keep_int=False)
+
+
+@process()
+def sd(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "std", keep_int=False, ddof=1)
+
+
+@process()
+def variance(data: Any, ignore_nodata: bool = True) -> Any:
+    return _reduce(data, ignore_nodata, "var", keep_int=False, ddof=1)
+
+
+@process()
+def extrema(data: Any, ignore_nodata: bool = True) -> Any:
+    low = _reduce(data, ignore_nodata, "min")
+    high = _reduce(data, ignore_nodata, "max")
+    if not isinstance(low, xr.DataArray):
+        return [low, high]
+    arr = exact_array(data)
+    return ArrayValue(xr.concat([low, high], dim=arr.dim, coords="minimal", compat="override",
+                                join="override"), arr.dim)
+
+
+# --- quantiles -----------------------------------------------------------------------------------
+
+
+def _probabilities(probabilities: Any, q: Any) -> np.ndarray:
+    if probabilities is None and q is None:
+        raise QuantilesParameterMissing("quantiles needs 'probabilities'.")
+    if probabilities is not None and q is not None:
+        raise QuantilesParameterConflict(
+            "quantiles takes 'probabilities' or the deprecated 'q', not both.")
+    given = probabilities if probabilities is not None else q
+    if isinstance(given, (int, np.integer)) and not isinstance(given, bool):
+        if given < 2:
+            raise ValueError(f"the number of intervals must be at least 2, got {given}")
+        return np.arange(1, given) / given
+    if not isinstance(given, (list, tuple)):
+        raise TypeError("'probabilities' must be a list of probabilities or an integer")
+    probs = np.asarray(given, dtype=float)
+    if probs.size and (np.any(probs < 0) or np.any(probs > 1) or np.isnan(probs).any()):
+        raise ValueError("probabilities must be between 0 and 1")
+    if np.any(np.diff(probs) < 0):
+        raise AscendingProbabilitiesRequired(
+            "The probabilities must be sorted in ascending order.")
+    return probs
+
+
+def _quantile_kernel(values: np.ndarray, probs: np.ndarray, propagate_nan: bool) -> np.ndarray:
+    """Sample quantiles of type 7 (Hyndman & Fan) along the last axis, NaN skipped.
+
+    With `propagate_nan`, any NaN along the axis makes all quantiles NaN.
+    """
+    values = values.astype(float)
+    ordered = np.sort(values, axis=-1)  # NaN sorts last
+    valid = ~np.isnan(values)
+    n = valid.sum(axis=-1, keepdims=True)
+    h = (n - 1) * probs
+    below = np.floor(h)
+    t = h - below
+    lo = np.clip(below, 0, None).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    a = np.take_along_axis(ordered, lo, axis=-1)
+    b = np.take_along_axis(ordered, hi, axis=-1)
+    # (1-t)*a + t*b, not a + t*(b-a): an infinite neighbour gives ±inf, not inf - inf = NaN.
+    out = np.where(t == 0, a, (1 - t) * a + t * b)
+    out = np.where(n == 0, np.nan, out)
+    if propagate_nan:
+        out = np.where((~valid).any(axis=-1, keepdims=True), np.nan, out)
+    return out
+
+
+@process()
+def quantiles(data: Any, probabilities: Any = None, q: int | None = None,
+              ignore_nodata: bool = True) -> Any:
+    probs = _probabilities(probabilities, q)
+    prepared = _numbers(data, ignore_nodata)
+    arr, values = prepared.arr, prepared.values
+    if arr.is_list:
+        if values is None or values.size == 0:
+            return [None] * probs.size
+        with np.errstate(all="ignore"):
+            out = _quantile_kernel(np.asarray(values.values), probs, propagate_nan=True)
+        return [to_python(v) for v in out.tolist()]
+    result = apply_along(_quantile_kernel, values, arr.dim, size=probs.size, probs=probs,
+                    propagate_nan=not ignore_nodata)
+    return ArrayValue(result, arr.dim)
+
+
+# --- logic ---------------------------------------------------------------------------------------
+
+
+def _truth(data: Any) -> tuple[ArrayValue, xr.DataArray, xr.DataArray | None]:
+    """The array, where its values are true, and where they are no-data (None if nowhere)."""
+    arr = exact_array(data)
+    values = arr.data
+    null = nodata_mask(arr)
+    if values.dtype == bool:
+        return arr, values, null
+    if values.dtype == object:
+        missing = np.asarray(null.values)
+        raw = np.where(missing, False, np.asarray(values.values))
+        if any(not isinstance(v, (bool, np.bool_)) for v in raw):
+            raise TypeError("all and any need boolean values")
+        return arr, values.copy(data=raw.astype(bool)), null
+    if values.dtype.kind in "iuf":
+        truth = values != 0
+        return arr, truth if null is None else truth & ~null, null
+    raise TypeError(f"all and any need boolean values, got {values.dtype}")
+
+
+def _logic(data: Any, ignore_nodata: bool, all_: bool) -> Any:
+    arr, truth, null = _truth(data)
+    dim = arr.dim
+    if null is None:
+        result = truth.all(dim) if all_ else truth.any(dim)
+        return arr.finish(result)
+    if ignore_nodata:
+        result = (truth | null).all(dim) if all_ else truth.any(dim)
+        return arr.finish(result)
+    # Pairwise reduction with no-data (truth tables of the spec): a decisive value (false for
+    # all, true for any) wins over no-data; otherwise any no-data makes the result no-data.
+    decisive = (~truth & ~null).any(dim) if all_ else truth.any(dim)
+    undecided = null.any(dim)
+    if arr.is_list:
+        if bool(decisive):
+            return not all_
+        return None if bool(undecided) else all_
+    verdict = 0.0 if all_ else 1.0
+    return xr.where(decisive, verdict, xr.where(undecided, np.nan, 1.0 - verdict))
+
+
+@process("all")
+def all_(data: Any, ignore_nodata: bool = True) -> Any:
+    return _logic(data, ignore_nodata, all_=True)
+
+
+@process("any")
+def any_(data: Any, ignore_nodata: bool = True) -> Any:
+    return _logic(data, ignore_nodata, all_=False)

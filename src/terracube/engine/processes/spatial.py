@@ -1,0 +1,1090 @@
+"""Spatial processes: resampling and reprojection, kernels, neighbourhoods, zonal statistics.
+
+Everything stays lazy: reprojection and masks are dask graphs built block by block from the
+grid (coordinates), never from cube values; callbacks get whole lazy (sub-)cubes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pyproj
+import rasterio.crs
+import rasterio.features
+import rasterio.warp
+import scipy.ndimage
+import shapely
+import shapely.geometry
+import xarray as xr
+from affine import Affine
+from rasterio.enums import Resampling
+from shapely.geometry.base import BaseGeometry
+
+from terracube import errors
+from terracube.engine.cube import GEOMETRY, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.engine.evaluate import Callback
+from terracube.engine.processes.temporal import (
+    DimensionNotAvailable,
+    drop_dim_coords,
+    is_valid_mask,
+    reducer_output,
+)
+from terracube.engine.registry import process
+from terracube.engine.values import ArrayValue
+from terracube.engine.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
+
+
+# --- exceptions declared by the process definitions -----------------------------------------
+class KernelDimensionsUneven(errors.OpenEOError):
+    """A kernel dimension has an even number of elements."""
+
+    code = "KernelDimensionsUneven"
+    status = 400
+
+
+class DataCubePropertiesImmutable(errors.OpenEOError):
+    """A neighbourhood process changed the dimensions of its data cube."""
+
+    code = "DataCubePropertiesImmutable"
+    status = 400
+
+
+class GeometriesOverlap(errors.OpenEOError):
+    """Two polygons of apply_polygon share a pixel."""
+
+    code = "GeometriesOverlap"
+    status = 400
+
+
+class TargetDimensionExists(errors.OpenEOError):
+    """The target dimension name is already used by the data cube."""
+
+    code = "TargetDimensionExists"
+    status = 400
+
+
+# --- the pixel grid of a cube -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Grid:
+    """The horizontal pixel grid of a raster cube: CRS, affine transform (of corners), size."""
+
+    crs: pyproj.CRS
+    transform: Affine
+    width: int
+    height: int
+    reference_system: Any  # as given in Dimension.reference_system (EPSG int, WKT2, PROJJSON)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        x0, y0 = self.transform * (0, 0)
+        x1, y1 = self.transform * (self.width, self.height)
+        return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    def x_coords(self) -> np.ndarray:
+        return self.transform.c + (np.arange(self.width) + 0.5) * self.transform.a
+
+    def y_coords(self) -> np.ndarray:
+        return self.transform.f + (np.arange(self.height) + 0.5) * self.transform.e
+
+    def same_as(self, other: Grid) -> bool:
+        return (self.crs == other.crs and self.width == other.width
+                and self.height == other.height
+                and self.transform.almost_equals(other.transform, precision=1e-9))
+
+
+def spatial_dims(cube: RasterCube, argument: str = "data") -> tuple[str, str]:
+    """The names of the (y, x) dimensions of a raster cube."""
+    if not isinstance(cube, RasterCube):
+        raise errors.ProcessParameterInvalid(
+            f"'{argument}' must be a raster data cube, got {type(cube).__name__}.",
+            argument=argument)
+    y, x = cube.y_dim, cube.x_dim
+    if y is None or x is None:
+        raise DimensionNotAvailable(
+            f"'{argument}' needs two horizontal spatial dimensions (x and y).", argument=argument)
+    return y.name, x.name
+
+
+def _step(values: np.ndarray, name: str, argument: str) -> float | None:
+    if len(values) < 2:
+        return None
+    step = (values[-1] - values[0]) / (len(values) - 1)
+    if step == 0 or not np.allclose(np.diff(values), step, rtol=0, atol=abs(step) * 1e-3):
+        raise errors.ProcessParameterInvalid(
+            f"The labels of dimension '{name}' in '{argument}' are not a regular grid.",
+            argument=argument)
+    return float(step)
+
+
+def grid_of(cube: RasterCube, argument: str = "data") -> Grid:
+    """The pixel grid described by the x/y labels (pixel centres) and the reference system."""
+    ydim, xdim = spatial_dims(cube, argument)
+    ref = cube.dim(xdim).reference_system or cube.dim(ydim).reference_system
+    if ref is None:
+        raise errors.ProcessParameterInvalid(
+            f"'{argument}' has no spatial reference system.", argument=argument)
+    try:
+        crs = pyproj.CRS.from_user_input(ref)
+    except pyproj.exceptions.CRSError:
+        raise errors.ProcessParameterInvalid(
+            f"Unknown reference system {ref!r} in '{argument}'.", argument=argument) from None
+    xs = np.asarray(cube.data.coords[xdim].values, dtype=float) if xdim in cube.data.coords \
+        else np.array([])
+    ys = np.asarray(cube.data.coords[ydim].values, dtype=float) if ydim in cube.data.coords \
+        else np.array([])
+    dx, dy = _step(xs, xdim, argument), _step(ys, ydim, argument)
+    fallback = cube.attrs.get("resolution")
+    if dx is None:
+        dx = abs(dy) if dy is not None else float(fallback or 1.0)
+    if dy is None:
+        dy = -abs(dx)
+    x0 = xs[0] - dx / 2 if len(xs) else 0.0
+    y0 = ys[0] - dy / 2 if len(ys) else 0.0
+    return Grid(crs, Affine(dx, 0.0, x0, 0.0, dy, y0), len(xs), len(ys), ref)
+
+
+def _with_grid(cube: RasterCube, data: xr.DataArray, grid: Grid) -> RasterCube:
+    """A cube with new values on another grid (new x/y labels and reference system)."""
+    ydim, xdim = spatial_dims(cube)
+    data = data.assign_coords({ydim: grid.y_coords(), xdim: grid.x_coords()})
+    dims = tuple(replace_dim(d, reference_system=grid.reference_system)
+                 if d.name in (xdim, ydim) else d for d in cube.dimensions)
+    return RasterCube(data, dims, cube.nodata, dict(cube.attrs))
+
+
+def replace_dim(dim: Dimension, **changes: Any) -> Dimension:
+    return Dimension(**{**dim.__dict__, **changes})
+
+
+# --- lazy reprojection ------------------------------------------------------------------------
+_RESAMPLING = {
+    "near": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
+    "cubicspline": Resampling.cubic_spline, "lanczos": Resampling.lanczos,
+    "average": Resampling.average, "mode": Resampling.mode, "max": Resampling.max,
+    "min": Resampling.min, "med": Resampling.med, "q1": Resampling.q1, "q3": Resampling.q3,
+    "sum": Resampling.sum, "rms": Resampling.rms,
+}
+# Source pixels a method reads around a target pixel (at scale 1); GDAL widens the kernel by
+# the downsampling factor, aggregating methods read the target pixel's footprint.
+_KERNEL_RADIUS = {"near": 1, "bilinear": 1, "cubic": 2, "cubicspline": 2, "lanczos": 3}
+_BLOCK = 1024  # target block size (pixels) of reprojected cubes
+
+
+def _resampling(method: str) -> Resampling:
+    if method not in _RESAMPLING:
+        raise errors.ProcessParameterInvalid(
+            f"Unknown resampling method {method!r}; use one of {', '.join(_RESAMPLING)}.",
+            argument="method")
+    return _RESAMPLING[method]
+
+
+def _work_dtype(cube: RasterCube) -> tuple[np.dtype, float | None]:
+    """The dtype values are warped in and the no-data value used for them."""
+    dtype = cube.data.dtype
+    if np.issubdtype(dtype, np.floating):
+        return dtype, float("nan")
+    if np.issubdtype(dtype, np.bool_):
+        return np.dtype(np.uint8), None
+    if np.issubdtype(dtype, np.integer):
+        if cube.nodata is not None and not (isinstance(cube.nodata, float)
+                                            and math.isnan(cube.nodata)):
+            return dtype, cube.nodata
+        return np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64), float("nan")
+    raise errors.ProcessParameterInvalid(
+        f"Cannot resample values of type {dtype}.", argument="data")
+
+
+def _sample_points(r0: int, r1: int, c0: int, c1: int, n: int = 17) -> tuple[np.ndarray, ...]:
+    rows = np.linspace(r0, r1, n)
+    cols = np.linspace(c0, c1, n)
+    cc, rr = np.meshgrid(cols, rows)
+    return cc.ravel(), rr.ravel()
+
+
+def _source_window(src: Grid, dst: Grid, transformer: pyproj.Transformer | None,
+                   rows: tuple[int, int], cols: tuple[int, int],
+                   radius: int) -> tuple[slice, slice] | None:
+    """The source pixel window a target block reads from (with a margin for the kernel)."""
+    cc, rr = _sample_points(rows[0], rows[1], cols[0], cols[1])
+    x, y = dst.transform * (cc, rr)
+    if transformer is not None:
+        x, y = transformer.transform(x, y)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return None
+    sc, sr = ~src.transform * (np.asarray(x)[ok], np.asarray(y)[ok])
+    scale = max((sc.max() - sc.min()) / max(cols[1] - cols[0], 1),
+                (sr.max() - sr.min()) / max(rows[1] - rows[0], 1), 1.0)
+    margin = int(math.ceil(radius * scale)) + 1
+    c_lo = max(int(math.floor(sc.min())) - margin, 0)
+    c_hi = min(int(math.ceil(sc.max())) + margin, src.width)
+    r_lo = max(int(math.floor(sr.min())) - margin, 0)
+    r_hi = min(int(math.ceil(sr.max())) + margin, src.height)
+    if c_lo >= c_hi or r_lo >= r_hi:
+        return None
+    return slice(r_lo, r_hi), slice(c_lo, c_hi)
+
+
+def _warp_block(src: np.ndarray, src_transform: Affine, src_crs: str, dst_transform: Affine,
+                dst_crs: str, shape: tuple[int, int], resampling: Resampling,
+                nodata: float | None, dtype: np.dtype) -> np.ndarray:
+    lead = src.shape[:-2]
+    planes = np.ascontiguousarray(src.reshape((-1, *src.shape[-2:])).astype(dtype, copy=False))
+    out = np.full((planes.shape[0], *shape), 0 if nodata is None else nodata, dtype=dtype)
+    if planes.shape[0] and planes.shape[-1] and planes.shape[-2]:
+        rasterio.warp.reproject(
+            planes, out, src_transform=src_transform,
+            src_crs=rasterio.crs.CRS.from_wkt(src_crs), src_nodata=nodata,
+            dst_transform=dst_transform, dst_crs=rasterio.crs.CRS.from_wkt(dst_crs),
+            dst_nodata=nodata, resampling=resampling, tolerance=0)
+    return out.reshape((*lead, *shape))
+
+
+def _assemble(blocks: dict[tuple[int, ...], da.Array], counts: Sequence[int]) -> da.Array:
+    """One dask array from a grid of blocks keyed by block index."""
+    def nest(prefix: tuple[int, ...]) -> Any:
+        if len(prefix) == len(counts):
+            return blocks[prefix]
+        return [nest((*prefix, i)) for i in range(counts[len(prefix)])]
+
+    return da.block(nest(()))
+
+
+def _splits(size: int, step: int) -> list[tuple[int, int]]:
+    step = max(int(step), 1)
+    return [(i, min(i + step, size)) for i in range(0, size, step)] or [(0, 0)]
+
+
+def _as_dask(data: xr.DataArray) -> da.Array:
+    arr = data.data
+    if isinstance(arr, da.Array):
+        return arr
+    return da.from_array(np.asarray(arr), chunks=-1)
+
+
+def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:
+    """The cube resampled/reprojected onto another grid, block by block and lazily."""
+    resampling = _resampling(method)
+    src = grid_of(cube)
+    if src.same_as(dst):
+        return _with_grid(cube, cube.data, dst)
+    ydim, xdim = spatial_dims(cube)
+    dtype, nodata = _work_dtype(cube)
+    order = [d for d in cube.data.dims if d not in (ydim, xdim)] + [ydim, xdim]
+    arr = _as_dask(cube.data.transpose(*order))
+    transformer = None if src.crs == dst.crs else pyproj.Transformer.from_crs(
+        dst.crs, src.crs, always_xy=True)
+    radius = _KERNEL_RADIUS.get(method, 1)
+    src_wkt, dst_wkt = src.crs.to_wkt(), dst.crs.to_wkt()
+    lead_chunks = arr.chunks[:-2]
+    lead_bounds = [np.cumsum((0, *c)) for c in lead_chunks]
+    row_splits = _splits(dst.height, _BLOCK)
+    col_splits = _splits(dst.width, _BLOCK)
+    windows = {(i, j): _source_window(src, dst, transformer, rows, cols, radius)
+               for i, rows in enumerate(row_splits) for j, cols in enumerate(col_splits)}
+    blocks: dict[tuple[int, ...], da.Array] = {}
+    for lead_idx in np.ndindex(*[len(c) for c in lead_chunks]):
+        lead_sl = tuple(slice(int(b[k]), int(b[k + 1])) for b, k in zip(lead_bounds, lead_idx))
+        lead_shape = tuple(s.stop - s.start for s in lead_sl)
+        for (i, j), window in windows.items():
+            rows, cols = row_splits[i], col_splits[j]
+            shape = (rows[1] - rows[0], cols[1] - cols[0])
+            if window is None or 0 in shape:
+                fill = 0 if nodata is None else nodata
+                blocks[(*lead_idx, i, j)] = da.full((*lead_shape, *shape), fill, dtype=dtype)
+                continue
+            wr, wc = window
+            piece = arr[(*lead_sl, wr, wc)]
+            src_t = src.transform * Affine.translation(wc.start, wr.start)
+            dst_t = dst.transform * Affine.translation(cols[0], rows[0])
+            task = dask.delayed(_warp_block, pure=True)(
+                piece, src_t, src_wkt, dst_t, dst_wkt, shape, resampling, nodata, dtype)
+            blocks[(*lead_idx, i, j)] = da.from_delayed(task, (*lead_shape, *shape), dtype=dtype)
+    counts = [len(c) for c in lead_chunks] + [len(row_splits), len(col_splits)]
+    out = _assemble(blocks, counts)
+    if cube.data.dtype == bool:
+        out = out.astype(bool)
+    coords = {d: cube.data.coords[d] for d in order[:-2] if d in cube.data.coords}
+    result = xr.DataArray(out, dims=order, coords=coords, attrs=dict(cube.data.attrs))
+    result = result.transpose(*cube.data.dims)
+    return _with_grid(cube, result, dst)
+
+
+def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Grid | None:
+    """The grid resample_spatial produces, or None when nothing changes."""
+    if projection is None:
+        dst_crs, reference = src.crs, src.reference_system
+    else:
+        try:
+            dst_crs = pyproj.CRS.from_user_input(projection)
+        except pyproj.exceptions.CRSError:
+            raise errors.ProcessParameterInvalid(
+                f"Unknown projection {projection!r}; give an EPSG code or WKT2.",
+                argument="projection") from None
+        reference = projection
+    if isinstance(resolution, (list, tuple)):
+        if len(resolution) != 2:
+            raise errors.ProcessParameterInvalid(
+                "'resolution' must be one number or two numbers [x, y].", argument="resolution")
+        rx, ry = resolution
+    else:
+        rx = ry = resolution
+    for r in (rx, ry):
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or r < 0:
+            raise errors.ProcessParameterInvalid(
+                "'resolution' must be non-negative numbers.", argument="resolution")
+    same_crs = dst_crs == src.crs
+    if same_crs and not rx and not ry:
+        return None
+    left, bottom, right, top = src.bounds
+    if not same_crs:
+        src_rio = rasterio.crs.CRS.from_wkt(src.crs.to_wkt())
+        dst_rio = rasterio.crs.CRS.from_wkt(dst_crs.to_wkt())
+        left, bottom, right, top = rasterio.warp.transform_bounds(
+            src_rio, dst_rio, *src.bounds, densify_pts=21)
+        if not rx or not ry:
+            default, _, _ = rasterio.warp.calculate_default_transform(
+                src_rio, dst_rio, src.width, src.height, *src.bounds)
+            rx = rx or abs(default.a)
+            ry = ry or abs(default.e)
+    else:
+        rx = rx or src.resolution[0]
+        ry = ry or src.resolution[1]
+    nx = max(int(math.ceil((right - left) / rx - 1e-9)), 1)
+    ny = max(int(math.ceil((top - bottom) / ry - 1e-9)), 1)
+    if align not in ("upper-left", "lower-left", "upper-right", "lower-right"):
+        raise errors.ProcessParameterInvalid(
+            "'align' must be upper-left, lower-left, upper-right or lower-right.",
+            argument="align")
+    x0 = left if align.endswith("left") else right - nx * rx
+    y_top = top if align.startswith("upper") else bottom + ny * ry
+    if src.transform.e > 0 and same_crs:  # keep a south-up grid south-up
+        transform = Affine(rx, 0.0, x0, 0.0, ry, y_top - ny * ry)
+    else:
+        transform = Affine(rx, 0.0, x0, 0.0, -ry, y_top)
+    return Grid(dst_crs, transform, nx, ny, reference)
+
+
+@process("resample_spatial")
+def resample_spatial(data: RasterCube, resolution: Any = 0, projection: Any = None,
+                     method: str = "near", align: str = "upper-left") -> RasterCube:
+    _resampling(method)
+    dst = _target_grid(grid_of(data), resolution, projection, align)
+    if dst is None:
+        return data
+    return warp(data, dst, method)
+
+
+@process("resample_cube_spatial")
+def resample_cube_spatial(data: RasterCube, target: RasterCube,
+                          method: str = "near") -> RasterCube:
+    _resampling(method)
+    dst = grid_of(target, "target")
+    return warp(data, dst, method)
+
+
+# --- apply_kernel -----------------------------------------------------------------------------
+_PAD_MODES = {"replicate": "edge", "reflect": "symmetric", "reflect_pixel": "reflect",
+              "wrap": "wrap"}
+
+
+def _kernel_array(kernel: Any) -> np.ndarray:
+    if not isinstance(kernel, list) or not kernel or not all(
+            isinstance(row, list) for row in kernel):
+        raise errors.ProcessParameterInvalid(
+            "'kernel' must be a two-dimensional array of numbers.", argument="kernel")
+    if len({len(row) for row in kernel}) != 1:
+        raise errors.ProcessParameterInvalid(
+            "All rows of 'kernel' must have the same number of elements.", argument="kernel")
+    try:
+        weights = np.array(kernel, dtype=float)
+    except (TypeError, ValueError):
+        raise errors.ProcessParameterInvalid(
+            "'kernel' must contain numbers only.", argument="kernel") from None
+    if weights.shape[0] % 2 == 0 or weights.shape[1] % 2 == 0:
+        raise KernelDimensionsUneven(
+            f"Each dimension of the kernel must have an uneven number of elements; it is "
+            f"{weights.shape[0]}x{weights.shape[1]}.", argument="kernel")
+    return weights
+
+
+def _correlate(block: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return scipy.ndimage.correlate(block, weights, mode="constant", cval=0.0)
+
+
+@process("apply_kernel")
+def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any = 0,
+                 replace_invalid: float = 0) -> RasterCube:
+    ydim, xdim = spatial_dims(data)
+    weights = _kernel_array(kernel)
+    if isinstance(border, str):
+        if border not in _PAD_MODES:
+            raise errors.ProcessParameterInvalid(
+                f"Unknown border {border!r}; use a number, replicate, reflect, reflect_pixel "
+                "or wrap.", argument="border")
+        pad_kw: dict[str, Any] = {"mode": _PAD_MODES[border]}
+    elif isinstance(border, (int, float)) and not isinstance(border, bool):
+        pad_kw = {"mode": "constant", "constant_values": float(border)}
+    else:
+        raise errors.ProcessParameterInvalid("'border' must be a number or a mode name.",
+                                             argument="border")
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool):
+        raise errors.ProcessParameterInvalid("'factor' must be a number.", argument="factor")
+    order = [d for d in data.data.dims if d not in (ydim, xdim)] + [ydim, xdim]
+    values = data.data.transpose(*order)
+    if values.dtype == bool:
+        values = values.astype(np.int8)
+    if not np.issubdtype(values.dtype, np.number):
+        raise errors.ProcessParameterInvalid("apply_kernel needs numerical data.",
+                                             argument="data")
+    arr = _as_dask(values).astype(np.float64)
+    # NaN, no-data and infinities become `replace_invalid` (spec); the factor is applied in
+    # float so that e.g. 1/9 is not truncated.
+    arr = da.where(da.isfinite(arr), arr, float(replace_invalid))
+    if data.nodata is not None and np.issubdtype(data.data.dtype, np.integer):
+        arr = da.where(_as_dask(values) == data.nodata, float(replace_invalid), arr)
+    hy, hx = weights.shape[0] // 2, weights.shape[1] // 2
+    lead = arr.ndim - 2
+    padded = da.pad(arr, [(0, 0)] * lead + [(hy, hy), (hx, hx)], **pad_kw)
+    full = np.reshape(weights, (1,) * lead + weights.shape)
+    # Neighbours come from the overlap; the padded rim is cut off again afterwards.
+    chunks = tuple(c if i < lead else max(c, 2 * (hy if i == lead else hx) + 1)
+                   for i, c in enumerate(padded.chunksize))
+    padded = padded.rechunk(chunks)
+    depth = {lead: hy, lead + 1: hx}
+    convolved = padded.map_overlap(_correlate, depth=depth, boundary="none", weights=full,
+                                   dtype=np.float64)
+    core = convolved[(Ellipsis, slice(hy, hy + arr.shape[-2]), slice(hx, hx + arr.shape[-1]))]
+    core = core * float(factor)
+    out = xr.DataArray(core, dims=order, coords=values.coords).transpose(*data.data.dims)
+    return data.with_data(out, nodata=None)
+
+
+# --- apply_neighborhood -----------------------------------------------------------------------
+_DURATION = re.compile(
+    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+    r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def _duration(value: str, argument: str) -> pd.DateOffset:
+    m = _DURATION.match(value)
+    if not m:
+        raise errors.ProcessParameterInvalid(
+            f"{value!r} is not an ISO 8601 duration such as P10D.", argument=argument)
+    y, mo, w, d, h, mi, s = m.groups()
+    return pd.DateOffset(years=int(y or 0), months=int(mo or 0), weeks=int(w or 0),
+                         days=int(d or 0), hours=int(h or 0), minutes=int(mi or 0),
+                         seconds=float(s or 0))
+
+
+def _pixels(cube: RasterCube, dim: Dimension, value: Any, unit: str | None,
+            argument: str) -> int:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise errors.ProcessParameterInvalid(
+            f"The {argument} of dimension '{dim.name}' must be a non-negative number.",
+            argument=argument)
+    if dim.type == SPATIAL and unit != "px" and dim.axis in ("x", "y"):
+        grid = grid_of(cube)
+        if unit == "m" and grid.crs.is_geographic:
+            raise errors.ProcessParameterInvalid(
+                f"The {argument} of '{dim.name}' is in metres but the data is in a geographic "
+                "reference system; give pixels (unit 'px').", argument=argument)
+        res = grid.resolution[0 if dim.axis == "x" else 1]
+        value = value / res
+    if abs(value - round(value)) > 1e-6:
+        raise errors.ProcessParameterInvalid(
+            f"The {argument} of dimension '{dim.name}' is not a whole number of pixels "
+            f"({value:g}).", argument=argument)
+    return int(round(value))
+
+
+def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
+        list[tuple[int, ...]], list[int]]:
+    """Per dimension: the sizes of the windows along it, and the overlap (both in pixels)."""
+    sizes: dict[str, Any] = {}
+    overlaps: dict[str, int] = {}
+    for argument, items in (("size", size), ("overlap", overlap or [])):
+        if not isinstance(items, list):
+            raise errors.ProcessParameterInvalid(
+                f"'{argument}' must be a list of {{dimension, value, unit}} objects.",
+                argument=argument)
+        for item in items:
+            if not isinstance(item, dict) or "dimension" not in item:
+                raise errors.ProcessParameterInvalid(
+                    f"Every element of '{argument}' needs a 'dimension'.", argument=argument)
+            dim = cube.dim(item["dimension"])
+            if dim is None:
+                raise DimensionNotAvailable(
+                    f"Dimension '{item['dimension']}' given in '{argument}' does not exist.",
+                    argument=argument)
+            value, unit = item.get("value"), item.get("unit")
+            if unit not in (None, "px", "m"):
+                raise errors.ProcessParameterInvalid(
+                    f"Unknown unit {unit!r}; use 'px' or 'm'.", argument=argument)
+            if argument == "size":
+                if value is None:
+                    sizes[dim.name] = None
+                elif isinstance(value, str):
+                    if dim.type != TEMPORAL:
+                        raise errors.ProcessParameterInvalid(
+                            f"A duration is only valid for temporal dimensions, not "
+                            f"'{dim.name}'.", argument=argument)
+                    sizes[dim.name] = _duration(value, argument)
+                else:
+                    sizes[dim.name] = _pixels(cube, dim, value, unit, argument)
+                    if sizes[dim.name] < 1:
+                        raise errors.ProcessParameterInvalid(
+                            f"The size of '{dim.name}' must be at least one pixel.",
+                            argument=argument)
+            else:
+                if value is None:
+                    overlaps[dim.name] = 0
+                elif isinstance(value, str):
+                    raise errors.ProcessParameterInvalid(
+                        f"Overlaps given as durations are not supported; give the overlap of "
+                        f"'{dim.name}' as a number of labels.", argument=argument)
+                else:
+                    overlaps[dim.name] = _pixels(cube, dim, value, unit, argument)
+    chunks, depth = [], []
+    for d in cube.dimensions:
+        n = cube.data.sizes[d.name]
+        spec = sizes.get(d.name)
+        if isinstance(spec, pd.DateOffset):
+            times = pd.DatetimeIndex(cube.data.coords[d.name].values)
+            edges, start = [], times.min()
+            while start <= times.max():
+                edges.append(start)
+                start = start + spec
+            bins = np.searchsorted(np.array(edges, dtype="datetime64[ns]"),
+                                   times.to_numpy(), side="right")
+            if (np.diff(bins) < 0).any():
+                raise errors.ProcessParameterInvalid(
+                    f"Durations need sorted labels along '{d.name}'.", argument="size")
+            counts = tuple(int(c) for c in np.bincount(bins)[1:] if c)
+            chunks.append(counts or (n,))
+        else:
+            step = n if spec is None else min(spec, max(n, 1))
+            chunks.append(tuple(b - a for a, b in _splits(n, step)))
+        depth.append(overlaps.get(d.name, 0))
+    return chunks, depth
+
+
+def _extended_labels(labels: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Labels for positions start..stop-1, extrapolated beyond the ends (overlap rims)."""
+    n = len(labels)
+    if 0 <= start and stop <= n:
+        return labels[start:stop]
+    positions = np.arange(start, stop)
+    if np.issubdtype(labels.dtype, np.number) or np.issubdtype(labels.dtype, np.datetime64):
+        if n >= 2:
+            step, first_step = labels[-1] - labels[-2], labels[1] - labels[0]
+        else:
+            step = first_step = (np.timedelta64(1, "D") if np.issubdtype(
+                labels.dtype, np.datetime64) else 1)
+        inside = labels[np.clip(positions, 0, n - 1)]
+        below, above = positions < 0, positions >= n
+        out = inside.copy()
+        out[below] = labels[0] + positions[below] * first_step
+        out[above] = labels[-1] + (positions[above] - (n - 1)) * step
+        return out
+    out = np.empty(len(positions), dtype=object)
+    inside = (positions >= 0) & (positions < n)
+    out[inside] = labels[positions[inside]]
+    out[~inside] = None
+    return out
+
+
+def _cube_result(value: Any, expected: xr.DataArray, argument: str = "process") -> xr.DataArray:
+    if isinstance(value, RasterCube):
+        value = value.data
+    elif isinstance(value, ArrayValue):
+        value = value.data
+    if not isinstance(value, xr.DataArray):
+        raise DataCubePropertiesImmutable(
+            f"The {argument} must return a data cube, not {type(value).__name__}.",
+            argument=argument)
+    if set(value.dims) != set(expected.dims):
+        raise DataCubePropertiesImmutable(
+            f"The {argument} changed the dimensions from {list(expected.dims)} to "
+            f"{list(value.dims)}.", argument=argument)
+    value = value.transpose(*expected.dims)
+    if value.shape != expected.shape:
+        raise DataCubePropertiesImmutable(
+            f"The {argument} changed the number of labels from {dict(expected.sizes)} to "
+            f"{dict(value.sizes)}.", argument=argument)
+    return value
+
+
+@process("apply_neighborhood")
+def apply_neighborhood(data: RasterCube, process: Callback, size: list,
+                       overlap: list | None = None, context: Any = None) -> RasterCube:
+    spatial_dims(data)
+    chunks, depth = _neighbourhood_chunks(data, size, overlap)
+    dims = list(data.data.dims)
+    sizes = [data.data.sizes[d] for d in dims]
+    whole = [len(c) == 1 for c in chunks]
+    if all(whole) and not any(depth):
+        # One neighbourhood holds everything: a single call on the whole lazy cube.
+        out = _cube_result(process(data=data, context=context), data.data)
+        return data.with_data(out.assign_coords(data.data.coords))
+    long = [i for i, c in enumerate(chunks) if max(c) > 1]
+    if not any(depth) and len(long) == 1 and all(max(c) == 1 for i, c in enumerate(chunks)
+                                                   if i != long[0]) and whole[long[0]]:
+        # One-dimensional neighbourhoods are labelled arrays: one vectorised call along it.
+        dim = dims[long[0]]
+        value = process(data=ArrayValue(data.data, dim, labeled=True), context=context)
+        out = _cube_result(value, data.data)
+        return data.with_data(out.assign_coords(data.data.coords))
+
+    values = data.data
+    fill: Any = np.nan
+    if any(depth) and not np.issubdtype(values.dtype, np.floating):
+        if data.nodata is not None and np.issubdtype(values.dtype, np.integer):
+            fill = data.nodata
+        else:
+            values = values.astype(np.float64)
+    arr = _as_dask(values)
+    padded = da.pad(arr, [(p, p) for p in depth], mode="constant", constant_values=fill) \
+        if any(depth) else arr
+    label_arrays = {d: np.asarray(values.coords[d].values) for d in dims if d in values.coords}
+    starts = [np.cumsum((0, *c)) for c in chunks]
+    blocks: dict[tuple[int, ...], da.Array] = {}
+    for idx in np.ndindex(*[len(c) for c in chunks]):
+        lo = [int(starts[a][i]) for a, i in enumerate(idx)]
+        hi = [lo[a] + chunks[a][i] for a, i in enumerate(idx)]
+        window = tuple(slice(lo[a], hi[a] + 2 * depth[a]) for a in range(len(dims)))
+        coords = {d: _extended_labels(label_arrays[d], lo[a] - depth[a], hi[a] + depth[a])
+                  for a, d in enumerate(dims) if d in label_arrays}
+        piece = xr.DataArray(padded[window], dims=dims, coords=coords)
+        result = _cube_result(process(data=data.with_data(piece), context=context), piece)
+        core = tuple(slice(depth[a], depth[a] + hi[a] - lo[a]) for a in range(len(dims)))
+        blocks[idx] = _as_dask(result)[core]
+    dtypes = {b.dtype for b in blocks.values()}
+    if len(dtypes) > 1:
+        common = np.result_type(*dtypes)
+        blocks = {k: b.astype(common) for k, b in blocks.items()}
+    out = _assemble(blocks, [len(c) for c in chunks])
+    assert tuple(out.shape) == tuple(sizes)
+    return data.with_data(xr.DataArray(out, dims=dims, coords=values.coords,
+                                       attrs=dict(data.data.attrs)))
+
+
+# --- spatial reductions -----------------------------------------------------------------------
+_PIXELS = "__pixels__"
+
+
+def _stack_pixels(values: xr.DataArray, ydim: str, xdim: str) -> xr.DataArray:
+    others = [d for d in values.dims if d not in (ydim, xdim)]
+    stacked = values.transpose(*others, ydim, xdim).stack({_PIXELS: (ydim, xdim)},
+                                                            create_index=False)
+    return stacked.drop_vars([c for c in (ydim, xdim) if c in stacked.coords])
+
+
+@process("reduce_spatial")
+def reduce_spatial(data: RasterCube, reducer: Callback, context: Any = None) -> RasterCube:
+    ydim, xdim = spatial_dims(data)
+    stacked = _stack_pixels(data.data, ydim, xdim)
+    template = xr.zeros_like(stacked.isel({_PIXELS: 0}, drop=True)) if stacked.sizes[_PIXELS] \
+        else stacked.sum(_PIXELS)
+    value = reducer(data=ArrayValue(stacked, _PIXELS), context=context)
+    out = reducer_output(value, drop_dim_coords(template, _PIXELS), _PIXELS)
+    others = [d for d in data.data.dims if d not in (ydim, xdim)]
+    return data.with_data(out.transpose(*others))
+
+
+def _window_centres(coords: np.ndarray, step: float, size: int, offset: int,
+                    count: int) -> np.ndarray:
+    first = coords[0] if len(coords) else 0.0
+    return first + (offset + np.arange(count) * size + (size - 1) / 2) * step
+
+
+@process("aggregate_spatial_window")
+def aggregate_spatial_window(data: RasterCube, reducer: Callback, size: list,
+                             boundary: str = "pad", align: str = "upper-left",
+                             context: Any = None) -> RasterCube:
+    ydim, xdim = spatial_dims(data)
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise errors.ProcessParameterInvalid(
+            "'size' must be two positive integers [x, y].", argument="size")
+    if boundary not in ("pad", "trim"):
+        raise errors.ProcessParameterInvalid("'boundary' must be 'pad' or 'trim'.",
+                                             argument="boundary")
+    if align not in ("upper-left", "lower-left", "upper-right", "lower-right"):
+        raise errors.ProcessParameterInvalid(
+            "'align' must be upper-left, lower-left, upper-right or lower-right.",
+            argument="align")
+    sx, sy = size
+    grid = grid_of(data)
+    nx, ny = data.data.sizes[xdim], data.data.sizes[ydim]
+    # Windows start at the aligned corner; padding/trimming happens at the opposite side.
+    x_from_start = align.endswith("left") == (grid.transform.a > 0)
+    y_from_start = align.startswith("upper") == (grid.transform.e < 0)
+    values = data.data
+    if boundary == "pad" and (nx % sx or ny % sy) and not np.issubdtype(values.dtype,
+                                                                          np.floating):
+        values = values.astype(np.float64)
+    coarse = values.coarsen({xdim: sx, ydim: sy}, boundary=boundary,
+                            side={xdim: "left" if x_from_start else "right",
+                                  ydim: "left" if y_from_start else "right"},
+                            coord_func="mean")
+    windows = coarse.construct({xdim: (xdim, "__wx__"), ydim: (ydim, "__wy__")},
+                               keep_attrs=True)
+    windows = windows.drop_vars([c for c in windows.coords if c in (xdim, ydim)])
+    others = [d for d in data.data.dims if d not in (ydim, xdim)]
+    windows = windows.transpose(*others, ydim, xdim, "__wy__", "__wx__")
+    stacked = windows.stack({_PIXELS: ("__wy__", "__wx__")}, create_index=False)
+    template = xr.zeros_like(stacked.isel({_PIXELS: 0}, drop=True))
+    value = reducer(data=ArrayValue(stacked, _PIXELS), context=context)
+    out = reducer_output(value, drop_dim_coords(template, _PIXELS), _PIXELS)
+    cx, cy = out.sizes[xdim], out.sizes[ydim]
+    x_offset = 0 if x_from_start else nx - cx * sx
+    y_offset = 0 if y_from_start else ny - cy * sy
+    xs = _window_centres(grid.x_coords(), grid.transform.a, sx, x_offset, cx)
+    ys = _window_centres(grid.y_coords(), grid.transform.e, sy, y_offset, cy)
+    out = out.assign_coords({xdim: xs, ydim: ys}).transpose(*data.data.dims)
+    return data.with_data(out)
+
+
+# --- geometries -------------------------------------------------------------------------------
+def vector_input(value: Any, argument: str) -> VectorCube:
+    """A VectorCube for a vector data cube or (deprecated) GeoJSON argument."""
+    if isinstance(value, VectorCube):
+        return value
+    if isinstance(value, dict):
+        try:
+            return VectorCube.from_geojson(value)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise errors.ProcessParameterInvalid(
+                f"Invalid GeoJSON in '{argument}': {exc}", argument=argument) from None
+    raise errors.ProcessParameterInvalid(
+        f"'{argument}' must be a vector data cube or GeoJSON, got {type(value).__name__}.",
+        argument=argument)
+
+
+def _parts(geom: BaseGeometry) -> tuple[list, list, list]:
+    """(polygons, lines, points) of a geometry."""
+    polys: list = []
+    lines: list = []
+    points: list = []
+    if geom is None or geom.is_empty:
+        return polys, lines, points
+    kind = geom.geom_type
+    if kind in ("Polygon", "MultiPolygon"):
+        polys.append(geom)
+    elif kind in ("LineString", "MultiLineString", "LinearRing"):
+        lines.append(geom)
+    elif kind in ("Point", "MultiPoint"):
+        points.append(geom)
+    else:
+        for part in getattr(geom, "geoms", []):
+            p, line, pt = _parts(part)
+            polys += p
+            lines += line
+            points += pt
+    return polys, lines, points
+
+
+def _pixel_window(grid: Grid, bounds: tuple[float, float, float, float],
+                  margin: int = 1) -> tuple[slice, slice] | None:
+    x0, y0, x1, y1 = bounds
+    cols, rows = ~grid.transform * (np.array([x0, x0, x1, x1]), np.array([y0, y1, y0, y1]))
+    c0 = max(int(math.floor(cols.min())) - margin, 0)
+    c1 = min(int(math.ceil(cols.max())) + margin, grid.width)
+    r0 = max(int(math.floor(rows.min())) - margin, 0)
+    r1 = min(int(math.ceil(rows.max())) + margin, grid.height)
+    if c0 >= c1 or r0 >= r1:
+        return None
+    return slice(r0, r1), slice(c0, c1)
+
+
+def burn(geoms: Sequence[BaseGeometry], grid: Grid, rows: slice, cols: slice,
+         polygons_only: bool = False) -> np.ndarray:
+    """Which pixels of a grid window the geometries select (spec rules): polygons by pixel
+    centre, lines by every pixel they pass through, points by the pixel whose centre is
+    closest."""
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    out = np.zeros(shape, dtype=bool)
+    if 0 in shape:
+        return out
+    transform = grid.transform * Affine.translation(cols.start, rows.start)
+    polys: list = []
+    lines: list = []
+    points: list = []
+    for g in geoms:
+        p, line, pt = _parts(g)
+        polys += p
+        lines += line
+        points += pt
+    if polygons_only:
+        lines, points = [], []
+    if polys:
+        out |= rasterio.features.geometry_mask(polys, shape, transform, all_touched=False,
+                                               invert=True)
+    if lines:
+        out |= rasterio.features.geometry_mask(lines, shape, transform, all_touched=True,
+                                               invert=True)
+    for pt in points:
+        coords = np.array([(q.x, q.y) for q in getattr(pt, "geoms", [pt])])
+        c, r = ~transform * (coords[:, 0], coords[:, 1])
+        c, r = np.floor(c).astype(int), np.floor(r).astype(int)
+        ok = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
+        out[r[ok], c[ok]] = True
+    return out
+
+
+def geometry_pixels(geom: BaseGeometry, grid: Grid,
+                    polygons_only: bool = False) -> tuple[slice, slice, np.ndarray] | None:
+    """The smallest grid window around a geometry and its selected pixels (None if none)."""
+    if geom is None or geom.is_empty:
+        return None
+    window = _pixel_window(grid, geom.bounds)
+    if window is None:
+        return None
+    rows, cols = window
+    mask = burn([geom], grid, rows, cols, polygons_only)
+    if not mask.any():
+        return None
+    r_any, c_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    mask = mask[r_any[0]:r_any[-1] + 1, c_any[0]:c_any[-1] + 1]
+    rows = slice(rows.start + int(r_any[0]), rows.start + int(r_any[-1]) + 1)
+    cols = slice(cols.start + int(c_any[0]), cols.start + int(c_any[-1]) + 1)
+    return rows, cols, mask
+
+
+def _mask_block(geoms: list[BaseGeometry], tree: shapely.STRtree, grid: Grid,
+                polygons_only: bool, block_info: dict | None = None) -> np.ndarray:
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    rows, cols = slice(r0, r1), slice(c0, c1)
+    transform = grid.transform * Affine.translation(c0, r0)
+    x0, y0 = transform * (0, 0)
+    x1, y1 = transform * (c1 - c0, r1 - r0)
+    hits = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    return burn([geoms[i] for i in hits], grid, rows, cols, polygons_only)
+
+
+def lazy_mask(geoms: list[BaseGeometry], grid: Grid, chunks: tuple[tuple[int, ...], ...],
+              polygons_only: bool = False) -> da.Array:
+    """A lazy (y, x) boolean mask of the pixels the geometries select, rasterised per chunk."""
+    geoms = [g for g in geoms if g is not None and not g.is_empty]
+    # Points and lines select pixels just outside their own bounds too, hence the buffer.
+    buffered = [g.buffer(max(grid.resolution)) if g.geom_type not in (
+        "Polygon", "MultiPolygon") else g for g in geoms]
+    tree = shapely.STRtree(buffered)
+    return da.map_blocks(_mask_block, geoms, tree, grid, polygons_only, dtype=bool,
+                         chunks=chunks, meta=np.array((), dtype=bool))
+
+
+def _spatial_chunks(cube: RasterCube) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    ydim, xdim = spatial_dims(cube)
+    arr = cube.data.data
+    if isinstance(arr, da.Array):
+        return (arr.chunks[cube.data.dims.index(ydim)], arr.chunks[cube.data.dims.index(xdim)])
+    return ((cube.data.sizes[ydim],), (cube.data.sizes[xdim],))
+
+
+def _fill_value(cube: RasterCube, value: Any) -> tuple[Any, xr.DataArray]:
+    """The replacement for masked pixels (None: the cube's no-data) and the values to use."""
+    values = cube.data
+    if value is None:
+        if np.issubdtype(values.dtype, np.floating):
+            return np.nan, values
+        if cube.nodata is not None and np.issubdtype(values.dtype, np.integer):
+            return cube.nodata, values
+        return np.nan, values.astype(np.float64)
+    return value, values
+
+
+def _mask_array(mask: da.Array, cube: RasterCube) -> xr.DataArray:
+    ydim, xdim = spatial_dims(cube)
+    return xr.DataArray(mask, dims=[ydim, xdim])
+
+
+def _is_nodata(cube: RasterCube, values: xr.DataArray) -> xr.DataArray:
+    missing = values.isnull()
+    if cube.nodata is not None and np.issubdtype(values.dtype, np.integer):
+        missing = missing | (values == cube.nodata)
+    return missing
+
+
+@process("mask_polygon")
+def mask_polygon(data: RasterCube, mask: Any, replacement: Any = None,
+                 inside: bool = False) -> RasterCube:
+    grid = grid_of(data)
+    vc = vector_input(mask, "mask")
+    geoms = [g for g in vc.geometries_in(grid.crs) if not g.is_empty]
+    if not any(_parts(g)[0] for g in geoms) and vc.geometries and any(
+            not g.is_empty for g in vc.geometries):
+        raise errors.ProcessParameterInvalid(
+            "'mask' must contain polygons (Polygon or MultiPolygon).", argument="mask")
+    selected = _mask_array(lazy_mask(geoms, grid, _spatial_chunks(data), polygons_only=True),
+                           data)
+    fill, values = _fill_value(data, replacement)
+    replace = selected if inside else ~selected
+    replace = replace & ~_is_nodata(data, values)
+    out = values.where(~replace, fill).transpose(*data.data.dims)
+    return data.with_data(out)
+
+
+@process("filter_spatial")
+def filter_spatial(data: RasterCube, geometries: Any) -> RasterCube:
+    grid = grid_of(data)
+    ydim, xdim = spatial_dims(data)
+    vc = vector_input(geometries, "geometries")
+    geoms = [g for g in vc.geometries_in(grid.crs) if not g.is_empty]
+    xs, ys = grid.x_coords(), grid.y_coords()
+    keep_x = np.zeros(len(xs), dtype=bool)
+    keep_y = np.zeros(len(ys), dtype=bool)
+    if geoms:
+        x0, y0, x1, y1 = shapely.GeometryCollection(geoms).bounds
+        keep_x |= (xs >= x0) & (xs <= x1)
+        keep_y |= (ys >= y0) & (ys <= y1)
+        for g in geoms:  # points and lines also keep the pixels they select
+            if _parts(g)[0]:
+                continue
+            found = geometry_pixels(g, grid)
+            if found is not None:
+                keep_x[found[1]] = True
+                keep_y[found[0]] = True
+    cols, rows = np.flatnonzero(keep_x), np.flatnonzero(keep_y)
+    col_sl = slice(int(cols[0]), int(cols[-1]) + 1) if len(cols) else slice(0, 0)
+    row_sl = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
+    if not len(cols) or not len(rows):
+        col_sl = row_sl = slice(0, 0)
+    cropped = data.with_data(data.data.isel({ydim: row_sl, xdim: col_sl}))
+    if not cropped.data.sizes[ydim] or not cropped.data.sizes[xdim]:
+        values = cropped.data
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float64)
+        return cropped.with_data(values)
+    sub_grid = grid_of(cropped)
+    selected = _mask_array(lazy_mask(geoms, sub_grid, _spatial_chunks(cropped)), cropped)
+    fill, values = _fill_value(cropped, None)
+    out = values.where(selected | _is_nodata(cropped, values), fill)
+    return cropped.with_data(out.transpose(*data.data.dims))
+
+
+@process("aggregate_spatial")
+def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
+                      target_dimension: str | None = None, context: Any = None) -> VectorCube:
+    grid = grid_of(data)
+    ydim, xdim = spatial_dims(data)
+    vc = vector_input(geometries, "geometries")
+    if target_dimension is not None and data.dim(target_dimension) is not None:
+        raise TargetDimensionExists(
+            f"The data cube already has a dimension '{target_dimension}'.",
+            argument="target_dimension")
+    others = [d for d in data.data.dims if d not in (ydim, xdim)]
+    values = data.data.transpose(*others, ydim, xdim)
+    template = drop_dim_coords(drop_dim_coords(
+        xr.zeros_like(values.isel({ydim: 0, xdim: 0}, drop=True)) if grid.width and grid.height
+        else values.sum([ydim, xdim]), ydim), xdim).astype(np.float64)
+    results, totals, valids = [], [], []
+    for geom in reproject_geometries(vc.geometries, vc.crs, grid.crs):
+        found = geometry_pixels(geom, grid)
+        if found is None:  # empty or outside the data: no-data
+            results.append(xr.full_like(template, np.nan))
+            totals.append(xr.zeros_like(template))
+            valids.append(xr.zeros_like(template))
+            continue
+        rows, cols, mask = found
+        pixels = _stack_pixels(values.isel({ydim: rows, xdim: cols}), ydim, xdim)
+        if not mask.all():
+            pixels = pixels.isel({_PIXELS: np.flatnonzero(mask.ravel())})
+        value = reducer(data=ArrayValue(pixels, _PIXELS), context=context)
+        results.append(reducer_output(value, template, _PIXELS))
+        if target_dimension is not None:
+            totals.append(xr.full_like(template, int(mask.sum())))
+            valids.append(is_valid_mask(pixels).sum(_PIXELS).astype(np.float64))
+    n = len(vc.geometries)
+    if results:
+        out = xr.concat(results, dim=GEOMETRY_DIM, coords="minimal", compat="override",
+                        join="override")
+    else:
+        out = template.expand_dims({GEOMETRY_DIM: 0})
+    dims = [Dimension(GEOMETRY_DIM, GEOMETRY, reference_system=vc.crs)] + [
+        data.dim(d) for d in others]
+    if target_dimension is not None:
+        def stack(items: list) -> xr.DataArray:
+            return xr.concat(items, dim=GEOMETRY_DIM, coords="minimal", compat="override",
+                             join="override") if items else out
+
+        out = xr.concat([out.astype(np.float64), stack(totals).astype(np.float64),
+                         stack(valids).astype(np.float64)], dim=target_dimension)
+        out = out.assign_coords({target_dimension: ["value", "total_count", "valid_count"]})
+        dims.append(Dimension(target_dimension, OTHER))
+    out = out.assign_coords({GEOMETRY_DIM: np.arange(n)})
+    out = out.transpose(*[d.name for d in dims])
+    return VectorCube(vc.geometries, vc.crs, out, tuple(dims), vc.properties)
+
+
+@process("apply_polygon")
+def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_value: Any = None,
+                  context: Any = None) -> RasterCube:
+    grid = grid_of(data)
+    ydim, xdim = spatial_dims(data)
+    vc = vector_input(geometries, "geometries")
+    geoms = vc.geometries_in(grid.crs)
+    for g in geoms:
+        if not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon"):
+            raise errors.ProcessParameterInvalid(
+                f"'geometries' may only contain polygons, found a {g.geom_type}.",
+                argument="geometries")
+    windows = [w for w in (geometry_pixels(g, grid, polygons_only=True) for g in geoms) if w]
+    _check_overlaps(windows)
+    fill, values = _fill_value(data, None)
+    inner_fill = fill if mask_value is None else mask_value
+    dims = list(data.data.dims)
+    result = xr.DataArray(da.full(values.shape, fill, dtype=values.dtype,
+                                  chunks=_as_dask(values).chunks), dims=dims,
+                          coords=values.coords)
+    for rows, cols, mask in windows:
+        piece = values.isel({ydim: rows, xdim: cols})
+        inside = xr.DataArray(mask, dims=[ydim, xdim])
+        sub = data.with_data(piece.where(inside, inner_fill))
+        processed = _cube_result(process(data=sub, context=context), piece)
+        height, width = values.sizes[ydim], values.sizes[xdim]
+        pad = [(0, 0) if d not in (ydim, xdim) else
+               ((rows.start, height - rows.stop) if d == ydim else
+                (cols.start, width - cols.stop)) for d in dims]
+        padded = da.pad(_as_dask(processed), pad, mode="constant", constant_values=0)
+        full_mask = np.zeros((height, width), dtype=bool)
+        full_mask[rows, cols] = mask
+        where = xr.DataArray(full_mask, dims=[ydim, xdim])
+        result = xr.where(where, xr.DataArray(padded, dims=dims, coords=values.coords), result)
+        if processed.dtype != result.dtype:
+            result = result.astype(np.result_type(processed.dtype, result.dtype))
+    return data.with_data(result.transpose(*dims))
+
+
+def _check_overlaps(windows: list[tuple[slice, slice, np.ndarray]]) -> None:
+    boxes = [shapely.box(c.start, r.start, c.stop - 0.5, r.stop - 0.5) for r, c, _ in windows]
+    tree = shapely.STRtree(boxes)
+    for i, j in zip(*tree.query(boxes, predicate="intersects")):
+        if i >= j:
+            continue
+        (ri, ci, mi), (rj, cj, mj) = windows[i], windows[j]
+        r0, r1 = max(ri.start, rj.start), min(ri.stop, rj.stop)
+        c0, c1 = max(ci.start, cj.start), min(ci.stop, cj.stop)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        a = mi[r0 - ri.start:r1 - ri.start, c0 - ci.start:c1 - ci.start]
+        b = mj[r0 - rj.start:r1 - rj.start, c0 - cj.start:c1 - cj.start]
+        if (a & b).any():
+            raise GeometriesOverlap(
+                f"Polygons #{i} and #{j} share pixels; apply_polygon needs polygons that do "
+                "not overlap.", argument="geometries")
+

@@ -1,0 +1,107 @@
+"""Every test case of the official openEO process tests, run through our engine in process.
+
+The cases come from ../shared/openeo-processes/tests/*.json5 (or $TERRACUBE_SHARED): one pytest
+case per test case, with ids like `add[3]`. Each runs as a one-node process graph. A case whose
+process (or a process it requires) is not implemented fails: the target is all passing.
+Cases of experimental processes carry the `experimental` marker (`-m "not experimental"`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from encoding import Decoder, assert_equivalent, iter_refs, load_json5
+
+from terracube.engine.evaluate import Evaluator, Services
+from terracube.engine.registry import ProcessRegistry, build_registry
+from terracube.errors import OpenEOError
+
+SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
+CASES_DIR = SHARED / "openeo-processes" / "tests"
+
+if not CASES_DIR.is_dir():
+    pytest.skip(f"the openEO process tests are not at {CASES_DIR} (set TERRACUBE_SHARED)",
+                allow_module_level=True)
+
+
+# Upstream cases that contradict the process definitions or have typos (xfail, strict: a case
+# that passes shows up).
+_BLUE_165 = ("assumes 165 for blue at row 1, column 4 of assets/xyb-minimal-int.json5, which "
+             "holds 255, the no-data value")
+ERRATA = {
+    "apply[2]": _BLUE_165,
+    "apply_dimension[1]": _BLUE_165,
+    "apply_dimension[2]": "applies over 'bands' of assets/xyt-more-timestamps.json5, which has "
+                          "the dimensions t, y, x (the expected result is over t)",
+    "array_append[0]": "expects [1] for appending 0 to []",
+    "array_apply[8]": "the graph calls the process 'mulitply' (typo of multiply)",
+    "array_element[3]": "asks for the label 'BO2' (letter O); the labels are B01, B02, B03",
+    "array_find[6]": "expects index 1 for the value 3, which is at index 0",
+    "count[4]": "the condition is a bare graph (no process_graph) using the parameter "
+                "'element'; count's condition has the parameters x and context",
+    "count[5]": "the condition is a bare graph (no process_graph) using the parameter "
+                "'element'; count's condition has the parameters x and context",
+    "lte[15]": "expects lte(Infinity, Infinity) = false, but lte is or(lt, eq) and "
+               "eq(Infinity, Infinity) = true (eq[16]; gte[15] expects true)",
+    "reduce_dimension[1]": _BLUE_165,
+    "product[10]": "expects NaN for 1 * -Infinity * 3 * Infinity, which is -Infinity in IEEE "
+                   "754 (the spec's rule)",
+}
+
+
+def _collect() -> list:
+    params = []
+    for path in sorted(CASES_DIR.glob("*.json5")):
+        document = load_json5(path)
+        process_id = document["id"]
+        for i, case in enumerate(document.get("tests", [])):
+            marks = [pytest.mark.experimental] if document.get("experimental") else []
+            missing = sorted({ref for ref in iter_refs(case) if not (CASES_DIR / ref).is_file()})
+            if missing:
+                marks.append(pytest.mark.xfail(
+                    reason=f"the upstream test refers to a missing asset: {', '.join(missing)}",
+                    run=False))
+            case_id = f"{process_id}[{i}]"
+            if case_id in ERRATA:
+                marks.append(pytest.mark.xfail(reason=f"upstream test: {ERRATA[case_id]}",
+                                               strict=True))
+            params.append(pytest.param(process_id, case, id=case_id, marks=marks))
+    return params
+
+
+@pytest.fixture(scope="module")
+def registry() -> ProcessRegistry:
+    return build_registry()
+
+
+@pytest.fixture(scope="module")
+def decoder() -> Decoder:
+    return Decoder(CASES_DIR)
+
+
+@pytest.mark.parametrize(("process_id", "case"), _collect())
+def test_process_case(process_id: str, case: dict[str, Any], registry: ProcessRegistry,
+                      decoder: Decoder) -> None:
+    missing = [p for p in (process_id, *case.get("required", [])) if p not in registry]
+    if missing:
+        pytest.fail(f"not implemented: {', '.join(missing)}", pytrace=False)
+    arguments = {name: decoder.argument(value) for name, value in case["arguments"].items()}
+    graph = {"n": {"process_id": process_id, "arguments": arguments, "result": True}}
+    try:
+        result = Evaluator(Services(registry=registry)).run(graph)
+    except Exception as exc:
+        # `throws`: true (any exception) or the name of the exception in the process spec.
+        # With `returns` as well, either outcome is correct.
+        if "throws" not in case:
+            raise
+        code = case["throws"]
+        if isinstance(code, str) and isinstance(exc, OpenEOError):
+            assert exc.code == code, f"raised {exc.code} ({exc}), the spec names {code}"
+        return
+    if "returns" not in case:
+        pytest.fail(f"expected the exception {case['throws']}, got the result {result!r}",
+                    pytrace=False)
+    assert_equivalent(result, decoder.expected(case["returns"]), case.get("delta"))
