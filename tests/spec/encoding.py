@@ -158,12 +158,15 @@ def _modern_references(graph: dict) -> dict:
             for nid, node in graph.items()}
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?)?")
+
+
 def _temporal_labels(labels: list) -> np.ndarray:
-    """datetime64 for date-time labels; period labels such as "2023-djf" stay strings."""
-    try:
+    """datetime64 for RFC 3339 labels; period labels ("2023-djf", "2020-06-01-00") stay text."""
+    if all(isinstance(v, str) and _RFC3339.fullmatch(v) for v in labels):
         return np.array([to_instant(v) for v in labels], dtype="datetime64[ns]")
-    except ValueError:
-        return np.asarray(labels)
+    return np.asarray(labels)
 
 
 def decode_cube(value: dict, lazy: bool) -> RasterCube:

@@ -47,6 +47,10 @@ ERRATA = {
     "lte[15]": "expects lte(Infinity, Infinity) = false, but lte is or(lt, eq) and "
                "eq(Infinity, Infinity) = true (eq[16]; gte[15] expects true)",
     "reduce_dimension[1]": _BLUE_165,
+    "rename_dimension[3]": "renames 'x' to 'lon' but expects 'y' renamed",
+    "rename_dimension[4]": "renames 'y' to 'lat' but expects 'x' renamed",
+    "rename_labels[5]": "gives the new labels as 'source' and no 'target', which is required",
+    "rename_labels[7]": "gives the new labels as 'source' and no 'target', which is required",
     "product[10]": "expects NaN for 1 * -Infinity * 3 * Infinity, which is -Infinity in IEEE "
                    "754 (the spec's rule)",
 }

@@ -180,7 +180,10 @@ _RESAMPLING = {
 # Source pixels a method reads around a target pixel (at scale 1); GDAL widens the kernel by
 # the downsampling factor, aggregating methods read the target pixel's footprint.
 _KERNEL_RADIUS = {"near": 1, "bilinear": 1, "cubic": 2, "cubicspline": 2, "lanczos": 3}
-_BLOCK = 1024  # target block size (pixels) of reprojected cubes
+# Target blocks span whole rows (up to _MAX_BLOCK_WIDTH): GDAL approximates the coordinate
+# transformation along each row, so full rows give the same result as one warp of the array.
+_MAX_BLOCK_WIDTH = 8192
+_BLOCK_PIXELS = 2**21
 
 
 def _resampling(method: str) -> Resampling:
@@ -249,7 +252,7 @@ def _warp_block(src: np.ndarray, src_transform: Affine, src_crs: str, dst_transf
             planes, out, src_transform=src_transform,
             src_crs=rasterio.crs.CRS.from_wkt(src_crs), src_nodata=nodata,
             dst_transform=dst_transform, dst_crs=rasterio.crs.CRS.from_wkt(dst_crs),
-            dst_nodata=nodata, resampling=resampling, tolerance=0)
+            dst_nodata=nodata, resampling=resampling)
     return out.reshape((*lead, *shape))
 
 
@@ -291,8 +294,8 @@ def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:
     src_wkt, dst_wkt = src.crs.to_wkt(), dst.crs.to_wkt()
     lead_chunks = arr.chunks[:-2]
     lead_bounds = [np.cumsum((0, *c)) for c in lead_chunks]
-    row_splits = _splits(dst.height, _BLOCK)
-    col_splits = _splits(dst.width, _BLOCK)
+    col_splits = _splits(dst.width, _MAX_BLOCK_WIDTH)
+    row_splits = _splits(dst.height, max(_BLOCK_PIXELS // max(col_splits[0][1], 1), 1))
     windows = {(i, j): _source_window(src, dst, transformer, rows, cols, radius)
                for i, rows in enumerate(row_splits) for j, cols in enumerate(col_splits)}
     blocks: dict[tuple[int, ...], da.Array] = {}
