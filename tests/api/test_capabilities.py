@@ -107,8 +107,8 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
     expected = {
         ("/collections", "GET"), ("/collections/{collection_id}", "GET"),
         ("/conformance", "GET"), ("/credentials/basic", "GET"), ("/file_formats", "GET"),
-        ("/me", "GET"), ("/processes", "GET"), ("/result", "POST"), ("/udf_runtimes", "GET"),
-        ("/validation", "POST"),
+        ("/me", "GET"), ("/processes", "GET"), ("/result", "POST"), ("/service_types", "GET"),
+        ("/udf_runtimes", "GET"), ("/validation", "POST"),
     }
     assert listed == expected
     for path, method in listed:
@@ -162,7 +162,8 @@ def test_list_collections(client):
     for key in ("stac_version", "id", "description", "license", "extent", "links"):
         assert key in s2
     # The large parts are only in the full description.
-    assert "summaries" not in s2 and "cube:dimensions" not in s2
+    # The datacube extension is declared, so cube:dimensions stays; summaries do not.
+    assert "summaries" not in s2 and "cube:dimensions" in s2
     assert {link["rel"] for link in body["links"]} >= {"self", "root"}
 
 

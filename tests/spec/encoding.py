@@ -12,7 +12,6 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +93,14 @@ class Decoder:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._assets: dict[str, Any] = {}  # raw (encoded) assets; decoded afresh for every use
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one decoder per session, assets are few
     def _asset(self, ref: str) -> Any:
-        path = self.folder / ref
-        if path.suffix == ".json5" or path.suffix == ".json":
-            return load_json5(path)
-        return path.read_text(encoding="utf-8")
+        if ref not in self._assets:
+            path = self.folder / ref
+            self._assets[ref] = (load_json5(path) if path.suffix in (".json5", ".json")
+                                 else path.read_text(encoding="utf-8"))
+        return self._assets[ref]
 
     def argument(self, value: Any) -> Any:
         return self._decode(value, expected=False)
@@ -133,29 +133,7 @@ class Decoder:
             return ArrayValue(data, LIST_DIM, labeled=True)
         if kind == "datacube":
             return decode_cube(value, lazy=not expected)
-        if isinstance(value.get("process_graph"), dict):
-            value = {**value, "process_graph": _modern_references(value["process_graph"])}
         return {k: self._decode(v, expected) for k, v in value.items()}
-
-
-def _modern_references(graph: dict) -> dict:
-    """The tests still write `{"from_argument": name}` (openEO API 0.4) both for nodes and for
-    callback parameters; API 1.x has `from_node` and `from_parameter` for these."""
-
-    def rewrite(value: Any) -> Any:
-        if isinstance(value, dict):
-            if len(value) == 1 and "from_argument" in value:
-                name = value["from_argument"]
-                return {"from_node" if name in graph else "from_parameter": name}
-            if isinstance(value.get("process_graph"), dict):
-                return value  # a child graph has its own nodes; decoded on its own
-            return {k: rewrite(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [rewrite(v) for v in value]
-        return value
-
-    return {nid: {**node, "arguments": rewrite(node.get("arguments", {}))}
-            for nid, node in graph.items()}
 
 
 _RFC3339 = re.compile(

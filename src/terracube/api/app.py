@@ -14,7 +14,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import terracube
 from terracube.api.deps import API_PREFIX
 from terracube.api.errors import install_error_handlers
-from terracube.api.routes import capabilities, collections, credentials, me, processes, processing
+from terracube.api.routes import (
+    capabilities,
+    collections,
+    credentials,
+    me,
+    processes,
+    processing,
+    services,
+)
 from terracube.auth.tokens import TokenStore
 from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore
 from terracube.db import open_database
@@ -23,7 +31,7 @@ from terracube.settings import Settings, UnsafeToServe, is_loopback
 log = logging.getLogger(__name__)
 
 # The routers of the versioned API, mounted under API_PREFIX; one module per openEO resource.
-API_ROUTERS = (capabilities, collections, processes, processing, credentials, me)
+API_ROUTERS = (capabilities, collections, processes, processing, credentials, me, services)
 
 
 def create_app(settings: Settings | None = None, *, catalog: Any = None,

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pyproj
 import shapely
 import shapely.geometry
-import shapely.ops
 import xarray as xr
 from shapely.geometry.base import BaseGeometry
 
@@ -105,7 +105,11 @@ def reproject_geometries(geoms: Iterable[BaseGeometry], src_crs: Any,
     if src == dst:
         return geoms
     transformer = pyproj.Transformer.from_crs(src, dst, always_xy=True)
-    return [g if g.is_empty else shapely.ops.transform(transformer.transform, g) for g in geoms]
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+
+    return [g if g.is_empty else shapely.transform(g, project) for g in geoms]
 
 
 def _geometry(obj: Any) -> BaseGeometry:

@@ -10,9 +10,9 @@ from terracube.api.deps import CatalogDep, link
 
 router = APIRouter(tags=["EO Data Discovery"])
 
-# Left out of the list to keep it small, as the spec strongly recommends; the full metadata
-# is at /collections/{collection_id}.
-_FULL_ONLY = ("summaries", "cube:dimensions")
+# Left out of the list to keep it small, as the spec recommends; the full metadata is at
+# /collections/{collection_id}. cube:dimensions stays: the datacube extension is declared.
+_FULL_ONLY = ("summaries",)
 
 # STAC license values that are not SPDX identifiers.
 _NOT_SPDX = {"proprietary", "various", "other"}

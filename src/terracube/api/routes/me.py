@@ -13,6 +13,5 @@ router = APIRouter(tags=["Account Management"])
 
 @router.get("/me", operation_id="describe-account")
 def describe_account(user: CurrentUser) -> dict[str, Any]:
-    # No storage quota or budget applies (yet), and the spec says those MUST then be null.
-    return {"user_id": user.user_id, "name": user.name, "storage": None, "budget": None,
-            "links": []}
+    # No storage quota or budget applies yet: the keys are left out (the schema allows no null).
+    return {"user_id": user.user_id, "name": user.name, "links": []}

@@ -1,11 +1,11 @@
 """Comparison processes: eq, neq, gt, gte, lt, lte, between.
 
 Types are checked strictly (spec): "1" is not 1, false is not 0, and ordering comparisons of
-anything but numbers are false (gte/lte: unless the operands are equal). NaN compares as in IEEE 754 (always unequal). No-data gives
-no-data: None for scalars; for cube data, whose no-data value is NaN, the result is a float
-array of 1.0 / 0.0 with NaN where an operand is no-data (a boolean array cannot hold no-data;
-the official `apply` test "multiple processes with a data type change" expects it).
-Other arrays (numpy, JSON lists) give boolean arrays.
+anything but numbers are false (gte/lte: unless the operands are equal). NaN compares as in
+IEEE 754 (always unequal). No-data gives no-data: None for scalars; for cube data, whose
+no-data value is NaN, the result is a float array of 1.0 / 0.0 with NaN where an operand is
+no-data (a boolean array cannot hold no-data; the official `apply` test "multiple processes
+with a data type change" expects it). Other arrays (numpy, JSON lists) give boolean arrays.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _masks(value: Any) -> Masks:
 
 
 def _is_bool_typed(value: Any) -> bool:
-    return np.asarray(value).dtype.kind == "b" if is_array(value) else is_boolean(value)
+    return value.dtype.kind == "b" if is_array(value) else is_boolean(value)
 
 
 def _three_valued(rule: Callable[..., Masks], name: str, *operands: Any) -> Any:

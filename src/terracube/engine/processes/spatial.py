@@ -85,8 +85,8 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
-        x0, y0 = self.transform * (0, 0)
-        x1, y1 = self.transform * (self.width, self.height)
+        x0, y0 = self.transform @ (0, 0)
+        x1, y1 = self.transform @ (self.width, self.height)
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     @property
@@ -222,13 +222,13 @@ def _source_window(src: Grid, dst: Grid, transformer: pyproj.Transformer | None,
                    radius: int) -> tuple[slice, slice] | None:
     """The source pixel window a target block reads from (with a margin for the kernel)."""
     cc, rr = _sample_points(rows[0], rows[1], cols[0], cols[1])
-    x, y = dst.transform * (cc, rr)
+    x, y = dst.transform @ (cc, rr)
     if transformer is not None:
         x, y = transformer.transform(x, y)
     ok = np.isfinite(x) & np.isfinite(y)
     if not ok.any():
         return None
-    sc, sr = ~src.transform * (np.asarray(x)[ok], np.asarray(y)[ok])
+    sc, sr = ~src.transform @ (np.asarray(x)[ok], np.asarray(y)[ok])
     scale = max((sc.max() - sc.min()) / max(cols[1] - cols[0], 1),
                 (sr.max() - sr.min()) / max(rows[1] - rows[0], 1), 1.0)
     margin = int(math.ceil(radius * scale)) + 1
@@ -311,8 +311,8 @@ def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:
                 continue
             wr, wc = window
             piece = arr[(*lead_sl, wr, wc)]
-            src_t = src.transform * Affine.translation(wc.start, wr.start)
-            dst_t = dst.transform * Affine.translation(cols[0], rows[0])
+            src_t = src.transform @ Affine.translation(wc.start, wr.start)
+            dst_t = dst.transform @ Affine.translation(cols[0], rows[0])
             task = dask.delayed(_warp_block, pure=True)(
                 piece, src_t, src_wkt, dst_t, dst_wkt, shape, resampling, nodata, dtype)
             blocks[(*lead_idx, i, j)] = da.from_delayed(task, (*lead_shape, *shape), dtype=dtype)
@@ -804,7 +804,7 @@ def _parts(geom: BaseGeometry) -> tuple[list, list, list]:
 def _pixel_window(grid: Grid, bounds: tuple[float, float, float, float],
                   margin: int = 1) -> tuple[slice, slice] | None:
     x0, y0, x1, y1 = bounds
-    cols, rows = ~grid.transform * (np.array([x0, x0, x1, x1]), np.array([y0, y1, y0, y1]))
+    cols, rows = ~grid.transform @ (np.array([x0, x0, x1, x1]), np.array([y0, y1, y0, y1]))
     c0 = max(int(math.floor(cols.min())) - margin, 0)
     c1 = min(int(math.ceil(cols.max())) + margin, grid.width)
     r0 = max(int(math.floor(rows.min())) - margin, 0)
@@ -823,7 +823,7 @@ def burn(geoms: Sequence[BaseGeometry], grid: Grid, rows: slice, cols: slice,
     out = np.zeros(shape, dtype=bool)
     if 0 in shape:
         return out
-    transform = grid.transform * Affine.translation(cols.start, rows.start)
+    transform = grid.transform @ Affine.translation(cols.start, rows.start)
     polys: list = []
     lines: list = []
     points: list = []
@@ -842,7 +842,7 @@ def burn(geoms: Sequence[BaseGeometry], grid: Grid, rows: slice, cols: slice,
                                                invert=True)
     for pt in points:
         coords = np.array([(q.x, q.y) for q in getattr(pt, "geoms", [pt])])
-        c, r = ~transform * (coords[:, 0], coords[:, 1])
+        c, r = ~transform @ (coords[:, 0], coords[:, 1])
         c, r = np.floor(c).astype(int), np.floor(r).astype(int)
         ok = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
         out[r[ok], c[ok]] = True
@@ -872,9 +872,9 @@ def _mask_block(geoms: list[BaseGeometry], tree: shapely.STRtree, grid: Grid,
                 polygons_only: bool, block_info: dict | None = None) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     rows, cols = slice(r0, r1), slice(c0, c1)
-    transform = grid.transform * Affine.translation(c0, r0)
-    x0, y0 = transform * (0, 0)
-    x1, y1 = transform * (c1 - c0, r1 - r0)
+    transform = grid.transform @ Affine.translation(c0, r0)
+    x0, y0 = transform @ (0, 0)
+    x1, y1 = transform @ (c1 - c0, r1 - r0)
     hits = tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
     return burn([geoms[i] for i in hits], grid, rows, cols, polygons_only)
 
