@@ -35,7 +35,7 @@ class OpenEOError(Exception):
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "code": self.code, "message": self.message, "links": self.links}
 
-    def at(self, node_id: str | None = None, argument: str | None = None) -> "OpenEOError":
+    def at(self, node_id: str | None = None, argument: str | None = None) -> OpenEOError:
         """Attach the failing node/argument unless a deeper frame already did."""
         if self.node_id is None and node_id is not None:
             self.node_id = node_id
@@ -75,7 +75,8 @@ ProcessGraphComplexity = _error("ProcessGraphComplexity", 400, "The graph is too
 ProcessUnsupported = _error("ProcessUnsupported", 400, "Unknown process.")
 ProcessParameterUnsupported = _error("ProcessParameterUnsupported", 400, "Unknown parameter.")
 ProcessParameterInvalid = _error("ProcessParameterInvalid", 400, "Invalid argument value.")
-ProcessParameterRequired = _error("ProcessParameterRequired", 400, "A required argument is missing.")
+ProcessParameterRequired = _error("ProcessParameterRequired", 400,
+                                  "A required argument is missing.")
 # Batch jobs
 JobNotFound = _error("JobNotFound", 404, "Unknown job id.")
 JobLocked = _error("JobLocked", 400, "The job is queued or running.")

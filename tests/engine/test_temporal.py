@@ -117,6 +117,35 @@ def test_reducer_is_called_once_per_period_with_whole_group(ndvi):
         int((pd.DatetimeIndex(ndvi.data.t.values).year == y).sum()) for y in (2015, 2016, 2017)]
 
 
+def test_daily_series_stacks_equal_months_and_matches_pandas(registry):
+    times = pd.date_range("2020-01-01", "2020-12-31", freq="D")
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(len(times), 3, 2))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    cube = xyt_cube(values, times, chunks=(50, 3, 2))
+    out = run(registry, "aggregate_temporal_period", data=cube, period="month", reducer=MEAN)
+    assert is_lazy(out)
+    frame = pd.DataFrame(values.reshape(len(times), -1), index=times)
+    expected = frame.groupby(times.month).mean().to_numpy().reshape(12, 3, 2)
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-12)
+    counted = run(registry, "aggregate_temporal_period", data=cube, period="month",
+                  reducer=COUNT)
+    np.testing.assert_array_equal(counted.data.values,
+                                  frame.groupby(times.month).count().to_numpy().reshape(12, 3, 2))
+
+
+def test_reducers_that_use_labels_see_the_labels_of_their_group(registry):
+    times = pd.date_range("2020-01-01", "2020-03-31", freq="D")
+    cube = xyt_cube(np.ones((len(times), 1, 1)), times)
+    labels_count = {"process_graph": {
+        "l": {"process_id": "array_labels", "arguments": {"data": {"from_parameter": "data"}}},
+        "c": {"process_id": "count", "arguments": {"data": {"from_node": "l"},
+                                                   "condition": True}, "result": True}}}
+    out = run(registry, "aggregate_temporal_period", data=cube, period="month",
+              reducer=labels_count)
+    np.testing.assert_array_equal(out.data.values[:, 0, 0], [31, 29, 31])
+
+
 @pytest.mark.parametrize(("period", "times", "labels"), [
     ("hour", ["2020-06-01T00:10:00", "2020-06-01T02:59:59"],
      ["2020-06-01-00", "2020-06-01-01", "2020-06-01-02"]),

@@ -18,7 +18,7 @@ class BBox:
     north: float
     crs: Any = 4326  # EPSG code, WKT or PROJJSON
 
-    def to_crs(self, crs: Any) -> "BBox":
+    def to_crs(self, crs: Any) -> BBox:
         """The box enclosing this one in another CRS (densified edges, so curved borders fit)."""
         from pyproj import CRS, Transformer
 

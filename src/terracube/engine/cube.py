@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -79,7 +80,7 @@ class RasterCube:
 
     # --- constructors -------------------------------------------------------------------
     def with_data(self, data: xr.DataArray, dimensions: Iterable[Dimension] | None = None,
-                  **changes: Any) -> "RasterCube":
+                  **changes: Any) -> RasterCube:
         """A new cube with other values; dimensions are kept for dims still present."""
         if dimensions is None:
             by_name = {d.name: d for d in self.dimensions}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from terracube import errors
 from terracube.engine import graph as graphs
@@ -47,7 +48,7 @@ class ProcessContext:
     """Handed to process functions that take a `ctx` parameter."""
 
     services: Services
-    evaluator: "Evaluator"
+    evaluator: Evaluator
     node_id: str
     parameters: dict[str, Any]
 
@@ -63,7 +64,7 @@ class Callback:
     Callbacks are called once with whole (dask-backed) arrays, never per pixel.
     """
 
-    def __init__(self, graph: dict, evaluator: "Evaluator", scope: dict[str, Any],
+    def __init__(self, graph: dict, evaluator: Evaluator, scope: dict[str, Any],
                  node_id: str, argument: str) -> None:
         self.graph = graph
         self.evaluator = evaluator
@@ -75,7 +76,8 @@ class Callback:
         try:
             return self.evaluator.run(self.graph, {**self.scope, **params})
         except errors.OpenEOError as exc:
-            raise exc.at(self.node_id, self.argument)
+            exc.at(self.node_id, self.argument)
+            raise
 
     @property
     def single_process(self) -> str | None:
@@ -124,7 +126,8 @@ class Evaluator:
                 missing = sorted(impl.required - set(args))
                 for name in missing:
                     problems.append(errors.ProcessParameterRequired(
-                        f"Process '{pid}' needs the argument '{name}'.", node_id=nid, argument=name))
+                        f"Process '{pid}' needs the argument '{name}'.", node_id=nid,
+                        argument=name))
                 if not impl.takes_extra:
                     for name in sorted(set(args) - set(impl.params)):
                         problems.append(errors.ProcessParameterUnsupported(
@@ -201,7 +204,8 @@ class Evaluator:
             try:
                 return impl.func(**kwargs)
             except errors.OpenEOError as exc:
-                raise exc.at(nid)
+                exc.at(nid)
+                raise
             except _ARGUMENT_ERRORS as exc:
                 log.debug("process %s failed", pid, exc_info=True)
                 raise errors.ProcessParameterInvalid(
@@ -235,4 +239,5 @@ class Evaluator:
         try:
             return child.run(udp["process_graph"], bound)
         except errors.OpenEOError as exc:
-            raise exc.at(nid)
+            exc.at(nid)
+            raise

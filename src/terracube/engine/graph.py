@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from terracube import errors
 
@@ -34,7 +35,7 @@ def result_node(graph: dict) -> str:
 
 
 def iter_references(value: Any) -> Iterator[tuple[str, str]]:
-    """(kind, name) for every from_node / from_parameter in an argument, not entering child graphs."""
+    """(kind, name) of every from_node / from_parameter in an argument (not in child graphs)."""
     if isinstance(value, dict):
         if "from_node" in value and len(value) == 1:
             yield "from_node", value["from_node"]
@@ -63,7 +64,8 @@ def iter_child_graphs(value: Any) -> Iterator[dict]:
 
 
 def validate_structure(graph: dict) -> str:
-    """Check nodes, references and acyclicity of a graph and its children; return the result node."""
+    """Check nodes, references and acyclicity of a graph and its children; return the result
+    node."""
     if not isinstance(graph, dict) or not graph:
         raise errors.ProcessGraphMissing("The process graph is empty.")
     for nid, node in graph.items():
@@ -83,7 +85,8 @@ def validate_structure(graph: dict) -> str:
                 try:
                     validate_structure(child)
                 except errors.OpenEOError as exc:
-                    raise exc.at(nid, arg_name)
+                    exc.at(nid, arg_name)
+                    raise
     root = result_node(graph)
     _check_acyclic(graph)
     return root

@@ -1,13 +1,14 @@
-"""The process registry: openEO process id -> plain Python function, built from an explicit module list."""
+"""The process registry: openEO process id -> plain function, from an explicit module list."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 import keyword
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from terracube import errors
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 from dataclasses import dataclass
@@ -97,7 +96,7 @@ def _labels_as_text(cube: RasterCube, dim: str) -> list[str]:
 
 
 def _gtiff_dtype(dtype: np.dtype) -> np.dtype:
-    if dtype == bool:
+    if dtype.kind == "b":
         return np.dtype("uint8")
     if dtype == np.int64:
         return np.dtype("int32")
@@ -200,11 +199,13 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
 # --- JSON -------------------------------------------------------------------------------------
 def _write_json(data: Any, path: Path) -> None:
     with open(path, "w") as f:
-        json.dump(to_json_value(data), f, allow_nan=False)
+        # NaN and ±Infinity are written as the tokens NaN / Infinity (as Python, JSON5 and the
+        # official openEO test suite read them) so that they stay distinct from null (no-data).
+        json.dump(to_json_value(data), f, allow_nan=True)
 
 
 def to_json_value(data: Any) -> Any:
-    """A JSON-serialisable form of any process result (NaN and no-data become null)."""
+    """A JSON-serialisable form of any process result (None stays null, NaN stays NaN)."""
     if isinstance(data, RasterCube):
         computed = data.data.compute() if isinstance(data.data.data, dsa.Array) else data.data
         dims = {}
@@ -234,8 +235,6 @@ def to_json_value(data: Any) -> Any:
         return datetime_labels_to_strings(np.array([data]))[0]
     if isinstance(data, np.generic):
         return to_json_value(data.item())
-    if isinstance(data, float) and (math.isnan(data) or math.isinf(data)):
-        return None
     if isinstance(data, (list, tuple)):
         return [to_json_value(v) for v in data]
     if isinstance(data, dict):

@@ -146,11 +146,14 @@ def grid_of(cube: RasterCube, argument: str = "data") -> Grid:
     ys = np.asarray(cube.data.coords[ydim].values, dtype=float) if ydim in cube.data.coords \
         else np.array([])
     dx, dy = _step(xs, xdim, argument), _step(ys, ydim, argument)
-    fallback = cube.attrs.get("resolution")
+    # One label gives no spacing: use the recorded resolution, else square pixels.
+    known = cube.attrs.get("resolution")
+    rx, ry = (known if isinstance(known, (list, tuple)) else (known, known)) if known \
+        else (None, None)
     if dx is None:
-        dx = abs(dy) if dy is not None else float(fallback or 1.0)
+        dx = float(rx) if rx else abs(dy) if dy is not None else 1.0
     if dy is None:
-        dy = -abs(dx)
+        dy = -float(ry) if ry else -abs(dx)
     x0 = xs[0] - dx / 2 if len(xs) else 0.0
     y0 = ys[0] - dy / 2 if len(ys) else 0.0
     return Grid(crs, Affine(dx, 0.0, x0, 0.0, dy, y0), len(xs), len(ys), ref)
@@ -967,13 +970,16 @@ def filter_spatial(data: RasterCube, geometries: Any) -> RasterCube:
     row_sl = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
     if not len(cols) or not len(rows):
         col_sl = row_sl = slice(0, 0)
-    cropped = data.with_data(data.data.isel({ydim: row_sl, xdim: col_sl}))
+    attrs = {**data.attrs, "resolution": list(grid.resolution)}
+    cropped = data.with_data(data.data.isel({ydim: row_sl, xdim: col_sl}), attrs=attrs)
     if not cropped.data.sizes[ydim] or not cropped.data.sizes[xdim]:
         values = cropped.data
         if not np.issubdtype(values.dtype, np.floating):
             values = values.astype(np.float64)
         return cropped.with_data(values)
-    sub_grid = grid_of(cropped)
+    sub_grid = Grid(grid.crs, grid.transform @ Affine.translation(col_sl.start, row_sl.start),
+                    col_sl.stop - col_sl.start, row_sl.stop - row_sl.start,
+                    grid.reference_system)
     selected = _mask_array(lazy_mask(geoms, sub_grid, _spatial_chunks(cropped)), cropped)
     fill, values = _fill_value(cropped, None)
     out = values.where(selected | _is_nodata(cropped, values), fill)
@@ -1046,31 +1052,43 @@ def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_val
             raise errors.ProcessParameterInvalid(
                 f"'geometries' may only contain polygons, found a {g.geom_type}.",
                 argument="geometries")
-    windows = [w for w in (geometry_pixels(g, grid, polygons_only=True) for g in geoms) if w]
-    _check_overlaps(windows)
+    found = [(i, w) for i, w in enumerate(
+        geometry_pixels(g, grid, polygons_only=True) for g in geoms) if w is not None]
+    _check_overlaps([w for _, w in found])
     fill, values = _fill_value(data, None)
     inner_fill = fill if mask_value is None else mask_value
     dims = list(data.data.dims)
+    zones = xr.DataArray(da.map_blocks(
+        _zone_block, geoms, grid, dtype=np.int32, chunks=_spatial_chunks(data),
+        meta=np.array((), dtype=np.int32)), dims=[ydim, xdim])
     result = xr.DataArray(da.full(values.shape, fill, dtype=values.dtype,
                                   chunks=_as_dask(values).chunks), dims=dims,
                           coords=values.coords)
-    for rows, cols, mask in windows:
+    height, width = values.sizes[ydim], values.sizes[xdim]
+    for index, (rows, cols, mask) in found:
         piece = values.isel({ydim: rows, xdim: cols})
         inside = xr.DataArray(mask, dims=[ydim, xdim])
         sub = data.with_data(piece.where(inside, inner_fill))
         processed = _cube_result(process(data=sub, context=context), piece)
-        height, width = values.sizes[ydim], values.sizes[xdim]
         pad = [(0, 0) if d not in (ydim, xdim) else
                ((rows.start, height - rows.stop) if d == ydim else
                 (cols.start, width - cols.stop)) for d in dims]
         padded = da.pad(_as_dask(processed), pad, mode="constant", constant_values=0)
-        full_mask = np.zeros((height, width), dtype=bool)
-        full_mask[rows, cols] = mask
-        where = xr.DataArray(full_mask, dims=[ydim, xdim])
-        result = xr.where(where, xr.DataArray(padded, dims=dims, coords=values.coords), result)
-        if processed.dtype != result.dtype:
-            result = result.astype(np.result_type(processed.dtype, result.dtype))
+        result = xr.where(zones == index, xr.DataArray(padded, dims=dims, coords=values.coords),
+                          result)
     return data.with_data(result.transpose(*dims))
+
+
+def _zone_block(geoms: list[BaseGeometry], grid: Grid,
+                block_info: dict | None = None) -> np.ndarray:
+    """The index of the polygon each pixel centre of a chunk lies in (-1: none)."""
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    shapes = [(g, i) for i, g in enumerate(geoms) if not g.is_empty]
+    if not shapes or r1 <= r0 or c1 <= c0:
+        return np.full((r1 - r0, c1 - c0), -1, dtype=np.int32)
+    return rasterio.features.rasterize(
+        shapes, out_shape=(r1 - r0, c1 - c0), fill=-1, dtype="int32", all_touched=False,
+        transform=grid.transform @ Affine.translation(c0, r0))
 
 
 def _check_overlaps(windows: list[tuple[slice, slice, np.ndarray]]) -> None:

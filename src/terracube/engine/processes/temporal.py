@@ -202,33 +202,86 @@ def _empty_group_value(reducer: Callback, data: xr.DataArray, dim: str, context:
     return value if isinstance(value, (bool, int, float)) else np.nan
 
 
+# Processes whose result depends on the labels of the reduced array; a reducer using them is
+# called group by group with the group's own labels.
+_LABEL_PROCESSES = frozenset({
+    "array_labels", "array_find_label", "array_filter", "array_apply", "array_modify",
+    "array_interpolate_linear", "array_create_labeled", "rename_labels", "filter_labels",
+    "dimension_labels"})
+_GROUP = "__group__"
+
+
+def _label_free(reducer: Any) -> bool:
+    """True if the reducer graph cannot see labels, so that equally sized groups can be
+    stacked and reduced in one call."""
+    if not isinstance(reducer, Callback):
+        return False
+    registry = reducer.evaluator.services.registry
+
+    def walk(graph: dict) -> bool:
+        for node in graph.values():
+            pid = node.get("process_id")
+            args = node.get("arguments", {})
+            if pid in _LABEL_PROCESSES or pid not in registry:
+                return False
+            if pid == "array_element" and args.get("label") is not None:
+                return False
+            for value in args.values():
+                if isinstance(value, dict) and isinstance(value.get("process_graph"), dict):
+                    if not walk(value["process_graph"]):
+                        return False
+        return True
+
+    return walk(reducer.graph)
+
+
 def reduce_groups(cube: RasterCube, dim: str, groups: Sequence[np.ndarray], labels: np.ndarray,
                   reducer: Callback, context: Any) -> RasterCube:
-    """Reduce each group of positions along `dim` with the reducer; one call per group."""
+    """Reduce each group of positions along `dim` with the reducer.
+
+    The reducer sees a group as a labelled array along `dim`. Groups of the same size are
+    stacked along an extra dimension and reduced in one call when the reducer does not use
+    labels; otherwise it is called once per group. Never per pixel.
+    """
     if not callable(reducer):
         raise errors.ProcessParameterInvalid("'reducer' must be a process graph.",
                                              argument="reducer")
-    data = cube.data
+    data = drop_dim_coords(cube.data, dim).assign_coords({dim: cube.data.coords[dim].values}) \
+        if dim in cube.data.coords else cube.data
     template = drop_dim_coords(xr.zeros_like(data.isel({dim: 0}))
                                 if data.sizes[dim] else data.isel({dim: slice(0, 0)}).sum(dim),
                                 dim)
-    results: list[xr.DataArray] = []
-    empty: xr.DataArray | None = None
-    for positions in groups:
-        if len(positions) == 0:
-            if empty is None:
-                fill = _empty_group_value(reducer, data, dim, context)
-                empty = xr.full_like(template, fill, dtype=np.asarray(fill).dtype)
-            results.append(empty)
-            continue
-        part = data.isel({dim: np.asarray(positions, dtype=int)})
-        value = reducer(data=ArrayValue(part, dim, labeled=True), context=context)
-        results.append(reducer_output(value, template, dim))
-    if results:
-        out = xr.concat(results, dim=dim, coords="minimal", compat="override", join="override")
+    batched = _label_free(reducer)
+    by_size: dict[int, list[int]] = {}
+    for i, positions in enumerate(groups):
+        by_size.setdefault(len(positions), []).append(i)
+    parts: list[xr.DataArray] = []  # each with a _GROUP dimension
+    order: list[int] = []
+    for size, members in sorted(by_size.items()):
+        if size == 0:
+            fill = _empty_group_value(reducer, data, dim, context)
+            empty = xr.full_like(template, fill, dtype=np.asarray(fill).dtype)
+            parts.append(empty.expand_dims({_GROUP: len(members)}))
+        elif batched and len(members) > 1:
+            positions = np.concatenate([np.asarray(groups[i], dtype=int) for i in members])
+            stacked = data.isel({dim: positions}).drop_vars(dim, errors="ignore")
+            stacked = stacked.coarsen({dim: size}).construct({dim: (_GROUP, dim)})
+            value = reducer(data=ArrayValue(stacked, dim, labeled=True), context=context)
+            group_template = template.expand_dims({_GROUP: len(members)})
+            parts.append(reducer_output(value, group_template.transpose(
+                *stacked.isel({dim: 0}).dims), dim))
+        else:
+            for i in members:
+                part = data.isel({dim: np.asarray(groups[i], dtype=int)})
+                value = reducer(data=ArrayValue(part, dim, labeled=True), context=context)
+                parts.append(reducer_output(value, template, dim).expand_dims({_GROUP: 1}))
+        order.extend(members)
+    if parts:
+        out = xr.concat(parts, dim=_GROUP, coords="minimal", compat="override", join="override")
+        out = out.isel({_GROUP: np.argsort(np.asarray(order), kind="stable")})
     else:
-        out = data.isel({dim: slice(0, 0)}).astype(float)
-    out = out.assign_coords({dim: labels}).transpose(*data.dims)
+        out = template.astype(float).expand_dims({_GROUP: 0})
+    out = out.rename({_GROUP: dim}).assign_coords({dim: labels}).transpose(*cube.data.dims)
     return cube.with_data(out)
 
 

