@@ -51,7 +51,9 @@ def compute_result(process: dict, services: Services,
         from terracube.engine.cube import RasterCube
 
         data = value
-        fmt = DEFAULT_RASTER_FORMAT if isinstance(value, RasterCube) else "JSON"
+        # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
+        is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim
+        fmt = DEFAULT_RASTER_FORMAT if is_raster else "JSON"
         options = {}
     try:
         files = write_result(data, fmt, options, folder)

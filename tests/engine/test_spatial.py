@@ -309,6 +309,15 @@ def test_one_dimensional_neighbourhoods_are_one_vectorised_call(ndvi):
         {"dimension": "t", "value": None}])
     assert len(calls) == 1
     np.testing.assert_allclose(out.data.values, np.cumsum(values, axis=0))
+    calls.clear()
+    windows = spatial.apply_neighborhood(cube, cumulative, size=[
+        {"dimension": "x", "value": 1, "unit": "px"}, {"dimension": "y", "value": 1, "unit": "px"},
+        {"dimension": "t", "value": 30}], overlap=[{"dimension": "t", "value": 2}])
+    assert [c.size for c in calls] == [34, 34, 12]  # windows of 30 + 2 x 2 labels, all pixels
+    expected = np.concatenate([np.cumsum(values[:30], axis=0),
+                               np.cumsum(values[28:60], axis=0)[2:],
+                               np.cumsum(values[58:], axis=0)[2:]])
+    np.testing.assert_allclose(windows.data.values, expected)
 
 
 def test_neighbourhood_errors(registry, ndvi):

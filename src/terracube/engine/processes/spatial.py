@@ -340,7 +340,8 @@ def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Gri
             raise errors.ProcessParameterInvalid(
                 f"Unknown projection {projection!r}; give an EPSG code or WKT2.",
                 argument="projection") from None
-        reference = projection
+        epsg = dst_crs.to_epsg()
+        reference = epsg if epsg is not None else projection
     if isinstance(resolution, (list, tuple)):
         if len(resolution) != 2:
             raise errors.ProcessParameterInvalid(
@@ -646,14 +647,12 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
         # One neighbourhood holds everything: a single call on the whole lazy cube.
         out = _cube_result(process(data=data, context=context), data.data)
         return data.with_data(out.assign_coords(data.data.coords))
-    long = [i for i, c in enumerate(chunks) if max(c) > 1]
-    if not any(depth) and len(long) == 1 and all(max(c) == 1 for i, c in enumerate(chunks)
-                                                   if i != long[0]) and whole[long[0]]:
-        # One-dimensional neighbourhoods are labelled arrays: one vectorised call along it.
-        dim = dims[long[0]]
-        value = process(data=ArrayValue(data.data, dim, labeled=True), context=context)
-        out = _cube_result(value, data.data)
-        return data.with_data(out.assign_coords(data.data.coords))
+    long = [i for i, c in enumerate(chunks) if max(c) > 1 or depth[i]]
+    one_dimensional = len(long) == 1 and len(dims) > 1
+    if one_dimensional:
+        # Neighbourhoods of one pixel along all other dimensions are labelled arrays along
+        # the remaining one: each window of it is one vectorised call over all pixels.
+        chunks = [c if i == long[0] else (sizes[i],) for i, c in enumerate(chunks)]
 
     values = data.data
     fill: Any = np.nan
@@ -675,7 +674,9 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
         coords = {d: _extended_labels(label_arrays[d], lo[a] - depth[a], hi[a] + depth[a])
                   for a, d in enumerate(dims) if d in label_arrays}
         piece = xr.DataArray(padded[window], dims=dims, coords=coords)
-        result = _cube_result(process(data=data.with_data(piece), context=context), piece)
+        argument = ArrayValue(piece, dims[long[0]], labeled=True) if one_dimensional \
+            else data.with_data(piece)
+        result = _cube_result(process(data=argument, context=context), piece)
         core = tuple(slice(depth[a], depth[a] + hi[a] - lo[a]) for a in range(len(dims)))
         blocks[idx] = _as_dask(result)[core]
     dtypes = {b.dtype for b in blocks.values()}

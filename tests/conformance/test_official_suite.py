@@ -1,0 +1,92 @@
+"""The official openEO test suite (../shared/conformance/run) against a real terracube server.
+
+One run of the suite per test session; one pytest test per suite module. A module's test fails
+when the suite reports a failure that is not listed below with the reason it cannot pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
+
+MODULES = ("wp2", "wp3", "wp4", "wp5", "wp6")
+
+# Failures that no back-end serving the official definitions can avoid, or features this
+# server deliberately does not offer. Keyed by module, then by the suite's test name.
+KNOWN_FAILURES: dict[str, dict[str, str]] = {
+    "wp4": {
+        "test_GET_credentials_oidc": "OpenID Connect is not offered (basic auth only); the API "
+                                     "requires at least one provider in the list, so 404 is "
+                                     "the honest answer and the suite counts it as a failure.",
+        "test_GET_processes": "openapi.yaml's process_json_schema is a oneOf whose branches "
+                              "(Generic / process-graph / datacube) all match a plain schema "
+                              "such as {'type': 'number'}: every official definition served "
+                              "unchanged (what wp3 demands) fails this strict validation.",
+    },
+    "wp5": {
+        **{f"test_process[{case}]": "the suite's HTTP runner sends every callback argument as "
+                                     "null (Http.encode_process_graph is not implemented), so "
+                                     "a process with a callback cannot get its child graph"
+           for case in ("array_apply-example825-file825-L3-False",
+                        "array_apply-example827-file827-L3-False",
+                        "array_apply-example829-file829-L3-False",
+                        "array_filter-example366-file366-L3-False",
+                        "array_filter-example368-file368-L3-False")},
+        **{f"test_process[{case}]": "upstream test bug: count's condition is a bare graph using "
+                                     "a parameter 'element' (count passes 'x'); see ERRATA in "
+                                     "tests/spec/test_process_cases.py"
+           for case in ("count-example216-file216-L2-False",
+                        "count-example217-file217-L3-False")},
+        "test_process[array_append-example326-file326-L3-False]":
+            "upstream test bug: expects [1] for appending 0 to [] (ERRATA array_append[0])",
+    },
+}
+
+
+def _failures(xml_path: Path) -> dict[str, str]:
+    failed = {}
+    for case in ET.parse(xml_path).getroot().iter("testcase"):
+        for tag in ("failure", "error"):
+            node = case.find(tag)
+            if node is not None:
+                failed[case.get("name", "?")] = (node.get("message") or "")[:300]
+    return failed
+
+
+@pytest.fixture(scope="module")
+def suite_report(server, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runner = shared_dir / "conformance" / "run"
+    if not runner.exists():
+        pytest.skip(f"{runner} not found")
+    out = tmp_path_factory.mktemp("conformance-report")
+    cmd = ["bash", str(runner), server.api, "--user", "demo", "--password", "demo",
+           *MODULES, "--s2-collection", "SENTINEL2_L2A", "--out", str(out), "--allow-fail",
+           "--test-timeout", "300"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
+    (out / "console.txt").write_text(proc.stdout + proc.stderr)
+    if not (out / "summary.json").exists():
+        pytest.fail(f"the suite did not run:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    print("\n" + (out / "summary.txt").read_text() if (out / "summary.txt").exists() else "")
+    return out
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_official_suite_module(suite_report: Path, module: str) -> None:
+    summary = json.loads((suite_report / "summary.json").read_text())
+    counts = summary["modules"][module]
+    xml_path = suite_report / f"{module}.xml"
+    assert xml_path.exists(), f"{module} produced no report: {counts}"
+    failed = _failures(xml_path)
+    known = KNOWN_FAILURES.get(module, {})
+    unexpected = {name: msg for name, msg in failed.items() if name not in known}
+    assert counts["passed"] > 0, f"{module}: nothing passed: {counts}"
+    assert not unexpected, f"{module}: {counts}; unexpected failures:\n" + "\n".join(
+        f"  {name}: {msg}" for name, msg in sorted(unexpected.items()))
