@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="External URL of the host root as clients see it (behind a reverse "
                           "proxy), e.g. https://eo.example.org; default: taken from requests.")
+    storage_quota_bytes: int = Field(
+        10 * 1024**3, ge=0, description="Storage quota of each user's workspace (/files) in "
+                                        "bytes; default 10 GiB.")
+    workspace_inactive_days: int = Field(
+        15, ge=0, description="Workspaces of users who have not logged in for this many days "
+                              "are flagged for removal by 'terracube workspaces sweep'; 0 "
+                              "turns the retention off.")
+    workspace_warning_days: int = Field(
+        7, ge=0, description="Days between flagging an inactive workspace and removing its "
+                             "files (the user logging in again in between keeps them).")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -175,6 +175,9 @@ def _slices(arr: ArrayValue, other: ArrayValue) -> xr.DataArray:
         data = other.data
         if other.dim != arr.dim:
             data = data.rename({other.dim: arr.dim})
+        missing = {d: arr.data.sizes[d] for d in arr.data.dims if d not in data.dims}
+        if missing:  # a value per pixel computed from fewer dimensions: broadcast it
+            data = data.expand_dims(missing)
         return data
     base = arr.data.isel({arr.dim: 0}, drop=True) if arr.size else arr.data.sum(arr.dim)
     values = xr.DataArray(np.asarray(numbers(other).values), dims=[arr.dim])
@@ -490,9 +493,28 @@ def _check_label_conflict(first_labels: list, second_labels: list) -> None:
         raise ArrayLabelConflict(f"The label(s) {names} are present in both arrays.")
 
 
+def _concat_operands(first: Any, second: Any) -> tuple[ArrayValue, ArrayValue]:
+    """The operands of array_concat as ArrayValues.
+
+    Inside a callback a DataArray that is not an ArrayValue is a value per pixel (e.g. an NDVI
+    computed from two array_element calls in apply_dimension over bands): it counts as a
+    one-element array, so `array_concat(data, ndvi)` appends one value per pixel, vectorised.
+    A one-dimensional DataArray beside no cube dimension is still read as an array.
+    """
+    cube_dims = {v.dim for v in (first, second)
+                 if isinstance(v, ArrayValue) and not v.is_list}
+
+    def operand(value: Any) -> ArrayValue:
+        if isinstance(value, xr.DataArray) and (value.ndim != 1 or cube_dims - set(value.dims)):
+            return stack_list([value])
+        return exact_array(value)
+
+    return operand(first), operand(second)
+
+
 @process()
 def array_concat(array1: Any, array2: Any) -> Any:
-    a, b = exact_array(array1), exact_array(array2)
+    a, b = _concat_operands(array1, array2)
     keep_labels = is_labeled(a) and is_labeled(b)
     if keep_labels:
         _check_label_conflict(_labels(a), _labels(b))

@@ -200,13 +200,17 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
         order = names
         dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)
     elif target_name in names:
+        # The spec (returns, case 2) defines an existing target dimension with one label: the
+        # source dimension is dropped and the target is filled with the values computed from
+        # it, labelled 0, 1, 2, ... Which values a target with several labels should hold it
+        # does not say (openEO/openeo-processes#357). We fill it label by label: the values
+        # computed for its first label, then those for the second, ... (n labels x k values
+        # = n*k labels 0..n*k-1), which is case 2 for one label, keeps every computed value
+        # and is what the geotrellis back-end (CDSE) gives for t -> bands. No reading keeps
+        # k labels for several target labels without dropping the values of all but one.
         target = cube.dim(target_name)
-        if values.sizes[target_name] != 1:
-            raise ce.DimensionLabelCountMismatch(
-                f"The target dimension '{target_name}' exists and has "
-                f"{values.sizes[target_name]} labels; it can only be filled when it has one.",
-                argument="target_dimension")
-        arr = arr.isel({target_name: 0}, drop=True)
+        arr = _fill_existing_dimension(arr, target_name)
+        n = arr.sizes[_NEW_AXIS]
         labels = np.arange(n)
         new_dim = Dimension(target_name, target.type, target.axis, None)
         order = [d for d in names if d != dimension]
@@ -220,6 +224,19 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
     out = arr.rename({_NEW_AXIS: target_name}).assign_coords({target_name: labels})
     out = out.transpose(*order)
     return cube.with_data(_named(out, values.name), dims)
+
+
+def _fill_existing_dimension(arr: xr.DataArray, target: str) -> xr.DataArray:
+    """`arr` (the computed values along `_NEW_AXIS`, one array per label of `target`) with
+    `target` folded into `_NEW_AXIS`: the arrays of its labels one after the other (lazily)."""
+    others = [d for d in arr.dims if d not in (target, _NEW_AXIS)]
+    moved = arr.transpose(target, _NEW_AXIS, *others)
+    size = moved.sizes[target] * moved.sizes[_NEW_AXIS]
+    flat = moved.data.reshape((size, *(moved.sizes[d] for d in others)))
+    coords = {k: v for k, v in moved.coords.items()
+              if target not in v.dims and _NEW_AXIS not in v.dims}
+    return xr.DataArray(flat, dims=[_NEW_AXIS, *others], coords=coords, name=arr.name,
+                        attrs=arr.attrs)
 
 
 # --- mask -----------------------------------------------------------------------------------

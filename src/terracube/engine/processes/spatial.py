@@ -492,9 +492,11 @@ def _duration(value: str, argument: str) -> pd.DateOffset:
         raise errors.ProcessParameterInvalid(
             f"{value!r} is not an ISO 8601 duration such as P10D.", argument=argument)
     y, mo, w, d, h, mi, s = m.groups()
+    seconds = float(s or 0)
     return pd.DateOffset(years=int(y or 0), months=int(mo or 0), weeks=int(w or 0),
                          days=int(d or 0), hours=int(h or 0), minutes=int(mi or 0),
-                         seconds=float(s or 0))
+                         seconds=int(seconds),
+                         microseconds=int(round((seconds - int(seconds)) * 1e6)))
 
 
 def _pixels(cube: RasterCube, dim: Dimension, value: Any, unit: str | None,
