@@ -28,16 +28,43 @@ _JSON = {
     "parameters": {},
 }
 
-OUTPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "JSON": _JSON}
+_GEOJSON = {
+    "title": "GeoJSON",
+    "description": "Vector cubes (e.g. aggregate_spatial results) as a FeatureCollection in "
+                   "WGS 84; every value becomes a feature property named after its labels.",
+    "gis_data_types": ["vector"],
+    "parameters": {},
+}
+_CSV = {
+    "title": "CSV",
+    "description": "Vector cubes as a table: one row per geometry (and date), one column per "
+                   "band, the geometry as WKT.",
+    "gis_data_types": ["vector"],
+    "parameters": {},
+}
+_PARQUET = {
+    "title": "GeoParquet",
+    "description": "Vector cubes as GeoParquet, one row per geometry (and date).",
+    "gis_data_types": ["vector"],
+    "parameters": {},
+}
+
+OUTPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "JSON": _JSON, "GeoJSON": _GEOJSON,
+                  "CSV": _CSV, "Parquet": _PARQUET}
 INPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF}
 
 # Names users write, case-insensitively, for each output format.
 _ALIASES = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff",
-            "cog": "GTiff", "netcdf": "netCDF", "nc": "netCDF", "json": "JSON"}
+            "cog": "GTiff", "netcdf": "netCDF", "nc": "netCDF", "json": "JSON",
+            "geojson": "GeoJSON", "csv": "CSV", "parquet": "Parquet", "geoparquet": "Parquet"}
 
 MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff; profile=cloud-optimized",
-               "netCDF": "application/x-netcdf", "JSON": "application/json"}
-EXTENSIONS = {"GTiff": "tif", "netCDF": "nc", "JSON": "json"}
+               "netCDF": "application/x-netcdf", "JSON": "application/json",
+               "GeoJSON": "application/geo+json", "CSV": "text/csv",
+               "Parquet": "application/vnd.apache.parquet"}
+EXTENSIONS = {"GTiff": "tif", "netCDF": "nc", "JSON": "json", "GeoJSON": "geojson",
+              "CSV": "csv", "Parquet": "parquet"}
+VECTOR_ONLY = {"GeoJSON", "CSV", "Parquet"}
 
 
 def file_formats() -> dict:

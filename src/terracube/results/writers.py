@@ -20,7 +20,9 @@ from rasterio.transform import Affine
 from terracube import errors
 from terracube.engine.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
 from terracube.engine.values import ArrayValue, to_python
-from terracube.results.formats import EXTENSIONS, MEDIA_TYPES, output_format
+from terracube.engine.vector import VectorCube
+from terracube.results.formats import EXTENSIONS, MEDIA_TYPES, VECTOR_ONLY, output_format
+from terracube.results.vector import to_geojson, write_vector
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,14 @@ def write_result(data: Any, format: str, options: dict | None, folder: Path,
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.{EXTENSIONS[fmt]}"
     tmp = folder / f".{stem}.{EXTENSIONS[fmt]}.part"
-    if fmt == "JSON":
+    if isinstance(data, VectorCube) and fmt != "GTiff":
+        write_vector(data, fmt, tmp)
+    elif fmt == "JSON":
         _write_json(data, tmp)
+    elif fmt in VECTOR_ONLY:
+        raise errors.ProcessParameterInvalid(
+            f"Format {fmt} is for vector cubes (e.g. aggregate_spatial results), but the "
+            f"result is a {type(data).__name__}; use GTiff, netCDF or JSON.", argument="format")
     elif not isinstance(data, RasterCube):
         raise errors.ProcessParameterInvalid(
             f"Format {fmt} needs a raster data cube, but the result is a "
@@ -181,6 +189,10 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
         if d.type == TEMPORAL and d.name in ds.coords:
             ds[d.name].encoding.update({"units": "seconds since 1970-01-01 00:00:00",
                                         "calendar": "standard"})
+        elif d.name in ds.coords and ds[d.name].dtype == object and not _one_kind(ds[d.name]):
+            # netCDF variables have one type: labels of mixed kinds (e.g. dates renamed in
+            # part by rename_labels) are written as text.
+            ds = ds.assign_coords({d.name: _labels_as_text(cube, d.name)})
     xd, yd = cube.x_dim, cube.y_dim
     if xd is not None and yd is not None and cube.crs is not None:
         ds = ds.rio.set_spatial_dims(x_dim=xd.name, y_dim=yd.name)
@@ -194,6 +206,11 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
     ds.attrs["source"] = "terracube"
     with dask.config.set(scheduler="threads"):
         ds.to_netcdf(path, engine="netcdf4", format="NETCDF4")
+
+
+def _one_kind(labels: xr.DataArray) -> bool:
+    kinds = {type(to_python(v)) for v in np.asarray(labels.values).ravel()}
+    return len(kinds) <= 1
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -222,6 +239,8 @@ def to_json_value(data: Any) -> Any:
             dims[d.name] = entry
         return {"type": "datacube", "order": list(computed.dims), "dimensions": dims,
                 "data": to_json_value(computed.values)}
+    if isinstance(data, VectorCube):
+        return to_geojson(data)
     if isinstance(data, ArrayValue):
         return to_json_value(data.data.compute().values)
     if isinstance(data, xr.DataArray):

@@ -4,6 +4,7 @@ add/drop/rename dimensions, rename labels, list labels, trim, flatten and unflat
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -75,6 +76,23 @@ def _label_for(dates: bool, value: Any, parameter: str) -> Any:
     if dates:
         return parse_instant(value, parameter)
     return value
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                     r"([Zz]|[+-]\d{2}:?\d{2})?)?")
+
+
+def _is_instant(value: Any) -> bool:
+    """True for an RFC 3339 date or date-time (pandas alone would also take "now", "today")."""
+    if isinstance(value, np.datetime64):
+        return True
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value.strip()):
+        return False
+    try:
+        parse_instant(value)
+    except errors.OpenEOError:
+        return False
+    return True
 
 
 def _same_label(a: Any, b: Any) -> bool:
@@ -205,6 +223,16 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
                     argument="source")
             positions.append(found[0])
     new_labels = list(labels)
+    dims = data.dimensions
+    if dates and not all(_is_instant(t) for t in target):
+        # Decision: temporal labels are dates and times (STAC datacube extension), so a date
+        # renamed to something else (e.g. "first_date") makes the dimension one of type other
+        # with the same name; its remaining dates become RFC 3339 strings. The cube's values
+        # are untouched, and the netCDF writer stores the labels as a string coordinate.
+        new_labels = datetime_labels_to_strings(np.asarray(labels))
+        dates = False
+        dims = tuple(Dimension(d.name, OTHER) if d.name == dimension else d
+                     for d in data.dimensions)
     mapping = {}
     for pos, t in zip(positions, target, strict=True):
         mapping[to_python(labels[pos])] = t
@@ -216,7 +244,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
                 "target labels must not exist already.", argument="target")
     out = data.data.assign_coords({dimension: _label_array(new_labels)})
     attrs = _rename_band_metadata(data.attrs, mapping) if dim.type == BANDS else data.attrs
-    return data.with_data(out, data.dimensions, attrs=attrs)
+    return data.with_data(out, dims, attrs=attrs)
 
 
 @process()

@@ -181,7 +181,8 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
     """Apply an array process along `dimension`; the callback gets the dimension as an axis.
 
     The target dimension's labels follow the spec: kept when it is the source dimension and
-    the number of values is unchanged, otherwise integers from zero.
+    the number of values is unchanged, otherwise integers from zero. An existing target
+    dimension is filled label by label (see the decision below).
     """
     source = ce.require_dimension(data, dimension)
     cube = nodata_as_nan(data)
@@ -200,14 +201,16 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
         order = names
         dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)
     elif target_name in names:
-        # The spec (returns, case 2) defines an existing target dimension with one label: the
-        # source dimension is dropped and the target is filled with the values computed from
-        # it, labelled 0, 1, 2, ... Which values a target with several labels should hold it
-        # does not say (openEO/openeo-processes#357). We fill it label by label: the values
-        # computed for its first label, then those for the second, ... (n labels x k values
-        # = n*k labels 0..n*k-1), which is case 2 for one label, keeps every computed value
-        # and is what the geotrellis back-end (CDSE) gives for t -> bands. No reading keeps
-        # k labels for several target labels without dropping the values of all but one.
+        # Decision (target_dimension exists): the spec defines only a target with a single
+        # label (returns, case 2; openeo-processes#357): the source dimension is dropped and
+        # the target is filled with the values computed from it, labelled 0, 1, 2, ... For a
+        # target with n labels the process has computed k values for each of them; we fill
+        # the target label by label (the k values of its first label, then of the second,
+        # ...: n*k labels 0..n*k-1). That is case 2 when n = 1, keeps every computed value
+        # and is what the geotrellis back-end (CDSE) returns for t -> bands. No reading of
+        # the spec gives k labels for n > 1 without dropping the values of n-1 labels, so
+        # the official workflow test_apply_dimension_quantiles_1 (2 bands, 3 quantiles,
+        # expects 3 labels) cannot pass; we give its 6 values rather than an error.
         target = cube.dim(target_name)
         arr = _fill_existing_dimension(arr, target_name)
         n = arr.sizes[_NEW_AXIS]
@@ -223,7 +226,10 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
         dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)
     out = arr.rename({_NEW_AXIS: target_name}).assign_coords({target_name: labels})
     out = out.transpose(*order)
-    return cube.with_data(_named(out, values.name), dims)
+    result = cube.with_data(_named(out, values.name), dims)
+    if new_dim.type == BANDS:  # band metadata only for the bands that are still there
+        result = with_bands(result, list(labels))
+    return result
 
 
 def _fill_existing_dimension(arr: xr.DataArray, target: str) -> xr.DataArray:

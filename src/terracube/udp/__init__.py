@@ -1,0 +1,1 @@
+"""User-defined processes: stored per user, callable by id from other process graphs."""
