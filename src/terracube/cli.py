@@ -64,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     passwd.add_argument("name")
     passwd.set_defaults(handler=users_passwd)
     users.set_defaults(handler=lambda _args: _usage(users))
+
+    workspaces = commands.add_parser("workspaces", help="user workspaces (/files): retention")
+    workspace_commands = workspaces.add_subparsers(title="workspaces commands", metavar="ACTION")
+    ws_list = workspace_commands.add_parser(
+        "list", parents=[data_dir],
+        help="each user's workspace: space used, last activity, removal date if flagged")
+    ws_list.set_defaults(handler=workspaces_list)
+    ws_sweep = workspace_commands.add_parser(
+        "sweep", parents=[data_dir],
+        help="flag workspaces of inactive users, remove those flagged longer than the warning "
+             "period (terracube serve also does this every few hours)")
+    ws_sweep.set_defaults(handler=workspaces_sweep)
+    workspaces.set_defaults(handler=lambda _args: _usage(workspaces))
     return parser
 
 
@@ -99,7 +112,14 @@ def serve_command(args: argparse.Namespace) -> int:
              settings.host, settings.port)
     if settings.public_url:
         log.info("public URL: %s/openeo/1.2/", settings.public_url)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    from terracube.workspace.retention import RetentionThread
+
+    retention = RetentionThread(settings, app.state.db)
+    retention.start()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        retention.stop()
     return EXIT_OK
 
 
@@ -145,11 +165,16 @@ def users_list(args: argparse.Namespace) -> int:
 def users_remove(args: argparse.Namespace) -> int:
     from terracube.auth.users import UserNotFound
 
+    from terracube.workspace.retention import remove_workspace
+
     try:
         _user_store(args).remove(args.name)
     except UserNotFound as exc:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    # The files go with the account: a new user of the same name must not find them.
+    if remove_workspace(_settings(args), args.name):
+        print(f"workspace of '{args.name}' removed")
     print(f"user '{args.name}' removed")
     return EXIT_OK
 
@@ -166,6 +191,38 @@ def users_passwd(args: argparse.Namespace) -> int:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"password of '{args.name}' changed")
+    return EXIT_OK
+
+
+# --- workspaces -----------------------------------------------------------------------------------
+def workspaces_list(args: argparse.Namespace) -> int:
+    from terracube.db import open_database
+    from terracube.workspace.retention import workspace_status
+
+    settings = _settings(args)
+    rows = workspace_status(settings, open_database(settings.database_url))
+    print(f"{'user':<24} {'used bytes':>14} {'quota bytes':>14}  {'last active':<20} "
+          "removal due")
+    for row in rows:
+        due = row.removal_due.strftime("%Y-%m-%d %H:%M") if row.removal_due else "-"
+        print(f"{row.user_id:<24} {row.used:>14} {settings.storage_quota_bytes:>14}  "
+              f"{row.last_active.strftime('%Y-%m-%d %H:%M'):<20} {due}")
+    return EXIT_OK
+
+
+def workspaces_sweep(args: argparse.Namespace) -> int:
+    from terracube.db import open_database
+    from terracube.workspace.retention import sweep
+
+    settings = _settings(args)
+    report = sweep(settings, open_database(settings.database_url))
+    if settings.workspace_inactive_days <= 0:
+        print("retention is off (TERRACUBE_WORKSPACE_INACTIVE_DAYS=0)")
+    for label, names in (("flagged", report.flagged), ("removed", report.removed),
+                         ("active again", report.unflagged),
+                         ("folder of no known user (left alone)", report.orphans)):
+        for name in names:
+            print(f"{label}: {name}")
     return EXIT_OK
 
 

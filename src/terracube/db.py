@@ -21,6 +21,9 @@ from sqlalchemy.pool import StaticPool
 MODEL_MODULES: tuple[str, ...] = (
     "terracube.auth.users",
     "terracube.auth.tokens",
+    "terracube.udp.store",
+    "terracube.workspace.retention",
+    "terracube.jobs.store",
 )
 
 

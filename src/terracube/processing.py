@@ -11,7 +11,8 @@ from typing import Any
 
 from terracube import errors
 from terracube.engine import graph as graphs
-from terracube.engine.evaluate import Evaluator, Services
+from terracube.engine.evaluate import Evaluator, SavedResult, Services
+from terracube.engine.optimize import optimize
 from terracube.engine.registry import ProcessRegistry
 from terracube.results.writers import ResultFile, write_result
 
@@ -21,6 +22,13 @@ DEFAULT_RASTER_FORMAT = "GTiff"
 def build_services(settings: Any, catalog: Any, registry: ProcessRegistry, user: Any = None,
                    udp_lookup: Any = None) -> Services:
     workspace = None
+    if user is not None and settings is not None:
+        from terracube.udp.store import udp_lookup_for
+        from terracube.workspace.files import workspace_folder
+
+        workspace = workspace_folder(settings, user.user_id)
+        if udp_lookup is None:
+            udp_lookup = udp_lookup_for(settings, user.user_id, registry.__contains__)
     return Services(registry=registry, catalog=catalog, user=user, settings=settings,
                     udp_lookup=udp_lookup, workspace=workspace)
 
@@ -37,24 +45,9 @@ def validate_process(process: dict, services: Services) -> list[errors.OpenEOErr
 def compute_result(process: dict, services: Services,
                    work_dir: Path | None = None) -> ResultFile:
     """Evaluate a process and write its result; returns the file to send back."""
-    graph = graphs.unwrap(process)
-    evaluator = Evaluator(services)
-    problems = evaluator.validate(graph)
-    if problems:
-        raise problems[0]
-    value = evaluator.run(graph)
+    saved = evaluate_outputs(process, services)[-1]
+    data, fmt, options = saved.data, saved.format, saved.options
     folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="terracube-result-"))
-    if services.saved:
-        saved = services.saved[-1]
-        data, fmt, options = saved.data, saved.format, saved.options
-    else:
-        from terracube.engine.cube import RasterCube
-
-        data = value
-        # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
-        is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim
-        fmt = DEFAULT_RASTER_FORMAT if is_raster else "JSON"
-        options = {}
     try:
         files = write_result(data, fmt, options, folder)
     except errors.OpenEOError:
@@ -63,3 +56,27 @@ def compute_result(process: dict, services: Services,
         raise errors.Internal("The computation ran out of memory; use a smaller extent or "
                               "a batch job.") from exc
     return files[0]
+
+
+def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
+    """Validate, optimise and (lazily) evaluate a process: what it asks to write.
+
+    Every save_result in the order they ran, or else the result value in a default format
+    (GeoTIFF for a raster cube, JSON for anything else). Used by POST /result (the last
+    output) and by batch jobs (all of them).
+    """
+    graph = graphs.unwrap(process)
+    evaluator = Evaluator(services)
+    problems = evaluator.validate(graph)
+    if problems:
+        raise problems[0]
+    # Filters move into the load nodes, so only the needed windows, dates and bands are read.
+    graph = optimize(graph, services.catalog)
+    value = evaluator.run(graph)
+    if services.saved:
+        return list(services.saved)
+    from terracube.engine.cube import RasterCube
+
+    # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
+    is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim
+    return [SavedResult(value, DEFAULT_RASTER_FORMAT if is_raster else "JSON", {})]

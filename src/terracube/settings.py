@@ -40,6 +40,22 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="External URL of the host root as clients see it (behind a reverse "
                           "proxy), e.g. https://eo.example.org; default: taken from requests.")
+    # Batch jobs (docs/user-guide/batch-jobs.md)
+    workers: int = Field(
+        2, ge=0, description="Number of `terracube worker` processes `terracube serve` starts "
+                             "for batch jobs; 0: none (run `terracube worker` yourself).")
+    job_retention_days: float = Field(
+        30, ge=0, description="Days the results of a finished (or failed) batch job are kept "
+                              "before they are removed with their files; 0: keep forever.")
+    signed_url_ttl_seconds: int = Field(
+        7 * 86400, ge=1, description="Lifetime of the signed download links of job results.")
+    secret_key: str | None = Field(
+        None, description="Key that signs the result download links; default: a random key "
+                          "generated once into data_dir/secret.key.")
+    job_heartbeat_timeout_seconds: float = Field(
+        60, gt=0, description="A running job whose worker has not reported for this long (or "
+                              "whose worker process on this host is gone) is re-queued once, "
+                              "then marked as failed.")
     storage_quota_bytes: int = Field(
         10 * 1024**3, ge=0, description="Storage quota of each user's workspace (/files) in "
                                         "bytes; default 10 GiB.")

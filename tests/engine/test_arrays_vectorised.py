@@ -250,3 +250,16 @@ def test_list_of_cube_values_reduces_along_the_list(cube_dim, raw):
     x = cube_dim.data.isel(t=0, drop=True)
     got = values_of(reducers.max_(data=[x, 0]))
     np.testing.assert_allclose(got, np.where(np.isnan(raw[0]), 0, np.maximum(raw[0], 0)))
+
+
+def test_array_concat_takes_a_value_per_pixel_as_one_element(cube_dim, raw):
+    # A DataArray without the array's dimension is one value per pixel (e.g. an NDVI computed
+    # inside apply_dimension); one with it is an array along it.
+    per_pixel_value = cube_dim.data.isel(t=0, drop=True) * 2
+    out = arrays.array_concat(cube_dim, per_pixel_value)
+    assert out.dim == "t" and out.size == T + 1
+    np.testing.assert_allclose(values_of(out), np.concatenate([raw, raw[:1] * 2]), equal_nan=True)
+    out = arrays.array_concat(per_pixel_value, cube_dim)
+    np.testing.assert_allclose(values_of(out), np.concatenate([raw[:1] * 2, raw]), equal_nan=True)
+    out = arrays.array_concat(cube_dim, cube_dim.data.drop_vars("t"))  # unlabeled: no conflict
+    np.testing.assert_allclose(values_of(out), np.concatenate([raw, raw]), equal_nan=True)

@@ -23,6 +23,7 @@ from terracube.engine.cube import (
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import build_registry
 from terracube.engine.values import LIST_DIM, ArrayValue
+from terracube.results.writers import write_result
 
 T = np.array(["2020-06-01", "2020-06-03", "2020-06-06", "2020-06-09"], dtype="datetime64[ns]")
 BAND_NAMES = ["B02", "B04", "B08"]
@@ -246,6 +247,63 @@ def test_apply_dimension_into_an_existing_single_label_dimension(services):
     np.testing.assert_allclose(out.data.values[1], np.nanmax(values(), axis=0), equal_nan=True)
 
 
+def test_apply_dimension_into_an_existing_dimension_with_several_labels(services):
+    # t -> bands on a cube with 3 bands: each band's series gives 2 values, filled into bands
+    # band by band (decision in cubes.apply_dimension; the spec defines one label only).
+    cube = make_cube()
+    out = run(services, "apply_dimension", data=cube, dimension="t", target_dimension="bands",
+              process=callback("tc_extrema", data=p("data")))
+    assert is_lazy(out)
+    assert names(out) == ["bands", "y", "x"]
+    assert out.dim("bands") == Dimension("bands", BANDS)
+    assert list(out.data.coords["bands"].values) == list(range(6))
+    assert out.attrs["band_metadata"] == {}  # B02, B04, B08 are gone
+    v = values()
+    expected = np.stack([f(v[:, b], axis=0) for b in range(3) for f in (np.nanmin, np.nanmax)])
+    np.testing.assert_allclose(out.data.values, expected, equal_nan=True)
+
+
+NDVI_CONCAT = {
+    "red": {"process_id": "array_element", "arguments": {"data": p("data"), "label": "B04"}},
+    "nir": {"process_id": "array_element", "arguments": {"data": p("data"), "index": 2}},
+    "diff": {"process_id": "subtract",
+             "arguments": {"x": {"from_node": "nir"}, "y": {"from_node": "red"}}},
+    "sum": {"process_id": "add",
+            "arguments": {"x": {"from_node": "nir"}, "y": {"from_node": "red"}}},
+    "ndvi": {"process_id": "divide",
+             "arguments": {"x": {"from_node": "diff"}, "y": {"from_node": "sum"}}},
+}
+
+
+@pytest.mark.parametrize(("process_id", "arguments"), [
+    ("array_concat", {"array1": p("data"), "array2": {"from_node": "ndvi"}}),
+    ("array_append", {"data": p("data"), "value": {"from_node": "ndvi"}}),
+])
+def test_apply_dimension_appends_a_value_per_pixel(services, process_id, arguments):
+    # The official workflow test_apply_dimension_ndvi: array_concat(data, ndvi) where ndvi is
+    # one value per pixel (no bands axis), appended as a one-element array, vectorised.
+    graph = {**NDVI_CONCAT, "out": {"process_id": process_id, "arguments": arguments,
+                                    "result": True}}
+    out = run(services, "apply_dimension", data=make_cube(), dimension="bands",
+              process={"process_graph": graph})
+    assert is_lazy(out)
+    assert names(out) == ["t", "bands", "y", "x"]
+    assert list(out.data.coords["bands"].values) == [0, 1, 2, 3]
+    v = values()
+    np.testing.assert_allclose(out.data.values[:, :3], v, equal_nan=True)
+    np.testing.assert_allclose(out.data.values[:, 3], (v[:, 2] - v[:, 1]) / (v[:, 2] + v[:, 1]),
+                               equal_nan=True)
+
+
+def test_array_concat_of_two_values_per_pixel(services):
+    graph = {**NDVI_CONCAT, "out": {"process_id": "array_concat", "result": True, "arguments": {
+        "array1": {"from_node": "ndvi"}, "array2": {"from_node": "red"}}}}
+    out = run(services, "apply_dimension", data=make_cube(), dimension="bands",
+              process={"process_graph": graph})
+    assert list(out.data.coords["bands"].values) == [0, 1]
+    np.testing.assert_allclose(out.data.values[:, 1], values()[:, 1], equal_nan=True)
+
+
 # --- filters ----------------------------------------------------------------------------------
 def test_filter_bands_by_name_common_name_and_wavelength(services):
     cube = make_cube()
@@ -378,6 +436,35 @@ def test_rename_labels(services):
         with pytest.raises(errors.OpenEOError) as info:
             run(services, "rename_labels", data=cube, dimension="bands", **args)
         assert info.value.code == code
+
+
+def test_rename_temporal_labels_to_text_makes_the_dimension_other(services, tmp_path):
+    # The official workflow test_rename_labels_time: the one date becomes "first_date".
+    cube = run(services, "filter_temporal", data=make_cube(), extent=["2020-06-01", "2020-06-02"])
+    labels = run(services, "dimension_labels", data=cube, dimension="t")
+    out = run(services, "rename_labels", data=cube, dimension="t", source=labels,
+              target=["first_date"])
+    assert is_lazy(out)
+    assert out.dim("t") == Dimension("t", OTHER)
+    assert list(out.data.coords["t"].values) == ["first_date"]
+    assert run(services, "dimension_labels", data=out, dimension="t") == ["first_date"]
+    written = write_result(out, "netCDF", {}, tmp_path)[0].path
+    with xr.open_dataset(written) as ds:
+        assert list(ds["t"].values) == ["first_date"]
+        np.testing.assert_allclose(ds["B04"].values, values()[:1, 1], equal_nan=True)
+    # Renaming part of the dates: the others stay as RFC 3339 text (mixed kinds as text).
+    out = run(services, "rename_labels", data=make_cube(), dimension="t",
+              source=["2020-06-03"], target=[5])
+    assert out.dim("t").type == OTHER
+    assert list(out.data.coords["t"].values) == [
+        "2020-06-01T00:00:00Z", 5, "2020-06-06T00:00:00Z", "2020-06-09T00:00:00Z"]
+    written = write_result(out, "netCDF", {}, tmp_path / "mixed")[0].path
+    with xr.open_dataset(written) as ds:
+        assert list(ds["t"].values)[:2] == ["2020-06-01T00:00:00Z", "5"]
+    # "today" is not an RFC 3339 date, even if pandas would parse it.
+    out = run(services, "rename_labels", data=cube, dimension="t", source=labels,
+              target=["today"])
+    assert out.dim("t").type == OTHER
 
 
 def test_rename_labels_of_enumerated_labels(services):

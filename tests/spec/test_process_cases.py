@@ -31,7 +31,14 @@ if not CASES_DIR.is_dir():
 # that passes shows up).
 _BLUE_165 = ("assumes 165 for blue at row 1, column 4 of assets/xyb-minimal-int.json5, which "
              "holds 255, the no-data value")
+_MASK_INVERTED = ("expects the pixels replaced where assets/xyb-mask.json5 holds 0 and kept where "
+                  "it holds 1 (all of the first row is kept, though the mask is 1 there); mask "
+                  "replaces the pixels whose mask value is non-zero or true")
+_SINGLE_NULL = ("with ignore_nodata=false a no-data value alone gives no-data: the spec's own "
+                "example for data [null], ignore_nodata false returns null")
 ERRATA = {
+    "all[8]": f"expects true for [null]; {_SINGLE_NULL}",
+    "any[8]": f"expects false for [null]; {_SINGLE_NULL}",
     "apply[2]": _BLUE_165,
     "apply_dimension[1]": _BLUE_165,
     "apply_dimension[2]": "applies over 'bands' of assets/xyt-more-timestamps.json5, which has "
@@ -39,13 +46,24 @@ ERRATA = {
     "array_append[0]": "expects [1] for appending 0 to []",
     "array_apply[8]": "the graph calls the process 'mulitply' (typo of multiply)",
     "array_element[3]": "asks for the label 'BO2' (letter O); the labels are B01, B02, B03",
+    "array_filter[5]": "the condition returns numbers (subtract(x, 1): 0.23 for B01, -0.02 for "
+                       "B02), not booleans; only elements whose condition is true are kept, so "
+                       "none is (and as both numbers are non-zero, no truthiness rule keeps B01 "
+                       "but not B02)",
     "array_find[6]": "expects index 1 for the value 3, which is at index 0",
+    "array_modify[3]": "removes one element without giving 'length', whose default is 0 (nothing "
+                       "is removed; array_modify[2] inserts with that same default); the spec's "
+                       "example has the same contradiction",
     "count[4]": "the condition is a bare graph (no process_graph) using the parameter "
                 "'element'; count's condition has the parameters x and context",
     "count[5]": "the condition is a bare graph (no process_graph) using the parameter "
                 "'element'; count's condition has the parameters x and context",
+    "filter_bands[4]": "asks for the bands red and blue but expects the bands blue and green "
+                       "(with their values)",
     "lte[15]": "expects lte(Infinity, Infinity) = false, but lte is or(lt, eq) and "
                "eq(Infinity, Infinity) = true (eq[16]; gte[15] expects true)",
+    "mask[0]": _MASK_INVERTED,
+    "mask[2]": _MASK_INVERTED,
     "reduce_dimension[1]": _BLUE_165,
     "rename_dimension[3]": "renames 'x' to 'lon' but expects 'y' renamed",
     "rename_dimension[4]": "renames 'y' to 'lat' but expects 'x' renamed",

@@ -18,7 +18,9 @@ from terracube.api.routes import (
     capabilities,
     collections,
     credentials,
+    files,
     me,
+    process_graphs,
     processes,
     processing,
     services,
@@ -31,7 +33,8 @@ from terracube.settings import Settings, UnsafeToServe, is_loopback
 log = logging.getLogger(__name__)
 
 # The routers of the versioned API, mounted under API_PREFIX; one module per openEO resource.
-API_ROUTERS = (capabilities, collections, processes, processing, credentials, me, services)
+API_ROUTERS = (capabilities, collections, processes, processing, credentials, me, services,
+               process_graphs, files)
 
 
 def create_app(settings: Settings | None = None, *, catalog: Any = None,

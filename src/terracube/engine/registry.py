@@ -27,6 +27,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.cube_dimensions",
     "terracube.engine.processes.temporal",
     "terracube.engine.processes.spatial",
+    "terracube.engine.processes.ml",
 )
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as dsa
 import numpy as np
 import rasterio
@@ -17,7 +16,7 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.transform import Affine
 
-from terracube import errors
+from terracube import errors, execution
 from terracube.engine.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
 from terracube.engine.values import ArrayValue, to_python
 from terracube.engine.vector import VectorCube
@@ -143,6 +142,11 @@ def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
     nodata = None
     if dtype.kind == "f":
         nodata = float("nan")
+    elif arr.dtype.kind == "b":
+        # Booleans are written as uint8 0/1; 255 (never written) is the conventional no-data
+        # value of such masks (decision 0003). A no-data value the cube carried over from
+        # integer input (e.g. 0) would turn every false into no-data.
+        nodata = 255
     elif cube.nodata is not None:
         nodata = cube.nodata
     tile = int(options.get("tile_size", 512))
@@ -156,8 +160,7 @@ def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
             for i, name in enumerate(names, start=1):
                 dst.set_band_description(i, name)
             data = data.rechunk({0: max(1, min(count, 16)), 1: 1024, 2: 1024})
-            with dask.config.set(scheduler="threads"):
-                dsa.store(data, _WindowWriter(dst), lock=False)
+            execution.current().store([data], [_WindowWriter(dst)])
         rasterio.shutil.copy(plain, path, driver="COG", compress=compress.upper(),
                              blocksize=tile, overview_resampling="nearest", BIGTIFF="IF_SAFER")
     finally:
@@ -177,8 +180,10 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
     da = cube.data
-    if da.dtype == bool:
+    if da.dtype == bool:  # netCDF has no boolean type: 0/1 flags as CF describes them
         da = da.astype("uint8")
+        da.attrs.update({"flag_values": np.array([0, 1], dtype="uint8"),
+                         "flag_meanings": "false true"})
     band = cube.first_dim_of_type("bands")
     if band is not None:
         ds = da.to_dataset(dim=band.name)
@@ -204,8 +209,56 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
             ds[name].encoding["_FillValue"] = np.nan
     ds.attrs["Conventions"] = "CF-1.8"
     ds.attrs["source"] = "terracube"
-    with dask.config.set(scheduler="threads"):
-        ds.to_netcdf(path, engine="netcdf4", format="NETCDF4")
+    _stream_netcdf(ds, path)
+
+
+class _VariableWriter:
+    """A store target writing blocks into one variable of an open netCDF4 file."""
+
+    def __init__(self, variable: Any, lock: threading.Lock) -> None:
+        self.variable = variable
+        self.lock = lock
+
+    def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
+        with self.lock:  # HDF5 is not thread-safe
+            self.variable[key] = block
+
+
+def _stream_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Write `ds` with its lazy data variables computed block by block by the executor.
+
+    xarray writes everything but the lazy variables (coordinates, CRS, attributes); those
+    are defined here and filled as blocks arrive, so this process never holds more than a
+    block and no file handle has to travel to dask workers.
+    """
+    import netCDF4
+
+    lazy = [name for name, v in ds.data_vars.items() if isinstance(v.data, dsa.Array)]
+    ds.drop_vars(lazy).to_netcdf(path, engine="netcdf4", format="NETCDF4")
+    if not lazy:
+        return
+    lock = threading.Lock()
+    sources, targets = [], []
+    with netCDF4.Dataset(path, "a") as nc:
+        for name in lazy:
+            var = ds[name]
+            for dim, size in var.sizes.items():
+                if dim not in nc.dimensions:
+                    nc.createDimension(dim, size)
+            data = var.data
+            fill = var.encoding.get("_FillValue", np.nan if var.dtype.kind == "f" else None)
+            chunks = tuple(max(c) for c in data.chunks) if data.size else None
+            out = nc.createVariable(name, var.dtype, var.dims, fill_value=fill,
+                                    chunksizes=chunks)
+            attrs = dict(var.attrs)
+            grid_mapping = var.encoding.get("grid_mapping", attrs.pop("grid_mapping", None))
+            if grid_mapping is not None:
+                attrs["grid_mapping"] = grid_mapping
+            attrs.pop("_FillValue", None)
+            out.setncatts(attrs)
+            sources.append(data)
+            targets.append(_VariableWriter(out, lock))
+        execution.current().store(sources, targets)
 
 
 def _one_kind(labels: xr.DataArray) -> bool:
@@ -221,10 +274,14 @@ def _write_json(data: Any, path: Path) -> None:
         json.dump(to_json_value(data), f, allow_nan=True)
 
 
+def _computed(arr: xr.DataArray) -> xr.DataArray:
+    return execution.current().compute(arr)[0] if isinstance(arr.data, dsa.Array) else arr
+
+
 def to_json_value(data: Any) -> Any:
     """A JSON-serialisable form of any process result (None stays null, NaN stays NaN)."""
     if isinstance(data, RasterCube):
-        computed = data.data.compute() if isinstance(data.data.data, dsa.Array) else data.data
+        computed = _computed(data.data)
         dims = {}
         for d in data.dimensions:
             labels = computed.coords[d.name].values if d.name in computed.coords else []
@@ -242,9 +299,9 @@ def to_json_value(data: Any) -> Any:
     if isinstance(data, VectorCube):
         return to_geojson(data)
     if isinstance(data, ArrayValue):
-        return to_json_value(data.data.compute().values)
+        return to_json_value(_computed(data.data).values)
     if isinstance(data, xr.DataArray):
-        return to_json_value(data.compute().values)
+        return to_json_value(_computed(data).values)
     if isinstance(data, np.ndarray):
         if data.dtype.kind == "M":
             return [to_json_value(v) for v in data]

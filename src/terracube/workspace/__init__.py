@@ -1,0 +1,1 @@
+"""User workspaces: each user's private files (/files), their quota and their retention."""

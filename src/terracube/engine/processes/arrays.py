@@ -499,13 +499,18 @@ def _concat_operands(first: Any, second: Any) -> tuple[ArrayValue, ArrayValue]:
     Inside a callback a DataArray that is not an ArrayValue is a value per pixel (e.g. an NDVI
     computed from two array_element calls in apply_dimension over bands): it counts as a
     one-element array, so `array_concat(data, ndvi)` appends one value per pixel, vectorised.
-    A one-dimensional DataArray beside no cube dimension is still read as an array.
+    A DataArray that has the other operand's cube dimension is an array along it, and a
+    one-dimensional DataArray beside no cube dimension is still read as an array.
     """
-    cube_dims = {v.dim for v in (first, second)
-                 if isinstance(v, ArrayValue) and not v.is_list}
+    cube_dims = [v.dim for v in (first, second) if isinstance(v, ArrayValue) and not v.is_list]
 
     def operand(value: Any) -> ArrayValue:
-        if isinstance(value, xr.DataArray) and (value.ndim != 1 or cube_dims - set(value.dims)):
+        if not isinstance(value, xr.DataArray):
+            return exact_array(value)
+        along = [d for d in cube_dims if d in value.dims]
+        if along:  # values along the other operand's cube dimension: an array along it
+            return ArrayValue(value, along[0])
+        if cube_dims or value.ndim != 1:
             return stack_list([value])
         return exact_array(value)
 

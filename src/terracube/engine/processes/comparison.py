@@ -6,6 +6,7 @@ IEEE 754 (always unequal). No-data gives no-data: None for scalars; for cube dat
 no-data value is NaN, the result is a float array of 1.0 / 0.0 with NaN where an operand is
 no-data (a boolean array cannot hold no-data; the official `apply` test "multiple processes
 with a data type change" expects it). Other arrays (numpy, JSON lists) give boolean arrays.
+Why not bool where the data holds no NaN: docs/decisions/0003-boolean-cubes.md.
 """
 
 from __future__ import annotations

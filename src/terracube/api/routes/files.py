@@ -1,0 +1,110 @@
+"""The user workspace: GET /files, GET/PUT/DELETE /files/{path}.
+
+Uploads are streamed to disk as they arrive (never held in memory) and checked against the
+quota on the way; see terracube.workspace.files.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from terracube import errors
+from terracube.api.user_data import UserWorkspace, paginate
+from terracube.workspace.files import Upload
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["File Storage"])
+
+# Bytes collected from the request before one write to disk (in a worker thread).
+WRITE_BUFFER_BYTES = 1024 * 1024
+# After a refused upload, up to this much of the rest of the body is still read (and thrown
+# away) so that the client, still sending, can read the error instead of a reset connection.
+DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
+
+_UPLOAD_BODY = {"required": True, "content": {"application/octet-stream": {
+    "schema": {"type": "string", "format": "binary"}}}}
+
+
+@router.get("/files", operation_id="list-files")
+def list_files(request: Request, workspace: UserWorkspace) -> dict[str, Any]:
+    files = [f.to_json() for f in workspace.list_files()]
+    page, links = paginate(request, files, "/files")
+    return {"files": page, "links": links}
+
+
+@router.get("/files/{path:path}", operation_id="download-file", response_class=FileResponse,
+            responses={200: {"description": "The file.",
+                             "content": {"application/octet-stream": {}}}})
+def download_file(path: str, workspace: UserWorkspace) -> FileResponse:
+    target, st = workspace.file_to_read(path)
+    return FileResponse(target, stat_result=st, media_type="application/octet-stream",
+                        filename=target.name)
+
+
+@router.put("/files/{path:path}", operation_id="upload-file",
+            openapi_extra={"requestBody": _UPLOAD_BODY})
+async def upload_file(path: str, request: Request, workspace: UserWorkspace) -> dict[str, Any]:
+    """Store the request body as the file `path` (created or replaced)."""
+    size_hint = _content_length(request)
+    try:
+        upload = await run_in_threadpool(workspace.begin_upload, path, size_hint)
+    except errors.StorageQuotaExceeded:
+        await _drain(request, size_hint)
+        raise
+    try:
+        await _receive(request, upload)
+        info = await run_in_threadpool(upload.commit)
+    except errors.StorageQuotaExceeded:
+        await run_in_threadpool(upload.abort)
+        await _drain(request, size_hint)
+        raise
+    except BaseException:  # also ClientDisconnect and cancellation: no partial file stays
+        await run_in_threadpool(upload.abort)
+        raise
+    return info.to_json()
+
+
+@router.delete("/files/{path:path}", operation_id="delete-file", status_code=204,
+               response_class=Response)
+def delete_file(path: str, workspace: UserWorkspace) -> Response:
+    workspace.delete(path)
+    return Response(status_code=204)
+
+
+async def _receive(request: Request, upload: Upload) -> None:
+    buffer = bytearray()
+    async for chunk in request.stream():
+        buffer += chunk
+        if len(buffer) >= WRITE_BUFFER_BYTES:
+            await run_in_threadpool(upload.write, bytes(buffer))
+            buffer.clear()
+    if buffer:
+        await run_in_threadpool(upload.write, bytes(buffer))
+
+
+async def _drain(request: Request, size_hint: int | None) -> None:
+    if size_hint is not None and size_hint > DRAIN_LIMIT_BYTES:
+        return  # not worth it: the connection is closed after the response instead
+    drained = 0
+    try:
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT_BYTES:
+                return
+    except (ClientDisconnect, RuntimeError):  # gone, or the stream was consumed already
+        return
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None

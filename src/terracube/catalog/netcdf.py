@@ -1,0 +1,763 @@
+"""NetCDF and Zarr cubes that follow the CF conventions, as collections read lazily with xarray.
+
+The CRS comes from the variable's `grid_mapping` (CF attributes, `crs_wkt` or `spatial_ref`),
+from a rioxarray-style `spatial_ref` variable, or — for 1-D latitude/longitude axes in degrees —
+is WGS 84 (EPSG:4326). Times are decoded from their CF units; packed values are unpacked
+(scale_factor/add_offset) and _FillValue/missing_value become NaN, because in CF the unpacked
+numbers are the data (unlike the digital numbers of optical rasters, see decision 0001).
+
+Filters are applied before anything is read: the time, y and x windows are integer slices on
+the lazily opened file, and only then is the result split into dask chunks that follow the
+file's own chunking. Longitudes 0…360 are presented as -180…180; y runs north to south.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracube import errors
+from terracube.catalog.base import BBox, LoadRequest
+from terracube.catalog.metadata import (
+    CollectionInputError,
+    crs_string,
+    drop_none,
+    lonlat_bbox,
+    reference_system,
+    rfc3339,
+    temporal_step,
+)
+from terracube.catalog.stac_items import NoDataForRequest
+from terracube.engine.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+
+log = logging.getLogger(__name__)
+
+NETCDF_SUFFIXES = frozenset({".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5"})
+# Spatial chunk edge aimed at (a multiple of the file's own chunks), as for STAC items.
+SPATIAL_CHUNK = 1024
+
+_X_NAMES = {"x", "lon", "longitude", "rlon", "nav_lon", "easting"}
+_Y_NAMES = {"y", "lat", "latitude", "rlat", "nav_lat", "northing"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+
+
+@dataclass
+class VariableInfo:
+    """One data variable = one band."""
+
+    name: str
+    data_type: str  # after unpacking
+    stored_type: str
+    unit: str | None = None
+    long_name: str | None = None
+    standard_name: str | None = None
+    fill_value: float | None = None
+    scale_factor: float | None = None
+    add_offset: float | None = None
+
+
+@dataclass
+class CubeLayout:
+    """Everything needed to read a CF cube again, derived once when it is added."""
+
+    path: str
+    engine: str
+    variables: list[VariableInfo]
+    x: str
+    y: str
+    t: str | None
+    crs: str
+    x_size: int
+    y_size: int
+    x_step: float  # > 0, after longitude wrapping
+    y_step: float  # > 0; the cube's y runs north to south
+    x_first: float  # centre of the westernmost column (after wrapping)
+    y_last: float  # centre of the northernmost row
+    lon_wrap: bool = False  # longitudes 0…360 shown as -180…180
+    y_ascending: bool = False  # stored south to north
+    other: list[str] = field(default_factory=list)  # further dimensions kept (size > 1)
+    squeeze: list[str] = field(default_factory=list)  # size-1 dimensions dropped
+    other_values: dict[str, list] = field(default_factory=dict)
+    times: list[str] = field(default_factory=list)  # RFC 3339, when at most MAX_TIMES
+    time_count: int = 0
+    time_extent: list[str | None] = field(default_factory=lambda: [None, None])
+    time_step: str | None = None
+    chunks: dict[str, int] = field(default_factory=dict)
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bands(self) -> list[str]:
+        return [v.name for v in self.variables]
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Pixel-edge bounds (west, south, east, north) in the cube's CRS."""
+        west = self.x_first - self.x_step / 2
+        north = self.y_last + self.y_step / 2
+        return (west, north - self.y_step * self.y_size, west + self.x_step * self.x_size,
+                north)
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: dict) -> CubeLayout:
+        rec = dict(rec)
+        rec["variables"] = [VariableInfo(**v) for v in rec["variables"]]
+        return cls(**rec)
+
+
+MAX_TIMES = 1000  # time labels kept in the record (and listed in cube:dimensions)
+
+
+# --- opening --------------------------------------------------------------------------------
+def detect_engine(path: Path) -> str:
+    if path.is_dir():
+        if any((path / marker).exists() for marker in (".zgroup", "zarr.json", ".zattrs")) \
+                or path.suffix.lower() == ".zarr":
+            return "zarr"
+        raise CollectionInputError(f"{path}: a folder, but not a Zarr store.")
+    return "netcdf4"
+
+
+def open_cube_file(path: str, engine: str, decode_times: bool = True) -> xr.Dataset:
+    """The dataset, opened lazily (no dask yet, nothing cached): filters index it first."""
+    kwargs: dict[str, Any] = {"chunks": None, "cache": False, "decode_times": decode_times,
+                              "mask_and_scale": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if engine == "zarr":
+            return xr.open_dataset(path, engine="zarr", consolidated=None, **kwargs)
+        try:
+            return xr.open_dataset(path, engine=engine, **kwargs)
+        except (OSError, ValueError) as first:
+            if engine != "netcdf4":
+                raise
+            try:
+                return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+            except Exception:  # noqa: BLE001
+                raise first from None
+
+
+# --- inspecting (at `collections add`) ------------------------------------------------------
+def inspect_cube(path: Path | str, variables: list[str] | None = None) -> CubeLayout:
+    """Check a NetCDF file or Zarr store and derive its layout; refuse what cannot be a cube."""
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise CollectionInputError(f"{path}: no such file or folder.")
+    engine = detect_engine(path)
+    try:
+        ds = open_cube_file(str(path), engine)
+    except Exception as exc:  # noqa: BLE001
+        raise CollectionInputError(_open_problem(path, engine, exc)) from None
+    with ds:
+        return _layout(path, engine, ds, variables)
+
+
+def _open_problem(path: Path, engine: str, exc: Exception) -> str:
+    text = str(exc)
+    if "time" in text.lower() and ("decode" in text.lower() or "units" in text.lower()):
+        try:
+            raw = open_cube_file(str(path), engine, decode_times=False)
+            units = {n: raw[n].attrs.get("units") for n in raw.variables
+                     if "since" in str(raw[n].attrs.get("units", ""))}
+            raw.close()
+        except Exception:  # noqa: BLE001
+            units = {}
+        where = ", ".join(f"'{n}' (units '{u}')" for n, u in units.items()) or "the times"
+        return f"{path}: cannot decode the dates of {where}: {text}"
+    return f"{path}: cannot open it as {'Zarr' if engine == 'zarr' else 'NetCDF'} ({text})."
+
+
+def _is_lon(ds: xr.Dataset, name: str) -> bool:
+    if name not in ds.variables:
+        return False
+    a = ds[name].attrs
+    return (str(a.get("units", "")).lower().replace(" ", "") in _LON_UNITS
+            or a.get("standard_name") in ("longitude",))
+
+
+def _is_lat(ds: xr.Dataset, name: str) -> bool:
+    if name not in ds.variables:
+        return False
+    a = ds[name].attrs
+    return (str(a.get("units", "")).lower().replace(" ", "") in _LAT_UNITS
+            or a.get("standard_name") in ("latitude",))
+
+
+def _axis_dim(ds: xr.Dataset, dims: tuple, axis: str) -> str | None:
+    names, std = (_X_NAMES, ("longitude", "projection_x_coordinate", "grid_longitude")) \
+        if axis == "X" else (_Y_NAMES, ("latitude", "projection_y_coordinate", "grid_latitude"))
+    for d in dims:
+        if d in ds.coords and ds[d].ndim == 1:
+            a = ds[d].attrs
+            if str(a.get("axis", "")).upper() == axis or a.get("standard_name") in std \
+                    or (_is_lon(ds, d) if axis == "X" else _is_lat(ds, d)):
+                return str(d)
+    for d in dims:
+        if str(d).lower() in names and d in ds.coords and ds[d].ndim == 1:
+            return str(d)
+    return None
+
+
+def _time_dim(ds: xr.Dataset, dims: tuple) -> str | None:
+    for d in dims:
+        if d in ds.coords:
+            c = ds[d]
+            if np.issubdtype(c.dtype, np.datetime64) or c.dtype == object or \
+                    str(c.attrs.get("axis", "")).upper() == "T" or \
+                    c.attrs.get("standard_name") == "time":
+                return str(d)
+    return None
+
+
+def _data_variables(ds: xr.Dataset, path: Path, wanted: list[str] | None) -> list[str]:
+    skip = set()
+    for v in ds.variables.values():
+        for key in ("bounds", "grid_mapping", "coordinates", "ancillary_variables"):
+            ref = v.attrs.get(key) or v.encoding.get(key)
+            if isinstance(ref, str):
+                skip.update(t.rstrip(":") for t in ref.split())
+    if wanted:
+        missing = [w for w in wanted if w not in ds.data_vars]
+        if missing:
+            raise CollectionInputError(
+                f"{path}: no variable(s) {', '.join(missing)}; the data variables are "
+                f"{', '.join(map(str, ds.data_vars))}.")
+        return list(wanted)
+    gridded = [str(n) for n, v in ds.data_vars.items() if v.ndim >= 2 and n not in skip]
+    if not gridded:
+        raise CollectionInputError(
+            f"{path}: no gridded data variable (with at least two dimensions); variables: "
+            f"{', '.join(map(str, ds.data_vars)) or 'none'}.")
+    # The bands of a cube share their dimensions: keep the variables shaped like the first
+    # (largest) one.
+    main = max(gridded, key=lambda n: ds[n].ndim)
+    return [n for n in gridded if ds[n].dims == ds[main].dims]
+
+
+def _crs(ds: xr.Dataset, var: str, x: str, y: str, path: Path) -> str:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    v = ds[var]
+    gm = v.attrs.get("grid_mapping") or v.encoding.get("grid_mapping")
+    candidates = []
+    if isinstance(gm, str) and gm.strip():
+        candidates.append(gm.split(":")[0].strip())
+    candidates.append("spatial_ref")
+    for name in candidates:
+        if name not in ds.variables:
+            if name != "spatial_ref":
+                log.warning("%s: grid_mapping '%s' of '%s' does not exist", path, name, var)
+            continue
+        attrs = ds[name].attrs
+        try:
+            wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+            crs = CRS.from_wkt(wkt) if wkt else CRS.from_cf(dict(attrs))
+        except (CRSError, ValueError, KeyError) as exc:
+            raise CollectionInputError(
+                f"{path}: the grid mapping '{name}' of '{var}' does not describe a CRS "
+                f"({exc}).") from None
+        return crs_string(crs)
+    if _is_lon(ds, x) and _is_lat(ds, y):
+        return "EPSG:4326"  # CF: latitude/longitude without grid mapping
+    raise CollectionInputError(
+        f"{path}: no CRS for '{var}': it has no grid_mapping attribute, the file has no "
+        f"spatial_ref variable, and its axes '{x}'/'{y}' are not longitude/latitude in degrees. "
+        "Add a CF grid_mapping variable (or write the CRS with rioxarray).")
+
+
+def _regular_step(values: np.ndarray, name: str, path: Path) -> float:
+    if len(values) < 2:
+        raise CollectionInputError(
+            f"{path}: the axis '{name}' has a single value, so its pixel size is unknown.")
+    diffs = np.diff(values.astype("float64"))
+    step = float(np.median(diffs))
+    if step == 0 or np.max(np.abs(diffs - step)) > 1e-3 * abs(step):
+        raise CollectionInputError(
+            f"{path}: inconsistent grid: the axis '{name}' is not evenly spaced (steps from "
+            f"{diffs.min():g} to {diffs.max():g}); regrid it to a regular grid first.")
+    return step
+
+
+def _chunks(ds: xr.Dataset, var: str) -> dict[str, int]:
+    enc = ds[var].encoding
+    preferred = enc.get("preferred_chunks") or {}
+    sizes = enc.get("chunksizes") or enc.get("chunks")
+    if not preferred and sizes and len(sizes) == ds[var].ndim:
+        preferred = dict(zip(ds[var].dims, sizes))
+    return {str(k): int(v) for k, v in preferred.items()}
+
+
+def _layout(path: Path, engine: str, ds: xr.Dataset,
+            variables: list[str] | None) -> CubeLayout:
+    names = _data_variables(ds, path, variables)
+    first = ds[names[0]]
+    dims = first.dims
+    x = _axis_dim(ds, dims, "X")
+    y = _axis_dim(ds, dims, "Y")
+    if x is None or y is None:
+        two_d = [n for n in ds.coords if ds[n].ndim == 2 and (_is_lat(ds, n) or _is_lon(ds, n))]
+        two_d += [n for n in ("lat", "lon", "latitude", "longitude")
+                  if n in ds.variables and ds[n].ndim == 2 and n not in two_d]
+        if two_d:
+            raise CollectionInputError(
+                f"{path}: '{names[0]}' is on a curvilinear grid (2-D {', '.join(two_d)}) "
+                "without a grid_mapping; terracube needs a regular grid with 1-D x/y axes "
+                "(regrid it first, e.g. with xesmf or cdo remapbil).")
+        raise CollectionInputError(
+            f"{path}: '{names[0]}' has dimensions {', '.join(map(str, dims))}, but none is "
+            "recognisable as x/longitude and y/latitude (CF axis, standard_name or units).")
+    for n in names:
+        if ds[n].dims != dims:
+            raise CollectionInputError(
+                f"{path}: inconsistent grids: '{n}' has dimensions {ds[n].dims}, but "
+                f"'{names[0]}' has {dims}.")
+    crs = _crs(ds, names[0], x, y, path)
+    t = _time_dim(ds, dims)
+    other = [str(d) for d in dims if d not in (x, y, t)]
+    squeeze = [d for d in other if ds.sizes[d] == 1]
+    other = [d for d in other if ds.sizes[d] > 1]
+
+    xs = np.asarray(ds[x].values, dtype="float64")
+    ys = np.asarray(ds[y].values, dtype="float64")
+    x_step = _regular_step(xs, x, path)
+    y_step = _regular_step(ys, y, path)
+    if x_step < 0:
+        raise CollectionInputError(f"{path}: the x axis '{x}' runs east to west.")
+    from pyproj import CRS
+
+    lon_wrap = bool(CRS.from_user_input(crs).is_geographic and xs.max() > 180.0)
+    if lon_wrap:
+        if xs.min() < 0:
+            raise CollectionInputError(f"{path}: longitudes from {xs.min()} to {xs.max()}.")
+        xs = np.sort(np.where(xs >= 180.0, xs - 360.0, xs))
+    layout = CubeLayout(
+        path=str(path), engine=engine, variables=[_variable_info(ds[n]) for n in names],
+        x=x, y=y, t=t, crs=crs, x_size=int(ds.sizes[x]), y_size=int(ds.sizes[y]),
+        x_step=abs(x_step), y_step=abs(y_step), x_first=float(xs[0]),
+        y_last=float(ys.max()), lon_wrap=lon_wrap, y_ascending=bool(y_step > 0),
+        other=other, squeeze=squeeze,
+        other_values={d: [_plain(v) for v in ds[d].values] if d in ds.coords
+                      else list(range(ds.sizes[d])) for d in other},
+        chunks=_chunks(ds, names[0]),
+        attrs={k: str(v) for k, v in ds.attrs.items()
+               if k in ("title", "summary", "license", "institution", "source", "references",
+                        "comment", "keywords", "creator_name", "creator_url", "acknowledgment",
+                        "acknowledgement", "Conventions")},
+    )
+    if t is not None:
+        times = _decode_times(ds[t], path)
+        if len(times) and (not times.is_monotonic_increasing or times.has_duplicates):
+            raise CollectionInputError(
+                f"{path}: the times of '{t}' are not strictly increasing.")
+        layout.time_count = len(times)
+        layout.time_extent = [rfc3339(times[0]), rfc3339(times[-1])] if len(times) else \
+            [None, None]
+        layout.time_step = temporal_step(list(times))
+        if len(times) <= MAX_TIMES:
+            layout.times = [rfc3339(v) for v in times]
+    return layout
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _decode_times(coord: xr.DataArray, path: Path) -> pd.DatetimeIndex:
+    values = coord.values
+    if np.issubdtype(values.dtype, np.datetime64):
+        return pd.DatetimeIndex(values)
+    try:
+        return xr.CFTimeIndex(values).to_datetimeindex(time_unit="ns")
+    except Exception:  # noqa: BLE001
+        raise CollectionInputError(
+            f"{path}: the times of '{coord.name}' (units "
+            f"'{coord.encoding.get('units') or coord.attrs.get('units')}', calendar "
+            f"'{coord.encoding.get('calendar', 'standard')}') cannot be read as dates of the "
+            "standard calendar.") from None
+
+
+def _variable_info(v: xr.DataArray) -> VariableInfo:
+    enc = v.encoding
+    fill = enc.get("_FillValue", enc.get("missing_value"))
+    return VariableInfo(
+        name=str(v.name), data_type=str(_load_dtype([v.dtype])),
+        stored_type=str(enc.get("dtype", v.dtype)),
+        unit=v.attrs.get("units"), long_name=v.attrs.get("long_name"),
+        standard_name=v.attrs.get("standard_name"),
+        fill_value=_num(fill), scale_factor=_num(enc.get("scale_factor")),
+        add_offset=_num(enc.get("add_offset")),
+    )
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(np.asarray(v).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _load_dtype(dtypes: list[np.dtype]) -> np.dtype:
+    """float64 only when the file stores float64 values; float32 otherwise (decision 0001)."""
+    return np.dtype("float64") if any(np.dtype(d) == np.float64 for d in dtypes) \
+        else np.dtype("float32")
+
+
+# --- the source -----------------------------------------------------------------------------
+class XarraySource:
+    """A collection backed by one CF NetCDF file or Zarr store."""
+
+    def __init__(self, collection_id: str, layout: CubeLayout, *, title: str | None = None,
+                 description: str | None = None, license: str | None = None,
+                 providers: list[dict] | None = None, keywords: list[str] | None = None,
+                 extra: dict | None = None) -> None:
+        self.id = collection_id
+        self.layout = layout
+        a = layout.attrs
+        self.title = title or a.get("title") or collection_id
+        self.description = description or a.get("summary") or a.get("title") or \
+            f"{'Zarr store' if layout.engine == 'zarr' else 'NetCDF file'} {layout.path}."
+        self.license = license or _license(a.get("license"))
+        self.providers = providers if providers is not None else _providers(a)
+        self.keywords = keywords if keywords is not None else \
+            [k.strip() for k in a.get("keywords", "").split(",") if k.strip()]
+        self.extra = extra or {}
+        self.bands = {v.name: v for v in layout.variables}
+
+    # --- metadata ---------------------------------------------------------------------------
+    def stac(self) -> dict:
+        lay = self.layout
+        w, s, e, n = lay.bounds()
+        ref = reference_system(lay.crs)
+        dims: dict[str, Any] = {}
+        if lay.t:
+            t: dict[str, Any] = {"type": "temporal", "extent": lay.time_extent,
+                                 "step": lay.time_step}
+            if lay.times and len(lay.times) <= 100:
+                t["values"] = lay.times
+            dims["t"] = t
+        dims["bands"] = {"type": "bands", "values": lay.bands}
+        for d in lay.other:
+            dims[d] = {"type": "other", "values": lay.other_values.get(d, [])}
+        dims["y"] = {"type": "spatial", "axis": "y", "extent": [s, n], "step": lay.y_step,
+                     "reference_system": ref}
+        dims["x"] = {"type": "spatial", "axis": "x", "extent": [w, e], "step": lay.x_step,
+                     "reference_system": ref}
+        raster_bands = [drop_none({
+            "name": v.name, "data_type": v.data_type, "unit": v.unit,
+            "nodata": "nan", "description": _packing(v),
+        }) for v in lay.variables]
+        eo_bands = [drop_none({"name": v.name, "description": v.long_name or v.standard_name})
+                    for v in lay.variables]
+        summaries: dict[str, Any] = {"raster:bands": raster_bands, "eo:bands": eo_bands}
+        epsg = ref if isinstance(ref, int) else None
+        if epsg:
+            summaries["proj:epsg"] = [epsg]
+        else:
+            summaries["proj:wkt2"] = [lay.crs]
+        return {
+            "type": "Collection",
+            "stac_version": "1.0.0",
+            "stac_extensions": [
+                "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            ],
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "license": self.license,
+            "keywords": self.keywords,
+            "providers": self.providers,
+            "extent": {
+                "spatial": {"bbox": [lonlat_bbox(w, s, e, n, lay.crs)]},
+                "temporal": {"interval": [lay.time_extent if lay.t else [None, None]]},
+            },
+            "cube:dimensions": dims,
+            "summaries": summaries,
+            "assets": {},
+            **self.extra,
+        }
+
+    def queryables(self) -> dict:
+        return {"$schema": "https://json-schema.org/draft/2019-09/schema",
+                "$id": f"queryables/{self.id}", "type": "object",
+                "title": f"Queryables of {self.id}", "properties": {},
+                "additionalProperties": False}
+
+    # --- loading ----------------------------------------------------------------------------
+    def load(self, request: LoadRequest,
+             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+        lay = self.layout
+        if request.properties:
+            raise errors.ProcessParameterInvalid(
+                f"Collection '{self.id}' is a single {lay.engine} cube without item metadata; "
+                "it cannot be filtered by properties.", argument="properties")
+        bands = list(request.bands) if request.bands else lay.bands
+        unknown = [b for b in bands if b not in self.bands]
+        if unknown:
+            raise errors.ProcessParameterInvalid(
+                f"Collection '{self.id}' has no band(s) {', '.join(unknown)}; available: "
+                f"{', '.join(lay.bands)}.", argument="bands")
+        try:
+            ds = open_cube_file(lay.path, lay.engine)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.Internal(f"Collection '{self.id}': cannot open {lay.path} ({exc}).") \
+                from None
+        ds = ds[bands]
+        if lay.squeeze:
+            ds = ds.isel({d: 0 for d in lay.squeeze if d in ds.dims}, drop=True)
+        ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+
+        # Windows as integer positions in the stored order, then read lazily.
+        x_idx = self._x_positions(ds, request)
+        y_idx = self._y_positions(ds, request)
+        pieces: dict[str, list[slice]] = {lay.x: _runs(x_idx), lay.y: _runs(y_idx)}
+        if lay.t:
+            pieces[lay.t] = _runs(self._t_positions(ds, request))
+        ds = _isel_runs(ds, pieces, self._chunking)
+
+        x_values = np.asarray(ds[lay.x].values, dtype="float64")
+        if lay.lon_wrap:
+            x_values = np.where(x_values >= 180.0, x_values - 360.0, x_values)
+        dtype = _load_dtype([np.dtype(self.bands[b].data_type) for b in bands])
+        data = xr.concat([ds[b].astype(dtype) for b in bands],
+                         dim=pd.Index(bands, name="bands"), coords="minimal",
+                         compat="override", join="override")
+        data = data.assign_coords({lay.x: x_values})
+        rename = {lay.x: "x", lay.y: "y"}
+        if lay.t:
+            rename[lay.t] = "t"
+        data = data.rename(rename)
+        order = (["t"] if lay.t else []) + ["bands"] + lay.other + ["y", "x"]
+        data = data.transpose(*order)
+        data.attrs = {}
+        data.name = None
+        for c in ("x", "y"):
+            data[c].attrs = {}
+        ref = reference_system(lay.crs)
+        dimensions = []
+        for d in order:
+            if d == "t":
+                dimensions.append(Dimension("t", TEMPORAL))
+            elif d == "bands":
+                dimensions.append(Dimension("bands", BANDS))
+            elif d in ("x", "y"):
+                dimensions.append(Dimension(d, SPATIAL, d, ref))
+            else:
+                dimensions.append(Dimension(d, OTHER))
+        cube = RasterCube(data, tuple(dimensions), nodata=None,
+                          attrs={"band_metadata": {b: self.bands[b] for b in bands},
+                                 "collection": self.id})
+        if request.crs is not None or request.resolution is not None:
+            cube = _reproject(cube, lay, request)
+        return cube
+
+    def _x_positions(self, ds: xr.Dataset, request: LoadRequest) -> np.ndarray:
+        lay = self.layout
+        xs = np.asarray(ds[lay.x].values, dtype="float64")
+        if lay.lon_wrap:
+            xs = np.where(xs >= 180.0, xs - 360.0, xs)
+        order = np.argsort(xs, kind="stable")
+        xs_sorted = xs[order]
+        if request.bbox is None:
+            return order
+        b = self._native_box(request.bbox)
+        keep = (xs_sorted >= b.west) & (xs_sorted <= b.east)
+        if not keep.any():
+            self._no_overlap(request.bbox)
+        return order[keep]
+
+    def _y_positions(self, ds: xr.Dataset, request: LoadRequest) -> np.ndarray:
+        lay = self.layout
+        ys = np.asarray(ds[lay.y].values, dtype="float64")
+        order = np.argsort(-ys, kind="stable")  # north to south
+        ys_sorted = ys[order]
+        if request.bbox is None:
+            return order
+        b = self._native_box(request.bbox)
+        keep = (ys_sorted >= b.south) & (ys_sorted <= b.north)
+        if not keep.any():
+            self._no_overlap(request.bbox)
+        return order[keep]
+
+    def _t_positions(self, ds: xr.Dataset, request: LoadRequest) -> np.ndarray:
+        lay = self.layout
+        times = _decode_times(ds[lay.t], Path(lay.path))
+        keep = np.ones(len(times), dtype=bool)
+        start, end = request.temporal_extent or (None, None)
+        if start:
+            keep &= times >= _naive_utc(start)
+        if end:
+            keep &= times < _naive_utc(end)
+        if not keep.any():
+            raise NoDataForRequest(
+                f"No data in collection '{self.id}' for the temporal extent "
+                f"[{start}, {end}); it covers {lay.time_extent[0]} to {lay.time_extent[1]}.",
+                argument="temporal_extent")
+        return np.flatnonzero(keep)
+
+    def _native_box(self, bbox: BBox) -> BBox:
+        lay = self.layout
+        b = bbox.to_crs(lay.crs)
+        if lay.lon_wrap:
+            # A box given in 0…360 longitudes: bring it to -180…180 like the cube.
+            if b.west >= 180.0:
+                b = BBox(b.west - 360.0, b.south, b.east - 360.0, b.north, b.crs)
+        return b
+
+    def _no_overlap(self, bbox: BBox) -> None:
+        w, s, e, n = self.layout.bounds()
+        raise NoDataForRequest(
+            f"The spatial extent {bbox} does not intersect collection '{self.id}', which "
+            f"covers {w:g}, {s:g}, {e:g}, {n:g} ({_crs_label(self.layout.crs)}).",
+            argument="spatial_extent")
+
+    def _chunking(self, ds: xr.Dataset) -> dict[str, int]:
+        lay = self.layout
+        out: dict[str, int] = {}
+        for d, size in ds.sizes.items():
+            stored = lay.chunks.get(str(d))
+            if d in (lay.x, lay.y):
+                base = stored if stored and stored > 0 else SPATIAL_CHUNK
+                out[str(d)] = min(size, max(base, (SPATIAL_CHUNK // base) * base))
+            elif d == lay.t:
+                out[str(d)] = min(size, stored or 1)
+            else:
+                out[str(d)] = size
+        return out
+
+
+def _naive_utc(t: str) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def _runs(idx: np.ndarray) -> list[slice]:
+    """Integer positions as the fewest slices (step +1 or -1) that list them in order."""
+    idx = np.asarray(idx, dtype=int)
+    if len(idx) == 0:
+        return []
+    out = []
+    start = 0
+    for i in range(1, len(idx) + 1):
+        if i < len(idx):
+            step = idx[i] - idx[i - 1]
+            run_step = idx[start + 1] - idx[start] if i - start >= 2 else step
+            if step in (1, -1) and step == run_step:
+                continue
+        a, b = idx[start], idx[i - 1]
+        if b >= a:
+            out.append(slice(int(a), int(b) + 1))
+        else:
+            out.append(slice(int(a), int(b) - 1 if b > 0 else None, -1))
+        start = i
+    return out
+
+
+def _isel_runs(ds: xr.Dataset, pieces: dict[str, list[slice]],
+               chunking: Callable[[xr.Dataset], dict[str, int]]) -> xr.Dataset:
+    """ds restricted to runs of positions per dimension (concatenated in order), as dask
+    arrays chunked by `chunking`. Pieces are chunked before they are concatenated: xarray
+    would read lazily indexed file arrays into memory to concatenate them."""
+    ds = ds.isel({d: runs[0] for d, runs in pieces.items() if len(runs) == 1})
+    lazy = False
+    for d, runs in pieces.items():
+        if len(runs) < 2:
+            continue
+        parts = [ds.isel({d: r}) for r in runs]
+        if not lazy:
+            parts = [p.chunk(chunking(p)) for p in parts]
+        ds = xr.concat(parts, dim=d, data_vars="all", coords="minimal", compat="override",
+                       join="exact")
+        lazy = True
+    return ds if lazy else ds.chunk(chunking(ds))
+
+
+def _reproject(cube: RasterCube, lay: CubeLayout, request: LoadRequest) -> RasterCube:
+    """Warp onto the requested CRS/resolution (lazily, with odc-geo)."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import assign_crs, xr_reproject
+
+    crs = request.crs or lay.crs
+    same_crs = crs_string(crs) == lay.crs
+    if same_crs and (request.resolution is None or
+                     math.isclose(request.resolution, lay.x_step, rel_tol=1e-9)):
+        return cube
+    xs, ys = cube.data["x"].values, cube.data["y"].values
+    native = BBox(float(xs.min()) - lay.x_step / 2, float(ys.min()) - lay.y_step / 2,
+                  float(xs.max()) + lay.x_step / 2, float(ys.max()) + lay.y_step / 2, lay.crs)
+    target = native.to_crs(crs)
+    resolution = request.resolution or (lay.x_step if same_crs else None)
+    if resolution is None:
+        raise errors.ProcessParameterInvalid(
+            "A target CRS without a resolution cannot be loaded from this collection.",
+            argument="resolution")
+    geobox = GeoBox.from_bbox((target.west, target.south, target.east, target.north),
+                              crs=crs, resolution=resolution, tight=False)
+    src = assign_crs(cube.data, crs=lay.crs)
+    out = xr_reproject(src, geobox, resampling="nearest", dst_nodata=np.nan)
+    out = out.drop_vars([c for c in out.coords if c not in out.dims])
+    out = out.rename({out.odc.spatial_dims[1]: "x", out.odc.spatial_dims[0]: "y"})
+    out = out.transpose(*[d.name for d in cube.dimensions])
+    out.attrs = {}
+    ref = reference_system(crs)
+    dims = tuple(Dimension(d.name, d.type, d.axis, ref) if d.type == SPATIAL else d
+                 for d in cube.dimensions)
+    return RasterCube(out, dims, nodata=None, attrs=cube.attrs)
+
+
+def _crs_label(crs: str) -> str:
+    return crs if crs.startswith("EPSG:") else "CRS " + crs.split("[", 1)[0]
+
+
+def _packing(v: VariableInfo) -> str | None:
+    parts = []
+    if v.scale_factor is not None or v.add_offset is not None:
+        parts.append(f"stored as {v.stored_type} packed with scale_factor "
+                     f"{v.scale_factor if v.scale_factor is not None else 1} and add_offset "
+                     f"{v.add_offset if v.add_offset is not None else 0}; values are unpacked")
+    if v.fill_value is not None:
+        parts.append(f"_FillValue {v.fill_value:g} is no-data (NaN)")
+    return "; ".join(parts) or None
+
+
+def _license(text: str | None) -> str:
+    import re
+
+    if text and re.fullmatch(r"[A-Za-z0-9.\-+]+", text.strip()):
+        return text.strip()
+    return "other"
+
+
+def _providers(attrs: dict[str, str]) -> list[dict]:
+    out = []
+    for key, roles in (("institution", ["producer"]), ("creator_name", ["producer"])):
+        name = attrs.get(key)
+        if name and all(p["name"] != name for p in out):
+            p: dict[str, Any] = {"name": name, "roles": roles}
+            if key == "creator_name" and attrs.get("creator_url"):
+                p["url"] = attrs["creator_url"]
+            out.append(p)
+    return out
+
+
+def cube_source(collection_id: str, path: Path | str, variables: list[str] | None = None,
+                **fields: Any) -> XarraySource:
+    """A collection over a CF NetCDF file or Zarr store (checked now, read lazily later)."""
+    layout = inspect_cube(path, variables)
+    fields = {k: v for k, v in fields.items() if v is not None}
+    return XarraySource(collection_id, layout, **fields)

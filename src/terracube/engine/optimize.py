@@ -1,0 +1,642 @@
+"""Push-down of filters into the load step: a pure process graph -> process graph rewrite.
+
+Spatial, temporal and band filters anywhere downstream of a `load_collection` / `load_stac`
+node are merged into that node's `spatial_extent`, `temporal_extent` and `bands`, so that only
+the needed windows, dates and bands are ever read (design rule 5, issue 4). The filter nodes
+stay in the graph: on the smaller cube they select everything that is left, so the results are
+exactly those of the graph as written.
+
+How the needed part of a load is found: every node says, per input, which part of that input
+its output depends on ("the restriction"), given the restriction its own consumers put on its
+output. A filter narrows it; a node that does not move data along a dimension passes that
+dimension's restriction on (`apply` everything, a reduction over bands passes space and time,
+`apply_kernel` passes time and bands, ...); anything else needs the whole input. A node's
+output restriction is the union of what its consumers need; a result without consumers needs
+everything. A load node then gets the union of what its consumers need — or, when its
+consumers need parts that do not contain each other (two separate windows), one copy of the
+load per part.
+
+Assumptions (the contract loaders keep, see docs/internals/performance.md):
+- the pixel grid (lattice and resolution) of a load does not depend on `spatial_extent`, only
+  which pixels of it are read; a box is widened to whole pixels, so every pixel whose centre is
+  in the box is loaded;
+- the grid's resolution may depend on `bands` (the finest band); bands are therefore only
+  pushed down when the collection's band metadata shows that the finest resolution stays the
+  same and that every band name exists (a catalog is needed for that);
+- the dimensions of a loaded cube are named t, bands, y, x.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from terracube.engine import graph as graphs
+
+log = logging.getLogger(__name__)
+
+LOAD_PROCESSES = frozenset({"load_collection", "load_stac"})
+
+SPACE, TIME, BANDS = "space", "time", "bands"
+_ALL_KINDS = frozenset({SPACE, TIME, BANDS})
+# The dimension names the loaders give, by the kind of restriction that applies to them.
+_DIM_KIND = {"x": SPACE, "y": SPACE, "t": TIME, "bands": BANDS}
+
+
+# --- the restriction values ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Box:
+    """A bounding box in `crs` (anything pyproj reads: EPSG int, "EPSG:32632", WKT, JSON)."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+    crs: Any = 4326
+
+    @property
+    def empty(self) -> bool:
+        return not (self.west <= self.east and self.south <= self.north)
+
+    def in_crs(self, crs: Any) -> Box:
+        """The box enclosing this one in `crs` (edges densified, so curved borders fit)."""
+        if _same_crs(self.crs, crs):
+            return replace(self, crs=crs)
+        from pyproj import CRS, Transformer
+
+        tr = Transformer.from_crs(CRS.from_user_input(_crs_input(self.crs)),
+                                  CRS.from_user_input(_crs_input(crs)), always_xy=True)
+        w, s, e, n = tr.transform_bounds(self.west, self.south, self.east, self.north,
+                                         densify_pts=21)
+        return Box(float(w), float(s), float(e), float(n), crs)
+
+    def intersect(self, other: Box) -> Box:
+        o = other.in_crs(self.crs)
+        return Box(max(self.west, o.west), max(self.south, o.south), min(self.east, o.east),
+                   min(self.north, o.north), self.crs)
+
+    def union(self, other: Box) -> Box:
+        if other.empty:
+            return self
+        if self.empty:
+            return other
+        o = other.in_crs(self.crs)
+        return Box(min(self.west, o.west), min(self.south, o.south), max(self.east, o.east),
+                   max(self.north, o.north), self.crs)
+
+    def contains(self, other: Box) -> bool:
+        if other.empty:
+            return True
+        o = other.in_crs(self.crs)
+        tol = 1e-9 * max(1.0, abs(self.west), abs(self.east), abs(self.south), abs(self.north))
+        return (self.west - tol <= o.west and self.south - tol <= o.south
+                and o.east <= self.east + tol and o.north <= self.north + tol)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A left-closed time interval [start, end); None is open-ended. Values stay the strings
+    of the graph, so a pushed-down extent reads exactly like the filter that gave it."""
+
+    start: str | None
+    end: str | None
+
+    @property
+    def empty(self) -> bool:
+        return (self.start is not None and self.end is not None
+                and _instant(self.start) >= _instant(self.end))
+
+    def intersect(self, other: Interval) -> Interval:
+        return Interval(_pick(self.start, other.start, max), _pick(self.end, other.end, min))
+
+    def union(self, other: Interval) -> Interval:
+        if other.empty:
+            return self
+        if self.empty:
+            return other
+        start = None if self.start is None or other.start is None else \
+            _pick(self.start, other.start, min)
+        end = None if self.end is None or other.end is None else _pick(self.end, other.end, max)
+        return Interval(start, end)
+
+    def contains(self, other: Interval) -> bool:
+        if other.empty:
+            return True
+        starts_before = self.start is None or (
+            other.start is not None and _instant(self.start) <= _instant(other.start))
+        ends_after = self.end is None or (
+            other.end is not None and _instant(other.end) <= _instant(self.end))
+        return starts_before and ends_after
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """The part of a cube some consumer needs; None in a field: all of that dimension."""
+
+    space: Box | None = None
+    time: Interval | None = None
+    bands: frozenset[str] | None = None
+
+    def only(self, kinds: frozenset[str]) -> Restriction:
+        """This restriction with the kinds not in `kinds` lifted."""
+        return Restriction(self.space if SPACE in kinds else None,
+                           self.time if TIME in kinds else None,
+                           self.bands if BANDS in kinds else None)
+
+    def union(self, other: Restriction) -> Restriction:
+        return Restriction(
+            None if self.space is None or other.space is None else self.space.union(other.space),
+            None if self.time is None or other.time is None else self.time.union(other.time),
+            None if self.bands is None or other.bands is None else self.bands | other.bands)
+
+    def region_contains(self, other: Restriction) -> bool:
+        """True if the space-time part of this one contains the other's."""
+        space = self.space is None or (other.space is not None
+                                       and self.space.contains(other.space))
+        time = self.time is None or (other.time is not None and self.time.contains(other.time))
+        return space and time
+
+
+EVERYTHING = Restriction()
+
+
+def _pick(a: str | None, b: str | None, choose: Callable) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if choose(_instant(a), _instant(b)) == _instant(a) else b
+
+
+def _instant(value: str) -> np.datetime64:
+    from terracube.engine.processes.cube_dimensions import parse_instant
+
+    return parse_instant(value)
+
+
+def _crs_input(crs: Any) -> Any:
+    return 4326 if crs is None else crs
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    from pyproj import CRS
+
+    try:
+        return CRS.from_user_input(_crs_input(a)) == CRS.from_user_input(_crs_input(b))
+    except Exception:  # noqa: BLE001 - unreadable CRS: treat as different
+        return False
+
+
+def _hashable_crs(crs: Any) -> Any:
+    return json.dumps(crs, sort_keys=True) if isinstance(crs, (dict, list)) else crs
+
+
+# --- reading restrictions out of arguments ---------------------------------------------------
+def _box_of_extent(extent: Any) -> Box | None:
+    """A Box for a literal bounding-box object, else None."""
+    if not isinstance(extent, dict) or not {"west", "south", "east", "north"} <= set(extent):
+        return None
+    try:
+        w, s, e, n = (float(extent[k]) for k in ("west", "south", "east", "north"))
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        return None
+    crs = extent.get("crs")
+    if isinstance(crs, dict) and len(crs) == 1 and "from_parameter" in crs:
+        return None
+    return Box(w, s, e, n, _hashable_crs(4326 if crs is None else crs))
+
+
+def _box_of_geojson(value: Any) -> Box | None:
+    """The EPSG:4326 bounds of literal GeoJSON geometries (a vector cube from a node: None)."""
+    if not isinstance(value, dict) or "type" not in value:
+        return None
+    if value.get("type") == "FeatureCollection":
+        geoms = [f.get("geometry") for f in value.get("features") or []]
+    elif value.get("type") == "Feature":
+        geoms = [value.get("geometry")]
+    else:
+        geoms = [value]
+    if not geoms or any(not isinstance(g, dict) for g in geoms):
+        return None
+    try:
+        from shapely.geometry import shape
+
+        bounds = [shape(g).bounds for g in geoms]
+    except Exception:  # noqa: BLE001 - invalid GeoJSON: the process itself reports it
+        return None
+    if not bounds or any(not all(math.isfinite(v) for v in b) for b in bounds):
+        return None
+    crs = value.get("crs")
+    if crs is not None:  # GeoJSON 2008 named CRS: leave such geometries to the process
+        return None
+    return Box(min(b[0] for b in bounds), min(b[1] for b in bounds),
+               max(b[2] for b in bounds), max(b[3] for b in bounds), 4326)
+
+
+def _interval_of_extent(extent: Any) -> Interval | None:
+    if not isinstance(extent, (list, tuple)) or len(extent) != 2:
+        return None
+    start, end = extent
+    if not all(v is None or isinstance(v, str) for v in (start, end)):
+        return None
+    if start is None and end is None:
+        return None
+    try:
+        for v in (start, end):
+            if v is not None:
+                _instant(v)
+    except Exception:  # noqa: BLE001 - an invalid date: the process itself reports it
+        return None
+    return Interval(start, end)
+
+
+def _literal_bands(bands: Any) -> frozenset[str] | None:
+    if isinstance(bands, list) and bands and all(isinstance(b, str) for b in bands):
+        return frozenset(bands)
+    return None
+
+
+# --- what each process passes upstream ---------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """For one input of a node: which restriction kinds of its output pass to that input, and
+    the node's own restriction of it."""
+
+    passes: frozenset[str]
+    own: Restriction = EVERYTHING
+
+
+def _all_but(*dims: Any) -> frozenset[str] | None:
+    """The kinds passed by a node that works along `dims`; None if a dim is not known."""
+    kinds = set(_ALL_KINDS)
+    for d in dims:
+        if d is None:
+            continue
+        if not isinstance(d, str) or d not in _DIM_KIND:
+            return None
+        kinds.discard(_DIM_KIND[d])
+    return frozenset(kinds)
+
+
+def rule_for(process_id: str, args: dict, argument: str) -> Rule | None:
+    """How a node's input `argument` depends on its output; None: it needs all of it."""
+    p, a = process_id, argument
+    if p in ("apply", "mask_polygon", "add_dimension", "filter_labels") and a == "data":
+        return Rule(_ALL_KINDS)
+    if p == "filter_bbox" and a == "data":
+        return Rule(_ALL_KINDS, Restriction(space=_box_of_extent(args.get("extent"))))
+    if p == "filter_spatial" and a == "data":
+        return Rule(_ALL_KINDS, Restriction(space=_box_of_geojson(args.get("geometries"))))
+    if p == "filter_temporal" and a == "data":
+        if args.get("dimension") not in (None, "t"):
+            return Rule(_ALL_KINDS)
+        return Rule(_ALL_KINDS, Restriction(time=_interval_of_extent(args.get("extent"))))
+    if p == "filter_bands" and a == "data":
+        own = None if args.get("wavelengths") else _literal_bands(args.get("bands"))
+        return Rule(_ALL_KINDS, Restriction(bands=own))
+    if p == "ndvi" and a == "data":
+        return Rule(frozenset({SPACE, TIME}))
+    if p == "mask" and a in ("data", "mask"):
+        # Non-spatial labels of data and mask must be equal: both get the same restriction.
+        return Rule(frozenset({SPACE, TIME}))
+    if p in ("reduce_dimension", "rename_labels", "drop_dimension") and a == "data":
+        kinds = _all_but(args.get("dimension", args.get("name")))
+        return None if kinds is None else Rule(kinds)
+    if p == "apply_dimension" and a == "data":
+        target = args.get("target_dimension")
+        kinds = _all_but(args.get("dimension"),
+                         target if isinstance(target, str) and target in _DIM_KIND else None)
+        return None if kinds is None else Rule(kinds)
+    if p in ("aggregate_temporal", "aggregate_temporal_period", "resample_cube_temporal") \
+            and a == "data":
+        return Rule(frozenset({SPACE, BANDS}))
+    if p in ("apply_kernel", "resample_spatial", "resample_cube_spatial") and a == "data":
+        return Rule(frozenset({TIME, BANDS}))
+    if p == "aggregate_spatial" and a == "data":
+        # The result has no x/y: only the pixels under the geometries are used.
+        return Rule(frozenset({TIME, BANDS}),
+                    Restriction(space=_box_of_geojson(args.get("geometries"))))
+    return None
+
+
+def _narrow(out: Restriction, rule: Rule) -> Restriction:
+    passed = out.only(rule.passes)
+    own = rule.own
+    space = passed.space if own.space is None else (
+        own.space if passed.space is None else own.space.intersect(passed.space))
+    time = passed.time if own.time is None else (
+        own.time if passed.time is None else own.time.intersect(passed.time))
+    bands = passed.bands
+    if own.bands is not None and (bands is None or not bands <= own.bands):
+        # Names that are not literally among the filter's (common names...): keep the filter's.
+        bands = own.bands
+    return Restriction(space, time, bands)
+
+
+# --- the graph walk ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Edge:
+    """`consumer` uses the node in its argument `argument`; `direct`: as the whole value."""
+
+    consumer: str
+    argument: str
+    direct: bool
+
+
+def _consumers(graph: dict) -> dict[str, list[Edge]]:
+    found: dict[str, list[Edge]] = {nid: [] for nid in graph}
+    for nid, node in graph.items():
+        for name, value in (node.get("arguments") or {}).items():
+            direct = isinstance(value, dict) and set(value) == {"from_node"}
+            for kind, ref in graphs.iter_references(value):
+                if kind == "from_node" and ref in found:
+                    found[ref].append(Edge(nid, name, direct))
+    return found
+
+
+class _Needs:
+    """What every node's consumers need of its output (memoised over the DAG)."""
+
+    def __init__(self, graph: dict, consumers: dict[str, list[Edge]]) -> None:
+        self.graph = graph
+        self.consumers = consumers
+        self.memo: dict[str, Restriction] = {}
+
+    def fill(self) -> None:
+        """Compute every node's need, consumers first (no deep recursion on long chains)."""
+        for nid in _consumers_first(self.graph, self.consumers):
+            self.of_output(nid)
+
+    def of_output(self, nid: str) -> Restriction:
+        if nid not in self.memo:
+            edges = self.consumers.get(nid, [])
+            if not edges or self.graph[nid].get("result"):
+                need = EVERYTHING
+            else:
+                need = None
+                for edge in edges:
+                    r = self.of_edge(edge)
+                    need = r if need is None else need.union(r)
+            self.memo[nid] = need
+        return self.memo[nid]
+
+    def of_edge(self, edge: Edge) -> Restriction:
+        if not edge.direct:
+            return EVERYTHING
+        node = self.graph[edge.consumer]
+        rule = rule_for(node["process_id"], node.get("arguments") or {}, edge.argument)
+        if rule is None:
+            return EVERYTHING
+        return _narrow(self.of_output(edge.consumer), rule)
+
+
+def _consumers_first(graph: dict, consumers: dict[str, list[Edge]]) -> list[str]:
+    """Node ids ordered so that every node comes after all of its consumers."""
+    order: list[str] = []
+    done: set[str] = set()
+    for start in graph:
+        if start in done:
+            continue
+        stack = [(start, iter(consumers.get(start, [])))]
+        done.add(start)
+        while stack:
+            nid, it = stack[-1]
+            for edge in it:
+                if edge.consumer not in done:
+                    done.add(edge.consumer)
+                    stack.append((edge.consumer, iter(consumers.get(edge.consumer, []))))
+                    break
+            else:
+                stack.pop()
+                order.append(nid)
+    return order
+
+
+# --- band metadata (for band push-down) ---------------------------------------------------------
+BandLookup = Callable[[dict], "dict[str, float | None] | None"]
+
+
+def catalog_bands(catalog: Any) -> BandLookup:
+    """A lookup of a load node's collection bands -> resolution (None: unknown) in `catalog`."""
+
+    def lookup(node: dict) -> dict[str, float | None] | None:
+        if node.get("process_id") != "load_collection" or catalog is None:
+            return None
+        cid = (node.get("arguments") or {}).get("id")
+        if not isinstance(cid, str):
+            return None
+        try:
+            source = catalog.get(cid)
+        except Exception:  # noqa: BLE001 - unknown collection: load_collection reports it
+            return None
+        return source_bands(source)
+
+    return lookup
+
+
+def source_bands(source: Any) -> dict[str, float | None] | None:
+    """Band name -> spatial resolution of a collection source, from its metadata."""
+    infos = getattr(source, "bands", None)
+    if isinstance(infos, dict) and infos:
+        return {str(k): _number(getattr(v, "resolution", None)) for k, v in infos.items()}
+    try:
+        doc = source.stac()
+    except Exception:  # noqa: BLE001
+        return None
+    names = (((doc.get("cube:dimensions") or {}).get("bands") or {}).get("values"))
+    if not isinstance(names, list) or not names:
+        return None
+    summaries = doc.get("summaries") or {}
+    res: dict[str, float | None] = {str(n): None for n in names}
+    for key, field in (("raster:bands", "spatial_resolution"), ("eo:bands", "gsd")):
+        for b in summaries.get(key) or []:
+            if isinstance(b, dict) and b.get("name") in res and res[b["name"]] is None:
+                res[b["name"]] = _number(b.get(field))
+    gsd = summaries.get("gsd")
+    if isinstance(gsd, list) and len(gsd) == 1:  # one resolution for all bands
+        res = {k: _number(gsd[0]) if v is None else v for k, v in res.items()}
+    return res
+
+
+def _number(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- applying a restriction to a load node --------------------------------------------------
+def _push_space(args: dict, box: Box | None) -> bool:
+    if box is None or box.empty:
+        return False
+    current = args.get("spatial_extent")
+    if current is None:
+        new = box
+    else:
+        have = _box_of_extent(current)
+        if have is None:  # GeoJSON (a polygon filter) or a parameter: leave it alone
+            return False
+        if box.contains(have):
+            return False
+        new = have.intersect(box)
+    if not (new.west < new.east and new.south < new.north):
+        return False  # empty, or a point/line's zero-area box: the loader needs an area
+    extent = dict(current) if isinstance(current, dict) else {}
+    extent.update(west=new.west, south=new.south, east=new.east, north=new.north)
+    crs = new.crs
+    if isinstance(crs, str) and crs.startswith("{"):
+        crs = json.loads(crs)
+    extent["crs"] = crs
+    args["spatial_extent"] = extent
+    return True
+
+
+def _push_time(args: dict, interval: Interval | None) -> bool:
+    if interval is None or interval.empty:
+        return False
+    current = args.get("temporal_extent")
+    if current is None:
+        new = interval
+    else:
+        have = _interval_of_extent(current)
+        if have is None or interval.contains(have):
+            return False
+        new = have.intersect(interval)
+        if new.empty:
+            return False
+    if new.start is None and new.end is None:
+        return False
+    args["temporal_extent"] = [new.start, new.end]
+    return True
+
+
+def _push_bands(args: dict, wanted: frozenset[str] | None,
+                available: dict[str, float | None] | None) -> bool:
+    if wanted is None or not wanted or available is None:
+        return False
+    current = args.get("bands")
+    if current is None:
+        loaded = list(available)
+    elif isinstance(current, list) and all(isinstance(b, str) for b in current):
+        loaded = list(current)
+    else:
+        return False
+    if not wanted <= set(loaded) or not set(loaded) <= set(available):
+        return False  # common names or unknown bands: only the filter knows what it means
+    keep = [b for b in loaded if b in wanted]
+    if len(keep) == len(loaded):
+        return False
+    finest = [available[b] for b in loaded]
+    finest_kept = [available[b] for b in keep]
+    if None in finest or min(finest_kept) != min(finest):
+        return False  # the loaded grid would get coarser
+    args["bands"] = keep
+    return True
+
+
+def _apply(node: dict, need: Restriction, bands: BandLookup | None) -> list[str]:
+    args = node.setdefault("arguments", {})
+    changed = []
+    if _push_space(args, need.space):
+        changed.append("spatial_extent")
+    if _push_time(args, need.time):
+        changed.append("temporal_extent")
+    if bands is not None and _push_bands(args, need.bands, bands(node)):
+        changed.append("bands")
+    return changed
+
+
+def _groups(edges: list[tuple[Edge, Restriction]]) -> list[tuple[Restriction, list[Edge]]]:
+    """Edges by the space-time region they need; regions inside another one join it."""
+    groups: list[tuple[Restriction, list[Edge]]] = []
+    for edge, need in edges:
+        for i, (have, members) in enumerate(groups):
+            if have.region_contains(need) or need.region_contains(have):
+                groups[i] = (have.union(need), [*members, edge])
+                break
+        else:
+            groups.append((need, [edge]))
+    merged = True
+    while merged and len(groups) > 1:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                a, b = groups[i][0], groups[j][0]
+                if a.region_contains(b) or b.region_contains(a):
+                    groups[i] = (a.union(b), groups[i][1] + groups[j][1])
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _fresh_id(graph: dict, base: str) -> str:
+    k = 2
+    while f"{base}_part{k}" in graph:
+        k += 1
+    return f"{base}_part{k}"
+
+
+def optimize(graph: dict, catalog: Any = None, *,
+             band_lookup: BandLookup | None = None) -> dict:
+    """The graph with filters pushed down into its load nodes (a new dict; `graph` is kept).
+
+    `catalog` (or `band_lookup`) gives the bands of a collection; without it bands are not
+    pushed down (spatial and temporal extents still are). Child process graphs are left as
+    they are: they cannot load data from the graph's nodes.
+    """
+    out = copy.deepcopy(graph)
+    loads = [nid for nid, node in out.items() if node.get("process_id") in LOAD_PROCESSES]
+    if not loads:
+        return out
+    bands = band_lookup or (catalog_bands(catalog) if catalog is not None else None)
+    consumers = _consumers(out)
+    needs = _Needs(out, consumers)
+    needs.fill()
+    for nid in loads:
+        edges = consumers[nid]
+        if not edges or out[nid].get("result"):
+            continue
+        per_edge = [(edge, needs.of_edge(edge)) for edge in edges]
+        groups = _groups(per_edge)  # an edge that needs everything makes one group
+        original = copy.deepcopy(out[nid])
+        for k, (need, members) in enumerate(groups):
+            if k == 0:
+                target = nid
+            else:
+                target = _fresh_id(out, nid)
+                out[target] = copy.deepcopy(original)
+                out[target].pop("result", None)
+                for edge in members:
+                    out[edge.consumer]["arguments"][edge.argument] = {"from_node": target}
+            changed = _apply(out[target], need, bands)
+            if changed:
+                log.debug("push-down into %s (%s): %s", target, out[target]["process_id"],
+                          {k2: out[target]["arguments"].get(k2) for k2 in changed})
+    return out
+
+
+def pushed_down(before: dict, after: dict) -> Iterator[tuple[str, str, Any, Any]]:
+    """(node, argument, old, new) for every load argument `optimize` changed or added."""
+    for nid, node in after.items():
+        if node.get("process_id") not in LOAD_PROCESSES:
+            continue
+        old_args = (before.get(nid) or {}).get("arguments") or {}
+        for name in ("spatial_extent", "temporal_extent", "bands"):
+            new = (node.get("arguments") or {}).get(name)
+            old = old_args.get(name) if nid in before else None
+            if nid not in before or new != old:
+                yield nid, name, old, new

@@ -1,0 +1,223 @@
+"""Where dask computations run: one executor per process, built from the settings.
+
+- `TERRACUBE_DASK_SCHEDULER=tcp://host:8786`: a `dask.distributed` cluster (the workers must
+  read the same data paths); blocks are computed on the workers and streamed back to the
+  process that writes the result file, one block at a time.
+- `TERRACUBE_MEMORY_LIMIT=4GB` (without a scheduler): an in-process `LocalCluster` (threads,
+  no extra processes) whose worker spills to disk and pauses instead of exceeding the limit.
+- neither: dask's local threaded scheduler with one thread per CPU available to the process.
+
+Writers get the executor with `current()`; the code that runs a graph makes its executor
+current with `with executor.active(): ...` (a context variable, so concurrent requests in
+other threads are not affected). Process graphs never change between the three set-ups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dask
+import dask.array as dsa
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+"""Called with the finished fraction of a computation (0..1), at most a few times a second."""
+
+_PROGRESS_INTERVAL_S = 0.5
+
+
+def local_threads() -> int:
+    """The number of CPUs this process may use (cgroup/affinity aware where possible)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Executor:
+    """Runs dask computations, either on local threads or through a dask.distributed Client."""
+
+    def __init__(self, client: Any = None, threads: int | None = None,
+                 cluster: Any = None) -> None:
+        self.client = client
+        self.cluster = cluster  # owned LocalCluster (closed with the executor), if any
+        self.threads = threads or local_threads()
+
+    # --- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Any) -> Executor:
+        address = getattr(settings, "dask_scheduler", None)
+        memory_limit = getattr(settings, "memory_limit", None)
+        if address:
+            from distributed import Client
+
+            # The default client of the process: dask computations that processes start
+            # themselves (e.g. model training) run on the cluster too.
+            client = Client(address, set_as_default=True)
+            log.info("computing on the dask cluster at %s (%d workers)", address,
+                     len(client.scheduler_info().get("workers", {})))
+            return cls(client=client)
+        if memory_limit:
+            from distributed import Client, LocalCluster
+
+            threads = local_threads()
+            cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False,
+                                   memory_limit=memory_limit, dashboard_address=None)
+            client = Client(cluster, set_as_default=True)
+            log.info("computing on %d local threads with a memory limit of %s", threads,
+                     memory_limit)
+            return cls(client=client, threads=threads, cluster=cluster)
+        executor = cls()
+        log.info("computing on %d local threads", executor.threads)
+        return executor
+
+    @property
+    def distributed(self) -> bool:
+        return self.client is not None
+
+    def describe(self) -> str:
+        if self.client is None:
+            return f"local threads ({self.threads})"
+        return f"dask.distributed at {self.client.scheduler.address}"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    # --- making it current ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Executor]:
+        """Make this the executor `current()` returns in this thread/task."""
+        token = _CURRENT.set(self)
+        try:
+            yield self
+        finally:
+            _CURRENT.reset(token)
+
+    # --- computing ------------------------------------------------------------------------
+    def compute(self, *collections: Any, progress: Progress | None = None) -> tuple:
+        """dask.compute on this executor (non-dask values are returned as they are)."""
+        if self.client is not None:
+            lazy = [i for i, c in enumerate(collections) if dask.is_dask_collection(c)]
+            futures = self.client.compute([collections[i] for i in lazy])
+            if progress is not None:
+                _report_futures(futures, progress)
+            results = list(collections)
+            for i, value in zip(lazy, self.client.gather(futures)):
+                results[i] = value
+            return tuple(results)
+        kwargs: dict[str, Any] = {"scheduler": "threads", "num_workers": self.threads}
+        if progress is not None:
+            kwargs["callbacks"] = [_task_progress(progress)]
+        return dask.compute(*collections, **kwargs)
+
+    def store(self, sources: Sequence[dsa.Array], targets: Sequence[Any],
+              progress: Progress | None = None) -> None:
+        """Write every block of each source array into its target (`target[slices] = block`).
+
+        Targets stay in this process (open files need not be picklable): with local threads
+        dask calls them from its worker threads (targets lock themselves), with a cluster
+        the blocks are computed on the workers from one graph — shared inputs once — and
+        written here as they arrive.
+        """
+        sources = [dsa.asarray(s) for s in sources]
+        if not sources:
+            return
+        if self.client is None:
+            kwargs: dict[str, Any] = {"scheduler": "threads", "num_workers": self.threads}
+            if progress is not None:
+                kwargs["callbacks"] = [_task_progress(progress)]
+            dsa.store(sources, list(targets), lock=False, **kwargs)
+            return
+        self._stream(sources, targets, progress)
+
+    def _stream(self, sources: Sequence[dsa.Array], targets: Sequence[Any],
+                progress: Progress | None) -> None:
+        from distributed import as_completed
+
+        blocks = []
+        where: list[tuple[Any, tuple[slice, ...]]] = []
+        for source, target in zip(sources, targets):
+            offsets = [np.concatenate([[0], np.cumsum(c)]) for c in source.chunks]
+            delayed = source.to_delayed(optimize_graph=True)
+            for index in np.ndindex(*source.numblocks):
+                blocks.append(delayed[index])
+                where.append((target, tuple(slice(int(o[i]), int(o[i + 1]))
+                                            for o, i in zip(offsets, index))))
+        futures = self.client.compute(blocks)
+        position = {f.key: i for i, f in enumerate(futures)}
+        done, total, last = 0, len(futures), 0.0
+        for future, block in as_completed(futures, with_results=True):
+            target, key = where[position[future.key]]
+            target[key] = block
+            future.release()
+            done += 1
+            if progress is not None and (time.monotonic() - last > _PROGRESS_INTERVAL_S
+                                         or done == total):
+                last = time.monotonic()
+                progress(done / total)
+
+
+_CURRENT: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
+    "terracube_executor", default=None)
+_FALLBACK_LOCK = threading.Lock()
+_FALLBACK: Executor | None = None
+
+
+def current() -> Executor:
+    """The executor made active with `Executor.active()`, else the local threaded one."""
+    executor = _CURRENT.get()
+    if executor is not None:
+        return executor
+    global _FALLBACK
+    with _FALLBACK_LOCK:
+        if _FALLBACK is None:
+            _FALLBACK = Executor()
+        return _FALLBACK
+
+
+def _task_progress(progress: Progress) -> tuple:
+    """A dask local-scheduler callback tuple reporting finished tasks / all tasks."""
+    state_total = {"total": 0, "done": 0, "last": 0.0}
+    lock = threading.Lock()
+
+    def start_state(dsk: Any, state: dict) -> None:
+        state_total["total"] = sum(len(state[k]) for k in ("ready", "waiting", "running",
+                                                             "finished"))
+
+    def posttask(key: Any, result: Any, dsk: Any, state: dict, worker_id: Any) -> None:
+        with lock:
+            state_total["done"] += 1
+            now = time.monotonic()
+            if now - state_total["last"] < _PROGRESS_INTERVAL_S:
+                return
+            state_total["last"] = now
+            total = state_total["total"] or 1
+            fraction = min(1.0, state_total["done"] / total)
+        progress(fraction)
+
+    def finish(dsk: Any, state: dict, errored: bool) -> None:
+        if not errored:
+            progress(1.0)
+
+    return (None, start_state, None, posttask, finish)
+
+
+def _report_futures(futures: list, progress: Progress) -> None:
+    from distributed import as_completed
+
+    total = len(futures) or 1
+    for i, _ in enumerate(as_completed(futures), start=1):
+        progress(i / total)

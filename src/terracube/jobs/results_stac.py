@@ -1,0 +1,213 @@
+"""STAC metadata of job results: one asset per written file, the job as a STAC Item.
+
+`describe_asset` runs in the job process right after a file is written (it reads only the
+cube's coordinates, never its values); `results_item` builds GET /jobs/{job_id}/results from
+the stored asset descriptions and freshly signed links.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from terracube.engine.cube import TEMPORAL, RasterCube, datetime_labels_to_strings
+from terracube.jobs.logs import rfc3339
+
+STAC_VERSION = "1.0.0"
+EXTENSIONS = {
+    "proj": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+}
+
+
+def describe_asset(path: Path, media_type: str, data: Any, title: str | None = None) -> dict:
+    """What the results document says about one written file.
+
+    Keys: name, type, size, and optionally proj (projection fields in the native CRS), bbox
+    (lon/lat), start/end (RFC 3339), bands (names).
+    """
+    info: dict[str, Any] = {"name": path.name, "type": media_type,
+                            "size": path.stat().st_size}
+    if title:
+        info["title"] = title
+    if isinstance(data, RasterCube):
+        info.update(_cube_extent(data))
+    return info
+
+
+def _cube_extent(cube: RasterCube) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    xd, yd = cube.x_dim, cube.y_dim
+    coords = cube.data.coords
+    if xd is not None and yd is not None and xd.name in coords and yd.name in coords:
+        xs = np.asarray(coords[xd.name].values, dtype=float)
+        ys = np.asarray(coords[yd.name].values, dtype=float)
+        if xs.size and ys.size:
+            rx = _step(xs, coords[xd.name].attrs)
+            ry = _step(ys, coords[yd.name].attrs, negative=True)
+            west, east = sorted((xs[0] - rx / 2, xs[-1] + rx / 2))
+            south, north = sorted((ys[0] - ry / 2, ys[-1] + ry / 2))
+            proj: dict[str, Any] = {
+                "proj:shape": [int(ys.size), int(xs.size)],
+                "proj:bbox": [float(west), float(south), float(east), float(north)],
+                "proj:transform": [rx, 0.0, float(xs[0] - rx / 2), 0.0, ry,
+                                   float(ys[0] - ry / 2)],
+            }
+            epsg = _epsg(cube.crs)
+            proj["proj:epsg"] = epsg
+            if epsg is None and cube.crs is not None:
+                proj["proj:wkt2"] = _wkt2(cube.crs)
+            out["proj"] = proj
+            if cube.crs is not None:
+                out["bbox"] = _lonlat_bbox(west, south, east, north, cube.crs)
+    for d in cube.dimensions:
+        if d.type == TEMPORAL and d.name in coords and coords[d.name].size:
+            labels = np.asarray(coords[d.name].values)
+            if labels.dtype.kind == "M":
+                labels = labels[~np.isnat(labels)]
+                if labels.size:
+                    first, last = datetime_labels_to_strings(np.array([labels.min(),
+                                                                       labels.max()]))
+                    out["start"], out["end"] = first, last
+            break
+    band = cube.first_dim_of_type("bands")
+    if band is not None and band.name in coords:
+        out["bands"] = [str(v) for v in coords[band.name].values]
+    return out
+
+
+def _step(values: np.ndarray, attrs: dict, negative: bool = False) -> float:
+    if values.size > 1:
+        return float(values[1] - values[0])
+    res = attrs.get("resolution")
+    if res:
+        return -abs(float(res)) if negative else abs(float(res))
+    return -1.0 if negative else 1.0
+
+
+def _epsg(crs: Any) -> int | None:
+    if crs is None:
+        return None
+    if isinstance(crs, int):
+        return crs
+    try:
+        from pyproj import CRS
+
+        return CRS.from_user_input(crs).to_epsg()
+    except Exception:
+        return None
+
+
+def _wkt2(crs: Any) -> str | None:
+    try:
+        from pyproj import CRS
+
+        return CRS.from_user_input(crs).to_wkt()
+    except Exception:
+        return None
+
+
+def _lonlat_bbox(west: float, south: float, east: float, north: float,
+                 crs: Any) -> list[float] | None:
+    from terracube.catalog.base import BBox
+
+    try:
+        ll = BBox(west, south, east, north, crs).to_crs(4326)
+    except Exception:
+        return None
+    return [round(ll.west, 7), round(ll.south, 7), round(ll.east, 7), round(ll.north, 7)]
+
+
+# --- the results document ---------------------------------------------------------------------
+def stac_asset(info: dict, href: str) -> dict[str, Any]:
+    """The STAC asset of a stored asset description."""
+    asset: dict[str, Any] = {"href": href, "type": info["type"], "roles": ["data"],
+                             "file:size": info["size"]}
+    if info.get("title"):
+        asset["title"] = info["title"]
+    asset.update(info.get("proj", {}))
+    if info.get("start"):
+        if info["start"] == info["end"]:
+            asset["datetime"] = info["start"]
+        else:
+            asset["start_datetime"], asset["end_datetime"] = info["start"], info["end"]
+    if info.get("bands"):
+        asset["eo:bands"] = [{"name": name} for name in info["bands"]]
+    return asset
+
+
+def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
+                 status: str, expires: datetime | None) -> dict[str, Any]:
+    """GET /jobs/{job_id}/results as a STAC Item (a `Feature`) with all files as assets."""
+    infos = list(job.assets or [])
+    boxes = [i["bbox"] for i in infos if i.get("bbox")]
+    bbox = None
+    geometry = None
+    if boxes:
+        bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        w, s, e, n = bbox
+        geometry = {"type": "Polygon",
+                    "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    props: dict[str, Any] = {}
+    starts = [i["start"] for i in infos if i.get("start")]
+    ends = [i["end"] for i in infos if i.get("end")]
+    if starts:
+        start, end = min(starts), max(ends)
+    else:
+        start, end = requested_interval(job.process)
+    if start and end and start != end:
+        props.update({"datetime": None, "start_datetime": start, "end_datetime": end})
+    else:
+        props["datetime"] = start or end or rfc3339(job.ended or job.updated)
+    if job.title:
+        props["title"] = job.title
+    if job.description:
+        props["description"] = job.description
+    props.update({"created": rfc3339(job.created), "updated": rfc3339(job.updated),
+                  "openeo:status": status})
+    if expires is not None:
+        props["expires"] = rfc3339(expires)
+    epsgs = {i["proj"].get("proj:epsg") for i in infos if i.get("proj")}
+    if len(epsgs) == 1 and None not in epsgs:
+        props["proj:epsg"] = epsgs.pop()
+    used = ["file"]
+    if any(i.get("proj") for i in infos) or "proj:epsg" in props:
+        used.insert(0, "proj")
+    if any(i.get("bands") for i in infos):
+        used.append("eo")
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [EXTENSIONS[name] for name in used],
+        "id": job.job_id,
+        "geometry": geometry,
+    }
+    if bbox is not None:
+        item["bbox"] = bbox
+    item.update({"properties": props, "assets": assets, "links": links})
+    return item
+
+
+def requested_interval(process: dict | None) -> tuple[str | None, str | None]:
+    """The time range the graph's load_collection nodes ask for (literal extents only)."""
+    graph = (process or {}).get("process_graph") or {}
+    starts, ends = [], []
+    for node in graph.values():
+        if not isinstance(node, dict) or node.get("process_id") != "load_collection":
+            continue
+        extent = (node.get("arguments") or {}).get("temporal_extent")
+        if isinstance(extent, list) and len(extent) == 2:
+            if isinstance(extent[0], str):
+                starts.append(_as_datetime(extent[0]))
+            if isinstance(extent[1], str):
+                ends.append(_as_datetime(extent[1]))
+    return (min(starts) if starts else None, max(ends) if ends else None)
+
+
+def _as_datetime(text: str) -> str:
+    return f"{text}T00:00:00Z" if len(text) == 10 else text
