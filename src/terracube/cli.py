@@ -1,4 +1,4 @@
-"""The `terracube` command: serve the API, manage user accounts."""
+"""The `terracube` command: serve the API, run batch job workers, manage accounts and jobs."""
 
 from __future__ import annotations
 
@@ -44,7 +44,39 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[data_dir], help="run the openEO API server")
     serve.add_argument("--host", help="interface to bind (default: $TERRACUBE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default: $TERRACUBE_PORT or 8000)")
+    serve.add_argument("--workers", type=int,
+                       help="batch job worker processes to start (default: $TERRACUBE_WORKERS "
+                            "or 2; 0: run `terracube worker` separately)")
     serve.set_defaults(handler=serve_command)
+
+    worker = commands.add_parser(
+        "worker", parents=[data_dir],
+        help="run batch jobs: claim queued jobs from the database and compute them")
+    worker.add_argument("--once", action="store_true",
+                        help="stop when the queue is empty instead of waiting for jobs")
+    worker.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when standard input closes (used by `terracube serve`)")
+    worker.set_defaults(handler=worker_command)
+
+    jobs = commands.add_parser("jobs", help="batch jobs of all users (administration)")
+    job_commands = jobs.add_subparsers(title="jobs commands", metavar="ACTION")
+    jobs_list = job_commands.add_parser("list", parents=[data_dir],
+                                        help="list jobs, newest first")
+    jobs_list.add_argument("--user", help="only the jobs of this user")
+    jobs_list.add_argument("--status", help="only jobs with this status")
+    jobs_list.set_defaults(handler=jobs_command, action="list")
+    for action, text in (("show", "a job's record and its log"),
+                         ("cancel", "cancel a queued or running job"),
+                         ("delete", "delete a job with its logs and result files")):
+        sub = job_commands.add_parser(action, parents=[data_dir], help=text)
+        sub.add_argument("job_id")
+        sub.set_defaults(handler=jobs_command, action=action)
+    jobs_sweep = job_commands.add_parser(
+        "sweep", parents=[data_dir],
+        help="recover jobs of vanished workers and remove results past the retention period "
+             "(workers also do this regularly)")
+    jobs_sweep.set_defaults(handler=jobs_command, action="sweep")
+    jobs.set_defaults(handler=lambda _args: _usage(jobs))
 
     users = commands.add_parser("users", help="manage user accounts")
     user_commands = users.add_subparsers(title="users commands", metavar="ACTION")
@@ -77,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
              "period (terracube serve also does this every few hours)")
     ws_sweep.set_defaults(handler=workspaces_sweep)
     workspaces.set_defaults(handler=lambda _args: _usage(workspaces))
+    _add_collections_commands(commands, data_dir)
     return parser
 
 
@@ -99,9 +132,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from terracube.api.app import create_app
 
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     try:
-        app = create_app(settings)
+        app = create_app(settings, start_workers=True)
     except UnsafeToServe as exc:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -121,6 +154,20 @@ def serve_command(args: argparse.Namespace) -> int:
     finally:
         retention.stop()
     return EXIT_OK
+
+
+# --- batch jobs -----------------------------------------------------------------------------------
+def worker_command(args: argparse.Namespace) -> int:
+    from terracube.jobs.worker import Worker
+
+    Worker(_settings(args), watch_stdin=args.exit_with_parent).run(once=args.once)
+    return EXIT_OK
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    from terracube.jobs.admin import run_admin_command
+
+    return run_admin_command(_settings(args), args)
 
 
 # --- users ----------------------------------------------------------------------------------------
@@ -223,6 +270,122 @@ def workspaces_sweep(args: argparse.Namespace) -> int:
                          ("folder of no known user (left alone)", report.orphans)):
         for name in names:
             print(f"{label}: {name}")
+    return EXIT_OK
+
+
+# --- collections ----------------------------------------------------------------------------------
+def _add_collections_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
+    collections = commands.add_parser(
+        "collections", help="register your own data (files, NetCDF/Zarr, STAC) as collections")
+    actions = collections.add_subparsers(title="collections commands", metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[data_dir],
+        help="check data and register it as a collection (a running server picks it up)",
+        description="Register a folder of GeoTIFF/COG/JP2 files, a CF NetCDF file, a Zarr "
+                    "store, a static STAC catalog/collection (path or URL) or a STAC API "
+                    "collection URL as collection ID.")
+    add.add_argument("id", help="collection id (letters, digits, _ - .)")
+    add.add_argument("--from", dest="origin", required=True, metavar="PATH_OR_URL",
+                     help="folder, file, Zarr store, STAC JSON or STAC API collection URL")
+    add.add_argument("--pattern", help='file name pattern, e.g. "{date:%%Y%%m%%d}_{band}.tif" '
+                                        "(fields: {date:FORMAT}, {band}, {name}, *, **)")
+    add.add_argument("--bands", help="comma-separated band names for the bands of multi-band "
+                                     "files, or the variables of a NetCDF/Zarr cube")
+    add.add_argument("--title", help="collection title")
+    add.add_argument("--description", help="collection description")
+    add.add_argument("--license", help="SPDX licence id of the data (default: from the data)")
+    add.add_argument("--replace", action="store_true",
+                     help="replace a registered collection with the same id")
+    add.set_defaults(handler=collections_add)
+    listing = actions.add_parser("list", parents=[data_dir], help="list the collections")
+    listing.set_defaults(handler=collections_list)
+    show = actions.add_parser("show", parents=[data_dir],
+                              help="print a collection's metadata (STAC JSON)")
+    show.add_argument("id")
+    show.set_defaults(handler=collections_show)
+    remove = actions.add_parser("remove", parents=[data_dir],
+                                help="unregister a collection (its data is not touched)")
+    remove.add_argument("id")
+    remove.set_defaults(handler=collections_remove)
+    collections.set_defaults(handler=lambda _args: _usage(collections))
+
+
+def collections_add(args: argparse.Namespace) -> int:
+    from terracube.catalog.metadata import CollectionInputError
+    from terracube.catalog.registry import add_collection
+
+    settings = _settings(args)
+    bands = [b.strip() for b in args.bands.split(",") if b.strip()] if args.bands else None
+    try:
+        record = add_collection(settings.data_dir, args.id, args.origin, pattern=args.pattern,
+                                bands=bands, replace=args.replace, title=args.title,
+                                description=args.description, license=args.license)
+    except CollectionInputError as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    from terracube.catalog.registry import source_from_record
+
+    doc = source_from_record(record).stac()
+    dims = doc["cube:dimensions"]
+    t = dims.get("t")
+    print(f"collection '{args.id}' added ({record['type']}): bands "
+          f"{', '.join(dims['bands']['values'])}; "
+          f"{'time ' + ' to '.join(map(str, t['extent'])) if t else 'no time dimension'}; "
+          f"CRS {_crs_label(dims['x']['reference_system'])}")
+    return EXIT_OK
+
+
+def _crs_label(ref: Any) -> str:
+    return f"EPSG:{ref}" if isinstance(ref, int) else str(ref).split("[", 1)[0] + "[…]"
+
+
+def _collections_catalog(args: argparse.Namespace) -> Any:
+    from terracube.catalog import Catalog
+
+    return Catalog(_settings(args))
+
+
+def collections_list(args: argparse.Namespace) -> int:
+    from terracube.catalog.registry import CollectionRegistry
+
+    settings = _settings(args)
+    registry = CollectionRegistry(settings.data_dir)
+    from terracube.catalog.sample import SAMPLE_COLLECTION_ID
+
+    print(f"{SAMPLE_COLLECTION_ID}\tbuilt-in\tsynthetic sample data")
+    for collection_id in registry.ids():
+        try:
+            record = registry.get(collection_id)
+            print(f"{collection_id}\t{record.get('type')}\t{record.get('from')}")
+        except (OSError, ValueError) as exc:
+            print(f"{collection_id}\tbroken\t{exc}")
+    return EXIT_OK
+
+
+def collections_show(args: argparse.Namespace) -> int:
+    import json
+
+    from terracube import errors
+
+    try:
+        doc = _collections_catalog(args).get(args.id).stac()
+    except errors.CollectionNotFound as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(doc, indent=2, default=str))
+    return EXIT_OK
+
+
+def collections_remove(args: argparse.Namespace) -> int:
+    from terracube.catalog.registry import CollectionNotRegistered, CollectionRegistry
+
+    try:
+        CollectionRegistry(_settings(args).data_dir).remove(args.id)
+    except CollectionNotRegistered:
+        print(f"terracube: no registered collection '{args.id}' (terracube collections list "
+              "shows them)", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"collection '{args.id}' removed (its data was not touched)")
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from terracube import errors
+from terracube import errors, execution
 from terracube.engine import graph as graphs
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
@@ -72,6 +72,13 @@ def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
         raise problems[0]
     # Filters move into the load nodes, so only the needed windows, dates and bands are read.
     graph = optimize(graph, services.catalog)
+    executor = services.executor or execution.current()
+    with executor.active():
+        return _run_and_write(evaluator, graph, services, work_dir)
+
+
+def _run_and_write(evaluator: Evaluator, graph: dict, services: Services,
+                   work_dir: Path | None) -> ResultFile:
     value = evaluator.run(graph)
     if services.saved:
         return list(services.saved)

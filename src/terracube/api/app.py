@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,7 @@ from terracube.api.routes import (
     collections,
     credentials,
     files,
+    jobs,
     me,
     process_graphs,
     processes,
@@ -28,20 +30,26 @@ from terracube.api.routes import (
 from terracube.auth.tokens import TokenStore
 from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore
 from terracube.db import open_database
+from terracube.execution import Executor
+from terracube.jobs.files import JobFolders
+from terracube.jobs.signing import UrlSigner, signing_key
+from terracube.jobs.store import JobStore
 from terracube.settings import Settings, UnsafeToServe, is_loopback
 
 log = logging.getLogger(__name__)
 
 # The routers of the versioned API, mounted under API_PREFIX; one module per openEO resource.
 API_ROUTERS = (capabilities, collections, processes, processing, credentials, me, services,
-               process_graphs, files)
+               process_graphs, files, jobs)
 
 
 def create_app(settings: Settings | None = None, *, catalog: Any = None,
-               registry: Any = None) -> FastAPI:
+               registry: Any = None, start_workers: bool = False) -> FastAPI:
     """The terracube API app; catalog and registry default to the real ones for `settings`.
 
-    Raises UnsafeToServe if the settings must not be served on a non-loopback host.
+    With `start_workers` (terracube serve), the app's lifespan runs `settings.workers` batch
+    job worker processes. Raises UnsafeToServe if the settings must not be served on a
+    non-loopback host.
     """
     settings = settings or Settings()
     db = open_database(settings.database_url)
@@ -64,8 +72,22 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        db.dispose()
+        pool = None
+        if start_workers and settings.workers > 0:
+            from terracube.jobs.worker import WorkerPool
+
+            pool = WorkerPool(settings, settings.workers)
+            pool.start()
+        _app.state.worker_pool = pool
+        # One executor for all synchronous results (a dask cluster or local threads).
+        _app.state.executor = await run_in_threadpool(Executor.from_settings, settings)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(_app.state.executor.close)
+            if pool is not None:
+                pool.stop()  # running jobs are queued again and resume with the next start
+            db.dispose()
 
     app = FastAPI(
         title="terracube",
@@ -78,11 +100,15 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.executor = None  # built by the lifespan; until then: local threads
     app.state.db = db
     app.state.users = users
     app.state.tokens = TokenStore(db, settings.token_ttl_seconds)
     app.state.catalog = catalog
     app.state.registry = registry
+    app.state.jobs = JobStore(db)
+    app.state.job_folders = JobFolders(settings.data_dir)
+    app.state.url_signer = UrlSigner(signing_key(settings), settings.signed_url_ttl_seconds)
 
     install_error_handlers(app)
     app.add_middleware(CorsMiddleware)  # added last = outermost: CORS headers on everything

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,55 @@ log = logging.getLogger(__name__)
 
 
 class Catalog:
-    """Collections by id. The built-in sample collection is generated on first use."""
+    """Collections by id: the built-in sample collection (generated on first use), sources
+    added in code, and the collections registered with `terracube collections add`, re-read
+    whenever their records in <data_dir>/collections/ change (no restart needed)."""
 
     def __init__(self, settings_or_data_dir: Any) -> None:
+        from terracube.catalog.registry import CollectionRegistry
+
         self.data_dir = Path(getattr(settings_or_data_dir, "data_dir", settings_or_data_dir))
         self._sources: dict[str, Any] = {}
         self._sample_loaded = False
+        self.registry = CollectionRegistry(self.data_dir)
+        self._registered: dict[str, tuple[tuple[int, int], Any]] = {}
+        self._lock = threading.Lock()
+
+    def _refresh_registered(self) -> None:
+        """Rebuild the sources whose records were added, changed or removed."""
+        from terracube.catalog.registry import source_from_record
+
+        state = self.registry.state()
+        with self._lock:
+            for collection_id in list(self._registered):
+                if collection_id not in state:
+                    del self._registered[collection_id]
+            for collection_id, stamp in state.items():
+                known = self._registered.get(collection_id)
+                if known is not None and known[0] == stamp:
+                    continue
+                try:
+                    source = source_from_record(self.registry.get(collection_id))
+                except Exception:  # noqa: BLE001 - one broken record must not hide the others
+                    log.exception("registered collection %s cannot be loaded", collection_id)
+                    source = None
+                self._registered[collection_id] = (stamp, source)
+
+    def _all_sources(self) -> dict[str, Any]:
+        self._ensure_sample()
+        self._refresh_registered()
+        registered = {cid: src for cid, (_stamp, src) in self._registered.items()
+                      if src is not None}
+        return {**registered, **self._sources}
+
+    def queryables(self, collection_id: str) -> dict:
+        """JSON schema of the properties load_collection's `properties` can filter on."""
+        from terracube.catalog.stac import queryables_from_items
+
+        source = self.get(collection_id)
+        if hasattr(source, "queryables"):
+            return source.queryables()
+        return queryables_from_items(collection_id, getattr(source, "items", []))
 
     def _ensure_sample(self) -> None:
         if self._sample_loaded:
@@ -38,17 +82,16 @@ class Catalog:
         self._sources[source.id] = source
 
     def collection_ids(self) -> list[str]:
-        self._ensure_sample()
-        return sorted(self._sources)
+        return sorted(self._all_sources())
 
     def get(self, collection_id: str) -> Any:
-        self._ensure_sample()
+        sources = self._all_sources()
         try:
-            return self._sources[collection_id]
+            return sources[collection_id]
         except KeyError:
             raise errors.CollectionNotFound(
                 f"Collection '{collection_id}' does not exist; GET /collections lists the "
-                f"available ones ({', '.join(sorted(self._sources))})."
+                f"available ones ({', '.join(sorted(sources))})."
             ) from None
 
 

@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -133,7 +133,7 @@ def parse_date(text: str, fmt: str, path: Path) -> datetime:
         shown = fmt or "ISO 8601"
         raise CollectionInputError(
             f"{path}: cannot read a date from '{text}' with the format {shown}.") from None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 # --- one file -------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _knmi_file(path: Path, tags: dict[str, str], sidecar_dir: Path | None) -> Ra
     if end:
         try:
             date = datetime.strptime(end.strip(), "%d-%b-%Y;%H:%M:%S.%f").replace(
-                tzinfo=timezone.utc)
+                tzinfo=UTC)
         except ValueError:
             date = None
     return RasterFile(

@@ -64,6 +64,7 @@ class VariableInfo:
     fill_value: float | None = None
     scale_factor: float | None = None
     add_offset: float | None = None
+    resolution: float | None = None  # pixel size (all bands of a cube share the grid)
 
 
 @dataclass
@@ -356,6 +357,8 @@ def _layout(path: Path, engine: str, ds: xr.Dataset,
                         "comment", "keywords", "creator_name", "creator_url", "acknowledgment",
                         "acknowledgement", "Conventions")},
     )
+    for v in layout.variables:
+        v.resolution = min(layout.x_step, layout.y_step)
     if t is not None:
         times = _decode_times(ds[t], path)
         if len(times) and (not times.is_monotonic_increasing or times.has_duplicates):

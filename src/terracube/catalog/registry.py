@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def make_record(collection_id: str, kind: str, source: Any, origin: str,
         "from": origin,
         "pattern": pattern,
         "bands": bands,
-        "added": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "added": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if kind == CUBE:
         assert isinstance(source, netcdf.XarraySource)

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 # Items without a date (a DEM) get this placeholder datetime and the property below.
-TIMELESS_DATETIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIMELESS_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
 TIMELESS_PROPERTY = "terracube:timeless"
 # A STAC API search that matches more items than this is refused (the extents are too wide).
 MAX_SEARCH_ITEMS = 5000
@@ -572,7 +572,7 @@ def queryables_from_items(collection_id: str, items: Iterable[pystac.Item]) -> d
         "type": "object",
         "title": f"Queryables of {collection_id}",
         "properties": props,
-        "additionalProperties": True,
+        "additionalProperties": False,
     }
 
 

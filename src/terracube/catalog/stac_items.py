@@ -130,7 +130,6 @@ class StacItemsSource:
                 "raster:bands": raster_bands,
                 "proj:epsg": [epsg] if epsg else [],
                 "gsd": sorted({b.resolution for b in self.bands.values()}),
-                "eo:cloud_cover": {"minimum": 0, "maximum": 100},
             },
             "assets": {},
             **self.extra,

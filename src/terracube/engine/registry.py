@@ -28,6 +28,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.temporal",
     "terracube.engine.processes.spatial",
     "terracube.engine.processes.ml",
+    "terracube.engine.processes.stac_io",
 )
 
 

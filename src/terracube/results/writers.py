@@ -294,8 +294,10 @@ def to_json_value(data: Any) -> Any:
                 entry["axis"] = d.axis
                 entry["reference_system"] = d.reference_system
             dims[d.name] = entry
+        # A cube without dimensions (create_data_cube([])) holds no values at all.
+        values = to_json_value(computed.values) if data.dimensions else []
         return {"type": "datacube", "order": list(computed.dims), "dimensions": dims,
-                "data": to_json_value(computed.values)}
+                "data": values}
     if isinstance(data, VectorCube):
         return to_geojson(data)
     if isinstance(data, ArrayValue):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from terracube.api.deps import CatalogDep, link
 
@@ -13,6 +14,8 @@ router = APIRouter(tags=["EO Data Discovery"])
 # Left out of the list to keep it small, as the spec recommends; the full metadata is at
 # /collections/{collection_id}. cube:dimensions stays: the datacube extension is declared.
 _FULL_ONLY = ("summaries",)
+
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 
 # STAC license values that are not SPDX identifiers.
 _NOT_SPDX = {"proprietary", "various", "other"}
@@ -42,6 +45,15 @@ def describe_collection(request: Request, collection_id: str,
     return collection_document(request, catalog.get(collection_id).stac())
 
 
+@router.get("/collections/{collection_id}/queryables", operation_id="list-collection-queryables")
+def list_collection_queryables(request: Request, collection_id: str,
+                               catalog: CatalogDep) -> JSONResponse:
+    """The item properties load_collection's `properties` can filter on (a JSON schema)."""
+    schema = dict(catalog.queryables(collection_id))
+    schema["$id"] = str(request.url)
+    return JSONResponse(schema, media_type="application/schema+json")
+
+
 def collection_document(request: Request, stac: dict[str, Any]) -> dict[str, Any]:
     """A copy of a source's STAC collection with the links that place it in this API."""
     doc = dict(stac)
@@ -52,6 +64,8 @@ def collection_document(request: Request, stac: dict[str, Any]) -> dict[str, Any
         link(request, "self", f"/collections/{collection_id}", title=doc.get("title")),
         link(request, "root", "/", title="Capabilities"),
         link(request, "parent", "/", title="Capabilities"),
+        link(request, QUERYABLES_REL, f"/collections/{collection_id}/queryables",
+             type="application/schema+json", title="Queryables"),
     ]
     license_id = doc.get("license")
     if "license" not in rels and isinstance(license_id, str) and license_id \

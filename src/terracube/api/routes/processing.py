@@ -63,6 +63,7 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
         raise errors.ProcessGraphMissing(
             "The request body needs 'process': {\"process_graph\": {...}}.")
     services = processing.build_services(settings, catalog, registry, user)
+    services.executor = getattr(request.app.state, "executor", None)
     folder = Path(tempfile.mkdtemp(prefix="terracube-result-"))
     try:
         # Computing blocks, so it runs in a worker thread, not on the event loop.

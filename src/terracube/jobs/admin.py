@@ -1,0 +1,62 @@
+"""`terracube jobs list|show|cancel|delete|sweep`: batch jobs of all users, for administrators."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from terracube import errors
+from terracube.db import open_database
+from terracube.jobs.files import JobFolders
+from terracube.jobs.logs import rfc3339
+from terracube.jobs.store import JobStore
+from terracube.settings import Settings
+
+
+def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    db = open_database(settings.database_url)
+    store = JobStore(db)
+    folders = JobFolders(settings.data_dir)
+    try:
+        if args.action == "list":
+            jobs, _ = store.list(args.user, status=args.status)
+            for job in jobs:
+                print(f"{job.job_id}  {job.user_id:<16} {job.status:<9} "
+                      f"{job.progress or 0:5.1f} %  {rfc3339(job.created)}  {job.title or ''}")
+            return 0
+        if args.action == "sweep":
+            from terracube.jobs.worker import Worker
+
+            worker = Worker(settings, db)
+            for job_id, status in worker.recover_stale():
+                print(f"{job_id}: worker gone, now {status}")
+            for job_id, _run in worker.remove_expired():
+                print(f"{job_id}: results removed (retention)")
+            for job_id in worker.remove_orphans():
+                print(f"{job_id}: folder without job removed")
+            return 0
+        job = store.get(args.job_id)
+        if args.action == "show":
+            record = {c.name: getattr(job, c.name) for c in job.__table__.columns}
+            record = {k: rfc3339(v) if hasattr(v, "isoformat") else v for k, v in record.items()}
+            record["logs"] = [{"id": e.id, "time": rfc3339(e.time), "level": e.level,
+                               "code": e.code, "message": e.message, "path": e.path}
+                              for e in store.logs(job.job_id)]
+            print(json.dumps(record, indent=2, default=str))
+        elif args.action == "cancel":
+            after = store.cancel(job.job_id, job.user_id)
+            if after.status != job.status:
+                store.add_log(job.job_id, "info", "Canceled by an administrator.",
+                              code="JobCanceled")
+            print(f"{job.job_id}: {after.status}")
+        elif args.action == "delete":
+            store.delete(job.job_id, job.user_id)
+            folders.remove_job(job.job_id)
+            print(f"{job.job_id}: deleted")
+        return 0
+    except errors.OpenEOError as exc:
+        print(f"terracube: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
