@@ -45,11 +45,13 @@ def validate_process(process: dict, services: Services) -> list[errors.OpenEOErr
 def compute_result(process: dict, services: Services,
                    work_dir: Path | None = None) -> ResultFile:
     """Evaluate a process and write its result; returns the file to send back."""
-    saved = evaluate_outputs(process, services)[-1]
-    data, fmt, options = saved.data, saved.format, saved.options
+    executor = services.executor or execution.current()
     folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="terracube-result-"))
     try:
-        files = write_result(data, fmt, options, folder)
+        # All computation (in the writer, or a process that must compute) uses the executor.
+        with executor.active():
+            saved = evaluate_outputs(process, services)[-1]
+            files = write_result(saved.data, saved.format, saved.options, folder)
     except errors.OpenEOError:
         raise
     except MemoryError as exc:
@@ -72,13 +74,6 @@ def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
         raise problems[0]
     # Filters move into the load nodes, so only the needed windows, dates and bands are read.
     graph = optimize(graph, services.catalog)
-    executor = services.executor or execution.current()
-    with executor.active():
-        return _run_and_write(evaluator, graph, services, work_dir)
-
-
-def _run_and_write(evaluator: Evaluator, graph: dict, services: Services,
-                   work_dir: Path | None) -> ResultFile:
     value = evaluator.run(graph)
     if services.saved:
         return list(services.saved)

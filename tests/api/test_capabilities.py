@@ -109,6 +109,11 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         ("/conformance", "GET"), ("/credentials/basic", "GET"), ("/file_formats", "GET"),
         ("/me", "GET"), ("/processes", "GET"), ("/result", "POST"), ("/service_types", "GET"),
         ("/udf_runtimes", "GET"), ("/validation", "POST"),
+        ("/process_graphs", "GET"), ("/process_graphs/{process_graph_id}", "GET"),
+        ("/process_graphs/{process_graph_id}", "PUT"),
+        ("/process_graphs/{process_graph_id}", "DELETE"),
+        ("/files", "GET"), ("/files/{path}", "GET"), ("/files/{path}", "PUT"),
+        ("/files/{path}", "DELETE"),
     }
     assert listed == expected
     for path, method in listed:

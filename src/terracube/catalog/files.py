@@ -9,10 +9,13 @@ checked once, when the collection is added: the result is a list of canonical ST
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
+import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,7 +179,7 @@ def inspect_file(path: Path, sidecar_dir: Path | None) -> RasterFile:
     import rasterio
 
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
+        with _quiet(), rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
                 rasterio.open(path) as ds:
             tags = ds.tags()
             if ds.crs is None and _is_knmi_hdf5(tags):
@@ -205,6 +208,16 @@ def inspect_file(path: Path, sidecar_dir: Path | None) -> RasterFile:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
         raise CollectionInputError(f"{path}: cannot open the raster file ({exc}).") from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No NotGeoreferencedWarning: a missing georeference is reported as an error."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        yield
 
 
 def _date_from_tags(tags: dict[str, str], path: Path) -> datetime | None:
@@ -256,7 +269,7 @@ def _knmi_file(path: Path, tags: dict[str, str], sidecar_dir: Path | None) -> Ra
         raise CollectionInputError(
             f"{path}: the KNMI grid attributes do not agree with its corner coordinates.")
     sub = f'HDF5:"{path}"://image1/image_data'
-    with rasterio.open(sub) as ds:
+    with _quiet(), rasterio.open(sub) as ds:
         dtype = ds.dtypes[0]
         if (ds.height, ds.width) != (rows, cols):
             raise CollectionInputError(

@@ -540,7 +540,8 @@ class XarraySource:
         data = xr.concat([ds[b].astype(dtype) for b in bands],
                          dim=pd.Index(bands, name="bands"), coords="minimal",
                          compat="override", join="override")
-        data = data.assign_coords({lay.x: x_values})
+        data = data.assign_coords({lay.x: x_values,
+                                   lay.y: np.asarray(ds[lay.y].values, dtype="float64")})
         rename = {lay.x: "x", lay.y: "y"}
         if lay.t:
             rename[lay.t] = "t"

@@ -203,7 +203,10 @@ class StacItemsSource:
                 da = da.where(valid)
             arrays.append(da)
         data = xr.concat(arrays, dim=pd.Index(bands, name="bands"))
-        data = data.rename({"time": "t"}).transpose("t", "bands", "y", "x")
+        # odc-stac names the axes of a geographic grid latitude/longitude.
+        data = data.rename({"time": "t", **{k: v for k, v in (("latitude", "y"),
+                            ("longitude", "x")) if k in data.dims}})
+        data = data.transpose("t", "bands", "y", "x")
         data = data.drop_vars([c for c in data.coords if c not in data.dims])
         data.attrs = {}
         data.name = None

@@ -9,6 +9,7 @@ by killing the process (cancel, delete, shutdown).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -178,7 +179,8 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
         services.log = lambda level, message, node_id=None: reporter.log(
             level, message, path=node_path(node_id, _process_id(graph, node_id)))
         out_dir.mkdir(parents=True, exist_ok=True)
-        run_job(process, services, out_dir, reporter)
+        with _executor(services.settings):
+            run_job(process, services, out_dir, reporter)
         reporter.send("done")
         code = 0
     except errors.OpenEOError as exc:
@@ -199,6 +201,16 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
         except OSError:
             pass
     return code
+
+
+def _executor(settings: Any) -> Any:
+    """Where the job computes: the executor of the settings (local threads, or the dask
+    cluster of TERRACUBE_DASK_SCHEDULER), made current for the writers."""
+    try:
+        from terracube.execution import Executor
+    except ImportError:
+        return contextlib.nullcontext()
+    return Executor.from_settings(settings).active()
 
 
 def _process_id(graph: Any, node_id: str | None) -> str | None:

@@ -216,6 +216,8 @@ class Worker:
         return recovered
 
     def remove_expired(self) -> list[tuple[str, str]]:
+        """Results past the retention period; also folders whose job no longer exists."""
+        self.remove_orphans()
         days = self.settings.job_retention_days
         if not days:
             return []
@@ -223,6 +225,18 @@ class Worker:
         for job_id, run in removed:
             self.folders.remove_run(job_id, run)
             log.info("job %s: results removed after %g days", job_id, days)
+        return removed
+
+    def remove_orphans(self) -> list[str]:
+        """Job folders without a job (e.g. the owner's account was removed)."""
+        root = self.folders.root
+        if not root.is_dir():
+            return []
+        removed = []
+        for folder in root.iterdir():
+            if folder.is_dir() and self.store.find(folder.name) is None:
+                self.folders.remove_job(folder.name)
+                removed.append(folder.name)
         return removed
 
     # --- one job ----------------------------------------------------------------------------
@@ -251,7 +265,7 @@ class Worker:
 
     def _fork(self, claim: Claim, out_dir: Path) -> _Run:
         from terracube import processing
-        from terracube.auth.users import UserStore, UserNotFound
+        from terracube.auth.users import UserNotFound, UserStore
         from terracube.catalog import Catalog
         from terracube.jobs.runner import job_process_main
 
@@ -419,10 +433,11 @@ class Worker:
             if not self.store.is_current(job_id, run_id):
                 self._cleanup_lost(run)
                 return
+            cpu = usage.get("cpu", {}).get("value", 0)
             self._log(claim, "info",
                       f"Finished: {len(run.assets)} file(s), {size / 1e6:.2f} MB, in "
-                      f"{usage['duration']['value']:.1f} s (CPU {usage.get('cpu', {}).get('value', 0):.1f} s, "
-                      f"peak memory {usage['peak_memory']['value']:.0f} MB).", usage=usage)
+                      f"{usage['duration']['value']:.1f} s (CPU {cpu:.1f} s, peak memory "
+                      f"{usage['peak_memory']['value']:.0f} MB).", usage=usage)
             if self.store.finish(job_id, run_id, usage):
                 log.info("job %s: finished", job_id)
             else:

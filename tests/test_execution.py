@@ -1,0 +1,175 @@
+"""The executor: local threads or a dask.distributed cluster, same results either way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import xarray as xr
+
+from terracube import execution
+from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.execution import Executor
+from terracube.results.writers import write_result
+from terracube.settings import Settings
+
+distributed = pytest.importorskip("distributed")
+
+
+def cube() -> RasterCube:
+    rng = np.random.default_rng(7)
+    values = rng.uniform(-1, 1, (3, 2, 300, 200)).astype("float32")
+    values[0, 0, :10, :10] = np.nan
+    data = xr.DataArray(
+        dsa.from_array(values, chunks=(1, 1, 128, 128)), dims=["t", "bands", "y", "x"],
+        coords={"t": pd.to_datetime(["2022-06-01", "2022-06-06", "2022-06-11"]).values,
+                "bands": ["B04", "B08"], "y": 5200005.0 - 10 * np.arange(300),
+                "x": 600005.0 + 10 * np.arange(200)})
+    dims = (Dimension("t", TEMPORAL), Dimension("bands", BANDS),
+            Dimension("y", SPATIAL, "y", 32632), Dimension("x", SPATIAL, "x", 32632))
+    return RasterCube(data, dims)
+
+
+def test_local_executor_is_the_default_and_sized_to_the_machine() -> None:
+    executor = Executor.from_settings(Settings(dask_scheduler=None, memory_limit=None))
+    assert not executor.distributed
+    assert executor.threads == execution.local_threads() >= 1
+    assert execution.current() is not executor  # not active yet: the process-wide fallback
+    with executor.active():
+        assert execution.current() is executor
+    assert execution.current() is not executor
+
+
+def test_progress_is_reported_up_to_one() -> None:
+    seen: list[float] = []
+    x = dsa.ones((400, 400), chunks=50)
+    (total,) = Executor().compute(x.sum(), progress=seen.append)
+    assert total == 160000
+    assert seen and seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
+
+
+@pytest.fixture(scope="module")
+def in_process_cluster():
+    """A real dask.distributed cluster (scheduler + worker threads in this process)."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster, set_as_default=False)
+    yield Executor(client=client)
+    client.close()
+    cluster.close()
+
+
+@pytest.mark.parametrize("fmt", ["GTiff", "netCDF", "JSON"])
+def test_writers_give_the_same_file_on_a_cluster(fmt: str, in_process_cluster,
+                                                 tmp_path: Path) -> None:
+    with Executor().active():
+        local = write_result(cube(), fmt, {}, tmp_path / "local")[0].path
+    progress: list[float] = []
+    with in_process_cluster.active():
+        remote = write_result(cube(), fmt, {}, tmp_path / "remote")[0].path
+        in_process_cluster.store([dsa.ones((10, 10), chunks=5)], [np.zeros((10, 10))],
+                                 progress=progress.append)
+    assert progress[-1] == 1.0
+    if fmt == "GTiff":
+        with rasterio.open(local) as a, rasterio.open(remote) as b:
+            assert a.profile == b.profile
+            np.testing.assert_array_equal(a.read(), b.read())
+    elif fmt == "netCDF":
+        with xr.open_dataset(local, decode_coords="all") as a, \
+                xr.open_dataset(remote, decode_coords="all") as b:
+            xr.testing.assert_identical(a, b)
+            assert a.rio.crs.to_epsg() == 32632
+            np.testing.assert_array_equal(
+                a["B08"].values, cube().data.sel(bands="B08").values)
+    else:
+        assert json.loads(local.read_text()) == json.loads(remote.read_text())
+
+
+# --- a real cluster of processes behind a real server ----------------------------------------
+def _dask_command() -> list[str]:
+    return [str(Path(sys.executable).with_name("dask"))]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """`dask scheduler` and two `dask worker` processes on loopback."""
+    folder = tmp_path_factory.mktemp("dask-cluster")
+    scheduler_file = folder / "scheduler.json"
+    logs = [open(folder / name, "w") for name in ("scheduler.log", "w1.log", "w2.log")]
+    procs = [subprocess.Popen(
+        [*_dask_command(), "scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--dashboard-address", ":0", "--scheduler-file", str(scheduler_file)],
+        stdout=logs[0], stderr=subprocess.STDOUT)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for i in (1, 2):
+            procs.append(subprocess.Popen(
+                [*_dask_command(), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                 "--nworkers", "1", "--memory-limit", "2GB", "--no-dashboard",
+                 "--name", f"w{i}"], stdout=logs[i], stderr=subprocess.STDOUT))
+        with distributed.Client(address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for f in logs:
+            f.close()
+
+
+def ndvi_max(con, out: Path) -> np.ndarray:
+    """W1 on the sample collection: NDVI over bands, maximum over time, as GeoTIFF."""
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=["2022-05-01", "2022-08-01"],
+                             bands=["B04", "B08"])
+    ndvi = s2.reduce_dimension(dimension="bands", reducer=lambda data: (
+        (data.array_element(label="B08") - data.array_element(label="B04"))
+        / (data.array_element(label="B08") + data.array_element(label="B04"))))
+    ndvi.reduce_dimension(dimension="t", reducer="max").download(out, format="GTiff")
+    with rasterio.open(out) as ds:
+        return ds.read()
+
+
+@pytest.mark.e2e
+def test_w1_on_a_dask_cluster_equals_the_local_run(dask_cluster: str, server,
+                                                   sample_data_dir: Path,
+                                                   tmp_path: Path) -> None:
+    openeo = pytest.importorskip("openeo")
+    from distributed import get_task_stream
+
+    from tests.conftest import ServerProcess
+
+    local = ndvi_max(openeo.connect(server.url).authenticate_basic("demo", "demo"),
+                     tmp_path / "local.tif")
+    remote_server = ServerProcess(sample_data_dir, env={
+        "TERRACUBE_DASK_SCHEDULER": dask_cluster, "TERRACUBE_WORKERS": "0"})
+    try:
+        con = openeo.connect(remote_server.url).authenticate_basic("demo", "demo")
+        with distributed.Client(dask_cluster, set_as_default=False) as client:
+            workers = set(client.scheduler_info()["workers"])
+            with get_task_stream(client) as stream:
+                remote = ndvi_max(con, tmp_path / "remote.tif")
+            records = stream.data
+    finally:
+        remote_server.stop()
+    assert "dask cluster at " + dask_cluster in remote_server.log()
+    np.testing.assert_array_equal(local, remote)
+    assert np.isfinite(local).mean() > 0.5
+    ran_on = {r["worker"] for r in records}
+    assert len(records) > 10 and ran_on <= workers and ran_on
+    print(f"{len(records)} tasks on {len(ran_on)} of {len(workers)} workers")
