@@ -176,11 +176,6 @@ def test_array_find_all_with_texts(store, registry):
                                                reverse=True)) == [3, 2, None]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug, not in the UDP code: array_apply calls its callback once with all numbers "
-    "of the list as `x`, and array_find then compares the outer `data` element by element "
-    "with that vector (both along the same list dimension) instead of once per value; "
-    "texts take the per-element path and work (test above)"))
 def test_array_find_all_with_numbers(store, registry):
     store.store("alice", "array_find_all", ARRAY_FIND_ALL, predefined(registry))
     assert run(store, registry, "alice",
@@ -242,6 +237,15 @@ def test_lookup_reads_once_and_ignores_other_namespaces():
     assert lookup("p", "user") is not None
     assert lookup("q", None) is None
     assert loads == [1]
+
+
+def test_preloaded_lookup_needs_no_database_later(store, db, registry):
+    store.store("alice", "scale", SCALE, predefined(registry))
+    lookup = store.lookup("alice", predefined(registry), preload=True)
+    db.dispose()
+    store.db = None  # any further read would fail
+    services = Services(registry=registry, udp_lookup=lookup)
+    assert Evaluator(services).run(call("scale", x=2)) == 20
 
 
 def test_lookup_from_settings_opens_the_database_only_when_needed(tmp_path, registry):

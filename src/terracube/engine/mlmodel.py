@@ -150,13 +150,18 @@ def signing_key(data_dir: Path | None) -> bytes:
     path = Path(data_dir) / _KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Written in full under a private name, then linked into place: a concurrent reader
+        # sees either no key or the whole key, and the first of two creators wins.
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it meanwhile
+            os.link(tmp, path)
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
+        finally:
+            tmp.unlink()
     key = path.read_bytes()
     if len(key) < 32:
         raise RuntimeError(f"The model signing key {path} is damaged; delete it to make a new "
@@ -168,20 +173,28 @@ def _signature(key: bytes, blob: bytes) -> str:
     return hmac.new(key, blob, hashlib.sha256).hexdigest()
 
 
-def write_model(model: MlModel, folder: Path, name: str, key: bytes) -> list[Path]:
-    """Write `<name>.joblib` and its STAC Item `<name>.json` into `folder` (each atomically)."""
+def model_files(model: MlModel, name: str, key: bytes) -> list[tuple[str, bytes]]:
+    """The files of a stored model, (file name, content): the estimator, then its STAC Item
+    (write them in this order: the Item refers to the estimator file)."""
     import joblib
 
-    folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     joblib.dump(model.estimator, buffer, compress=3)
     blob = buffer.getvalue()
-    model_path = folder / f"{name}.joblib"
-    item_path = folder / f"{name}.json"
-    item = model.stac_item(name, f"./{model_path.name}", len(blob), _signature(key, blob))
-    _write_atomically(model_path, blob)
-    _write_atomically(item_path, json.dumps(item, indent=1).encode())
-    return [model_path, item_path]
+    model_name = f"{name}.joblib"
+    item = model.stac_item(name, f"./{model_name}", len(blob), _signature(key, blob))
+    return [(model_name, blob), (f"{name}.json", json.dumps(item, indent=1).encode())]
+
+
+def write_model(model: MlModel, folder: Path, name: str, key: bytes) -> list[Path]:
+    """Write `<name>.joblib` and its STAC Item `<name>.json` into `folder` (each atomically),
+    e.g. the results folder of a batch job; returns the two paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for file_name, content in model_files(model, name, key):
+        _write_atomically(folder / file_name, content)
+        paths.append(folder / file_name)
+    return paths
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
@@ -247,6 +260,8 @@ def find_model_item(folder: Path) -> Path:
     """The one model STAC Item in a folder (e.g. the results of a batch job)."""
     found = []
     for path in sorted(folder.glob("*.json")):
+        if path.is_symlink():
+            continue
         try:
             item = json.loads(path.read_text())
         except (OSError, ValueError):

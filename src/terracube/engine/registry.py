@@ -29,6 +29,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.spatial",
     "terracube.engine.processes.ml",
     "terracube.engine.processes.stac_io",
+    "terracube.engine.processes.workspace_io",
 )
 
 

@@ -18,6 +18,11 @@ import numpy as np
 import xarray as xr
 
 LIST_DIM = "__array__"
+# The axis of the elements of a JSON list handed to a callback (array_apply, array_filter…):
+# it must differ from LIST_DIM so that a list inside the callback broadcasts against it.
+ELEMENT_DIM = "__element__"
+# Axes of plain JSON data (not cube dimensions): NaN there is a number, not no-data.
+JSON_DIMS = frozenset({LIST_DIM, ELEMENT_DIM})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from dask.array.core import elemwise
 
-from terracube.engine.values import LIST_DIM
+from terracube.engine.values import JSON_DIMS
 
 ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
 
@@ -95,7 +95,7 @@ def nan_is_nodata(value: Any) -> bool:
     A JSON list (an array along LIST_DIM) keeps null as None, so a NaN in it is a real NaN.
     """
     return (isinstance(value, xr.DataArray) and value.dtype.kind == "f"
-            and LIST_DIM not in value.dims)
+            and not JSON_DIMS & set(value.dims))
 
 
 def nodata_like(value: Any) -> Any:

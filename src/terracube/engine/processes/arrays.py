@@ -23,6 +23,8 @@ from terracube.engine.cube import datetime_labels_to_strings
 from terracube.engine.processes.cube_errors import LabelExists, ProcessException
 from terracube.engine.registry import process
 from terracube.engine.values import (
+    ELEMENT_DIM,
+    LIST_DIM,
     ArrayValue,
     apply_along,
     exact_array,
@@ -202,13 +204,18 @@ def _vectorisable(arr: ArrayValue) -> bool:
     Those only exist in JSON lists, where the callback then runs once per element (cube
     dimensions are always numeric and always get one call with the whole cube).
     """
-    if not arr.is_list or arr.data.dtype != object:
+    if not arr.is_list:
         return True
-    return all(v is None or _is_number(v) for v in np.asarray(arr.data.values))
+    # A JSON list is small: one call per element gives exact JSON semantics (ints stay ints,
+    # null results stay null, e.g. array_find inside array_apply), at no real cost.
+    return False
 
 
 def _callback_arguments(arr: ArrayValue) -> dict:
     """x, index and label for one vectorised call: whole arrays broadcastable along `dim`."""
+    if arr.dim == LIST_DIM:
+        renamed = arr.with_data(arr.data.rename({LIST_DIM: ELEMENT_DIM}))
+        return _callback_arguments(ArrayValue(renamed.data, ELEMENT_DIM, arr.labeled))
     dim = arr.dim
     coords = {dim: arr.data.coords[dim]} if dim in arr.data.coords else None
     index = xr.DataArray(np.arange(arr.size), dims=[dim], coords=coords)
@@ -250,6 +257,8 @@ def _full(result: Any, arr: ArrayValue) -> xr.DataArray:
         else:
             raise TypeError(f"the process returned an array of shape {raw.shape} for an array "
                             f"of shape {data.shape}")
+    if ELEMENT_DIM in result.dims and arr.dim == LIST_DIM:
+        result = result.rename({ELEMENT_DIM: LIST_DIM})
     extra = set(result.dims) - set(data.dims)
     if extra:
         raise TypeError(f"the process returned values with unexpected dimensions {sorted(extra)}")
@@ -373,6 +382,11 @@ def _matches(arr: ArrayValue, value: Any) -> xr.DataArray:
     """Where the array holds `value` (as eq() would say true), along the whole data."""
     data = arr.data
     nothing = xr.zeros_like(data, dtype=bool)
+    if isinstance(value, xr.DataArray):  # one value per pixel/element: compare vectorised
+        kinds = {data.dtype.kind, value.dtype.kind}
+        if kinds <= set("iuf") or kinds <= set("US") or kinds == {"b"}:
+            return data == value
+        return (nothing & xr.zeros_like(value, dtype=bool))
     if value is None or not (_is_number(value) or isinstance(value, (str, bool, np.bool_))):
         return nothing  # null, arrays and objects never match
     kind = data.dtype.kind
@@ -399,7 +413,7 @@ def array_contains(data: Any, value: Any) -> Any:
 def array_find(data: Any, value: Any, reverse: bool = False) -> Any:
     arr = exact_array(data)
     hits = _matches(arr, value)
-    if arr.is_list:
+    if arr.is_list and hits.ndim == 1:
         positions = np.flatnonzero(hits.values)
         if positions.size == 0:
             return None

@@ -247,6 +247,8 @@ def _fill_existing_dimension(arr: xr.DataArray, target: str) -> xr.DataArray:
 
 # --- mask -----------------------------------------------------------------------------------
 def _replacement_dtype(dtype: np.dtype, replacement: Any) -> np.dtype:
+    if dtype.kind == "f" and isinstance(replacement, float):
+        return dtype  # NaN or a float into float data: no float64 upcast of float32 cubes
     if isinstance(replacement, float) and math.isnan(replacement) and dtype.kind in "iub":
         return np.dtype(np.float64) if dtype.itemsize > 2 else np.dtype(np.float32)
     if isinstance(replacement, bool):

@@ -44,13 +44,16 @@ def _three_valued(rule: Callable[..., Masks], name: str, *operands: Any) -> Any:
     """Apply a truth-table `rule` (on masks) to scalars or elementwise to arrays."""
     if any(is_array(v) for v in operands):
         bools = all(_is_bool_typed(v) for v in operands)
+        # 1.0 / 0.0 / NaN are exact in float32: no float64 upcast of float32 cubes.
+        out = np.result_type(np.float32, *[v.dtype for v in operands if is_array(v)])
+        one, zero, nan = out.type(1), out.type(0), out.type(np.nan)
 
         def run(*values: Any) -> Any:
             true, false = rule(*map(_masks, values))
-            return true if bools else np.where(true, 1.0, np.where(false, 0.0, np.nan))
+            return true if bools else np.where(true, one, np.where(false, zero, nan))
 
         args = [np.nan if v is None else v for v in operands]
-        return vectorised(run, *args, dtype=bool if bools else float)
+        return vectorised(run, *args, dtype=bool if bools else out)
     for v in operands:
         if v is not None and not is_boolean(v):
             raise TypeError(f"{name}: expected a boolean or null, got {type(v).__name__}")

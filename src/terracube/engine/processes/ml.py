@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -40,10 +41,10 @@ from terracube.engine.mlmodel import (
     ModelFileInvalid,
     find_model_item,
     json_labels,
+    model_files,
     read_model,
     read_model_file,
     signing_key,
-    write_model,
 )
 from terracube.engine.processes import cube_errors as ce
 from terracube.engine.processes.cubes import nodata_as_nan
@@ -51,6 +52,7 @@ from terracube.engine.processes.spatial import vector_input
 from terracube.engine.registry import process
 from terracube.engine.values import as_array, numbers
 from terracube.engine.vector import GEOMETRY_DIM, VectorCube
+from terracube.workspace.files import Workspace
 
 PREDICTIONS_DIM = "predictions"  # ml_predict: the dimension of the predicted values
 TARGET_PROPERTY = "target"  # the feature property with the value to learn (1.x convention)
@@ -405,8 +407,9 @@ def _model_input(value: Any, argument: str) -> MlModel:
 # --- saving and loading -----------------------------------------------------------------------
 @process("save_ml_model")
 def save_ml_model(data: Any, options: dict | None = None, *, ctx: ProcessContext) -> bool:
-    """Store the model with the job's results and, if the user has a workspace, as
-    `ml-models/<name>.json` (+ `.joblib`) there. Option `name` (default `ml_model`)."""
+    """Store the model as `ml-models/<name>.json` (+ `.joblib`) in the user's workspace, or,
+    without a workspace, as an output of the job for the result writer (SavedResult in
+    MODEL_FORMAT). Option `name` (default `ml_model`; a model of that name is replaced)."""
     model = _model_input(data, "data")
     options = dict(options or {})
     unknown = sorted(set(options) - {"name"})
@@ -419,30 +422,35 @@ def save_ml_model(data: Any, options: dict | None = None, *, ctx: ProcessContext
         raise errors.ProcessParameterInvalid(
             "The option 'name' must be 1-100 letters, digits, '.', '_' or '-' (starting with a "
             f"letter or digit), got {name!r}.", argument="options")
-    ctx.services.saved.append(SavedResult(model, MODEL_FORMAT, {"name": name}))
     workspace = ctx.services.workspace
-    if workspace is not None:
-        try:
-            write_model(model, Path(workspace) / MODEL_FOLDER, name, _signing_key(ctx))
-        except OSError as exc:
-            raise errors.StorageFailure(f"The model could not be written: {exc}") from exc
-        if ctx.services.log:
-            ctx.services.log("info", f"Model saved as {MODEL_FOLDER}/{name}.json in your "
-                             "workspace.", ctx.node_id)
+    if workspace is None:
+        ctx.services.saved.append(SavedResult(model, MODEL_FORMAT, {"name": name}))
+        return True
+    # Through the workspace's uploads: quota, path rules and atomic replacement as for /files.
+    quota = getattr(ctx.services.settings, "storage_quota_bytes", None)
+    space = Workspace(Path(workspace), sys.maxsize if quota is None else quota)
+    for file_name, content in model_files(model, name, _signing_key(ctx)):
+        upload = space.begin_upload(f"{MODEL_FOLDER}/{file_name}", size_hint=len(content))
+        upload.write(content)
+        upload.commit()
+    if ctx.services.log:
+        ctx.services.log("info", f"Model saved as {MODEL_FOLDER}/{name}.json in your "
+                         "workspace.", ctx.node_id)
     return True
 
 
 @process("load_ml_model")
 def load_ml_model(uri: str | None = None, id: str | None = None, *,
                   ctx: ProcessContext) -> MlModel:
-    """Load a model saved by save_ml_model: `uri` (2.x) or `id` (1.x) is the http(s) URL of its
-    STAC Item or a path in the user's workspace (the Item, its .joblib or their folder)."""
+    """Load a model saved by save_ml_model. `uri` (2.x) or `id` (1.x) is the http(s) URL of its
+    STAC Item, a path in the user's workspace (the Item, its .joblib or their folder), or the
+    id of a batch job that saved one model."""
     argument = "uri" if uri is not None else "id"
     ref = uri if uri is not None else id
     if ref is None:
         raise errors.ProcessParameterRequired(
-            "load_ml_model needs 'uri': the URL of the model's STAC Item or its path in your "
-            "workspace.", argument="uri")
+            "load_ml_model needs 'uri': the URL of the model's STAC Item, its path in your "
+            "workspace or the id of the batch job that saved it.", argument="uri")
     if not isinstance(ref, str) or not ref.strip():
         raise errors.ProcessParameterInvalid(f"'{argument}' must be a URL or a file path.",
                                              argument=argument)
@@ -450,13 +458,10 @@ def load_ml_model(uri: str | None = None, id: str | None = None, *,
     try:
         if re.match(r"^https?://", ref, re.IGNORECASE):
             return _load_url(ref, key)
-        workspace = ctx.services.workspace
-        if workspace is None:
-            raise errors.ProcessParameterInvalid(
-                f"'{ref}' is not an http(s) URL, and there is no workspace to look for it in. "
-                "For a model saved by a batch job, use the URL of its STAC Item listed at "
-                "GET /jobs/{job_id}/results.", argument=argument)
-        return read_model_file(_model_item_path(Path(workspace), ref, argument), key)
+        item = _workspace_item(ctx.services.workspace, ref, argument)
+        if item is None:
+            item = _job_item(ctx, ref, argument)
+        return read_model_file(item, key)
     except ModelFileInvalid as exc:
         raise errors.ProcessParameterInvalid(f"'{ref}' cannot be loaded as a model: {exc}.",
                                              argument=argument) from None
@@ -466,25 +471,36 @@ def _signing_key(ctx: ProcessContext) -> bytes:
     return signing_key(getattr(ctx.services.settings, "data_dir", None))
 
 
-def _model_item_path(workspace: Path, ref: str, argument: str) -> Path:
-    root = workspace.resolve()
-    parts = Path(ref.lstrip("/")).parts
-    if ".." in parts or not parts:
-        raise errors.FilePathInvalid(f"'{ref}' is not a path inside your workspace.",
-                                     argument=argument)
-    path = (root / Path(*parts)).resolve()
-    if not path.is_relative_to(root):
-        raise errors.FilePathInvalid(f"'{ref}' is not a path inside your workspace.",
-                                     argument=argument)
+def _workspace_item(workspace: Path | None, ref: str, argument: str) -> Path | None:
+    """The model STAC Item that `ref` names in the workspace, or None if it names nothing."""
+    if workspace is None:
+        return None
+    try:
+        path = Workspace(Path(workspace), 0).locate(ref)
+    except errors.OpenEOError as exc:
+        raise exc.at(argument=argument) from None
     if path.is_dir():
         return find_model_item(path)
     if path.suffix == ".joblib":
         path = path.with_suffix(".json")
-    if not path.is_file():
+    return path if path.is_file() and not path.is_symlink() else None
+
+
+def _job_item(ctx: ProcessContext, ref: str, argument: str) -> Path:
+    """The model STAC Item in the results of the user's batch job `ref`.
+
+    `Services.job_results(job_id)` gives the results folder of one of the user's finished
+    jobs (JobNotFound / JobNotFinished otherwise); without it only URLs and workspace paths
+    can be loaded.
+    """
+    job_results = getattr(ctx.services, "job_results", None)
+    if job_results is None:
+        where = "in your workspace" if ctx.services.workspace is not None else "here"
         raise errors.FileNotFound(
-            f"No model '{ref}' in your workspace; save_ml_model stores models as "
-            f"{MODEL_FOLDER}/<name>.json.", argument=argument)
-    return path
+            f"No model '{ref}' {where}. Give the URL of the model's STAC Item (for a batch "
+            "job: listed at GET /jobs/{job_id}/results) or its path in your workspace "
+            f"(save_ml_model stores models as {MODEL_FOLDER}/<name>.json).", argument=argument)
+    return find_model_item(Path(job_results(ref)))
 
 
 def _load_url(url: str, key: bytes) -> MlModel:

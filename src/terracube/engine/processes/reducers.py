@@ -81,12 +81,38 @@ def _reduce(data: Any, ignore_nodata: bool, how: str, keep_int: bool = True,
         values = values.astype(np.int64)
     if how in ("sum", "prod") and prepared.skipna:
         kwargs["min_count"] = 1  # a pixel with only no-data gives no-data, not 0 or 1
+    if how == "median" and prepared.skipna and values.dtype.kind == "f":
+        return _nan_median(values, arr.dim)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         result = getattr(values, how)(arr.dim, skipna=prepared.skipna, **kwargs)
     if arr.is_list:
         return _python(result.values, keep_int and prepared.keep_int)
     return result
+
+
+def _nan_median_last_axis(a: np.ndarray) -> np.ndarray:
+    """The median along the last axis ignoring NaN (NaN where all are NaN).
+
+    One sort per block: numpy's nanmedian takes a masked-array path with a warning per
+    all-NaN pixel for short axes, ten times slower on cube blocks. Same values, same dtype.
+    """
+    if a.shape[-1] == 1:
+        return a[..., 0].copy()
+    ordered = np.sort(a, axis=-1)  # NaN sorts last
+    valid = np.count_nonzero(~np.isnan(ordered), axis=-1)
+    low = np.maximum((valid - 1) // 2, 0)[..., None]
+    high = (valid // 2)[..., None]
+    high = np.where(valid[..., None] == 0, 0, high)
+    lower = np.take_along_axis(ordered, low, axis=-1)[..., 0]
+    upper = np.take_along_axis(ordered, high, axis=-1)[..., 0]
+    return (lower + upper) / 2  # all-NaN pixels: NaN, as ordered[..., 0] is NaN
+
+
+def _nan_median(values: xr.DataArray, dim: str) -> xr.DataArray:
+    return xr.apply_ufunc(_nan_median_last_axis, values, input_core_dims=[[dim]],
+                          dask="parallelized", output_dtypes=[values.dtype],
+                          dask_gufunc_kwargs={"allow_rechunk": True})
 
 
 @process("sum")
