@@ -7,6 +7,7 @@ independently with rasterio; the regression target is NDVI computed with numpy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
-import pandas as pd
 import pyproj
 import pytest
 import rasterio
@@ -29,10 +29,10 @@ import xarray as xr
 
 from terracube.engine.cube import Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.mlmodel import MODEL_FORMAT, MlModel
+from terracube.engine.mlmodel import MODEL_FORMAT, MlModel, signing_key, write_model
 from terracube.engine.registry import build_registry
 from terracube.engine.vector import VectorCube
-from terracube.errors import OpenEOError
+from terracube.errors import JobNotFound, OpenEOError
 from terracube.settings import Settings
 
 SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
@@ -351,8 +351,7 @@ def load(services: Services, **arguments) -> MlModel:
 def test_save_and_load_round_trip(registry, workspace_services, s2, model, prediction):
     cube, _, _ = s2
     assert save(workspace_services, model, name="landcover") is True
-    saved = workspace_services.saved[-1]
-    assert saved.data is model and saved.format == MODEL_FORMAT
+    assert workspace_services.saved == []  # written here, not an output for the job writer
     folder = workspace_services.workspace / "ml-models"
     assert sorted(p.name for p in folder.iterdir()) == ["landcover.joblib", "landcover.json"]
     item = json.loads((folder / "landcover.json").read_text())
@@ -368,7 +367,7 @@ def test_save_and_load_round_trip(registry, workspace_services, s2, model, predi
 
     for arguments in ({"uri": "ml-models/landcover.json"},  # 2.x
                       {"id": "ml-models/landcover.joblib"},  # 1.x name, the model file
-                      {"uri": "/ml-models"}):  # the folder with one model
+                      {"uri": "ml-models"}):  # the folder with one model
         loaded = load(workspace_services, **arguments)
         assert loaded.features == model.features and loaded.classes == model.classes
         out = run_with(workspace_services, predict_graph(), cube=cube, model=loaded)
@@ -376,31 +375,22 @@ def test_save_and_load_round_trip(registry, workspace_services, s2, model, predi
         np.testing.assert_array_equal(out.data.values, prediction)
 
 
-def test_save_without_workspace_only_records_the_result(registry, model):
+def test_save_without_workspace_records_an_output(registry, model):
     services = Services(registry=registry)
     assert save(services, model) is True
-    assert [(s.format, s.options) for s in services.saved] == [
-        (MODEL_FORMAT, {"name": "ml_model"})]
+    assert [(s.data, s.format, s.options) for s in services.saved] == [
+        (model, MODEL_FORMAT, {"name": "ml_model"})]
 
 
 def test_load_from_a_url(workspace_services, model):
     save(workspace_services, model, name="served")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(workspace_services.workspace))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/ml-models/served.json"
+    with http_folder(workspace_services.workspace) as base:
+        url = f"{base}/ml-models/served.json"
         loaded = load(workspace_services, uri=url)
         features = np.array([[1200.0, 1100.0, 900.0, 2500.0], [900.0, 700.0, 500.0, 300.0]])
         np.testing.assert_array_equal(loaded.predict(features), model.predict(features))
         with pytest.raises(OpenEOError, match="downloading .* failed"):
             load(workspace_services, uri=url.replace("served", "absent"))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_only_models_written_by_this_server_are_loaded(workspace_services, model, tmp_path):
@@ -425,6 +415,7 @@ def test_only_models_written_by_this_server_are_loaded(workspace_services, model
 
 @pytest.mark.parametrize(("uri", "code"), [
     ("../outside.json", "FilePathInvalid"),
+    ("/ml-models/a.json", "FilePathInvalid"),
     ("ml-models/none.json", "FileNotFound"),
     ("j-0123456789", "FileNotFound"),
 ])
@@ -435,11 +426,43 @@ def test_load_errors(workspace_services, uri, code):
 
 
 def test_load_without_workspace_explains_what_to_give(registry):
-    with pytest.raises(OpenEOError, match="GET /jobs/"):
+    with pytest.raises(OpenEOError, match="GET /jobs/") as info:
         load(Services(registry=registry), id="j-0123456789")
+    assert info.value.code == "FileNotFound"
     with pytest.raises(OpenEOError) as info:
         load(Services(registry=registry))
     assert info.value.code == "ProcessParameterRequired"
+
+
+def test_load_by_batch_job_id(workspace_services, model, tmp_path):
+    # what the job runner writes for a save_ml_model output: write_model into the run folder
+    results = tmp_path / "data" / "jobs" / "j-1" / "run-1"
+    key = signing_key(workspace_services.settings.data_dir)
+    write_model(model, results, "openEO", key)
+
+    def job_results(job_id: str) -> Path:
+        if job_id != "j-1":
+            raise JobNotFound(f"The batch job '{job_id}' does not exist.")
+        return results
+
+    workspace_services.job_results = job_results
+    loaded = load(workspace_services, id="j-1")  # the openeo client's predict_random_forest(job)
+    assert loaded.features == model.features
+    features = np.array([[1200.0, 1100.0, 900.0, 2500.0], [900.0, 700.0, 500.0, 300.0]])
+    np.testing.assert_array_equal(loaded.predict(features), model.predict(features))
+    with pytest.raises(OpenEOError) as info:
+        load(workspace_services, id="j-2")
+    assert info.value.code == "JobNotFound"
+
+
+def test_saving_counts_against_the_workspace_quota(registry, model, tmp_path):
+    workspace = tmp_path / "workspace"
+    services = Services(registry=registry, workspace=workspace,
+                        settings=Settings(data_dir=tmp_path / "data", storage_quota_bytes=1000))
+    with pytest.raises(OpenEOError) as info:
+        save(services, model, name="big")
+    assert info.value.code == "StorageQuotaExceeded"
+    assert [p for p in workspace.rglob("*") if p.is_file()] == []  # nothing partial left
 
 
 def test_save_options_are_checked(registry, model):
@@ -511,59 +534,42 @@ def bench_data(tmp_path_factory):
     return out
 
 
-def bench_graph(data_dir: Path) -> dict:
+def bench_graph(data_dir: Path, stac_url: str) -> dict:
     sys.path.insert(0, str(BENCH))
     try:
         import bench_common
     finally:
         sys.path.remove(str(BENCH))
-    params = bench_common.default_params(str(data_dir))
+    params = {**bench_common.default_params(str(data_dir)), "STAC_URL": stac_url}
     return bench_common.load_graph(bench_common.graph_path("w5"), params)["process_graph"]
 
 
-def bench_loader(manifest: dict):
-    """load_stac over the generated COGs, for as long as the engine has no load_stac of its own
-    (lazy, float32, nodata 0 -> NaN: what decision 0001 specifies for loaded cubes)."""
-    import dask
-
-    def read(path: Path) -> np.ndarray:
-        with rasterio.open(path) as src:
-            values = src.read(1).astype(np.float32)
-            values[values == src.nodata] = np.nan
-            return values
-
-    def load_stac(url, spatial_extent=None, temporal_extent=None, bands=None, properties=None):
-        folder = Path(manifest["stac_collection"]).parents[2] / "cogs"
-        items = sorted(folder.iterdir())
-        with rasterio.open(items[0] / f"{bands[0]}.tif") as src:
-            shape, transform = src.shape, src.transform
-        stack = da.stack([da.stack([
-            da.from_delayed(dask.delayed(read)(item / f"{band}.tif"), shape, np.float32)
-            for band in bands]) for item in items]).rechunk((1, 1, 128, 128))
-        coords = {"t": pd.to_datetime(manifest["dates"]), "bands": bands,
-                  "y": transform.f + (np.arange(shape[0]) + 0.5) * transform.e,
-                  "x": transform.c + (np.arange(shape[1]) + 0.5) * transform.a}
-        crs = manifest["epsg"]
-        return RasterCube(xr.DataArray(stack, dims=("t", "bands", "y", "x"), coords=coords), (
-            Dimension("t", "temporal"), Dimension("bands", "bands"),
-            Dimension("y", "spatial", "y", crs), Dimension("x", "spatial", "x", crs)))
-
-    return load_stac
+@contextlib.contextmanager
+def http_folder(folder: Path):
+    """A real HTTP server on loopback serving the files of a folder; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
-def test_w5_benchmark_graph_maps_the_land_cover(bench_data):
-    manifest = json.loads((bench_data / "manifest.json").read_text())
-    registry = build_registry()
-    if "load_stac" not in registry:
-        registry.add("load_stac", bench_loader(manifest))
-    graph = bench_graph(bench_data)
-    services = Services(registry=registry)
-    evaluator = Evaluator(services)
-    assert evaluator.validate(graph) == []
-    assert evaluator.run(graph) is True
-    (saved,) = services.saved
-    assert saved.format == "GTiff" and is_lazy(saved.data)
-    predicted = saved.data.data.values
+def test_w5_benchmark_graph_maps_the_land_cover(registry, bench_data):
+    # load_stac reads http(s) STAC only: the generated static catalog is served on loopback
+    with http_folder(bench_data) as url:
+        graph = bench_graph(bench_data, f"{url}/stac/s2-synth/collection.json")
+        services = Services(registry=registry)
+        evaluator = Evaluator(services)
+        assert evaluator.validate(graph) == []
+        assert evaluator.run(graph) is True
+        (saved,) = services.saved
+        assert saved.format == "GTiff" and is_lazy(saved.data)
+        predicted = saved.data.data.values
     with rasterio.open(bench_data / "truth" / "landcover.tif") as src:
         truth = src.read(1)
     assert np.isfinite(predicted).all()

@@ -134,14 +134,32 @@ class Evaluator:
                         problems.append(errors.ProcessParameterUnsupported(
                             f"Process '{pid}' has no parameter '{name}'.", node_id=nid,
                             argument=name))
-            elif self._lookup_udp(pid, node.get("namespace")) is None:
+            elif (udp := self._lookup_udp(pid, node.get("namespace"))) is None:
                 problems.append(errors.ProcessUnsupported(
                     f"Process '{pid}' is not available. GET /processes lists the predefined "
                     "processes, GET /process_graphs your own ones.", node_id=nid))
+            else:
+                problems.extend(self._validate_udp_call(pid, udp, args, nid))
             for arg_name, arg in args.items():
                 for child in graphs.iter_child_graphs(arg):
                     for p in self.validate(child):
                         problems.append(p.at(nid, arg_name))
+
+    def _validate_udp_call(self, pid: str, udp: dict, args: dict,
+                           nid: str) -> list[errors.OpenEOError]:
+        declared = {p["name"]: p for p in udp.get("parameters") or []}
+        found: list[errors.OpenEOError] = []
+        for name, spec in declared.items():
+            if name not in args and "default" not in spec and not spec.get("optional"):
+                found.append(errors.ProcessParameterRequired(
+                    f"User-defined process '{pid}' needs the argument '{name}'.",
+                    node_id=nid, argument=name))
+        if declared:
+            for name in sorted(set(args) - set(declared)):
+                found.append(errors.ProcessParameterUnsupported(
+                    f"User-defined process '{pid}' has no parameter '{name}'; it has "
+                    f"{', '.join(declared)}.", node_id=nid, argument=name))
+        return found
 
     def _lookup_udp(self, pid: str, namespace: str | None) -> dict | None:
         lookup = self.services.udp_lookup
