@@ -7,8 +7,9 @@ HOST     ?= $(or $(TERRACUBE_HOST),127.0.0.1)
 PORT     ?= $(or $(TERRACUBE_PORT),8000)
 DATA_DIR ?= $(or $(TERRACUBE_DATA_DIR),var)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check --quiet
+SIZE ?= small
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench
 
 $(BIN)/.installed: pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ lint: $(BIN)/.installed-test
 test: $(BIN)/.installed-test
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Benchmark W1-W5 of ../shared/bench against a real server, the numpy floor and
+# openeo-processes-dask: table in bench/results/$(SIZE)/ (data cached in ~/.cache/terracube-bench).
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py --size $(SIZE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -75,6 +75,8 @@ class ServerProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
+        if self._log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -89,3 +91,18 @@ def server(sample_data_dir: Path):
     srv = ServerProcess(sample_data_dir)
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def start_server():
+    """Starts servers of its own for a test (e.g. to kill them); stops them afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(data_dir: Path, env: dict[str, str] | None = None) -> ServerProcess:
+        srv = ServerProcess(data_dir, env)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()

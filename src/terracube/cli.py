@@ -211,7 +211,6 @@ def users_list(args: argparse.Namespace) -> int:
 
 def users_remove(args: argparse.Namespace) -> int:
     from terracube.auth.users import UserNotFound
-
     from terracube.workspace.retention import remove_workspace
 
     try:
@@ -366,12 +365,21 @@ def collections_show(args: argparse.Namespace) -> int:
     import json
 
     from terracube import errors
+    from terracube.catalog.registry import (
+        CollectionNotRegistered,
+        CollectionRegistry,
+        source_from_record,
+    )
 
     try:
-        doc = _collections_catalog(args).get(args.id).stac()
-    except errors.CollectionNotFound as exc:
-        print(f"terracube: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        record = CollectionRegistry(_settings(args).data_dir).get(args.id)
+        doc = source_from_record(record).stac()
+    except CollectionNotRegistered:
+        try:  # the built-in sample collection
+            doc = _collections_catalog(args).get(args.id).stac()
+        except errors.CollectionNotFound as exc:
+            print(f"terracube: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     print(json.dumps(doc, indent=2, default=str))
     return EXIT_OK
 

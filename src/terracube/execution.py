@@ -47,10 +47,12 @@ class Executor:
     """Runs dask computations, either on local threads or through a dask.distributed Client."""
 
     def __init__(self, client: Any = None, threads: int | None = None,
-                 cluster: Any = None) -> None:
+                 cluster: Any = None, local_scheduler: str = "threads") -> None:
         self.client = client
         self.cluster = cluster  # owned LocalCluster (closed with the executor), if any
         self.threads = threads or local_threads()
+        # "sync" (one thread, in order) is for profiling and debugging
+        self.local_scheduler = local_scheduler
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
@@ -108,17 +110,21 @@ class Executor:
 
     # --- computing ------------------------------------------------------------------------
     def compute(self, *collections: Any, progress: Progress | None = None) -> tuple:
-        """dask.compute on this executor (non-dask values are returned as they are)."""
+        """dask.compute on this executor (non-dask values are returned as they are).
+
+        `progress` defaults to the callback of `progress_to()`."""
+        progress = progress or _PROGRESS.get()
         if self.client is not None:
             lazy = [i for i, c in enumerate(collections) if dask.is_dask_collection(c)]
             futures = self.client.compute([collections[i] for i in lazy])
             if progress is not None:
-                _report_futures(futures, progress)
+                _report_futures(futures, progress, self.client.loop)
             results = list(collections)
             for i, value in zip(lazy, self.client.gather(futures)):
                 results[i] = value
             return tuple(results)
-        kwargs: dict[str, Any] = {"scheduler": "threads", "num_workers": self.threads}
+        kwargs: dict[str, Any] = {"scheduler": self.local_scheduler,
+                                      "num_workers": self.threads}
         if progress is not None:
             kwargs["callbacks"] = [_task_progress(progress)]
         return dask.compute(*collections, **kwargs)
@@ -130,13 +136,15 @@ class Executor:
         Targets stay in this process (open files need not be picklable): with local threads
         dask calls them from its worker threads (targets lock themselves), with a cluster
         the blocks are computed on the workers from one graph — shared inputs once — and
-        written here as they arrive.
+        written here as they arrive. `progress` defaults to the callback of `progress_to()`.
         """
+        progress = progress or _PROGRESS.get()
         sources = [dsa.asarray(s) for s in sources]
         if not sources:
             return
         if self.client is None:
-            kwargs: dict[str, Any] = {"scheduler": "threads", "num_workers": self.threads}
+            kwargs: dict[str, Any] = {"scheduler": self.local_scheduler,
+                                      "num_workers": self.threads}
             if progress is not None:
                 kwargs["callbacks"] = [_task_progress(progress)]
             dsa.store(sources, list(targets), lock=False, **kwargs)
@@ -159,7 +167,8 @@ class Executor:
         futures = self.client.compute(blocks)
         position = {f.key: i for i, f in enumerate(futures)}
         done, total, last = 0, len(futures), 0.0
-        for future, block in as_completed(futures, with_results=True):
+        for future, block in as_completed(futures, loop=self.client.loop,
+                                          with_results=True):
             target, key = where[position[future.key]]
             target[key] = block
             future.release()
@@ -172,6 +181,8 @@ class Executor:
 
 _CURRENT: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
     "terracube_executor", default=None)
+_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "terracube_progress", default=None)
 _FALLBACK_LOCK = threading.Lock()
 _FALLBACK: Executor | None = None
 
@@ -186,6 +197,17 @@ def current() -> Executor:
         if _FALLBACK is None:
             _FALLBACK = Executor()
         return _FALLBACK
+
+
+@contextlib.contextmanager
+def progress_to(callback: Progress) -> Iterator[None]:
+    """Report the progress of the computations started in this block (e.g. by a writer) to
+    `callback`, on local threads and on a cluster alike (batch job progress)."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def _task_progress(progress: Progress) -> tuple:
@@ -215,9 +237,9 @@ def _task_progress(progress: Progress) -> tuple:
     return (None, start_state, None, posttask, finish)
 
 
-def _report_futures(futures: list, progress: Progress) -> None:
+def _report_futures(futures: list, progress: Progress, loop: Any) -> None:
     from distributed import as_completed
 
     total = len(futures) or 1
-    for i, _ in enumerate(as_completed(futures), start=1):
+    for i, _ in enumerate(as_completed(futures, loop=loop), start=1):
         progress(i / total)

@@ -57,8 +57,10 @@ def test_two_users_get_their_own_identity(client):
     assert alice != bob
     me = client.get(f"{API}/me", headers=alice).json()
     assert me["user_id"] == "alice" and me["name"] == "alice"
-    # No quota or budget yet: the keys are absent (the API schema allows no null there).
-    assert "storage" not in me and "budget" not in me
+    # No budget: the key is absent (the API schema allows no null there); the storage of the
+    # workspace is described in tests/api/test_files.py.
+    assert "budget" not in me
+    assert set(me["storage"]) == {"free", "quota"}
     assert isinstance(me["links"], list)
     assert client.get(f"{API}/me", headers=bob).json()["user_id"] == "bob"
 

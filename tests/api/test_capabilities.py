@@ -106,6 +106,7 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
     assert len({e["path"] for e in endpoints}) == len(endpoints), "each path once"
     expected = {
         ("/collections", "GET"), ("/collections/{collection_id}", "GET"),
+        ("/collections/{collection_id}/queryables", "GET"),
         ("/conformance", "GET"), ("/credentials/basic", "GET"), ("/file_formats", "GET"),
         ("/me", "GET"), ("/processes", "GET"), ("/result", "POST"), ("/service_types", "GET"),
         ("/udf_runtimes", "GET"), ("/validation", "POST"),
@@ -114,6 +115,11 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         ("/process_graphs/{process_graph_id}", "DELETE"),
         ("/files", "GET"), ("/files/{path}", "GET"), ("/files/{path}", "PUT"),
         ("/files/{path}", "DELETE"),
+        ("/jobs", "GET"), ("/jobs", "POST"), ("/jobs/{job_id}", "GET"),
+        ("/jobs/{job_id}", "PATCH"), ("/jobs/{job_id}", "DELETE"),
+        ("/jobs/{job_id}/estimate", "GET"), ("/jobs/{job_id}/logs", "GET"),
+        ("/jobs/{job_id}/results", "GET"), ("/jobs/{job_id}/results", "POST"),
+        ("/jobs/{job_id}/results", "DELETE"),
     }
     assert listed == expected
     for path, method in listed:
@@ -121,7 +127,7 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         url = API + path.replace("{collection_id}", "S2")
         assert client.request(method, url).status_code not in (404, 405), (method, path)
     # ... and the spec's other endpoints are not implemented.
-    assert client.get(f"{API}/jobs").status_code == 404
+    assert client.get(f"{API}/services").status_code == 404
 
 
 def test_endpoints_follow_new_routes(client):
@@ -129,14 +135,14 @@ def test_endpoints_follow_new_routes(client):
 
     router = APIRouter()
 
-    @router.get("/jobs/{job_id}")
-    @router.delete("/jobs/{job_id}")
-    def job(job_id: str) -> dict:
+    @router.get("/services/{service_id}")
+    @router.delete("/services/{service_id}")
+    def service(service_id: str) -> dict:
         return {}
 
     client.app.include_router(router, prefix=API)
     endpoints = client.get(f"{API}/").json()["endpoints"]
-    assert {"path": "/jobs/{job_id}", "methods": ["GET", "DELETE"]} in endpoints
+    assert {"path": "/services/{service_id}", "methods": ["GET", "DELETE"]} in endpoints
 
 
 def test_conformance_equals_capabilities(client):

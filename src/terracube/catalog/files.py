@@ -48,8 +48,8 @@ _DATE_TAGS = ("datetime", "date", "acquisition_date", "acquisition_datetime", "d
 
 # strftime directive -> regular expression of what it matches
 _DIRECTIVES = {
-    "Y": r"\d{4}", "y": r"\d{2}", "m": r"\d{1,2}", "d": r"\d{1,2}", "H": r"\d{1,2}",
-    "M": r"\d{1,2}", "S": r"\d{1,2}", "j": r"\d{1,3}", "f": r"\d{1,6}", "b": r"[A-Za-z]{3}",
+    "Y": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}",
+    "M": r"\d{2}", "S": r"\d{2}", "j": r"\d{3}", "f": r"\d{1,6}", "b": r"[A-Za-z]{3}",
     "B": r"[A-Za-z]+", "z": r"[+-]\d{4}", "%": "%",
 }
 _FIELD = re.compile(r"\{(\w+)(?::([^}]*))?\}|\*\*|\*")
@@ -179,8 +179,8 @@ def inspect_file(path: Path, sidecar_dir: Path | None) -> RasterFile:
     import rasterio
 
     try:
-        with _quiet(), rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
-                rasterio.open(path) as ds:
+        # Sidecar files (.prj, .aux.xml) may hold the georeference: let GDAL look for them.
+        with _quiet(), rasterio.open(path) as ds:
             tags = ds.tags()
             if ds.crs is None and _is_knmi_hdf5(tags):
                 return _knmi_file(path, tags, sidecar_dir)
@@ -191,7 +191,7 @@ def inspect_file(path: Path, sidecar_dir: Path | None) -> RasterFile:
             if ds.crs is None:
                 raise CollectionInputError(
                     f"{path}: the file has no CRS (no georeference), so it cannot be placed on "
-                    "a map; add one (e.g. gdal_edit.py -a_srs EPSG:32633) and try again.")
+                    "a map; add one (gdal_edit.py -a_srs EPSG:<code> FILE) and try again.")
             t = ds.transform
             if t.b != 0 or t.d != 0:
                 raise CollectionInputError(
@@ -526,7 +526,8 @@ def build_items(collection_id: str, files: list[RasterFile],
                     center_wavelength=known.center_wavelength)
         set_footprint(item, crs)
         items.append(item)
-    order = _band_order(list(bands))
+    given = list(band_names or [])
+    order = given if sorted(given) == sorted(bands) else _band_order(list(bands))
     return items, [bands[n] for n in order], crs, timeless
 
 

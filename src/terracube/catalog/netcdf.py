@@ -408,7 +408,9 @@ def _num(v: Any) -> float | None:
     if v is None:
         return None
     try:
-        f = float(np.asarray(v).ravel()[0])
+        item = np.asarray(v).ravel()[0]
+        # float32 attributes as written (0.01, not 0.009999999776482582)
+        f = float(str(item)) if isinstance(item, np.float32) else float(item)
     except (TypeError, ValueError, IndexError):
         return None
     return None if math.isnan(f) else f
@@ -435,6 +437,10 @@ class XarraySource:
         self.description = description or a.get("summary") or a.get("title") or \
             f"{'Zarr store' if layout.engine == 'zarr' else 'NetCDF file'} {layout.path}."
         self.license = license or _license(a.get("license"))
+        if description is None and license is None and a.get("license") \
+                and self.license == "other":
+            # Not an SPDX id: the data's own words on its licence, where users see them.
+            self.description += f"\n\nLicence (from the data): {a['license']}"
         self.providers = providers if providers is not None else _providers(a)
         self.keywords = keywords if keywords is not None else \
             [k.strip() for k in a.get("keywords", "").split(",") if k.strip()]

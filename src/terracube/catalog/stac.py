@@ -194,6 +194,21 @@ class StacApiSource(StacSource):
         items, _bands, _crs = normalise_items(found, source=self.api_url)
         return filter_items(items, request, check_property)
 
+    def load(self, request: LoadRequest,
+             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+        if request.bands:
+            request = replace(request, bands=self.resolve_bands(request.bands))
+        items = self.select_items(request, check_property)
+        if not items:
+            raise NoDataForRequest(
+                f"No items of '{self.api_collection}' at {self.api_url} for the given "
+                "extents and properties.", argument="temporal_extent")
+        # The found items make a static collection (its extent is theirs, not the API's).
+        _items, found_bands, _crs = normalise_items(items, source=self.api_url)
+        bands = {**{b.name: b for b in found_bands}, **self.bands}
+        found = StacSource(self.id, items, list(bands.values()), self.crs, self.description)
+        return found.load(replace(request, temporal_extent=None, properties={}))
+
 
 # --- reading STAC ---------------------------------------------------------------------------
 def is_url(href: str) -> bool:
@@ -319,8 +334,18 @@ def _utc(t: pd.Timestamp) -> pd.Timestamp:
 
 # --- canonical items ------------------------------------------------------------------------
 def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
-    out = {}
-    for key, asset in item.assets.items():
+    """The raster data assets of an item. When two assets hold the same band (Earth Search
+    has each band as COG and as JPEG2000), the GeoTIFF is kept."""
+    out: dict[str, pystac.Asset] = {}
+    taken: set[str] = set()
+
+    def tiff_first(kv: tuple[str, pystac.Asset]) -> int:
+        return 0 if "tiff" in (kv[1].media_type or "").lower() else 1
+
+    for key, asset in sorted(item.assets.items(), key=tiff_first):
+        names = {b["name"] for b in _asset_bands(key, asset, item) if b["name"]}
+        if names & taken:
+            continue
         roles = set(asset.roles or [])
         if roles & _NOT_DATA_ROLES and "data" not in roles:
             continue
@@ -332,7 +357,8 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
             if media in ("image/png", "image/jpeg") and "data" not in roles:
                 continue
             out[key] = asset
-    return out
+            taken |= names
+    return {k: out[k] for k in item.assets if k in out}  # in the item's own order
 
 
 def _asset_bands(key: str, asset: pystac.Asset, item: pystac.Item) -> list[dict]:
@@ -409,7 +435,11 @@ def normalise_items(items: list[pystac.Item], source: str
     if not any(per_item):
         raise CollectionInputError(f"{source}: the items have no raster data assets.")
     key_sets = {tuple(sorted(a)) for a in per_item}
-    rename_single = len(key_sets) > 1 and all(len(a) == 1 for a in per_item)
+    # One data asset per item, named after the file (or named bands anyway): call it "data",
+    # so that the same band has the same asset key in every item (and in every search).
+    rename_single = all(len(a) == 1 for a in per_item) and (len(key_sets) > 1 or all(
+        all(b["name"] for b in _asset_bands(k, a, it))
+        for it, assets in zip(items, per_item) for k, a in assets.items()))
 
     # Read the headers that the metadata does not replace, in parallel (URLs are slow).
     need_header = []
@@ -638,7 +668,8 @@ def _api_fields(doc: dict, href: str, items: list[pystac.Item]) -> dict:
     extent = doc.get("extent") or {}
     bboxes = (extent.get("spatial") or {}).get("bbox") or []
     lonlat = [float(v) for v in bboxes[0]][:4] if bboxes and len(bboxes[0]) >= 4 else None
-    if lonlat is None:
+    if lonlat is None or lonlat == [-180.0, -90.0, 180.0, 90.0]:
+        # No extent, or the whole world as a placeholder: use what the items cover.
         bbs = [it.bbox for it in items if it.bbox]
         lonlat = [min(b[0] for b in bbs), min(b[1] for b in bbs),
                   max(b[2] for b in bbs), max(b[3] for b in bbs)]

@@ -185,7 +185,8 @@ class StacItemsSource:
                 f"The spatial extent {request.bbox} does not intersect collection '{self.id}', "
                 f"which covers {nat.west:.0f}, {nat.south:.0f}, {nat.east:.0f}, {nat.north:.0f} "
                 f"(EPSG:{_epsg(crs)}).", argument="spatial_extent")
-        geobox = GeoBox.from_bbox((w, s, e, n), crs=crs, resolution=resolution, tight=False)
+        geobox = GeoBox.from_bbox((w, s, e, n), crs=crs, resolution=resolution, tight=False,
+                                  anchor=self._grid_anchor(resolution, crs))
         ds = odc.stac.load(
             items, bands=bands, geobox=geobox, groupby="time",
             chunks={"time": 1, "x": SPATIAL_CHUNK, "y": SPATIAL_CHUNK},
@@ -221,6 +222,24 @@ class StacItemsSource:
         band_meta = {b: self.bands[b] for b in bands}
         return RasterCube(data, dims, nodata=None, attrs={"band_metadata": band_meta,
                                                           "collection": self.id})
+
+    def _grid_anchor(self, resolution: float, crs: Any) -> Any:
+        """Where the files' pixel grid lies (fraction of a pixel), so that a load in the
+        native CRS and resolution returns the files' own pixels, not resampled neighbours."""
+        from odc.geo import xy_
+        from odc.geo.geobox import AnchorEnum
+        from pyproj import CRS
+
+        if CRS.from_user_input(crs) != CRS.from_user_input(self.crs):
+            return AnchorEnum.EDGE
+        for item in self.items[:5]:
+            for asset in item.assets.values():
+                tr = asset.extra_fields.get("proj:transform")
+                if tr and abs(abs(tr[0]) - resolution) <= 1e-9 * resolution:
+                    fx, fy = ((tr[2] / resolution) % 1.0, (tr[5] / resolution) % 1.0)
+                    fx, fy = (0.0 if min(f, 1 - f) < 1e-6 else f for f in (fx, fy))
+                    return xy_(fx, fy) if (fx, fy) != (0.0, 0.0) else AnchorEnum.EDGE
+        return AnchorEnum.EDGE
 
 
 def _utc(t: pd.Timestamp) -> pd.Timestamp:

@@ -9,6 +9,7 @@ dimension with the same code, vectorised.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,15 +59,17 @@ class ArrayValue:
         return ArrayValue(data, self.dim, self.labeled)
 
 
-def to_python(v: Any) -> Any:
+def to_python(v: Any, keep_int: bool = False) -> Any:
     """numpy scalar / 0-d array -> Python scalar; NaN in object arrays stays NaN, None stays
-    None."""
+    None. With `keep_int`, a finite integral float becomes an int."""
     if isinstance(v, np.ndarray) and v.ndim == 0:
         v = v[()]
     if isinstance(v, np.generic):
         if isinstance(v, np.datetime64):
             return v
-        return v.item()
+        v = v.item()
+    if keep_int and isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return int(v)
     return v
 
 
@@ -94,10 +97,7 @@ def list_to_numpy(values: list) -> np.ndarray:
         return np.array(values, dtype=bool)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return np.array(values, dtype=float)
-    arr = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        arr[i] = v
-    return arr
+    return object_array(values)
 
 
 # --- helpers for array processes (arrays.py, reducers.py) ---------------------------------------
@@ -114,7 +114,7 @@ def exact_values(values: list) -> np.ndarray:
         return np.array([], dtype=float)
     if all(isinstance(v, (bool, np.bool_)) for v in values):
         return np.array(values, dtype=bool)
-    if all(_is_number(v) for v in values):
+    if all(is_number(v) for v in values):
         if all(isinstance(v, (int, np.integer)) for v in values):
             try:
                 return np.array(values, dtype=np.int64)
@@ -122,15 +122,21 @@ def exact_values(values: list) -> np.ndarray:
                 pass
         else:
             return np.array(values, dtype=float)
+    return object_array(values)
+
+
+def is_number(value: Any) -> bool:
+    """An openEO number: int or float, numpy ones included, never a boolean."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def object_array(values: list) -> np.ndarray:
+    """A one-dimensional object array holding the values as they are (lists stay elements)."""
     arr = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
         arr[i] = v
     return arr
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_))
 
 
 def exact_array(value: Any) -> ArrayValue:
@@ -153,7 +159,7 @@ def stack_list(items: list) -> ArrayValue:
     for v in items:
         if isinstance(v, xr.DataArray):
             parts.append(next(it))
-        elif v is None or _is_number(v) or isinstance(v, (bool, np.bool_)):
+        elif v is None or is_number(v) or isinstance(v, (bool, np.bool_)):
             fill = np.nan if v is None else v
             dtype = bool if isinstance(v, (bool, np.bool_)) else None
             parts.append(xr.full_like(template, fill, dtype=dtype or np.result_type(fill)))
@@ -178,12 +184,9 @@ def label_index(labels: list) -> np.ndarray:
     """Labels as a numpy array: numbers or strings keep their kind; mixed ones are objects."""
     if labels and all(isinstance(v, str) for v in labels):
         return np.array(labels, dtype=object)
-    if labels and all(_is_number(v) for v in labels):
+    if labels and all(is_number(v) for v in labels):
         return np.array(labels)
-    arr = np.empty(len(labels), dtype=object)
-    for i, v in enumerate(labels):
-        arr[i] = v
-    return arr
+    return object_array(labels)
 
 
 def is_labeled(arr: ArrayValue) -> bool:
@@ -226,7 +229,7 @@ def numbers(arr: ArrayValue) -> xr.DataArray:
         return data
     raw = np.asarray(data.values)
     filled = np.where(_is_none(raw).astype(bool), np.nan, raw)
-    bad = [v for v in filled if not _is_number(v)]
+    bad = [v for v in filled if not is_number(v)]
     if bad:
         raise TypeError(f"expected numbers, got {type(bad[0]).__name__}")
     return data.copy(data=filled.astype(float))

@@ -145,7 +145,7 @@ def estimate_job(process: dict, services: Any) -> dict[str, Any]:
     result: dict[str, Any] = {
         "duration": iso_duration(seconds),
         "size": int(written),
-        "downloads_included": None,
+        # downloads_included is left out: its default, null, means unlimited downloads.
         "terracube:bytes_to_read": int(read),
         "terracube:pixels_to_read": int(sum(math.prod(ld.shape.values())
                                             for ld in recorder.loads)),

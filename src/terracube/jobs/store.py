@@ -278,10 +278,11 @@ class JobStore:
                 return Claim(self.get(job_id), run_id)
         return None
 
-    def _fenced(self, job_id: str, run_id: str, **values: Any) -> bool:
+    def _fenced(self, job_id: str, current_run: str, /, **values: Any) -> bool:
+        """Change the job only while `current_run` is its current, running run."""
         with self.db.session() as s:
             return bool(s.execute(update(Job).where(
-                Job.job_id == job_id, Job.run_id == run_id, Job.status == RUNNING,
+                Job.job_id == job_id, Job.run_id == current_run, Job.status == RUNNING,
             ).values(**values)).rowcount)
 
     def heartbeat(self, job_id: str, run_id: str, progress: float | None = None,
@@ -327,12 +328,23 @@ class JobStore:
         with self.db.session() as s:
             return list(s.scalars(select(Job).where(Job.status == RUNNING)))
 
-    def stale(self, timeout: timedelta, worker_is_dead: Callable[[str], bool]) -> list[Job]:
-        """Running jobs whose worker is gone: heartbeat too old, or known to be dead."""
-        limit = self.now() - timeout
-        return [job for job in self.running()
-                if aware(job.heartbeat) is None or aware(job.heartbeat) < limit
-                or worker_is_dead(job.worker_id or "")]
+    def stale(self, timeout: timedelta, worker_is_dead: Callable[[str], bool],
+              grace: timedelta = timedelta(seconds=6)) -> list[Job]:
+        """Running jobs whose worker is gone: silent for `timeout`, or known to be dead.
+
+        A worker known to be dead must also have missed its last heartbeats (`grace`), so a
+        wrong verdict (say, two machines with one host name) never takes a job from a
+        worker that is still reporting.
+        """
+        now = self.now()
+        stale = []
+        for job in self.running():
+            beat = aware(job.heartbeat)
+            if beat is None or beat < now - timeout:
+                stale.append(job)
+            elif beat < now - grace and worker_is_dead(job.worker_id or ""):
+                stale.append(job)
+        return stale
 
     def recover(self, job: Job, reason: str) -> str | None:
         """Re-queue a job whose worker vanished, or mark it error after MAX_ATTEMPTS.

@@ -110,6 +110,7 @@ class _Run:
     rss_seconds: float = 0.0  # byte-seconds
     last_sample: float = field(default_factory=time.monotonic)
     read_bytes: int = 0
+    reaped: bool = False
 
 
 class Worker:
@@ -128,19 +129,29 @@ class Worker:
         self._last_sweep = 0.0
         self._last_retention = 0.0
         self._registry: Any = None
+        self._current_run: str | None = None  # the run this worker supervises right now
 
     # --- main loop ------------------------------------------------------------------------
     def run(self, once: bool = False) -> None:
         self._install_signal_handlers()
         self._prepare()
         log.info("worker %s ready (data in %s)", self.worker_id, self.settings.data_dir)
+        failures = 0
         while not self.stopping:
-            self.sweep()
-            if self.run_one():
-                continue
-            if once:
+            try:
+                self.sweep()
+                if self.run_one():
+                    failures = 0
+                    continue
+                failures = 0
+            except Exception:  # e.g. the database is briefly unavailable: keep going
+                failures += 1
+                log.exception("worker %s: error (%d in a row)", self.worker_id, failures)
+                if failures >= 10:
+                    raise
+            if once and not failures:
                 break
-            self._idle(self.poll_seconds)
+            self._idle(self.poll_seconds * (1 + failures))
         log.info("worker %s stopped", self.worker_id)
 
     def _install_signal_handlers(self) -> None:
@@ -198,9 +209,9 @@ class Worker:
         timeout = timedelta(seconds=self.settings.job_heartbeat_timeout_seconds)
         recovered = []
         for job in self.store.stale(timeout, worker_is_dead):
-            if job.worker_id == self.worker_id:
+            if job.run_id is not None and job.run_id == self._current_run:
                 continue
-            dead = worker_is_dead(job.worker_id or "")
+            dead = worker_is_dead(job.worker_id or "") or job.worker_id == self.worker_id
             reason = (f"The worker running this job ({job.worker_id}) stopped without "
                       "finishing it (it was killed or crashed)" if dead else
                       f"The worker running this job ({job.worker_id}) has not reported for "
@@ -259,8 +270,23 @@ class Worker:
                       code="Internal")
             self.store.fail(job.job_id, claim.run_id, None)
             return True
-        self.store.heartbeat(job.job_id, claim.run_id, pid=run.pid)
-        self._supervise(run)
+        self._current_run = claim.run_id
+        try:
+            self.store.heartbeat(job.job_id, claim.run_id, pid=run.pid)
+            self._supervise(run)
+        except BaseException:
+            # Never leave a computation behind unsupervised: stop it, give the job back.
+            _kill_and_reap(run)
+            try:
+                if self.store.requeue(job.job_id, claim.run_id):
+                    self.store.add_log(job.job_id, "warning", "The worker failed while "
+                                       "running this job; the job was queued again.",
+                                       code="JobRequeued")
+            except Exception:
+                log.exception("job %s: could not queue it again", job.job_id)
+            raise
+        finally:
+            self._current_run = None
         return True
 
     def _fork(self, claim: Claim, out_dir: Path) -> _Run:
@@ -324,6 +350,7 @@ class Worker:
                 self._sample(run)
                 pid, status, rusage = os.wait4(run.pid, os.WNOHANG)
                 if pid == run.pid:
+                    run.reaped = True
                     self._read_messages(run, to_end=True)
                     break
                 if self.stopping:
@@ -462,7 +489,7 @@ class Worker:
 
     def _stop_lost_run(self, run: _Run) -> None:
         """The run is no longer current (canceled, deleted, taken over): stop it now."""
-        _kill_and_reap(run.pid)
+        _kill_and_reap(run)
         log.info("job %s: run %s stopped (canceled, deleted or taken over)",
                  run.claim.job.job_id, run.claim.run_id)
         self._cleanup_lost(run)
@@ -478,7 +505,7 @@ class Worker:
             self.folders.remove_run(job_id, run_id)
 
     def _stop_for_shutdown(self, run: _Run) -> None:
-        _kill_and_reap(run.pid)
+        _kill_and_reap(run)
         claim = run.claim
         if self.store.requeue(claim.job.job_id, claim.run_id, count_attempt=False):
             self.store.add_log(claim.job.job_id, "info",
@@ -489,12 +516,16 @@ class Worker:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def _kill_and_reap(pid: int) -> None:
-    _kill_quietly(pid)
+def _kill_and_reap(run: _Run) -> None:
+    """Kill the job process now (its memory is freed at once) and collect it."""
+    if run.reaped:
+        return  # never signal a pid that may belong to another process by now
+    _kill_quietly(run.pid)
     try:
-        os.waitpid(pid, 0)
+        os.waitpid(run.pid, 0)
     except ChildProcessError:
         pass
+    run.reaped = True
 
 
 def _kill_quietly(pid: int) -> None:

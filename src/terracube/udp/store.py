@@ -108,9 +108,17 @@ class UdpStore:
         if not deleted:
             raise _not_found(process_id)
 
-    def lookup(self, user_id: str, is_predefined: IsPredefined) -> UdpLookup:
-        """The `Services.udp_lookup` for one user (reads the processes on first use)."""
-        return UdpLookup(lambda: self.all(user_id), is_predefined)
+    def lookup(self, user_id: str, is_predefined: IsPredefined,
+               preload: bool = False) -> UdpLookup:
+        """The `Services.udp_lookup` for one user.
+
+        It reads the processes on first use, or now with `preload` (for code that must not
+        use the database later, e.g. a forked job process).
+        """
+        lookup = UdpLookup(lambda: self.all(user_id), is_predefined)
+        if preload:
+            lookup.load()
+        return lookup
 
 
 class UdpLookup:
@@ -127,18 +135,22 @@ class UdpLookup:
         self._processes: dict[str, dict] | None = None
         self._checked: set[str] = set()
 
+    def load(self) -> dict[str, dict]:
+        if self._processes is None:
+            self._processes = self._load()
+        return self._processes
+
     def __call__(self, process_id: str, namespace: str | None = None) -> dict | None:
         # namespace null: user-defined or predefined; "user": only user-defined ones (API 1.2,
         # process_namespace). Other namespaces are not ours.
         if namespace not in (None, "user"):
             return None
-        if self._processes is None:
-            self._processes = self._load()
-        process = self._processes.get(process_id)
+        processes = self.load()
+        process = processes.get(process_id)
         if process is None:
             return None
         if process_id not in self._checked:
-            cycle = find_cycle(process_id, self._processes, self._is_predefined)
+            cycle = find_cycle(process_id, processes, self._is_predefined)
             if cycle:
                 raise recursion_error(cycle)
             self._checked.add(process_id)

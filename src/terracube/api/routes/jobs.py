@@ -136,13 +136,11 @@ def job_summary(job: Job) -> dict[str, Any]:
     out: dict[str, Any] = {"id": job.job_id, "title": job.title,
                            "description": job.description, "status": job.status,
                            "progress": _progress(job), "created": rfc3339(job.created),
-                           "updated": rfc3339(job.updated)}
-    if job.plan is not None:
-        out["plan"] = job.plan
-    if job.budget is not None:
-        out["budget"] = job.budget
-    out["log_level"] = job.log_level
-    return out
+                           "updated": rfc3339(job.updated), "plan": job.plan,
+                           "budget": job.budget, "log_level": job.log_level}
+    # Unset properties are left out rather than null: the same for clients, and validators
+    # in OpenAPI 3.1 mode (the official suite's) do not know the 3.0 `nullable`.
+    return {key: value for key, value in out.items() if value is not None}
 
 
 def _progress(job: Job) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from dask.array.core import elemwise
 
-from terracube.engine.values import JSON_DIMS
+from terracube.engine.values import JSON_DIMS, is_number
 
 ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
 
@@ -26,12 +26,6 @@ ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
 def is_array(value: Any) -> bool:
     """True for values processed elementwise (cube data inside a callback), not openEO arrays."""
     return isinstance(value, ARRAY_TYPES)
-
-
-def is_number(value: Any) -> bool:
-    """An openEO number: int or float, numpy ones included, never a boolean."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
 
 
 def is_boolean(value: Any) -> bool:

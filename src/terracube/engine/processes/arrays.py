@@ -20,7 +20,15 @@ from dask.array.reductions import cumreduction
 
 from terracube import errors
 from terracube.engine.cube import datetime_labels_to_strings
-from terracube.engine.processes.cube_errors import LabelExists, ProcessException
+from terracube.engine.process_errors import (
+    ArrayElementNotAvailable,
+    ArrayElementParameterConflict,
+    ArrayElementParameterMissing,
+    ArrayLabelConflict,
+    ArrayLengthMismatch,
+    ArrayNotLabeled,
+    LabelExists,
+)
 from terracube.engine.registry import process
 from terracube.engine.values import (
     ELEMENT_DIM,
@@ -30,6 +38,7 @@ from terracube.engine.values import (
     exact_array,
     int_valued,
     is_labeled,
+    is_number,
     label_index,
     labeled_array,
     nodata_mask,
@@ -39,41 +48,11 @@ from terracube.engine.values import (
     to_python,
 )
 
-
-def _declare(code: str, doc: str) -> type[ProcessException]:
-    return type(code, (ProcessException,), {"code": code, "__doc__": doc})
-
-
-# Exceptions declared by the array process definitions (spec names = error codes).
-ArrayElementNotAvailable = _declare("ArrayElementNotAvailable",
-                                    "The array has no element with the specified index or label.")
-ArrayElementParameterMissing = _declare("ArrayElementParameterMissing",
-                                        "array_element needs either `index` or `label`.")
-ArrayElementParameterConflict = _declare("ArrayElementParameterConflict",
-                                         "array_element takes only one of `index` and `label`.")
-ArrayNotLabeled = _declare("ArrayNotLabeled", "The array is not a labeled array.")
-ArrayLabelConflict = _declare("ArrayLabelConflict", "A label is present in both arrays.")
-ArrayLengthMismatch = _declare("ArrayLengthMismatch",
-                               "The numbers of values and labels differ.")
-
-
 # --- small helpers ---------------------------------------------------------------------------
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_))
 
 
 def _is_lazy(data: xr.DataArray) -> bool:
     return isinstance(data.data, dsa.Array)
-
-
-def _python_number(v: Any, keep_int: bool) -> Any:
-    v = to_python(v)
-    if keep_int and isinstance(v, float) and math.isfinite(v) and v.is_integer():
-        return int(v)
-    return v
 
 
 def _labels(arr: ArrayValue) -> list:
@@ -109,10 +88,10 @@ def _label_matches(arr: ArrayValue, label: Any) -> np.ndarray:
         if labels.dtype.kind in "US":
             return labels == label
         return np.array([isinstance(v, str) and v == label for v in labels], dtype=bool)
-    if _is_number(label):
+    if is_number(label):
         if labels.dtype.kind in "iuf":
             return labels == label
-        return np.array([_is_number(v) and v == label for v in labels], dtype=bool)
+        return np.array([is_number(v) and v == label for v in labels], dtype=bool)
     return np.zeros(len(labels), dtype=bool)
 
 
@@ -150,10 +129,18 @@ def _list_result(values: list, labels: list | None = None) -> Any:
     return labeled_array(values, labels)
 
 
+def _pick_list(arr: ArrayValue, positions: Any) -> Any:
+    """The elements of a JSON list (with their labels, if labeled) at `positions`, in order."""
+    values = to_list(arr)
+    labels = _labels(arr) if is_labeled(arr) else None
+    return _list_result([values[i] for i in positions],
+                        [labels[i] for i in positions] if labels is not None else None)
+
+
 def _values_with_nodata(values: np.ndarray, nodata: np.ndarray | None,
                         keep_int: bool = False) -> list:
     """Python values of a 1-d numeric array with None where `nodata` is set."""
-    out = [_python_number(v, keep_int) for v in np.asarray(values).tolist()]
+    out = [to_python(v, keep_int) for v in np.asarray(values).tolist()]
     if nodata is not None:
         for i in np.flatnonzero(nodata):
             out[i] = None
@@ -165,7 +152,7 @@ def _plane(arr: ArrayValue, value: Any) -> xr.DataArray:
     base = arr.data.isel({arr.dim: 0}, drop=True) if arr.size else arr.data.sum(arr.dim)
     if isinstance(value, xr.DataArray):
         return value.broadcast_like(base).transpose(*base.dims)
-    if not (value is None or _is_number(value) or isinstance(value, (bool, np.bool_))):
+    if not (value is None or is_number(value) or isinstance(value, (bool, np.bool_))):
         raise TypeError(f"a value of type {type(value).__name__} cannot be put into a data cube")
     fill = np.nan if value is None else value
     return xr.full_like(base, fill, dtype=np.result_type(base.dtype, np.asarray(fill).dtype))
@@ -368,8 +355,8 @@ def _strictly_equal(v: Any, value: Any) -> bool:
         return False
     if isinstance(value, (bool, np.bool_)):
         return isinstance(v, (bool, np.bool_)) and bool(v) == bool(value)
-    if _is_number(value):
-        return _is_number(v) and v == value
+    if is_number(value):
+        return is_number(v) and v == value
     if isinstance(value, str):
         return isinstance(v, str) and v == value
     return False
@@ -387,7 +374,7 @@ def _matches(arr: ArrayValue, value: Any) -> xr.DataArray:
         if kinds <= set("iuf") or kinds <= set("US") or kinds == {"b"}:
             return data == value
         return (nothing & xr.zeros_like(value, dtype=bool))
-    if value is None or not (_is_number(value) or isinstance(value, (str, bool, np.bool_))):
+    if value is None or not (is_number(value) or isinstance(value, (str, bool, np.bool_))):
         return nothing  # null, arrays and objects never match
     kind = data.dtype.kind
     if kind == "O":
@@ -396,7 +383,7 @@ def _matches(arr: ArrayValue, value: Any) -> xr.DataArray:
     if kind == "b":
         return data == bool(value) if isinstance(value, (bool, np.bool_)) else nothing
     if kind in "iuf":
-        return data == value if _is_number(value) else nothing
+        return data == value if is_number(value) else nothing
     if kind in "US":
         return data == value if isinstance(value, str) else nothing
     return nothing
@@ -646,11 +633,7 @@ def array_filter(data: Any, condition: Any = None, context: Any = None,
             keep = np.asarray(_is_true(_full(res, arr)).values, dtype=bool)
         else:
             keep = np.array([r is True for r in _call_each(arr, condition, context)], dtype=bool)
-        chosen = np.flatnonzero(keep)
-        values = to_list(arr)
-        labels = _labels(arr) if labeled else None
-        return _list_result([values[i] for i in chosen],
-                            [labels[i] for i in chosen] if labeled else None)
+        return _pick_list(arr, np.flatnonzero(keep))
     res = condition(**_callback_arguments(arr), context=context)
     if not isinstance(res, xr.DataArray) or set(res.dims) <= {arr.dim}:
         # The same answer for every pixel (it depends on index/label only): select positions.
@@ -676,7 +659,7 @@ def _valid(arr: ArrayValue) -> xr.DataArray:
 
 
 _valid_each = np.frompyfunc(
-    lambda v: v is not None and not (_is_number(v) and not math.isfinite(v)), 1, 1)
+    lambda v: v is not None and not (is_number(v) and not math.isfinite(v)), 1, 1)
 
 
 @process()
@@ -713,7 +696,7 @@ def _sort_keys(arr: ArrayValue) -> tuple[xr.DataArray, xr.DataArray]:
     raw = np.asarray(data.values)
     null = np.array([v is None for v in raw], dtype=bool)
     present = raw[~null]
-    if all(_is_number(v) for v in present):
+    if all(is_number(v) for v in present):
         keys = np.where(null, np.nan, raw).astype(float)
         null = null | np.isnan(keys)
     elif all(isinstance(v, str) for v in present):
@@ -755,6 +738,15 @@ def _check_nodata_flag(nodata: Any) -> None:
         raise TypeError(f"'nodata' must be true, false or null, got {nodata!r}")
 
 
+def _list_order(arr: ArrayValue, asc: bool, nodata: bool | None) -> np.ndarray:
+    """The positions of a JSON list's elements in sorted order (no-data dropped if null)."""
+    keys, null = _sort_keys(arr)
+    positions = _order_kernel(keys.values, null.values, asc, nodata, drop_marker=False)
+    if nodata is None:
+        positions = positions[: arr.size - int(null.values.sum())]
+    return positions
+
+
 @process()
 def order(data: Any, asc: bool = True, nodata: bool | None = None) -> Any:
     _check_nodata_flag(nodata)
@@ -762,11 +754,7 @@ def order(data: Any, asc: bool = True, nodata: bool | None = None) -> Any:
     if arr.is_list:
         if arr.size == 0:
             return []
-        keys, null = _sort_keys(arr)
-        positions = _order_kernel(keys.values, null.values, asc, nodata, drop_marker=False)
-        if nodata is None:
-            positions = positions[: arr.size - int(null.values.sum())]
-        return [int(p) for p in positions]
+        return [int(p) for p in _list_order(arr, asc, nodata)]
     keys, null = _sort_keys(arr)
     result = apply_along(_order_kernel, keys, arr.dim, null, asc=asc, nodata=nodata,
                     drop_marker=True, dtype=float if nodata is None else np.int64)
@@ -780,14 +768,7 @@ def sort(data: Any, asc: bool = True, nodata: bool | None = None) -> Any:
     if arr.is_list:
         if arr.size == 0:
             return _list_result([], [] if is_labeled(arr) else None)
-        keys, null = _sort_keys(arr)
-        positions = _order_kernel(keys.values, null.values, asc, nodata, drop_marker=False)
-        if nodata is None:
-            positions = positions[: arr.size - int(null.values.sum())]
-        values = to_list(arr)
-        labels = _labels(arr) if is_labeled(arr) else None
-        return _list_result([values[i] for i in positions],
-                            [labels[i] for i in positions] if labels is not None else None)
+        return _pick_list(arr, _list_order(arr, asc, nodata))
     keys, null = _sort_keys(arr)
     result = apply_along(_sorted_kernel, arr.data, arr.dim, keys, null, asc=asc, nodata=nodata)
     return _cube_result(arr, result, keep_labels=False)
@@ -810,10 +791,7 @@ def rearrange(data: Any, order: Any) -> Any:
         if bad:
             raise IndexError(f"positions {bad} are not in the array of {arr.size} elements")
         if arr.is_list:
-            values = to_list(arr)
-            labels = _labels(arr) if is_labeled(arr) else None
-            return _list_result([values[i] for i in positions],
-                                [labels[i] for i in positions] if labels is not None else None)
+            return _pick_list(arr, positions)
         return ArrayValue(arr.data.isel({arr.dim: positions}), arr.dim, arr.labeled)
     perm = exact_array(order)
     if arr.is_list:
@@ -856,7 +834,7 @@ def _positions(arr: ArrayValue) -> np.ndarray:
             return labels.astype(float)
         if labels.dtype.kind == "M":
             return labels.astype("datetime64[ns]").astype(np.int64).astype(float)
-        if labels.dtype == object and all(_is_number(v) for v in labels):
+        if labels.dtype == object and all(is_number(v) for v in labels):
             return labels.astype(float)
     return np.arange(arr.size, dtype=float)
 

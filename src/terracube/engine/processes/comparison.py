@@ -20,12 +20,12 @@ import numpy as np
 from terracube.engine.processes._elementwise import (
     is_array,
     is_boolean,
-    is_number,
     nan_is_nodata,
     nodata_like,
     vectorised,
 )
 from terracube.engine.registry import process
+from terracube.engine.values import is_number
 
 _ELEMENT_KINDS = {"b": "boolean", "i": "number", "u": "number", "f": "number",
                   "U": "string", "S": "string", "M": "datetime"}

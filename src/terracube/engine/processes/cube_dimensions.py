@@ -14,6 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
+from terracube.engine import process_errors as pe
 from terracube.engine.cube import (
     BANDS,
     OTHER,
@@ -23,9 +24,8 @@ from terracube.engine.cube import (
     RasterCube,
     datetime_labels_to_strings,
 )
-from terracube.engine.processes import cube_errors as ce
 from terracube.engine.registry import process
-from terracube.engine.values import to_python
+from terracube.engine.values import object_array, to_python
 
 DIMENSION_TYPES = ("spatial", "temporal", "bands", "other", "geometry")
 
@@ -110,10 +110,7 @@ def _label_array(values: list) -> np.ndarray:
     if values and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
                       for v in values):
         return np.array(values)
-    arr = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        arr[i] = v
-    return arr
+    return object_array(values)
 
 
 def _rename_band_metadata(attrs: dict, mapping: dict) -> dict:
@@ -129,7 +126,7 @@ def _rename_band_metadata(attrs: dict, mapping: dict) -> dict:
 def add_dimension(data: RasterCube, name: str, label: Any, type: str = "other") -> RasterCube:
     """Add a dimension with one label in front of the existing ones."""
     if data.dim(name) is not None:
-        raise ce.DimensionExists(f"A dimension called '{name}' exists already.",
+        raise pe.DimensionExists(f"A dimension called '{name}' exists already.",
                                  argument="name")
     if type not in DIMENSION_TYPES:
         raise errors.ProcessParameterInvalid(
@@ -141,7 +138,7 @@ def add_dimension(data: RasterCube, name: str, label: Any, type: str = "other") 
         used = {d.axis for d in data.dims_of_type(SPATIAL)}
         axis = next((a for a in ("x", "y", "z") if a not in used), None)
         if axis is None:
-            raise ce.DimensionExists("The cube has spatial dimensions for all axes x, y and z.",
+            raise pe.DimensionExists("The cube has spatial dimensions for all axes x, y and z.",
                                      argument="type")
         reference_system = data.crs
     value = _label_for(type == TEMPORAL, label, "label")
@@ -154,10 +151,10 @@ def add_dimension(data: RasterCube, name: str, label: Any, type: str = "other") 
 @process()
 def drop_dimension(data: RasterCube, name: str) -> RasterCube:
     """Drop a dimension that has a single label left."""
-    ce.require_dimension(data, name, "name")
+    pe.require_dimension(data, name, "name")
     count = data.data.sizes[name]
     if count != 1:
-        raise ce.DimensionLabelCountMismatch(
+        raise pe.DimensionLabelCountMismatch(
             f"Dimension '{name}' has {count} labels; only a dimension with one label can be "
             "dropped (reduce it with reduce_dimension or filter it first).", argument="name")
     dims = tuple(d for d in data.dimensions if d.name != name)
@@ -167,9 +164,9 @@ def drop_dimension(data: RasterCube, name: str) -> RasterCube:
 @process()
 def rename_dimension(data: RasterCube, source: str, target: str) -> RasterCube:
     """Rename a dimension, keeping its type, labels and reference system."""
-    ce.require_dimension(data, source, "source")
+    pe.require_dimension(data, source, "source")
     if target != source and data.dim(target) is not None:
-        raise ce.DimensionExists(f"A dimension called '{target}' exists already.",
+        raise pe.DimensionExists(f"A dimension called '{target}' exists already.",
                                  argument="target")
     if target == source:
         return data
@@ -191,7 +188,7 @@ def _is_enumerated(labels: list) -> bool:
 def rename_labels(data: RasterCube, dimension: str, target: list,
                   source: list | None = None) -> RasterCube:
     """Rename labels of a dimension (source -> target, or index -> target when enumerated)."""
-    dim = ce.require_dimension(data, dimension)
+    dim = pe.require_dimension(data, dimension)
     source = list(source or [])
     target = list(target)
     labels = [v for v in (data.data.coords[dimension].values if dimension in data.data.coords
@@ -200,17 +197,17 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
     positions: list[int] = []
     if not source:
         if not _is_enumerated(labels):
-            raise ce.LabelsNotEnumerated(
+            raise pe.LabelsNotEnumerated(
                 f"The labels of dimension '{dimension}' are not enumerated (0, 1, 2, ...); give "
                 "the labels to rename in the parameter source.", argument="source")
         if len(target) > len(labels):
-            raise ce.LabelMismatch(
+            raise pe.LabelMismatch(
                 f"{len(target)} target labels given, but dimension '{dimension}' has only "
                 f"{len(labels)} labels.", argument="target")
         positions = list(range(len(target)))
     else:
         if len(source) != len(target):
-            raise ce.LabelMismatch(
+            raise pe.LabelMismatch(
                 f"The numbers of source ({len(source)}) and target ({len(target)}) labels "
                 "differ.", argument="target")
         for s in source:
@@ -218,7 +215,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
             found = [i for i, v in enumerate(labels) if _same_label(v, key)]
             if not found:
                 shown = ", ".join(map(str, labels_to_json(data, dimension)))
-                raise ce.LabelNotAvailable(
+                raise pe.LabelNotAvailable(
                     f"Dimension '{dimension}' has no label '{s}'; labels: {shown}.",
                     argument="source")
             positions.append(found[0])
@@ -239,7 +236,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
         new_labels[pos] = _label_for(dates, t, "target")
     for i, v in enumerate(new_labels):
         if any(_same_label(v, w) for w in new_labels[:i]):
-            raise ce.LabelExists(
+            raise pe.LabelExists(
                 f"Dimension '{dimension}' would have the label '{to_python(v)}' twice; the "
                 "target labels must not exist already.", argument="target")
     out = data.data.assign_coords({dimension: _label_array(new_labels)})
@@ -250,7 +247,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
 @process()
 def dimension_labels(data: RasterCube, dimension: str) -> list:
     """The labels of a dimension in cube order; dates as RFC 3339 strings."""
-    ce.require_dimension(data, dimension)
+    pe.require_dimension(data, dimension)
     return labels_to_json(data, dimension)
 
 
@@ -308,9 +305,9 @@ def flatten_dimensions(data: RasterCube, dimensions: list[str], target_dimension
         raise errors.ProcessParameterInvalid("The dimensions to flatten must be unique.",
                                              argument="dimensions")
     for name in flat:
-        ce.require_dimension(data, name, "dimensions")
+        pe.require_dimension(data, name, "dimensions")
     if data.dim(target_dimension) is not None and target_dimension not in flat:
-        raise ce.TargetDimensionExists(
+        raise pe.TargetDimensionExists(
             f"A dimension called '{target_dimension}' exists already.",
             argument="target_dimension")
     names = [d.name for d in data.dimensions]
@@ -346,14 +343,14 @@ def _product(parts: list[list[str]]) -> list[tuple[str, ...]]:
 def unflatten_dimension(data: RasterCube, dimension: str, target_dimensions: list[str],
                         label_separator: str = "~") -> RasterCube:
     """Split one dimension into several of type `other` by splitting its labels."""
-    ce.require_dimension(data, dimension)
+    pe.require_dimension(data, dimension)
     targets = list(target_dimensions)
     if len(targets) < 2 or len(set(targets)) != len(targets):
         raise errors.ProcessParameterInvalid(
             "Give at least two distinct target dimensions.", argument="target_dimensions")
     for t in targets:
         if t != dimension and data.dim(t) is not None:
-            raise ce.TargetDimensionExists(f"A dimension called '{t}' exists already.",
+            raise pe.TargetDimensionExists(f"A dimension called '{t}' exists already.",
                                            argument="target_dimensions")
     split = [label.split(label_separator) for label in _label_strings(data, dimension)]
     if any(len(parts) != len(targets) for parts in split):

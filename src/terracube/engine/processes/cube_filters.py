@@ -10,9 +10,9 @@ import numpy as np
 import xarray as xr
 
 from terracube import errors
+from terracube.engine import process_errors as pe
 from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, RasterCube
 from terracube.engine.evaluate import Callback, ProcessContext
-from terracube.engine.processes import cube_errors as ce
 from terracube.engine.processes.cube_dimensions import (
     label_to_json,
     parse_instant,
@@ -100,12 +100,12 @@ def filter_bands(data: RasterCube, bands: list | None = None, wavelengths: list 
     bands = list(bands or [])
     wavelengths = list(wavelengths or [])
     if not bands and not wavelengths:
-        raise ce.BandFilterParameterMissing(
+        raise pe.BandFilterParameterMissing(
             "filter_bands needs the parameter bands or wavelengths (or both).",
             argument="bands")
     bands_dim = data.first_dim_of_type(BANDS)
     if bands_dim is None:
-        raise ce.DimensionMissing(
+        raise pe.DimensionMissing(
             "The cube has no dimension of type bands (dimensions: "
             f"{', '.join(d.name for d in data.dimensions) or 'none'}).", argument="data")
     name = bands_dim.name
@@ -186,7 +186,7 @@ def filter_bbox(data: RasterCube, extent: dict) -> RasterCube:
                                              argument="extent")
     x_dim, y_dim = data.x_dim, data.y_dim
     if x_dim is None or y_dim is None:
-        raise ce.DimensionMissing(
+        raise pe.DimensionMissing(
             "filter_bbox needs spatial dimensions with the axes x and y; the cube has "
             f"{', '.join(d.name for d in data.dimensions) or 'none'}.", argument="data")
     west, south, east, north = bbox_in_crs(extent, data.crs)
@@ -222,20 +222,20 @@ def filter_temporal(data: RasterCube, extent: list, dimension: str | None = None
     start = None if start_raw is None else parse_instant(start_raw)
     end = None if end_raw is None else parse_instant(end_raw)
     if start is not None and end is not None and end <= start:
-        raise ce.TemporalExtentEmpty(
+        raise pe.TemporalExtentEmpty(
             f"The temporal extent is empty: the end ({end_raw}) must be later than the start "
             f"({start_raw}).", argument="extent")
     if dimension is not None:
-        dim = ce.require_dimension(data, dimension)
+        dim = pe.require_dimension(data, dimension)
         if dim.type != TEMPORAL:
-            raise ce.DimensionNotAvailable(
+            raise pe.DimensionNotAvailable(
                 f"Dimension '{dimension}' is of type {dim.type}, not temporal.",
                 argument="dimension")
         targets = [dim]
     else:
         targets = data.dims_of_type(TEMPORAL)
         if not targets:
-            raise ce.DimensionNotAvailable(
+            raise pe.DimensionNotAvailable(
                 "The cube has no temporal dimension (dimensions: "
                 f"{', '.join(d.name for d in data.dimensions) or 'none'}).",
                 argument="dimension")
@@ -269,7 +269,7 @@ def filter_labels(data: RasterCube, condition: Callback, dimension: str,
     labels (dates as RFC 3339 strings), the condition runs once per label. Labels are
     metadata, so this never touches the cube's values.
     """
-    dim = ce.require_dimension(data, dimension)
+    dim = pe.require_dimension(data, dimension)
     coords = data.data.coords
     raw = coords[dimension].values if dimension in coords else np.arange(data.data.sizes[dimension])
     keep = None

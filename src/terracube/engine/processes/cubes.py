@@ -17,9 +17,9 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
+from terracube.engine import process_errors as pe
 from terracube.engine.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.engine.evaluate import Callback
-from terracube.engine.processes import cube_errors as ce
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
 from terracube.engine.registry import process
 from terracube.engine.values import ArrayValue
@@ -132,7 +132,7 @@ def apply(data: RasterCube, process: Callback, context: Any = None) -> RasterCub
 def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
                      context: Any = None) -> RasterCube:
     """Collapse `dimension` with the reducer, called once with the dimension as an array axis."""
-    ce.require_dimension(data, dimension)
+    pe.require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     template = _template_without(cube.data, dimension)
     result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
@@ -184,7 +184,7 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
     the number of values is unchanged, otherwise integers from zero. An existing target
     dimension is filled label by label (see the decision below).
     """
-    source = ce.require_dimension(data, dimension)
+    source = pe.require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     values = cube.data
     target_name = dimension if target_dimension is None else target_dimension
@@ -331,19 +331,19 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
     for md in mask.dimensions:
         dd = data.dim(md.name)
         if dd is None or dd.type != md.type:
-            raise ce.IncompatibleDataCubes(
+            raise pe.IncompatibleDataCubes(
                 f"The mask has the dimension '{md.name}' ({md.type}), which the data cube "
                 f"(dimensions {', '.join(d.name for d in data.dimensions)}) does not have.",
                 argument="mask")
         if md.type == SPATIAL:
             if not _same_crs(md.reference_system, dd.reference_system):
-                raise ce.IncompatibleDataCubes(
+                raise pe.IncompatibleDataCubes(
                     f"The mask's reference system ({md.reference_system}) differs from the data "
                     f"cube's ({dd.reference_system}); use resample_cube_spatial first.",
                     argument="mask")
         elif not np.array_equal(np.asarray(mask.labels(md.name)),
                                 np.asarray(data.labels(md.name))):
-            raise ce.IncompatibleDataCubes(
+            raise pe.IncompatibleDataCubes(
                 f"The labels of dimension '{md.name}' differ between the mask and the data cube.",
                 argument="mask")
     m = mask.data
@@ -388,11 +388,11 @@ def _check_mergeable(cube1: RasterCube, cube2: RasterCube) -> list[str]:
         if d1 is None:
             continue
         if d1.type != d2.type:
-            raise ce.IncompatibleDataCubes(
+            raise pe.IncompatibleDataCubes(
                 f"Dimension '{d2.name}' is of type {d1.type} in cube1 but {d2.type} in cube2.",
                 argument="cube2")
         if d1.type == SPATIAL and not _same_crs(d1.reference_system, d2.reference_system):
-            raise ce.IncompatibleDataCubes(
+            raise pe.IncompatibleDataCubes(
                 f"The cubes have different reference systems ({d1.reference_system} and "
                 f"{d2.reference_system}); align them with resample_cube_spatial first.",
                 argument="cube2")
@@ -402,7 +402,7 @@ def _check_mergeable(cube1: RasterCube, cube2: RasterCube) -> list[str]:
         return names1
     if set(names1) < set(names2):
         return names2
-    raise ce.IncompatibleDataCubes(
+    raise pe.IncompatibleDataCubes(
         f"The cubes share no common set of dimensions: cube1 has {', '.join(names1)}, cube2 "
         f"has {', '.join(names2)}; one cube's dimensions must include the other's.",
         argument="cube2")
@@ -442,7 +442,7 @@ def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback
 
     if overlap and overlap_resolver is None:
         shared = ", ".join(f"{n} ({len(common[n])} labels)" for n in order)
-        raise ce.OverlapResolverMissing(
+        raise pe.OverlapResolverMissing(
             f"The cubes overlap in {shared}; give an overlap_resolver to combine the "
             "overlapping values.", argument="overlap_resolver")
     if not differing:  # same labels everywhere: resolve all values at once
@@ -493,7 +493,7 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
     """(nir - red) / (nir + red), with bands found by name or common name."""
     bands_dims = data.dims_of_type(BANDS)
     if len(bands_dims) != 1:
-        raise ce.DimensionAmbiguous(
+        raise pe.DimensionAmbiguous(
             f"ndvi needs exactly one dimension of type bands; the cube has {len(bands_dims)}.",
             argument="data")
     bdim = bands_dims[0].name
@@ -502,16 +502,16 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
     meta = band_metadata(data)
     nir_label = resolve_band(nir, labels, meta)
     if nir_label is None:
-        raise ce.NirBandAmbiguous(
+        raise pe.NirBandAmbiguous(
             f"The NIR band '{nir}' matches no band or several bands (bands: "
             f"{', '.join(labels)}); name the band in the parameter nir.", argument="nir")
     red_label = resolve_band(red, labels, meta)
     if red_label is None:
-        raise ce.RedBandAmbiguous(
+        raise pe.RedBandAmbiguous(
             f"The red band '{red}' matches no band or several bands (bands: "
             f"{', '.join(labels)}); name the band in the parameter red.", argument="red")
     if target_band is not None and target_band in labels:
-        raise ce.BandExists(f"A band called '{target_band}' exists already.",
+        raise pe.BandExists(f"A band called '{target_band}' exists already.",
                             argument="target_band")
     cube = nodata_as_nan(data)
     values = cube.data

@@ -82,6 +82,20 @@ def parse_temporal_extent(extent: Any) -> tuple[str | None, str | None] | None:
     return (None if start is None else str(start), None if end is None else str(end))
 
 
+def load_request(spatial_extent: Any, temporal_extent: Any, bands: Any,
+                 properties: dict | None) -> LoadRequest:
+    """The LoadRequest of load_collection / load_stac; checks `bands`, parses the extents."""
+    if bands is not None and (not isinstance(bands, list) or not bands):
+        raise errors.ProcessParameterInvalid("bands must be a non-empty list of band names.",
+                                             argument="bands")
+    return LoadRequest(
+        bbox=parse_spatial_extent(spatial_extent),
+        temporal_extent=parse_temporal_extent(temporal_extent),
+        bands=tuple(bands) if bands else None,
+        properties=dict(properties or {}),
+    )
+
+
 def _property_check(name: str, condition: Any, value: Any) -> bool:
     if isinstance(condition, Callback):
         return bool(condition(value=value))
@@ -96,15 +110,7 @@ def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = 
     if catalog is None:
         raise errors.CollectionNotFound(f"Collection '{id}' does not exist (no catalog).")
     source = catalog.get(id)
-    if bands is not None and (not isinstance(bands, list) or not bands):
-        raise errors.ProcessParameterInvalid("bands must be a non-empty list of band names.",
-                                             argument="bands")
-    request = LoadRequest(
-        bbox=parse_spatial_extent(spatial_extent),
-        temporal_extent=parse_temporal_extent(temporal_extent),
-        bands=tuple(bands) if bands else None,
-        properties=dict(properties or {}),
-    )
+    request = load_request(spatial_extent, temporal_extent, bands, properties)
     return source.load(request, check_property=_property_check)
 
 

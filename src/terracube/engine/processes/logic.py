@@ -16,11 +16,11 @@ import numpy as np
 from terracube.engine.processes._elementwise import (
     is_array,
     is_boolean,
-    is_number,
     nan_is_nodata,
     vectorised,
 )
 from terracube.engine.registry import process
+from terracube.engine.values import is_number
 
 Masks = tuple[Any, Any]  # (is true, is false); both false means no-data
 

@@ -12,15 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from terracube import errors
-from terracube.engine.processes._elementwise import is_number, numeric
+from terracube.engine.process_errors import MinMaxSwapped
+from terracube.engine.processes._elementwise import numeric
 from terracube.engine.registry import process
-
-
-class MinMaxSwapped(errors.ProcessParameterInvalid):
-    """clip: the minimum is greater than the maximum (exception named in the spec)."""
-
-    code = "MinMaxSwapped"
+from terracube.engine.values import is_number
 
 
 def _float(a: Any) -> Any:

@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from terracube import errors
+from terracube.engine import process_errors as pe
 from terracube.engine.cube import BANDS, OTHER, TEMPORAL, Dimension, RasterCube
 from terracube.engine.evaluate import ProcessContext, SavedResult
 from terracube.engine.mlmodel import (
@@ -46,7 +47,6 @@ from terracube.engine.mlmodel import (
     read_model_file,
     signing_key,
 )
-from terracube.engine.processes import cube_errors as ce
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.processes.spatial import vector_input
 from terracube.engine.registry import process
@@ -271,14 +271,14 @@ def ml_predict(data: Any, model: Any, dimensions: list) -> Any:
                                              argument="dimensions")
     if isinstance(data, RasterCube):
         for name in dimensions:
-            ce.require_dimension(data, name, "dimensions")
+            pe.require_dimension(data, name, "dimensions")
         cube = nodata_as_nan(data)
         out, dims = _predictions(cube.data, cube.dimensions, dimensions, model)
         return cube.with_data(out, dims)
     if isinstance(data, VectorCube) and data.values is not None:
         for name in dimensions:
             if name not in data.values.dims:
-                raise ce.DimensionNotAvailable(
+                raise pe.DimensionNotAvailable(
                     f"Dimension '{name}' does not exist; available: "
                     f"{', '.join(map(str, data.values.dims))}.", argument="dimensions")
         if GEOMETRY_DIM in dimensions:
@@ -296,7 +296,7 @@ def _predictions(values: xr.DataArray, dimensions: tuple[Dimension, ...], featur
     (one label, "0") where the first of them was."""
     kept = [d for d in dimensions if d.name not in features]
     if any(d.name == PREDICTIONS_DIM for d in kept):
-        raise ce.DimensionExists(f"The data cube already has a dimension '{PREDICTIONS_DIM}'.",
+        raise pe.DimensionExists(f"The data cube already has a dimension '{PREDICTIONS_DIM}'.",
                                  argument="data")
     if features:
         first = list(values.dims).index(features[0])

@@ -31,44 +31,22 @@ from shapely.geometry.base import BaseGeometry
 from terracube import errors
 from terracube.engine.cube import GEOMETRY, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.engine.evaluate import Callback
-from terracube.engine.processes.temporal import (
+from terracube.engine.process_errors import (
+    DataCubePropertiesImmutable,
     DimensionNotAvailable,
+    GeometriesOverlap,
+    KernelDimensionsUneven,
+    TargetDimensionExists,
+)
+from terracube.engine.processes.temporal import (
     drop_dim_coords,
     is_valid_mask,
     reducer_output,
+    unwrap_data,
 )
 from terracube.engine.registry import process
 from terracube.engine.values import ArrayValue
 from terracube.engine.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
-
-
-# --- exceptions declared by the process definitions -----------------------------------------
-class KernelDimensionsUneven(errors.OpenEOError):
-    """A kernel dimension has an even number of elements."""
-
-    code = "KernelDimensionsUneven"
-    status = 400
-
-
-class DataCubePropertiesImmutable(errors.OpenEOError):
-    """A neighbourhood process changed the dimensions of its data cube."""
-
-    code = "DataCubePropertiesImmutable"
-    status = 400
-
-
-class GeometriesOverlap(errors.OpenEOError):
-    """Two polygons of apply_polygon share a pixel."""
-
-    code = "GeometriesOverlap"
-    status = 400
-
-
-class TargetDimensionExists(errors.OpenEOError):
-    """The target dimension name is already used by the data cube."""
-
-    code = "TargetDimensionExists"
-    status = 400
 
 
 # --- the pixel grid of a cube -----------------------------------------------------------------
@@ -213,6 +191,19 @@ def _work_dtype(cube: RasterCube) -> tuple[np.dtype, float | None]:
         f"Cannot resample values of type {dtype}.", argument="data")
 
 
+def _covering_window(grid: Grid, cols: np.ndarray, rows: np.ndarray,
+                     margin: int) -> tuple[slice, slice] | None:
+    """The (rows, cols) window of the grid around fractional pixel positions, widened by
+    `margin` pixels and clipped to the grid; None if nothing of the grid is left."""
+    c0 = max(int(math.floor(cols.min())) - margin, 0)
+    c1 = min(int(math.ceil(cols.max())) + margin, grid.width)
+    r0 = max(int(math.floor(rows.min())) - margin, 0)
+    r1 = min(int(math.ceil(rows.max())) + margin, grid.height)
+    if c0 >= c1 or r0 >= r1:
+        return None
+    return slice(r0, r1), slice(c0, c1)
+
+
 def _sample_points(r0: int, r1: int, c0: int, c1: int, n: int = 17) -> tuple[np.ndarray, ...]:
     rows = np.linspace(r0, r1, n)
     cols = np.linspace(c0, c1, n)
@@ -234,14 +225,7 @@ def _source_window(src: Grid, dst: Grid, transformer: pyproj.Transformer | None,
     sc, sr = ~src.transform @ (np.asarray(x)[ok], np.asarray(y)[ok])
     scale = max((sc.max() - sc.min()) / max(cols[1] - cols[0], 1),
                 (sr.max() - sr.min()) / max(rows[1] - rows[0], 1), 1.0)
-    margin = int(math.ceil(radius * scale)) + 1
-    c_lo = max(int(math.floor(sc.min())) - margin, 0)
-    c_hi = min(int(math.ceil(sc.max())) + margin, src.width)
-    r_lo = max(int(math.floor(sr.min())) - margin, 0)
-    r_hi = min(int(math.ceil(sr.max())) + margin, src.height)
-    if c_lo >= c_hi or r_lo >= r_hi:
-        return None
-    return slice(r_lo, r_hi), slice(c_lo, c_hi)
+    return _covering_window(src, sc, sr, margin=int(math.ceil(radius * scale)) + 1)
 
 
 def _warp_block(src: np.ndarray, src_transform: Affine, src_crs: str, dst_transform: Affine,
@@ -457,7 +441,10 @@ def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any 
     if not np.issubdtype(values.dtype, np.number):
         raise errors.ProcessParameterInvalid("apply_kernel needs numerical data.",
                                              argument="data")
-    arr = _as_dask(values).astype(np.float64)
+    # float32 data (and integers up to 16 bit) stay float32: no float64 copy of the cube
+    work = np.result_type(values.dtype, np.float32) if values.dtype.itemsize <= 4 else \
+        np.dtype(np.float64)
+    arr = _as_dask(values).astype(work)
     # NaN, no-data and infinities become `replace_invalid` (spec); the factor is applied in
     # float so that e.g. 1/9 is not truncated.
     arr = da.where(da.isfinite(arr), arr, float(replace_invalid))
@@ -473,7 +460,7 @@ def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any 
     padded = padded.rechunk(chunks)
     depth = {lead: hy, lead + 1: hx}
     convolved = padded.map_overlap(_correlate, depth=depth, boundary="none", weights=full,
-                                   dtype=np.float64)
+                                   dtype=work)
     core = convolved[(Ellipsis, slice(hy, hy + arr.shape[-2]), slice(hx, hx + arr.shape[-1]))]
     core = core * float(factor)
     out = xr.DataArray(core, dims=order, coords=values.coords).transpose(*data.data.dims)
@@ -617,10 +604,7 @@ def _extended_labels(labels: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def _cube_result(value: Any, expected: xr.DataArray, argument: str = "process") -> xr.DataArray:
-    if isinstance(value, RasterCube):
-        value = value.data
-    elif isinstance(value, ArrayValue):
-        value = value.data
+    value = unwrap_data(value)
     if not isinstance(value, xr.DataArray):
         raise DataCubePropertiesImmutable(
             f"The {argument} must return a data cube, not {type(value).__name__}.",
@@ -811,13 +795,7 @@ def _pixel_window(grid: Grid, bounds: tuple[float, float, float, float],
                   margin: int = 1) -> tuple[slice, slice] | None:
     x0, y0, x1, y1 = bounds
     cols, rows = ~grid.transform @ (np.array([x0, x0, x1, x1]), np.array([y0, y1, y0, y1]))
-    c0 = max(int(math.floor(cols.min())) - margin, 0)
-    c1 = min(int(math.ceil(cols.max())) + margin, grid.width)
-    r0 = max(int(math.floor(rows.min())) - margin, 0)
-    r1 = min(int(math.ceil(rows.max())) + margin, grid.height)
-    if c0 >= c1 or r0 >= r1:
-        return None
-    return slice(r0, r1), slice(c0, c1)
+    return _covering_window(grid, cols, rows, margin)
 
 
 def burn(geoms: Sequence[BaseGeometry], grid: Grid, rows: slice, cols: slice,

@@ -5,14 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from terracube import errors
-from terracube.catalog.base import LoadRequest
 from terracube.catalog.metadata import CollectionInputError
 from terracube.engine.evaluate import ProcessContext
-from terracube.engine.processes.io import (
-    _property_check,
-    parse_spatial_extent,
-    parse_temporal_extent,
-)
+from terracube.engine.processes.io import _property_check, load_request
 from terracube.engine.registry import process
 
 
@@ -29,15 +24,7 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
             f"url must be an http(s) URL of a STAC item, collection or catalog, or of a STAC "
             f"API collection; got {url!r}. Files on the server are offered as collections "
             "(load_collection).", argument="url")
-    if bands is not None and (not isinstance(bands, list) or not bands):
-        raise errors.ProcessParameterInvalid("bands must be a non-empty list of band names.",
-                                             argument="bands")
-    request = LoadRequest(
-        bbox=parse_spatial_extent(spatial_extent),
-        temporal_extent=parse_temporal_extent(temporal_extent),
-        bands=tuple(bands) if bands else None,
-        properties=dict(properties or {}),
-    )
+    request = load_request(spatial_extent, temporal_extent, bands, properties)
     try:
         source = stac.source_from_href("load_stac", url)
     except CollectionInputError as exc:

@@ -20,44 +20,15 @@ import xarray as xr
 from terracube import errors
 from terracube.engine.cube import TEMPORAL, Dimension, RasterCube
 from terracube.engine.evaluate import Callback
+from terracube.engine.process_errors import (
+    DimensionMismatch,
+    DimensionNotAvailable,
+    DistinctDimensionLabelsRequired,
+    TemporalExtentEmpty,
+    TooManyDimensions,
+)
 from terracube.engine.registry import process
 from terracube.engine.values import ArrayValue
-
-
-# --- exceptions declared by the process definitions -----------------------------------------
-class DimensionNotAvailable(errors.OpenEOError):
-    """A dimension with the specified name does not exist (or is not temporal)."""
-
-    code = "DimensionNotAvailable"
-    status = 400
-
-
-class TooManyDimensions(errors.OpenEOError):
-    """The cube has several temporal dimensions and `dimension` was not given."""
-
-    code = "TooManyDimensions"
-    status = 400
-
-
-class DistinctDimensionLabelsRequired(errors.OpenEOError):
-    """The resulting dimension labels would not be unique."""
-
-    code = "DistinctDimensionLabelsRequired"
-    status = 400
-
-
-class TemporalExtentEmpty(errors.OpenEOError):
-    """An interval whose end is not after its start."""
-
-    code = "TemporalExtentEmpty"
-    status = 400
-
-
-class DimensionMismatch(errors.OpenEOError):
-    """The temporal dimensions of two cubes do not match."""
-
-    code = "DimensionMismatch"
-    status = 400
 
 
 # --- dimension and label helpers --------------------------------------------------------------
@@ -143,12 +114,16 @@ def drop_dim_coords(value: xr.DataArray, dim: str) -> xr.DataArray:
     return value.drop_vars(stale) if stale else value
 
 
+def unwrap_data(value: Any) -> Any:
+    """The DataArray inside a callback's ArrayValue or RasterCube result; others as they are."""
+    if isinstance(value, (ArrayValue, RasterCube)):
+        return value.data
+    return value
+
+
 def reducer_output(value: Any, template: xr.DataArray, dim: str) -> xr.DataArray:
     """A reducer's result as a DataArray shaped like the template (the cube without `dim`)."""
-    if isinstance(value, ArrayValue):
-        value = value.data
-    if isinstance(value, RasterCube):
-        value = value.data
+    value = unwrap_data(value)
     if isinstance(value, xr.DataArray):
         if dim in value.dims:
             if value.sizes[dim] != 1:
@@ -185,11 +160,8 @@ def _empty_group_value(reducer: Callback, data: xr.DataArray, dim: str, context:
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            value = reducer(data=ArrayValue(probe, dim, labeled=True), context=context)
-            if isinstance(value, ArrayValue):
-                value = value.data
-            if isinstance(value, RasterCube):
-                value = value.data
+            value = unwrap_data(reducer(data=ArrayValue(probe, dim, labeled=True),
+                                        context=context))
             if isinstance(value, xr.DataArray):
                 value = np.asarray(value.values).reshape(-1)
                 value = value[0] if value.size else np.nan

@@ -12,18 +12,12 @@ from typing import Any
 from terracube import errors
 from terracube.engine.cube import RasterCube
 from terracube.engine.evaluate import ProcessContext
+from terracube.engine.process_errors import FormatUnsuitable
 from terracube.engine.registry import process
 from terracube.results.formats import INPUT_FORMATS, output_format
 from terracube.workspace.files import Workspace, split_path
 
 UPLOADED_COLLECTION = "uploaded_files"
-
-
-class FormatUnsuitable(errors.OpenEOError):
-    """The files cannot be read with the requested input format (process exception)."""
-
-    code = "FormatUnsuitable"
-    status = 400
 
 
 @process("load_uploaded_files")

@@ -1,0 +1,331 @@
+"""The Batch Jobs endpoints with FastAPI's TestClient (jobs run by a real `terracube worker`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from job_graphs import ndvi_graph
+from jobs_support import WorkerProcess
+
+from terracube.api.app import create_app
+from terracube.settings import Settings
+
+API = "/openeo/1.2"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from terracube.engine.registry import build_registry
+
+    return build_registry()
+
+
+@pytest.fixture
+def client(data_dir: Path, registry) -> TestClient:
+    return TestClient(create_app(Settings(data_dir=data_dir), registry=registry))
+
+
+def login(client: TestClient, user: str, password: str) -> dict[str, str]:
+    token = client.get(f"{API}/credentials/basic", auth=(user, password)).json()
+    return {"Authorization": f"Bearer basic//{token['access_token']}"}
+
+
+@pytest.fixture
+def alice(client) -> dict[str, str]:
+    return login(client, "alice", "wonderland")
+
+
+@pytest.fixture
+def bob(client) -> dict[str, str]:
+    return login(client, "bob", "builder")
+
+
+def create(client, auth, process=None, **fields) -> str:
+    r = client.post(f"{API}/jobs", json={"process": process or ndvi_graph(), **fields},
+                    headers=auth)
+    assert r.status_code == 201, r.text
+    return r.headers["OpenEO-Identifier"]
+
+
+def run_queue(data_dir: Path) -> None:
+    """Let a real worker process run every queued job."""
+    worker = WorkerProcess(data_dir, "--once")
+    try:
+        assert worker.wait(180) == 0, worker.log()
+    finally:
+        worker.stop()
+
+
+def finished_job(client, auth, data_dir, process=None) -> str:
+    job_id = create(client, auth, process)
+    assert client.post(f"{API}/jobs/{job_id}/results", headers=auth).status_code == 202
+    run_queue(data_dir)
+    assert client.get(f"{API}/jobs/{job_id}", headers=auth).json()["status"] == "finished"
+    return job_id
+
+
+# --- create, read, list -----------------------------------------------------------------------
+def test_create_job(client, alice):
+    r = client.post(f"{API}/jobs", json={"title": "NDVI", "description": "June",
+                                         "process": ndvi_graph(), "plan": "free",
+                                         "budget": 10, "log_level": "warning"},
+                    headers=alice)
+    assert r.status_code == 201 and r.content == b""
+    job_id = r.headers["OpenEO-Identifier"]
+    assert r.headers["Location"] == f"http://testserver{API}/jobs/{job_id}"
+    assert "OpenEO-Identifier" in r.headers["access-control-expose-headers"]
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert job["id"] == job_id and job["status"] == "created" and job["progress"] == 0
+    assert (job["title"], job["description"], job["plan"], job["budget"],
+            job["log_level"]) == ("NDVI", "June", "free", 10, "warning")
+    assert job["process"] == ndvi_graph()
+    assert job["created"].endswith("Z") and job["updated"].endswith("Z")
+    assert {"rel": "monitor", "href": f"http://testserver{API}/jobs/{job_id}/logs",
+            "type": "application/json", "title": "Batch job logs"} in job["links"]
+
+
+@pytest.mark.parametrize("body, code", [
+    ({}, "ProcessGraphMissing"),
+    ({"process": {}}, "ProcessGraphMissing"),
+    ({"process": {"process_graph": {"a": {"process_id": "add", "arguments": {}}}}},
+     "ProcessGraphInvalid"),
+    ({"process": ndvi_graph(), "log_level": "loud"}, "BadRequest"),
+    ({"process": ndvi_graph(), "title": 5}, "BadRequest"),
+    ({"process": ndvi_graph(), "budget": -1}, "BadRequest"),
+])
+def test_create_job_refuses_bad_bodies(client, alice, body, code):
+    r = client.post(f"{API}/jobs", json=body, headers=alice)
+    assert r.status_code == 400 and r.json()["code"] == code, r.text
+
+
+def test_create_needs_a_body_and_a_user(client, alice):
+    assert client.post(f"{API}/jobs", headers=alice).status_code == 400
+    r = client.post(f"{API}/jobs", json={"process": ndvi_graph()})
+    assert r.status_code == 401 and r.json()["code"] == "AuthenticationRequired"
+
+
+def test_list_jobs_newest_first_with_pages(client, alice, bob):
+    ids = [create(client, alice, title=str(i)) for i in range(5)]
+    create(client, bob)
+    r = client.get(f"{API}/jobs", headers=alice)
+    listed = r.json()
+    assert [j["id"] for j in listed["jobs"]] == ids[::-1] and listed["links"] == []
+    assert "process" not in listed["jobs"][0]
+    seen, url = [], f"{API}/jobs?limit=2"
+    while url:
+        page = client.get(url, headers=alice).json()
+        assert len(page["jobs"]) <= 2
+        seen += [j["id"] for j in page["jobs"]]
+        nxt = [link["href"] for link in page["links"] if link["rel"] == "next"]
+        url = nxt[0].replace("http://testserver", "") if nxt else None
+    assert seen == ids[::-1]
+    assert client.get(f"{API}/jobs?limit=0", headers=alice).status_code == 400
+    assert len(client.get(f"{API}/jobs?limit=", headers=alice).json()["jobs"]) == 5
+
+
+def test_users_cannot_see_each_others_jobs(client, alice, bob):
+    job_id = create(client, alice)
+    assert client.get(f"{API}/jobs", headers=bob).json()["jobs"] == []
+    for method, path in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/results"),
+                         ("GET", "/results"), ("DELETE", "/results"), ("GET", "/logs"),
+                         ("GET", "/estimate")]:
+        r = client.request(method, f"{API}/jobs/{job_id}{path}", headers=bob,
+                           json={"title": "mine"} if method == "PATCH" else None)
+        assert r.status_code == 404 and r.json()["code"] == "JobNotFound", (method, path)
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert job["status"] == "created" and job.get("title") is None
+
+
+def test_unknown_job(client, alice):
+    for job_id in ("j-0000", "not a job!"):
+        r = client.get(f"{API}/jobs/{job_id}", headers=alice)
+        assert r.status_code == 404 and r.json()["code"] == "JobNotFound"
+
+
+# --- update, delete ------------------------------------------------------------------------------
+def test_patch_job(client, alice):
+    job_id = create(client, alice)
+    assert client.patch(f"{API}/jobs/{job_id}", json={}, headers=alice).status_code == 204
+    r = client.patch(f"{API}/jobs/{job_id}", json={"title": "new", "log_level": "debug",
+                                                   "process": ndvi_graph("GTiff")},
+                     headers=alice)
+    assert r.status_code == 204 and r.content == b""
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert job["title"] == "new" and job["log_level"] == "debug"
+    assert job["process"]["process_graph"]["save1"]["arguments"]["format"] == "GTiff"
+    assert job["status"] == "created"
+    r = client.patch(f"{API}/jobs/{job_id}", json={"status": "finished"}, headers=alice)
+    assert r.status_code == 400 and r.json()["code"] == "PropertyNotEditable"
+    assert client.patch(f"{API}/jobs/{job_id}", headers=alice).status_code == 400
+
+
+def test_patch_of_queued_job_is_locked(client, alice):
+    job_id = create(client, alice)
+    client.post(f"{API}/jobs/{job_id}/results", headers=alice)
+    r = client.patch(f"{API}/jobs/{job_id}", json={"title": "x"}, headers=alice)
+    assert r.status_code == 400 and r.json()["code"] == "JobLocked"
+
+
+def test_delete_job(client, alice):
+    job_id = create(client, alice)
+    r = client.delete(f"{API}/jobs/{job_id}", headers=alice)
+    assert r.status_code == 204 and r.content == b""
+    assert client.get(f"{API}/jobs/{job_id}", headers=alice).status_code == 404
+    assert client.delete(f"{API}/jobs/{job_id}", headers=alice).status_code == 404
+
+
+# --- start, cancel, results before the end --------------------------------------------------------
+def test_start_and_cancel_a_queued_job(client, alice):
+    job_id = create(client, alice)
+    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 400 and r.json()["code"] == "JobNotStarted"
+    r = client.post(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 202 and r.content == b""
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert (job["status"], job["progress"]) == ("queued", 0)
+    assert client.post(f"{API}/jobs/{job_id}/results", headers=alice).status_code == 202
+    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 400 and r.json()["code"] == "JobNotFinished"
+    r = client.delete(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 204 and r.content == b""
+    assert client.get(f"{API}/jobs/{job_id}", headers=alice).json()["status"] == "created"
+    # Canceling a job that does not run has no effect.
+    assert client.delete(f"{API}/jobs/{job_id}/results", headers=alice).status_code == 204
+    messages = [e["message"] for e in
+                client.get(f"{API}/jobs/{job_id}/logs", headers=alice).json()["logs"]]
+    assert messages == ["Queued.", "Canceled by the user while queued; no results were kept."]
+
+
+# --- results --------------------------------------------------------------------------------------
+def test_results_are_a_stac_item_with_signed_links(client, alice, bob, data_dir):
+    job_id = finished_job(client, alice, data_dir)
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert job["progress"] == 100 and job["usage"]["cpu"]["unit"] == "cpu-seconds"
+    assert any(link["rel"] == "result" for link in job["links"])
+    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 200 and r.headers["OpenEO-Costs"] == "0"
+    item = r.json()
+    assert item["type"] == "Feature" and item["id"] == job_id
+    assert item["stac_version"] == "1.0.0"
+    assert item["geometry"]["type"] == "Polygon" and len(item["bbox"]) == 4
+    props = item["properties"]
+    assert props["datetime"] is None
+    assert props["start_datetime"] <= props["end_datetime"]
+    assert props["openeo:status"] == "finished" and props["expires"].endswith("Z")
+    (name,) = item["assets"]
+    asset = item["assets"][name]
+    assert name == "openEO.nc" and asset["roles"] == ["data"]
+    assert asset["type"] == "application/x-netcdf" and asset["file:size"] > 0
+    assert asset["proj:epsg"] == 32632 and asset["proj:shape"] == [84, 96]
+    assert asset["proj:bbox"] == [679720.0, 5151080.0, 680680.0, 5151920.0]
+    rels = {link["rel"] for link in item["links"]}
+    assert {"self", "canonical"} <= rels
+
+    # The signed link works without any Authorization header.
+    href = asset["href"].replace("http://testserver", "")
+    whole = client.get(href)
+    assert whole.status_code == 200 and len(whole.content) == asset["file:size"]
+    assert whole.headers["content-type"] == "application/x-netcdf"
+    head = client.head(href)
+    assert head.status_code == 200 and head.headers["accept-ranges"] == "bytes"
+    assert int(head.headers["content-length"]) == asset["file:size"]
+    part = client.get(href, headers={"Range": "bytes=10-109"})
+    assert part.status_code == 206 and part.content == whole.content[10:110]
+    assert part.headers["content-range"] == f"bytes 10-109/{asset['file:size']}"
+
+    # The canonical link serves the metadata, also without Authorization.
+    canonical = next(link["href"] for link in item["links"] if link["rel"] == "canonical")
+    again = client.get(canonical.replace("http://testserver", "")).json()
+    assert again["assets"].keys() == item["assets"].keys()
+
+    # Tampering, expiry, another user.
+    query = parse_qs(urlsplit(href).query)
+    path = urlsplit(href).path
+    forged = client.get(f"{path}?expires={int(query['expires'][0]) + 1}"
+                        f"&signature={query['signature'][0]}")
+    assert forged.status_code == 403 and forged.json()["code"] == "ResultLinkInvalid"
+    assert client.get(path).status_code == 403
+    signer = client.app.state.url_signer
+    run = client.app.state.jobs.get(job_id).results_run
+    past = int(time.time()) - 10
+    expired = client.get(f"{path}?expires={past}&signature="
+                         f"{signer.sign(job_id, run, name, past)}")
+    assert expired.status_code == 410 and expired.json()["code"] == "ResultLinkExpired"
+    assert client.get(f"{API}/jobs/{job_id}/results", headers=bob).status_code == 404
+
+    # Starting the job again discards the results: the old links stop working.
+    assert client.post(f"{API}/jobs/{job_id}/results", headers=alice).status_code == 202
+    assert client.get(href).status_code == 403
+    # Deleting the job deletes its files.
+    run_dir = data_dir / "jobs" / job_id
+    client.delete(f"{API}/jobs/{job_id}", headers=alice)
+    assert not run_dir.exists()
+
+
+def test_failed_job_results_answer_424_with_the_error(client, alice, data_dir):
+    job_id = create(client, alice, ndvi_graph(nir="B99"))
+    client.post(f"{API}/jobs/{job_id}/results", headers=alice)
+    run_queue(data_dir)
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert job["status"] == "error"
+    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 424
+    entry = r.json()
+    assert entry["level"] == "error" and entry["code"] == "NirBandAmbiguous"
+    assert entry["path"][0]["node_id"] == "ndvi1" and "ndvi1" in entry["message"]
+
+
+# --- logs -----------------------------------------------------------------------------------------
+def test_logs_levels_offset_and_paging(client, alice, data_dir):
+    job_id = create(client, alice, log_level="debug")
+    client.post(f"{API}/jobs/{job_id}/results", headers=alice)
+    run_queue(data_dir)
+    everything = client.get(f"{API}/jobs/{job_id}/logs", headers=alice).json()
+    assert everything["level"] == "debug"
+    entries = everything["logs"]
+    assert {e["level"] for e in entries} >= {"debug", "info"}
+    assert [int(e["id"]) for e in entries] == sorted(int(e["id"]) for e in entries)
+    assert all(e["time"].endswith("Z") and e["links"] == [] for e in entries)
+    writing = [e for e in entries if e["message"].startswith("Writing output")]
+    assert writing[0]["path"] == [{"node_id": "save1", "process_id": "save_result"}]
+    info = client.get(f"{API}/jobs/{job_id}/logs?level=info", headers=alice).json()
+    assert info["level"] == "info"
+    assert [e["id"] for e in info["logs"]] == [e["id"] for e in entries
+                                               if e["level"] != "debug"]
+    rest = client.get(f"{API}/jobs/{job_id}/logs?offset={entries[1]['id']}",
+                      headers=alice).json()["logs"]
+    assert rest == entries[2:]
+    page = client.get(f"{API}/jobs/{job_id}/logs?limit=2", headers=alice).json()
+    assert page["logs"] == entries[:2]
+    (nxt,) = [link["href"] for link in page["links"] if link["rel"] == "next"]
+    assert f"offset={entries[1]['id']}" in nxt
+    assert client.get(nxt.replace("http://testserver", ""),
+                      headers=alice).json()["logs"] == entries[2:4]
+    for bad in ("level=loud", "offset=abc", "limit=0"):
+        assert client.get(f"{API}/jobs/{job_id}/logs?{bad}", headers=alice).status_code == 400
+
+
+# --- estimate -------------------------------------------------------------------------------------
+def test_estimate_from_the_graph(client, alice):
+    job_id = create(client, alice)
+    r = client.get(f"{API}/jobs/{job_id}/estimate", headers=alice)
+    assert r.status_code == 200, r.text
+    estimate = r.json()
+    # 6 June dates x (B04 + B08) x 84 x 96 pixels of uint16 to read; NDVI float32 out.
+    assert estimate["terracube:bytes_to_read"] == 6 * 2 * 84 * 96 * 2
+    assert estimate["size"] == 6 * 84 * 96 * 4
+    assert estimate["duration"].startswith("PT") and "downloads_included" not in estimate
+    assert "costs" not in estimate  # this server has no currency
+
+
+def test_estimate_names_what_cannot_work(client, alice):
+    process = ndvi_graph()
+    process["process_graph"]["load1"]["arguments"]["id"] = "NO_SUCH_COLLECTION"
+    job_id = create(client, alice, process)
+    estimate = client.get(f"{API}/jobs/{job_id}/estimate", headers=alice).json()
+    assert estimate["size"] == 0 and estimate["duration"] == "PT2S"
+    assert "NO_SUCH_COLLECTION" in estimate["terracube:problems"][0]
