@@ -142,7 +142,8 @@ class Server:
                                      headers={"Authorization": f"Basic {basic}"})
         with urllib.request.urlopen(req, timeout=60) as r:
             token = json.loads(r.read())["access_token"]
-        west, south = extent[0], extent[1]
+        # a 0.001° box at the centre (a corner of the lon/lat box may lie outside the data)
+        west, south = (extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2
         graph = {"load": {"process_id": "load_collection", "arguments": {
             "id": COLLECTION, "bands": ["B04"],
             "spatial_extent": {"west": west, "south": south, "east": west + 0.001,

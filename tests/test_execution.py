@@ -168,16 +168,29 @@ def ndvi_max(con, out: Path) -> np.ndarray:
         return ds.read()
 
 
+def cloud_free_monthly_median(con, out: Path) -> xr.Dataset:
+    """W2 on the sample collection: cloud mask from SCL, monthly median, as netCDF."""
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=["2022-05-01", "2022-07-01"],
+                             bands=["B02", "B04", "SCL"])
+    scl = s2.band("SCL")
+    cloud = (scl == 3) | (scl == 8) | (scl == 9) | (scl == 10)
+    refl = s2.filter_bands(["B02", "B04"]).mask(cloud)
+    refl.aggregate_temporal_period("month", reducer="median").download(out, format="netCDF")
+    with xr.open_dataset(out) as ds:
+        return ds.load()
+
+
 @pytest.mark.e2e
-def test_w1_on_a_dask_cluster_equals_the_local_run(dask_cluster: str, server,
+def test_w1_and_w2_on_a_dask_cluster_equal_the_local_run(dask_cluster: str, server,
                                                    sample_data_dir: Path,
                                                    tmp_path: Path) -> None:
     openeo = pytest.importorskip("openeo")
     from distributed import get_task_stream
     from tests.conftest import ServerProcess
 
-    local = ndvi_max(openeo.connect(server.url).authenticate_basic("demo", "demo"),
-                     tmp_path / "local.tif")
+    local_con = openeo.connect(server.url).authenticate_basic("demo", "demo")
+    local = ndvi_max(local_con, tmp_path / "local.tif")
+    local_monthly = cloud_free_monthly_median(local_con, tmp_path / "local.nc")
     remote_server = ServerProcess(sample_data_dir, env={
         "TERRACUBE_DASK_SCHEDULER": dask_cluster, "TERRACUBE_WORKERS": "0"})
     try:
@@ -186,12 +199,15 @@ def test_w1_on_a_dask_cluster_equals_the_local_run(dask_cluster: str, server,
             workers = set(client.scheduler_info()["workers"])
             with get_task_stream(client) as stream:
                 remote = ndvi_max(con, tmp_path / "remote.tif")
+                remote_monthly = cloud_free_monthly_median(con, tmp_path / "remote.nc")
             records = stream.data
     finally:
         remote_server.stop()
     assert "dask cluster at " + dask_cluster in remote_server.log_path.read_text()
     np.testing.assert_array_equal(local, remote)
     assert np.isfinite(local).mean() > 0.5
+    xr.testing.assert_identical(local_monthly, remote_monthly)
+    assert local_monthly.sizes["t"] == 2 and set(local_monthly.data_vars) >= {"B02", "B04"}
     ran_on = {r["worker"] for r in records}
     assert len(records) > 10 and ran_on <= workers and ran_on
     print(f"{len(records)} tasks on {len(ran_on)} of {len(workers)} workers")

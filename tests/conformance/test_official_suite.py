@@ -29,6 +29,9 @@ KNOWN_FAILURES: dict[str, dict[str, str]] = {
                               "(Generic / process-graph / datacube) all match a plain schema "
                               "such as {'type': 'number'}: every official definition served "
                               "unchanged (what wp3 demands) fails this strict validation.",
+        "test_PUT_process_graphs_process_id": "the suite PUTs to str(uuid4()), whose dashes "
+                                              "the API forbids in process ids (^\\w+$); its "
+                                              "own setup helper uses uuid4().hex, which passes",
     },
     "wp5": {
         **{f"test_process[{case}]": "the suite's HTTP runner sends every callback argument as "

@@ -329,3 +329,56 @@ def test_estimate_names_what_cannot_work(client, alice):
     estimate = client.get(f"{API}/jobs/{job_id}/estimate", headers=alice).json()
     assert estimate["size"] == 0 and estimate["duration"] == "PT2S"
     assert "NO_SUCH_COLLECTION" in estimate["terracube:problems"][0]
+
+
+def test_cancel_with_partial_results_keeps_them(client, alice):
+    """A run that wrote one of its files when it was canceled: `canceled`, files kept."""
+    job_id = create(client, alice)
+    client.post(f"{API}/jobs/{job_id}/results", headers=alice)
+    store, folders = client.app.state.jobs, client.app.state.job_folders
+    claim = store.claim("test-worker")  # what a worker does, without computing
+    path = folders.asset_path(job_id, claim.run_id, "openEO_save1.nc")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"partial result")
+    store.heartbeat(job_id, claim.run_id, progress=55)
+    store.record_assets(job_id, claim.run_id, [{"name": path.name, "size": 14,
+                                                "type": "application/x-netcdf"}])
+    running = client.get(f"{API}/jobs/{job_id}/results?partial", headers=alice).json()
+    assert running["properties"]["openeo:status"] == "running"
+    assert client.delete(f"{API}/jobs/{job_id}/results", headers=alice).status_code == 204
+    job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
+    assert (job["status"], job["progress"]) == ("canceled", 55)
+    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 400 and r.json()["code"] == "JobNotStarted"
+    item = client.get(f"{API}/jobs/{job_id}/results?partial=true", headers=alice).json()
+    assert item["properties"]["openeo:status"] == "canceled"
+    href = item["assets"]["openEO_save1.nc"]["href"].replace("http://testserver", "")
+    assert client.get(href).content == b"partial result"
+    assert not store.finish(job_id, claim.run_id, None)  # the canceled run cannot finish
+
+
+def test_admin_commands(client, alice, data_dir):
+    import subprocess
+    import sys
+
+    from jobs_support import clean_env
+
+    job_id = create(client, alice, title="admin test")
+    client.post(f"{API}/jobs/{job_id}/results", headers=alice)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "terracube.cli", "jobs", *args,
+                               "--data-dir", str(data_dir)], capture_output=True, text=True,
+                              env=clean_env(), timeout=120)
+
+    listed = cli("list", "--user", "alice")
+    assert listed.returncode == 0 and job_id in listed.stdout and "queued" in listed.stdout
+    assert job_id not in cli("list", "--user", "bob").stdout
+    shown = cli("show", job_id)
+    assert shown.returncode == 0 and '"status": "queued"' in shown.stdout
+    assert cli("cancel", job_id).stdout.strip() == f"{job_id}: created"
+    assert client.get(f"{API}/jobs/{job_id}", headers=alice).json()["status"] == "created"
+    assert cli("delete", job_id).returncode == 0
+    assert client.get(f"{API}/jobs/{job_id}", headers=alice).status_code == 404
+    missing = cli("show", job_id)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr

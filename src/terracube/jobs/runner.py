@@ -9,7 +9,6 @@ by killing the process (cancel, delete, shutdown).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from typing import Any
 
 from dask.callbacks import Callback
 
-from terracube import errors
+from terracube import errors, execution
 from terracube.engine.evaluate import Services
 from terracube.jobs.logs import error_entry, node_path
 from terracube.jobs.results_stac import describe_asset
@@ -144,7 +143,9 @@ def run_job(process: dict, services: Services, out_dir: Path, reporter: Reporter
         reporter.log("debug", f"Writing output {index + 1} of {count} as {output.format}.",
                      path=node_path(node_id, "save_result"))
         try:
-            with DaskProgress(on_fraction):
+            # The executor reports the computations it runs (also on a dask cluster); the
+            # local callback also sees any other computation on local threads.
+            with execution.progress_to(on_fraction), DaskProgress(on_fraction):
                 files = write_result(output.data, output.format, output.options, out_dir,
                                      stem=stem)
         except errors.OpenEOError as exc:
@@ -206,11 +207,7 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
 def _executor(settings: Any) -> Any:
     """Where the job computes: the executor of the settings (local threads, or the dask
     cluster of TERRACUBE_DASK_SCHEDULER), made current for the writers."""
-    try:
-        from terracube.execution import Executor
-    except ImportError:
-        return contextlib.nullcontext()
-    return Executor.from_settings(settings).active()
+    return execution.Executor.from_settings(settings).active()
 
 
 def _process_id(graph: Any, node_id: str | None) -> str | None:

@@ -221,6 +221,11 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
     for name in ds.data_vars:
         if name != "spatial_ref" and ds[name].dtype.kind == "f":
             ds[name].encoding["_FillValue"] = np.nan
+    # The grid mapping is a data variable, as CF files from other back-ends (CDSE) have it;
+    # readers that open the file as one DataArray then see the band variables as a bands
+    # dimension (the official workflow tests rely on it) instead of a single band's values.
+    grid_mappings = [c for c in ("spatial_ref", "crs") if c in ds.coords and c not in ds.dims]
+    ds = ds.reset_coords(grid_mappings)
     ds.attrs["Conventions"] = "CF-1.8"
     ds.attrs["source"] = "terracube"
     _stream_netcdf(ds, path)

@@ -259,6 +259,8 @@ def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
     job = jobs.get(_checked_job_id(job_id), user.user_id)
     raw = request.query_params.get("partial")
     partial = raw is not None and raw.lower() in ("", "true", "1")  # allowEmptyValue: ?partial
+    # Partial results exist only once a run started: running, canceled or failed jobs.
+    partial = partial and job.status in (st.RUNNING, st.CANCELED, st.ERROR)
     if job.status != st.FINISHED and not partial:
         if job.status == st.ERROR:
             entry = jobs.last_error(job.job_id)
@@ -290,9 +292,7 @@ def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
     if settings.job_retention_days and job.ended is not None:
         kept = st.aware(job.ended) + timedelta(days=settings.job_retention_days)
         available_until = min(available_until, kept)
-    status = job.status if job.status in ("running", "canceled", "finished", "error") \
-        else "running"
-    item = results_item(job, assets, links, status=status, expires=available_until)
+    item = results_item(job, assets, links, status=job.status, expires=available_until)
     return JSONResponse(item, media_type="application/geo+json" if _wants_geojson(request)
                         else "application/json", headers={"OpenEO-Costs": "0"})
 
@@ -356,9 +356,7 @@ def signed_results_item(request: Request, job_id: str, jobs: JobsDep, signer: Si
 
     item = results_item(job, assets, [{"rel": "self", "type": "application/geo+json",
                                        "href": str(request.url)}],
-                        status=job.status if job.status in ("running", "canceled", "finished",
-                                                            "error") else "running",
-                        expires=datetime.fromtimestamp(expires, UTC))
+                        status=job.status, expires=datetime.fromtimestamp(expires, UTC))
     return JSONResponse(item, media_type="application/geo+json")
 
 

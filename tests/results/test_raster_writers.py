@@ -1,0 +1,48 @@
+"""Raster cubes written as COG GeoTIFF and netCDF, read back with rasterio and xarray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.results.writers import write_result
+
+
+def cube(bands: list[str]) -> RasterCube:
+    rng = np.random.default_rng(1)
+    values = rng.random((2, len(bands), 3, 4)).astype("float32")
+    values[0, 0, 0, 0] = np.nan
+    da = xr.DataArray(values, dims=["t", "bands", "y", "x"], coords={
+        "t": np.array(["2022-06-02", "2022-06-07"], dtype="datetime64[ns]"), "bands": bands,
+        "y": [5151915.0, 5151905.0, 5151895.0], "x": [679725.0, 679735.0, 679745.0, 679755.0]})
+    dims = (Dimension("t", TEMPORAL), Dimension("bands", BANDS),
+            Dimension("y", SPATIAL, "y", 32632), Dimension("x", SPATIAL, "x", 32632))
+    return RasterCube(da.chunk({"t": 1}), dims)
+
+
+def test_gtiff_is_a_cog_with_named_bands(tmp_path) -> None:
+    c = cube(["B04", "B08"])
+    (f,) = write_result(c, "GTiff", {}, tmp_path)
+    with rasterio.open(f.path) as ds:
+        assert ds.count == 4 and ds.crs.to_epsg() == 32632
+        assert ds.transform == rasterio.Affine(10, 0, 679720, 0, -10, 5151920)
+        assert ds.descriptions[1] == "2022-06-02T00:00:00Z_B08"
+        assert ds.profile["tiled"] and np.isnan(ds.nodata)
+        np.testing.assert_array_equal(ds.read(), c.data.values.reshape(4, 3, 4))
+
+
+def test_netcdf_single_band_keeps_a_bands_dimension_for_dataarray_readers(tmp_path) -> None:
+    c = cube(["B04"])
+    (f,) = write_result(c, "netCDF", {}, tmp_path)
+    ds = xr.open_dataset(f.path)
+    # The grid mapping is a data variable (as on CDSE), so a reader can't mistake the file
+    # for one DataArray without bands.
+    assert set(ds.data_vars) == {"B04", "spatial_ref"}
+    with pytest.raises(ValueError):
+        xr.open_dataarray(f.path)
+    full = xr.open_dataset(f.path, decode_coords="all")
+    assert set(full.data_vars) == {"B04"} and full.rio.crs.to_epsg() == 32632
+    np.testing.assert_array_equal(full["B04"].values, c.data.sel(bands="B04").values)
