@@ -46,3 +46,27 @@ def test_netcdf_single_band_keeps_a_bands_dimension_for_dataarray_readers(tmp_pa
     full = xr.open_dataset(f.path, decode_coords="all")
     assert set(full.data_vars) == {"B04"} and full.rio.crs.to_epsg() == 32632
     np.testing.assert_array_equal(full["B04"].values, c.data.sel(bands="B04").values)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_quicklook_stretches_three_bands_to_8_bits(tmp_path, fmt) -> None:
+    c = cube(["B04", "B03", "B02"])
+    one_date = c.with_data(c.data.isel(t=1))
+    (f,) = write_result(one_date, fmt, {"min": 0, "max": 1}, tmp_path)
+    with rasterio.open(f.path) as ds:
+        img = ds.read()
+    assert img.dtype == np.uint8 and img.shape[1:] == (3, 4)
+    expected = np.clip(np.round(one_date.data.values * 254) + 1, 1, 255).astype("uint8")
+    if fmt == "PNG":
+        assert img.shape[0] == 4 and (img[3] == 255).all()  # alpha: every pixel is valid
+        np.testing.assert_array_equal(img[:3], expected)
+    else:
+        assert img.shape[0] == 3  # lossy on 12 random pixels: only the overall level holds
+        assert abs(img.astype(int).mean() - expected.astype(int).mean()) < 15
+
+
+def test_quicklook_refuses_a_stack_it_cannot_show(tmp_path) -> None:
+    from terracube import errors
+
+    with pytest.raises(errors.OpenEOError, match="1 \\(grey\\) or 3 \\(RGB\\)"):
+        write_result(cube(["B04", "B08"]), "PNG", {}, tmp_path)

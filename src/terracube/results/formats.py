@@ -49,21 +49,34 @@ _PARQUET = {
     "parameters": {},
 }
 
+_PNG = {
+    "title": "PNG quicklook",
+    "description": "An 8-bit picture of a cube with 1 (grey) or 3 (RGB) layers, each stretched "
+                   "between its 2nd and 98th percentile (or the options min/max); no-data is "
+                   "transparent. For looking, not for analysis.",
+    "gis_data_types": ["raster"],
+    "parameters": {},
+}
+_JPEG = {**_PNG, "title": "JPEG quicklook",
+         "description": "Like PNG, but JPEG-compressed and with no-data in black."}
+
 OUTPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "JSON": _JSON, "GeoJSON": _GEOJSON,
-                  "CSV": _CSV, "Parquet": _PARQUET}
+                  "CSV": _CSV, "Parquet": _PARQUET, "PNG": _PNG, "JPEG": _JPEG}
 INPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF}
 
 # Names users write, case-insensitively, for each output format.
 _ALIASES = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff",
             "cog": "GTiff", "netcdf": "netCDF", "nc": "netCDF", "json": "JSON",
+            "png": "PNG", "jpeg": "JPEG", "jpg": "JPEG",
             "geojson": "GeoJSON", "csv": "CSV", "parquet": "Parquet", "geoparquet": "Parquet"}
 
 MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff; profile=cloud-optimized",
                "netCDF": "application/x-netcdf", "JSON": "application/json",
                "GeoJSON": "application/geo+json", "CSV": "text/csv",
-               "Parquet": "application/vnd.apache.parquet"}
+               "Parquet": "application/vnd.apache.parquet", "PNG": "image/png",
+               "JPEG": "image/jpeg"}
 EXTENSIONS = {"GTiff": "tif", "netCDF": "nc", "JSON": "json", "GeoJSON": "geojson",
-              "CSV": "csv", "Parquet": "parquet"}
+              "CSV": "csv", "Parquet": "parquet", "PNG": "png", "JPEG": "jpg"}
 VECTOR_ONLY = {"GeoJSON", "CSV", "Parquet"}
 
 

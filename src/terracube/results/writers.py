@@ -21,6 +21,7 @@ from terracube.engine.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels
 from terracube.engine.values import ArrayValue, to_python
 from terracube.engine.vector import VectorCube
 from terracube.results.formats import EXTENSIONS, MEDIA_TYPES, VECTOR_ONLY, output_format
+from terracube.results.quicklook import write_quicklook
 from terracube.results.vector import to_geojson, write_vector
 
 
@@ -56,6 +57,8 @@ def write_result(data: Any, format: str, options: dict | None, folder: Path,
             f"{type(data).__name__}; use JSON for this result.", argument="format")
     elif fmt == "GTiff":
         _write_gtiff(data, tmp, options or {})
+    elif fmt in ("PNG", "JPEG"):
+        write_quicklook(data, tmp, fmt, options or {})
     else:
         _write_netcdf(data, tmp)
     os.replace(tmp, target)

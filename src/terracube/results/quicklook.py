@@ -1,0 +1,59 @@
+"""PNG / JPEG quicklooks: a raster cube stretched to 8 bits for a look, not for analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.io import MemoryFile
+
+from terracube import errors
+from terracube.engine.cube import RasterCube
+
+
+def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) -> None:
+    """One (grey) or three (RGB) bands, each stretched linearly between `min`/`max` from the
+    options or its own 2nd/98th percentiles; no-data becomes transparent (PNG) or black."""
+    xd, yd = cube.x_dim, cube.y_dim
+    if xd is None or yd is None:
+        raise errors.ProcessParameterInvalid(
+            f"{driver} needs a cube with x and y dimensions.", argument="data")
+    other = [d for d in cube.data.dims if d not in (xd.name, yd.name)]
+    arr = cube.data.transpose(*other, yd.name, xd.name)
+    layers = int(np.prod([arr.sizes[d] for d in other])) if other else 1
+    if layers not in (1, 3):
+        raise errors.ProcessParameterInvalid(
+            f"A {driver} quicklook shows 1 (grey) or 3 (RGB) layers, but this cube has "
+            f"{layers} ({', '.join(f'{d}: {arr.sizes[d]}' for d in other)}); reduce or filter "
+            "the other dimensions first, e.g. filter_bands to three bands and one date.",
+            argument="data")
+    values = np.asarray(arr.values, dtype="float64").reshape(layers, *arr.shape[-2:])
+    valid = np.isfinite(values).all(axis=0)
+    out = np.zeros(values.shape, dtype="uint8")
+    for i, band in enumerate(values):
+        lo, hi = _range(band[valid], options)
+        scaled = (band - lo) / (hi - lo) if hi > lo else np.zeros_like(band)
+        out[i] = np.where(valid, np.clip(np.round(scaled * 254) + 1, 1, 255), 0)
+    count = layers + (1 if driver == "PNG" else 0)
+    profile = dict(driver="GTiff", width=out.shape[2], height=out.shape[1], count=count,
+                   dtype="uint8")
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(out, indexes=list(range(1, layers + 1)))
+            if driver == "PNG":  # alpha: no-data is transparent
+                ds.write((valid * 255).astype("uint8"), count)
+        with mem.open() as src:
+            rasterio.shutil.copy(src, path, driver=driver)
+    for aux in path.parent.glob(path.name + ".aux.xml"):
+        aux.unlink()
+
+
+def _range(values: np.ndarray, options: dict[str, Any]) -> tuple[float, float]:
+    if "min" in options and "max" in options:
+        return float(options["min"]), float(options["max"])
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [2, 98])
+    return float(lo), float(hi)
