@@ -171,6 +171,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=5, help="jobs per user (max 6)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "jobs-load")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the server's data folder (results, logs) afterwards")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="terracube-jobs-load-"))
     users = add_users(data_dir, args.users)
@@ -192,6 +194,10 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(60)
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(data_dir, ignore_errors=True)
     total = sum(len(u["jobs"]) for u in out.values())
     latencies = [s for _, _, s in timings.calls]
     by_endpoint = {}

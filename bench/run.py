@@ -129,7 +129,11 @@ class Server:
                     self.stop()
                     raise RuntimeError(f"the server did not start, see {log_path}") from None
                 time.sleep(0.3)
-        self.warm_up()
+        try:
+            self.warm_up()
+        except BaseException:
+            self.stop()
+            raise
 
     def warm_up(self) -> None:
         """One small request outside the timing, as a server in use has had: loads the

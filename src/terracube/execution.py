@@ -64,7 +64,12 @@ class Executor:
 
             # The default client of the process: dask computations that processes start
             # themselves (e.g. model training) run on the cluster too.
-            client = Client(address, set_as_default=True)
+            try:
+                client = Client(address, set_as_default=True, timeout=30)
+            except (OSError, TimeoutError) as exc:
+                raise RuntimeError(
+                    f"cannot reach the dask scheduler at {address} (TERRACUBE_DASK_SCHEDULER): "
+                    f"{exc}") from exc
             log.info("computing on the dask cluster at %s (%d workers)", address,
                      len(client.scheduler_info().get("workers", {})))
             return cls(client=client)

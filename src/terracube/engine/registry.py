@@ -30,6 +30,9 @@ PROCESS_MODULES = (
     "terracube.engine.processes.ml",
     "terracube.engine.processes.stac_io",
     "terracube.engine.processes.workspace_io",
+    "terracube.engine.processes.vectors",
+    "terracube.engine.processes.udf",
+    "terracube.engine.processes.curves",
 )
 
 

@@ -57,8 +57,17 @@ def wide_properties(cube: VectorCube) -> list[dict]:
         for c in value_cols:
             v = rec[c]
             name = f"{prefix}_{c}" if prefix else c
-            props[rec["feature_index"]][name] = None if pd.isna(v) else float(v)
+            props[rec["feature_index"]][name] = _json_value(v)
     return props
+
+
+def _json_value(v: Any) -> Any:
+    """A number as float, no-data as None; other values (e.g. GeoJSON text properties) as is."""
+    if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return None
+    if isinstance(v, (int, float, np.number, np.bool_)):
+        return float(v)
+    return v
 
 
 def to_geojson(cube: VectorCube) -> dict:

@@ -275,6 +275,9 @@ def _stream_netcdf(ds: xr.Dataset, path: Path) -> None:
             if grid_mapping is not None:
                 attrs["grid_mapping"] = grid_mapping
             attrs.pop("_FillValue", None)
+            extra = [str(c) for c in var.coords if c not in var.dims]
+            if extra:  # as xarray writes them: non-dimension coordinates of the variable
+                attrs["coordinates"] = " ".join(extra)
             out.setncatts(attrs)
             sources.append(data)
             targets.append(_VariableWriter(out, lock))

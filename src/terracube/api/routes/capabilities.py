@@ -84,8 +84,10 @@ def list_file_types() -> dict[str, Any]:
 
 @router.get("/udf_runtimes", operation_id="list-udf-runtimes")
 def list_udf_runtimes() -> dict[str, Any]:
-    """No UDF runtimes: user code is not executed by this server."""
-    return {}
+    """The Python runtime of run_udf (UDF code runs in the server's worker processes)."""
+    from terracube.engine.processes.udf import udf_runtimes
+
+    return udf_runtimes()
 
 
 _PATH_CONVERTER = re.compile(r"\{(\w+):\w+\}")

@@ -1,0 +1,335 @@
+"""openEO processes for user code and debugging: `run_udf` (Python UDFs) and `inspect`.
+
+SECURITY: a UDF is Python source code that this module executes with `exec` inside the
+server's worker process, with the server's permissions (files, network, credentials of the
+process). There is no sandbox. Offer `run_udf` only on self-hosted servers whose users are
+trusted (see docs/user-guide/udf.md). UDFs given as URLs or paths are refused: the code must be
+inline, and nothing is fetched or read.
+
+The UDF follows the conventions of the openEO Python UDF API (`openeo.udf`, as the official
+`openeo` client writes them):
+
+- `apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube` (or with
+  `xarray.DataArray` annotations: the DataArray itself is passed and returned);
+  `apply_hypercube` is the legacy name;
+- `apply_timeseries(series: pandas.Series, context: dict) -> pandas.Series`, called per pixel
+  along the temporal dimension (`t` or `time`);
+- `apply_udf_data(data: UdfData)`, a function taking one `UdfData` argument that edits it.
+
+On a data cube (or on `x` inside `apply`) the UDF runs lazily block by block: the cube is cut
+into spatial chunks, every non-spatial dimension whole, and the UDF must return a block with the
+same dimensions and sizes. Inside a callback over a dimension (`reduce_dimension`,
+`apply_dimension`), `data` is an array and the UDF gets the whole array, as the spec says.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from terracube import errors
+from terracube.engine import process_errors as pe
+from terracube.engine.cube import SPATIAL, RasterCube
+from terracube.engine.registry import process
+from terracube.engine.values import LIST_DIM, ArrayValue, to_python
+
+log = logging.getLogger(__name__)
+
+RUNTIME = "Python"
+RUNTIME_VERSIONS = ("3",)  # the interpreter's major version; "3.x" of the server matches too
+
+
+def _declare(code: str, doc: str) -> type[pe.ProcessException]:
+    return type(code, (pe.ProcessException,), {"code": code, "__doc__": doc})
+
+
+InvalidRuntime = _declare("InvalidRuntime", "The specified UDF runtime is not supported.")
+InvalidVersion = _declare("InvalidVersion", "The specified UDF runtime version is not supported.")
+
+_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO,
+           "debug": logging.DEBUG}
+
+
+def udf_runtimes() -> dict[str, Any]:
+    """The `GET /udf_runtimes` description of the Python runtime (API schema
+    `udf_programming_language`)."""
+    import sys
+
+    import openeo
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    libraries = {"numpy": np.__version__, "xarray": xr.__version__, "openeo": openeo.__version__}
+    try:
+        import pandas
+
+        libraries["pandas"] = pandas.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return {
+        RUNTIME: {
+            "title": f"Python {version}",
+            "description": "Python UDFs following the openEO Python UDF API (openeo.udf: "
+                           "apply_datacube, apply_timeseries). The code runs inside the "
+                           "server's worker process with the server's permissions: for "
+                           "trusted users only.",
+            "type": "language",
+            "default": version,
+            "versions": {version: {"libraries": {k: {"version": str(v)}
+                                                  for k, v in libraries.items()}}},
+            "links": [{"href": "https://open-eo.github.io/openeo-python-client/udf.html",
+                       "rel": "about", "title": "openEO Python UDF guide"}],
+        }
+    }
+
+
+# --- inspect ----------------------------------------------------------------------------------
+def _summary(data: Any) -> str:
+    """A short description of `data` that never computes cube values."""
+    if isinstance(data, RasterCube):
+        dims = ", ".join(f"{d.name} ({d.type}, {data.data.sizes[d.name]})"
+                         for d in data.dimensions)
+        return f"raster data cube, dtype {data.data.dtype}, dimensions: {dims or 'none'}"
+    if isinstance(data, ArrayValue):
+        if data.is_list and data.size <= 20:
+            return f"array {[to_python(v) for v in np.asarray(data.data.values).tolist()]!r}"
+        sizes = ", ".join(f"{k} ({v})" for k, v in data.data.sizes.items())
+        return f"array along '{data.dim}', dimensions: {sizes}"
+    if isinstance(data, xr.DataArray):
+        sizes = ", ".join(f"{k} ({v})" for k, v in data.sizes.items())
+        return f"array, dtype {data.dtype}, dimensions: {sizes or 'none'}"
+    text = repr(data)
+    return text if len(text) <= 500 else text[:500] + "…"
+
+
+@process("inspect")
+def inspect_(data: Any, message: str = "", code: str = "User", level: str = "info",
+             ctx: Any = None) -> Any:
+    """Log `message` and a summary of `data` at `level`; return `data` unchanged."""
+    if level not in _LEVELS:
+        raise errors.ProcessParameterInvalid(
+            f"level must be one of {', '.join(_LEVELS)}, not {level!r}.", argument="level")
+    text = f"[{code}] {message}: {_summary(data)}" if message else f"[{code}] {_summary(data)}"
+    services_log = getattr(getattr(ctx, "services", None), "log", None)
+    if services_log:
+        services_log(level, text, ctx.node_id)
+    else:
+        node = getattr(ctx, "node_id", "?")
+        log.log(_LEVELS[level], "[%s] %s", node, text)
+    return data
+
+
+# --- run_udf ----------------------------------------------------------------------------------
+def _check_runtime(runtime: str, version: str | None) -> None:
+    if not isinstance(runtime, str) or runtime.lower() != RUNTIME.lower():
+        raise InvalidRuntime(
+            f"The UDF runtime {runtime!r} is not supported; GET /udf_runtimes lists "
+            f"'{RUNTIME}'.", argument="runtime")
+    if version is None:
+        return
+    import sys
+
+    ours = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if str(version) not in (*RUNTIME_VERSIONS, ours, "latest"):
+        raise InvalidVersion(
+            f"The Python runtime version {version!r} is not supported; use {ours} or null.",
+            argument="version")
+
+
+def _load(code: Any) -> dict:
+    """The namespace of the UDF module, or ProcessParameterInvalid for anything else."""
+    if not isinstance(code, str) or not code.strip():
+        raise errors.ProcessParameterInvalid("udf must be the UDF's Python source code.",
+                                             argument="udf")
+    if "\n" not in code and "\r" not in code:
+        raise errors.ProcessParameterInvalid(
+            "UDFs given as a URL or a file path are not supported (nothing is downloaded or "
+            "read): put the Python source code itself in 'udf'.", argument="udf")
+    try:
+        compiled = compile(code, "<udf>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF code is not valid Python: {exc.msg} (line {exc.lineno}).",
+            argument="udf") from exc
+    import pandas
+    from openeo.udf import UdfData, XarrayDataCube
+    from openeo.udf.structured_data import StructuredData
+
+    namespace: dict = {"__name__": "openeo_udf", "np": np, "numpy": np, "xarray": xr,
+                       "pandas": pandas, "pd": pandas, "math": math, "UdfData": UdfData,
+                       "XarrayDataCube": XarrayDataCube, "DataCube": XarrayDataCube,
+                       "StructuredData": StructuredData}
+    try:
+        exec(compiled, namespace)  # noqa: S102 - trusted users only, see the module docstring
+    except Exception as exc:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF code failed while loading: {type(exc).__name__}: {exc}",
+            argument="udf") from exc
+    return namespace
+
+
+def _annotation_name(annotation: Any) -> str:
+    if isinstance(annotation, str):
+        return annotation
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _entry(namespace: dict) -> tuple[str, Any]:
+    """(kind, function): the UDF entry point found in the module namespace."""
+    import inspect as pyinspect
+
+    for name in ("apply_datacube", "apply_hypercube"):
+        func = namespace.get(name)
+        if callable(func):
+            params = pyinspect.signature(func).parameters
+            ann = params["cube"].annotation if "cube" in params else None
+            kind = "dataarray" if _annotation_name(ann).split(".")[-1] == "DataArray" \
+                else "datacube"
+            return kind, func
+    if callable(namespace.get("apply_timeseries")):
+        return "timeseries", namespace["apply_timeseries"]
+    from openeo.udf import UdfData
+
+    for name, func in namespace.items():
+        if name.startswith("_") or not callable(func) or isinstance(func, type):
+            continue
+        if getattr(func, "__module__", None) != "openeo_udf":
+            continue
+        try:
+            params = list(pyinspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            continue
+        if len(params) == 1 and (params[0].annotation is UdfData or _annotation_name(
+                params[0].annotation).split(".")[-1] == "UdfData"):
+            return "udfdata", func
+    raise errors.ProcessParameterInvalid(
+        "The UDF defines no entry point: define apply_datacube(cube, context), "
+        "apply_timeseries(series, context) or a function taking one UdfData.", argument="udf")
+
+
+def _call_udf(kind: str, func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
+    """Run the UDF on one DataArray and return its result as a DataArray."""
+    from openeo.udf import UdfData, XarrayDataCube
+
+    if kind == "dataarray":
+        out = func(cube=arr, context=context)
+    elif kind == "datacube":
+        out = func(cube=XarrayDataCube(arr), context=context)
+    elif kind == "timeseries":
+        out = _per_timeseries(func, arr, context)
+    else:
+        udf_data = UdfData(datacube_list=[XarrayDataCube(arr)], user_context=context)
+        func(udf_data)
+        cubes = udf_data.get_datacube_list() or []
+        if len(cubes) != 1:
+            raise ValueError(f"the UDF left {len(cubes)} data cubes in its UdfData, not 1")
+        out = cubes[0]
+    if isinstance(out, XarrayDataCube):
+        out = out.get_array()
+    if not isinstance(out, xr.DataArray):
+        raise TypeError(f"the UDF returned {type(out).__name__}, not a data cube")
+    return out
+
+
+def _per_timeseries(func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
+    import pandas
+
+    tdims = [d for d in arr.dims if d in ("t", "time")]
+    if len(tdims) != 1:
+        raise ValueError("apply_timeseries needs a temporal dimension called 't' or 'time'")
+    t = tdims[0]
+    moved = arr.transpose(..., t)
+    values = np.asarray(moved.values, dtype=float)
+    flat = values.reshape(-1, values.shape[-1])
+    index = pandas.Index(moved.coords[t].values) if t in moved.coords else None
+    out = np.empty_like(flat)
+    for i, row in enumerate(flat):
+        result = func(series=pandas.Series(row, index=index), context=context)
+        out[i] = np.asarray(result, dtype=float)
+    return moved.copy(data=out.reshape(values.shape)).transpose(*arr.dims)
+
+
+def _blockwise(kind: str, func: Any, data: xr.DataArray, spatial: set, context: Any,
+               dtype: np.dtype) -> xr.DataArray:
+    """The UDF applied lazily per spatial chunk (other dimensions whole)."""
+    import dask.array as dsa
+
+    if not isinstance(data.data, dsa.Array):
+        data = data.chunk({d: -1 for d in data.dims})
+    else:
+        data = data.chunk({d: -1 for d in data.dims if d not in spatial})
+    template = data.astype(dtype)
+
+    def run(block: xr.DataArray) -> xr.DataArray:
+        try:
+            out = _call_udf(kind, func, block, context)
+        except errors.OpenEOError:
+            raise
+        except Exception as exc:
+            raise errors.ProcessParameterInvalid(
+                f"The UDF failed: {type(exc).__name__}: {exc}", argument="udf") from exc
+        if set(out.dims) != set(block.dims):
+            raise errors.ProcessParameterInvalid(
+                f"The UDF returned a cube with the dimensions {tuple(out.dims)}; on a data cube "
+                f"it must keep the dimensions {tuple(block.dims)}.", argument="udf")
+        out = out.transpose(*block.dims)
+        if out.shape != block.shape:
+            raise errors.ProcessParameterInvalid(
+                f"The UDF returned a block of shape {out.shape} for a block of shape "
+                f"{block.shape}; on a data cube it must keep the sizes.", argument="udf")
+        return xr.DataArray(np.asarray(out.values).astype(dtype), dims=block.dims,
+                            coords=block.coords, name=block.name)
+
+    return xr.map_blocks(run, data, template=template)
+
+
+def _result_dtype(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+@process()
+def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
+            context: Any = None) -> Any:
+    """Run a Python UDF on `data` (see the module docstring: trusted users only)."""
+    _check_runtime(runtime, version)
+    kind, func = _entry(_load(udf))
+    context = {} if context is None else context
+    if isinstance(data, RasterCube):
+        from terracube.engine.processes.cubes import nodata_as_nan
+
+        cube = nodata_as_nan(data)
+        spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
+        out = _blockwise(kind, func, cube.data, spatial, context,
+                         _result_dtype(cube.data.dtype))
+        return cube.with_data(out, cube.dimensions)
+    if isinstance(data, xr.DataArray):  # `x` inside apply: the whole cube, elementwise
+        spatial = {d for d in data.dims if d in ("x", "y", "lon", "lat")}
+        return _blockwise(kind, func, data, spatial, context, _result_dtype(data.dtype))
+    if isinstance(data, ArrayValue):
+        arr = data.data
+        if arr.dtype == object:
+            arr = arr.copy(data=np.array([np.nan if v is None else v for v in arr.values],
+                                         dtype=float))
+        out = _call_udf(kind, func, arr, context)
+        if data.is_list:
+            if out.ndim == 0:
+                return to_python(out.values)
+            return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
+        if data.dim in out.dims:
+            return ArrayValue(out, data.dim, data.labeled)
+        return out
+    if isinstance(data, (list, tuple)):
+        arr = xr.DataArray(np.array([np.nan if v is None else v for v in data], dtype=float),
+                           dims=[LIST_DIM])
+        out = _call_udf(kind, func, arr, context)
+        return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
+    if data is None or isinstance(data, (int, float)):
+        arr = xr.DataArray(np.nan if data is None else float(data))
+        out = _call_udf(kind, func, arr, context)
+        return to_python(out.values)
+    raise errors.ProcessParameterInvalid(
+        f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF.",
+        argument="data")
