@@ -161,7 +161,9 @@ def test_file_formats(client):
 
 
 def test_udf_runtimes(client):
-    assert client.get(f"{API}/udf_runtimes").json() == {}
+    runtimes = client.get(f"{API}/udf_runtimes").json()
+    assert set(runtimes) == {"Python"}
+    assert runtimes["Python"]["type"] == "language" and runtimes["Python"]["versions"]
 
 
 def test_list_collections(client):

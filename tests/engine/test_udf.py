@@ -208,3 +208,15 @@ def test_udf_runtimes_describe_python() -> None:
     libraries = python["versions"][python["default"]]["libraries"]
     assert {"numpy", "xarray", "openeo"} <= set(libraries)
     assert all(isinstance(lib["version"], str) for lib in libraries.values())
+
+
+def test_generic_udf_data_function(registry) -> None:
+    code = """
+from openeo.udf import UdfData, XarrayDataCube
+
+def transform(data: UdfData):
+    cube = data.get_datacube_list()[0].get_array()
+    data.set_datacube_list([XarrayDataCube(cube - 1)])
+"""
+    out = run(registry, {"u": udf_node(code)}, cube=make_cube())
+    np.testing.assert_allclose(out.data.values, values() - 1)

@@ -84,6 +84,15 @@ MinMaxSwapped = _declare("MinMaxSwapped", "clip: the minimum is greater than the
 FormatUnsuitable = _declare("FormatUnsuitable",
                             "The files cannot be read with the requested input format.")
 
+# --- user-defined functions -------------------------------------------------------------------
+InvalidRuntime = _declare("InvalidRuntime", "The specified UDF runtime is not supported.")
+InvalidVersion = _declare("InvalidVersion", "The specified UDF runtime version is not supported.")
+
+# --- vector processes -------------------------------------------------------------------------
+UnitMismatch = _declare("UnitMismatch", "The unit of the spatial reference system is not metres.")
+CountMismatch = _declare("CountMismatch",
+                         "The total number of points is lower than the number of geometries.")
+
 
 def require_dimension(cube: RasterCube, name: str, parameter: str = "dimension") -> Dimension:
     """The cube's dimension called `name`, or DimensionNotAvailable naming the parameter."""

@@ -62,7 +62,7 @@ _JPEG = {**_PNG, "title": "JPEG quicklook",
 
 OUTPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "JSON": _JSON, "GeoJSON": _GEOJSON,
                   "CSV": _CSV, "Parquet": _PARQUET, "PNG": _PNG, "JPEG": _JPEG}
-INPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF}
+INPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "GeoJSON": _GEOJSON, "Parquet": _PARQUET}
 
 # Names users write, case-insensitively, for each output format.
 _ALIASES = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff",

@@ -43,12 +43,6 @@ RUNTIME = "Python"
 RUNTIME_VERSIONS = ("3",)  # the interpreter's major version; "3.x" of the server matches too
 
 
-def _declare(code: str, doc: str) -> type[pe.ProcessException]:
-    return type(code, (pe.ProcessException,), {"code": code, "__doc__": doc})
-
-
-InvalidRuntime = _declare("InvalidRuntime", "The specified UDF runtime is not supported.")
-InvalidVersion = _declare("InvalidVersion", "The specified UDF runtime version is not supported.")
 
 _LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO,
            "debug": logging.DEBUG}
@@ -125,7 +119,7 @@ def inspect_(data: Any, message: str = "", code: str = "User", level: str = "inf
 # --- run_udf ----------------------------------------------------------------------------------
 def _check_runtime(runtime: str, version: str | None) -> None:
     if not isinstance(runtime, str) or runtime.lower() != RUNTIME.lower():
-        raise InvalidRuntime(
+        raise pe.InvalidRuntime(
             f"The UDF runtime {runtime!r} is not supported; GET /udf_runtimes lists "
             f"'{RUNTIME}'.", argument="runtime")
     if version is None:
@@ -134,7 +128,7 @@ def _check_runtime(runtime: str, version: str | None) -> None:
 
     ours = f"{sys.version_info.major}.{sys.version_info.minor}"
     if str(version) not in (*RUNTIME_VERSIONS, ours, "latest"):
-        raise InvalidVersion(
+        raise pe.InvalidVersion(
             f"The Python runtime version {version!r} is not supported; use {ours} or null.",
             argument="version")
 

@@ -31,21 +31,14 @@ from shapely.geometry.base import BaseGeometry
 from terracube import errors
 from terracube.engine.cube import GEOMETRY, OTHER, Dimension
 from terracube.engine.process_errors import (
+    CountMismatch,
     DimensionNotAvailable,
     FormatUnsuitable,
-    ProcessException,
+    UnitMismatch,
 )
 from terracube.engine.processes.spatial import vector_input
 from terracube.engine.registry import process
 from terracube.engine.vector import GEOJSON_CRS, GEOMETRY_DIM, VectorCube, reproject_geometries
-
-# Exceptions declared by the vector process definitions (not yet in process_errors).
-UnitMismatch = type("UnitMismatch", (ProcessException,), {
-    "code": "UnitMismatch",
-    "__doc__": "The unit of the spatial reference system is not meters."})
-CountMismatch = type("CountMismatch", (ProcessException,), {
-    "code": "CountMismatch",
-    "__doc__": "The total number of points is lower than the number of geometries."})
 
 PROPERTIES_DIM = "properties"
 MAX_POINTS = 1_000_000  # sampled points per process call
