@@ -129,6 +129,21 @@ BasicCredentials = Annotated[tuple[str, str], Depends(basic_credentials)]
 
 
 # --- request bodies -------------------------------------------------------------------------------
+def int_query(request: Request, name: str, minimum: int) -> int | None:
+    """An integer query parameter (None when absent); 400 BadRequest below `minimum`."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise BadRequest(f"The query parameter '{name}' must be an integer >= {minimum}, "
+                         f"got {raw!r}.")
+    return value
+
+
 async def json_object_body(request: Request) -> dict[str, Any]:
     """The request body as a JSON object; 400 BadRequest if it is not one."""
     raw = await request.body()

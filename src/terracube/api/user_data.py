@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from terracube.api.deps import CurrentUser, api_url
-from terracube.api.errors import BadRequest
+from terracube.api.deps import CurrentUser, api_url, int_query
 from terracube.auth.users import User
 from terracube.udp.store import UdpStore
 from terracube.workspace.files import Workspace, workspace_for
@@ -48,8 +47,8 @@ def paginate(request: Request, items: list[Any], path: str) -> tuple[list[Any], 
     Without `limit` (or with an empty one) everything is returned, as the API requires for
     clients that do not paginate; otherwise the links have `next`/`prev`/`first`.
     """
-    limit = _int_parameter(request, "limit", minimum=1)
-    offset = _int_parameter(request, "offset", minimum=0) or 0
+    limit = int_query(request, "limit", minimum=1)
+    offset = int_query(request, "offset", minimum=0) or 0
     if limit is None:
         return items[offset:], []
     page = items[offset:offset + limit]
@@ -60,20 +59,6 @@ def paginate(request: Request, items: list[Any], path: str) -> tuple[list[Any], 
         links.append(_page_link(request, "prev", path, limit, max(0, offset - limit)))
         links.append(_page_link(request, "first", path, limit, 0))
     return page, links
-
-
-def _int_parameter(request: Request, name: str, minimum: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise BadRequest(f"The query parameter '{name}' must be an integer >= {minimum}, "
-                         f"got {raw!r}.")
-    return value
 
 
 def _page_link(request: Request, rel: str, path: str, limit: int, offset: int) -> dict:

@@ -22,6 +22,7 @@ from terracube.api.deps import (
     RegistryDep,
     SettingsDep,
     api_url,
+    int_query,
     link,
 )
 from terracube.api.errors import BadRequest
@@ -115,20 +116,6 @@ def _job_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return fields
 
 
-def _int_query(request: Request, name: str, minimum: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise BadRequest(f"The query parameter '{name}' must be an integer >= {minimum}, "
-                         f"got {raw!r}.")
-    return value
-
-
 # --- job documents -----------------------------------------------------------------------------
 def job_summary(job: Job) -> dict[str, Any]:
     """A job in GET /jobs: the scalar properties only (the spec recommends leaving out
@@ -169,7 +156,7 @@ def job_document(request: Request, job: Job) -> dict[str, Any]:
 @router.get("/jobs", operation_id="list-jobs")
 def list_jobs(request: Request, user: ActiveUser, jobs: JobsDep) -> dict[str, Any]:
     """The user's batch jobs, newest first; `limit` pages them (a `next` link follows)."""
-    limit = _int_query(request, "limit", 1)
+    limit = int_query(request, "limit", minimum=1)
     after = request.query_params.get("page") or None
     try:
         page, cursor = jobs.list(user.user_id, limit=limit, after=after)
@@ -377,7 +364,7 @@ def debug_job(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep) ->
         except ValueError:
             raise BadRequest(f"'offset' must be the id of a log entry (a number), got "
                              f"{offset_text!r}.") from None
-    limit = _int_query(request, "limit", 1)
+    limit = int_query(request, "limit", minimum=1)
     effective = stricter(job.log_level, level)
     entries = jobs.logs(job.job_id, after=after, min_level=effective,
                         limit=None if limit is None else limit + 1)
