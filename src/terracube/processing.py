@@ -52,6 +52,7 @@ def compute_result(process: dict, services: Services,
         with executor.active():
             saved = evaluate_outputs(process, services)[-1]
             files = write_result(saved.data, saved.format, saved.options, folder)
+            export_files(saved, [f.path for f in files], services)
     except errors.OpenEOError:
         raise
     except MemoryError as exc:
@@ -82,3 +83,25 @@ def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
     # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
     is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim
     return [SavedResult(value, DEFAULT_RASTER_FORMAT if is_raster else "JSON", {})]
+
+
+def export_files(saved: SavedResult, paths: list[Path], services: Services) -> None:
+    """Copy written result files into the user's workspace where export_workspace asked for
+    it, through the workspace's uploads (quota and path rules apply)."""
+    if not saved.exports:
+        return
+    from terracube.workspace.files import workspace_for
+
+    workspace = workspace_for(services.settings, services.user.user_id)
+    for folder, merge in saved.exports:
+        prefix = "/".join(p for p in (folder, merge) if p)
+        for path in paths:
+            upload = workspace.begin_upload(f"{prefix}/{path.name}", path.stat().st_size)
+            try:
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        upload.write(chunk)
+            except BaseException:
+                upload.abort()  # no partial file is left behind (e.g. quota exceeded)
+                raise
+            upload.commit()

@@ -566,8 +566,9 @@ def test_w5_benchmark_graph_maps_the_land_cover(registry, bench_data):
         services = Services(registry=registry)
         evaluator = Evaluator(services)
         assert evaluator.validate(graph) == []
-        assert evaluator.run(graph) is True
+        returned = evaluator.run(graph)
         (saved,) = services.saved
+        assert returned is saved  # save_result returns what it will write (its STAC resource)
         assert saved.format == "GTiff" and is_lazy(saved.data)
         predicted = saved.data.data.values
     with rasterio.open(bench_data / "truth" / "landcover.tif") as src:

@@ -179,3 +179,29 @@ def test_upload_then_process(client):
     # bob runs the same graph: his workspace has no such file
     r = client.post(f"{API}/result", json={"process": process}, headers=bob)
     assert r.status_code == 404 and r.json()["code"] == "FileNotFound"
+
+
+def test_export_workspace_copies_saved_results_into_the_workspace(tmp_path) -> None:
+    """save_result -> export_workspace: the written file lands in the user's /files."""
+    from terracube.auth.users import User
+    from terracube.engine.registry import build_registry
+    from terracube.processing import build_services, compute_result
+    from terracube.settings import Settings
+    from terracube.workspace.files import workspace_for
+
+    settings = Settings(data_dir=tmp_path / "data")
+    user = User(user_id="alice")
+    services = build_services(settings, None, build_registry(), user)
+    graph = {
+        "save": {"process_id": "save_result",
+                 "arguments": {"data": [1, 2, 3], "format": "JSON"}},
+        "export": {"process_id": "export_workspace",
+                   "arguments": {"data": {"from_node": "save"}, "workspace": "exports",
+                                 "merge": "run1"}, "result": True},
+    }
+    result = compute_result({"process": {"process_graph": graph}}, services, tmp_path / "out")
+    ws = workspace_for(settings, "alice")
+    files = {f.path: f for f in ws.list_files()}
+    assert f"exports/run1/{result.filename}" in files
+    copied, _ = ws.file_to_read(f"exports/run1/{result.filename}")
+    assert copied.read_bytes() == result.path.read_bytes() == b"[1, 2, 3]"

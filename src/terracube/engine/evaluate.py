@@ -22,11 +22,16 @@ MAX_UDP_DEPTH = 16
 
 @dataclass
 class SavedResult:
-    """What a save_result node asked to write: the data, the format and its options."""
+    """What a save_result node asked to write: the data, the format and its options.
+
+    It is also the value save_result returns (the STAC resource it will become), so that
+    export_workspace can ask for the written files to be copied into the user's workspace.
+    """
 
     data: Any
     format: str
     options: dict
+    exports: list[tuple[str, str | None]] = field(default_factory=list)  # (workspace, merge)
 
 
 @dataclass

@@ -159,6 +159,7 @@ def run_job(process: dict, services: Services, out_dir: Path, reporter: Reporter
             raise errors.Internal(
                 f"Computing and writing the result failed: {type(exc).__name__}: {exc}",
                 node_id=node_id) from exc
+        processing.export_files(output, [f.path for f in files], services)
         for file in files:
             info = describe_asset(file.path, file.media_type, output.data)
             assets.append(info)

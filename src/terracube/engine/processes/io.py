@@ -116,11 +116,12 @@ def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = 
 
 @process("save_result")
 def save_result(data: Any, format: str, options: dict | None = None, *,
-                ctx: ProcessContext) -> bool:
+                ctx: ProcessContext) -> SavedResult:
     fmt = output_format(format)
     if fmt is None:
         raise errors.ProcessParameterInvalid(
             f"Output format '{format}' is not supported; GET /file_formats lists the formats "
             "(GTiff, netCDF, JSON).", argument="format")
-    ctx.services.saved.append(SavedResult(data, fmt, dict(options or {})))
-    return True
+    saved = SavedResult(data, fmt, dict(options or {}))
+    ctx.services.saved.append(saved)
+    return saved

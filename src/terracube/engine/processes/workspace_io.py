@@ -11,7 +11,7 @@ from typing import Any
 
 from terracube import errors
 from terracube.engine.cube import RasterCube
-from terracube.engine.evaluate import ProcessContext
+from terracube.engine.evaluate import ProcessContext, SavedResult
 from terracube.engine.process_errors import FormatUnsuitable
 from terracube.engine.registry import process
 from terracube.results.formats import INPUT_FORMATS, output_format
@@ -111,3 +111,22 @@ def _load_netcdf(files: list[Path]) -> RasterCube:
             "netCDF files are loaded one at a time (each is a whole data cube); combine "
             "several with merge_cubes.", argument="paths")
     return XarraySource(UPLOADED_COLLECTION, inspect_cube(files[0])).load(LoadRequest())
+
+
+@process("export_workspace")
+def export_workspace(data: Any, workspace: str, merge: str | None = None, *,
+                     ctx: ProcessContext) -> SavedResult:
+    """Ask for the files of a save_result to be copied into the user's workspace (/files),
+    into the folder `workspace` (and `merge` below it) once they are written."""
+    if not isinstance(data, SavedResult):
+        raise errors.ProcessParameterInvalid(
+            "export_workspace exports what save_result returns: pass the save_result node as "
+            "'data'.", argument="data")
+    if ctx.services.workspace is None or ctx.services.user is None:
+        raise errors.ProcessParameterInvalid(
+            "This request has no user workspace to export to.", argument="workspace")
+    for part in (workspace, merge):
+        if part is not None:
+            split_path(part)  # refuses '..', absolute paths and empty names
+    data.exports.append((workspace, merge))
+    return data
