@@ -70,3 +70,16 @@ def test_quicklook_refuses_a_stack_it_cannot_show(tmp_path) -> None:
 
     with pytest.raises(errors.OpenEOError, match="1 \\(grey\\) or 3 \\(RGB\\)"):
         write_result(cube(["B04", "B08"]), "PNG", {}, tmp_path)
+
+
+def test_zarr_is_one_zip_file_that_xarray_opens(tmp_path) -> None:
+    import zarr
+
+    c = cube(["B04", "B08"])
+    (f,) = write_result(c, "Zarr", {}, tmp_path)
+    assert f.path.name == "result.zarr.zip" and f.media_type == "application/zip"
+    ds = xr.open_zarr(zarr.storage.ZipStore(f.path, mode="r"), decode_coords="all")
+    assert set(ds.data_vars) == {"B04", "B08"}
+    assert ds["B08"].dims == ("t", "y", "x") and ds.rio.crs.to_epsg() == 32632
+    np.testing.assert_array_equal(ds["B08"].values, c.data.sel(bands="B08").values)
+    np.testing.assert_array_equal(ds["t"].values, c.data["t"].values)

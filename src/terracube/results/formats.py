@@ -57,26 +57,35 @@ _PNG = {
     "gis_data_types": ["raster"],
     "parameters": {},
 }
+_ZARR = {
+    "title": "Zarr (zipped)",
+    "description": "The cube as a Zarr v3 store (a variable per band over t/y/x, the CRS as "
+                   "CF grid mapping), zipped into one file; open it with "
+                   "xarray.open_zarr(zarr.storage.ZipStore(path, mode='r')).",
+    "gis_data_types": ["raster"],
+    "parameters": {},
+}
 _JPEG = {**_PNG, "title": "JPEG quicklook",
          "description": "Like PNG, but JPEG-compressed and with no-data in black."}
 
 OUTPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "JSON": _JSON, "GeoJSON": _GEOJSON,
-                  "CSV": _CSV, "Parquet": _PARQUET, "PNG": _PNG, "JPEG": _JPEG}
+                  "CSV": _CSV, "Parquet": _PARQUET, "PNG": _PNG, "JPEG": _JPEG, "Zarr": _ZARR}
 INPUT_FORMATS = {"GTiff": _GTIFF, "netCDF": _NETCDF, "GeoJSON": _GEOJSON, "Parquet": _PARQUET}
 
 # Names users write, case-insensitively, for each output format.
 _ALIASES = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff",
             "cog": "GTiff", "netcdf": "netCDF", "nc": "netCDF", "json": "JSON",
-            "png": "PNG", "jpeg": "JPEG", "jpg": "JPEG",
+            "zarr": "Zarr", "png": "PNG", "jpeg": "JPEG", "jpg": "JPEG",
             "geojson": "GeoJSON", "csv": "CSV", "parquet": "Parquet", "geoparquet": "Parquet"}
 
 MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff; profile=cloud-optimized",
                "netCDF": "application/x-netcdf", "JSON": "application/json",
                "GeoJSON": "application/geo+json", "CSV": "text/csv",
                "Parquet": "application/vnd.apache.parquet", "PNG": "image/png",
-               "JPEG": "image/jpeg"}
+               "JPEG": "image/jpeg", "Zarr": "application/zip"}
 EXTENSIONS = {"GTiff": "tif", "netCDF": "nc", "JSON": "json", "GeoJSON": "geojson",
-              "CSV": "csv", "Parquet": "parquet", "PNG": "png", "JPEG": "jpg"}
+              "CSV": "csv", "Parquet": "parquet", "PNG": "png", "JPEG": "jpg",
+              "Zarr": "zarr.zip"}
 VECTOR_ONLY = {"GeoJSON", "CSV", "Parquet"}
 
 

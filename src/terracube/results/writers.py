@@ -59,6 +59,8 @@ def write_result(data: Any, format: str, options: dict | None, folder: Path,
         _write_gtiff(data, tmp, options or {})
     elif fmt in ("PNG", "JPEG"):
         write_quicklook(data, tmp, fmt, options or {})
+    elif fmt == "Zarr":
+        _write_zarr(data, tmp)
     else:
         _write_netcdf(data, tmp)
     os.replace(tmp, target)
@@ -194,6 +196,34 @@ def _rasterio_crs(crs: Any) -> Any:
 
 # --- netCDF -----------------------------------------------------------------------------------
 def _write_netcdf(cube: RasterCube, path: Path) -> None:
+    _stream_netcdf(_cf_dataset(cube), path)
+
+
+def _write_zarr(cube: RasterCube, path: Path) -> None:
+    """A Zarr store of the CF dataset, zipped into one file (one asset, one download).
+
+    Blocks are written into a folder by the executor (on a cluster the workers write, so
+    the results folder must be shared, as for everything else), then stored uncompressed in
+    the zip: Zarr chunks are compressed already.
+    """
+    import shutil
+    import zipfile
+
+    folder = path.with_name(path.name + ".d")
+    try:
+        delayed = _cf_dataset(cube).to_zarr(folder, mode="w", compute=False, consolidated=True)
+        execution.current().compute(delayed)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    zf.write(file, file.relative_to(folder).as_posix())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cf_dataset(cube: RasterCube) -> xr.Dataset:
+    """The cube as a CF dataset: a variable per band over (t, y, x) and the CRS as grid
+    mapping (netCDF and Zarr)."""
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
     da = cube.data
@@ -231,7 +261,7 @@ def _write_netcdf(cube: RasterCube, path: Path) -> None:
     ds = ds.reset_coords(grid_mappings)
     ds.attrs["Conventions"] = "CF-1.8"
     ds.attrs["source"] = "terracube"
-    _stream_netcdf(ds, path)
+    return ds
 
 
 class _VariableWriter:
