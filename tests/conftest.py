@@ -106,3 +106,22 @@ def start_server():
     yield start
     for srv in started:
         srv.stop()
+
+
+# --- two users of a TestClient app ------------------------------------------------------------
+# A test module that uses these defines a `client` fixture whose app has the users
+# alice/wonderland and bob/builder.
+def basic_login(client, name: str, password: str) -> dict[str, str]:
+    """The Authorization header of an openEO basic login through the API."""
+    token = client.get("/openeo/1.2/credentials/basic", auth=(name, password)).json()
+    return {"Authorization": f"Bearer basic//{token['access_token']}"}
+
+
+@pytest.fixture
+def alice(client) -> dict[str, str]:
+    return basic_login(client, "alice", "wonderland")
+
+
+@pytest.fixture
+def bob(client) -> dict[str, str]:
+    return basic_login(client, "bob", "builder")

@@ -53,8 +53,6 @@ def compute_result(process: dict, services: Services,
             saved = evaluate_outputs(process, services)[-1]
             files = write_result(saved.data, saved.format, saved.options, folder)
             export_files(saved, [f.path for f in files], services)
-    except errors.OpenEOError:
-        raise
     except MemoryError as exc:
         raise errors.Internal("The computation ran out of memory; use a smaller extent or "
                               "a batch job.") from exc

@@ -35,19 +35,6 @@ def client(tmp_path, registry) -> TestClient:
     return TestClient(app)
 
 
-def login(client, name: str, password: str) -> dict[str, str]:
-    token = client.get(f"{API}/credentials/basic", auth=(name, password)).json()
-    return {"Authorization": f"Bearer basic//{token['access_token']}"}
-
-
-@pytest.fixture
-def alice(client):
-    return login(client, "alice", "wonderland")
-
-
-@pytest.fixture
-def bob(client):
-    return login(client, "bob", "builder")
 
 
 def param(name: str, **extra) -> dict:

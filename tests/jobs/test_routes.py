@@ -29,19 +29,6 @@ def client(data_dir: Path, registry) -> TestClient:
     return TestClient(create_app(Settings(data_dir=data_dir), registry=registry))
 
 
-def login(client: TestClient, user: str, password: str) -> dict[str, str]:
-    token = client.get(f"{API}/credentials/basic", auth=(user, password)).json()
-    return {"Authorization": f"Bearer basic//{token['access_token']}"}
-
-
-@pytest.fixture
-def alice(client) -> dict[str, str]:
-    return login(client, "alice", "wonderland")
-
-
-@pytest.fixture
-def bob(client) -> dict[str, str]:
-    return login(client, "bob", "builder")
 
 
 def create(client, auth, process=None, **fields) -> str:
