@@ -503,3 +503,53 @@ def test_vector_cube_from_geojson():
         if NDVI_DIR.is_dir() else None
     if legacy is not None:
         assert legacy.crs == 32633
+
+
+@pytest.mark.parametrize("statistic", ["mean", "sum", "min", "max", "count"])
+def test_aggregate_spatial_single_pass_statistics_equal_numpy(registry, ndvi, statistic):
+    """mean/sum/min/max/count run as one pass over the chunks (partial results per chunk):
+    geometries across chunk borders, no-data pixels, a polygon of no-data only, a point,
+    a line and a geometry outside the data."""
+    _, values, transform = ndvi
+    values = values.copy()
+    values[::3, 10:30, 10:30] = np.nan  # no-data on some dates, across a chunk border (40)
+    values[:, 60:70, 60:70] = np.nan  # always no-data
+    cube = raster_cube(values, transform, 32633, chunks=(17, 40, 40),
+                       leading=[("t", "temporal", ndvi[0].data.t.values)])
+    x0, y0 = transform.c, transform.f
+
+    def square(col0, row0, col1, row1):
+        return shapely.geometry.box(x0 + 10 * col0, y0 - 10 * row1, x0 + 10 * col1, y0 - 10 * row0)
+
+    geoms = (square(5, 5, 55, 45), square(61, 61, 69, 69), square(30, 70, 100, 101),
+             shapely.geometry.Point(x0 + 123.0, y0 - 456.0),
+             shapely.geometry.LineString([(x0 + 5, y0 - 5), (x0 + 705, y0 - 405)]),
+             shapely.geometry.Point(x0 - 5000, y0))
+    reducer = {"process_graph": {"r": {"process_id": statistic, "arguments": {
+        "data": {"from_parameter": "data"}}, "result": True}}}
+    out = run(registry, "aggregate_spatial", data=cube, geometries=VectorCube(geoms, 32633),
+              reducer=reducer, target_dimension="result")
+    assert is_lazy(RasterCube(out.values, out.dimensions))
+    got = out.values.values
+    assert out.values.dims == ("geometry", "t", "result")
+    numpy_of = {"mean": np.nanmean, "sum": np.nansum, "min": np.nanmin, "max": np.nanmax,
+                "count": lambda a, axis: np.sum(~np.isnan(a), axis=axis)}[statistic]
+    for i, geom in enumerate(geoms[:5]):
+        touched = geom.geom_type == "LineString"
+        inside = rasterio.features.geometry_mask([geom], values.shape[1:], transform,
+                                                 all_touched=touched, invert=True)
+        if geom.geom_type == "Point":
+            inside = np.zeros(values.shape[1:], bool)
+            inside[45, 12] = True
+        pixels = values[:, inside]
+        valid = (~np.isnan(pixels)).sum(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = numpy_of(pixels, axis=1).astype(np.float64)
+        if statistic != "count":
+            expected[valid == 0] = np.nan  # a geometry with only no-data gives no-data
+        np.testing.assert_allclose(got[i, :, 0], expected, rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(got[i, :, 1], inside.sum())
+        np.testing.assert_array_equal(got[i, :, 2], valid)
+    assert np.isnan(got[1, :, 0]).all() == (statistic != "count")
+    assert np.isnan(got[5, :, 0]).all() and (got[5, :, 1:] == 0).all()

@@ -13,13 +13,14 @@ import pystac
 import xarray as xr
 
 from terracube import errors
+from terracube.catalog import direct_read
 from terracube.catalog.base import BBox, LoadRequest
 from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 
 log = logging.getLogger(__name__)
 
 # Tile-aligned chunks keep memory bounded by chunks, not by the collection (COGs use 256/512).
-SPATIAL_CHUNK = 1024
+SPATIAL_CHUNK = 2048
 
 
 class NoDataForRequest(errors.ProcessParameterInvalid):
@@ -159,7 +160,6 @@ class StacItemsSource:
 
     def load(self, request: LoadRequest,
              check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
-        import odc.stac
         from odc.geo.geobox import GeoBox
 
         bands = list(request.bands) if request.bands else list(self.bands)
@@ -187,30 +187,12 @@ class StacItemsSource:
                 f"(EPSG:{_epsg(crs)}).", argument="spatial_extent")
         geobox = GeoBox.from_bbox((w, s, e, n), crs=crs, resolution=resolution, tight=False,
                                   anchor=self._grid_anchor(resolution, crs))
-        ds = odc.stac.load(
-            items, bands=bands, geobox=geobox, groupby="time",
-            chunks={"time": 1, "x": SPATIAL_CHUNK, "y": SPATIAL_CHUNK},
-            resampling="nearest", fail_on_error=True,
-        )
-        arrays = []
-        for b in bands:
-            info = self.bands[b]
-            da = ds[b]
-            valid = da != info.nodata if info.nodata is not None else None
-            # Values stay digital numbers like on CDSE (scale/offset are metadata), but as
-            # float32 so band math cannot wrap around and no-data can be NaN.
-            da = da.astype("float32")
-            if valid is not None:
-                da = da.where(valid)
-            arrays.append(da)
-        data = xr.concat(arrays, dim=pd.Index(bands, name="bands"))
-        # odc-stac names the axes of a geographic grid latitude/longitude.
-        data = data.rename({"time": "t", **{k: v for k, v in (("latitude", "y"),
-                            ("longitude", "x")) if k in data.dims}})
-        data = data.transpose("t", "bands", "y", "x")
-        data = data.drop_vars([c for c in data.coords if c not in data.dims])
-        data.attrs = {}
-        data.name = None
+        # Values stay digital numbers like on CDSE (scale/offset are metadata), but as
+        # float32 so band math cannot wrap around and no-data can be NaN.
+        data = direct_read.load_aligned(items, bands, {b: self.bands[b].nodata for b in bands},
+                                        geobox, SPATIAL_CHUNK)
+        if data is None:
+            data = self._load_odc(items, bands, geobox)
         epsg = _epsg(crs)
         ref = epsg if epsg else str(crs)
         dims = (
@@ -222,6 +204,31 @@ class StacItemsSource:
         band_meta = {b: self.bands[b] for b in bands}
         return RasterCube(data, dims, nodata=None, attrs={"band_metadata": band_meta,
                                                           "collection": self.id})
+
+    def _load_odc(self, items: list[pystac.Item], bands: list[str], geobox: Any) -> xr.DataArray:
+        """odc-stac for any grid (reprojection, resampling, several files per date)."""
+        import odc.stac
+
+        ds = odc.stac.load(
+            items, bands=bands, geobox=geobox, groupby="time",
+            chunks={"time": 1, "x": SPATIAL_CHUNK, "y": SPATIAL_CHUNK},
+            resampling="nearest", fail_on_error=True,
+        )
+        arrays = []
+        for b in bands:
+            nodata = self.bands[b].nodata
+            # (odc-stac's own dtype="float32" leaves some no-data pixels at 0)
+            values = ds[b].astype("float32")
+            arrays.append(values.where(ds[b] != nodata) if nodata is not None else values)
+        data = xr.concat(arrays, dim=pd.Index(bands, name="bands"))
+        # odc-stac names the axes of a geographic grid latitude/longitude.
+        data = data.rename({"time": "t", **{k: v for k, v in (("latitude", "y"),
+                            ("longitude", "x")) if k in data.dims}})
+        data = data.transpose("t", "bands", "y", "x")
+        data = data.drop_vars([c for c in data.coords if c not in data.dims])
+        data.attrs = {}
+        data.name = None
+        return data
 
     def _grid_anchor(self, resolution: float, crs: Any) -> Any:
         """Where the files' pixel grid lies (fraction of a pixel), so that a load in the

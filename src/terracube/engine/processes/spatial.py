@@ -412,8 +412,19 @@ def _kernel_array(kernel: Any) -> np.ndarray:
     return weights
 
 
-def _correlate(block: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return scipy.ndimage.correlate(block, weights, mode="constant", cval=0.0)
+def _kernel_block(block: np.ndarray, weights: np.ndarray, factor: float, invalid: float,
+                  nodata: float | None) -> np.ndarray:
+    """apply_kernel on one chunk with its halo: NaN, infinities and no-data become
+    `invalid` (spec), then the weighted sum, times the factor (in float, so 1/9 is kept)."""
+    bad = ~np.isfinite(block)
+    if nodata is not None:
+        bad |= block == nodata
+    if bad.any():
+        block = np.where(bad, block.dtype.type(invalid), block)
+    out = scipy.ndimage.correlate(block, weights, mode="constant", cval=0.0)
+    if factor != 1:
+        out *= out.dtype.type(factor)
+    return out
 
 
 @process("apply_kernel")
@@ -445,24 +456,30 @@ def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any 
     work = np.result_type(values.dtype, np.float32) if values.dtype.itemsize <= 4 else \
         np.dtype(np.float64)
     arr = _as_dask(values).astype(work)
-    # NaN, no-data and infinities become `replace_invalid` (spec); the factor is applied in
-    # float so that e.g. 1/9 is not truncated.
-    arr = da.where(da.isfinite(arr), arr, float(replace_invalid))
-    if data.nodata is not None and np.issubdtype(data.data.dtype, np.integer):
-        arr = da.where(_as_dask(values) == data.nodata, float(replace_invalid), arr)
+    nodata = data.nodata if data.nodata is not None and np.issubdtype(
+        data.data.dtype, np.integer) else None
     hy, hx = weights.shape[0] // 2, weights.shape[1] // 2
     lead = arr.ndim - 2
-    padded = da.pad(arr, [(0, 0)] * lead + [(hy, hy), (hx, hx)], **pad_kw)
     full = np.reshape(weights, (1,) * lead + weights.shape)
-    # Neighbours come from the overlap; the padded rim is cut off again afterwards.
-    chunks = tuple(c if i < lead else max(c, 2 * (hy if i == lead else hx) + 1)
-                   for i, c in enumerate(padded.chunksize))
-    padded = padded.rechunk(chunks)
-    depth = {lead: hy, lead + 1: hx}
-    convolved = padded.map_overlap(_correlate, depth=depth, boundary="none", weights=full,
-                                   dtype=work)
-    core = convolved[(Ellipsis, slice(hy, hy + arr.shape[-2]), slice(hx, hx + arr.shape[-1]))]
-    core = core * float(factor)
+    block = {"weights": full, "factor": float(factor), "invalid": float(replace_invalid),
+             "nodata": nodata}
+    small = any(c < h for i, h in ((lead, hy), (lead + 1, hx)) for c in arr.chunks[i])
+    if pad_kw["mode"] == "constant" and not small:
+        # One pass per chunk: neighbours from the adjacent chunks, the border value beyond
+        # the edges of the cube.
+        depth = {i: (hy if i == lead else hx if i == lead + 1 else 0) for i in range(arr.ndim)}
+        core = arr.map_overlap(_kernel_block, depth=depth, dtype=work,
+                               boundary=pad_kw["constant_values"], **block)
+    else:
+        # Border modes other than a constant: pad the cube, then cut the padded rim off.
+        padded = da.pad(arr, [(0, 0)] * lead + [(hy, hy), (hx, hx)], **pad_kw)
+        chunks = tuple(c if i < lead else max(c, 2 * (hy if i == lead else hx) + 1)
+                       for i, c in enumerate(padded.chunksize))
+        padded = padded.rechunk(chunks)
+        convolved = padded.map_overlap(_kernel_block, depth={lead: hy, lead + 1: hx},
+                                       boundary="none", dtype=work, **block)
+        core = convolved[(Ellipsis, slice(hy, hy + arr.shape[-2]),
+                          slice(hx, hx + arr.shape[-1]))]
     out = xr.DataArray(core, dims=order, coords=values.coords).transpose(*data.data.dims)
     return data.with_data(out, nodata=None)
 
@@ -982,8 +999,16 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
     template = drop_dim_coords(drop_dim_coords(
         xr.zeros_like(values.isel({ydim: 0, xdim: 0}, drop=True)) if grid.width and grid.height
         else values.sum([ydim, xdim]), ydim), xdim).astype(np.float64)
+    geoms = reproject_geometries(vc.geometries, vc.crs, grid.crs)
+    fast = _streaming_statistic(reducer, values)
+    if fast is not None:
+        windows = [geometry_pixels(geom, grid) for geom in geoms]
+        out, valid = _zonal_statistic(values, windows, fast, template)
+        total = xr.DataArray([0 if w is None else int(w[2].sum()) for w in windows],
+                             dims=[GEOMETRY_DIM]).broadcast_like(out)
+        return _zonal_vector_cube(vc, data, others, out, total, valid, target_dimension)
     results, totals, valids = [], [], []
-    for geom in reproject_geometries(vc.geometries, vc.crs, grid.crs):
+    for geom in geoms:
         found = geometry_pixels(geom, grid)
         if found is None:  # empty or outside the data: no-data
             results.append(xr.full_like(template, np.nan))
@@ -999,26 +1024,123 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
         if target_dimension is not None:
             totals.append(xr.full_like(template, int(mask.sum())))
             valids.append(is_valid_mask(pixels).sum(_PIXELS).astype(np.float64))
+    def stack(items: list) -> xr.DataArray:
+        return xr.concat(items, dim=GEOMETRY_DIM, coords="minimal", compat="override",
+                         join="override") if items else template.expand_dims({GEOMETRY_DIM: 0})
+
+    out = stack(results)
+    return _zonal_vector_cube(vc, data, others, out, stack(totals) if totals else out,
+                              stack(valids) if valids else out, target_dimension)
+
+
+def _zonal_vector_cube(vc: VectorCube, data: RasterCube, others: list[str], out: xr.DataArray,
+                       total: xr.DataArray, valid: xr.DataArray,
+                       target_dimension: str | None) -> VectorCube:
+    """The vector cube of aggregate_spatial: one value per geometry (and per other label);
+    with a target dimension also the geometry's pixel count and its valid pixels."""
     n = len(vc.geometries)
-    if results:
-        out = xr.concat(results, dim=GEOMETRY_DIM, coords="minimal", compat="override",
-                        join="override")
-    else:
-        out = template.expand_dims({GEOMETRY_DIM: 0})
     dims = [Dimension(GEOMETRY_DIM, GEOMETRY, reference_system=vc.crs)] + [
         data.dim(d) for d in others]
     if target_dimension is not None:
-        def stack(items: list) -> xr.DataArray:
-            return xr.concat(items, dim=GEOMETRY_DIM, coords="minimal", compat="override",
-                             join="override") if items else out
-
-        out = xr.concat([out.astype(np.float64), stack(totals).astype(np.float64),
-                         stack(valids).astype(np.float64)], dim=target_dimension)
+        out = xr.concat([x.astype(np.float64) for x in (out, total, valid)], dim=target_dimension,
+                        coords="minimal", compat="override", join="override")
         out = out.assign_coords({target_dimension: ["value", "total_count", "valid_count"]})
         dims.append(Dimension(target_dimension, OTHER))
     out = out.assign_coords({GEOMETRY_DIM: np.arange(n)})
     out = out.transpose(*[d.name for d in dims])
     return VectorCube(vc.geometries, vc.crs, out, tuple(dims), vc.properties)
+
+
+# Reducers that combine from per-chunk partial results (sum, count, min, max of the pixels).
+_STREAMING_REDUCERS = ("mean", "sum", "min", "max", "count")
+
+
+def _streaming_statistic(reducer: Callback, values: xr.DataArray) -> str | None:
+    """The reducer's name when it is a plain mean/sum/min/max/count of the pixels of float
+    data, which aggregate_spatial computes in one pass over the chunks."""
+    name = getattr(reducer, "single_process", None)
+    if name not in _STREAMING_REDUCERS or values.dtype.kind != "f":
+        return None
+    args = reducer.single_process_arguments()
+    if args.get("data") != {"from_parameter": "data"}:
+        return None
+    rest = {k: v for k, v in args.items() if k != "data"}
+    if name == "count":
+        return name if rest.get("condition") is None and set(rest) <= {"condition"} else None
+    if set(rest) <= {"ignore_nodata"} and rest.get("ignore_nodata", True) is True:
+        return name
+    return None
+
+
+_SUM, _COUNT, _MIN, _MAX = range(4)
+
+
+def _zonal_partials(block: np.ndarray, bounds: np.ndarray, masks: list[np.ndarray | None],
+                    block_info: dict | None = None) -> np.ndarray:
+    """Sum, count, min and max of the valid pixels of every geometry in one spatial chunk:
+    shape (*leading, 1, 1, geometries, 4)."""
+    (r0, r1), (c0, c1) = block_info[0]["array-location"][-2:]
+    lead = block.shape[:-2]
+    out = np.zeros((*lead, 1, 1, len(masks), 4))
+    out[..., _MIN] = np.inf
+    out[..., _MAX] = -np.inf
+    rs, re_, cs, ce = bounds.T
+    hits = np.flatnonzero((rs < r1) & (re_ > r0) & (cs < c1) & (ce > c0))
+    for i in hits:
+        mask = masks[i]
+        a0, a1 = max(rs[i], r0), min(re_[i], r1)
+        b0, b1 = max(cs[i], c0), min(ce[i], c1)
+        inside = mask[a0 - rs[i]:a1 - rs[i], b0 - cs[i]:b1 - cs[i]]
+        if not inside.any():
+            continue
+        pixels = block[..., a0 - r0:a1 - r0, b0 - c0:b1 - c0][..., inside]
+        valid = ~np.isnan(pixels)
+        target = out[..., 0, 0, i, :]
+        target[..., _COUNT] = valid.sum(axis=-1)
+        target[..., _SUM] = np.where(valid, pixels, 0).sum(axis=-1, dtype=np.float64)
+        if pixels.shape[-1]:
+            target[..., _MIN] = np.where(valid, pixels, np.inf).min(axis=-1)
+            target[..., _MAX] = np.where(valid, pixels, -np.inf).max(axis=-1)
+    return out
+
+
+def _zonal_statistic(values: xr.DataArray, windows: list, statistic: str,
+                     template: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """(statistic, valid-pixel count) per geometry in one pass over the chunks of `values`
+    (dims: others…, y, x): every chunk contributes partial sums/counts/extremes for the
+    geometries it touches, instead of one sub-graph per geometry."""
+    arr = _as_dask(values)
+    n = len(windows)
+    bounds = np.array([(w[0].start, w[0].stop, w[1].start, w[1].stop) if w is not None
+                       else (0, 0, 0, 0) for w in windows], dtype=np.int64).reshape(n, 4)
+    masks = [None if w is None else w[2] for w in windows]
+    chunks = (*arr.chunks[:-2], (1,) * len(arr.chunks[-2]), (1,) * len(arr.chunks[-1]),
+              (n,), (4,))
+    parts = da.map_blocks(_zonal_partials, arr, bounds, masks, chunks=chunks,
+                          new_axis=[arr.ndim, arr.ndim + 1], dtype=np.float64,
+                          meta=np.array((), dtype=np.float64))
+    spatial = (arr.ndim - 2, arr.ndim - 1)
+    count = parts[..., _COUNT].sum(axis=spatial)
+    found = count > 0
+    if statistic == "count":
+        result = count
+    elif statistic == "sum":
+        result = da.where(found, parts[..., _SUM].sum(axis=spatial), np.nan)
+    elif statistic == "mean":
+        result = da.where(found, parts[..., _SUM].sum(axis=spatial) / da.maximum(count, 1),
+                          np.nan)
+    elif statistic == "min":
+        result = da.where(found, parts[..., _MIN].min(axis=spatial), np.nan)
+    else:
+        result = da.where(found, parts[..., _MAX].max(axis=spatial), np.nan)
+    outside = np.array([w is None for w in windows])
+    if outside.any():  # geometries without pixels: no-data, whatever the statistic
+        result = da.where(outside, np.nan, result)
+    dims = [*template.dims, GEOMETRY_DIM]
+    coords = {k: c for k, c in template.coords.items() if set(c.dims) <= set(template.dims)}
+    as_array = (lambda a: xr.DataArray(a, dims=dims, coords=coords)  # noqa: E731
+                .transpose(GEOMETRY_DIM, *template.dims))
+    return as_array(result), as_array(count)
 
 
 @process("apply_polygon")

@@ -1,0 +1,169 @@
+"""Reading local raster files that already lie on the grid of a load, chunk by chunk.
+
+The common case on a server next to its data: a load in the files' own CRS and resolution
+(any bbox), one file per band and date. Then no warping is needed and a chunk is one
+windowed read. This reader does that with the dataset kept open per thread (opening a COG and
+setting up GDAL costs about as much as decoding a 512² tile), casts to float32 and marks
+no-data as NaN in the same task, so the band math that follows fuses into it. Everything
+else (other CRS or resolution, several files per date, remote files, multi-band assets) goes
+through odc-stac.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pystac
+import rasterio
+from dask.base import tokenize
+from rasterio.windows import Window
+
+# Open datasets per thread (rasterio datasets must not be shared between threads).
+_OPEN_PER_THREAD = 64
+_local = threading.local()
+
+
+def _dataset(path: str) -> rasterio.io.DatasetReader:
+    cache: OrderedDict | None = getattr(_local, "datasets", None)
+    if cache is None:
+        cache = _local.datasets = OrderedDict()
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)  # a replaced file is opened again
+    ds = cache.get(key)
+    if ds is None:
+        ds = rasterio.open(path)
+        cache[key] = ds
+        while len(cache) > _OPEN_PER_THREAD:
+            cache.popitem(last=False)[1].close()
+    else:
+        cache.move_to_end(key)
+    return ds
+
+
+def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
+                nodata: float | None, factor: int = 1) -> np.ndarray:
+    """Band 1 of a file in a window of the load's pixels, as float32 with no-data as NaN,
+    shape (1, 1, rows, cols). The load's pixels are `factor` times finer than the file's
+    (nearest neighbour: each file pixel repeated); the window may reach beyond the file
+    (NaN there)."""
+    out = np.full((1, 1, rows[1] - rows[0], cols[1] - cols[0]), np.nan, dtype=np.float32)
+    ds = _dataset(path)
+    # the window in file pixels
+    fr0, fr1 = rows[0] // factor, -(-rows[1] // factor)
+    fc0, fc1 = cols[0] // factor, -(-cols[1] // factor)
+    r0, r1 = max(fr0, 0), min(fr1, ds.height)
+    c0, c1 = max(fc0, 0), min(fc1, ds.width)
+    if r0 >= r1 or c0 >= c1:
+        return out
+    raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    values = raw.astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        values[raw == nodata] = np.nan
+    if factor > 1:
+        values = np.repeat(np.repeat(values, factor, axis=0), factor, axis=1)
+    # where the file's part starts and ends, in the load's pixels
+    y0, x0 = r0 * factor - rows[0], c0 * factor - cols[0]
+    sy, sx = max(-y0, 0), max(-x0, 0)
+    h = min(values.shape[0] - sy, out.shape[2] - max(y0, 0))
+    w = min(values.shape[1] - sx, out.shape[3] - max(x0, 0))
+    out[0, 0, max(y0, 0):max(y0, 0) + h, max(x0, 0):max(x0, 0) + w] = \
+        values[sy:sy + h, sx:sx + w]
+    return out
+
+
+def _local_path(asset: pystac.Asset) -> str | None:
+    href = asset.get_absolute_href() or asset.href
+    parsed = urlparse(href)
+    if parsed.scheme == "file":
+        href = unquote(parsed.path)
+    elif parsed.scheme and len(parsed.scheme) > 1:  # http(s), s3, … (a drive letter is 1)
+        return None
+    return href if os.path.isfile(href) else None
+
+
+def _proj(item: pystac.Item, asset: pystac.Asset, key: str) -> Any:
+    return asset.extra_fields.get(key, item.properties.get(key))
+
+
+def _offset(item: pystac.Item, asset: pystac.Asset,
+            geobox: Any) -> tuple[int, int, int] | None:
+    """(row, col, factor): the geobox's first pixel in the file's grid refined `factor` times,
+    when the geobox's pixels subdivide the file's (same CRS, file resolution an integer
+    multiple of the load's, lattices aligned)."""
+    tr = _proj(item, asset, "proj:transform")
+    shape = _proj(item, asset, "proj:shape")
+    epsg = _proj(item, asset, "proj:epsg")
+    bands = asset.extra_fields.get("raster:bands")
+    if not tr or not shape or (bands and len(bands) > 1):
+        return None
+    if epsg is None or geobox.crs.epsg != int(epsg):
+        return None
+    g = geobox.transform
+    if tr[1] or tr[3] or g.b or g.d or g.a <= 0 or g.e >= 0 or tr[0] <= 0 or tr[4] >= 0:
+        return None
+    factor = round(tr[0] / g.a)
+    if factor < 1 or not np.isclose(tr[0], factor * g.a, rtol=1e-9) or \
+            not np.isclose(tr[4], factor * g.e, rtol=1e-9):
+        return None
+    col = (g.c - tr[2]) / g.a
+    row = (g.f - tr[5]) / g.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(row), round(col), factor
+
+
+def _splits(size: int, step: int) -> list[tuple[int, int]]:
+    return [(i, min(i + step, size)) for i in range(0, size, step)]
+
+
+def load_aligned(items: Sequence[pystac.Item], bands: Sequence[str],
+                 nodata: dict[str, float | None], geobox: Any, chunk: int) -> Any:
+    """A lazy (t, bands, y, x) float32 DataArray read straight from local files, or None
+    when the items do not qualify (then odc-stac loads them)."""
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
+    times = pd.DatetimeIndex([pd.Timestamp(it.datetime) for it in items])
+    if times.tz is not None:
+        times = times.tz_convert("UTC").tz_localize(None)
+    if times.has_duplicates:  # several items per date are fused by odc-stac
+        return None
+    reads: list[list[tuple[str, int, int, int]]] = []
+    for item in items:
+        row = []
+        for band in bands:
+            asset = item.assets.get(band)
+            if asset is None:
+                return None
+            path = _local_path(asset)
+            offset = _offset(item, asset, geobox) if path else None
+            if offset is None:
+                return None
+            row.append((path, *offset))
+        reads.append(row)
+    height, width = geobox.shape.y, geobox.shape.x
+    ysplits, xsplits = _splits(height, chunk), _splits(width, chunk)
+    name = "read-aligned-" + tokenize(reads, list(bands), nodata, height, width, chunk)
+    graph: dict = {}
+    for ti, row in enumerate(reads):
+        for bi, (path, r_off, c_off, factor) in enumerate(row):
+            for yi, (y0, y1) in enumerate(ysplits):
+                for xi, (x0, x1) in enumerate(xsplits):
+                    graph[(name, ti, bi, yi, xi)] = (
+                        read_window, path, (r_off + y0, r_off + y1), (c_off + x0, c_off + x1),
+                        nodata[bands[bi]], factor)
+    chunks = ((1,) * len(items), (1,) * len(bands), tuple(b - a for a, b in ysplits),
+              tuple(b - a for a, b in xsplits))
+    arr = da.Array(graph, name, chunks=chunks, dtype=np.float32)
+    coords = xr_coords(geobox)
+    return xr.DataArray(arr, dims=("t", "bands", "y", "x"),
+                        coords={"t": times.values, "bands": list(bands),
+                                "y": coords["y"].values, "x": coords["x"].values})
