@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class Catalog:
-    """Collections by id: the built-in sample collection (generated on first use), sources
+    """Collections by id: the built-in sample collections (generated on first use), sources
     added in code, and the collections registered with `terracube collections add`, re-read
     whenever their records in <data_dir>/collections/ change (no restart needed)."""
 
@@ -71,11 +71,18 @@ class Catalog:
     def _ensure_sample(self) -> None:
         if self._sample_loaded:
             return
-        from terracube.catalog import sample
+        from terracube.catalog import rainfall_sample, sample
 
         folder = sample.ensure_sample_data(self.data_dir)
         source = sample_source(folder)
         self._sources[source.id] = source
+        try:
+            rain = rainfall_sample.rainfall_source(
+                rainfall_sample.ensure_rainfall_data(self.data_dir))
+        except Exception:  # noqa: BLE001 - the other samples must stay usable
+            log.exception("the synthetic radar rainfall sample cannot be generated")
+        else:
+            self._sources[rain.id] = rain
         self._sample_loaded = True
 
     def add(self, source: Any) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
-from terracube.api.deps import CatalogDep, link
+from terracube import errors
+from terracube.api.deps import CatalogDep, api_url, link
 
 router = APIRouter(tags=["EO Data Discovery"])
 
@@ -54,6 +55,23 @@ def list_collection_queryables(request: Request, collection_id: str,
     return JSONResponse(schema, media_type="application/schema+json")
 
 
+# Not an openEO endpoint, so left out of the schema and of the capabilities' endpoints.
+@router.api_route("/collections/{collection_id}/assets/{asset_name}", methods=["GET", "HEAD"],
+                  include_in_schema=False)
+def get_collection_asset(collection_id: str, asset_name: str,
+                         catalog: CatalogDep) -> FileResponse:
+    """A file a collection offers as a STAC asset (e.g. the rain gauges of the synthetic radar
+    sample); public like the collection metadata."""
+    files = getattr(catalog.get(collection_id), "asset_files", {})
+    if asset_name not in files:
+        raise errors.NotFound(
+            f"Collection '{collection_id}' has no asset '{asset_name}' to download"
+            + (f"; it has: {', '.join(files)}." if files else "."))
+    path, media_type = files[asset_name]
+    return FileResponse(path, media_type=media_type, filename=path.name,
+                        content_disposition_type="inline")
+
+
 def collection_document(request: Request, stac: dict[str, Any]) -> dict[str, Any]:
     """A copy of a source's STAC collection with the links that place it in this API."""
     doc = dict(stac)
@@ -73,4 +91,13 @@ def collection_document(request: Request, stac: dict[str, Any]) -> dict[str, Any
         added.append({"rel": "license", "href": f"https://spdx.org/licenses/{license_id}.html",
                       "type": "text/html", "title": f"License: {license_id}"})
     doc["links"] = [lk for lk in added if lk["rel"] not in rels] + given
+    # Assets served by get_collection_asset carry their API path; clients need absolute URLs.
+    served = f"/collections/{collection_id}/assets/"
+    assets = doc.get("assets") or {}
+    if any(str(a.get("href", "")).startswith(served) for a in assets.values()):
+        doc["assets"] = {
+            name: {**a, "href": api_url(request, a["href"])}
+            if str(a.get("href", "")).startswith(served) else a
+            for name, a in assets.items()
+        }
     return doc
