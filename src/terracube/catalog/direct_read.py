@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -26,26 +27,57 @@ import rasterio
 from dask.base import tokenize
 from rasterio.windows import Window
 
-# Open datasets per thread (rasterio datasets must not be shared between threads).
-_OPEN_PER_THREAD = 64
-_local = threading.local()
+# Idle open datasets, shared by the threads of a process: a thread takes one for a read and
+# gives it back (a rasterio dataset must not be used by two threads at once). Bounded in
+# number, least recently used paths closed first; a graph reading chunk by chunk across many
+# dates cycles through all its files, so the bound is generous (file descriptors are cheap).
+_MAX_IDLE = 512
+_idle: OrderedDict[tuple, list] = OrderedDict()
+_idle_count = 0
+_lock = threading.Lock()
+# GDAL keeps decoded blocks of open datasets in its block cache (default 5 % of the RAM);
+# every block is read once here, so a large cache only holds memory. GDAL_CACHEMAX in the
+# environment wins.
+_GDAL_CACHE_MB = 256
+_cache_limited = threading.Event()
 
 
-def _dataset(path: str) -> rasterio.io.DatasetReader:
-    cache: OrderedDict | None = getattr(_local, "datasets", None)
-    if cache is None:
-        cache = _local.datasets = OrderedDict()
+def _limit_gdal_cache() -> None:
+    if not _cache_limited.is_set():
+        if "GDAL_CACHEMAX" not in os.environ:
+            from rasterio.env import set_gdal_config
+
+            set_gdal_config("GDAL_CACHEMAX", _GDAL_CACHE_MB)
+        _cache_limited.set()
+
+
+@contextmanager
+def _dataset(path: str) -> Iterator[rasterio.io.DatasetReader]:
+    global _idle_count
+    _limit_gdal_cache()
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)  # a replaced file is opened again
-    ds = cache.get(key)
+    with _lock:
+        free = _idle.get(key)
+        ds = free.pop() if free else None
+        if ds is not None:
+            _idle_count -= 1
     if ds is None:
         ds = rasterio.open(path)
-        cache[key] = ds
-        while len(cache) > _OPEN_PER_THREAD:
-            cache.popitem(last=False)[1].close()
-    else:
-        cache.move_to_end(key)
-    return ds
+    try:
+        yield ds
+    finally:
+        closing = []
+        with _lock:
+            _idle.setdefault(key, []).append(ds)
+            _idle.move_to_end(key)
+            _idle_count += 1
+            while _idle_count > _MAX_IDLE:
+                _, old = _idle.popitem(last=False)
+                _idle_count -= len(old)
+                closing += old
+        for old in closing:
+            old.close()
 
 
 def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
@@ -55,15 +87,15 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
     (nearest neighbour: each file pixel repeated); the window may reach beyond the file
     (NaN there)."""
     out = np.full((1, 1, rows[1] - rows[0], cols[1] - cols[0]), np.nan, dtype=np.float32)
-    ds = _dataset(path)
     # the window in file pixels
     fr0, fr1 = rows[0] // factor, -(-rows[1] // factor)
     fc0, fc1 = cols[0] // factor, -(-cols[1] // factor)
-    r0, r1 = max(fr0, 0), min(fr1, ds.height)
-    c0, c1 = max(fc0, 0), min(fc1, ds.width)
-    if r0 >= r1 or c0 >= c1:
-        return out
-    raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    with _dataset(path) as ds:
+        r0, r1 = max(fr0, 0), min(fr1, ds.height)
+        c0, c1 = max(fc0, 0), min(fc1, ds.width)
+        if r0 >= r1 or c0 >= c1:
+            return out
+        raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     values = raw.astype(np.float32)
     if nodata is not None and not np.isnan(nodata):
         values[raw == nodata] = np.nan
@@ -101,6 +133,9 @@ def _offset(item: pystac.Item, asset: pystac.Asset,
     tr = _proj(item, asset, "proj:transform")
     shape = _proj(item, asset, "proj:shape")
     epsg = _proj(item, asset, "proj:epsg")
+    code = _proj(item, asset, "proj:code")  # projection extension v2 (pystac migrates to it)
+    if epsg is None and isinstance(code, str) and code.upper().startswith("EPSG:"):
+        epsg = code[5:]
     bands = asset.extra_fields.get("raster:bands")
     if not tr or not shape or (bands and len(bands) > 1):
         return None
