@@ -9,6 +9,10 @@ numbers are the data (unlike the digital numbers of optical rasters, see decisio
 Filters are applied before anything is read: the time, y and x windows are integer slices on
 the lazily opened file, and only then is the result split into dask chunks that follow the
 file's own chunking. Longitudes 0…360 are presented as -180…180; y runs north to south.
+
+A folder of NetCDF files on one grid (one file per day, month, …) is one cube along time: every
+file is checked when the folder is added (same variables, grid and CRS, a time axis, no dates
+in two files) and its time span recorded, so a load opens only the files in its time window.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from terracube.engine.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, Ra
 log = logging.getLogger(__name__)
 
 NETCDF_SUFFIXES = frozenset({".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5"})
+# The files of a folder that make a cube along time (HDF5 files may be rasters: files.py).
+FOLDER_SUFFIXES = frozenset({".nc", ".nc4", ".netcdf", ".cdf"})
 # Spatial chunk edge aimed at (a multiple of the file's own chunks), as for STAC items.
 SPATIAL_CHUNK = 1024
 
@@ -95,6 +101,10 @@ class CubeLayout:
     time_step: str | None = None
     chunks: dict[str, int] = field(default_factory=dict)
     attrs: dict[str, str] = field(default_factory=dict)
+    # A folder of files along time (`path` is the folder): the files in time order and the
+    # [first, last] time (RFC 3339) of each. Empty for a single file or store.
+    files: list[str] = field(default_factory=list)
+    file_times: list[list[str]] = field(default_factory=list)
 
     @property
     def bands(self) -> list[str]:
@@ -121,13 +131,24 @@ MAX_TIMES = 1000  # time labels kept in the record (and listed in cube:dimension
 
 
 # --- opening --------------------------------------------------------------------------------
+def is_zarr(path: Path) -> bool:
+    return path.is_dir() and (path.suffix.lower() == ".zarr" or any(
+        (path / marker).exists() for marker in (".zgroup", "zarr.json", ".zattrs")))
+
+
 def detect_engine(path: Path) -> str:
     if path.is_dir():
-        if any((path / marker).exists() for marker in (".zgroup", "zarr.json", ".zattrs")) \
-                or path.suffix.lower() == ".zarr":
+        if is_zarr(path):
             return "zarr"
         raise CollectionInputError(f"{path}: a folder, but not a Zarr store.")
     return "netcdf4"
+
+
+def list_netcdf_files(folder: Path) -> list[Path]:
+    """The NetCDF files in a folder and its sub-folders (hidden ones left out)."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def open_cube_file(path: str, engine: str, decode_times: bool = True) -> xr.Dataset:
@@ -155,6 +176,8 @@ def inspect_cube(path: Path | str, variables: list[str] | None = None) -> CubeLa
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise CollectionInputError(f"{path}: no such file or folder.")
+    if path.is_dir() and not is_zarr(path):
+        return inspect_folder(path, variables)
     engine = detect_engine(path)
     try:
         ds = open_cube_file(str(path), engine)
@@ -162,6 +185,103 @@ def inspect_cube(path: Path | str, variables: list[str] | None = None) -> CubeLa
         raise CollectionInputError(_open_problem(path, engine, exc)) from None
     with ds:
         return _layout(path, engine, ds, variables)
+
+
+def inspect_folder(folder: Path, variables: list[str] | None = None) -> CubeLayout:
+    """The layout of a folder of NetCDF files that make one cube along time.
+
+    Every file must hold the same variables on the same grid and CRS, with a time axis; the
+    files may hold different numbers of times but no time twice.
+    """
+    paths = list_netcdf_files(folder)
+    if not paths:
+        raise CollectionInputError(
+            f"{folder}: no NetCDF files (looked for {', '.join(sorted(FOLDER_SUFFIXES))}).")
+    layouts = [inspect_cube(paths[0], variables)]
+    first = layouts[0]
+    if first.t is None or not first.time_count:
+        raise _no_time(paths[0], first)
+    for path in paths[1:]:
+        lay = inspect_cube(path, first.bands)
+        _check_same_cube(path, lay, paths[0], first)
+        layouts.append(lay)
+    layouts.sort(key=lambda lay: lay.time_extent[0])
+    for before, after in zip(layouts, layouts[1:]):
+        if after.time_extent[0] <= before.time_extent[1]:
+            raise CollectionInputError(
+                f"{after.path}: its times ({after.time_extent[0]} to {after.time_extent[1]}) "
+                f"overlap those of {before.path} ({before.time_extent[0]} to "
+                f"{before.time_extent[1]}); each date may be in one file only.")
+    times = [t for lay in layouts for t in lay.times]
+    count = sum(lay.time_count for lay in layouts)
+    merged = CubeLayout(**{**asdict(first), "variables": first.variables})
+    merged.path = str(folder)
+    merged.files = [lay.path for lay in layouts]
+    merged.file_times = [list(lay.time_extent) for lay in layouts]
+    merged.time_count = count
+    merged.time_extent = [layouts[0].time_extent[0], layouts[-1].time_extent[1]]
+    merged.times = times if len(times) == count and count <= MAX_TIMES else []
+    if merged.times:
+        merged.time_step = temporal_step(merged.times)
+    elif all(lay.time_count == 1 for lay in layouts):
+        merged.time_step = temporal_step([lay.time_extent[0] for lay in layouts])
+    else:  # too many times to keep: the files' own step, when they agree
+        steps = {lay.time_step for lay in layouts if lay.time_count > 1}
+        merged.time_step = steps.pop() if len(steps) == 1 else None
+    # A file's chunk along time cannot be longer than the shortest file.
+    if first.t in merged.chunks:
+        merged.chunks[first.t] = min([merged.chunks[first.t]] +
+                                     [lay.time_count for lay in layouts])
+    for i, v in enumerate(merged.variables):
+        # float64 when any file stores float64 (decision 0001).
+        v.data_type = str(_load_dtype([np.dtype(lay.variables[i].data_type)
+                                       for lay in layouts]))
+    return merged
+
+
+def _no_time(path: Path, lay: CubeLayout) -> CollectionInputError:
+    v = lay.variables[0].name
+    if lay.t is not None:
+        return CollectionInputError(f"{path}: the time axis '{lay.t}' has no values.")
+    return CollectionInputError(
+        f"{path}: no time dimension ('{v}' has the dimensions "
+        f"{', '.join(d for d in [*lay.other, lay.y, lay.x])}): in a folder of NetCDF files "
+        "each file holds its dates along a time axis (CF standard_name 'time' or axis 'T').")
+
+
+def _check_same_cube(path: Path, lay: CubeLayout, first_path: Path, first: CubeLayout) -> None:
+    """Refuse a file of a folder that does not continue the first one along time."""
+    if lay.t is None or not lay.time_count:
+        raise _no_time(path, lay)
+
+    def differ(what: str, mine: Any, theirs: Any) -> CollectionInputError:
+        return CollectionInputError(
+            f"{path}: {what} differs from that of {first_path} ({mine} instead of {theirs}); "
+            "the files of a folder must be one grid along time.")
+
+    if lay.bands != first.bands:
+        raise differ("the list of variables", ", ".join(lay.bands), ", ".join(first.bands))
+    dims, first_dims = (lay.x, lay.y, lay.t, *lay.other), \
+        (first.x, first.y, first.t, *first.other)
+    if dims != first_dims:
+        raise differ("the dimensions", ", ".join(dims), ", ".join(first_dims))
+    if lay.crs != first.crs:
+        from pyproj import CRS
+
+        if CRS.from_user_input(lay.crs) != CRS.from_user_input(first.crs):
+            raise differ("the CRS", _crs_label(lay.crs), _crs_label(first.crs))
+    grid = ("x_size", "y_size", "x_step", "y_step", "x_first", "y_last")
+    mine = tuple(getattr(lay, k) for k in grid)
+    theirs = tuple(getattr(first, k) for k in grid)
+    tolerance = 1e-6 * max(first.x_step, first.y_step)
+    if mine[:2] != theirs[:2] or any(abs(a - b) > tolerance for a, b in
+                                     zip(mine[2:], theirs[2:])) \
+            or (lay.lon_wrap, lay.y_ascending) != (first.lon_wrap, first.y_ascending):
+        describe = "{} x {} pixels of {:g} x {:g} from x {:g}, y {:g}"
+        raise differ("the grid", describe.format(*mine), describe.format(*theirs))
+    if lay.other_values != first.other_values or lay.squeeze != first.squeeze:
+        raise differ("the non-spatial dimensions", lay.other_values or lay.squeeze,
+                     first.other_values or first.squeeze)
 
 
 def _open_problem(path: Path, engine: str, exc: Exception) -> str:
@@ -435,7 +555,7 @@ class XarraySource:
         a = layout.attrs
         self.title = title or a.get("title") or collection_id
         self.description = description or a.get("summary") or a.get("title") or \
-            f"{'Zarr store' if layout.engine == 'zarr' else 'NetCDF file'} {layout.path}."
+            _default_description(layout)
         self.license = license or _license(a.get("license"))
         if description is None and license is None and a.get("license") \
                 and self.license == "other":
@@ -521,23 +641,10 @@ class XarraySource:
             raise errors.ProcessParameterInvalid(
                 f"Collection '{self.id}' has no band(s) {', '.join(unknown)}; available: "
                 f"{', '.join(lay.bands)}.", argument="bands")
-        try:
-            ds = open_cube_file(lay.path, lay.engine)
-        except Exception as exc:  # noqa: BLE001
-            raise errors.Internal(f"Collection '{self.id}': cannot open {lay.path} ({exc}).") \
-                from None
-        ds = ds[bands]
-        if lay.squeeze:
-            ds = ds.isel({d: 0 for d in lay.squeeze if d in ds.dims}, drop=True)
-        ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
-
-        # Windows as integer positions in the stored order, then read lazily.
-        x_idx = self._x_positions(ds, request)
-        y_idx = self._y_positions(ds, request)
-        pieces: dict[str, list[slice]] = {lay.x: _runs(x_idx), lay.y: _runs(y_idx)}
-        if lay.t:
-            pieces[lay.t] = _runs(self._t_positions(ds, request))
-        ds = _isel_runs(ds, pieces, self._chunking)
+        if lay.files:
+            ds = self._read_files(bands, request)
+        else:
+            ds = self._read_window(lay.path, bands, request)
 
         x_values = np.asarray(ds[lay.x].values, dtype="float64")
         if lay.lon_wrap:
@@ -576,6 +683,56 @@ class XarraySource:
             cube = _reproject(cube, lay, request)
         return cube
 
+    def _read_window(self, path: str, bands: list[str], request: LoadRequest,
+                     in_time_window: bool = True) -> xr.Dataset | None:
+        """The request's window of one file as lazy dask arrays; None when none of the
+        file's times is in the temporal extent and `in_time_window` is False."""
+        lay = self.layout
+        try:
+            ds = open_cube_file(path, lay.engine)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.Internal(f"Collection '{self.id}': cannot open {path} ({exc}).") \
+                from None
+        ds = ds[bands]
+        if lay.squeeze:
+            ds = ds.isel({d: 0 for d in lay.squeeze if d in ds.dims}, drop=True)
+        ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+
+        # Windows as integer positions in the stored order, then read lazily.
+        x_idx = self._x_positions(ds, request)
+        y_idx = self._y_positions(ds, request)
+        pieces: dict[str, list[slice]] = {lay.x: _runs(x_idx), lay.y: _runs(y_idx)}
+        if lay.t:
+            t_idx = self._t_positions(ds, request, raise_empty=in_time_window)
+            if not len(t_idx):
+                ds.close()
+                return None
+            pieces[lay.t] = _runs(t_idx)
+        return _isel_runs(ds, pieces, self._chunking)
+
+    def _read_files(self, bands: list[str], request: LoadRequest) -> xr.Dataset:
+        """The request's window of a folder of files: only the files whose time span meets
+        the temporal extent are opened, each windowed like a single file."""
+        lay = self.layout
+        start, end = request.temporal_extent or (None, None)
+        t0 = _naive_utc(start) if start else None
+        t1 = _naive_utc(end) if end else None
+        parts = []
+        for path, (first, last) in zip(lay.files, lay.file_times):
+            if (t0 is not None and _naive_utc(last) < t0) or \
+                    (t1 is not None and _naive_utc(first) >= t1):
+                continue
+            part = self._read_window(path, bands, request, in_time_window=False)
+            if part is not None:
+                parts.append(part)
+        if not parts:
+            raise self._no_times(start, end)
+        if len(parts) == 1:
+            return parts[0]
+        # Same grid in every file (checked when added): the first file's x/y labels hold.
+        return xr.concat(parts, dim=lay.t, data_vars="all", coords="minimal",
+                         compat="override", join="override")
+
     def _x_positions(self, ds: xr.Dataset, request: LoadRequest) -> np.ndarray:
         lay = self.layout
         xs = np.asarray(ds[lay.x].values, dtype="float64")
@@ -604,7 +761,8 @@ class XarraySource:
             self._no_overlap(request.bbox)
         return order[keep]
 
-    def _t_positions(self, ds: xr.Dataset, request: LoadRequest) -> np.ndarray:
+    def _t_positions(self, ds: xr.Dataset, request: LoadRequest,
+                     raise_empty: bool = True) -> np.ndarray:
         lay = self.layout
         times = _decode_times(ds[lay.t], Path(lay.path))
         keep = np.ones(len(times), dtype=bool)
@@ -613,12 +771,16 @@ class XarraySource:
             keep &= times >= _naive_utc(start)
         if end:
             keep &= times < _naive_utc(end)
-        if not keep.any():
-            raise NoDataForRequest(
-                f"No data in collection '{self.id}' for the temporal extent "
-                f"[{start}, {end}); it covers {lay.time_extent[0]} to {lay.time_extent[1]}.",
-                argument="temporal_extent")
+        if not keep.any() and raise_empty:
+            raise self._no_times(start, end)
         return np.flatnonzero(keep)
+
+    def _no_times(self, start: str | None, end: str | None) -> NoDataForRequest:
+        lay = self.layout
+        return NoDataForRequest(
+            f"No data in collection '{self.id}' for the temporal extent "
+            f"[{start}, {end}); it covers {lay.time_extent[0]} to {lay.time_extent[1]}.",
+            argument="temporal_extent")
 
     def _native_box(self, bbox: BBox) -> BBox:
         lay = self.layout
@@ -743,6 +905,12 @@ def _packing(v: VariableInfo) -> str | None:
     if v.fill_value is not None:
         parts.append(f"_FillValue {v.fill_value:g} is no-data (NaN)")
     return "; ".join(parts) or None
+
+
+def _default_description(layout: CubeLayout) -> str:
+    if layout.files:
+        return f"{len(layout.files)} NetCDF files in {layout.path}, one cube along time."
+    return f"{'Zarr store' if layout.engine == 'zarr' else 'NetCDF file'} {layout.path}."
 
 
 def _license(text: str | None) -> str:

@@ -14,6 +14,7 @@ import copy
 import json
 import logging
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ import pandas as pd
 import pystac
 
 from terracube import errors
+from terracube.catalog import cql2
 from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import (
     CollectionInputError,
@@ -137,6 +139,9 @@ class StacSource(StacItemsSource):
 
     def load(self, request: LoadRequest,
              check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+        unrolled = unrolled_bands(self.bands)
+        if unrolled:
+            return self._load_unrolled(request, unrolled, check_property)
         if request.bands:
             request = replace(request, bands=self.resolve_bands(request.bands))
         if self.timeless:
@@ -150,10 +155,55 @@ class StacSource(StacItemsSource):
         dims = tuple(d for d in cube.dimensions if d.type != TEMPORAL)
         return RasterCube(data, dims, nodata=cube.nodata, attrs=cube.attrs)
 
+    def _load_unrolled(self, request: LoadRequest, unrolled: dict[str, tuple[str, str]],
+                       check_property: Callable[[str, Any, Any], bool] | None
+                       ) -> RasterCube:
+        """A file whose bands are "<datetime>_<band>": only the requested dates and bands
+        are read, then folded into the t and bands dimensions."""
+        import xarray as xr
+
+        by_pair = {pair: name for name, pair in unrolled.items()}
+        bands = list(dict.fromkeys(b for _, b in unrolled.values()))
+        times = sorted({t for t, _ in unrolled.values()}, key=pd.Timestamp)
+        wanted = list(request.bands) if request.bands else bands
+        unknown = [b for b in wanted if b not in bands]
+        if unknown:
+            raise errors.ProcessParameterInvalid(
+                f"The data has no band(s) {', '.join(unknown)}; available: "
+                f"{', '.join(bands)}.", argument="bands")
+        items = self.select_items(replace(request, temporal_extent=None), check_property)
+        if len(items) > 1:
+            raise errors.ProcessParameterInvalid(
+                f"{len(items)} items hold their dates as bands of one file; load_stac reads "
+                "one such item at a time.", argument="url")
+        start, end = request.temporal_extent or (None, None)
+        chosen = [t for t in times
+                  if (not start or _utc(pd.Timestamp(t)) >= _utc(pd.Timestamp(start)))
+                  and (not end or _utc(pd.Timestamp(t)) < _utc(pd.Timestamp(end)))]
+        if not items or not chosen:
+            raise NoDataForRequest(
+                f"No data for the given temporal extent and properties; the dates are "
+                f"{times[0]} to {times[-1]}.", argument="temporal_extent")
+        names = tuple(by_pair[(t, b)] for t in chosen for b in wanted)
+        flat = super().load(replace(request, bands=names, temporal_extent=None,
+                                    properties={}))
+        data = flat.data.isel(t=0, drop=True)
+        slices = [data.sel(bands=[by_pair[(t, b)] for b in wanted])
+                  .assign_coords(bands=pd.Index(wanted, name="bands")) for t in chosen]
+        stamps = pd.DatetimeIndex([_utc(pd.Timestamp(t)).tz_convert(None) for t in chosen],
+                                  name="t")
+        folded = xr.concat(slices, dim=stamps).transpose("t", "bands", "y", "x")
+        first = {b: self.bands[by_pair[(chosen[0], b)]] for b in wanted}
+        band_meta = {b: replace(info, name=b) for b, info in first.items()}
+        return RasterCube(folded, flat.dimensions, nodata=flat.nodata,
+                          attrs={**flat.attrs, "band_metadata": band_meta,
+                                 "collection": self.id})
+
 
 class StacApiSource(StacSource):
-    """A collection of a STAC API: items are searched at load time (bbox and time pushed down
-    to the API, property conditions checked on the returned items)."""
+    """A collection of a STAC API: items are searched at load time (bbox, time and — as a
+    CQL2 filter, where the API takes one — property conditions pushed down to the API; the
+    conditions are checked again on the returned items)."""
 
     def __init__(self, collection_id: str, api_url: str, api_collection: str,
                  sample_items: list[pystac.Item], bands: list[BandInfo], crs: str,
@@ -284,8 +334,10 @@ def read_static_items(href: str) -> list[pystac.Item]:
 
 def search_api(api_url: str, collection: str, request: LoadRequest | None,
                max_items: int = MAX_SEARCH_ITEMS) -> list[pystac.Item]:
-    """Items of a STAC API collection within the request's box and time range."""
+    """Items of a STAC API collection within the request's box and time range and, when the
+    API takes CQL2 filters, matching its property conditions (see search_filter)."""
     from pystac_client import Client
+    from pystac_client.exceptions import APIError
 
     client = Client.open(api_url)
     params: dict[str, Any] = {"collections": [collection], "max_items": max_items + 1}
@@ -295,13 +347,34 @@ def search_api(api_url: str, collection: str, request: LoadRequest | None,
     if request is not None and request.temporal_extent:
         start, end = request.temporal_extent
         params["datetime"] = f"{_api_time(start) or '..'}/{_api_time(end) or '..'}"
-    items = list(client.search(**params).items())
+    items: list[pystac.Item] | None = None
+    flt = search_filter(client.get_conforms_to(), request)
+    if flt is not None:
+        try:
+            items = list(client.search(**params, method="POST", filter=flt,
+                                       filter_lang=cql2.FILTER_LANG).items())
+        except APIError as exc:
+            # An API may claim the filter extension and still refuse a property (not among
+            # its queryables) or an operator: search without, the items are checked anyway.
+            log.warning("%s refused the filter %s (%s); searching without it", api_url,
+                        json.dumps(flt), str(exc)[:300])
+    if items is None:
+        items = list(client.search(**params).items())
     if len(items) > max_items:
         raise errors.ProcessParameterInvalid(
             f"The STAC API {api_url} has more than {max_items} items of '{collection}' in "
             "the requested extents; use a smaller spatial or temporal extent.",
             argument="spatial_extent")
     return items
+
+
+def search_filter(conforms_to: list[str], request: LoadRequest | None) -> dict | None:
+    """The CQL2-JSON filter for the request's property conditions, or None when the API does
+    not advertise the filter extension (or no condition has a CQL2 form)."""
+    if request is None or not request.properties:
+        return None
+    return cql2.property_filter(request.properties,
+                                cql2.Cql2Support.from_conformance(conforms_to))
 
 
 def _api_time(t: str | None) -> str | None:
@@ -361,6 +434,48 @@ def _data_assets(item: pystac.Item) -> dict[str, pystac.Asset]:
     return {k: out[k] for k in item.assets if k in out}  # in the item's own order
 
 
+def split_by_asset_time(item: pystac.Item) -> list[pystac.Item]:
+    """One item per date when the data assets of an item carry dates of their own (openEO
+    batch job results: one file per date in one item); the item itself otherwise."""
+    def when(asset: pystac.Asset) -> str | None:
+        f = asset.extra_fields
+        return f.get("datetime") or f.get("start_datetime")
+
+    dates = sorted({when(a) for a in item.assets.values() if when(a)})
+    if len(dates) < 2:
+        return [item]
+    out = []
+    for date in dates:
+        part = item.clone()
+        part.id = f"{item.id}_{date}"
+        part.assets = {k: a for k, a in part.assets.items() if when(a) in (date, None)}
+        part.properties.pop("start_datetime", None)
+        part.properties.pop("end_datetime", None)
+        part.datetime = pd.Timestamp(date).to_pydatetime()
+        out.append(part)
+    return out
+
+
+_UNROLLED = re.compile(r"^(\d{4}-\d\d-\d\d(?:T[\d:.]+)?(?:Z|[+-]\d\d:\d\d)?)_(.+)$")
+
+
+def unrolled_bands(names: Iterable[str | None]) -> dict[str, tuple[str, str]] | None:
+    """{name: (datetime, band)} when every band of a file is named "<datetime>_<band>" and
+    the names make a full date × band grid (terracube's GTiff results of a cube with time);
+    None otherwise."""
+    out: dict[str, tuple[str, str]] = {}
+    for name in names:
+        m = _UNROLLED.match(name or "")
+        if m is None:
+            return None
+        out[str(name)] = (m.group(1), m.group(2))
+    times = {t for t, _ in out.values()}
+    bands = {b for _, b in out.values()}
+    if len(out) < 2 or len(times) * len(bands) != len(out):
+        return None
+    return out
+
+
 def _asset_bands(key: str, asset: pystac.Asset, item: pystac.Item) -> list[dict]:
     """One dict per band of an asset: name, common_name, center_wavelength, nodata,
     data_type, scale, offset (whatever the metadata says; None when unknown)."""
@@ -412,6 +527,11 @@ def read_header(href: str) -> dict:
 
     try:
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(href) as ds:
+            if ds.crs is None and ds.subdatasets:
+                raise CollectionInputError(
+                    f"{href}: a file of {len(ds.subdatasets)} variables (e.g. NetCDF); "
+                    "load_stac reads raster files with their bands, such as GeoTIFF/COG "
+                    "(a batch job writes those with save_result format GTiff).")
             if ds.crs is None:
                 raise CollectionInputError(f"{href}: the file has no CRS (no georeference).")
             t = ds.transform
@@ -431,6 +551,7 @@ def normalise_items(items: list[pystac.Item], source: str
     """Canonical copies of STAC items, their bands and the most common CRS."""
     if not items:
         raise CollectionInputError(f"{source}: no items.")
+    items = [part for item in items for part in split_by_asset_time(item)]
     per_item = [_data_assets(it) for it in items]
     if not any(per_item):
         raise CollectionInputError(f"{source}: the items have no raster data assets.")
@@ -476,6 +597,12 @@ def normalise_items(items: list[pystac.Item], source: str
             bands = _asset_bands(key, asset, item)
             if header:
                 count = header["count"]
+                if len(bands) < count and unrolled_bands(header["descriptions"]):
+                    # One band per date and band (a GTiff result of a cube with time):
+                    # named "<datetime>_<band>", folded back into time at load.
+                    bands = [dict.fromkeys(bands[0]) for _ in range(count)]
+                    for b, description in zip(bands, header["descriptions"]):
+                        b["name"] = description
                 if len(bands) < count:
                     bands += [dict.fromkeys(bands[0]) for _ in range(count - len(bands))]
                 bands = bands[:count]
