@@ -9,8 +9,10 @@ propagates), NaN along cube dimensions.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Any, NamedTuple
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -67,6 +69,10 @@ def _reduce(data: Any, ignore_nodata: bool, how: str, keep_int: bool = True,
         kwargs["min_count"] = 1  # a pixel with only no-data gives no-data, not 0 or 1
     if how == "median" and prepared.skipna and values.dtype.kind == "f":
         return _nan_median(values, arr.dim)
+    if how in _FOLDS and prepared.skipna and values.dtype.kind == "f" and \
+            isinstance(values.data, da.Array) and \
+            len(values.chunks[values.get_axis_num(arr.dim)]) > 1:
+        return _fold(values, arr.dim, _FOLDS[how])
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         result = getattr(values, how)(arr.dim, skipna=prepared.skipna, **kwargs)
@@ -115,6 +121,41 @@ def _nan_median_last_axis(a: np.ndarray) -> np.ndarray:
     lower = np.take_along_axis(ordered, low, axis=-1)[..., 0]
     upper = np.take_along_axis(ordered, high, axis=-1)[..., 0]
     return (lower + upper) / 2  # all-NaN pixels: NaN, as ordered[..., 0] is NaN
+
+
+# NaN-skipping extremes folded chunk after chunk: a tree reduction would first concatenate
+# the chunks along the dimension (a copy of the data per level); NaN only where all are NaN.
+_FOLDS = {"max": np.fmax, "min": np.fmin}
+
+
+def _fold_blocks(blocks: Any, axis: tuple[int, ...], keepdims: bool,
+                 ufunc: np.ufunc) -> np.ndarray:
+    if isinstance(blocks, np.ndarray):
+        blocks = [blocks]
+    while blocks and isinstance(blocks[0], list):  # nested per reduced axis (one here)
+        blocks = [b for sub in blocks for b in sub]
+    result = None
+    for block in blocks:
+        part = block if block.shape[axis[0]] == 1 else ufunc.reduce(block, axis=axis[0],
+                                                                     keepdims=True)
+        if result is None:  # never written into unless a copy: blocks belong to dask
+            result = part if len(blocks) == 1 else part.copy()
+        else:
+            ufunc(result, part, out=result)
+    return result if keepdims else np.squeeze(result, axis=axis)
+
+
+def _fold(values: xr.DataArray, dim: str, ufunc: np.ufunc) -> xr.DataArray:
+    axis = values.get_axis_num(dim)
+    fold = partial(_fold_blocks, ufunc=ufunc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reduced = da.reduction(values.data, chunk=fold, combine=fold, aggregate=fold,
+                               axis=axis, dtype=values.dtype, concatenate=False,
+                               split_every=16)
+    dims = [d for d in values.dims if d != dim]
+    coords = {k: c for k, c in values.coords.items() if dim not in c.dims}
+    return xr.DataArray(reduced, dims=dims, coords=coords)
 
 
 def _nan_median(values: xr.DataArray, dim: str) -> xr.DataArray:
