@@ -346,13 +346,12 @@ def _collections_catalog(args: argparse.Namespace) -> Any:
 
 
 def collections_list(args: argparse.Namespace) -> int:
-    from terracube.catalog.registry import CollectionRegistry
+    from terracube.catalog.registry import BUILT_IN_COLLECTIONS, CollectionRegistry
 
     settings = _settings(args)
     registry = CollectionRegistry(settings.data_dir)
-    from terracube.catalog.sample import SAMPLE_COLLECTION_ID
-
-    print(f"{SAMPLE_COLLECTION_ID}\tbuilt-in\tsynthetic sample data")
+    for collection_id, what in BUILT_IN_COLLECTIONS.items():
+        print(f"{collection_id}\tbuilt-in\t{what}")
     for collection_id in registry.ids():
         try:
             record = registry.get(collection_id)

@@ -55,8 +55,9 @@ def test_a_broken_record_does_not_hide_the_others(data_dir: Path) -> None:
 def test_ids_are_checked_and_not_taken_twice(data_dir: Path) -> None:
     with pytest.raises(CollectionInputError, match="not a valid collection id"):
         add_collection(data_dir, "../x", str(need(OSTIA)))
-    with pytest.raises(CollectionExists, match="built-in sample"):
-        add_collection(data_dir, "SENTINEL2_L2A", str(OSTIA))
+    for built_in in ("SENTINEL2_L2A", "RADAR_RAINFALL_SYNTHETIC"):
+        with pytest.raises(CollectionExists, match="built-in sample"):
+            add_collection(data_dir, built_in, str(OSTIA))
     add_collection(data_dir, "OSTIA", str(OSTIA))
     with pytest.raises(CollectionExists, match="--replace"):
         add_collection(data_dir, "OSTIA", str(OSTIA))

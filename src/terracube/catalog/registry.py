@@ -30,6 +30,13 @@ STAC_API = "stac-api"  # a collection of a STAC API
 CUBE = "cube"  # a CF NetCDF file or Zarr store
 
 
+# The generated sample collections (catalog/sample.py, catalog/rainfall_sample.py): their
+# ids cannot be registered (the built-in one would hide the registered one).
+BUILT_IN_COLLECTIONS = {
+    "SENTINEL2_L2A": "synthetic Sentinel-2 L2A sample",
+    "RADAR_RAINFALL_SYNTHETIC": "synthetic 5-minute radar rainfall with rain gauges",
+}
+
 class CollectionExists(CollectionInputError):
     """A collection with this id is registered already."""
 
@@ -205,11 +212,9 @@ def add_collection(data_dir: Path | str, collection_id: str, origin: str, *,
     `asset_files` (name -> (path, media type)) are files the API serves as the collection's
     assets; the STAC `assets` in `extra` refer to them as /collections/{id}/assets/{name}.
     """
-    from terracube.catalog.sample import SAMPLE_COLLECTION_ID
-
     check_collection_id(collection_id)
-    if collection_id == SAMPLE_COLLECTION_ID:
-        raise CollectionExists(f"'{collection_id}' is the built-in sample collection.")
+    if collection_id in BUILT_IN_COLLECTIONS:
+        raise CollectionExists(f"'{collection_id}' is a built-in sample collection.")
     registry = CollectionRegistry(data_dir)
     if registry.record_path(collection_id).exists() and not replace:
         raise CollectionExists(
