@@ -54,10 +54,19 @@ def test_a_memory_limit_gives_an_in_process_cluster_with_that_limit(tmp_path: Pa
         assert executor.distributed
         (worker,) = executor.client.scheduler_info()["workers"].values()
         assert worker["memory_limit"] == 10**9
-        with executor.active():
-            path = write_result(cube(), "GTiff", {}, tmp_path)[0].path
+        progress: list[float] = []
+        with executor.active(), execution.progress_to(progress.append):
+            # the workers of the in-process cluster write the blocks themselves
+            path = write_result(cube(), "GTiff", {}, tmp_path / "tif")[0].path
+            nc = write_result(cube(), "netCDF", {}, tmp_path / "nc")[0].path
+        assert progress and progress[-1] == 1.0
+        values = cube().data.values
         with rasterio.open(path) as ds:
             assert ds.count == 6
+            np.testing.assert_array_equal(ds.read().reshape(values.shape), values)
+        with xr.open_dataset(nc) as ds:
+            np.testing.assert_array_equal(ds["B04"].values, values[:, 0])
+            np.testing.assert_array_equal(ds["B08"].values, values[:, 1])
     finally:
         executor.close()
 

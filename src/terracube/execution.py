@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -154,7 +155,38 @@ class Executor:
                 kwargs["callbacks"] = [_task_progress(progress)]
             dsa.store(sources, list(targets), lock=False, **kwargs)
             return
+        if self.cluster is not None:  # our in-process cluster: its workers can write too
+            self._store_in_process(sources, targets, progress)
+            return
         self._stream(sources, targets, progress)
+
+    def _store_in_process(self, sources: Sequence[dsa.Array], targets: Sequence[Any],
+                          progress: Progress | None) -> None:
+        """The workers of the in-process cluster write each block as soon as it is computed
+        (as local threads do), instead of sending it to this thread: no queue of finished
+        blocks builds up while one thread writes, so the memory limit is not approached."""
+        import dask
+
+        keys = [f"{uuid.uuid4().hex}" for _ in targets]
+        writes = []
+        for source, key in zip(sources, keys):
+            offsets = [np.concatenate([[0], np.cumsum(c)]) for c in source.chunks]
+            delayed = source.to_delayed(optimize_graph=True)
+            proxy = _InProcessTarget(key)
+            for index in np.ndindex(*source.numblocks):
+                where = tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, index))
+                writes.append(dask.delayed(_put, pure=False)(proxy, where, delayed[index]))
+        with _TARGETS_LOCK:
+            _TARGETS.update(zip(keys, targets))
+        try:
+            futures = self.client.compute(writes)
+            if progress is not None:
+                _report_futures(futures, progress, self.client.loop)
+            self.client.gather(futures)
+        finally:
+            with _TARGETS_LOCK:
+                for key in keys:
+                    _TARGETS.pop(key, None)
 
     def _stream(self, sources: Sequence[dsa.Array], targets: Sequence[Any],
                 progress: Progress | None) -> None:
@@ -182,6 +214,24 @@ class Executor:
                                          or done == total):
                 last = time.monotonic()
                 progress(done / total)
+
+
+# Write targets of this process by key, for the workers of an in-process cluster (a target,
+# e.g. an open file, cannot be pickled into a task; its key can).
+_TARGETS: dict[str, Any] = {}
+_TARGETS_LOCK = threading.Lock()
+
+
+class _InProcessTarget:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __setitem__(self, where: tuple[slice, ...], block: Any) -> None:
+        _TARGETS[self.key][where] = block
+
+
+def _put(target: _InProcessTarget, where: tuple[slice, ...], block: Any) -> None:
+    target[where] = block
 
 
 _CURRENT: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(

@@ -86,7 +86,7 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
     shape (1, 1, rows, cols). The load's pixels are `factor` times finer than the file's
     (nearest neighbour: each file pixel repeated); the window may reach beyond the file
     (NaN there)."""
-    out = np.full((1, 1, rows[1] - rows[0], cols[1] - cols[0]), np.nan, dtype=np.float32)
+    shape = (1, 1, rows[1] - rows[0], cols[1] - cols[0])
     # the window in file pixels
     fr0, fr1 = rows[0] // factor, -(-rows[1] // factor)
     fc0, fc1 = cols[0] // factor, -(-cols[1] // factor)
@@ -94,20 +94,22 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
         r0, r1 = max(fr0, 0), min(fr1, ds.height)
         c0, c1 = max(fc0, 0), min(fc1, ds.width)
         if r0 >= r1 or c0 >= c1:
-            return out
+            return np.full(shape, np.nan, dtype=np.float32)
         raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
-    values = raw.astype(np.float32)
-    if nodata is not None and not np.isnan(nodata):
-        values[raw == nodata] = np.nan
     if factor > 1:
-        values = np.repeat(np.repeat(values, factor, axis=0), factor, axis=1)
+        raw = np.repeat(np.repeat(raw, factor, axis=0), factor, axis=1)
     # where the file's part starts and ends, in the load's pixels
     y0, x0 = r0 * factor - rows[0], c0 * factor - cols[0]
     sy, sx = max(-y0, 0), max(-x0, 0)
-    h = min(values.shape[0] - sy, out.shape[2] - max(y0, 0))
-    w = min(values.shape[1] - sx, out.shape[3] - max(x0, 0))
-    out[0, 0, max(y0, 0):max(y0, 0) + h, max(x0, 0):max(x0, 0) + w] = \
-        values[sy:sy + h, sx:sx + w]
+    h = min(raw.shape[0] - sy, shape[2] - max(y0, 0))
+    w = min(raw.shape[1] - sx, shape[3] - max(x0, 0))
+    inside = (h, w) == shape[2:]
+    out = np.empty(shape, np.float32) if inside else np.full(shape, np.nan, np.float32)
+    target = out[0, 0, max(y0, 0):max(y0, 0) + h, max(x0, 0):max(x0, 0) + w]
+    part = raw[sy:sy + h, sx:sx + w]
+    np.copyto(target, part, casting="unsafe")  # cast in place: no float copy of the block
+    if nodata is not None and not np.isnan(nodata):
+        np.putmask(target, part == nodata, np.nan)
     return out
 
 
