@@ -158,10 +158,34 @@ def _fold(values: xr.DataArray, dim: str, ufunc: np.ufunc) -> xr.DataArray:
     return xr.DataArray(reduced, dims=dims, coords=coords)
 
 
+# A median needs all values of a pixel along the dimension in one chunk; the other axes keep
+# their chunks unless that makes a chunk larger than this (then the spatial ones are halved).
+_MEDIAN_CHUNK_BYTES = 128 * 2**20
+
+
+def _whole_along(values: xr.DataArray, dim: str) -> xr.DataArray:
+    data = values.data
+    if not isinstance(data, da.Array):
+        return values
+    axis = values.get_axis_num(dim)
+    chunks: dict[int, Any] = {axis: -1}
+    others = [i for i in range(data.ndim) if i != axis]
+    size = data.shape[axis] * data.dtype.itemsize * int(np.prod(
+        [data.chunksize[i] for i in others]))
+    spatial = others[-2:]
+    factor = 1
+    while size / factor**2 > _MEDIAN_CHUNK_BYTES and \
+            all(data.chunksize[i] // (2 * factor) >= 128 for i in spatial):
+        factor *= 2
+    for i in spatial:
+        chunks[i] = max(1, data.chunksize[i] // factor) if factor > 1 else data.chunks[i]
+    return values.copy(data=data.rechunk(chunks))
+
+
 def _nan_median(values: xr.DataArray, dim: str) -> xr.DataArray:
-    return xr.apply_ufunc(_nan_median_last_axis, values, input_core_dims=[[dim]],
-                          dask="parallelized", output_dtypes=[values.dtype],
-                          dask_gufunc_kwargs={"allow_rechunk": True})
+    return xr.apply_ufunc(_nan_median_last_axis, _whole_along(values, dim),
+                          input_core_dims=[[dim]], dask="parallelized",
+                          output_dtypes=[values.dtype])
 
 
 @process("sum")
