@@ -86,6 +86,15 @@ class ServerProcess:
         self._log.close()
 
 
+def data_dir_with_samples(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path,
+                          name: str) -> Path:
+    """A data directory of its own (collections, jobs, users) that shares the generated
+    sample collections of the session."""
+    folder = tmp_path_factory.mktemp(name)
+    (folder / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def server(sample_data_dir: Path):
     srv = ServerProcess(sample_data_dir)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from tests.conftest import SHARED
 
 DATA = SHARED / "data"
 STAC_API_SERVER = SHARED / "bench" / "stac_api_server.py"

@@ -28,7 +28,7 @@ import rasterio.windows
 import xarray as xr
 from pyproj import CRS
 
-from conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port
 from terracube.catalog.registry import CollectionRegistry, add_collection
 from terracube.catalog.samples_pack import (
     MARKER,

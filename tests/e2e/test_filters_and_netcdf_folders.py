@@ -16,7 +16,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from conftest import ServerProcess
+from tests.conftest import ServerProcess, data_dir_with_samples
 from real_data import (
     BELGIUM_CLOUD_COVER,
     BELGIUM_STAC,
@@ -45,9 +45,7 @@ PLATFORM = {"2023-06-01": "sentinel-2a", "2023-06-04": "sentinel-2b",
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) -> Path:
-    folder = tmp_path_factory.mktemp("filters-and-folders")
-    (folder / "samples").symlink_to(sample_data_dir / "samples")
-    return folder
+    return data_dir_with_samples(tmp_path_factory, sample_data_dir, "filters-and-folders")
 
 
 @pytest.fixture(scope="module")

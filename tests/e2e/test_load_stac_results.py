@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from conftest import ServerProcess
+from tests.conftest import ServerProcess, data_dir_with_samples
 
 openeo = pytest.importorskip("openeo")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -23,9 +23,8 @@ SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "cr
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path):
-    data = tmp_path_factory.mktemp("load-stac-results")
-    (data / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
-    srv = ServerProcess(data)
+    srv = ServerProcess(data_dir_with_samples(tmp_path_factory, sample_data_dir,
+                                              "load-stac-results"))
     yield srv
     srv.stop()
 

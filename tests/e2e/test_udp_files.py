@@ -15,7 +15,7 @@ import pytest
 import rasterio
 import requests
 
-from conftest import ServerProcess
+from tests.conftest import ServerProcess
 
 openeo = pytest.importorskip("openeo")
 from openeo.api.process import Parameter  # noqa: E402

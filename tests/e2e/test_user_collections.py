@@ -16,7 +16,7 @@ import rasterio
 import xarray as xr
 from pyproj import CRS
 
-from conftest import ServerProcess
+from tests.conftest import ServerProcess, data_dir_with_samples
 from real_data import (
     BELGIUM_CLOUD_COVER,
     BELGIUM_STAC,
@@ -52,9 +52,7 @@ BELGIUM_BOX = {"west": 644600, "south": 5676240, "east": 644680, "north": 567630
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) -> Path:
-    folder = tmp_path_factory.mktemp("user-collections")
-    (folder / "samples").symlink_to(sample_data_dir / "samples")
-    return folder
+    return data_dir_with_samples(tmp_path_factory, sample_data_dir, "user-collections")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Process graphs over the sample collection used by the batch job tests (small and heavy)."""
+"""Process graphs over the sample collection used by the batch job tests (small and slow)."""
 
 from __future__ import annotations
 
@@ -21,25 +21,35 @@ def ndvi_graph(fmt: str = "netCDF", nir: str = "B08", bbox: dict | None = None,
     }}
 
 
-def heavy_graph(bands: int = 10, applies: int = 2) -> dict:
-    """A median over the whole sample (all dates, up to 12 bands): seconds to tens of seconds."""
-    names = ["B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12", "B01",
-             "B09"][:bands]
-    graph: dict = {"load": {"process_id": "load_collection", "arguments": {
-        "id": "SENTINEL2_L2A", "spatial_extent": None,
-        "temporal_extent": ["2022-04-01", "2022-10-01"], "bands": names}}}
-    previous = "load"
-    for i in range(applies):
-        graph[f"apply{i}"] = {"process_id": "apply", "arguments": {
-            "data": {"from_node": previous}, "process": {"process_graph": {
-                "s": {"process_id": "sqrt", "arguments": {"x": {"from_parameter": "x"}}},
-                "m": {"process_id": "multiply", "arguments": {
-                    "x": {"from_node": "s"}, "y": {"from_node": "s"}}, "result": True}}}}}
-        previous = f"apply{i}"
-    graph["median"] = {"process_id": "reduce_dimension", "arguments": {
-        "data": {"from_node": previous}, "dimension": "t", "reducer": {"process_graph": {
-            "r": {"process_id": "median", "arguments": {"data": {"from_parameter": "data"}},
-                  "result": True}}}}}
-    graph["save"] = {"process_id": "save_result", "arguments": {
-        "data": {"from_node": "median"}, "format": "netCDF"}, "result": True}
-    return {"process_graph": graph}
+# A UDF that waits: how long a job runs must not depend on how fast the engine is.
+_WAITING_UDF = """import time
+
+
+def apply_datacube(cube, context):
+    time.sleep(context["seconds"])
+    return cube
+"""
+
+
+def slow_graph(seconds_per_block: float = 0.25) -> dict:
+    """A job that computes for a known time: the whole sample cut into 36 neighbourhoods of
+    64 × 64 px, each passed through a UDF that waits (36 × 0.25 s on 2 threads: ~4.5 s),
+    then a median over time. Progress moves block by block."""
+    udf = {"process_graph": {"udf": {"process_id": "run_udf", "arguments": {
+        "data": {"from_parameter": "data"}, "udf": _WAITING_UDF, "runtime": "Python",
+        "context": {"seconds": seconds_per_block}}, "result": True}}}
+    return {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "SENTINEL2_L2A", "spatial_extent": None,
+            "temporal_extent": ["2022-04-01", "2022-10-01"], "bands": ["B04", "B08"]}},
+        "slow": {"process_id": "apply_neighborhood", "arguments": {
+            "data": {"from_node": "load"}, "process": udf, "overlap": None,
+            "size": [{"dimension": "x", "value": 64, "unit": "px"},
+                     {"dimension": "y", "value": 64, "unit": "px"}]}},
+        "median": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "slow"}, "dimension": "t", "reducer": {"process_graph": {
+                "r": {"process_id": "median", "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {
+            "data": {"from_node": "median"}, "format": "netCDF"}, "result": True},
+    }}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from job_graphs import heavy_graph, ndvi_graph
+from job_graphs import ndvi_graph, slow_graph
 from jobs_support import WorkerProcess, clean_env, pid_alive, wait_for
 
 from terracube.db import open_database
@@ -102,7 +102,7 @@ def test_failing_job_logs_the_node_and_the_cause(data_dir, jobs, workers):
 
 
 def test_cancel_stops_the_computation(data_dir, jobs, workers):
-    job_id = submit(jobs, heavy_graph())
+    job_id = submit(jobs, slow_graph())
     worker = start_worker(workers, data_dir)
     job = wait_running(jobs, job_id)
     run_dir = JobFolders(data_dir).run_dir(job_id, job.results_run)
@@ -121,7 +121,7 @@ def test_cancel_stops_the_computation(data_dir, jobs, workers):
 
 
 def test_worker_killed_mid_job_is_recovered_and_the_job_runs_once(data_dir, jobs, workers):
-    job_id = submit(jobs, heavy_graph(bands=4, applies=0))
+    job_id = submit(jobs, slow_graph())
     first = start_worker(workers, data_dir)
     running = wait_running(jobs, job_id)
     first.kill()  # SIGKILL: no chance to clean up
@@ -142,7 +142,7 @@ def test_worker_killed_mid_job_is_recovered_and_the_job_runs_once(data_dir, jobs
 
 
 def test_killed_job_process_is_an_error_with_the_reason(data_dir, jobs, workers):
-    job_id = submit(jobs, heavy_graph())
+    job_id = submit(jobs, slow_graph())
     worker = start_worker(workers, data_dir)
     job = wait_running(jobs, job_id)
     os.kill(job.pid, signal.SIGKILL)  # what the kernel's OOM killer does
@@ -154,7 +154,7 @@ def test_killed_job_process_is_an_error_with_the_reason(data_dir, jobs, workers)
 
 
 def test_shutdown_requeues_the_running_job(data_dir, jobs, workers):
-    job_id = submit(jobs, heavy_graph())
+    job_id = submit(jobs, slow_graph())
     worker = start_worker(workers, data_dir)
     job = wait_running(jobs, job_id)
     worker.proc.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from terracube import errors
 from terracube.api.deps import CatalogDep, api_url, link
+from terracube.api.responses import FileDownload
 
 router = APIRouter(tags=["EO Data Discovery"])
 
@@ -68,7 +69,7 @@ def get_collection_asset(collection_id: str, asset_name: str,
             f"Collection '{collection_id}' has no asset '{asset_name}' to download"
             + (f"; it has: {', '.join(files)}." if files else "."))
     path, media_type = files[asset_name]
-    return FileResponse(path, media_type=media_type, filename=path.name,
+    return FileDownload(path, media_type=media_type, filename=path.name,
                         content_disposition_type="inline")
 
 

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from terracube import errors
+from terracube.api.responses import FileDownload
 from terracube.api.user_data import UserWorkspace, paginate
 from terracube.workspace.files import Upload
 
@@ -44,7 +45,7 @@ def list_files(request: Request, workspace: UserWorkspace) -> dict[str, Any]:
                              "content": {"application/octet-stream": {}}}})
 def download_file(path: str, workspace: UserWorkspace) -> FileResponse:
     target, st = workspace.file_to_read(path)
-    return FileResponse(target, stat_result=st, media_type="application/octet-stream",
+    return FileDownload(target, stat_result=st, media_type="application/octet-stream",
                         filename=target.name)
 
 

@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from terracube import errors
@@ -26,6 +26,7 @@ from terracube.api.deps import (
     link,
 )
 from terracube.api.errors import BadRequest
+from terracube.api.responses import FileDownload
 from terracube.api.user_data import ActiveUser
 from terracube.engine import graph as graphs
 from terracube.jobs import store as st
@@ -326,7 +327,7 @@ def download_asset(request: Request, job_id: str, asset: str, jobs: JobsDep,
     path = folders.asset_path(job.job_id, job.results_run or "", asset)
     if not path.is_file():
         raise errors.NotFound(f"The result file '{asset}' is gone.")
-    return FileResponse(path, media_type=info.get("type"), filename=asset,
+    return FileDownload(path, media_type=info.get("type"), filename=asset,
                         content_disposition_type="attachment")
 
 

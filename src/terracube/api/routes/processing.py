@@ -21,6 +21,7 @@ from terracube.api.deps import (
     RegistryDep,
     SettingsDep,
 )
+from terracube.api.responses import FileDownload
 
 router = APIRouter(tags=["Data Processing"])
 
@@ -35,7 +36,7 @@ _RESULT_BODY = {"required": True, "content": {"application/json": {"schema": {
                    "log_level": {"type": "string"}}}}}}
 
 
-class TemporaryFileResponse(FileResponse):
+class TemporaryFileResponse(FileDownload):
     """Sends a result file, then deletes its folder (also when the client went away)."""
 
     def __init__(self, path: Path, folder: Path, **kwargs: Any) -> None:
