@@ -187,3 +187,46 @@ def test_small_bbox_reads_only_the_tiles_it_covers(server: CountingServer,
     # without push-down dask still limits the read to the loader's chunks, but those are
     # much larger than the box
     assert fast_bytes * 4 < plain_bytes
+
+
+# --- a coarser resample_spatial reads the overviews -------------------------------------------
+@pytest.fixture(scope="module")
+def cog_with_overviews(tmp_path_factory: pytest.TempPathFactory, big_cog: Path) -> Path:
+    path = tmp_path_factory.mktemp("cog-overviews") / "big.tif"
+    rasterio.shutil.copy(big_cog, path, driver="COG", compress="NONE", blocksize=256,
+                         overview_resampling="average")
+    return path
+
+
+def resampled(resolution: float, method: str) -> dict:
+    return {"load": {"process_id": "load_collection", "arguments": {"id": "BIG"}},
+            "coarse": {"process_id": "resample_spatial", "arguments": {
+                "data": {"from_node": "load"}, "resolution": resolution, "method": method},
+                "result": True}}
+
+
+def test_a_coarser_resample_spatial_reads_the_overviews(cog_with_overviews: Path) -> None:
+    from rasterio.enums import Resampling
+
+    server = CountingServer(cog_with_overviews)
+    try:
+        coarse_bytes, coarse = read(server, resampled(8 * RES, "average"), "coarse")
+        full_bytes, _ = read(server, graph(None), "full")
+        # a statistic of the pixels (here the maximum) must see every full-resolution pixel
+        max_bytes, highest = read(server, resampled(8 * RES, "max"), "max")
+    finally:
+        server.stop()
+    print(f"bytes read: full resolution {full_bytes}, 8x coarser {coarse_bytes}")
+    assert coarse.shape == (1, 1, SIZE // 8, SIZE // 8)
+    # the 8x overview (512² uint16 = 512 KiB) and headers, against 32 MiB
+    assert coarse_bytes < full_bytes / 20
+    assert max_bytes >= full_bytes * 0.95
+    with rasterio.open(cog_with_overviews) as ds:
+        assert ds.overviews(1) == [2, 4, 8, 16]
+        overview = ds.read(1, out_shape=(SIZE // 8, SIZE // 8), resampling=Resampling.average)
+        full = ds.read(1)
+    np.testing.assert_array_equal(coarse[0, 0], overview)  # the overview's own pixels
+    blocks = full.reshape(SIZE // 8, 8, SIZE // 8, 8)
+    # overviews are averages of averages stored as uint16: within a few DN of the exact mean
+    assert np.abs(coarse[0, 0] - blocks.mean(axis=(1, 3))).max() <= 4
+    np.testing.assert_array_equal(highest[0, 0], blocks.max(axis=(1, 3)))

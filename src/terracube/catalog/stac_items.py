@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,19 @@ log = logging.getLogger(__name__)
 
 # Tile-aligned chunks keep memory bounded by chunks, not by the collection (COGs use 256/512).
 SPATIAL_CHUNK = 2048
+
+
+# The attrs key of a loaded cube's GridReader.
+GRID_READER = "grid_reader"
+
+
+@dataclass(frozen=True)
+class GridReader:
+    """How to read a loaded cube's data again onto another grid: `read(shape, transform, crs,
+    resampling)`. Valid only while the cube still holds `data` itself (no process changed it)."""
+
+    data: Any
+    read: Callable[..., xr.DataArray]
 
 
 class NoDataForRequest(errors.ProcessParameterInvalid):
@@ -202,17 +216,30 @@ class StacItemsSource:
             Dimension("x", SPATIAL, "x", ref),
         )
         band_meta = {b: self.bands[b] for b in bands}
+        # resample_spatial straight after this load may read these items onto its own grid
+        reader = GridReader(data, partial(self._load_on_grid, items, bands))
         return RasterCube(data, dims, nodata=None, attrs={"band_metadata": band_meta,
-                                                          "collection": self.id})
+                                                          "collection": self.id,
+                                                          GRID_READER: reader})
 
-    def _load_odc(self, items: list[pystac.Item], bands: list[str], geobox: Any) -> xr.DataArray:
+    def _load_on_grid(self, items: list[pystac.Item], bands: list[str], shape: tuple[int, int],
+                      transform: Any, crs: Any, resampling: str) -> xr.DataArray:
+        """The items read onto another grid (GDAL picks the files' overviews for a coarser
+        one)."""
+        from odc.geo.geobox import GeoBox
+
+        geobox = GeoBox(shape, transform, crs)
+        return self._load_odc(items, bands, geobox, resampling)
+
+    def _load_odc(self, items: list[pystac.Item], bands: list[str], geobox: Any,
+                  resampling: str = "nearest") -> xr.DataArray:
         """odc-stac for any grid (reprojection, resampling, several files per date)."""
         import odc.stac
 
         ds = odc.stac.load(
             items, bands=bands, geobox=geobox, groupby="time",
             chunks={"time": 1, "x": SPATIAL_CHUNK, "y": SPATIAL_CHUNK},
-            resampling="nearest", fail_on_error=True,
+            resampling=resampling, fail_on_error=True,
         )
         arrays = []
         for b in bands:

@@ -369,14 +369,41 @@ def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Gri
     return Grid(dst_crs, transform, nx, ny, reference)
 
 
+# Methods for which reading a coarser grid from the files' overviews is what GDAL (and other
+# back-ends loading at the target resolution) do; statistics of the pixels (mode, min, max,
+# quantiles, sum, rms) must see the full-resolution pixels, so they are warped from those.
+_OVERVIEW_METHODS = frozenset({"near", "bilinear", "cubic", "cubicspline", "lanczos",
+                               "average"})
+
+
+def _read_onto(data: RasterCube, src: Grid, dst: Grid, method: str) -> RasterCube | None:
+    """The cube read again from its files straight onto `dst`, when it comes unchanged from
+    a load and `dst` is at least twice as coarse in the same CRS: GDAL then reads the files'
+    overviews instead of every full-resolution pixel."""
+    from terracube.catalog.stac_items import GRID_READER
+
+    reader = data.attrs.get(GRID_READER)
+    if reader is None or reader.data is not data.data or method not in _OVERVIEW_METHODS:
+        return None
+    if dst.crs != src.crs or src.transform.e >= 0 or dst.transform.e >= 0:
+        return None
+    if any(d < 2 * r for d, r in zip(dst.resolution, src.resolution)):
+        return None
+    values = reader.read((dst.height, dst.width), dst.transform, src.crs.to_wkt(),
+                         _resampling(method).name)
+    values = values.assign_coords(y=dst.y_coords(), x=dst.x_coords())
+    return _with_grid(data, values, dst)
+
+
 @process("resample_spatial")
 def resample_spatial(data: RasterCube, resolution: Any = 0, projection: Any = None,
                      method: str = "near", align: str = "upper-left") -> RasterCube:
     _resampling(method)
-    dst = _target_grid(grid_of(data), resolution, projection, align)
+    src = grid_of(data)
+    dst = _target_grid(src, resolution, projection, align)
     if dst is None:
         return data
-    return warp(data, dst, method)
+    return _read_onto(data, src, dst, method) or warp(data, dst, method)
 
 
 @process("resample_cube_spatial")
