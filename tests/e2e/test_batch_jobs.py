@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from tests.jobs.job_graphs import slow_graph
 
 from terracube.db import open_database
 from terracube.jobs.store import JobStore
@@ -26,7 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 BBOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": "EPSG:32632"}
 JUNE = ["2022-06-01", "2022-07-01"]
-ALL_BANDS = ["B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"]
 
 
 def connect(srv, user: str = "demo", password: str = "demo"):
@@ -37,15 +37,6 @@ def ndvi_cube(con, nir: str = "B08"):
     s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BBOX, temporal_extent=JUNE,
                              bands=["B04", "B08"])
     return s2.ndvi(nir=nir, red="B04")
-
-
-def heavy_cube(con, bands: list[str] = ALL_BANDS, applies: int = 2):
-    """A median over the whole sample: many seconds of work for the two CPUs of CI."""
-    cube = con.load_collection("SENTINEL2_L2A", temporal_extent=["2022-04-01", "2022-10-01"],
-                               bands=bands)
-    for _ in range(applies):
-        cube = cube.apply(lambda x: x.sqrt() * x.sqrt())
-    return cube.reduce_dimension(dimension="t", reducer="median")
 
 
 def wait_for(condition, timeout: float = 120, what: str = "condition"):
@@ -155,7 +146,7 @@ def test_failing_job_has_an_error_log_naming_the_node(server):
 
 def test_cancel_stops_a_running_job(server, sample_data_dir):
     con = connect(server)
-    job = con.create_job(heavy_cube(con).save_result("netCDF"))
+    job = con.create_job(slow_graph())
     job.start()
     record = wait_computing(sample_data_dir, job.job_id)
     assert alive(record.pid)
@@ -195,8 +186,7 @@ def test_worker_killed_mid_job_recovers_and_runs_the_job_once(start_server, tmp_
     data = own_data_dir(tmp_path, sample_data_dir)
     srv = start_server(data, {"TERRACUBE_WORKERS": "1"})
     con = connect(srv)
-    cube = heavy_cube(con, bands=["B02", "B03", "B04", "B08"], applies=0)
-    job = con.create_job(cube.save_result("netCDF"))
+    job = con.create_job(slow_graph())
     job.start()
     record = wait_computing(data, job.job_id)
     (worker,) = worker_pids(srv)
@@ -223,8 +213,7 @@ def test_server_killed_mid_job_resumes_after_restart(start_server, tmp_path, sam
     con = connect(srv)
     done = con.create_job(ndvi_cube(con).save_result("netCDF"))
     done.start_and_wait(max_poll_interval=1)
-    job = con.create_job(heavy_cube(con, bands=["B02", "B03", "B04", "B08"], applies=0)
-                         .save_result("netCDF"))
+    job = con.create_job(slow_graph())
     job.start()
     record = wait_computing(data, job.job_id)
     workers = worker_pids(srv)
