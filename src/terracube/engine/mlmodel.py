@@ -41,6 +41,9 @@ _KEY_FILE = Path("secrets") / "ml-model-signing.key"
 _PROCESS_KEY = secrets.token_bytes(32)
 
 
+# Rows per call of the estimator's predict (bounds its temporary memory).
+_PREDICT_ROWS = 1 << 18
+
 class ModelFileInvalid(ValueError):
     """A model file that is not a model this back-end wrote (missing, tampered, other format)."""
 
@@ -98,8 +101,11 @@ class MlModel:
         out = np.full(rows.shape[0], np.nan)
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(rows).all(axis=1)
-        if valid.any():
-            out[valid] = self.estimator.predict(rows[valid].astype(np.float32, copy=False))
+        index = np.flatnonzero(valid)
+        # In batches: a forest's predict holds (rows × classes) per tree, whatever the chunk.
+        for start in range(0, index.size, _PREDICT_ROWS):
+            part = index[start:start + _PREDICT_ROWS]
+            out[part] = self.estimator.predict(rows[part].astype(np.float32, copy=False))
         return out
 
     # --- description --------------------------------------------------------------------

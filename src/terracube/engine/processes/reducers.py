@@ -160,7 +160,7 @@ def _fold(values: xr.DataArray, dim: str, ufunc: np.ufunc) -> xr.DataArray:
 
 # A median needs all values of a pixel along the dimension in one chunk; the other axes keep
 # their chunks unless that makes a chunk larger than this (then the spatial ones are halved).
-_MEDIAN_CHUNK_BYTES = 128 * 2**20
+_MEDIAN_CHUNK_BYTES = 64 * 2**20
 
 
 def _whole_along(values: xr.DataArray, dim: str) -> xr.DataArray:
