@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tests.conftest import SHARED
 
 DATA = SHARED / "data"

@@ -27,8 +27,8 @@ import rasterio
 import rasterio.windows
 import xarray as xr
 from pyproj import CRS
-
 from tests.conftest import ServerProcess, free_port
+
 from terracube.catalog.registry import CollectionRegistry, add_collection
 from terracube.catalog.samples_pack import (
     MARKER,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-
 from tests.conftest import ServerProcess, data_dir_with_samples
+
 from real_data import (
     BELGIUM_CLOUD_COVER,
     BELGIUM_STAC,

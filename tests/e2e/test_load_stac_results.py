@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-
 from tests.conftest import ServerProcess, data_dir_with_samples
 
 openeo = pytest.importorskip("openeo")

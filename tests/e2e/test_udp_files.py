@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import rasterio
 import requests
-
 from tests.conftest import ServerProcess
 
 openeo = pytest.importorskip("openeo")

@@ -54,8 +54,15 @@ def _elementwise(op: Callable[[Any, Any], Any], *operands: Any) -> Any:
     dtype = np.result_type(*[operands[i].dtype for i in nodata])
 
     def run(*values: Any) -> Any:
-        missing = np.logical_or.reduce([np.isnan(values[i]) for i in nodata])
-        return np.where(missing, np.nan, op(*values)).astype(dtype)
+        missing = np.isnan(values[nodata[0]])
+        for i in nodata[1:]:
+            missing = missing | np.isnan(values[i])
+        out = np.asarray(op(*values), dtype=dtype)  # 1.0 / 0.0 straight in the cube's dtype
+        if out.ndim:
+            out[np.broadcast_to(missing, out.shape)] = np.nan
+        elif missing:
+            out = dtype.type(np.nan)
+        return out
 
     return vectorised(run, *operands, dtype=dtype)
 
