@@ -71,6 +71,23 @@ def test_a_memory_limit_gives_an_in_process_cluster_with_that_limit(tmp_path: Pa
         executor.close()
 
 
+@pytest.mark.timeout(120)
+def test_a_server_process_near_its_memory_limit_still_computes(tmp_path: Path) -> None:
+    """The in-process worker measures the whole process: memory the server holds itself
+    (here 900 MB of ballast against a 1 GB limit) must not pause it forever."""
+    ballast = np.ones(900 * 2**20 // 8)
+    executor = Executor.from_settings(Settings(dask_scheduler=None, memory_limit="1GB"))
+    try:
+        with executor.active():
+            path = write_result(cube(), "GTiff", {}, tmp_path)[0].path
+        with rasterio.open(path) as ds:
+            np.testing.assert_array_equal(ds.read().reshape(cube().data.shape),
+                                          cube().data.values)
+    finally:
+        executor.close()
+    assert ballast[-1] == 1.0
+
+
 def test_progress_is_reported_up_to_one() -> None:
     seen: list[float] = []
     x = dsa.ones((400, 400), chunks=50)

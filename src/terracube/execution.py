@@ -78,8 +78,13 @@ class Executor:
             from distributed import Client, LocalCluster
 
             threads = local_threads()
-            cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False,
-                                   memory_limit=memory_limit, dashboard_address=None)
+            # The in-process worker measures the whole server process. Pausing when that passes
+            # 80 % would wait forever if the server itself holds the memory (nothing the worker
+            # can spill): it spills its results to disk instead and keeps running.
+            with dask.config.set({"distributed.worker.memory.pause": False}):
+                cluster = LocalCluster(n_workers=1, threads_per_worker=threads,
+                                       processes=False, memory_limit=memory_limit,
+                                       dashboard_address=None)
             client = Client(cluster, set_as_default=True)
             log.info("computing on %d local threads with a memory limit of %s", threads,
                      memory_limit)
