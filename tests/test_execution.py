@@ -16,7 +16,7 @@ import rasterio
 import xarray as xr
 
 from terracube import execution
-from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.execution import Executor
 from terracube.results.writers import write_result
 from terracube.settings import Settings

@@ -76,7 +76,7 @@ def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
     value = evaluator.run(graph)
     if services.saved:
         return list(services.saved)
-    from terracube.engine.cube import RasterCube
+    from terracube.datacube.cube import RasterCube
 
     # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
     is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim

@@ -24,7 +24,7 @@ from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.netcdf import CubeLayout, XarraySource, cube_source
 from terracube.catalog.stac_items import NoDataForRequest
-from terracube.engine.cube import is_lazy
+from terracube.datacube.cube import is_lazy
 
 
 def test_ostia_crs_from_grid_mapping_monthly_steps_and_longitudes_from_0_to_360() -> None:

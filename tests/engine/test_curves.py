@@ -8,7 +8,7 @@ import xarray as xr
 from scipy.optimize import curve_fit
 
 from terracube import errors
-from terracube.engine.cube import OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
+from terracube.datacube.cube import OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import build_registry
 

@@ -7,7 +7,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.engine.processes.cubes import mask
 from terracube.engine.processes.logic import and_, not_, or_
 from terracube.engine.processes.spatial import apply_kernel

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from terracube.datacube.values import ArrayValue
 from terracube.engine.processes.reducers import _nan_median_last_axis, median
-from terracube.engine.values import ArrayValue
 
 
 @pytest.mark.parametrize("n", range(1, 14))

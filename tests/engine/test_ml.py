@@ -27,11 +27,11 @@ import shapely
 import shapely.geometry
 import xarray as xr
 
-from terracube.engine.cube import Dimension, RasterCube, is_lazy
+from terracube.datacube.cube import Dimension, RasterCube, is_lazy
+from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.mlmodel import MODEL_FORMAT, MlModel, signing_key, write_model
 from terracube.engine.registry import build_registry
-from terracube.engine.vector import VectorCube
 from terracube.errors import JobNotFound, OpenEOError
 from terracube.settings import Settings
 

@@ -24,12 +24,13 @@ import xarray as xr
 from affine import Affine
 from rasterio.enums import Resampling
 
-from terracube.engine.cube import Dimension, RasterCube, is_lazy
+from terracube.datacube import grid as grids
+from terracube.datacube.cube import Dimension, RasterCube, is_lazy
+from terracube.datacube.values import ArrayValue
+from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import spatial
 from terracube.engine.registry import build_registry
-from terracube.engine.values import ArrayValue
-from terracube.engine.vector import VectorCube
 from terracube.errors import OpenEOError
 
 SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
@@ -75,7 +76,7 @@ def raster_cube(values: np.ndarray, transform: Affine, crs, chunks, leading=None
     return RasterCube(data, tuple(dims), nodata)
 
 
-def reference_warp(values: np.ndarray, src_transform, src_crs, grid: spatial.Grid,
+def reference_warp(values: np.ndarray, src_transform, src_crs, grid: grids.Grid,
                    method: str, nodata=np.nan) -> np.ndarray:
     out = np.full(values.shape[:-2] + (grid.height, grid.width), nodata, dtype=values.dtype)
     rasterio.warp.reproject(values, out, src_transform=src_transform, src_crs=src_crs,
@@ -144,7 +145,7 @@ def test_reprojected_dem_equals_rasterio(registry, dem, dem_cube, method):
               method=method)
     assert is_lazy(out)
     assert out.dim("x").reference_system == 32613
-    grid = spatial.grid_of(out)
+    grid = grids.grid_of(out)
     assert grid.resolution == (30.0, 30.0)
     ny, nx = values.shape
     left, bottom, right, top = rasterio.warp.transform_bounds(
@@ -162,8 +163,8 @@ def test_downsampling_in_the_same_crs_with_lower_right_alignment(dem, dem_cube, 
     out = spatial.resample_spatial(dem_cube, resolution=0.01, method=method,
                                    align="lower-right")
     assert is_lazy(out)
-    grid = spatial.grid_of(out)
-    src = spatial.grid_of(dem_cube)
+    grid = grids.grid_of(out)
+    src = grids.grid_of(dem_cube)
     assert grid.bounds[2] == pytest.approx(src.bounds[2])  # right edge kept
     assert grid.bounds[1] == pytest.approx(src.bounds[1])  # bottom edge kept
     assert grid.bounds[0] <= src.bounds[0] and grid.bounds[3] >= src.bounds[3]
@@ -178,7 +179,7 @@ def test_reprojection_keeps_other_dimensions(ndvi):
     assert is_lazy(out)
     assert out.data.dims == ("t", "y", "x")
     np.testing.assert_array_equal(out.data.t.values, cube.data.t.values)
-    grid = spatial.grid_of(out)
+    grid = grids.grid_of(out)
     assert grid.resolution == (25.0, 20.0)
     expected = reference_warp(values, transform, "EPSG:32633", grid, "bilinear")
     np.testing.assert_allclose(out.data.values, expected, rtol=1e-9, equal_nan=True)
@@ -189,7 +190,7 @@ def test_integer_data_keeps_its_type_and_nodata(dem):
     cube = raster_cube(raw, transform, 4326, chunks=(100, 100), nodata=nodata)
     out = spatial.resample_spatial(cube, projection=32613, method="near")
     assert out.data.dtype == np.uint16
-    grid = spatial.grid_of(out)
+    grid = grids.grid_of(out)
     expected = np.full((grid.height, grid.width), nodata, dtype=np.uint16)
     rasterio.warp.reproject(raw, expected, src_transform=transform, src_crs=crs,
                             src_nodata=nodata, dst_transform=grid.transform,
@@ -205,7 +206,7 @@ def test_resample_cube_spatial_onto_another_cubes_grid(registry, ndvi, dem_cube)
     np.testing.assert_array_equal(out.data.x.values, target.data.x.values)
     np.testing.assert_array_equal(out.data.y.values, target.data.y.values)
     assert out.dim("y").reference_system == 32632
-    expected = reference_warp(values, transform, "EPSG:32633", spatial.grid_of(target),
+    expected = reference_warp(values, transform, "EPSG:32633", grids.grid_of(target),
                               "average")
     np.testing.assert_allclose(out.data.values, expected, rtol=1e-9, equal_nan=True)
     same = run(registry, "resample_cube_spatial", data=cube, target=cube)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from terracube.engine.cube import Dimension, RasterCube, is_lazy
+from terracube.datacube.cube import Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import temporal
 from terracube.engine.registry import build_registry

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from terracube import errors
-from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import build_registry
 

@@ -20,10 +20,10 @@ import pytest
 import shapely
 from shapely.geometry import LineString, MultiPoint, Point, Polygon, box, mapping, shape
 
+from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import vectors
 from terracube.engine.registry import build_registry
-from terracube.engine.vector import VectorCube
 from terracube.errors import OpenEOError
 from terracube.results.writers import write_result
 

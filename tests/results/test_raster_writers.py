@@ -7,7 +7,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.results.writers import write_result
 
 

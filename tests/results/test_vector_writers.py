@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 from shapely.geometry import Point, box
 
-from terracube.engine.cube import BANDS, GEOMETRY, TEMPORAL, Dimension
-from terracube.engine.vector import VectorCube
+from terracube.datacube.cube import BANDS, GEOMETRY, TEMPORAL, Dimension
+from terracube.datacube.vector import VectorCube
 from terracube.results.writers import write_result
 
 TIMES = np.array(["2022-06-02T10:20:00", "2022-06-07T10:20:00"], dtype="datetime64[ns]")

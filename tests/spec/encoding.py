@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracube.engine.cube import Dimension, RasterCube, is_lazy
-from terracube.engine.values import LIST_DIM, ArrayValue, list_to_numpy
+from terracube.datacube.cube import Dimension, RasterCube, is_lazy
+from terracube.datacube.values import LIST_DIM, ArrayValue, list_to_numpy
 
 # --- JSON5 ------------------------------------------------------------------------------------
 # Strings are matched first so that "//" inside a string is kept.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from terracube.engine.cube import RasterCube
+from terracube.datacube.cube import RasterCube
 
 
 @dataclass(frozen=True)

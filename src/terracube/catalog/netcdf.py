@@ -41,7 +41,7 @@ from terracube.catalog.metadata import (
     temporal_step,
 )
 from terracube.catalog.stac_items import NoDataForRequest
-from terracube.engine.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from terracube.catalog.metadata import (
     temporal_step,
 )
 from terracube.catalog.stac_items import BandInfo, NoDataForRequest, StacItemsSource
-from terracube.engine.cube import TEMPORAL, RasterCube
+from terracube.datacube.cube import TEMPORAL, RasterCube
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import xarray as xr
 from terracube import errors
 from terracube.catalog import direct_read
 from terracube.catalog.base import BBox, LoadRequest
-from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.grid import GRID_READER
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ SPATIAL_CHUNK = 2048
 
 
 # The attrs key of a loaded cube's GridReader.
-GRID_READER = "grid_reader"
 
 
 @dataclass(frozen=True)

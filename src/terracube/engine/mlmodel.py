@@ -294,7 +294,7 @@ def _json_scalar(value: Any) -> Any:
 
 def json_labels(values: Sequence) -> tuple:
     """Dimension labels as JSON values (numpy scalars unwrapped, dates as RFC 3339)."""
-    from terracube.engine.cube import datetime_labels_to_strings
+    from terracube.datacube.cube import datetime_labels_to_strings
 
     arr = np.asarray(values)
     if arr.dtype.kind == "M":

@@ -17,7 +17,7 @@ import numpy as np
 from dask.callbacks import Callback
 
 from terracube import errors
-from terracube.engine.cube import RasterCube
+from terracube.datacube.cube import RasterCube
 
 # Rough throughput of one worker on a laptop (measured on the sample data, 2 cores).
 START_SECONDS = 2.0  # job process, evaluation, writing metadata

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from terracube.engine.cube import TEMPORAL, RasterCube, datetime_labels_to_strings
+from terracube.datacube.cube import TEMPORAL, RasterCube, datetime_labels_to_strings
 from terracube.jobs.logs import rfc3339
 
 STAC_VERSION = "1.0.0"

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from terracube import errors
-from terracube.engine.cube import RasterCube
+from terracube.datacube.cube import RasterCube
 
 
 def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) -> None:

@@ -11,8 +11,8 @@ import pandas as pd
 import shapely
 
 from terracube import execution
-from terracube.engine.cube import TEMPORAL, datetime_labels_to_strings
-from terracube.engine.vector import GEOMETRY_DIM, VectorCube
+from terracube.datacube.cube import TEMPORAL, datetime_labels_to_strings
+from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 
 
 def _labels(cube: VectorCube, dim: str, values: Any) -> list[str]:

@@ -17,9 +17,9 @@ import xarray as xr
 from rasterio.transform import Affine
 
 from terracube import errors, execution
-from terracube.engine.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
-from terracube.engine.values import ArrayValue, to_python
-from terracube.engine.vector import VectorCube
+from terracube.datacube.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
+from terracube.datacube.values import ArrayValue, to_python
+from terracube.datacube.vector import VectorCube
 from terracube.results.formats import EXTENSIONS, MEDIA_TYPES, VECTOR_ONLY, output_format
 from terracube.results.quicklook import write_quicklook
 from terracube.results.vector import to_geojson, write_vector

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from dask.array.core import elemwise
 
-from terracube.engine.values import JSON_DIMS, is_number
+from terracube.datacube.values import JSON_DIMS, is_number
 
 ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
 

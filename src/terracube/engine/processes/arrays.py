@@ -19,18 +19,8 @@ import xarray as xr
 from dask.array.reductions import cumreduction
 
 from terracube import errors
-from terracube.engine.cube import datetime_labels_to_strings
-from terracube.engine.process_errors import (
-    ArrayElementNotAvailable,
-    ArrayElementParameterConflict,
-    ArrayElementParameterMissing,
-    ArrayLabelConflict,
-    ArrayLengthMismatch,
-    ArrayNotLabeled,
-    LabelExists,
-)
-from terracube.engine.registry import process
-from terracube.engine.values import (
+from terracube.datacube.cube import datetime_labels_to_strings
+from terracube.datacube.values import (
     ELEMENT_DIM,
     LIST_DIM,
     ArrayValue,
@@ -46,6 +36,16 @@ from terracube.engine.values import (
     stack_list,
     to_list,
     to_python,
+)
+from terracube.engine.registry import process
+from terracube.process_errors import (
+    ArrayElementNotAvailable,
+    ArrayElementParameterConflict,
+    ArrayElementParameterMissing,
+    ArrayLabelConflict,
+    ArrayLengthMismatch,
+    ArrayNotLabeled,
+    LabelExists,
 )
 
 # --- small helpers ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import (
     is_array,
     is_boolean,
@@ -25,7 +26,6 @@ from terracube.engine.processes._elementwise import (
     vectorised,
 )
 from terracube.engine.registry import process
-from terracube.engine.values import is_number
 
 _ELEMENT_KINDS = {"b": "boolean", "i": "number", "u": "number", "f": "number",
                   "U": "string", "S": "string", "M": "datetime"}

@@ -14,8 +14,8 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
-from terracube.engine import process_errors as pe
-from terracube.engine.cube import (
+from terracube import process_errors as pe
+from terracube.datacube.cube import (
     BANDS,
     OTHER,
     SPATIAL,
@@ -23,9 +23,10 @@ from terracube.engine.cube import (
     Dimension,
     RasterCube,
     datetime_labels_to_strings,
+    require_dimension,
 )
+from terracube.datacube.values import object_array, to_python
 from terracube.engine.registry import process
-from terracube.engine.values import object_array, to_python
 
 DIMENSION_TYPES = ("spatial", "temporal", "bands", "other", "geometry")
 
@@ -151,7 +152,7 @@ def add_dimension(data: RasterCube, name: str, label: Any, type: str = "other") 
 @process()
 def drop_dimension(data: RasterCube, name: str) -> RasterCube:
     """Drop a dimension that has a single label left."""
-    pe.require_dimension(data, name, "name")
+    require_dimension(data, name, "name")
     count = data.data.sizes[name]
     if count != 1:
         raise pe.DimensionLabelCountMismatch(
@@ -164,7 +165,7 @@ def drop_dimension(data: RasterCube, name: str) -> RasterCube:
 @process()
 def rename_dimension(data: RasterCube, source: str, target: str) -> RasterCube:
     """Rename a dimension, keeping its type, labels and reference system."""
-    pe.require_dimension(data, source, "source")
+    require_dimension(data, source, "source")
     if target != source and data.dim(target) is not None:
         raise pe.DimensionExists(f"A dimension called '{target}' exists already.",
                                  argument="target")
@@ -188,7 +189,7 @@ def _is_enumerated(labels: list) -> bool:
 def rename_labels(data: RasterCube, dimension: str, target: list,
                   source: list | None = None) -> RasterCube:
     """Rename labels of a dimension (source -> target, or index -> target when enumerated)."""
-    dim = pe.require_dimension(data, dimension)
+    dim = require_dimension(data, dimension)
     source = list(source or [])
     target = list(target)
     labels = [v for v in (data.data.coords[dimension].values if dimension in data.data.coords
@@ -247,7 +248,7 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
 @process()
 def dimension_labels(data: RasterCube, dimension: str) -> list:
     """The labels of a dimension in cube order; dates as RFC 3339 strings."""
-    pe.require_dimension(data, dimension)
+    require_dimension(data, dimension)
     return labels_to_json(data, dimension)
 
 
@@ -305,7 +306,7 @@ def flatten_dimensions(data: RasterCube, dimensions: list[str], target_dimension
         raise errors.ProcessParameterInvalid("The dimensions to flatten must be unique.",
                                              argument="dimensions")
     for name in flat:
-        pe.require_dimension(data, name, "dimensions")
+        require_dimension(data, name, "dimensions")
     if data.dim(target_dimension) is not None and target_dimension not in flat:
         raise pe.TargetDimensionExists(
             f"A dimension called '{target_dimension}' exists already.",
@@ -343,7 +344,7 @@ def _product(parts: list[list[str]]) -> list[tuple[str, ...]]:
 def unflatten_dimension(data: RasterCube, dimension: str, target_dimensions: list[str],
                         label_separator: str = "~") -> RasterCube:
     """Split one dimension into several of type `other` by splitting its labels."""
-    pe.require_dimension(data, dimension)
+    require_dimension(data, dimension)
     targets = list(target_dimensions)
     if len(targets) < 2 or len(set(targets)) != len(targets):
         raise errors.ProcessParameterInvalid(

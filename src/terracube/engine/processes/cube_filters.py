@@ -10,8 +10,9 @@ import numpy as np
 import xarray as xr
 
 from terracube import errors
-from terracube.engine import process_errors as pe
-from terracube.engine.cube import BANDS, SPATIAL, TEMPORAL, RasterCube
+from terracube import process_errors as pe
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, RasterCube, require_dimension
+from terracube.datacube.values import ArrayValue, to_python
 from terracube.engine.evaluate import Callback, ProcessContext
 from terracube.engine.processes.cube_dimensions import (
     label_to_json,
@@ -19,7 +20,6 @@ from terracube.engine.processes.cube_dimensions import (
     temporal_index,
 )
 from terracube.engine.registry import process
-from terracube.engine.values import ArrayValue, to_python
 
 _BAND_FIELDS = ("common_name", "center_wavelength", "full_width_half_max")
 
@@ -226,7 +226,7 @@ def filter_temporal(data: RasterCube, extent: list, dimension: str | None = None
             f"The temporal extent is empty: the end ({end_raw}) must be later than the start "
             f"({start_raw}).", argument="extent")
     if dimension is not None:
-        dim = pe.require_dimension(data, dimension)
+        dim = require_dimension(data, dimension)
         if dim.type != TEMPORAL:
             raise pe.DimensionNotAvailable(
                 f"Dimension '{dimension}' is of type {dim.type}, not temporal.",
@@ -269,7 +269,7 @@ def filter_labels(data: RasterCube, condition: Callback, dimension: str,
     labels (dates as RFC 3339 strings), the condition runs once per label. Labels are
     metadata, so this never touches the cube's values.
     """
-    dim = pe.require_dimension(data, dimension)
+    dim = require_dimension(data, dimension)
     coords = data.data.coords
     raw = coords[dimension].values if dimension in coords else np.arange(data.data.sizes[dimension])
     keep = None

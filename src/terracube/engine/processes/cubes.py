@@ -17,12 +17,20 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
-from terracube.engine import process_errors as pe
-from terracube.engine.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube import process_errors as pe
+from terracube.datacube.cube import (
+    BANDS,
+    OTHER,
+    SPATIAL,
+    TEMPORAL,
+    Dimension,
+    RasterCube,
+    require_dimension,
+)
+from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
 from terracube.engine.registry import process
-from terracube.engine.values import ArrayValue
 
 _NEW_AXIS = "__values__"
 
@@ -132,7 +140,7 @@ def apply(data: RasterCube, process: Callback, context: Any = None) -> RasterCub
 def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
                      context: Any = None) -> RasterCube:
     """Collapse `dimension` with the reducer, called once with the dimension as an array axis."""
-    pe.require_dimension(data, dimension)
+    require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     template = _template_without(cube.data, dimension)
     result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
@@ -184,7 +192,7 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
     the number of values is unchanged, otherwise integers from zero. An existing target
     dimension is filled label by label (see the decision below).
     """
-    source = pe.require_dimension(data, dimension)
+    source = require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     values = cube.data
     target_name = dimension if target_dimension is None else target_dimension

@@ -23,11 +23,11 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
-from terracube.engine import process_errors as pe
-from terracube.engine.cube import OTHER, TEMPORAL, Dimension, RasterCube
+from terracube import process_errors as pe
+from terracube.datacube.cube import OTHER, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.values import ArrayValue, as_array, is_number, numbers, single_chunk
 from terracube.engine.evaluate import Callback
 from terracube.engine.registry import process
-from terracube.engine.values import ArrayValue, as_array, is_number, numbers, single_chunk
 
 PARAM_DIM = "__parameters__"
 _PIXEL_DIM = "__pixel__"

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import is_array, python_number, vectorised
 from terracube.engine.registry import process
-from terracube.engine.values import is_number
 
 UNITS = ("millisecond", "second", "minute", "hour", "day", "week", "month", "year")
 _FIXED_UNITS = {"millisecond": (1, "ms"), "second": (1, "s"), "minute": (1, "m"),

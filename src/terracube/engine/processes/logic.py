@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import (
     is_array,
     is_boolean,
@@ -20,7 +21,6 @@ from terracube.engine.processes._elementwise import (
     vectorised,
 )
 from terracube.engine.registry import process
-from terracube.engine.values import is_number
 
 Masks = tuple[Any, Any]  # (is true, is false); both false means no-data
 

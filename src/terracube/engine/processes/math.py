@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from terracube.engine.process_errors import MinMaxSwapped
+from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import numeric
 from terracube.engine.registry import process
-from terracube.engine.values import is_number
+from terracube.process_errors import MinMaxSwapped
 
 
 def _float(a: Any) -> Any:

@@ -30,8 +30,10 @@ import numpy as np
 import xarray as xr
 
 from terracube import errors
-from terracube.engine import process_errors as pe
-from terracube.engine.cube import BANDS, OTHER, TEMPORAL, Dimension, RasterCube
+from terracube import process_errors as pe
+from terracube.datacube.cube import BANDS, OTHER, TEMPORAL, Dimension, RasterCube, require_dimension
+from terracube.datacube.values import as_array, numbers
+from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 from terracube.engine.evaluate import ProcessContext, SavedResult
 from terracube.engine.mlmodel import (
     CLASSIFICATION,
@@ -50,8 +52,6 @@ from terracube.engine.mlmodel import (
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.processes.spatial import vector_input
 from terracube.engine.registry import process
-from terracube.engine.values import as_array, numbers
-from terracube.engine.vector import GEOMETRY_DIM, VectorCube
 from terracube.workspace.files import Workspace
 
 PREDICTIONS_DIM = "predictions"  # ml_predict: the dimension of the predicted values
@@ -271,7 +271,7 @@ def ml_predict(data: Any, model: Any, dimensions: list) -> Any:
                                              argument="dimensions")
     if isinstance(data, RasterCube):
         for name in dimensions:
-            pe.require_dimension(data, name, "dimensions")
+            require_dimension(data, name, "dimensions")
         cube = nodata_as_nan(data)
         out, dims = _predictions(cube.data, cube.dimensions, dimensions, model)
         return cube.with_data(out, dims)

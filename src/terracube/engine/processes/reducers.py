@@ -16,13 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from terracube.engine.process_errors import (
-    AscendingProbabilitiesRequired,
-    QuantilesParameterConflict,
-    QuantilesParameterMissing,
-)
-from terracube.engine.registry import process
-from terracube.engine.values import (
+from terracube.datacube.values import (
     ArrayValue,
     apply_along,
     exact_array,
@@ -30,6 +24,12 @@ from terracube.engine.values import (
     nodata_mask,
     numbers,
     to_python,
+)
+from terracube.engine.registry import process
+from terracube.process_errors import (
+    AscendingProbabilitiesRequired,
+    QuantilesParameterConflict,
+    QuantilesParameterMissing,
 )
 
 

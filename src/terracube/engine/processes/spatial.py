@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -25,19 +23,26 @@ import shapely
 import shapely.geometry
 import xarray as xr
 from affine import Affine
-from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
 from terracube import errors
-from terracube.engine.cube import GEOMETRY, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
-from terracube.engine.evaluate import Callback
-from terracube.engine.process_errors import (
-    DataCubePropertiesImmutable,
-    DimensionNotAvailable,
-    GeometriesOverlap,
-    KernelDimensionsUneven,
-    TargetDimensionExists,
+from terracube.datacube.cube import GEOMETRY, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.grid import (
+    GRID_READER,
+    Grid,
+    as_dask,
+    assemble_blocks,
+    covering_window,
+    grid_of,
+    resampling_method,
+    spatial_dims,
+    splits,
+    warp,
+    with_grid,
 )
+from terracube.datacube.values import ArrayValue
+from terracube.datacube.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
+from terracube.engine.evaluate import Callback
 from terracube.engine.processes.temporal import (
     drop_dim_coords,
     is_valid_mask,
@@ -45,272 +50,13 @@ from terracube.engine.processes.temporal import (
     unwrap_data,
 )
 from terracube.engine.registry import process
-from terracube.engine.values import ArrayValue
-from terracube.engine.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
-
-
-# --- the pixel grid of a cube -----------------------------------------------------------------
-@dataclass(frozen=True)
-class Grid:
-    """The horizontal pixel grid of a raster cube: CRS, affine transform (of corners), size."""
-
-    crs: pyproj.CRS
-    transform: Affine
-    width: int
-    height: int
-    reference_system: Any  # as given in Dimension.reference_system (EPSG int, WKT2, PROJJSON)
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in CRS units."""
-        x0, y0 = self.transform @ (0, 0)
-        x1, y1 = self.transform @ (self.width, self.height)
-        return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
-
-    @property
-    def resolution(self) -> tuple[float, float]:
-        return abs(self.transform.a), abs(self.transform.e)
-
-    def x_coords(self) -> np.ndarray:
-        return self.transform.c + (np.arange(self.width) + 0.5) * self.transform.a
-
-    def y_coords(self) -> np.ndarray:
-        return self.transform.f + (np.arange(self.height) + 0.5) * self.transform.e
-
-    def same_as(self, other: Grid) -> bool:
-        return (self.crs == other.crs and self.width == other.width
-                and self.height == other.height
-                and self.transform.almost_equals(other.transform, precision=1e-9))
-
-
-def spatial_dims(cube: RasterCube, argument: str = "data") -> tuple[str, str]:
-    """The names of the (y, x) dimensions of a raster cube."""
-    if not isinstance(cube, RasterCube):
-        raise errors.ProcessParameterInvalid(
-            f"'{argument}' must be a raster data cube, got {type(cube).__name__}.",
-            argument=argument)
-    y, x = cube.y_dim, cube.x_dim
-    if y is None or x is None:
-        raise DimensionNotAvailable(
-            f"'{argument}' needs two horizontal spatial dimensions (x and y).", argument=argument)
-    return y.name, x.name
-
-
-def _step(values: np.ndarray, name: str, argument: str) -> float | None:
-    if len(values) < 2:
-        return None
-    step = (values[-1] - values[0]) / (len(values) - 1)
-    if step == 0 or not np.allclose(np.diff(values), step, rtol=0, atol=abs(step) * 1e-3):
-        raise errors.ProcessParameterInvalid(
-            f"The labels of dimension '{name}' in '{argument}' are not a regular grid.",
-            argument=argument)
-    return float(step)
-
-
-def grid_of(cube: RasterCube, argument: str = "data") -> Grid:
-    """The pixel grid described by the x/y labels (pixel centres) and the reference system."""
-    ydim, xdim = spatial_dims(cube, argument)
-    ref = cube.dim(xdim).reference_system or cube.dim(ydim).reference_system
-    if ref is None:
-        raise errors.ProcessParameterInvalid(
-            f"'{argument}' has no spatial reference system.", argument=argument)
-    try:
-        crs = pyproj.CRS.from_user_input(ref)
-    except pyproj.exceptions.CRSError:
-        raise errors.ProcessParameterInvalid(
-            f"Unknown reference system {ref!r} in '{argument}'.", argument=argument) from None
-    xs = np.asarray(cube.data.coords[xdim].values, dtype=float) if xdim in cube.data.coords \
-        else np.array([])
-    ys = np.asarray(cube.data.coords[ydim].values, dtype=float) if ydim in cube.data.coords \
-        else np.array([])
-    dx, dy = _step(xs, xdim, argument), _step(ys, ydim, argument)
-    # One label gives no spacing: use the recorded resolution, else square pixels.
-    known = cube.attrs.get("resolution")
-    rx, ry = (known if isinstance(known, (list, tuple)) else (known, known)) if known \
-        else (None, None)
-    if dx is None:
-        dx = float(rx) if rx else abs(dy) if dy is not None else 1.0
-    if dy is None:
-        dy = -float(ry) if ry else -abs(dx)
-    x0 = xs[0] - dx / 2 if len(xs) else 0.0
-    y0 = ys[0] - dy / 2 if len(ys) else 0.0
-    return Grid(crs, Affine(dx, 0.0, x0, 0.0, dy, y0), len(xs), len(ys), ref)
-
-
-def _with_grid(cube: RasterCube, data: xr.DataArray, grid: Grid) -> RasterCube:
-    """A cube with new values on another grid (new x/y labels and reference system)."""
-    ydim, xdim = spatial_dims(cube)
-    data = data.assign_coords({ydim: grid.y_coords(), xdim: grid.x_coords()})
-    dims = tuple(replace_dim(d, reference_system=grid.reference_system)
-                 if d.name in (xdim, ydim) else d for d in cube.dimensions)
-    return RasterCube(data, dims, cube.nodata, dict(cube.attrs))
-
-
-def replace_dim(dim: Dimension, **changes: Any) -> Dimension:
-    return Dimension(**{**dim.__dict__, **changes})
-
-
-# --- lazy reprojection ------------------------------------------------------------------------
-_RESAMPLING = {
-    "near": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
-    "cubicspline": Resampling.cubic_spline, "lanczos": Resampling.lanczos,
-    "average": Resampling.average, "mode": Resampling.mode, "max": Resampling.max,
-    "min": Resampling.min, "med": Resampling.med, "q1": Resampling.q1, "q3": Resampling.q3,
-    "sum": Resampling.sum, "rms": Resampling.rms,
-}
-# Source pixels a method reads around a target pixel (at scale 1); GDAL widens the kernel by
-# the downsampling factor, aggregating methods read the target pixel's footprint.
-_KERNEL_RADIUS = {"near": 1, "bilinear": 1, "cubic": 2, "cubicspline": 2, "lanczos": 3}
-# Target blocks span whole rows (up to _MAX_BLOCK_WIDTH): GDAL approximates the coordinate
-# transformation along each row, so full rows give the same result as one warp of the array.
-_MAX_BLOCK_WIDTH = 8192
-_BLOCK_PIXELS = 2**21
-
-
-def _resampling(method: str) -> Resampling:
-    if method not in _RESAMPLING:
-        raise errors.ProcessParameterInvalid(
-            f"Unknown resampling method {method!r}; use one of {', '.join(_RESAMPLING)}.",
-            argument="method")
-    return _RESAMPLING[method]
-
-
-def _work_dtype(cube: RasterCube) -> tuple[np.dtype, float | None]:
-    """The dtype values are warped in and the no-data value used for them."""
-    dtype = cube.data.dtype
-    if np.issubdtype(dtype, np.floating):
-        return dtype, float("nan")
-    if np.issubdtype(dtype, np.bool_):
-        return np.dtype(np.uint8), None
-    if np.issubdtype(dtype, np.integer):
-        if cube.nodata is not None and not (isinstance(cube.nodata, float)
-                                            and math.isnan(cube.nodata)):
-            return dtype, cube.nodata
-        return np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64), float("nan")
-    raise errors.ProcessParameterInvalid(
-        f"Cannot resample values of type {dtype}.", argument="data")
-
-
-def _covering_window(grid: Grid, cols: np.ndarray, rows: np.ndarray,
-                     margin: int) -> tuple[slice, slice] | None:
-    """The (rows, cols) window of the grid around fractional pixel positions, widened by
-    `margin` pixels and clipped to the grid; None if nothing of the grid is left."""
-    c0 = max(int(math.floor(cols.min())) - margin, 0)
-    c1 = min(int(math.ceil(cols.max())) + margin, grid.width)
-    r0 = max(int(math.floor(rows.min())) - margin, 0)
-    r1 = min(int(math.ceil(rows.max())) + margin, grid.height)
-    if c0 >= c1 or r0 >= r1:
-        return None
-    return slice(r0, r1), slice(c0, c1)
-
-
-def _sample_points(r0: int, r1: int, c0: int, c1: int, n: int = 17) -> tuple[np.ndarray, ...]:
-    rows = np.linspace(r0, r1, n)
-    cols = np.linspace(c0, c1, n)
-    cc, rr = np.meshgrid(cols, rows)
-    return cc.ravel(), rr.ravel()
-
-
-def _source_window(src: Grid, dst: Grid, transformer: pyproj.Transformer | None,
-                   rows: tuple[int, int], cols: tuple[int, int],
-                   radius: int) -> tuple[slice, slice] | None:
-    """The source pixel window a target block reads from (with a margin for the kernel)."""
-    cc, rr = _sample_points(rows[0], rows[1], cols[0], cols[1])
-    x, y = dst.transform @ (cc, rr)
-    if transformer is not None:
-        x, y = transformer.transform(x, y)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if not ok.any():
-        return None
-    sc, sr = ~src.transform @ (np.asarray(x)[ok], np.asarray(y)[ok])
-    scale = max((sc.max() - sc.min()) / max(cols[1] - cols[0], 1),
-                (sr.max() - sr.min()) / max(rows[1] - rows[0], 1), 1.0)
-    return _covering_window(src, sc, sr, margin=int(math.ceil(radius * scale)) + 1)
-
-
-def _warp_block(src: np.ndarray, src_transform: Affine, src_crs: str, dst_transform: Affine,
-                dst_crs: str, shape: tuple[int, int], resampling: Resampling,
-                nodata: float | None, dtype: np.dtype) -> np.ndarray:
-    lead = src.shape[:-2]
-    planes = np.ascontiguousarray(src.reshape((-1, *src.shape[-2:])).astype(dtype, copy=False))
-    out = np.full((planes.shape[0], *shape), 0 if nodata is None else nodata, dtype=dtype)
-    if planes.shape[0] and planes.shape[-1] and planes.shape[-2]:
-        rasterio.warp.reproject(
-            planes, out, src_transform=src_transform,
-            src_crs=rasterio.crs.CRS.from_wkt(src_crs), src_nodata=nodata,
-            dst_transform=dst_transform, dst_crs=rasterio.crs.CRS.from_wkt(dst_crs),
-            dst_nodata=nodata, resampling=resampling)
-    return out.reshape((*lead, *shape))
-
-
-def _assemble(blocks: dict[tuple[int, ...], da.Array], counts: Sequence[int]) -> da.Array:
-    """One dask array from a grid of blocks keyed by block index."""
-    def nest(prefix: tuple[int, ...]) -> Any:
-        if len(prefix) == len(counts):
-            return blocks[prefix]
-        return [nest((*prefix, i)) for i in range(counts[len(prefix)])]
-
-    return da.block(nest(()))
-
-
-def _splits(size: int, step: int) -> list[tuple[int, int]]:
-    step = max(int(step), 1)
-    return [(i, min(i + step, size)) for i in range(0, size, step)] or [(0, 0)]
-
-
-def _as_dask(data: xr.DataArray) -> da.Array:
-    arr = data.data
-    if isinstance(arr, da.Array):
-        return arr
-    return da.from_array(np.asarray(arr), chunks=-1)
-
-
-def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:
-    """The cube resampled/reprojected onto another grid, block by block and lazily."""
-    resampling = _resampling(method)
-    src = grid_of(cube)
-    if src.same_as(dst):
-        return _with_grid(cube, cube.data, dst)
-    ydim, xdim = spatial_dims(cube)
-    dtype, nodata = _work_dtype(cube)
-    order = [d for d in cube.data.dims if d not in (ydim, xdim)] + [ydim, xdim]
-    arr = _as_dask(cube.data.transpose(*order))
-    transformer = None if src.crs == dst.crs else pyproj.Transformer.from_crs(
-        dst.crs, src.crs, always_xy=True)
-    radius = _KERNEL_RADIUS.get(method, 1)
-    src_wkt, dst_wkt = src.crs.to_wkt(), dst.crs.to_wkt()
-    lead_chunks = arr.chunks[:-2]
-    lead_bounds = [np.cumsum((0, *c)) for c in lead_chunks]
-    col_splits = _splits(dst.width, _MAX_BLOCK_WIDTH)
-    row_splits = _splits(dst.height, max(_BLOCK_PIXELS // max(col_splits[0][1], 1), 1))
-    windows = {(i, j): _source_window(src, dst, transformer, rows, cols, radius)
-               for i, rows in enumerate(row_splits) for j, cols in enumerate(col_splits)}
-    blocks: dict[tuple[int, ...], da.Array] = {}
-    for lead_idx in np.ndindex(*[len(c) for c in lead_chunks]):
-        lead_sl = tuple(slice(int(b[k]), int(b[k + 1])) for b, k in zip(lead_bounds, lead_idx))
-        lead_shape = tuple(s.stop - s.start for s in lead_sl)
-        for (i, j), window in windows.items():
-            rows, cols = row_splits[i], col_splits[j]
-            shape = (rows[1] - rows[0], cols[1] - cols[0])
-            if window is None or 0 in shape:
-                fill = 0 if nodata is None else nodata
-                blocks[(*lead_idx, i, j)] = da.full((*lead_shape, *shape), fill, dtype=dtype)
-                continue
-            wr, wc = window
-            piece = arr[(*lead_sl, wr, wc)]
-            src_t = src.transform @ Affine.translation(wc.start, wr.start)
-            dst_t = dst.transform @ Affine.translation(cols[0], rows[0])
-            task = dask.delayed(_warp_block, pure=True)(
-                piece, src_t, src_wkt, dst_t, dst_wkt, shape, resampling, nodata, dtype)
-            blocks[(*lead_idx, i, j)] = da.from_delayed(task, (*lead_shape, *shape), dtype=dtype)
-    counts = [len(c) for c in lead_chunks] + [len(row_splits), len(col_splits)]
-    out = _assemble(blocks, counts)
-    if cube.data.dtype == bool:
-        out = out.astype(bool)
-    coords = {d: cube.data.coords[d] for d in order[:-2] if d in cube.data.coords}
-    result = xr.DataArray(out, dims=order, coords=coords, attrs=dict(cube.data.attrs))
-    result = result.transpose(*cube.data.dims)
-    return _with_grid(cube, result, dst)
+from terracube.process_errors import (
+    DataCubePropertiesImmutable,
+    DimensionNotAvailable,
+    GeometriesOverlap,
+    KernelDimensionsUneven,
+    TargetDimensionExists,
+)
 
 
 def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Grid | None:
@@ -380,8 +126,6 @@ def _read_onto(data: RasterCube, src: Grid, dst: Grid, method: str) -> RasterCub
     """The cube read again from its files straight onto `dst`, when it comes unchanged from
     a load and `dst` is at least twice as coarse in the same CRS: GDAL then reads the files'
     overviews instead of every full-resolution pixel."""
-    from terracube.catalog.stac_items import GRID_READER
-
     reader = data.attrs.get(GRID_READER)
     if reader is None or reader.data is not data.data or method not in _OVERVIEW_METHODS:
         return None
@@ -390,15 +134,15 @@ def _read_onto(data: RasterCube, src: Grid, dst: Grid, method: str) -> RasterCub
     if any(d < 2 * r for d, r in zip(dst.resolution, src.resolution)):
         return None
     values = reader.read((dst.height, dst.width), dst.transform, src.crs.to_wkt(),
-                         _resampling(method).name)
+                         resampling_method(method).name)
     values = values.assign_coords(y=dst.y_coords(), x=dst.x_coords())
-    return _with_grid(data, values, dst)
+    return with_grid(data, values, dst)
 
 
 @process("resample_spatial")
 def resample_spatial(data: RasterCube, resolution: Any = 0, projection: Any = None,
                      method: str = "near", align: str = "upper-left") -> RasterCube:
-    _resampling(method)
+    resampling_method(method)
     src = grid_of(data)
     dst = _target_grid(src, resolution, projection, align)
     if dst is None:
@@ -409,7 +153,7 @@ def resample_spatial(data: RasterCube, resolution: Any = 0, projection: Any = No
 @process("resample_cube_spatial")
 def resample_cube_spatial(data: RasterCube, target: RasterCube,
                           method: str = "near") -> RasterCube:
-    _resampling(method)
+    resampling_method(method)
     dst = grid_of(target, "target")
     return warp(data, dst, method)
 
@@ -482,7 +226,7 @@ def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any 
     # float32 data (and integers up to 16 bit) stay float32: no float64 copy of the cube
     work = np.result_type(values.dtype, np.float32) if values.dtype.itemsize <= 4 else \
         np.dtype(np.float64)
-    arr = _as_dask(values).astype(work)
+    arr = as_dask(values).astype(work)
     nodata = data.nodata if data.nodata is not None and np.issubdtype(
         data.data.dtype, np.integer) else None
     hy, hx = weights.shape[0] // 2, weights.shape[1] // 2
@@ -617,7 +361,7 @@ def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
             chunks.append(counts or (n,))
         else:
             step = n if spec is None else min(spec, max(n, 1))
-            chunks.append(tuple(b - a for a, b in _splits(n, step)))
+            chunks.append(tuple(b - a for a, b in splits(n, step)))
         depth.append(overlaps.get(d.name, 0))
     return chunks, depth
 
@@ -691,7 +435,7 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
             fill = data.nodata
         else:
             values = values.astype(np.float64)
-    arr = _as_dask(values)
+    arr = as_dask(values)
     padded = da.pad(arr, [(p, p) for p in depth], mode="constant", constant_values=fill) \
         if any(depth) else arr
     label_arrays = {d: np.asarray(values.coords[d].values) for d in dims if d in values.coords}
@@ -708,12 +452,12 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
             else data.with_data(piece)
         result = _cube_result(process(data=argument, context=context), piece)
         core = tuple(slice(depth[a], depth[a] + hi[a] - lo[a]) for a in range(len(dims)))
-        blocks[idx] = _as_dask(result)[core]
+        blocks[idx] = as_dask(result)[core]
     dtypes = {b.dtype for b in blocks.values()}
     if len(dtypes) > 1:
         common = np.result_type(*dtypes)
         blocks = {k: b.astype(common) for k, b in blocks.items()}
-    out = _assemble(blocks, [len(c) for c in chunks])
+    out = assemble_blocks(blocks, [len(c) for c in chunks])
     assert tuple(out.shape) == tuple(sizes)
     return data.with_data(xr.DataArray(out, dims=dims, coords=values.coords,
                                        attrs=dict(data.data.attrs)))
@@ -839,7 +583,7 @@ def _pixel_window(grid: Grid, bounds: tuple[float, float, float, float],
                   margin: int = 1) -> tuple[slice, slice] | None:
     x0, y0, x1, y1 = bounds
     cols, rows = ~grid.transform @ (np.array([x0, x0, x1, x1]), np.array([y0, y1, y0, y1]))
-    return _covering_window(grid, cols, rows, margin)
+    return covering_window(grid, cols, rows, margin)
 
 
 def burn(geoms: Sequence[BaseGeometry], grid: Grid, rows: slice, cols: slice,
@@ -1136,7 +880,7 @@ def _zonal_statistic(values: xr.DataArray, windows: list, statistic: str,
     """(statistic, valid-pixel count) per geometry in one pass over the chunks of `values`
     (dims: others…, y, x): every chunk contributes partial sums/counts/extremes for the
     geometries it touches, instead of one sub-graph per geometry."""
-    arr = _as_dask(values)
+    arr = as_dask(values)
     n = len(windows)
     bounds = np.array([(w[0].start, w[0].stop, w[1].start, w[1].stop) if w is not None
                        else (0, 0, 0, 0) for w in windows], dtype=np.int64).reshape(n, 4)
@@ -1192,7 +936,7 @@ def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_val
         _zone_block, geoms, grid, dtype=np.int32, chunks=_spatial_chunks(data),
         meta=np.array((), dtype=np.int32)), dims=[ydim, xdim])
     result = xr.DataArray(da.full(values.shape, fill, dtype=values.dtype,
-                                  chunks=_as_dask(values).chunks), dims=dims,
+                                  chunks=as_dask(values).chunks), dims=dims,
                           coords=values.coords)
     height, width = values.sizes[ydim], values.sizes[xdim]
     for index, (rows, cols, mask) in found:
@@ -1203,7 +947,7 @@ def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_val
         pad = [(0, 0) if d not in (ydim, xdim) else
                ((rows.start, height - rows.stop) if d == ydim else
                 (cols.start, width - cols.stop)) for d in dims]
-        padded = da.pad(_as_dask(processed), pad, mode="constant", constant_values=0)
+        padded = da.pad(as_dask(processed), pad, mode="constant", constant_values=0)
         result = xr.where(zones == index, xr.DataArray(padded, dims=dims, coords=values.coords),
                           result)
     return data.with_data(result.transpose(*dims))

@@ -18,17 +18,17 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
-from terracube.engine.cube import TEMPORAL, Dimension, RasterCube
+from terracube.datacube.cube import TEMPORAL, Dimension, RasterCube
+from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
-from terracube.engine.process_errors import (
+from terracube.engine.registry import process
+from terracube.process_errors import (
     DimensionMismatch,
     DimensionNotAvailable,
     DistinctDimensionLabelsRequired,
     TemporalExtentEmpty,
     TooManyDimensions,
 )
-from terracube.engine.registry import process
-from terracube.engine.values import ArrayValue
 
 
 # --- dimension and label helpers --------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.values import ArrayValue
 from terracube.engine.processes._elementwise import is_array, is_boolean, vectorised
 from terracube.engine.registry import process
-from terracube.engine.values import ArrayValue
 
 
 def _search(name: str, data: Any, pattern: Any, case_sensitive: bool,

@@ -32,10 +32,10 @@ import numpy as np
 import xarray as xr
 
 from terracube import errors
-from terracube.engine import process_errors as pe
-from terracube.engine.cube import SPATIAL, RasterCube
+from terracube import process_errors as pe
+from terracube.datacube.cube import SPATIAL, RasterCube
+from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
 from terracube.engine.registry import process
-from terracube.engine.values import LIST_DIM, ArrayValue, to_python
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Vector data cube processes: load_geojson, load_url, vector_buffer, vector_reproject,
 vector_to_regular_points, vector_to_random_points, filter_vector.
 
-All of them work on `terracube.engine.vector.VectorCube`. Distances are in metres: geometries
+All of them work on `terracube.datacube.vector.VectorCube`. Distances are in metres: geometries
 in a projected CRS with metre units are used as they are, geometries in a geographic CRS are
 projected (one geometry at a time) to an azimuthal equidistant projection centred on the
 geometry, and a projected CRS with other units is a `UnitMismatch`.
@@ -29,16 +29,16 @@ from shapely.geometry import MultiPoint, Point
 from shapely.geometry.base import BaseGeometry
 
 from terracube import errors
-from terracube.engine.cube import GEOMETRY, OTHER, Dimension
-from terracube.engine.process_errors import (
+from terracube.datacube.cube import GEOMETRY, OTHER, Dimension
+from terracube.datacube.vector import GEOJSON_CRS, GEOMETRY_DIM, VectorCube, reproject_geometries
+from terracube.engine.processes.spatial import vector_input
+from terracube.engine.registry import process
+from terracube.process_errors import (
     CountMismatch,
     DimensionNotAvailable,
     FormatUnsuitable,
     UnitMismatch,
 )
-from terracube.engine.processes.spatial import vector_input
-from terracube.engine.registry import process
-from terracube.engine.vector import GEOJSON_CRS, GEOMETRY_DIM, VectorCube, reproject_geometries
 
 PROPERTIES_DIM = "properties"
 MAX_POINTS = 1_000_000  # sampled points per process call

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from terracube import errors
-from terracube.engine.cube import RasterCube
+from terracube.datacube.cube import RasterCube
 from terracube.engine.evaluate import ProcessContext, SavedResult
-from terracube.engine.process_errors import FormatUnsuitable
 from terracube.engine.registry import process
+from terracube.process_errors import FormatUnsuitable
 from terracube.results.formats import INPUT_FORMATS, output_format
 from terracube.workspace.files import Workspace, split_path
 

@@ -7,7 +7,6 @@ definitions' `exceptions` and in the official test cases' `throws`.
 from __future__ import annotations
 
 from terracube import errors
-from terracube.engine.cube import Dimension, RasterCube
 
 
 class ProcessException(errors.OpenEOError):
@@ -92,13 +91,3 @@ InvalidVersion = _declare("InvalidVersion", "The specified UDF runtime version i
 UnitMismatch = _declare("UnitMismatch", "The unit of the spatial reference system is not metres.")
 CountMismatch = _declare("CountMismatch",
                          "The total number of points is lower than the number of geometries.")
-
-
-def require_dimension(cube: RasterCube, name: str, parameter: str = "dimension") -> Dimension:
-    """The cube's dimension called `name`, or DimensionNotAvailable naming the parameter."""
-    dim = cube.dim(name)
-    if dim is None:
-        available = ", ".join(d.name for d in cube.dimensions) or "none"
-        raise DimensionNotAvailable(
-            f"Dimension '{name}' does not exist; available: {available}.", argument=parameter)
-    return dim

@@ -13,7 +13,7 @@ import shapely.geometry
 import xarray as xr
 from shapely.geometry.base import BaseGeometry
 
-from terracube.engine.cube import GEOMETRY, OTHER, Dimension
+from terracube.datacube.cube import GEOMETRY, OTHER, Dimension
 
 GEOMETRY_DIM = "geometry"
 GEOJSON_CRS = 4326  # RFC 7946: GeoJSON coordinates are WGS 84 longitude/latitude

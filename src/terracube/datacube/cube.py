@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from terracube import process_errors
+
 SPATIAL = "spatial"
 TEMPORAL = "temporal"
 BANDS = "bands"
@@ -104,3 +106,13 @@ def datetime_labels_to_strings(values: np.ndarray) -> list[str]:
         ms = int(v.astype("int64") % 1000)
         out.append(f"{s}.{ms:03d}Z" if ms else f"{s}Z")
     return out
+
+
+def require_dimension(cube: RasterCube, name: str, parameter: str = "dimension") -> Dimension:
+    """The cube's dimension called `name`, or DimensionNotAvailable naming the parameter."""
+    dim = cube.dim(name)
+    if dim is None:
+        available = ", ".join(d.name for d in cube.dimensions) or "none"
+        raise process_errors.DimensionNotAvailable(
+            f"Dimension '{name}' does not exist; available: {available}.", argument=parameter)
+    return dim
