@@ -49,3 +49,42 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# The training package (notebooks/, docs/user-guide/course.md). `make notebooks` opens JupyterLab
+# on notebooks/ against the terracube at HOST:PORT, started in the background on DATA_DIR if
+# none answers there (log and pid in DATA_DIR/terracube-course.*), with the real sample packs
+# installed into DATA_DIR (wheels kept in SAMPLE_WHEELS). `make notebooks-html` executes every
+# notebook and exports it with its outputs to COURSE_HTML.
+SAMPLE_WHEELS ?= $(HOME)/.cache/terracube/sample-wheels
+COURSE_HTML   ?= build/course-html
+COURSE_URL    := http://$(HOST):$(PORT)
+COURSE_ENV     = TERRACUBE_URL=$(COURSE_URL) TERRACUBE_USER=$${TERRACUBE_USER:-demo} \
+                 TERRACUBE_PASSWORD=$${TERRACUBE_PASSWORD:-demo}
+SERVER_UP     := $(BIN)/python -c "import urllib.request as u; u.urlopen('$(COURSE_URL)/openeo/1.2/', timeout=3)"
+
+.PHONY: notebooks notebooks-html notebooks-server
+
+$(BIN)/.installed-notebooks: $(BIN)/.installed
+	$(PIP) -e ".[notebooks]"
+	@touch $@
+
+notebooks-server: $(BIN)/.installed-notebooks
+	$(BIN)/terracube samples install --data-dir $(DATA_DIR) --wheels $(SAMPLE_WHEELS)
+	@if $(SERVER_UP) 2>/dev/null; then echo "terracube answers at $(COURSE_URL)"; else \
+	  echo "starting terracube at $(COURSE_URL) (log: $(DATA_DIR)/terracube-course.log)"; \
+	  TERRACUBE_DEV_DEFAULT_USER=$${TERRACUBE_DEV_DEFAULT_USER:-true} nohup $(BIN)/terracube \
+	    serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) \
+	    > $(DATA_DIR)/terracube-course.log 2>&1 & echo $$! > $(DATA_DIR)/terracube-course.pid; \
+	  for i in $$(seq 180); do $(SERVER_UP) 2>/dev/null && break; sleep 1; done; \
+	  $(SERVER_UP) || { echo "terracube did not start:"; tail -20 $(DATA_DIR)/terracube-course.log; exit 1; }; \
+	  echo "stop it with: kill $$(cat $(DATA_DIR)/terracube-course.pid)"; fi
+
+notebooks: notebooks-server
+	$(COURSE_ENV) $(BIN)/jupyter lab --notebook-dir notebooks $(JUPYTER_ARGS)
+
+notebooks-html: notebooks-server
+	@mkdir -p $(COURSE_HTML)
+	$(COURSE_ENV) $(BIN)/jupyter nbconvert --to html --execute \
+	  --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
+	  --output-dir $(COURSE_HTML) notebooks/*.ipynb
+	@echo "course site: $(COURSE_HTML)/"
