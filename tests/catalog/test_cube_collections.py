@@ -20,11 +20,11 @@ from real_data import (
     write_era5_netcdf,
     write_era5_zarr,
 )
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.netcdf import CubeLayout, XarraySource, cube_source
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.cube import is_lazy
+from terracube.datacube.request import BBox, LoadRequest
 
 
 def test_ostia_crs_from_grid_mapping_monthly_steps_and_longitudes_from_0_to_360() -> None:

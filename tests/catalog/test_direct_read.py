@@ -15,7 +15,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from terracube.catalog import Catalog, direct_read
-from terracube.catalog.base import BBox, LoadRequest
+from terracube.datacube.request import BBox, LoadRequest
 
 BOXES = {
     "window inside": BBox(679720, 5151080, 680680, 5151920, "EPSG:32632"),

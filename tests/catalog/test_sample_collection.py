@@ -11,8 +11,8 @@ import rasterio
 
 from terracube import errors
 from terracube.catalog import Catalog
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.datacube.cube import is_lazy
+from terracube.datacube.request import BBox, LoadRequest
 
 UTM_BOX = BBox(679720, 5151080, 680680, 5151920, "EPSG:32632")
 

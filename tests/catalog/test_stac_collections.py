@@ -16,7 +16,6 @@ from real_data import (
     need,
     write_belgium_catalog,
 )
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.stac import (
     StacApiSource,
@@ -27,6 +26,7 @@ from terracube.catalog.stac import (
     source_to_record,
 )
 from terracube.catalog.stac_items import NoDataForRequest
+from terracube.datacube.request import BBox, LoadRequest
 
 # 8 x 6 pixels of the 10 m UTM 31N grid of the Belgian crops (origin 644550, 5676350).
 BOX = BBox(644600.0, 5676240.0, 644680.0, 5676300.0, 32631)

@@ -16,9 +16,9 @@ import rasterio
 import rasterio.warp
 
 from real_data import BELGIUM_STAC, need
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.stac import source_from_href, unrolled_bands
 from terracube.catalog.stac_items import NoDataForRequest
+from terracube.datacube.request import BBox, LoadRequest
 
 TIFS = {"2023-06-01T00:00:00Z": BELGIUM_STAC / "openEO_2023-06-01Z.tif",
         "2023-06-04T00:00:00Z": BELGIUM_STAC / "sub-folder" / "openEO_2023-06-04Z.tif",

@@ -86,7 +86,7 @@ def reference_system(crs: Any) -> int | str:
 def lonlat_bbox(west: float, south: float, east: float, north: float,
                 crs: Any) -> list[float]:
     """The WGS84 box enclosing a box in `crs` (clipped to the valid range)."""
-    from terracube.catalog.base import BBox
+    from terracube.datacube.request import BBox
 
     b = BBox(west, south, east, north, crs).to_crs(4326)
     return [max(-180.0, b.west), max(-90.0, b.south), min(180.0, b.east), min(90.0, b.north)]

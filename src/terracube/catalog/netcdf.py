@@ -30,7 +30,6 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import (
     CollectionInputError,
     crs_string,
@@ -42,6 +41,7 @@ from terracube.catalog.metadata import (
 )
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.request import BBox, LoadRequest
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ import pystac
 
 from terracube import errors
 from terracube.catalog import cql2
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.catalog.metadata import (
     CollectionInputError,
     crs_string,
@@ -42,6 +41,7 @@ from terracube.catalog.metadata import (
 )
 from terracube.catalog.stac_items import BandInfo, NoDataForRequest, StacItemsSource
 from terracube.datacube.cube import TEMPORAL, RasterCube
+from terracube.datacube.request import BBox, LoadRequest
 
 log = logging.getLogger(__name__)
 

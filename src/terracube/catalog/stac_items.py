@@ -15,9 +15,9 @@ import xarray as xr
 
 from terracube import errors
 from terracube.catalog import direct_read
-from terracube.catalog.base import BBox, LoadRequest
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.grid import GRID_READER
+from terracube.datacube.request import BBox, LoadRequest
 
 log = logging.getLogger(__name__)
 

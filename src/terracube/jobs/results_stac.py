@@ -113,7 +113,7 @@ def _wkt2(crs: Any) -> str | None:
 
 def _lonlat_bbox(west: float, south: float, east: float, north: float,
                  crs: Any) -> list[float] | None:
-    from terracube.catalog.base import BBox
+    from terracube.datacube.request import BBox
 
     try:
         ll = BBox(west, south, east, north, crs).to_crs(4326)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from terracube import errors
-from terracube.catalog.base import BBox, LoadRequest
+from terracube.datacube.request import BBox, LoadRequest
 from terracube.engine.evaluate import Callback, ProcessContext, SavedResult
 from terracube.engine.registry import process
 from terracube.results.formats import output_format

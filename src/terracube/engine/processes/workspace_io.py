@@ -83,9 +83,9 @@ def _workspace_file(workspace: Workspace, path: Any) -> Path:
 
 
 def _load_rasters(files: list[Path]) -> RasterCube:
-    from terracube.catalog.base import LoadRequest
     from terracube.catalog.files import build_items, inspect_file
     from terracube.catalog.stac import StacSource
+    from terracube.datacube.request import LoadRequest
 
     rasters = []
     for path in files:
@@ -103,8 +103,8 @@ def _load_rasters(files: list[Path]) -> RasterCube:
 
 
 def _load_netcdf(files: list[Path]) -> RasterCube:
-    from terracube.catalog.base import LoadRequest
     from terracube.catalog.netcdf import XarraySource, inspect_cube
+    from terracube.datacube.request import LoadRequest
 
     if len(files) != 1:
         raise errors.ProcessParameterInvalid(
