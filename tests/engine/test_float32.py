@@ -10,7 +10,7 @@ import xarray as xr
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.engine.processes.cubes import mask
 from terracube.engine.processes.logic import and_, not_, or_
-from terracube.engine.processes.spatial import apply_kernel
+from terracube.engine.processes.neighbourhood import apply_kernel
 
 
 def cube(values: np.ndarray) -> RasterCube:

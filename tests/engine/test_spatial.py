@@ -29,7 +29,7 @@ from terracube.datacube.cube import Dimension, RasterCube, is_lazy
 from terracube.datacube.values import ArrayValue
 from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.processes import spatial
+from terracube.engine.processes import neighbourhood, rasterise, resample, zonal
 from terracube.engine.registry import build_registry
 from terracube.errors import OpenEOError
 
@@ -160,7 +160,7 @@ def test_reprojected_dem_equals_rasterio(registry, dem, dem_cube, method):
 @pytest.mark.parametrize("method", ["average", "bilinear", "mode", "q3", "sum"])
 def test_downsampling_in_the_same_crs_with_lower_right_alignment(dem, dem_cube, method):
     values, transform, crs, _, _ = dem
-    out = spatial.resample_spatial(dem_cube, resolution=0.01, method=method,
+    out = resample.resample_spatial(dem_cube, resolution=0.01, method=method,
                                    align="lower-right")
     assert is_lazy(out)
     grid = grids.grid_of(out)
@@ -174,7 +174,7 @@ def test_downsampling_in_the_same_crs_with_lower_right_alignment(dem, dem_cube, 
 
 def test_reprojection_keeps_other_dimensions(ndvi):
     cube, values, transform = ndvi
-    out = spatial.resample_spatial(cube, resolution=[25, 20], projection=3035,
+    out = resample.resample_spatial(cube, resolution=[25, 20], projection=3035,
                                    method="bilinear")
     assert is_lazy(out)
     assert out.data.dims == ("t", "y", "x")
@@ -188,7 +188,7 @@ def test_reprojection_keeps_other_dimensions(ndvi):
 def test_integer_data_keeps_its_type_and_nodata(dem):
     _, transform, crs, raw, nodata = dem
     cube = raster_cube(raw, transform, 4326, chunks=(100, 100), nodata=nodata)
-    out = spatial.resample_spatial(cube, projection=32613, method="near")
+    out = resample.resample_spatial(cube, projection=32613, method="near")
     assert out.data.dtype == np.uint16
     grid = grids.grid_of(out)
     expected = np.full((grid.height, grid.width), nodata, dtype=np.uint16)
@@ -200,7 +200,7 @@ def test_integer_data_keeps_its_type_and_nodata(dem):
 
 def test_resample_cube_spatial_onto_another_cubes_grid(registry, ndvi, dem_cube):
     cube, values, transform = ndvi
-    target = spatial.resample_spatial(cube, resolution=30, projection=32632)
+    target = resample.resample_spatial(cube, resolution=30, projection=32632)
     out = run(registry, "resample_cube_spatial", data=cube, target=target, method="average")
     assert is_lazy(out)
     np.testing.assert_array_equal(out.data.x.values, target.data.x.values)
@@ -240,7 +240,7 @@ def test_apply_kernel_equals_scipy_correlation(registry, dem, border, mode, cval
 def test_apply_kernel_factor_is_applied_in_float_on_integer_data(dem):
     _, transform, _, raw, _ = dem
     cube = raster_cube(raw[:30, :30].astype(np.int32), transform, 4326, chunks=(7, 9))
-    out = spatial.apply_kernel(cube, [[1, 1, 1]] * 3, factor=1 / 9, border="replicate")
+    out = neighbourhood.apply_kernel(cube, [[1, 1, 1]] * 3, factor=1 / 9, border="replicate")
     expected = scipy.ndimage.uniform_filter(raw[:30, :30].astype(np.float64), 3, mode="nearest")
     np.testing.assert_allclose(out.data.values, expected, rtol=1e-12)
     assert not np.allclose(out.data.values, np.floor(out.data.values))
@@ -258,16 +258,16 @@ def test_neighbourhoods_with_overlap_see_their_neighbours(ndvi):
     small = cube.with_data(cube.data.isel(t=slice(0, 5)))
 
     def smooth(data, context=None):
-        return spatial.apply_kernel(data, [[1, 1, 1]] * 3, factor=1 / 9)
+        return neighbourhood.apply_kernel(data, [[1, 1, 1]] * 3, factor=1 / 9)
 
-    out = spatial.apply_neighborhood(
+    out = neighbourhood.apply_neighborhood(
         small, smooth, size=[{"dimension": "x", "value": 32, "unit": "px"},
                              {"dimension": "y", "value": 320, "unit": "m"}],
         overlap=[{"dimension": "x", "value": 1, "unit": "px"},
                  {"dimension": "y", "value": 10}])
     assert is_lazy(out)
     # with one pixel of overlap the tiles are seamless: same as one kernel over everything
-    np.testing.assert_allclose(out.data.values, spatial.apply_kernel(
+    np.testing.assert_allclose(out.data.values, neighbourhood.apply_kernel(
         small, [[1, 1, 1]] * 3, factor=1 / 9).data.values, rtol=1e-12)
 
 
@@ -280,7 +280,7 @@ def test_neighbourhood_sizes_and_labels(ndvi):
                      float(data.data.x.values[0])))
         return data
 
-    out = spatial.apply_neighborhood(
+    out = neighbourhood.apply_neighborhood(
         cube, record, size=[{"dimension": "x", "value": 64, "unit": "px"},
                             {"dimension": "y", "value": 64, "unit": "px"},
                             {"dimension": "t", "value": "P1Y"}],
@@ -305,13 +305,13 @@ def test_one_dimensional_neighbourhoods_are_one_vectorised_call(ndvi):
         assert isinstance(data, ArrayValue) and data.dim == "t"
         return data.with_data(data.data.cumsum(data.dim))
 
-    out = spatial.apply_neighborhood(cube, cumulative, size=[
+    out = neighbourhood.apply_neighborhood(cube, cumulative, size=[
         {"dimension": "x", "value": 1, "unit": "px"}, {"dimension": "y", "value": 1, "unit": "px"},
         {"dimension": "t", "value": None}])
     assert len(calls) == 1
     np.testing.assert_allclose(out.data.values, np.cumsum(values, axis=0))
     calls.clear()
-    windows = spatial.apply_neighborhood(cube, cumulative, size=[
+    windows = neighbourhood.apply_neighborhood(cube, cumulative, size=[
         {"dimension": "x", "value": 1, "unit": "px"}, {"dimension": "y", "value": 1, "unit": "px"},
         {"dimension": "t", "value": 30}], overlap=[{"dimension": "t", "value": 2}])
     assert [c.size for c in calls] == [34, 34, 12]  # windows of 30 + 2 x 2 labels, all pixels
@@ -324,11 +324,11 @@ def test_one_dimensional_neighbourhoods_are_one_vectorised_call(ndvi):
 def test_neighbourhood_errors(registry, ndvi):
     cube, _, _ = ndvi
     with pytest.raises(OpenEOError) as info:
-        spatial.apply_neighborhood(cube, lambda data, context=None: data,
+        neighbourhood.apply_neighborhood(cube, lambda data, context=None: data,
                                    size=[{"dimension": "z", "value": 3, "unit": "px"}])
     assert info.value.code == "DimensionNotAvailable"
     with pytest.raises(OpenEOError) as info:
-        spatial.apply_neighborhood(
+        neighbourhood.apply_neighborhood(
             cube, lambda data, context=None: data.with_data(data.data.isel(x=slice(1, None))),
             size=[{"dimension": "x", "value": 30, "unit": "px"}])
     assert info.value.code == "DataCubePropertiesImmutable"
@@ -415,7 +415,7 @@ def test_aggregate_spatial_points_lines_and_empty_over_all_dates(ndvi):
         calls.append(data)
         return data.data.max(data.dim)
 
-    out = spatial.aggregate_spatial(cube, VectorCube(geoms, 32633), reducer)
+    out = zonal.aggregate_spatial(cube, VectorCube(geoms, 32633), reducer)
     assert out.values.dims == ("geometry", "t")
     assert len(calls) == 2  # once per geometry with pixels, each over all dates at once
     got = out.values.values
@@ -451,13 +451,13 @@ def test_filter_spatial_crops_to_the_geometries(registry, ndvi):
     x0, y0 = transform.c, transform.f
     poly = shapely.geometry.Polygon([(x0 + 100, y0 - 100), (x0 + 300, y0 - 100),
                                      (x0 + 100, y0 - 300)])
-    out = spatial.filter_spatial(cube, VectorCube((poly,), 32633))
+    out = rasterise.filter_spatial(cube, VectorCube((poly,), 32633))
     assert is_lazy(out)
     assert out.data.sizes["x"] == 20 and out.data.sizes["y"] == 20
     inside = rasterio.features.geometry_mask([poly], values.shape[1:], transform, invert=True)
     np.testing.assert_array_equal(out.data.values,
                                   np.where(inside, values, np.nan)[:, 10:30, 10:30])
-    point = spatial.filter_spatial(cube, VectorCube((shapely.geometry.Point(x0 + 123,
+    point = rasterise.filter_spatial(cube, VectorCube((shapely.geometry.Point(x0 + 123,
                                                                             y0 - 456),), 32633))
     assert point.data.shape == (values.shape[0], 1, 1)
     np.testing.assert_array_equal(point.data.values[:, 0, 0], values[:, 45, 12])
@@ -474,7 +474,7 @@ def test_apply_polygon_processes_each_polygon(registry, dem, dem_cube):
         calls.append(data)
         return data.with_data(data.data - data.data.mean())
 
-    out = spatial.apply_polygon(dem_cube, VectorCube((a, b), 4326), centre, mask_value=0)
+    out = zonal.apply_polygon(dem_cube, VectorCube((a, b), 4326), centre, mask_value=0)
     assert is_lazy(out) and len(calls) == 2
     got = out.data.values
     for geom in (a, b):
@@ -486,7 +486,7 @@ def test_apply_polygon_processes_each_polygon(registry, dem, dem_cube):
     outside = ~rasterio.features.geometry_mask([a, b], values.shape, transform, invert=True)
     assert np.isnan(got[outside]).all()
     with pytest.raises(OpenEOError) as info:
-        spatial.apply_polygon(dem_cube, VectorCube((a, a.buffer(0.01)), 4326), centre)
+        zonal.apply_polygon(dem_cube, VectorCube((a, a.buffer(0.01)), 4326), centre)
     assert info.value.code == "GeometriesOverlap"
 
 

@@ -50,7 +50,7 @@ from terracube.engine.mlmodel import (
     signing_key,
 )
 from terracube.engine.processes.cubes import nodata_as_nan
-from terracube.engine.processes.spatial import vector_input
+from terracube.engine.processes.rasterise import vector_input
 from terracube.engine.registry import process
 from terracube.workspace.files import Workspace
 

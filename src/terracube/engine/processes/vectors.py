@@ -31,7 +31,7 @@ from shapely.geometry.base import BaseGeometry
 from terracube import errors
 from terracube.datacube.cube import GEOMETRY, OTHER, Dimension
 from terracube.datacube.vector import GEOJSON_CRS, GEOMETRY_DIM, VectorCube, reproject_geometries
-from terracube.engine.processes.spatial import vector_input
+from terracube.engine.processes.rasterise import vector_input
 from terracube.engine.registry import process
 from terracube.process_errors import (
     CountMismatch,

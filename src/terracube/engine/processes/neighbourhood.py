@@ -1,0 +1,411 @@
+"""Neighbourhood processes: apply_kernel, apply_neighborhood, aggregate_spatial_window,
+reduce_spatial.
+
+Kernels and windows run lazily chunk by chunk (dask overlap); callbacks get whole lazy
+(sub-)cubes or labelled arrays, never single pixels.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import scipy.ndimage
+import xarray as xr
+
+from terracube import errors
+from terracube.datacube.cube import SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.grid import as_dask, assemble_blocks, grid_of, spatial_dims, splits
+from terracube.datacube.values import ArrayValue
+from terracube.engine.evaluate import Callback
+from terracube.engine.processes.temporal import drop_dim_coords, reducer_output, unwrap_data
+from terracube.engine.registry import process
+from terracube.process_errors import (
+    DataCubePropertiesImmutable,
+    DimensionNotAvailable,
+    KernelDimensionsUneven,
+)
+
+# --- apply_kernel -----------------------------------------------------------------------------
+_PAD_MODES = {"replicate": "edge", "reflect": "symmetric", "reflect_pixel": "reflect",
+              "wrap": "wrap"}
+
+
+def _kernel_array(kernel: Any) -> np.ndarray:
+    if not isinstance(kernel, list) or not kernel or not all(
+            isinstance(row, list) for row in kernel):
+        raise errors.ProcessParameterInvalid(
+            "'kernel' must be a two-dimensional array of numbers.", argument="kernel")
+    if len({len(row) for row in kernel}) != 1:
+        raise errors.ProcessParameterInvalid(
+            "All rows of 'kernel' must have the same number of elements.", argument="kernel")
+    try:
+        weights = np.array(kernel, dtype=float)
+    except (TypeError, ValueError):
+        raise errors.ProcessParameterInvalid(
+            "'kernel' must contain numbers only.", argument="kernel") from None
+    if weights.shape[0] % 2 == 0 or weights.shape[1] % 2 == 0:
+        raise KernelDimensionsUneven(
+            f"Each dimension of the kernel must have an uneven number of elements; it is "
+            f"{weights.shape[0]}x{weights.shape[1]}.", argument="kernel")
+    return weights
+
+
+def _kernel_block(block: np.ndarray, weights: np.ndarray, factor: float, invalid: float,
+                  nodata: float | None) -> np.ndarray:
+    """apply_kernel on one chunk with its halo: NaN, infinities and no-data become
+    `invalid` (spec), then the weighted sum, times the factor (in float, so 1/9 is kept)."""
+    bad = ~np.isfinite(block)
+    if nodata is not None:
+        bad |= block == nodata
+    if bad.any():
+        block = np.where(bad, block.dtype.type(invalid), block)
+    out = scipy.ndimage.correlate(block, weights, mode="constant", cval=0.0)
+    if factor != 1:
+        out *= out.dtype.type(factor)
+    return out
+
+
+@process("apply_kernel")
+def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any = 0,
+                 replace_invalid: float = 0) -> RasterCube:
+    ydim, xdim = spatial_dims(data)
+    weights = _kernel_array(kernel)
+    if isinstance(border, str):
+        if border not in _PAD_MODES:
+            raise errors.ProcessParameterInvalid(
+                f"Unknown border {border!r}; use a number, replicate, reflect, reflect_pixel "
+                "or wrap.", argument="border")
+        pad_kw: dict[str, Any] = {"mode": _PAD_MODES[border]}
+    elif isinstance(border, (int, float)) and not isinstance(border, bool):
+        pad_kw = {"mode": "constant", "constant_values": float(border)}
+    else:
+        raise errors.ProcessParameterInvalid("'border' must be a number or a mode name.",
+                                             argument="border")
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool):
+        raise errors.ProcessParameterInvalid("'factor' must be a number.", argument="factor")
+    order = [d for d in data.data.dims if d not in (ydim, xdim)] + [ydim, xdim]
+    values = data.data.transpose(*order)
+    if values.dtype == bool:
+        values = values.astype(np.int8)
+    if not np.issubdtype(values.dtype, np.number):
+        raise errors.ProcessParameterInvalid("apply_kernel needs numerical data.",
+                                             argument="data")
+    # float32 data (and integers up to 16 bit) stay float32: no float64 copy of the cube
+    work = np.result_type(values.dtype, np.float32) if values.dtype.itemsize <= 4 else \
+        np.dtype(np.float64)
+    arr = as_dask(values).astype(work)
+    nodata = data.nodata if data.nodata is not None and np.issubdtype(
+        data.data.dtype, np.integer) else None
+    hy, hx = weights.shape[0] // 2, weights.shape[1] // 2
+    lead = arr.ndim - 2
+    full = np.reshape(weights, (1,) * lead + weights.shape)
+    block = {"weights": full, "factor": float(factor), "invalid": float(replace_invalid),
+             "nodata": nodata}
+    small = any(c < h for i, h in ((lead, hy), (lead + 1, hx)) for c in arr.chunks[i])
+    if pad_kw["mode"] == "constant" and not small:
+        # One pass per chunk: neighbours from the adjacent chunks, the border value beyond
+        # the edges of the cube.
+        depth = {i: (hy if i == lead else hx if i == lead + 1 else 0) for i in range(arr.ndim)}
+        core = arr.map_overlap(_kernel_block, depth=depth, dtype=work,
+                               boundary=pad_kw["constant_values"], **block)
+    else:
+        # Border modes other than a constant: pad the cube, then cut the padded rim off.
+        padded = da.pad(arr, [(0, 0)] * lead + [(hy, hy), (hx, hx)], **pad_kw)
+        chunks = tuple(c if i < lead else max(c, 2 * (hy if i == lead else hx) + 1)
+                       for i, c in enumerate(padded.chunksize))
+        padded = padded.rechunk(chunks)
+        convolved = padded.map_overlap(_kernel_block, depth={lead: hy, lead + 1: hx},
+                                       boundary="none", dtype=work, **block)
+        core = convolved[(Ellipsis, slice(hy, hy + arr.shape[-2]),
+                          slice(hx, hx + arr.shape[-1]))]
+    out = xr.DataArray(core, dims=order, coords=values.coords).transpose(*data.data.dims)
+    return data.with_data(out, nodata=None)
+
+
+# --- apply_neighborhood -----------------------------------------------------------------------
+_DURATION = re.compile(
+    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+    r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def _duration(value: str, argument: str) -> pd.DateOffset:
+    m = _DURATION.match(value)
+    if not m:
+        raise errors.ProcessParameterInvalid(
+            f"{value!r} is not an ISO 8601 duration such as P10D.", argument=argument)
+    y, mo, w, d, h, mi, s = m.groups()
+    seconds = float(s or 0)
+    return pd.DateOffset(years=int(y or 0), months=int(mo or 0), weeks=int(w or 0),
+                         days=int(d or 0), hours=int(h or 0), minutes=int(mi or 0),
+                         seconds=int(seconds),
+                         microseconds=int(round((seconds - int(seconds)) * 1e6)))
+
+
+def _pixels(cube: RasterCube, dim: Dimension, value: Any, unit: str | None,
+            argument: str) -> int:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise errors.ProcessParameterInvalid(
+            f"The {argument} of dimension '{dim.name}' must be a non-negative number.",
+            argument=argument)
+    if dim.type == SPATIAL and unit != "px" and dim.axis in ("x", "y"):
+        grid = grid_of(cube)
+        if unit == "m" and grid.crs.is_geographic:
+            raise errors.ProcessParameterInvalid(
+                f"The {argument} of '{dim.name}' is in metres but the data is in a geographic "
+                "reference system; give pixels (unit 'px').", argument=argument)
+        res = grid.resolution[0 if dim.axis == "x" else 1]
+        value = value / res
+    if abs(value - round(value)) > 1e-6:
+        raise errors.ProcessParameterInvalid(
+            f"The {argument} of dimension '{dim.name}' is not a whole number of pixels "
+            f"({value:g}).", argument=argument)
+    return int(round(value))
+
+
+def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
+        list[tuple[int, ...]], list[int]]:
+    """Per dimension: the sizes of the windows along it, and the overlap (both in pixels)."""
+    sizes: dict[str, Any] = {}
+    overlaps: dict[str, int] = {}
+    for argument, items in (("size", size), ("overlap", overlap or [])):
+        if not isinstance(items, list):
+            raise errors.ProcessParameterInvalid(
+                f"'{argument}' must be a list of {{dimension, value, unit}} objects.",
+                argument=argument)
+        for item in items:
+            if not isinstance(item, dict) or "dimension" not in item:
+                raise errors.ProcessParameterInvalid(
+                    f"Every element of '{argument}' needs a 'dimension'.", argument=argument)
+            dim = cube.dim(item["dimension"])
+            if dim is None:
+                raise DimensionNotAvailable(
+                    f"Dimension '{item['dimension']}' given in '{argument}' does not exist.",
+                    argument=argument)
+            value, unit = item.get("value"), item.get("unit")
+            if unit not in (None, "px", "m"):
+                raise errors.ProcessParameterInvalid(
+                    f"Unknown unit {unit!r}; use 'px' or 'm'.", argument=argument)
+            if argument == "size":
+                if value is None:
+                    sizes[dim.name] = None
+                elif isinstance(value, str):
+                    if dim.type != TEMPORAL:
+                        raise errors.ProcessParameterInvalid(
+                            f"A duration is only valid for temporal dimensions, not "
+                            f"'{dim.name}'.", argument=argument)
+                    sizes[dim.name] = _duration(value, argument)
+                else:
+                    sizes[dim.name] = _pixels(cube, dim, value, unit, argument)
+                    if sizes[dim.name] < 1:
+                        raise errors.ProcessParameterInvalid(
+                            f"The size of '{dim.name}' must be at least one pixel.",
+                            argument=argument)
+            else:
+                if value is None:
+                    overlaps[dim.name] = 0
+                elif isinstance(value, str):
+                    raise errors.ProcessParameterInvalid(
+                        f"Overlaps given as durations are not supported; give the overlap of "
+                        f"'{dim.name}' as a number of labels.", argument=argument)
+                else:
+                    overlaps[dim.name] = _pixels(cube, dim, value, unit, argument)
+    chunks, depth = [], []
+    for d in cube.dimensions:
+        n = cube.data.sizes[d.name]
+        spec = sizes.get(d.name)
+        if isinstance(spec, pd.DateOffset):
+            times = pd.DatetimeIndex(cube.data.coords[d.name].values)
+            edges, start = [], times.min()
+            while start <= times.max():
+                edges.append(start)
+                start = start + spec
+            bins = np.searchsorted(np.array(edges, dtype="datetime64[ns]"),
+                                   times.to_numpy(), side="right")
+            if (np.diff(bins) < 0).any():
+                raise errors.ProcessParameterInvalid(
+                    f"Durations need sorted labels along '{d.name}'.", argument="size")
+            counts = tuple(int(c) for c in np.bincount(bins)[1:] if c)
+            chunks.append(counts or (n,))
+        else:
+            step = n if spec is None else min(spec, max(n, 1))
+            chunks.append(tuple(b - a for a, b in splits(n, step)))
+        depth.append(overlaps.get(d.name, 0))
+    return chunks, depth
+
+
+def _extended_labels(labels: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Labels for positions start..stop-1, extrapolated beyond the ends (overlap rims)."""
+    n = len(labels)
+    if 0 <= start and stop <= n:
+        return labels[start:stop]
+    positions = np.arange(start, stop)
+    if np.issubdtype(labels.dtype, np.number) or np.issubdtype(labels.dtype, np.datetime64):
+        if n >= 2:
+            step, first_step = labels[-1] - labels[-2], labels[1] - labels[0]
+        else:
+            step = first_step = (np.timedelta64(1, "D") if np.issubdtype(
+                labels.dtype, np.datetime64) else 1)
+        inside = labels[np.clip(positions, 0, n - 1)]
+        below, above = positions < 0, positions >= n
+        out = inside.copy()
+        out[below] = labels[0] + positions[below] * first_step
+        out[above] = labels[-1] + (positions[above] - (n - 1)) * step
+        return out
+    out = np.empty(len(positions), dtype=object)
+    inside = (positions >= 0) & (positions < n)
+    out[inside] = labels[positions[inside]]
+    out[~inside] = None
+    return out
+
+
+def callback_cube(value: Any, expected: xr.DataArray, argument: str = "process") -> xr.DataArray:
+    value = unwrap_data(value)
+    if not isinstance(value, xr.DataArray):
+        raise DataCubePropertiesImmutable(
+            f"The {argument} must return a data cube, not {type(value).__name__}.",
+            argument=argument)
+    if set(value.dims) != set(expected.dims):
+        raise DataCubePropertiesImmutable(
+            f"The {argument} changed the dimensions from {list(expected.dims)} to "
+            f"{list(value.dims)}.", argument=argument)
+    value = value.transpose(*expected.dims)
+    if value.shape != expected.shape:
+        raise DataCubePropertiesImmutable(
+            f"The {argument} changed the number of labels from {dict(expected.sizes)} to "
+            f"{dict(value.sizes)}.", argument=argument)
+    return value
+
+
+@process("apply_neighborhood")
+def apply_neighborhood(data: RasterCube, process: Callback, size: list,
+                       overlap: list | None = None, context: Any = None) -> RasterCube:
+    spatial_dims(data)
+    chunks, depth = _neighbourhood_chunks(data, size, overlap)
+    dims = list(data.data.dims)
+    sizes = [data.data.sizes[d] for d in dims]
+    whole = [len(c) == 1 for c in chunks]
+    if all(whole) and not any(depth):
+        # One neighbourhood holds everything: a single call on the whole lazy cube.
+        out = callback_cube(process(data=data, context=context), data.data)
+        return data.with_data(out.assign_coords(data.data.coords))
+    long = [i for i, c in enumerate(chunks) if max(c) > 1 or depth[i]]
+    one_dimensional = len(long) == 1 and len(dims) > 1
+    if one_dimensional:
+        # Neighbourhoods of one pixel along all other dimensions are labelled arrays along
+        # the remaining one: each window of it is one vectorised call over all pixels.
+        chunks = [c if i == long[0] else (sizes[i],) for i, c in enumerate(chunks)]
+
+    values = data.data
+    fill: Any = np.nan
+    if any(depth) and not np.issubdtype(values.dtype, np.floating):
+        if data.nodata is not None and np.issubdtype(values.dtype, np.integer):
+            fill = data.nodata
+        else:
+            values = values.astype(np.float64)
+    arr = as_dask(values)
+    padded = da.pad(arr, [(p, p) for p in depth], mode="constant", constant_values=fill) \
+        if any(depth) else arr
+    label_arrays = {d: np.asarray(values.coords[d].values) for d in dims if d in values.coords}
+    starts = [np.cumsum((0, *c)) for c in chunks]
+    blocks: dict[tuple[int, ...], da.Array] = {}
+    for idx in np.ndindex(*[len(c) for c in chunks]):
+        lo = [int(starts[a][i]) for a, i in enumerate(idx)]
+        hi = [lo[a] + chunks[a][i] for a, i in enumerate(idx)]
+        window = tuple(slice(lo[a], hi[a] + 2 * depth[a]) for a in range(len(dims)))
+        coords = {d: _extended_labels(label_arrays[d], lo[a] - depth[a], hi[a] + depth[a])
+                  for a, d in enumerate(dims) if d in label_arrays}
+        piece = xr.DataArray(padded[window], dims=dims, coords=coords)
+        argument = ArrayValue(piece, dims[long[0]], labeled=True) if one_dimensional \
+            else data.with_data(piece)
+        result = callback_cube(process(data=argument, context=context), piece)
+        core = tuple(slice(depth[a], depth[a] + hi[a] - lo[a]) for a in range(len(dims)))
+        blocks[idx] = as_dask(result)[core]
+    dtypes = {b.dtype for b in blocks.values()}
+    if len(dtypes) > 1:
+        common = np.result_type(*dtypes)
+        blocks = {k: b.astype(common) for k, b in blocks.items()}
+    out = assemble_blocks(blocks, [len(c) for c in chunks])
+    assert tuple(out.shape) == tuple(sizes)
+    return data.with_data(xr.DataArray(out, dims=dims, coords=values.coords,
+                                       attrs=dict(data.data.attrs)))
+
+
+# --- spatial reductions -----------------------------------------------------------------------
+PIXELS = "__pixels__"
+
+
+def stack_pixels(values: xr.DataArray, ydim: str, xdim: str) -> xr.DataArray:
+    others = [d for d in values.dims if d not in (ydim, xdim)]
+    stacked = values.transpose(*others, ydim, xdim).stack({PIXELS: (ydim, xdim)},
+                                                            create_index=False)
+    return stacked.drop_vars([c for c in (ydim, xdim) if c in stacked.coords])
+
+
+@process("reduce_spatial")
+def reduce_spatial(data: RasterCube, reducer: Callback, context: Any = None) -> RasterCube:
+    ydim, xdim = spatial_dims(data)
+    stacked = stack_pixels(data.data, ydim, xdim)
+    template = xr.zeros_like(stacked.isel({PIXELS: 0}, drop=True)) if stacked.sizes[PIXELS] \
+        else stacked.sum(PIXELS)
+    value = reducer(data=ArrayValue(stacked, PIXELS), context=context)
+    out = reducer_output(value, drop_dim_coords(template, PIXELS), PIXELS)
+    others = [d for d in data.data.dims if d not in (ydim, xdim)]
+    return data.with_data(out.transpose(*others))
+
+
+def _window_centres(coords: np.ndarray, step: float, size: int, offset: int,
+                    count: int) -> np.ndarray:
+    first = coords[0] if len(coords) else 0.0
+    return first + (offset + np.arange(count) * size + (size - 1) / 2) * step
+
+
+@process("aggregate_spatial_window")
+def aggregate_spatial_window(data: RasterCube, reducer: Callback, size: list,
+                             boundary: str = "pad", align: str = "upper-left",
+                             context: Any = None) -> RasterCube:
+    ydim, xdim = spatial_dims(data)
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise errors.ProcessParameterInvalid(
+            "'size' must be two positive integers [x, y].", argument="size")
+    if boundary not in ("pad", "trim"):
+        raise errors.ProcessParameterInvalid("'boundary' must be 'pad' or 'trim'.",
+                                             argument="boundary")
+    if align not in ("upper-left", "lower-left", "upper-right", "lower-right"):
+        raise errors.ProcessParameterInvalid(
+            "'align' must be upper-left, lower-left, upper-right or lower-right.",
+            argument="align")
+    sx, sy = size
+    grid = grid_of(data)
+    nx, ny = data.data.sizes[xdim], data.data.sizes[ydim]
+    # Windows start at the aligned corner; padding/trimming happens at the opposite side.
+    x_from_start = align.endswith("left") == (grid.transform.a > 0)
+    y_from_start = align.startswith("upper") == (grid.transform.e < 0)
+    values = data.data
+    if boundary == "pad" and (nx % sx or ny % sy) and not np.issubdtype(values.dtype,
+                                                                          np.floating):
+        values = values.astype(np.float64)
+    coarse = values.coarsen({xdim: sx, ydim: sy}, boundary=boundary,
+                            side={xdim: "left" if x_from_start else "right",
+                                  ydim: "left" if y_from_start else "right"},
+                            coord_func="mean")
+    windows = coarse.construct({xdim: (xdim, "__wx__"), ydim: (ydim, "__wy__")},
+                               keep_attrs=True)
+    windows = windows.drop_vars([c for c in windows.coords if c in (xdim, ydim)])
+    others = [d for d in data.data.dims if d not in (ydim, xdim)]
+    windows = windows.transpose(*others, ydim, xdim, "__wy__", "__wx__")
+    stacked = windows.stack({PIXELS: ("__wy__", "__wx__")}, create_index=False)
+    template = xr.zeros_like(stacked.isel({PIXELS: 0}, drop=True))
+    value = reducer(data=ArrayValue(stacked, PIXELS), context=context)
+    out = reducer_output(value, drop_dim_coords(template, PIXELS), PIXELS)
+    cx, cy = out.sizes[xdim], out.sizes[ydim]
+    x_offset = 0 if x_from_start else nx - cx * sx
+    y_offset = 0 if y_from_start else ny - cy * sy
+    xs = _window_centres(grid.x_coords(), grid.transform.a, sx, x_offset, cx)
+    ys = _window_centres(grid.y_coords(), grid.transform.e, sy, y_offset, cy)
+    out = out.assign_coords({xdim: xs, ydim: ys}).transpose(*data.data.dims)
+    return data.with_data(out)

@@ -1,0 +1,261 @@
+"""Zonal processes: aggregate_spatial (statistics per geometry, one pass over the chunks for
+plain mean/sum/min/max/count) and apply_polygon (a callback per polygon).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import rasterio.features
+import shapely
+import xarray as xr
+from affine import Affine
+from shapely.geometry.base import BaseGeometry
+
+from terracube import errors
+from terracube.datacube.cube import GEOMETRY, OTHER, Dimension, RasterCube
+from terracube.datacube.grid import Grid, as_dask, grid_of, spatial_dims
+from terracube.datacube.values import ArrayValue
+from terracube.datacube.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
+from terracube.engine.evaluate import Callback
+from terracube.engine.processes.neighbourhood import PIXELS, callback_cube, stack_pixels
+from terracube.engine.processes.rasterise import (
+    fill_value,
+    geometry_pixels,
+    spatial_chunks,
+    vector_input,
+)
+from terracube.engine.processes.temporal import drop_dim_coords, is_valid_mask, reducer_output
+from terracube.engine.registry import process
+from terracube.process_errors import GeometriesOverlap, TargetDimensionExists
+
+
+@process("aggregate_spatial")
+def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
+                      target_dimension: str | None = None, context: Any = None) -> VectorCube:
+    grid = grid_of(data)
+    ydim, xdim = spatial_dims(data)
+    vc = vector_input(geometries, "geometries")
+    if target_dimension is not None and data.dim(target_dimension) is not None:
+        raise TargetDimensionExists(
+            f"The data cube already has a dimension '{target_dimension}'.",
+            argument="target_dimension")
+    others = [d for d in data.data.dims if d not in (ydim, xdim)]
+    values = data.data.transpose(*others, ydim, xdim)
+    template = drop_dim_coords(drop_dim_coords(
+        xr.zeros_like(values.isel({ydim: 0, xdim: 0}, drop=True)) if grid.width and grid.height
+        else values.sum([ydim, xdim]), ydim), xdim).astype(np.float64)
+    geoms = reproject_geometries(vc.geometries, vc.crs, grid.crs)
+    fast = _streaming_statistic(reducer, values)
+    if fast is not None:
+        windows = [geometry_pixels(geom, grid) for geom in geoms]
+        out, valid = _zonal_statistic(values, windows, fast, template)
+        total = xr.DataArray([0 if w is None else int(w[2].sum()) for w in windows],
+                             dims=[GEOMETRY_DIM]).broadcast_like(out)
+        return _zonal_vector_cube(vc, data, others, out, total, valid, target_dimension)
+    results, totals, valids = [], [], []
+    for geom in geoms:
+        found = geometry_pixels(geom, grid)
+        if found is None:  # empty or outside the data: no-data
+            results.append(xr.full_like(template, np.nan))
+            totals.append(xr.zeros_like(template))
+            valids.append(xr.zeros_like(template))
+            continue
+        rows, cols, mask = found
+        pixels = stack_pixels(values.isel({ydim: rows, xdim: cols}), ydim, xdim)
+        if not mask.all():
+            pixels = pixels.isel({PIXELS: np.flatnonzero(mask.ravel())})
+        value = reducer(data=ArrayValue(pixels, PIXELS), context=context)
+        results.append(reducer_output(value, template, PIXELS))
+        if target_dimension is not None:
+            totals.append(xr.full_like(template, int(mask.sum())))
+            valids.append(is_valid_mask(pixels).sum(PIXELS).astype(np.float64))
+    def stack(items: list) -> xr.DataArray:
+        return xr.concat(items, dim=GEOMETRY_DIM, coords="minimal", compat="override",
+                         join="override") if items else template.expand_dims({GEOMETRY_DIM: 0})
+
+    out = stack(results)
+    return _zonal_vector_cube(vc, data, others, out, stack(totals) if totals else out,
+                              stack(valids) if valids else out, target_dimension)
+
+
+def _zonal_vector_cube(vc: VectorCube, data: RasterCube, others: list[str], out: xr.DataArray,
+                       total: xr.DataArray, valid: xr.DataArray,
+                       target_dimension: str | None) -> VectorCube:
+    """The vector cube of aggregate_spatial: one value per geometry (and per other label);
+    with a target dimension also the geometry's pixel count and its valid pixels."""
+    n = len(vc.geometries)
+    dims = [Dimension(GEOMETRY_DIM, GEOMETRY, reference_system=vc.crs)] + [
+        data.dim(d) for d in others]
+    if target_dimension is not None:
+        out = xr.concat([x.astype(np.float64) for x in (out, total, valid)], dim=target_dimension,
+                        coords="minimal", compat="override", join="override")
+        out = out.assign_coords({target_dimension: ["value", "total_count", "valid_count"]})
+        dims.append(Dimension(target_dimension, OTHER))
+    out = out.assign_coords({GEOMETRY_DIM: np.arange(n)})
+    out = out.transpose(*[d.name for d in dims])
+    return VectorCube(vc.geometries, vc.crs, out, tuple(dims), vc.properties)
+
+
+# Reducers that combine from per-chunk partial results (sum, count, min, max of the pixels).
+_STREAMING_REDUCERS = ("mean", "sum", "min", "max", "count")
+
+
+def _streaming_statistic(reducer: Callback, values: xr.DataArray) -> str | None:
+    """The reducer's name when it is a plain mean/sum/min/max/count of the pixels of float
+    data, which aggregate_spatial computes in one pass over the chunks."""
+    name = getattr(reducer, "single_process", None)
+    if name not in _STREAMING_REDUCERS or values.dtype.kind != "f":
+        return None
+    args = reducer.single_process_arguments()
+    if args.get("data") != {"from_parameter": "data"}:
+        return None
+    rest = {k: v for k, v in args.items() if k != "data"}
+    if name == "count":
+        return name if rest.get("condition") is None and set(rest) <= {"condition"} else None
+    if set(rest) <= {"ignore_nodata"} and rest.get("ignore_nodata", True) is True:
+        return name
+    return None
+
+
+_SUM, _COUNT, _MIN, _MAX = range(4)
+
+
+def _zonal_partials(block: np.ndarray, bounds: np.ndarray, masks: list[np.ndarray | None],
+                    block_info: dict | None = None) -> np.ndarray:
+    """Sum, count, min and max of the valid pixels of every geometry in one spatial chunk:
+    shape (*leading, 1, 1, geometries, 4)."""
+    (r0, r1), (c0, c1) = block_info[0]["array-location"][-2:]
+    lead = block.shape[:-2]
+    out = np.zeros((*lead, 1, 1, len(masks), 4))
+    out[..., _MIN] = np.inf
+    out[..., _MAX] = -np.inf
+    rs, re_, cs, ce = bounds.T
+    hits = np.flatnonzero((rs < r1) & (re_ > r0) & (cs < c1) & (ce > c0))
+    for i in hits:
+        mask = masks[i]
+        a0, a1 = max(rs[i], r0), min(re_[i], r1)
+        b0, b1 = max(cs[i], c0), min(ce[i], c1)
+        inside = mask[a0 - rs[i]:a1 - rs[i], b0 - cs[i]:b1 - cs[i]]
+        if not inside.any():
+            continue
+        pixels = block[..., a0 - r0:a1 - r0, b0 - c0:b1 - c0][..., inside]
+        valid = ~np.isnan(pixels)
+        target = out[..., 0, 0, i, :]
+        target[..., _COUNT] = valid.sum(axis=-1)
+        target[..., _SUM] = np.where(valid, pixels, 0).sum(axis=-1, dtype=np.float64)
+        if pixels.shape[-1]:
+            target[..., _MIN] = np.where(valid, pixels, np.inf).min(axis=-1)
+            target[..., _MAX] = np.where(valid, pixels, -np.inf).max(axis=-1)
+    return out
+
+
+def _zonal_statistic(values: xr.DataArray, windows: list, statistic: str,
+                     template: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """(statistic, valid-pixel count) per geometry in one pass over the chunks of `values`
+    (dims: others…, y, x): every chunk contributes partial sums/counts/extremes for the
+    geometries it touches, instead of one sub-graph per geometry."""
+    arr = as_dask(values)
+    n = len(windows)
+    bounds = np.array([(w[0].start, w[0].stop, w[1].start, w[1].stop) if w is not None
+                       else (0, 0, 0, 0) for w in windows], dtype=np.int64).reshape(n, 4)
+    masks = [None if w is None else w[2] for w in windows]
+    chunks = (*arr.chunks[:-2], (1,) * len(arr.chunks[-2]), (1,) * len(arr.chunks[-1]),
+              (n,), (4,))
+    parts = da.map_blocks(_zonal_partials, arr, bounds, masks, chunks=chunks,
+                          new_axis=[arr.ndim, arr.ndim + 1], dtype=np.float64,
+                          meta=np.array((), dtype=np.float64))
+    spatial = (arr.ndim - 2, arr.ndim - 1)
+    count = parts[..., _COUNT].sum(axis=spatial)
+    found = count > 0
+    if statistic == "count":
+        result = count
+    elif statistic == "sum":
+        result = da.where(found, parts[..., _SUM].sum(axis=spatial), np.nan)
+    elif statistic == "mean":
+        result = da.where(found, parts[..., _SUM].sum(axis=spatial) / da.maximum(count, 1),
+                          np.nan)
+    elif statistic == "min":
+        result = da.where(found, parts[..., _MIN].min(axis=spatial), np.nan)
+    else:
+        result = da.where(found, parts[..., _MAX].max(axis=spatial), np.nan)
+    outside = np.array([w is None for w in windows])
+    if outside.any():  # geometries without pixels: no-data, whatever the statistic
+        result = da.where(outside, np.nan, result)
+    dims = [*template.dims, GEOMETRY_DIM]
+    coords = {k: c for k, c in template.coords.items() if set(c.dims) <= set(template.dims)}
+    as_array = (lambda a: xr.DataArray(a, dims=dims, coords=coords)  # noqa: E731
+                .transpose(GEOMETRY_DIM, *template.dims))
+    return as_array(result), as_array(count)
+
+
+@process("apply_polygon")
+def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_value: Any = None,
+                  context: Any = None) -> RasterCube:
+    grid = grid_of(data)
+    ydim, xdim = spatial_dims(data)
+    vc = vector_input(geometries, "geometries")
+    geoms = vc.geometries_in(grid.crs)
+    for g in geoms:
+        if not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon"):
+            raise errors.ProcessParameterInvalid(
+                f"'geometries' may only contain polygons, found a {g.geom_type}.",
+                argument="geometries")
+    found = [(i, w) for i, w in enumerate(
+        geometry_pixels(g, grid, polygons_only=True) for g in geoms) if w is not None]
+    _check_overlaps([w for _, w in found])
+    fill, values = fill_value(data, None)
+    inner_fill = fill if mask_value is None else mask_value
+    dims = list(data.data.dims)
+    zones = xr.DataArray(da.map_blocks(
+        _zone_block, geoms, grid, dtype=np.int32, chunks=spatial_chunks(data),
+        meta=np.array((), dtype=np.int32)), dims=[ydim, xdim])
+    result = xr.DataArray(da.full(values.shape, fill, dtype=values.dtype,
+                                  chunks=as_dask(values).chunks), dims=dims,
+                          coords=values.coords)
+    height, width = values.sizes[ydim], values.sizes[xdim]
+    for index, (rows, cols, mask) in found:
+        piece = values.isel({ydim: rows, xdim: cols})
+        inside = xr.DataArray(mask, dims=[ydim, xdim])
+        sub = data.with_data(piece.where(inside, inner_fill))
+        processed = callback_cube(process(data=sub, context=context), piece)
+        pad = [(0, 0) if d not in (ydim, xdim) else
+               ((rows.start, height - rows.stop) if d == ydim else
+                (cols.start, width - cols.stop)) for d in dims]
+        padded = da.pad(as_dask(processed), pad, mode="constant", constant_values=0)
+        result = xr.where(zones == index, xr.DataArray(padded, dims=dims, coords=values.coords),
+                          result)
+    return data.with_data(result.transpose(*dims))
+
+
+def _zone_block(geoms: list[BaseGeometry], grid: Grid,
+                block_info: dict | None = None) -> np.ndarray:
+    """The index of the polygon each pixel centre of a chunk lies in (-1: none)."""
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    shapes = [(g, i) for i, g in enumerate(geoms) if not g.is_empty]
+    if not shapes or r1 <= r0 or c1 <= c0:
+        return np.full((r1 - r0, c1 - c0), -1, dtype=np.int32)
+    return rasterio.features.rasterize(
+        shapes, out_shape=(r1 - r0, c1 - c0), fill=-1, dtype="int32", all_touched=False,
+        transform=grid.transform @ Affine.translation(c0, r0))
+
+
+def _check_overlaps(windows: list[tuple[slice, slice, np.ndarray]]) -> None:
+    boxes = [shapely.box(c.start, r.start, c.stop - 0.5, r.stop - 0.5) for r, c, _ in windows]
+    tree = shapely.STRtree(boxes)
+    for i, j in zip(*tree.query(boxes, predicate="intersects")):
+        if i >= j:
+            continue
+        (ri, ci, mi), (rj, cj, mj) = windows[i], windows[j]
+        r0, r1 = max(ri.start, rj.start), min(ri.stop, rj.stop)
+        c0, c1 = max(ci.start, cj.start), min(ci.stop, cj.stop)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        a = mi[r0 - ri.start:r1 - ri.start, c0 - ci.start:c1 - ci.start]
+        b = mj[r0 - rj.start:r1 - rj.start, c0 - cj.start:c1 - cj.start]
+        if (a & b).any():
+            raise GeometriesOverlap(
+                f"Polygons #{i} and #{j} share pixels; apply_polygon needs polygons that do "
+                "not overlap.", argument="geometries")
