@@ -26,7 +26,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data directory with the generated sample collection for the whole session."""
-    from terracube.catalog.sample import ensure_sample_data
+    from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 
     env_dir = os.environ.get("TERRACUBE_TEST_DATA_DIR")
     data_dir = Path(env_dir) if env_dir else tmp_path_factory.mktemp("terracube-data")

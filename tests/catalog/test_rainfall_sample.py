@@ -18,7 +18,7 @@ from pyproj import Transformer
 
 from terracube.catalog import Catalog
 from terracube.catalog.base import LoadRequest
-from terracube.catalog.rainfall_sample import (
+from terracube.catalog.samples.rainfall_synthetic import (
     BAND,
     EVENT_END,
     EVENT_START,

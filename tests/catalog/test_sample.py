@@ -13,8 +13,8 @@ import pytest
 import rasterio
 from rasterio.windows import from_bounds
 
-from terracube.catalog import sample
-from terracube.catalog.sample import (
+from terracube.catalog.samples import sentinel2_synthetic
+from terracube.catalog.samples.sentinel2_synthetic import (
     CORE_AREA,
     SAMPLE_BANDS,
     SAMPLE_COLLECTION_ID,
@@ -97,7 +97,7 @@ def test_dates_fit_the_official_test_windows(index: dict) -> None:
 
 @pytest.mark.parametrize("band", SAMPLE_BANDS, ids=lambda b: b.name)
 def test_files_are_cogs_on_the_cdse_grid(
-    folder: Path, index: dict, band: sample.SampleBand
+    folder: Path, index: dict, band: sentinel2_synthetic.SampleBand
 ) -> None:
     size = SIZE_BY_RESOLUTION[band.resolution]
     r = band.resolution
@@ -177,8 +177,8 @@ def test_cloud_pixels_are_bright_and_shadows_dark(folder: Path, index: dict) -> 
 
 
 def test_crop_ndvi_rises_and_falls_over_the_season(folder: Path, index: dict) -> None:
-    landscape = sample._build_landscape()
-    rows, cols = sample._pixel_window(CORE_AREA, 10)
+    landscape = sentinel2_synthetic._build_landscape()
+    rows, cols = sentinel2_synthetic._pixel_window(CORE_AREA, 10)
     in_core = np.zeros(landscape.cover.shape, dtype=bool)
     in_core[rows, cols] = True
     fields = in_core & (landscape.cover == 0)
@@ -196,21 +196,22 @@ def test_crop_ndvi_rises_and_falls_over_the_season(folder: Path, index: dict) ->
                 series.append((day, float(np.median(ndvi))))
         return series
 
-    maize = ndvi_series(sample.MAIZE)
+    maize = ndvi_series(sentinel2_synthetic.MAIZE)
     peak_day, peak = max(maize, key=lambda s: s[1])
     assert maize[0][1] < 0.3 and peak > 0.7 and maize[-1][1] < peak - 0.3
     assert dt.date(2022, 7, 15) <= peak_day <= dt.date(2022, 8, 31)
 
-    wheat = ndvi_series(sample.WHEAT)
+    wheat = ndvi_series(sentinel2_synthetic.WHEAT)
     peak_day, peak = max(wheat, key=lambda s: s[1])
     assert wheat[0][1] < peak - 0.2 and peak > 0.7 and wheat[-1][1] < 0.3
     assert dt.date(2022, 5, 1) <= peak_day <= dt.date(2022, 6, 15)
 
 
 def test_generation_is_deterministic(folder: Path, index: dict, tmp_path: Path) -> None:
-    days = sample.acquisition_dates()
+    days = sentinel2_synthetic.acquisition_dates()
     for i in (12, 26):  # a clear date, and a cloudy one at the swath edge
-        item = sample._write_acquisition(tmp_path, sample._build_landscape(), i, days[i])
+        item = sentinel2_synthetic._write_acquisition(
+            tmp_path, sentinel2_synthetic._build_landscape(), i, days[i])
         assert item == index["items"][i]
         for path in item["assets"].values():
             again = hashlib.sha256((tmp_path / path).read_bytes()).hexdigest()
@@ -229,11 +230,11 @@ def test_interrupted_generation_is_redone(folder: Path, tmp_path: Path) -> None:
     copy = tmp_path / "samples" / "sentinel2_l2a"
     shutil.copytree(folder, copy)
     (copy / "20220930" / "SCL.tif").unlink()
-    assert not sample._is_complete(copy)
+    assert not sentinel2_synthetic._is_complete(copy)
     # An interrupted run leaves files but never the index, which is written last.
     (copy / "items.json").unlink()
     assert ensure_sample_data(tmp_path) == copy
-    assert sample._is_complete(copy)
+    assert sentinel2_synthetic._is_complete(copy)
     scl = Path("20220930", "SCL.tif")
     assert (copy / scl).read_bytes() == (folder / scl).read_bytes()
     assert not list(copy.rglob("*.tmp"))
@@ -247,7 +248,7 @@ def test_index_from_another_generator_version_is_stale(folder: Path, tmp_path: P
         for path in item["assets"].values():
             (tmp_path / path).parent.mkdir(exist_ok=True)
             (tmp_path / path).touch()
-    assert not sample._is_complete(tmp_path)
+    assert not sentinel2_synthetic._is_complete(tmp_path)
 
 
 def test_collection_metadata_is_plain_about_being_synthetic(folder: Path) -> None:

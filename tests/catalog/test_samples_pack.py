@@ -30,7 +30,7 @@ from pyproj import CRS
 from tests.conftest import ServerProcess, free_port
 
 from terracube.catalog.registry import CollectionRegistry, add_collection
-from terracube.catalog.samples_pack import (
+from terracube.catalog.samples.packs import (
     MARKER,
     PACKS,
     UnknownSamplePack,

@@ -71,14 +71,14 @@ class Catalog:
     def _ensure_sample(self) -> None:
         if self._sample_loaded:
             return
-        from terracube.catalog import rainfall_sample, sample
+        from terracube.catalog.samples import rainfall_synthetic, sentinel2_synthetic
 
-        folder = sample.ensure_sample_data(self.data_dir)
+        folder = sentinel2_synthetic.ensure_sample_data(self.data_dir)
         source = sample_source(folder)
         self._sources[source.id] = source
         try:
-            rain = rainfall_sample.rainfall_source(
-                rainfall_sample.ensure_rainfall_data(self.data_dir))
+            rain = rainfall_synthetic.rainfall_source(
+                rainfall_synthetic.ensure_rainfall_data(self.data_dir))
         except Exception:  # noqa: BLE001 - the other samples must stay usable
             log.exception("the synthetic radar rainfall sample cannot be generated")
         else:
@@ -104,10 +104,10 @@ class Catalog:
 
 def sample_source(folder: Path) -> StacItemsSource:
     """The built-in synthetic SENTINEL2_L2A collection as STAC items over its COG files."""
-    from terracube.catalog import sample
+    from terracube.catalog.samples import sentinel2_synthetic
 
-    index = sample.sample_index(folder)
-    meta = sample.sample_collection_metadata(folder)
+    index = sentinel2_synthetic.sample_index(folder)
+    meta = sentinel2_synthetic.sample_collection_metadata(folder)
     band_meta = meta["bands"]
     grids: dict[str, tuple[list[int], list[float]]] = {}
     items = []
@@ -140,7 +140,7 @@ def sample_source(folder: Path) -> StacItemsSource:
         for name, m in band_meta.items()
     ]
     return StacItemsSource(
-        index.get("collection", sample.SAMPLE_COLLECTION_ID), items, bands,
+        index.get("collection", sentinel2_synthetic.SAMPLE_COLLECTION_ID), items, bands,
         crs=index.get("crs", "EPSG:32632"), description=meta["description"],
         title="Sentinel-2 L2A (synthetic sample)", license="CC0-1.0",
         providers=[{"name": "terracube (synthetic data generator)",

@@ -30,8 +30,9 @@ STAC_API = "stac-api"  # a collection of a STAC API
 CUBE = "cube"  # a CF NetCDF file or Zarr store
 
 
-# The generated sample collections (catalog/sample.py, catalog/rainfall_sample.py): their
-# ids cannot be registered (the built-in one would hide the registered one).
+# The generated sample collections (catalog/samples/sentinel2_synthetic.py and
+# rainfall_synthetic.py): their ids cannot be registered (the built-in one would hide the
+# registered one).
 BUILT_IN_COLLECTIONS = {
     "SENTINEL2_L2A": "synthetic Sentinel-2 L2A sample",
     "RADAR_RAINFALL_SYNTHETIC": "synthetic 5-minute radar rainfall with rain gauges",

