@@ -1,4 +1,5 @@
-"""CF NetCDF files and Zarr stores as collections (catalog/netcdf.py), on real data."""
+"""CF NetCDF files and Zarr stores as collections (catalog/netcdf_zarr_inspect.py and
+netcdf_zarr_source.py), on real data."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from real_data import (
     write_era5_zarr,
 )
 from terracube.catalog.metadata import CollectionInputError
-from terracube.catalog.netcdf import CubeLayout, XarraySource, cube_source
+from terracube.catalog.netcdf_zarr_inspect import CubeLayout
+from terracube.catalog.netcdf_zarr_source import XarraySource, cube_source
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.cube import is_lazy
 from terracube.datacube.request import BBox, LoadRequest

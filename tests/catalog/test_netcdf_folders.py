@@ -1,5 +1,5 @@
-"""A folder of NetCDF files as one collection along time (catalog/netcdf.py inspect_folder and
-XarraySource; registry.inspect_source).
+"""A folder of NetCDF files as one collection along time (netcdf_zarr_inspect.inspect_folder,
+netcdf_zarr_source.XarraySource; registry.inspect_source).
 
 The folders are made from real files: OSTIA monthly SST split per year (files of 9 and 12
 months, longitudes 0…360, latitudes stored south to north) and the ERA5 2 m temperature split
@@ -18,7 +18,7 @@ import xarray as xr
 
 from real_data import ERA5_SCALE, OSTIA, era5_from_grib, need, write_era5_netcdf
 from terracube.catalog.metadata import CollectionInputError
-from terracube.catalog.netcdf import XarraySource
+from terracube.catalog.netcdf_zarr_source import XarraySource
 from terracube.catalog.registry import add_collection, source_from_record
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.request import BBox, LoadRequest

@@ -111,7 +111,7 @@ def inspect_source(collection_id: str, origin: str, *, pattern: str | None = Non
 
     Raises CollectionInputError with a message naming the file and the problem.
     """
-    from terracube.catalog import files, netcdf, stac
+    from terracube.catalog import files, netcdf_zarr_inspect, netcdf_zarr_source, stac
 
     fields = {k: v for k, v in fields.items() if v is not None}
     if stac.is_url(origin):
@@ -130,11 +130,11 @@ def inspect_source(collection_id: str, origin: str, *, pattern: str | None = Non
         return STAC, source
     is_zarr = path.is_dir() and (suffix == ".zarr" or any(
         (path / m).exists() for m in (".zgroup", "zarr.json", ".zattrs")))
-    if is_zarr or (path.is_file() and suffix in netcdf.NETCDF_SUFFIXES):
+    if is_zarr or (path.is_file() and suffix in netcdf_zarr_inspect.NETCDF_SUFFIXES):
         if pattern:
             raise CollectionInputError(f"{path}: --pattern applies to folders of raster files.")
         try:
-            return CUBE, netcdf.cube_source(collection_id, path, bands, **fields)
+            return CUBE, netcdf_zarr_source.cube_source(collection_id, path, bands, **fields)
         except CollectionInputError as cube_problem:
             if is_zarr or suffix in (".nc", ".nc4", ".netcdf", ".cdf"):
                 raise
@@ -143,13 +143,14 @@ def inspect_source(collection_id: str, origin: str, *, pattern: str | None = Non
                                                  sidecar_dir, **fields)
             except CollectionInputError:
                 raise cube_problem from None
-    if path.is_dir() and not files.list_raster_files(path) and netcdf.list_netcdf_files(path):
-        # Files on one grid along time make one cube (each is checked: netcdf.inspect_folder).
+    if path.is_dir() and not files.list_raster_files(path) \
+            and netcdf_zarr_inspect.list_netcdf_files(path):
+        # Files on one grid along time make one cube (each is checked: inspect_folder).
         if pattern:
             raise CollectionInputError(
                 f"{path}: a folder of NetCDF files is one cube along time; --pattern applies "
                 "to folders of raster files.")
-        return CUBE, netcdf.cube_source(collection_id, path, bands, **fields)
+        return CUBE, netcdf_zarr_source.cube_source(collection_id, path, bands, **fields)
     return FILES, files.files_source(collection_id, path, pattern, bands, sidecar_dir,
                                      **fields)
 
@@ -162,7 +163,7 @@ def _apply_fields(source: Any, fields: dict) -> None:
 
 def make_record(collection_id: str, kind: str, source: Any, origin: str,
                 pattern: str | None = None, bands: list[str] | None = None) -> dict:
-    from terracube.catalog import netcdf, stac
+    from terracube.catalog import netcdf_zarr_source, stac
 
     record: dict[str, Any] = {
         "version": RECORD_VERSION,
@@ -174,7 +175,7 @@ def make_record(collection_id: str, kind: str, source: Any, origin: str,
         "added": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if kind == CUBE:
-        assert isinstance(source, netcdf.XarraySource)
+        assert isinstance(source, netcdf_zarr_source.XarraySource)
         record["layout"] = source.layout.to_record()
         record["fields"] = {"title": source.title, "description": source.description,
                             "license": source.license, "providers": source.providers,
@@ -186,14 +187,14 @@ def make_record(collection_id: str, kind: str, source: Any, origin: str,
 
 def source_from_record(record: dict) -> Any:
     """The collection source a record describes (no data is read)."""
-    from terracube.catalog import netcdf, stac
+    from terracube.catalog import netcdf_zarr_inspect, netcdf_zarr_source, stac
 
     if record.get("version", 1) > RECORD_VERSION:
         raise ValueError(f"record version {record['version']} is newer than this terracube")
     if record["type"] == CUBE:
-        layout = netcdf.CubeLayout.from_record(record["layout"])
+        layout = netcdf_zarr_inspect.CubeLayout.from_record(record["layout"])
         fields = {k: v for k, v in (record.get("fields") or {}).items() if v is not None}
-        source = netcdf.XarraySource(record["id"], layout, **fields)
+        source = netcdf_zarr_source.XarraySource(record["id"], layout, **fields)
     else:
         source = stac.source_from_record(record["id"], record["stac"])
     if record.get("asset_files"):

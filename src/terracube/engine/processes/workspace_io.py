@@ -103,7 +103,8 @@ def _load_rasters(files: list[Path]) -> RasterCube:
 
 
 def _load_netcdf(files: list[Path]) -> RasterCube:
-    from terracube.catalog.netcdf import XarraySource, inspect_cube
+    from terracube.catalog.netcdf_zarr_inspect import inspect_cube
+    from terracube.catalog.netcdf_zarr_source import XarraySource
     from terracube.datacube.request import LoadRequest
 
     if len(files) != 1:
