@@ -36,6 +36,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.vectors",
     "terracube.engine.processes.udf",
     "terracube.engine.processes.curves",
+    "terracube.engine.processes.hydrology",
 )
 
 

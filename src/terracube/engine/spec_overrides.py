@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from terracube.engine.processes import hydrology
+
 # A path into a process description. Inside a list of named objects (parameters, the
 # parameters of a child process graph) a string selects the element by its `name`.
 Pointer = tuple[str | int, ...]
@@ -702,4 +704,6 @@ DEFINITIONS: dict[str, dict] = {
             "schema": {"type": "object", "subtype": "datacube", "dimensions": [{"type": "other"}]},
         },
     },
+    # Our own experimental processes, described next to their code.
+    **hydrology.DESCRIPTIONS,
 }
