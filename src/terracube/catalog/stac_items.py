@@ -174,8 +174,6 @@ class StacItemsSource:
 
     def load(self, request: LoadRequest,
              check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
-        from odc.geo.geobox import GeoBox
-
         bands = list(request.bands) if request.bands else list(self.bands)
         unknown = [b for b in bands if b not in self.bands]
         if unknown:
@@ -199,8 +197,13 @@ class StacItemsSource:
                 f"The spatial extent {request.bbox} does not intersect collection '{self.id}', "
                 f"which covers {nat.west:.0f}, {nat.south:.0f}, {nat.east:.0f}, {nat.north:.0f} "
                 f"(EPSG:{_epsg(crs)}).", argument="spatial_extent")
-        geobox = GeoBox.from_bbox((w, s, e, n), crs=crs, resolution=resolution, tight=False,
-                                  anchor=self._grid_anchor(resolution, crs))
+        geobox = centre_inside_geobox((w, s, e, n), crs, resolution,
+                                      self._grid_anchor(resolution, crs))
+        if geobox is None:
+            raise NoDataForRequest(
+                f"The spatial extent {request.bbox} holds no pixel centre of collection "
+                f"'{self.id}' at {resolution:g} units (EPSG:{_epsg(crs)}).",
+                argument="spatial_extent")
         # Values stay digital numbers like on CDSE (scale/offset are metadata), but as
         # float32 so band math cannot wrap around and no-data can be NaN.
         data = direct_read.load_aligned(items, bands, {b: self.bands[b].nodata for b in bands},
@@ -257,23 +260,53 @@ class StacItemsSource:
         data.name = None
         return data
 
-    def _grid_anchor(self, resolution: float, crs: Any) -> Any:
-        """Where the files' pixel grid lies (fraction of a pixel), so that a load in the
-        native CRS and resolution returns the files' own pixels, not resampled neighbours."""
-        from odc.geo import xy_
-        from odc.geo.geobox import AnchorEnum
+    def _grid_anchor(self, resolution: float, crs: Any) -> tuple[float, float]:
+        """Where the files' pixel grid lies (pixel edges at (k + fraction) * resolution), so
+        that a load in the native CRS and resolution returns the files' own pixels, not
+        resampled neighbours."""
         from pyproj import CRS
 
         if CRS.from_user_input(crs) != CRS.from_user_input(self.crs):
-            return AnchorEnum.EDGE
+            return 0.0, 0.0
         for item in self.items[:5]:
             for asset in item.assets.values():
                 tr = asset.extra_fields.get("proj:transform")
                 if tr and abs(abs(tr[0]) - resolution) <= 1e-9 * resolution:
                     fx, fy = ((tr[2] / resolution) % 1.0, (tr[5] / resolution) % 1.0)
                     fx, fy = (0.0 if min(f, 1 - f) < 1e-6 else f for f in (fx, fy))
-                    return xy_(fx, fy) if (fx, fy) != (0.0, 0.0) else AnchorEnum.EDGE
-        return AnchorEnum.EDGE
+                    return fx, fy
+        return 0.0, 0.0
+
+
+def centre_inside_geobox(bounds: tuple[float, float, float, float], crs: Any,
+                         resolution: float, anchor: tuple[float, float]) -> Any:
+    """The grid of every pixel whose centre lies in `bounds` (borders included), on the
+    lattice with edges at (k + anchor) * resolution; None if no centre is inside.
+
+    This is the rule of the spatial_extent of load_collection/load_stac and of filter_bbox
+    (the point at the pixel centre intersects the box), so a load and a filter_bbox of the
+    same box select the same pixels (issue 11, defect 2)."""
+    import math
+
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    west, south, east, north = bounds
+    fx, fy = anchor
+    # A relative tolerance so that a centre on the border (up to float noise) counts as in.
+    eps = 1e-9
+
+    def first_last(lo: float, hi: float, frac: float) -> tuple[int, int]:
+        return (math.ceil(lo / resolution - frac - 0.5 - eps),
+                math.floor(hi / resolution - frac - 0.5 + eps))
+
+    c0, c1 = first_last(west, east, fx)
+    r0, r1 = first_last(south, north, fy)
+    if c1 < c0 or r1 < r0:
+        return None
+    transform = Affine(resolution, 0.0, (c0 + fx) * resolution,
+                       0.0, -resolution, (r1 + 1 + fy) * resolution)
+    return GeoBox((r1 - r0 + 1, c1 - c0 + 1), transform, crs)
 
 
 def _utc(t: pd.Timestamp) -> pd.Timestamp:

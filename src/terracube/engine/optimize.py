@@ -18,8 +18,11 @@ load per part.
 
 Assumptions (the contract loaders keep, see docs/internals/performance.md):
 - the pixel grid (lattice and resolution) of a load does not depend on `spatial_extent`, only
-  which pixels of it are read; a box is widened to whole pixels, so every pixel whose centre is
-  in the box is loaded;
+  which pixels of it are read; exactly the pixels whose centre is in the box are loaded, as
+  filter_bbox keeps them (issue 11, defect 2). Points and lines select the pixels they pass
+  through, whose centres may lie outside the geometries' bounds: such a box is widened by the
+  coarsest band resolution of the collection before it is pushed (without that resolution,
+  i.e. without a catalog, it is not pushed);
 - the grid's resolution may depend on `bands` (the finest band); bands are therefore only
   pushed down when the collection's band metadata shows that the finest resolution stays the
   same and that every band name exists (a catalog is needed for that);
@@ -60,6 +63,9 @@ class Box:
     east: float
     north: float
     crs: Any = 4326
+    # True: pixels reaching into the box are needed, not only those whose centre is inside
+    # (points and lines select the pixels they pass through).
+    touch: bool = False
 
     @property
     def empty(self) -> bool:
@@ -75,12 +81,17 @@ class Box:
                                   CRS.from_user_input(_crs_input(crs)), always_xy=True)
         w, s, e, n = tr.transform_bounds(self.west, self.south, self.east, self.north,
                                          densify_pts=21)
-        return Box(float(w), float(s), float(e), float(n), crs)
+        return Box(float(w), float(s), float(e), float(n), crs, self.touch)
+
+    def widened(self, margin: float) -> Box:
+        """This box grown by `margin` (in its CRS units) on every side; no longer touching."""
+        return Box(self.west - margin, self.south - margin, self.east + margin,
+                   self.north + margin, self.crs)
 
     def intersect(self, other: Box) -> Box:
         o = other.in_crs(self.crs)
         return Box(max(self.west, o.west), max(self.south, o.south), min(self.east, o.east),
-                   min(self.north, o.north), self.crs)
+                   min(self.north, o.north), self.crs, self.touch or o.touch)
 
     def union(self, other: Box) -> Box:
         if other.empty:
@@ -89,7 +100,7 @@ class Box:
             return other
         o = other.in_crs(self.crs)
         return Box(min(self.west, o.west), min(self.south, o.south), max(self.east, o.east),
-                   max(self.north, o.north), self.crs)
+                   max(self.north, o.north), self.crs, self.touch or o.touch)
 
     def contains(self, other: Box) -> bool:
         if other.empty:
@@ -232,7 +243,8 @@ def _box_of_geojson(value: Any) -> Box | None:
     try:
         from shapely.geometry import shape
 
-        bounds = [shape(g).bounds for g in geoms]
+        shapes = [shape(g) for g in geoms]
+        bounds = [g.bounds for g in shapes]
     except Exception:  # noqa: BLE001 - invalid GeoJSON: the process itself reports it
         return None
     if not bounds or any(not all(math.isfinite(v) for v in b) for b in bounds):
@@ -240,8 +252,10 @@ def _box_of_geojson(value: Any) -> Box | None:
     crs = value.get("crs")
     if crs is not None:  # GeoJSON 2008 named CRS: leave such geometries to the process
         return None
+    touch = any(g.geom_type not in ("Polygon", "MultiPolygon") for g in shapes
+                if not g.is_empty)
     return Box(min(b[0] for b in bounds), min(b[1] for b in bounds),
-               max(b[2] for b in bounds), max(b[3] for b in bounds), 4326)
+               max(b[2] for b in bounds), max(b[3] for b in bounds), 4326, touch)
 
 
 def _interval_of_extent(extent: Any) -> Interval | None:
@@ -425,6 +439,33 @@ def _consumers_first(graph: dict, consumers: dict[str, list[Edge]]) -> list[str]
 
 # --- band metadata (for band push-down) ---------------------------------------------------------
 BandLookup = Callable[[dict], "dict[str, float | None] | None"]
+# A load node's collection CRS and coarsest band resolution (to widen touching boxes).
+GridLookup = Callable[[dict], "tuple[Any, float] | None"]
+
+
+def catalog_grids(catalog: Any) -> GridLookup:
+    """A lookup of a load node's collection CRS and coarsest band resolution in `catalog`."""
+
+    def lookup(node: dict) -> tuple[Any, float] | None:
+        if node.get("process_id") != "load_collection" or catalog is None:
+            return None
+        cid = (node.get("arguments") or {}).get("id")
+        if not isinstance(cid, str):
+            return None
+        try:
+            source = catalog.get(cid)
+            dims = source.stac().get("cube:dimensions") or {}
+        except Exception:  # noqa: BLE001 - unknown collection: load_collection reports it
+            return None
+        crs = (dims.get("x") or {}).get("reference_system")
+        steps = [_number((dims.get(a) or {}).get("step")) for a in ("x", "y")]
+        resolutions = [r for r in (source_bands(source) or {}).values() if r is not None]
+        margin = max([r for r in (*steps, *resolutions) if r is not None], default=None)
+        if crs is None or margin is None or margin <= 0:
+            return None
+        return _hashable_crs(crs), margin
+
+    return lookup
 
 
 def catalog_bands(catalog: Any) -> BandLookup:
@@ -477,9 +518,14 @@ def _number(v: Any) -> float | None:
 
 
 # --- applying a restriction to a load node --------------------------------------------------
-def _push_space(args: dict, box: Box | None) -> bool:
+def _push_space(args: dict, box: Box | None, grid: tuple[Any, float] | None = None) -> bool:
     if box is None or box.empty:
         return False
+    if box.touch:
+        if grid is None:
+            return False  # the pixel size is unknown: the box cannot be widened to it
+        crs, margin = grid
+        box = box.in_crs(crs).widened(margin)
     current = args.get("spatial_extent")
     if current is None:
         new = box
@@ -545,10 +591,12 @@ def _push_bands(args: dict, wanted: frozenset[str] | None,
     return True
 
 
-def _apply(node: dict, need: Restriction, bands: BandLookup | None) -> list[str]:
+def _apply(node: dict, need: Restriction, bands: BandLookup | None,
+           grids: GridLookup | None = None) -> list[str]:
     args = node.setdefault("arguments", {})
     changed = []
-    if _push_space(args, need.space):
+    touch = need.space is not None and need.space.touch
+    if _push_space(args, need.space, grids(node) if touch and grids is not None else None):
         changed.append("spatial_extent")
     if _push_time(args, need.time):
         changed.append("temporal_extent")
@@ -603,6 +651,7 @@ def optimize(graph: dict, catalog: Any = None, *,
     if not loads:
         return out
     bands = band_lookup or (catalog_bands(catalog) if catalog is not None else None)
+    grids = catalog_grids(catalog) if catalog is not None else None
     consumers = _consumers(out)
     needs = _Needs(out, consumers)
     needs.fill()
@@ -622,7 +671,7 @@ def optimize(graph: dict, catalog: Any = None, *,
                 out[target].pop("result", None)
                 for edge in members:
                     out[edge.consumer]["arguments"][edge.argument] = {"from_node": target}
-            changed = _apply(out[target], need, bands)
+            changed = _apply(out[target], need, bands, grids)
             if changed:
                 log.debug("push-down into %s (%s): %s", target, out[target]["process_id"],
                           {k2: out[target]["arguments"].get(k2) for k2 in changed})
