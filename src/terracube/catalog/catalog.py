@@ -59,14 +59,9 @@ class Catalog:
                       if src is not None}
         return {**registered, **self._sources}
 
-    def queryables(self, collection_id: str) -> dict:
+    def queryables(self, collection_id: str) -> dict[str, Any]:
         """JSON schema of the properties load_collection's `properties` can filter on."""
-        from terracube.catalog.stac import queryables_from_items
-
-        source = self.get(collection_id)
-        if hasattr(source, "queryables"):
-            return source.queryables()
-        return queryables_from_items(collection_id, getattr(source, "items", []))
+        return self.get(collection_id).queryables()
 
     def _ensure_sample(self) -> None:
         if self._sample_loaded:

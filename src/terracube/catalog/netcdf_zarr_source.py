@@ -22,6 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
+from terracube.catalog.base import CollectionSource, PropertyCheck
 from terracube.catalog.metadata import crs_string, drop_none, lonlat_bbox, reference_system
 from terracube.catalog.netcdf_zarr_inspect import (
     CubeLayout,
@@ -43,7 +44,7 @@ SPATIAL_CHUNK = 1024
 
 
 # --- the source -----------------------------------------------------------------------------
-class XarraySource:
+class XarraySource(CollectionSource):
     """A collection backed by one CF NetCDF file or Zarr store."""
 
     def __init__(self, collection_id: str, layout: CubeLayout, *, title: str | None = None,
@@ -121,15 +122,9 @@ class XarraySource:
             **self.extra,
         }
 
-    def queryables(self) -> dict:
-        return {"$schema": "https://json-schema.org/draft/2019-09/schema",
-                "$id": f"queryables/{self.id}", "type": "object",
-                "title": f"Queryables of {self.id}", "properties": {},
-                "additionalProperties": False}
-
     # --- loading ----------------------------------------------------------------------------
-    def load(self, request: LoadRequest,
-             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+    def load(self, request: LoadRequest, *,
+             check_property: PropertyCheck | None = None) -> RasterCube:
         lay = self.layout
         if request.properties:
             raise errors.ProcessParameterInvalid(

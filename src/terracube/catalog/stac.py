@@ -29,6 +29,7 @@ import pystac
 
 from terracube import errors
 from terracube.catalog import cql2
+from terracube.catalog.base import PropertyCheck
 from terracube.catalog.metadata import (
     CollectionInputError,
     crs_string,
@@ -39,7 +40,12 @@ from terracube.catalog.metadata import (
     rfc3339,
     temporal_step,
 )
-from terracube.catalog.stac_items import BandInfo, NoDataForRequest, StacItemsSource
+from terracube.catalog.stac_items import (
+    BandInfo,
+    NoDataForRequest,
+    StacItemsSource,
+    queryables_from_items,
+)
 from terracube.datacube.cube import TEMPORAL, RasterCube
 from terracube.datacube.request import BBox, LoadRequest
 
@@ -114,10 +120,6 @@ class StacSource(StacItemsSource):
         doc.update(extra)
         return doc
 
-    def queryables(self) -> dict:
-        """JSON schema of the item properties (for GET /collections/{id}/queryables)."""
-        return queryables_from_items(self.id, self.items)
-
     # --- loading ----------------------------------------------------------------------------
     def resolve_bands(self, bands: Iterable[str]) -> tuple[str, ...]:
         """Band names for requested names or common names (load_stac: names win)."""
@@ -137,8 +139,8 @@ class StacSource(StacItemsSource):
             request = replace(request, temporal_extent=None)
         return super().select_items(request, check_property)
 
-    def load(self, request: LoadRequest,
-             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+    def load(self, request: LoadRequest, *,
+             check_property: PropertyCheck | None = None) -> RasterCube:
         unrolled = unrolled_bands(self.bands)
         if unrolled:
             return self._load_unrolled(request, unrolled, check_property)
@@ -146,7 +148,7 @@ class StacSource(StacItemsSource):
             request = replace(request, bands=self.resolve_bands(request.bands))
         if self.timeless:
             request = replace(request, temporal_extent=None)
-        cube = super().load(request, check_property)
+        cube = super().load(request, check_property=check_property)
         cube = cube.with_data(cube.data, attrs={**cube.attrs, "collection": self.id})
         if not self.timeless:
             return cube
@@ -222,7 +224,7 @@ class StacApiSource(StacSource):
         doc["extent"]["spatial"]["bbox"] = [list(self._lonlat_extent)]
         return doc
 
-    def queryables(self) -> dict:
+    def queryables(self) -> dict[str, Any]:
         import httpx
 
         url = f"{self.api_url.rstrip('/')}/collections/{self.api_collection}/queryables"
@@ -244,8 +246,8 @@ class StacApiSource(StacSource):
         items, _bands, _crs = normalise_items(found, source=self.api_url)
         return filter_items(items, request, check_property)
 
-    def load(self, request: LoadRequest,
-             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+    def load(self, request: LoadRequest, *,
+             check_property: PropertyCheck | None = None) -> RasterCube:
         if request.bands:
             request = replace(request, bands=self.resolve_bands(request.bands))
         items = self.select_items(request, check_property)
@@ -700,53 +702,6 @@ def set_footprint(item: pystac.Item, crs: str) -> None:
         east, north = max(east, ll[2]), max(north, ll[3])
     item.bbox = [west, south, east, north]
     item.geometry = mapping(box(*item.bbox))
-
-
-def queryables_from_items(collection_id: str, items: Iterable[pystac.Item]) -> dict:
-    """A JSON schema of the properties the items have, with their JSON types and ranges."""
-    kinds: dict[str, set[str]] = {}
-    ranges: dict[str, list[float]] = {}
-    for item in items:
-        for name, value in item.properties.items():
-            if name.startswith("terracube:"):
-                continue
-            kinds.setdefault(name, set()).add(_json_type(value))
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                lo_hi = ranges.setdefault(name, [value, value])
-                lo_hi[0], lo_hi[1] = min(lo_hi[0], value), max(lo_hi[1], value)
-    props: dict[str, dict] = {}
-    for name in sorted(kinds):
-        types = sorted(kinds[name] - {"null"}) or ["null"]
-        schema: dict[str, Any] = {"title": name, "type": types[0] if len(types) == 1 else types}
-        if name in ("datetime", "start_datetime", "end_datetime", "created", "updated"):
-            schema = {"title": name, "type": "string", "format": "date-time"}
-        elif name in ranges and types in (["integer"], ["number"]):
-            schema["minimum"], schema["maximum"] = ranges[name]
-        props[name] = schema
-    return {
-        "$schema": "https://json-schema.org/draft/2019-09/schema",
-        "$id": f"queryables/{collection_id}",
-        "type": "object",
-        "title": f"Queryables of {collection_id}",
-        "properties": props,
-        "additionalProperties": False,
-    }
-
-
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
 
 
 # --- building sources -----------------------------------------------------------------------

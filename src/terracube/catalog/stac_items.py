@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -15,6 +15,7 @@ import xarray as xr
 
 from terracube import errors
 from terracube.catalog import direct_read
+from terracube.catalog.base import CollectionSource, PropertyCheck, queryables_schema
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.grid import GRID_READER
 from terracube.datacube.request import BBox, LoadRequest
@@ -53,7 +54,7 @@ class BandInfo:
     center_wavelength: float | None = None
 
 
-class StacItemsSource:
+class StacItemsSource(CollectionSource):
     """A collection backed by a list of pystac Items whose assets are one band each."""
 
     def __init__(self, collection_id: str, items: list[pystac.Item], bands: list[BandInfo],
@@ -151,6 +152,10 @@ class StacItemsSource:
         }
 
     # --- loading --------------------------------------------------------------------------
+    def queryables(self) -> dict[str, Any]:
+        """JSON schema of the item properties (GET /collections/{id}/queryables)."""
+        return queryables_from_items(self.id, self.items)
+
     def select_items(self, request: LoadRequest,
                      check_property: Callable[[str, Any, Any], bool] | None = None
                      ) -> list[pystac.Item]:
@@ -172,8 +177,8 @@ class StacItemsSource:
             chosen.append(item)
         return chosen
 
-    def load(self, request: LoadRequest,
-             check_property: Callable[[str, Any, Any], bool] | None = None) -> RasterCube:
+    def load(self, request: LoadRequest, *,
+             check_property: PropertyCheck | None = None) -> RasterCube:
         bands = list(request.bands) if request.bands else list(self.bands)
         unknown = [b for b in bands if b not in self.bands]
         if unknown:
@@ -317,3 +322,43 @@ def _epsg(crs: Any) -> int | None:
     from pyproj import CRS
 
     return CRS.from_user_input(crs).to_epsg()
+
+
+def queryables_from_items(collection_id: str, items: Iterable[pystac.Item]) -> dict[str, Any]:
+    """A JSON schema of the properties the items have, with their JSON types and ranges."""
+    kinds: dict[str, set[str]] = {}
+    ranges: dict[str, list[float]] = {}
+    for item in items:
+        for name, value in item.properties.items():
+            if name.startswith("terracube:"):
+                continue
+            kinds.setdefault(name, set()).add(_json_type(value))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                lo_hi = ranges.setdefault(name, [value, value])
+                lo_hi[0], lo_hi[1] = min(lo_hi[0], value), max(lo_hi[1], value)
+    props: dict[str, dict] = {}
+    for name in sorted(kinds):
+        types = sorted(kinds[name] - {"null"}) or ["null"]
+        schema: dict[str, Any] = {"title": name, "type": types[0] if len(types) == 1 else types}
+        if name in ("datetime", "start_datetime", "end_datetime", "created", "updated"):
+            schema = {"title": name, "type": "string", "format": "date-time"}
+        elif name in ranges and types in (["integer"], ["number"]):
+            schema["minimum"], schema["maximum"] = ranges[name]
+        props[name] = schema
+    return queryables_schema(collection_id, props)
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
