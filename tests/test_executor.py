@@ -15,9 +15,8 @@ import pytest
 import rasterio
 import xarray as xr
 
-from terracube import execution
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
-from terracube.execution import Executor
+from terracube.executor import Executor, current, local_threads, progress_to
 from terracube.results.writers import write_result
 from terracube.settings import Settings
 
@@ -41,11 +40,11 @@ def cube() -> RasterCube:
 def test_local_executor_is_the_default_and_sized_to_the_machine() -> None:
     executor = Executor.from_settings(Settings(dask_scheduler=None, memory_limit=None))
     assert not executor.distributed
-    assert executor.threads == execution.local_threads() >= 1
-    assert execution.current() is not executor  # not active yet: the process-wide fallback
+    assert executor.threads == local_threads() >= 1
+    assert current() is not executor  # not active yet: the process-wide fallback
     with executor.active():
-        assert execution.current() is executor
-    assert execution.current() is not executor
+        assert current() is executor
+    assert current() is not executor
 
 
 def test_a_memory_limit_gives_an_in_process_cluster_with_that_limit(tmp_path: Path) -> None:
@@ -55,7 +54,7 @@ def test_a_memory_limit_gives_an_in_process_cluster_with_that_limit(tmp_path: Pa
         (worker,) = executor.client.scheduler_info()["workers"].values()
         assert worker["memory_limit"] == 10**9
         progress: list[float] = []
-        with executor.active(), execution.progress_to(progress.append):
+        with executor.active(), progress_to(progress.append):
             # the workers of the in-process cluster write the blocks themselves
             path = write_result(cube(), "GTiff", {}, tmp_path / "tif")[0].path
             nc = write_result(cube(), "netCDF", {}, tmp_path / "nc")[0].path
@@ -98,7 +97,7 @@ def test_progress_is_reported_up_to_one() -> None:
 
 def test_progress_of_a_writer_goes_to_the_callback_of_progress_to(tmp_path: Path) -> None:
     seen: list[float] = []
-    with Executor().active(), execution.progress_to(seen.append):
+    with Executor().active(), progress_to(seen.append):
         write_result(cube(), "netCDF", {}, tmp_path)
     assert seen and seen[-1] == 1.0
 

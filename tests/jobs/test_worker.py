@@ -56,13 +56,14 @@ def wait_running(jobs: JobStore, job_id: str, timeout: float = 60):
 
 def expected_ndvi(data_dir: Path, tmp_path: Path) -> xr.Dataset:
     """The same graph computed synchronously in this process (POST /result's code path)."""
-    from terracube import processing
     from terracube.catalog import Catalog
     from terracube.engine.registry import build_registry
+    from terracube.processing.outputs import compute_result
+    from terracube.processing.services import build_services
 
     settings = Settings(data_dir=data_dir)
-    services = processing.build_services(settings, Catalog(settings), build_registry())
-    result = processing.compute_result(ndvi_graph(), services, tmp_path / "sync")
+    services = build_services(settings, Catalog(settings), build_registry())
+    result = compute_result(ndvi_graph(), services, tmp_path / "sync")
     return xr.load_dataset(result.path)
 
 

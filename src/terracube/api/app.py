@@ -31,7 +31,7 @@ from terracube.api.routes import (
 from terracube.auth.tokens import TokenStore
 from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore
 from terracube.db import open_database
-from terracube.execution import Executor
+from terracube.executor import Executor
 from terracube.jobs.files import JobFolders
 from terracube.jobs.signing import UrlSigner, signing_key
 from terracube.jobs.store import JobStore

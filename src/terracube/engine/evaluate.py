@@ -46,7 +46,7 @@ class Services:
     workspace: Any = None  # the user's workspace folder (pathlib.Path) or None
     saved: list[SavedResult] = field(default_factory=list)
     log: Callable[..., None] | None = None  # (level, message, node_id) for job logs
-    executor: Any = None  # terracube.execution.Executor; None: the current one
+    executor: Any = None  # terracube.executor.Executor; None: the current one
 
 
 @dataclass

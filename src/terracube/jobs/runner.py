@@ -20,7 +20,7 @@ from typing import Any
 
 from dask.callbacks import Callback
 
-from terracube import errors, execution
+from terracube import errors, executor
 from terracube.engine.evaluate import Services
 from terracube.jobs.logs import error_entry, node_path
 from terracube.jobs.results_stac import describe_asset
@@ -123,11 +123,12 @@ def save_result_nodes(graph: dict) -> list[str]:
 
 def run_job(process: dict, services: Services, out_dir: Path, reporter: Reporter) -> list[dict]:
     """Evaluate `process` and write all its outputs into `out_dir`; returns the assets."""
-    from terracube import processing
+    from terracube.processing.outputs import export_files
+    from terracube.processing.run import evaluate_outputs
 
     graph = process.get("process_graph") or {}
     reporter.log("debug", "Evaluating the process graph.")
-    outputs = processing.evaluate_outputs(process, services)
+    outputs = evaluate_outputs(process, services)
     reporter.progress(_EVALUATION_SHARE, force=True)
     nodes = save_result_nodes(graph)
     if len(nodes) != len(outputs):
@@ -145,7 +146,7 @@ def run_job(process: dict, services: Services, out_dir: Path, reporter: Reporter
         try:
             # The executor reports the computations it runs (also on a dask cluster); the
             # local callback also sees any other computation on local threads.
-            with execution.progress_to(on_fraction), DaskProgress(on_fraction):
+            with executor.progress_to(on_fraction), DaskProgress(on_fraction):
                 files = write_result(output.data, output.format, output.options, out_dir,
                                      stem=stem)
         except errors.OpenEOError as exc:
@@ -159,7 +160,7 @@ def run_job(process: dict, services: Services, out_dir: Path, reporter: Reporter
             raise errors.Internal(
                 f"Computing and writing the result failed: {type(exc).__name__}: {exc}",
                 node_id=node_id) from exc
-        processing.export_files(output, [f.path for f in files], services)
+        export_files(output, [f.path for f in files], services)
         for file in files:
             info = describe_asset(file.path, file.media_type, output.data)
             assets.append(info)
@@ -208,7 +209,7 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
 def _executor(settings: Any) -> Any:
     """Where the job computes: the executor of the settings (local threads, or the dask
     cluster of TERRACUBE_DASK_SCHEDULER), made current for the writers."""
-    return execution.Executor.from_settings(settings).active()
+    return executor.Executor.from_settings(settings).active()
 
 
 def _process_id(graph: Any, node_id: str | None) -> str | None:

@@ -174,7 +174,7 @@ class Worker:
         import rioxarray  # noqa: F401
 
         import terracube.catalog  # noqa: F401
-        import terracube.processing  # noqa: F401
+        import terracube.processing.outputs  # noqa: F401
 
     def _idle(self, seconds: float) -> None:
         if not self.watch_stdin:
@@ -290,10 +290,10 @@ class Worker:
         return True
 
     def _fork(self, claim: Claim, out_dir: Path) -> _Run:
-        from terracube import processing
         from terracube.auth.users import UserNotFound, UserStore
         from terracube.catalog import Catalog
         from terracube.jobs.runner import job_process_main
+        from terracube.processing.services import build_services
 
         if threading.active_count() > 1:
             raise RuntimeError("a worker must run in a single-threaded process to fork jobs "
@@ -306,7 +306,7 @@ class Worker:
         process = claim.job.process
 
         def services_factory() -> Any:
-            return processing.build_services(settings, Catalog(settings), registry, user)
+            return build_services(settings, Catalog(settings), registry, user)
 
         read_fd, write_fd = os.pipe()
         parent = os.getpid()

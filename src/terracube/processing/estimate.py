@@ -18,6 +18,7 @@ from dask.callbacks import Callback
 
 from terracube import errors
 from terracube.datacube.cube import RasterCube
+from terracube.processing.run import evaluate_outputs
 
 # Rough throughput of one worker on a laptop (measured on the sample data, 2 cores).
 START_SECONDS = 2.0  # job process, evaluation, writing metadata
@@ -114,15 +115,13 @@ def _tasks(data: Any) -> int:
 
 def estimate_job(process: dict, services: Any) -> dict[str, Any]:
     """The openEO estimate of a job's process (no costs: this server has no currency)."""
-    from terracube import processing
-
     recorder = _RecordingCatalog(services.catalog)
     services.catalog = recorder
     problems: list[str] = []
     outputs: list[Any] = []
     try:
         with _ComputeGuard():
-            outputs = processing.evaluate_outputs(process, services)
+            outputs = evaluate_outputs(process, services)
     except errors.OpenEOError as exc:
         problems.append(f"{exc.code}: {exc.message}")
     except _NoCompute:

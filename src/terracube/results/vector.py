@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from terracube import execution
+from terracube import executor
 from terracube.datacube.cube import TEMPORAL, datetime_labels_to_strings
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 
@@ -27,7 +27,7 @@ def long_table(cube: VectorCube) -> pd.DataFrame:
     base = pd.DataFrame({"feature_index": range(len(cube.geometries))})
     if cube.values is None:
         return base
-    (values,) = execution.current().compute(cube.values)  # progress and cluster as rasters
+    (values,) = executor.current().compute(cube.values)  # progress and cluster as rasters
     bands = next((d.name for d in cube.dimensions if d.type == "bands"), None)
     others = [d for d in values.dims if d not in (GEOMETRY_DIM, bands)]
     order = [GEOMETRY_DIM, *others] + ([bands] if bands else [])

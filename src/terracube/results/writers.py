@@ -16,7 +16,7 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.transform import Affine
 
-from terracube import errors, execution
+from terracube import errors, executor
 from terracube.datacube.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
 from terracube.datacube.values import ArrayValue, to_python
 from terracube.datacube.vector import VectorCube
@@ -166,7 +166,7 @@ def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
             for i, name in enumerate(names, start=1):
                 dst.set_band_description(i, name)
             data = data.rechunk({0: max(1, min(count, 16)), 1: 1024, 2: 1024})
-            execution.current().store([data], [_WindowWriter(dst)])
+            executor.current().store([data], [_WindowWriter(dst)])
         rasterio.shutil.copy(plain, path, driver="COG", compress=compress.upper(),
                              blocksize=tile, overview_resampling="nearest", BIGTIFF="IF_SAFER",
                              NUM_THREADS="ALL_CPUS")
@@ -212,7 +212,7 @@ def _write_zarr(cube: RasterCube, path: Path) -> None:
     folder = path.with_name(path.name + ".d")
     try:
         delayed = _cf_dataset(cube).to_zarr(folder, mode="w", compute=False, consolidated=True)
-        execution.current().compute(delayed)
+        executor.current().compute(delayed)
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
             for file in sorted(folder.rglob("*")):
                 if file.is_file():
@@ -311,7 +311,7 @@ def _stream_netcdf(ds: xr.Dataset, path: Path) -> None:
             out.setncatts(attrs)
             sources.append(data)
             targets.append(_VariableWriter(out, lock))
-        execution.current().store(sources, targets)
+        executor.current().store(sources, targets)
 
 
 def _one_kind(labels: xr.DataArray) -> bool:
@@ -328,7 +328,7 @@ def _write_json(data: Any, path: Path) -> None:
 
 
 def _computed(arr: xr.DataArray) -> xr.DataArray:
-    return execution.current().compute(arr)[0] if isinstance(arr.data, dsa.Array) else arr
+    return executor.current().compute(arr)[0] if isinstance(arr.data, dsa.Array) else arr
 
 
 def to_json_value(data: Any) -> Any:

@@ -397,13 +397,13 @@ def log_entry(entry: st.JobLog) -> dict[str, Any]:
 async def estimate_job(job_id: str, user: ActiveUser, jobs: JobsDep, settings: SettingsDep,
                        catalog: CatalogDep, registry: RegistryDep) -> dict[str, Any]:
     """Data to read, output size and a rough duration, from a dry run of the graph."""
-    from terracube import processing
-    from terracube.jobs.estimate import estimate_job as estimate
+    from terracube.processing.estimate import estimate_job as estimate
+    from terracube.processing.services import build_services
 
     job = await run_in_threadpool(jobs.get, _checked_job_id(job_id), user.user_id)
 
     def run() -> dict[str, Any]:
-        services = processing.build_services(settings, catalog, registry, user)
+        services = build_services(settings, catalog, registry, user)
         return estimate(job.process, services)
 
     return await run_in_threadpool(run)

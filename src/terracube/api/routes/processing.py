@@ -57,18 +57,19 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
                          settings: SettingsDep, catalog: CatalogDep,
                          registry: RegistryDep) -> FileResponse:
     """Run a process graph now and send its result as the response body."""
-    from terracube import processing
+    from terracube.processing.outputs import compute_result as run_and_write
+    from terracube.processing.services import build_services
 
     process = body.get("process")
     if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
         raise errors.ProcessGraphMissing(
             "The request body needs 'process': {\"process_graph\": {...}}.")
-    services = processing.build_services(settings, catalog, registry, user)
+    services = build_services(settings, catalog, registry, user)
     services.executor = getattr(request.app.state, "executor", None)
     folder = Path(tempfile.mkdtemp(prefix="terracube-result-"))
     try:
         # Computing blocks, so it runs in a worker thread, not on the event loop.
-        result = await run_in_threadpool(processing.compute_result, process, services,
+        result = await run_in_threadpool(run_and_write, process, services,
                                          work_dir=folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -83,12 +84,13 @@ async def validate_custom_process(request: Request, user: OptionalUser, body: Js
                                   settings: SettingsDep, catalog: CatalogDep,
                                   registry: RegistryDep) -> dict[str, Any]:
     """Check a process without running it; problems are reported with status 200."""
-    from terracube import processing
+    from terracube.processing.run import validate_process
+    from terracube.processing.services import build_services
 
     def validate() -> list[errors.OpenEOError]:
-        services = processing.build_services(settings, catalog, registry, user)
+        services = build_services(settings, catalog, registry, user)
         try:
-            return processing.validate_process(body, services)
+            return validate_process(body, services)
         except errors.OpenEOError as exc:
             return [exc]
 

@@ -1,0 +1,69 @@
+"""`terracube serve` (the API server) and `terracube worker` (a batch job worker)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from terracube.cli.common import EXIT_OK, EXIT_USAGE, settings_from
+from terracube.settings import UnsafeToServe
+
+log = logging.getLogger("terracube")
+
+
+def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
+    """Register `serve` and `worker`."""
+    serve = commands.add_parser("serve", parents=[data_dir], help="run the openEO API server")
+    serve.add_argument("--host", help="interface to bind (default: $TERRACUBE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default: $TERRACUBE_PORT or 8000)")
+    serve.add_argument("--workers", type=int,
+                       help="batch job worker processes to start (default: $TERRACUBE_WORKERS "
+                            "or 2; 0: run `terracube worker` separately)")
+    serve.set_defaults(handler=serve_command)
+
+    worker = commands.add_parser(
+        "worker", parents=[data_dir],
+        help="run batch jobs: claim queued jobs from the database and compute them")
+    worker.add_argument("--once", action="store_true",
+                        help="stop when the queue is empty instead of waiting for jobs")
+    worker.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when standard input closes (used by `terracube serve`)")
+    worker.set_defaults(handler=worker_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from terracube.api.app import create_app
+
+    settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    try:
+        app = create_app(settings, start_workers=True)
+    except UnsafeToServe as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
+
+    ensure_sample_data(settings.data_dir)
+    log.info("terracube serving openEO API 1.2 at http://%s:%d/openeo/1.2/",
+             settings.host, settings.port)
+    if settings.public_url:
+        log.info("public URL: %s/openeo/1.2/", settings.public_url)
+    from terracube.workspace.retention import RetentionThread
+
+    retention = RetentionThread(settings, app.state.db)
+    retention.start()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        retention.stop()
+    return EXIT_OK
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    from terracube.jobs.worker import Worker
+
+    Worker(settings_from(args), watch_stdin=args.exit_with_parent).run(once=args.once)
+    return EXIT_OK

@@ -1,0 +1,112 @@
+"""`terracube users add|list|remove|passwd|admin`: user accounts."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from terracube.auth.users import UserExists, UserNotFound, UserStore, check_user_id
+from terracube.cli.common import EXIT_FAILED, EXIT_OK, settings_from, usage
+from terracube.db import open_database
+from terracube.workspace.retention import remove_workspace
+
+
+def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
+    """Register `users add|list|remove|passwd`."""
+    users = commands.add_parser("users", help="manage user accounts")
+    user_commands = users.add_subparsers(title="users commands", metavar="ACTION")
+    add = user_commands.add_parser(
+        "add", parents=[data_dir],
+        help="add a user; the password is prompted for, or read from stdin if not a terminal")
+    add.add_argument("name")
+    add.set_defaults(handler=users_add)
+    listing = user_commands.add_parser("list", parents=[data_dir], help="list the users")
+    listing.set_defaults(handler=users_list)
+    remove = user_commands.add_parser("remove", parents=[data_dir], help="remove a user")
+    remove.add_argument("name")
+    remove.set_defaults(handler=users_remove)
+    passwd = user_commands.add_parser(
+        "passwd", parents=[data_dir],
+        help="change a user's password (prompted for, or read from stdin); logs the user out")
+    passwd.add_argument("name")
+    passwd.set_defaults(handler=users_passwd)
+    admin = user_commands.add_parser(
+        "admin", parents=[data_dir],
+        help="give a user the admin role (e.g. the course hub's admin page); --revoke takes it")
+    admin.add_argument("name")
+    admin.add_argument("--revoke", action="store_true", help="take the admin role away")
+    admin.set_defaults(handler=users_admin)
+    users.set_defaults(handler=lambda _args: usage(users))
+
+
+def _user_store(args: argparse.Namespace) -> UserStore:
+    settings = settings_from(args)
+    return UserStore(open_database(settings.database_url))
+
+
+def _read_password(confirm: bool = True) -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if confirm and getpass.getpass("Repeat password: ") != password:
+            raise ValueError("the passwords do not match")
+        return password
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+def users_add(args: argparse.Namespace) -> int:
+    try:
+        check_user_id(args.name)
+        store = _user_store(args)
+        store.add(args.name, _read_password())
+    except (ValueError, UserExists) as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"user '{args.name}' added")
+    return EXIT_OK
+
+
+def users_list(args: argparse.Namespace) -> int:
+    for user in _user_store(args).list():
+        print(user.user_id)
+    return EXIT_OK
+
+
+def users_remove(args: argparse.Namespace) -> int:
+    try:
+        _user_store(args).remove(args.name)
+    except UserNotFound as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    # The files go with the account: a new user of the same name must not find them.
+    if remove_workspace(settings_from(args), args.name):
+        print(f"workspace of '{args.name}' removed")
+    print(f"user '{args.name}' removed")
+    return EXIT_OK
+
+
+def users_passwd(args: argparse.Namespace) -> int:
+    try:
+        store = _user_store(args)
+        if not store.exists(args.name):
+            raise UserNotFound(f"no user '{args.name}'")
+        store.set_password(args.name, _read_password())
+    except (ValueError, UserNotFound) as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"password of '{args.name}' changed")
+    return EXIT_OK
+
+
+def users_admin(args: argparse.Namespace) -> int:
+    from terracube.auth.admins import set_admin
+
+    try:
+        set_admin(_user_store(args).db, args.name, not args.revoke)
+    except UserNotFound as exc:
+        print(f"terracube: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"'{args.name}' {'is no longer' if args.revoke else 'is now'} an admin")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The one path that runs a graph: build services, validate once, evaluate, write outputs."""
