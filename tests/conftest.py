@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from terracube.engine.registry import ProcessRegistry, build_registry
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TERRACUBE_SHARED", REPO.parent / "shared"))
 
@@ -21,6 +23,13 @@ def shared_dir() -> Path:
     if not (SHARED / "openeo-api").is_dir():
         pytest.skip(f"reference material not found at {SHARED} (set TERRACUBE_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def registry() -> ProcessRegistry:
+    """All predefined processes. The registry is immutable, so one serves the whole session;
+    a test that needs extra processes derives its own: `registry.with_processes({id: func})`."""
+    return build_registry()
 
 
 @pytest.fixture(scope="session")

@@ -48,8 +48,7 @@ class FakeCatalog:
 
 @pytest.fixture
 def client(tmp_path) -> TestClient:
-    registry = ProcessRegistry()
-    registry.add("add", lambda x, y: x + y)
+    registry = ProcessRegistry({"add": lambda x, y: x + y})
     catalog = FakeCatalog(FakeSource("S2"), FakeSource("PRIVATE", license="proprietary"))
     app = create_app(Settings(data_dir=tmp_path), catalog=catalog, registry=registry)
     return TestClient(app)

@@ -9,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from terracube.api.app import create_app
-from terracube.engine.registry import build_registry
 from terracube.settings import Settings
 from terracube.udp.store import UserDefinedProcess
 
@@ -19,11 +18,6 @@ API = "/openeo/1.2"
 class EmptyCatalog:
     def collection_ids(self) -> list[str]:
         return []
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
 
 
 @pytest.fixture

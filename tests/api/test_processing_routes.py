@@ -45,9 +45,7 @@ def result_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(tmp_path) -> TestClient:
-    registry = ProcessRegistry()
-    registry.add("add", add)
-    registry.add("fail", fail)
+    registry = ProcessRegistry({"add": add, "fail": fail})
     app = create_app(Settings(data_dir=tmp_path / "data"), catalog=EmptyCatalog(),
                      registry=registry)
     app.state.users.add("alice", "wonderland")

@@ -15,13 +15,13 @@ from test_cubes import EPSG, X, Y, callback, is_lazy, make_cube, p, run, values
 
 from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
 from terracube.engine.evaluate import Services
-from terracube.engine.registry import build_registry
+from terracube.engine.registry import ProcessRegistry
 from terracube.results.writers import write_result
 
 
 @pytest.fixture(scope="module")
-def services() -> Services:
-    return Services(registry=build_registry())
+def services(registry: ProcessRegistry) -> Services:
+    return Services(registry=registry)
 
 
 def spatial(v: np.ndarray, nodata=None) -> RasterCube:

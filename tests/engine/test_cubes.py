@@ -22,7 +22,7 @@ from terracube.datacube.cube import (
 )
 from terracube.datacube.values import LIST_DIM, ArrayValue
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.registry import build_registry
+from terracube.engine.registry import ProcessRegistry
 from terracube.results.writers import write_result
 
 T = np.array(["2020-06-01", "2020-06-03", "2020-06-06", "2020-06-09"], dtype="datetime64[ns]")
@@ -104,12 +104,10 @@ def tc_text_lt(x, y):
 
 
 @pytest.fixture(scope="module")
-def services() -> Services:
-    registry = build_registry()
-    for func in (tc_mean, tc_times, tc_gt, tc_add, tc_cumsum, tc_extrema, tc_minmax_list,
-                 tc_const, tc_text_lt):
-        registry.add(func.__name__, func)
-    return Services(registry=registry)
+def services(registry: ProcessRegistry) -> Services:
+    return Services(registry=registry.with_processes({
+        func.__name__: func for func in (tc_mean, tc_times, tc_gt, tc_add, tc_cumsum,
+                                         tc_extrema, tc_minmax_list, tc_const, tc_text_lt)}))
 
 
 @pytest.fixture(autouse=True)
@@ -649,7 +647,8 @@ def tc_single_only(x, y):
 
 
 def test_filter_labels_falls_back_to_single_labels(services):
-    services.registry.add("tc_single_only", tc_single_only)
+    services = Services(registry=services.registry.with_processes(
+        {"tc_single_only": tc_single_only}))
     out = run(services, "filter_labels", data=make_cube(), dimension="x",
               condition=callback("tc_single_only", x=p("value"), y=404850))
     np.testing.assert_array_equal(out.data.coords["x"].values, X[2:])

@@ -10,7 +10,6 @@ from scipy.optimize import curve_fit
 from terracube import errors
 from terracube.datacube.cube import OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.registry import build_registry
 
 YEAR = 31557600.0
 OMEGA = 2 * np.pi / YEAR
@@ -80,11 +79,6 @@ def make_cube(v: np.ndarray) -> RasterCube:
     dims = (Dimension("t", TEMPORAL), Dimension("y", SPATIAL, "y", 4326),
             Dimension("x", SPATIAL, "x", 4326))
     return RasterCube(data, dims)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
 
 
 def run(registry, graph: dict, **params):

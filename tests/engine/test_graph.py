@@ -7,7 +7,6 @@ import pytest
 from terracube import errors
 from terracube.engine import graph as graphs
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.registry import build_registry
 
 
 def node(process_id: str, result: bool = False, **arguments) -> dict:
@@ -34,18 +33,18 @@ def test_from_argument_naming_a_node_is_a_node_reference():
      "b": node("add", x=[{"from_node": "a"}], y=1),
      "c": node("add", True, x={"from_argument": "b"}, y=1)},
 ], ids=["two-nodes", "self", "three-nodes-in-a-list"])
-def test_cycles_through_from_argument_are_rejected(graph):
+def test_cycles_through_from_argument_are_rejected(graph, registry):
     with pytest.raises(errors.OpenEOError) as info:
         graphs.validate_structure(graph)
     assert info.value.code == "ProcessGraphInvalid"
     assert "cycle" in info.value.message
     # The evaluator refuses it the same way instead of recursing until RecursionError.
     with pytest.raises(errors.OpenEOError) as info:
-        Evaluator(Services(registry=build_registry())).run(graph)
+        Evaluator(Services(registry=registry)).run(graph)
     assert info.value.code == "ProcessGraphInvalid"
 
 
-def test_from_argument_to_a_node_still_evaluates():
+def test_from_argument_to_a_node_still_evaluates(registry):
     graph = {"a": node("add", x=1, y=2), "b": node("multiply", True, x={"from_argument": "a"},
                                                    y=10)}
-    assert Evaluator(Services(registry=build_registry())).run(graph) == 30
+    assert Evaluator(Services(registry=registry)).run(graph) == 30

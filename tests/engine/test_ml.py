@@ -31,7 +31,6 @@ from terracube.datacube.cube import Dimension, RasterCube, is_lazy
 from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.mlmodel import MODEL_FORMAT, MlModel, signing_key, write_model
-from terracube.engine.registry import build_registry
 from terracube.errors import JobNotFound, OpenEOError
 from terracube.settings import Settings
 
@@ -48,11 +47,6 @@ PREDICT_RF = {"process_graph": {"rf": {"process_id": "predict_random_forest", "a
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
-
-
 @pytest.fixture(scope="module")
 def s2():
     """The four 10 m bands (768 x 1536 px) as a dask-backed float32 cube, the values, grid."""

@@ -30,7 +30,6 @@ from terracube.datacube.values import ArrayValue
 from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import neighbourhood, rasterise, resample, zonal
-from terracube.engine.registry import build_registry
 from terracube.errors import OpenEOError
 
 SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
@@ -47,11 +46,6 @@ METHODS = {"near": Resampling.nearest, "bilinear": Resampling.bilinear,
            "sum": Resampling.sum, "rms": Resampling.rms}
 MEAN = {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {
     "from_parameter": "data"}}, "result": True}}}
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
 
 
 def run(registry, process_id: str, **arguments):

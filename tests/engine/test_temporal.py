@@ -19,7 +19,6 @@ import xarray as xr
 from terracube.datacube.cube import Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import temporal
-from terracube.engine.registry import build_registry
 from terracube.errors import OpenEOError
 
 SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
@@ -31,11 +30,6 @@ MEAN = {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {
     "from_parameter": "data"}}, "result": True}}}
 COUNT = {"process_graph": {"c": {"process_id": "count", "arguments": {"data": {
     "from_parameter": "data"}}, "result": True}}}
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
 
 
 def run(registry, process_id: str, **arguments):

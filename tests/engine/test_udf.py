@@ -11,7 +11,6 @@ import xarray as xr
 from terracube import errors
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.registry import build_registry
 
 T = np.array(["2020-06-01", "2020-06-03", "2020-06-06"], dtype="datetime64[ns]")
 BANDS_ = ["B04", "B08"]
@@ -59,11 +58,6 @@ def make_cube() -> RasterCube:
     dims = (Dimension("t", TEMPORAL), Dimension("bands", BANDS),
             Dimension("y", SPATIAL, "y", 4326), Dimension("x", SPATIAL, "x", 4326))
     return RasterCube(data, dims)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
 
 
 def run(registry, graph: dict, services_log=None, **params):

@@ -17,13 +17,6 @@ from terracube.settings import Settings
 API = "/openeo/1.2"
 
 
-@pytest.fixture(scope="module")
-def registry():
-    from terracube.engine.registry import build_registry
-
-    return build_registry()
-
-
 @pytest.fixture
 def client(data_dir: Path, registry) -> TestClient:
     return TestClient(create_app(Settings(data_dir=data_dir), registry=registry))

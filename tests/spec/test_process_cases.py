@@ -16,7 +16,7 @@ import pytest
 from encoding import Decoder, assert_equivalent, iter_refs, load_json5
 
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.registry import ProcessRegistry, build_registry
+from terracube.engine.registry import ProcessRegistry
 from terracube.errors import OpenEOError
 
 SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
@@ -114,11 +114,6 @@ def _collect() -> list:
                                                strict=True))
             params.append(pytest.param(process_id, case, id=case_id, marks=marks))
     return params
-
-
-@pytest.fixture(scope="module")
-def registry() -> ProcessRegistry:
-    return build_registry()
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,8 @@ from terracube import errors
 from terracube.auth.users import UserStore
 from terracube.db import open_database
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.registry import build_registry
 from terracube.settings import Settings
 from terracube.udp.store import UdpLookup, UdpStore, UserDefinedProcess, udp_lookup_for
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
 
 
 @pytest.fixture

@@ -23,11 +23,6 @@ VALUES = np.arange(12, dtype="float32").reshape(3, 4)
 TRANSFORM = from_origin(680000, 5151600, 10, 10)
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return build_registry()
-
-
 def write_tif(path, data=VALUES, band="B04", date: str | None = None, crs="EPSG:32632"):
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],

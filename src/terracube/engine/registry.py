@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from terracube import errors
@@ -87,25 +87,47 @@ def _describe(process_id: str, func: Callable) -> ProcessImpl:
     return ProcessImpl(process_id, func, params, frozenset(required), wants_ctx, takes_extra)
 
 
+def _module_functions(module: ModuleType) -> dict[str, Callable]:
+    """The process functions a module defines (decorated with @process), by process id."""
+    found: dict[str, Callable] = {}
+    for obj in vars(module).values():
+        # A function imported from another process module is registered there, not here.
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        for pid in getattr(obj, "_openeo_ids", ()):
+            if pid in found:
+                raise ValueError(f"process {pid!r} defined twice in {module.__name__}")
+            found[pid] = obj
+    return found
+
+
 class ProcessRegistry:
-    """Predefined processes by id."""
+    """Predefined processes by id; immutable once built.
 
-    def __init__(self) -> None:
-        self._impls: dict[str, ProcessImpl] = {}
+    Build it with `build_registry()` (the explicit PROCESS_MODULES list) or from a mapping of
+    process id -> function; `with_processes` derives a new registry with more processes.
+    """
 
-    def add(self, process_id: str, func: Callable) -> None:
-        if process_id in self._impls:
-            raise ValueError(f"process {process_id!r} registered twice")
-        self._impls[process_id] = _describe(process_id, func)
+    def __init__(self, functions: Mapping[str, Callable] | None = None) -> None:
+        impls = {pid: _describe(pid, func) for pid, func in (functions or {}).items()}
+        self._impls: Mapping[str, ProcessImpl] = MappingProxyType(impls)
 
-    def add_module(self, module: ModuleType) -> None:
-        for obj in vars(module).values():
-            for pid in getattr(obj, "_openeo_ids", ()):
-                if getattr(obj, "__module__", None) == module.__name__:
-                    self.add(pid, obj)
+    def with_processes(self, functions: Mapping[str, Callable]) -> ProcessRegistry:
+        """A new registry holding these processes as well; an id already present is an error."""
+        clash = sorted(set(functions) & set(self._impls))
+        if clash:
+            raise ValueError(f"process(es) {', '.join(clash)} registered twice")
+        return ProcessRegistry({**self.functions(), **functions})
 
-    def __contains__(self, process_id: str) -> bool:
+    def functions(self) -> dict[str, Callable]:
+        """Process id -> function (a copy)."""
+        return {pid: impl.func for pid, impl in self._impls.items()}
+
+    def __contains__(self, process_id: object) -> bool:
         return process_id in self._impls
+
+    def __len__(self) -> int:
+        return len(self._impls)
 
     def get(self, process_id: str) -> ProcessImpl:
         try:
@@ -119,15 +141,20 @@ class ProcessRegistry:
         return sorted(self._impls)
 
 
-def build_registry(modules: tuple[str, ...] = PROCESS_MODULES) -> ProcessRegistry:
-    """The registry of all predefined processes; modules that do not exist yet are skipped."""
-    registry = ProcessRegistry()
+def build_registry(modules: Sequence[str] = PROCESS_MODULES) -> ProcessRegistry:
+    """The registry of the processes defined in `modules`.
+
+    Every module must import: a module that fails to (a missing dependency, a typo in the
+    list) would otherwise silently take its processes off /processes.
+    """
+    functions: dict[str, Callable] = {}
     for name in modules:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        registry.add_module(module)
-    return registry
+        except ImportError as exc:
+            raise ImportError(f"process module {name} failed to import: {exc}") from exc
+        for pid, func in _module_functions(module).items():
+            if pid in functions:
+                raise ValueError(f"process {pid!r} registered twice (again in {name})")
+            functions[pid] = func
+    return ProcessRegistry(functions)
