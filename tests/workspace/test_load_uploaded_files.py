@@ -179,8 +179,8 @@ def test_upload_then_process(client):
 def test_export_workspace_copies_saved_results_into_the_workspace(tmp_path) -> None:
     """save_result -> export_workspace: the written file lands in the user's /files."""
     from terracube.auth.users import User
-    from terracube.engine.registry import build_registry
-    from terracube.processing import build_services, compute_result
+    from terracube.processing.outputs import compute_result
+    from terracube.processing.services import build_services
     from terracube.settings import Settings
     from terracube.workspace.files import workspace_for
 
