@@ -1,4 +1,10 @@
-"""openEO errors: one exception class per error code of the openEO API 1.2 (errors.json)."""
+"""openEO errors: one exception class per error code of the openEO API 1.2 (errors.json).
+
+Every code of ../shared/openeo-api/errors.json has a class here with its HTTP status, and every
+`OpenEOError` subclass of terracube has a code from errors.json, a process exception declared
+by the process definitions (process_errors.py), or one of `EXTRA_CODES` below; both directions
+are checked by tests/test_errors.py.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +50,17 @@ class OpenEOError(Exception):
         return self
 
 
+# Codes of ours that are neither in errors.json nor process exceptions, and why they exist.
+EXTRA_CODES: dict[str, str] = {
+    "BadRequest": "api/errors.py: a request the HTTP layer cannot parse (malformed JSON, a "
+                  "path or query parameter of the wrong type) before any openEO rule applies.",
+    "MethodNotAllowed": "api/errors.py: HTTP 405 for a known path with a method it does not "
+                        "have (errors.json has no code for it).",
+    "ResultLinkInvalid": "jobs/signing.py: a signed result link that was tampered with or "
+                         "belongs to another job (ResultLinkExpired covers only expiry).",
+}
+
+
 def _error(code: str, status: int, doc: str) -> type[OpenEOError]:
     cls = type(code, (OpenEOError,), {"code": code, "status": status, "__doc__": doc})
     return cls
@@ -54,6 +71,10 @@ Internal = _error("Internal", 500, "Unexpected server-side failure.")
 NotFound = _error("NotFound", 404, "The requested resource does not exist.")
 FeatureUnsupported = _error("FeatureUnsupported", 501, "The feature is not supported.")
 RequestTimeout = _error("RequestTimeout", 408, "The request took too long.")
+InfrastructureMaintenance = _error("InfrastructureMaintenance", 503,
+                                   "The service is down for maintenance.")
+InfrastructureBusy = _error("InfrastructureBusy", 503, "The service is overloaded.")
+UnsupportedApiVersion = _error("UnsupportedApiVersion", 404, "The API version is not supported.")
 # Data discovery
 CollectionNotFound = _error("CollectionNotFound", 404, "Unknown collection id.")
 # Files
@@ -65,6 +86,9 @@ FileOperationUnsupported = _error("FileOperationUnsupported", 400, "Not an opera
 FolderOperationUnsupported = _error("FolderOperationUnsupported", 400, "Not on folders.")
 ContentTypeInvalid = _error("ContentTypeInvalid", 400, "Wrong Content-Type.")
 FileSizeExceeded = _error("FileSizeExceeded", 400, "The file is too large.")
+FileTypeInvalid = _error("FileTypeInvalid", 400, "The file type is not allowed.")
+FileContentInvalid = _error("FileContentInvalid", 400, "The file content is invalid.")
+FileLocked = _error("FileLocked", 400, "The file is locked by a running job.")
 # Processes and graphs
 ProcessGraphNotFound = _error("ProcessGraphNotFound", 404, "Unknown user-defined process.")
 ProcessInvalid = _error("ProcessInvalid", 400, "The process is invalid.")
@@ -85,6 +109,11 @@ JobNotStarted = _error("JobNotStarted", 400, "The job has not been started.")
 ResultLinkExpired = _error("ResultLinkExpired", 410, "The signed link has expired.")
 NoDataForUpdate = _error("NoDataForUpdate", 400, "Nothing to update.")
 PropertyNotEditable = _error("PropertyNotEditable", 400, "The property cannot be changed.")
+BudgetInvalid = _error("BudgetInvalid", 400, "The budget is invalid.")
+EstimateComplexity = _error("EstimateComplexity", 500, "The job is too complex to estimate.")
+PaymentRequired = _error("PaymentRequired", 402, "The account has no credits left.")
+BillingPlanInvalid = _error("BillingPlanInvalid", 400, "Unknown billing plan.")
+BillingPlanMissing = _error("BillingPlanMissing", 400, "No billing plan given and no default.")
 # Accounts
 AuthenticationRequired = _error("AuthenticationRequired", 401, "Authentication is required.")
 AuthenticationSchemeInvalid = _error("AuthenticationSchemeInvalid", 403, "Wrong auth scheme.")
@@ -93,3 +122,9 @@ CredentialsInvalid = _error("CredentialsInvalid", 403, "Wrong user name or passw
 PermissionsInsufficient = _error("PermissionsInsufficient", 403, "Not allowed.")
 # Services
 ServiceNotFound = _error("ServiceNotFound", 404, "Unknown secondary service.")
+ServiceUnsupported = _error("ServiceUnsupported", 400, "Unknown secondary service type.")
+ServiceConfigUnsupported = _error("ServiceConfigUnsupported", 400,
+                                  "Unknown configuration parameter of the service.")
+ServiceConfigInvalid = _error("ServiceConfigInvalid", 400, "Invalid service configuration.")
+ServiceConfigRequired = _error("ServiceConfigRequired", 400,
+                               "A required service configuration parameter is missing.")
