@@ -336,6 +336,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
     if not isinstance(mask, RasterCube):
         raise errors.ProcessParameterInvalid("The mask must be a raster data cube.",
                                              argument="mask")
+    mask = _mask_bands_like(mask, data)
     for md in mask.dimensions:
         dd = data.dim(md.name)
         if dd is None or dd.type != md.type:
@@ -375,6 +376,56 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
         {k: v for k, v in values.coords.items() if k in m.dims})
     out = values.where(~m, np.asarray(replacement, dtype=dtype)[()])
     return data.with_data(out.transpose(*values.dims), data.dimensions)
+
+
+def _mask_bands_like(mask: RasterCube, data: RasterCube) -> RasterCube:
+    """The mask with its band labels matched to the data's, as CDSE applies masks: a mask
+    with one band masks every band of the data (e.g. a mask made from the band SCL), a mask
+    with as many bands as the data but other names masks band by band in order."""
+    for md in mask.dims_of_type(BANDS):
+        dd = data.dim(md.name)
+        if dd is None or dd.type != BANDS:
+            continue
+        mine = [str(v) for v in mask.labels(md.name)]
+        theirs = [str(v) for v in data.labels(md.name)]
+        if mine == theirs:
+            continue
+        if len(mine) == 1:
+            values = mask.data.isel({md.name: 0}, drop=True)
+            return mask.with_data(values, tuple(d for d in mask.dimensions if d.name != md.name))
+        if len(mine) == len(theirs):
+            return mask.with_data(mask.data.assign_coords({md.name: data.data.coords[md.name]
+                                                            .values}), mask.dimensions)
+    return mask
+
+
+def _bands_paired(cube1: RasterCube, cube2: RasterCube) -> tuple[RasterCube, RasterCube]:
+    """For merge_cubes with an overlap resolver (the client's `cube1 * cube2`): bands with no
+    name in common are combined in order when both cubes have as many, as CDSE does, and a
+    cube with a single band is combined with every band of the other one. The result has the
+    labels of the cube with more bands (cube1's if as many)."""
+    b1, b2 = cube1.first_dim_of_type(BANDS), cube2.first_dim_of_type(BANDS)
+    if b1 is None or b2 is None or b1.name != b2.name:
+        return cube1, cube2
+    name = b1.name
+    l1, l2 = cube1.labels(name), cube2.labels(name)
+    if not l1 or not l2 or set(map(str, l1)) & set(map(str, l2)):
+        return cube1, cube2
+    if len(l1) == len(l2):
+        return cube1, cube2.with_data(cube2.data.assign_coords(
+            {name: cube1.data.coords[name].values}), cube2.dimensions)
+    if len(l2) == 1:
+        return cube1, _broadcast_band(cube2, cube1, name)
+    if len(l1) == 1:
+        return _broadcast_band(cube1, cube2, name), cube2
+    return cube1, cube2
+
+
+def _broadcast_band(single: RasterCube, like: RasterCube, name: str) -> RasterCube:
+    """A one-band cube repeated for every band label of `like`."""
+    values = single.data.isel({name: 0}, drop=True).expand_dims(
+        {name: like.data.coords[name].values})
+    return single.with_data(values.transpose(*single.data.dims), single.dimensions)
 
 
 # --- merge_cubes ------------------------------------------------------------------------------
@@ -429,6 +480,8 @@ def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback
                 context: Any = None) -> RasterCube:
     """Merge two cubes; overlapping values go through `overlap_resolver` (called once with
     the whole overlapping parts as `x` and `y`)."""
+    if overlap_resolver is not None:
+        cube1, cube2 = _bands_paired(cube1, cube2)
     order = _check_mergeable(cube1, cube2)
     big = cube1 if [d.name for d in cube1.dimensions] == order else cube2
     dims = tuple(cube1.dim(n) or cube2.dim(n) for n in order)
