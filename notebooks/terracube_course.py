@@ -6,6 +6,7 @@
     TERRACUBE_PASSWORD  password, if there is no token (default demo)
     TERRACUBE_COURSE_OUT  a folder: `keep()` writes the notebook's key numbers there as JSON
                           (the notebook tests compare them with their own computation)
+    TERRACUBE_COURSE_WORK the folder `work_dir()` gives for downloads (default ./work)
 """
 
 from __future__ import annotations
@@ -34,12 +35,20 @@ def connect(url: str | None = None) -> openeo.Connection:
     return con
 
 
+def work_dir() -> Path:
+    """The folder for the files a notebook downloads (created if needed)."""
+    folder = Path(os.environ.get("TERRACUBE_COURSE_WORK", "work"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def keep(lesson: str, **values: Any) -> None:
     """Record a few results of a lesson in $TERRACUBE_COURSE_OUT/<lesson>.json (if set)."""
     folder = os.environ.get("TERRACUBE_COURSE_OUT")
     if not folder:
         return
     path = Path(folder) / f"{lesson}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     known = json.loads(path.read_text()) if path.exists() else {}
     known.update(values)
     path.write_text(json.dumps(known, indent=1, default=_plain))

@@ -8,7 +8,8 @@ The harness, for the whole test session:
 * one course user `student` (`terracube users add`), and one `terracube serve` on a free port;
 * the `run_notebook(name)` fixture executes `notebooks/<name>.ipynb` with nbclient in a
   `python3` kernel of this Python (the project venv), working directory `notebooks/`, with
-  `TERRACUBE_URL`, `TERRACUBE_USER`, `TERRACUBE_PASSWORD` and `TERRACUBE_COURSE_OUT` set.
+  `TERRACUBE_URL`, `TERRACUBE_USER`, `TERRACUBE_PASSWORD`, `TERRACUBE_COURSE_OUT` and
+  `TERRACUBE_COURSE_WORK` (downloads: `terracube_course.work_dir()`) set.
   A cell that raises fails the test. Each notebook runs at most once per session.
 
 How a test checks numbers (one mechanism for all notebooks): a notebook calls
@@ -92,9 +93,14 @@ class CourseServer:
 
 
 @pytest.fixture(scope="session")
-def course_server(tmp_path_factory: pytest.TempPathFactory):
+def course_server(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path):
     pytest.importorskip("nbclient")
     data_dir = tmp_path_factory.mktemp("course-data")
+    # The generated synthetic collections of the session are shared (generating them takes
+    # most of a minute); the real packs go into this folder only.
+    (data_dir / "samples").mkdir()
+    for generated in (sample_data_dir / "samples").iterdir():
+        (data_dir / "samples" / generated.name).symlink_to(generated, generated.is_dir())
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
     _cli("samples", "install", "--wheels", str(WHEEL_CACHE), data_dir=data_dir)
     _cli("users", "add", COURSE_USER, data_dir=data_dir, stdin=COURSE_PASSWORD + "\n")
@@ -135,11 +141,13 @@ def run_notebook(course_server: CourseServer, tmp_path_factory: pytest.TempPathF
 
     kernels = _kernel_spec_manager(tmp_path_factory.mktemp("kernels"))
     out_dir = tmp_path_factory.mktemp("course-out")
+    work_dir = tmp_path_factory.mktemp("course-work")
     env = {**os.environ,
            "TERRACUBE_URL": course_server.url,
            "TERRACUBE_USER": course_server.user,
            "TERRACUBE_PASSWORD": course_server.password,
            "TERRACUBE_COURSE_OUT": str(out_dir),
+           "TERRACUBE_COURSE_WORK": str(work_dir),
            "MPLBACKEND": "Agg",
            "PYTHONPATH": str(NOTEBOOKS)}
     env.pop("TERRACUBE_TOKEN", None)
