@@ -41,7 +41,7 @@ class RasterCube:
     data: xr.DataArray
     dimensions: tuple[Dimension, ...]
     nodata: float | None = None
-    attrs: dict = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = tuple(d.name for d in self.dimensions)
@@ -77,7 +77,7 @@ class RasterCube:
                 return d.reference_system
         return None
 
-    def labels(self, name: str) -> list:
+    def labels(self, name: str) -> list[Any]:
         return list(self.data.coords[name].values) if name in self.data.coords else []
 
     # --- constructors -------------------------------------------------------------------

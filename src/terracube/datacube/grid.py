@@ -91,7 +91,8 @@ def _step(values: np.ndarray, name: str, argument: str) -> float | None:
 def grid_of(cube: RasterCube, argument: str = "data") -> Grid:
     """The pixel grid described by the x/y labels (pixel centres) and the reference system."""
     ydim, xdim = spatial_dims(cube, argument)
-    ref = cube.dim(xdim).reference_system or cube.dim(ydim).reference_system
+    xd, yd = cube.dim(xdim), cube.dim(ydim)  # both exist: spatial_dims found them
+    ref = (xd and xd.reference_system) or (yd and yd.reference_system)
     if ref is None:
         raise errors.ProcessParameterInvalid(
             f"'{argument}' has no spatial reference system.", argument=argument)
@@ -197,7 +198,8 @@ def _source_window(src: Grid, dst: Grid, transformer: pyproj.Transformer | None,
                    radius: int) -> tuple[slice, slice] | None:
     """The source pixel window a target block reads from (with a margin for the kernel)."""
     cc, rr = _sample_points(rows[0], rows[1], cols[0], cols[1])
-    x, y = dst.transform @ (cc, rr)
+    # affine applies to arrays of coordinates; its type hints only admit scalars
+    x, y = dst.transform @ (cc, rr)  # type: ignore[operator]
     if transformer is not None:
         x, y = transformer.transform(x, y)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -231,7 +233,8 @@ def assemble_blocks(blocks: dict[tuple[int, ...], da.Array], counts: Sequence[in
             return blocks[prefix]
         return [nest((*prefix, i)) for i in range(counts[len(prefix)])]
 
-    return da.block(nest(()))
+    out: da.Array = da.block(nest(()))
+    return out
 
 
 def splits(size: int, step: int) -> list[tuple[int, int]]:
@@ -243,7 +246,8 @@ def as_dask(data: xr.DataArray) -> da.Array:
     arr = data.data
     if isinstance(arr, da.Array):
         return arr
-    return da.from_array(np.asarray(arr), chunks=-1)
+    out: da.Array = da.from_array(np.asarray(arr), chunks=-1)
+    return out
 
 
 def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:

@@ -43,7 +43,7 @@ class ArrayValue:
     def size(self) -> int:
         return int(self.data.sizes[self.dim])
 
-    def labels(self) -> list:
+    def labels(self) -> list[Any]:
         if self.dim in self.data.coords:
             return list(self.data.coords[self.dim].values)
         return []
@@ -86,11 +86,11 @@ def as_array(value: Any) -> ArrayValue:
             return stack_list(list(value))
         return ArrayValue(xr.DataArray(list_to_numpy(list(value)), dims=[LIST_DIM]), LIST_DIM)
     if isinstance(value, xr.DataArray) and value.ndim == 1:
-        return ArrayValue(value, value.dims[0])
+        return ArrayValue(value, str(value.dims[0]))
     raise TypeError(f"expected an array, got {type(value).__name__}")
 
 
-def list_to_numpy(values: list) -> np.ndarray:
+def list_to_numpy(values: list[Any]) -> np.ndarray:
     """A numpy array for a JSON list: float for numbers (null -> NaN is NOT done here: object
     dtype keeps None so that null and NaN stay distinguishable), bool for booleans."""
     if values and all(isinstance(v, bool) for v in values):
@@ -103,7 +103,7 @@ def list_to_numpy(values: list) -> np.ndarray:
 # --- helpers for array processes (arrays.py, reducers.py) ---------------------------------------
 
 
-def exact_values(values: list) -> np.ndarray:
+def exact_values(values: list[Any]) -> np.ndarray:
     """A numpy array that gives back exactly the JSON values it was made of.
 
     Integers stay int64, other numbers float, booleans bool; anything else (mixed types,
@@ -131,7 +131,7 @@ def is_number(value: Any) -> bool:
         value, (bool, np.bool_))
 
 
-def object_array(values: list) -> np.ndarray:
+def object_array(values: list[Any]) -> np.ndarray:
     """A one-dimensional object array holding the values as they are (lists stay elements)."""
     arr = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
@@ -146,7 +146,7 @@ def exact_array(value: Any) -> ArrayValue:
     return as_array(value)
 
 
-def stack_list(items: list) -> ArrayValue:
+def stack_list(items: list[Any]) -> ArrayValue:
     """One array along LIST_DIM from a list of DataArrays and scalars, broadcast together.
 
     Scalars (None -> NaN) are filled lazily like the DataArrays, so dask cubes stay lazy.
@@ -171,7 +171,7 @@ def stack_list(items: list) -> ArrayValue:
     return ArrayValue(stacked, LIST_DIM)
 
 
-def labeled_array(values: list, labels: list) -> ArrayValue:
+def labeled_array(values: list[Any], labels: list[Any]) -> ArrayValue:
     """A labeled JSON array (e.g. from array_create_labeled or a test case)."""
     if len(values) != len(labels):
         raise ValueError(f"{len(values)} values but {len(labels)} labels")
@@ -180,7 +180,7 @@ def labeled_array(values: list, labels: list) -> ArrayValue:
                       LIST_DIM, labeled=True)
 
 
-def label_index(labels: list) -> np.ndarray:
+def label_index(labels: list[Any]) -> np.ndarray:
     """Labels as a numpy array: numbers or strings keep their kind; mixed ones are objects."""
     if labels and all(isinstance(v, str) for v in labels):
         return np.array(labels, dtype=object)
@@ -194,7 +194,7 @@ def is_labeled(arr: ArrayValue) -> bool:
     return arr.labeled or (not arr.is_list and arr.dim in arr.data.coords)
 
 
-def to_list(arr: ArrayValue) -> list:
+def to_list(arr: ArrayValue) -> list[Any]:
     """The values of a one-dimensional ArrayValue as Python values (None stays None)."""
     return [to_python(v) for v in np.asarray(arr.data.values).tolist()]
 
@@ -254,7 +254,7 @@ def single_chunk(data: xr.DataArray, dim: str) -> xr.DataArray:
     return data
 
 
-def apply_along(kernel: Callable, data: xr.DataArray, dim: str, *others: xr.DataArray,
+def apply_along(kernel: Callable[..., Any], data: xr.DataArray, dim: str, *others: xr.DataArray,
                 size: int | None = None, dtype: Any = float, reduce: bool = False,
                 **kwargs: Any) -> xr.DataArray:
     """Run a numpy `kernel` that works along the last axis on `data` (and `others`) along `dim`.
@@ -264,16 +264,17 @@ def apply_along(kernel: Callable, data: xr.DataArray, dim: str, *others: xr.Data
     block with `dim` in one chunk. Floating-point warnings (IEEE results) are silenced.
     """
     inputs = [single_chunk(a, dim) for a in (data, *others)]
-    extra: dict = {}
-    out_dims: list = [] if reduce else [dim]
+    extra: dict[str, Any] = {}
+    out_dims: list[str] = [] if reduce else [dim]
     if size is not None and not reduce:
         extra = {"exclude_dims": {dim}, "dask_gufunc_kwargs": {"output_sizes": {dim: size}}}
 
     def run(*arrays: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return kernel(*arrays, **kwargs)
+            out: np.ndarray = kernel(*arrays, **kwargs)
+        return out
 
-    result = xr.apply_ufunc(run, *inputs, input_core_dims=[[dim]] * len(inputs),
+    result: xr.DataArray = xr.apply_ufunc(run, *inputs, input_core_dims=[[dim]] * len(inputs),
                             output_core_dims=[out_dims], dask="parallelized",
                             output_dtypes=[dtype], **extra)
     return result.transpose(*[d for d in data.dims if d in result.dims])

@@ -35,8 +35,8 @@ class VectorCube:
     crs: Any = GEOJSON_CRS  # EPSG code (int), WKT2 or PROJJSON, as in Dimension.reference_system
     values: xr.DataArray | None = None
     dimensions: tuple[Dimension, ...] = ()
-    properties: tuple[dict, ...] = ()
-    attrs: dict = field(default_factory=dict)
+    properties: tuple[dict[str, Any], ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "geometries", tuple(self.geometries))
@@ -60,7 +60,7 @@ class VectorCube:
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def from_geojson(cls, obj: dict) -> VectorCube:
+    def from_geojson(cls, obj: dict[str, Any]) -> VectorCube:
         """Geometries (and feature properties) of a GeoJSON Geometry, Feature or
         FeatureCollection. GeometryCollection is not supported (openEO spec)."""
         if not isinstance(obj, dict) or "type" not in obj:
@@ -127,7 +127,7 @@ def _geometry(obj: Any) -> BaseGeometry:
     return geom
 
 
-def _legacy_geojson_crs(obj: dict) -> Any:
+def _legacy_geojson_crs(obj: dict[str, Any]) -> Any:
     """The CRS of the pre-RFC 7946 `crs` member ({"type": "name", ...}), else EPSG:4326."""
     member = obj.get("crs")
     if isinstance(member, dict) and isinstance(member.get("properties"), dict):
