@@ -21,6 +21,7 @@ from sqlalchemy.pool import StaticPool
 MODEL_MODULES: tuple[str, ...] = (
     "terracube.auth.users",
     "terracube.auth.tokens",
+    "terracube.auth.admins",
     "terracube.udp.store",
     "terracube.workspace.retention",
     "terracube.jobs.store",

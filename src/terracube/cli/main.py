@@ -9,6 +9,7 @@ from pathlib import Path
 
 from terracube.cli import collections, jobs, samples, serve, users, workspaces
 from terracube.cli.common import EXIT_USAGE
+from terracube.hub import command as hub  # `terracube hub`: the course hub
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     data_dir.add_argument("--data-dir", type=Path,
                           help="data folder (default: $TERRACUBE_DATA_DIR or ./var)")
     # The order of the commands in `terracube --help`.
-    for group in (serve, jobs, users, workspaces, collections, samples):
+    for group in (serve, jobs, users, workspaces, collections, samples, hub):
         group.add_commands(commands, data_dir)
     return parser

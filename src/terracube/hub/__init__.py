@@ -1,0 +1,1 @@
+"""The course hub: JupyterHub with a JupyterLab per terracube user, samples/ and mystorage/."""
