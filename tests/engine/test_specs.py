@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from terracube.engine import specs
-from terracube.engine.spec_overrides import DEFINITIONS
 
 SHARED_PROCESSES = Path(__file__).resolve().parents[2].parent / "shared" / "openeo-processes"
 
@@ -92,7 +91,7 @@ def test_every_description_is_complete(process_id):
         assert {"name", "description", "schema"} <= parameter.keys(), parameter.get("name")
 
 
-@pytest.mark.parametrize("process_id", sorted(DEFINITIONS.keys() & OFFICIAL.keys()))
+@pytest.mark.parametrize("process_id", sorted(specs.our_definitions().keys() & OFFICIAL.keys()))
 def test_own_definitions_are_in_own_words(process_id):
     """Processes we describe ourselves reuse the official schemas but not the prose."""
     ours = specs.process_description(process_id)

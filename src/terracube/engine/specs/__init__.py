@@ -2,7 +2,8 @@
 
 The official definitions are not part of this repository (docs: DESIGN.md, "Reference
 material"). They are read at run time from the `openeo-driver` wheel, which ships them as JSON
-files, and brought to 2.0.0-rc.2 with our own edits and additions from `spec_overrides`.
+files, and brought to 2.0.0-rc.2 with our own edits and additions: the JSON files of
+`patches/` and `definitions/` next to this module (read by `overrides.py`).
 
 openeo-driver is installed without its dependencies (we only read its data files and never
 import it), so it is not listed in pyproject.toml; the install step is `OPENEO_DRIVER_PIP_LINE`.
@@ -18,7 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from terracube.engine.spec_overrides import DEFINITIONS, PATCHES, Pointer, SpecPatch
+from terracube.engine.processes import hydrology
+from terracube.engine.specs.overrides import Pointer, SpecPatch, load_definitions, load_patches
 
 SPEC_PACKAGE = "openeo_driver"
 SPEC_PACKAGE_VERSION = "0.136.0a4"  # the version PATCHES were written against
@@ -88,16 +90,22 @@ def packaged_specs_root(package: str = SPEC_PACKAGE) -> Path:
 def _descriptions() -> dict[str, dict[str, Any]]:
     """All descriptions by id, loaded and patched once per process."""
     descriptions = _load_packaged(packaged_specs_root())
-    for process_id, patch in PATCHES.items():
+    for process_id, patch in load_patches().items():
         if process_id not in descriptions:
             raise ProcessSpecsUnavailable(
                 f"Process {process_id!r} is missing from the installed {SPEC_PACKAGE!r}; "
                 f"install the version the overrides were written for: {OPENEO_DRIVER_PIP_LINE}"
             )
         _apply_patch(process_id, descriptions[process_id], patch)
-    for process_id, definition in DEFINITIONS.items():
+    for process_id, definition in our_definitions().items():
         descriptions[process_id] = copy.deepcopy(definition)
     return {pid: _ordered(d) for pid, d in descriptions.items()}
+
+
+def our_definitions() -> dict[str, dict[str, Any]]:
+    """The complete descriptions written by us: definitions/*.json, and the processes of ours
+    that keep their descriptions next to their code (hydrology)."""
+    return {**load_definitions(), **hydrology.DESCRIPTIONS}
 
 
 def _load_packaged(root: Path) -> dict[str, dict[str, Any]]:
