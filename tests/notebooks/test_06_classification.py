@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.features
-from tests.notebooks.conftest import NOTEBOOKS
 
 NAME = "06_classification"
 
@@ -19,7 +18,7 @@ def run(run_notebook):
 
 def test_accuracy_numbers_follow_from_the_map_and_the_held_back_polygons(run) -> None:
     kept = run.results
-    with rasterio.open(NOTEBOOKS / kept["classes_file"]) as src:
+    with rasterio.open(kept["classes_file"]) as src:
         classes = src.read(1)
         test = gpd.GeoDataFrame.from_features(kept["test_polygons"], crs=4326).to_crs(src.crs)
         shapes = list(zip(test.geometry, test["target"]))
