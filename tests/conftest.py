@@ -1,21 +1,16 @@
-"""Fixtures shared by all tests: the reference material and a real terracube server process."""
+"""Fixtures shared by all tests: the reference material, the process registry, the generated
+sample data and real terracube server processes (helpers in tests/support/)."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+from tests.support.paths import SHARED
+from tests.support.processes import ServerProcess
 
 from terracube.engine.registry import ProcessRegistry, build_registry
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TERRACUBE_SHARED", REPO.parent / "shared"))
 
 
 @pytest.fixture(scope="session")
@@ -41,67 +36,6 @@ def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = Path(env_dir) if env_dir else tmp_path_factory.mktemp("terracube-data")
     ensure_sample_data(data_dir)
     return data_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """A `terracube serve` child process on a free loopback port."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api = f"{self.url}/openeo/1.2/"
-        self.log_path = data_dir / f"server-{self.port}.log"
-        full_env = {**os.environ, "TERRACUBE_DEV_DEFAULT_USER": "true", **(env or {})}
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "terracube.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(data_dir)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.api, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self._log.closed:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
-
-
-def data_dir_with_samples(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path,
-                          name: str) -> Path:
-    """A data directory of its own (collections, jobs, users) that shares the generated
-    sample collections of the session."""
-    folder = tmp_path_factory.mktemp(name)
-    (folder / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
-    return folder
 
 
 @pytest.fixture(scope="session")

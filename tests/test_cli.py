@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.data import data_dir_with_samples
+from tests.support.processes import ServerProcess
 
 from terracube.auth.users import UserStore
 from terracube.db import open_database
@@ -100,46 +100,22 @@ def test_serve_refuses_dev_default_user_on_public_host(tmp_path):
     assert store(tmp_path / "data").list() == []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.e2e
 def test_serve_on_loopback(tmp_path, sample_data_dir):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "samples").symlink_to(sample_data_dir / "samples")  # reuse the generated data
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TERRACUBE_")}
-    log = tmp_path / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "terracube.cli", "serve", "--port", str(port),
-             "--data-dir", str(data)],
-            stdout=out, stderr=subprocess.STDOUT,
-            env={**clean, "TERRACUBE_DEV_DEFAULT_USER": "1"})
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    r = httpx.get(f"{base}/.well-known/openeo", timeout=2)
-                    break
-                except httpx.HTTPError:
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.3)
-            assert r.json()["versions"][0]["url"] == f"{base}/openeo/1.2/"
-            token = httpx.get(f"{base}/openeo/1.2/credentials/basic", auth=("demo", "demo"),
-                              timeout=10).json()["access_token"]
-            me = httpx.get(f"{base}/openeo/1.2/me", timeout=10,
-                           headers={"Authorization": f"Bearer basic//{token}"}).json()
-            assert me["user_id"] == "demo"
-        finally:
-            proc.terminate()
-            proc.wait(30)
-    text = log.read_text()
+    # Without --host and without the test run's TERRACUBE_* settings: the defaults.
+    data = data_dir_with_samples(tmp_path / "data", sample_data_dir)
+    srv = ServerProcess(data, {"TERRACUBE_DEV_DEFAULT_USER": "1"}, clean=True, host=None)
+    try:
+        base, port = srv.url, srv.port
+        r = httpx.get(f"{base}/.well-known/openeo", timeout=10)
+        assert r.json()["versions"][0]["url"] == f"{base}/openeo/1.2/"
+        token = httpx.get(f"{base}/openeo/1.2/credentials/basic", auth=("demo", "demo"),
+                          timeout=10).json()["access_token"]
+        me = httpx.get(f"{base}/openeo/1.2/me", timeout=10,
+                       headers={"Authorization": f"Bearer basic//{token}"}).json()
+        assert me["user_id"] == "demo"
+    finally:
+        srv.stop()
+    text = srv.log()
     assert f"terracube serving openEO API 1.2 at http://127.0.0.1:{port}/openeo/1.2/" in text
     assert "dev default user demo/demo created — do not expose" in text

@@ -211,7 +211,7 @@ def test_w1_and_w2_on_a_dask_cluster_equal_the_local_run(dask_cluster: str, serv
                                                    tmp_path: Path) -> None:
     openeo = pytest.importorskip("openeo")
     from distributed import get_task_stream
-    from tests.conftest import ServerProcess
+    from tests.support.processes import ServerProcess
 
     local_con = openeo.connect(server.url).authenticate_basic("demo", "demo")
     local = ndvi_max(local_con, tmp_path / "local.tif")

@@ -6,16 +6,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from tests.support.fakes import EmptyCatalog
 
 from terracube.api.app import create_app
 from terracube.auth.users import UserStore
 from terracube.engine.registry import ProcessRegistry
 from terracube.settings import Settings, UnsafeToServe, is_loopback
-
-
-class EmptyCatalog:
-    def collection_ids(self) -> list[str]:
-        return []
 
 
 def make_app(settings: Settings):

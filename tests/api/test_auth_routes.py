@@ -7,17 +7,13 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.support.fakes import EmptyCatalog
 
 from terracube.api.app import create_app
 from terracube.engine.registry import ProcessRegistry
 from terracube.settings import Settings
 
 API = "/openeo/1.2"
-
-
-class EmptyCatalog:
-    def collection_ids(self) -> list[str]:
-        return []
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.support.fakes import EmptyCatalog
 
 from terracube.api.app import create_app
 from terracube.engine.registry import ProcessRegistry
@@ -12,11 +13,6 @@ from terracube.workspace.files import UPLOAD_PREFIX
 
 API = "/openeo/1.2"
 QUOTA = 1000
-
-
-class EmptyCatalog:
-    def collection_ids(self) -> list[str]:
-        return []
 
 
 @pytest.fixture

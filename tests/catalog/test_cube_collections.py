@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from pyproj import CRS
-
-from real_data import (
+from tests.support.real_data import (
     ERA5_SCALE,
     GEBCO,
     OISST,
@@ -21,6 +20,7 @@ from real_data import (
     write_era5_netcdf,
     write_era5_zarr,
 )
+
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.netcdf_zarr_inspect import CubeLayout
 from terracube.catalog.netcdf_zarr_source import XarraySource, cube_source

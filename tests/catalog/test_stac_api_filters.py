@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from filtering_stac_api import FilteringStacApi
+from tests.support.filtering_stac_api import FilteringStacApi
+from tests.support.real_data import BELGIUM_CLOUD_COVER, BELGIUM_STAC, write_belgium_catalog
 
-from real_data import BELGIUM_CLOUD_COVER, BELGIUM_STAC, write_belgium_catalog
 from terracube.catalog.cql2 import Cql2Support, condition_filter, property_filter
 from terracube.engine.evaluate import Callback, Evaluator, Services
 from terracube.engine.registry import build_registry

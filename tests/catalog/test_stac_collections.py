@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
-from real_data import (
+from tests.support.processes import StaticHttpServer
+from tests.support.real_data import (
     BELGIUM_STAC,
     StacApiProcess,
-    StaticHttpServer,
     need,
     write_belgium_catalog,
 )
+
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.stac import (
     StacApiSource,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.warp
+from tests.support.real_data import BELGIUM_STAC, need
 
-from real_data import BELGIUM_STAC, need
 from terracube.catalog.stac import source_from_href, unrolled_bands
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.request import BBox, LoadRequest

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import rasterio
 import xarray as xr
 from tests.jobs.job_graphs import slow_graph
+from tests.support.processes import pid_alive, wait_for
 
 from terracube.db import open_database
 from terracube.jobs.store import JobStore
@@ -39,16 +39,6 @@ def ndvi_cube(con, nir: str = "B08"):
     return s2.ndvi(nir=nir, red="B04")
 
 
-def wait_for(condition, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def job_record(data_dir: Path, job_id: str):
     """The job as the server's database has it (pid of its job process etc.)."""
     db = open_database(Settings(data_dir=data_dir).database_url)
@@ -60,14 +50,7 @@ def job_record(data_dir: Path, job_id: str):
 
 def wait_computing(data_dir: Path, job_id: str):
     return wait_for(lambda: (r := job_record(data_dir, job_id)).status == "running" and r.pid
-                    and r.progress > 2.5 and r, what="the job to compute")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+                    and r.progress > 2.5 and r, 120, what="the job to compute")
 
 
 def worker_pids(srv) -> list[int]:
@@ -149,10 +132,10 @@ def test_cancel_stops_a_running_job(server, sample_data_dir):
     job = con.create_job(slow_graph())
     job.start()
     record = wait_computing(sample_data_dir, job.job_id)
-    assert alive(record.pid)
+    assert pid_alive(record.pid)
     job.stop()
     assert job.status() == "created"  # no partial results: back to created, per the API
-    wait_for(lambda: not alive(record.pid), 5, what="the job process to end")
+    wait_for(lambda: not pid_alive(record.pid), 5, what="the job process to end")
     messages = [entry["message"] for entry in job.logs()]
     assert any(m.startswith("Canceled by the user") for m in messages)
     # It can be started again and then runs to the end (a second cancel keeps it short).
@@ -192,7 +175,7 @@ def test_worker_killed_mid_job_recovers_and_runs_the_job_once(start_server, tmp_
     (worker,) = worker_pids(srv)
     os.kill(worker, signal.SIGKILL)
     # The computation dies with its worker: it can never run twice at the same time.
-    wait_for(lambda: not alive(record.pid), 5, what="the orphaned job process to end")
+    wait_for(lambda: not pid_alive(record.pid), 5, what="the orphaned job process to end")
     # The server starts a new worker, which finds the job of the dead one and re-runs it.
     wait_for(lambda: job.status() == "finished", 180, what="the job to finish")
     entries = job.logs()
@@ -220,7 +203,7 @@ def test_server_killed_mid_job_resumes_after_restart(start_server, tmp_path, sam
     srv.proc.send_signal(signal.SIGKILL)
     srv.proc.wait(10)
     # Without their server the workers stop; the running job goes back into the queue.
-    wait_for(lambda: not any(alive(p) for p in [*workers, record.pid]), 30,
+    wait_for(lambda: not any(pid_alive(p) for p in [*workers, record.pid]), 30,
              what="the workers and the job process to end")
     assert job_record(data, job.job_id).status == "queued"
     srv.stop()

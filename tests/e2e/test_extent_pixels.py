@@ -13,8 +13,8 @@ import pytest
 import rasterio
 import xarray as xr
 from pyproj import Transformer
-
-from real_data import BELGIUM_STAC, StaticHttpServer, need
+from tests.support.processes import StaticHttpServer
+from tests.support.real_data import BELGIUM_STAC, need
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,6 @@ API, and the values are compared with rasterio/xarray reading the original files
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,9 +14,10 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from tests.conftest import ServerProcess, data_dir_with_samples
-
-from real_data import (
+from tests.support.data import data_dir_with_samples
+from tests.support.filtering_stac_api import FilteringStacApi
+from tests.support.processes import ServerProcess
+from tests.support.real_data import (
     BELGIUM_CLOUD_COVER,
     BELGIUM_STAC,
     OSTIA,
@@ -28,11 +28,6 @@ from real_data import (
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
-
-_spec = importlib.util.spec_from_file_location(
-    "filtering_stac_api", Path(__file__).parents[1] / "catalog" / "filtering_stac_api.py")
-filtering_stac_api = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filtering_stac_api)
 
 BOX = {"west": 644600, "south": 5676240, "east": 644680, "north": 5676300, "crs": 32631}
 TIFS = {"2023-06-01": BELGIUM_STAC / "openEO_2023-06-01Z.tif",
@@ -45,7 +40,7 @@ PLATFORM = {"2023-06-01": "sentinel-2a", "2023-06-04": "sentinel-2b",
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) -> Path:
-    return data_dir_with_samples(tmp_path_factory, sample_data_dir, "filters-and-folders")
+    return data_dir_with_samples(tmp_path_factory.mktemp("filters-and-folders"), sample_data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +76,7 @@ def test_property_filters_reach_the_stac_api(con, data_dir: Path, tmp_path: Path
         item = json.loads(item_file.read_text())
         item["properties"]["platform"] = PLATFORM[item["properties"]["datetime"][:10]]
         item_file.write_text(json.dumps(item))
-    api = filtering_stac_api.FilteringStacApi(catalog, tmp_path / "searches.jsonl")
+    api = FilteringStacApi(catalog, tmp_path / "searches.jsonl")
     try:
         url = f"{api.url}/collections/belgium-rgb"
         assert "(stac-api)" in add(data_dir, "BELGIUM_FILTERED", url)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from tests.conftest import ServerProcess, data_dir_with_samples
+from tests.support.data import data_dir_with_samples
+from tests.support.processes import ServerProcess
 
 openeo = pytest.importorskip("openeo")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -22,8 +23,8 @@ SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "cr
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path):
-    srv = ServerProcess(data_dir_with_samples(tmp_path_factory, sample_data_dir,
-                                              "load-stac-results"))
+    srv = ServerProcess(data_dir_with_samples(tmp_path_factory.mktemp("load-stac-results"),
+                                              sample_data_dir))
     yield srv
     srv.stop()
 

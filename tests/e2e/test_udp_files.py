@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 import requests
-from tests.conftest import ServerProcess
+from tests.support.processes import ServerProcess
 
 openeo = pytest.importorskip("openeo")
 from openeo.api.process import Parameter  # noqa: E402

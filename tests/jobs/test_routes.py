@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from job_graphs import ndvi_graph
-from jobs_support import WorkerProcess
+from tests.jobs.job_graphs import ndvi_graph
+from tests.support.processes import WorkerProcess, clean_env
 
 from terracube.api.app import create_app
 from terracube.settings import Settings
@@ -341,7 +341,6 @@ def test_admin_commands(client, alice, data_dir):
     import subprocess
     import sys
 
-    from jobs_support import clean_env
 
     job_id = create(client, alice, title="admin test")
     client.post(f"{API}/jobs/{job_id}/results", headers=alice)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from jobs_support import sqlite_url
 from sqlalchemy import text
+from tests.support.data import sqlite_url
 
 from terracube import errors
 from terracube.auth.users import User, UserStore

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import REPO, ServerProcess
+from tests.support.paths import REPO
+from tests.support.processes import ServerProcess
 
 NOTEBOOKS = REPO / "notebooks"
 COURSE_USER = "student"

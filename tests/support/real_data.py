@@ -7,24 +7,18 @@ tests write into temporary folders (never into the repository).
   GRIB read with GDAL and written as a packed CF NetCDF and as a Zarr store.
 - `StacApiProcess`: ../shared/bench/stac_api_server.py on loopback over a STAC catalog made
   from the openEO GeoPySpark driver's real Sentinel-2 items.
-- `StaticHttpServer`: a folder served over HTTP on loopback (static STAC by URL).
 """
 
 from __future__ import annotations
 
 import functools
-import http.server
 import json
-import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import SHARED
+from tests.support.paths import SHARED
+from tests.support.processes import HttpServerProcess
 
 DATA = SHARED / "data"
 STAC_API_SERVER = SHARED / "bench" / "stac_api_server.py"
@@ -51,12 +45,6 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real test data not found: {path} (set TERRACUBE_SHARED)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- Slovenia: numpy arrays -> GeoTIFF per band and date -------------------------------------
@@ -187,56 +175,11 @@ def write_belgium_catalog(folder: Path, collection_id: str = "belgium-rgb") -> P
     return catalog
 
 
-class StacApiProcess:
+class StacApiProcess(HttpServerProcess):
     """../shared/bench/stac_api_server.py serving a static catalog on a loopback port."""
 
+    name = "STAC API server"
+
     def __init__(self, catalog: Path) -> None:
-        need(STAC_API_SERVER)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(STAC_API_SERVER), str(catalog), "--host", "127.0.0.1",
-             "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        import httpx
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"STAC API server exited: {self.proc.stdout.read()!r}")
-            try:
-                if httpx.get(f"{self.url}/conformance", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("STAC API server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-
-class StaticHttpServer:
-    """A folder served read-only over HTTP on a loopback port (in a thread)."""
-
-    def __init__(self, folder: Path) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D401 - keep test output clean
-        pass
+        super().__init__([str(need(STAC_API_SERVER)), str(catalog), "--host", "127.0.0.1"],
+                         ready_path="/conformance")

@@ -1,10 +1,11 @@
 """A small STAC API with the Filter extension (CQL2-JSON), for the tests of property filters.
 
 Runs as its own process on loopback (stdlib only) over a static catalog (catalog.json ->
-child collections -> items, as tests/real_data.py writes them) and appends one JSON line per
+child collections -> items, as tests/support/real_data.py writes them) and appends one JSON line per
 item search to a log file, so that tests can see what reached the server:
 
-    python filtering_stac_api.py CATALOG --port 8765 --log searches.jsonl [--mode MODE]
+    python -m tests.support.filtering_stac_api CATALOG --port 8765 --log searches.jsonl \
+        [--mode MODE]
 
 Modes (what the landing page's conformsTo says, and what the server does with a filter):
   full        filter + cql2-json + basic, advanced comparison and array operators (default)
@@ -24,15 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.support.processes import HttpServerProcess
 
 BASE = [
     "https://api.stacspec.org/v1.0.0/core",
@@ -319,47 +318,21 @@ def serve(catalog: Path, host: str, port: int, mode: str, log: Path) -> None:
 
 
 # --- for tests -----------------------------------------------------------------------------------
-class FilteringStacApi:
+class FilteringStacApi(HttpServerProcess):
     """This server as a child process on a free loopback port."""
 
-    def __init__(self, catalog: Path, log: Path, mode: str = "full") -> None:
-        import httpx
+    name = "filtering STAC API"
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, str(catalog), "--port", str(port), "--log", str(log),
-             "--mode", mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"STAC API exited: {self.proc.stdout.read()!r}")
-            try:
-                if httpx.get(f"{self.url}/conformance", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("the STAC API did not start")
+    def __init__(self, catalog: Path, log: Path, mode: str = "full") -> None:
+        self.log_file = log
+        super().__init__(["-m", "tests.support.filtering_stac_api", str(catalog),
+                          "--log", str(log), "--mode", mode], ready_path="/conformance")
 
     def searches(self) -> list[dict]:
         """Every item search so far: method, params (incl. filter), matched, returned ids."""
-        if not self.log.exists():
+        if not self.log_file.exists():
             return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        return [json.loads(line) for line in self.log_file.read_text().splitlines() if line]
 
 
 def main() -> None:
