@@ -60,8 +60,12 @@ def cube(z: np.ndarray, *, ascending: bool = False, integer_nodata: int | None =
 
 def plane(result: RasterCube, *, ascending: bool = False) -> np.ndarray:
     assert is_lazy(result)
-    values = result.data.sel(bands="elevation").transpose("y", "x").values
+    values = result.data.isel(bands=0).transpose("y", "x").values
     return values[::-1] if ascending else values
+
+
+def result_band(result: RasterCube) -> str:
+    return str(result.data.coords["bands"].values[0])
 
 
 def reference(z: np.ndarray):
@@ -95,6 +99,7 @@ def test_fill_sinks_and_flow_direction_equal_pyflwdir(ascending: bool) -> None:
     filled, d8, _ = reference(z)
     got_filled = plane(hydrology.fill_sinks(cube(z, ascending=ascending)), ascending=ascending)
     np.testing.assert_allclose(got_filled, filled, rtol=0, atol=1e-3)
+    assert result_band(hydrology.fill_sinks(cube(z))) == "elevation"
     got_d8 = plane(hydrology.flow_direction(cube(z, ascending=ascending)), ascending=ascending)
     np.testing.assert_array_equal(got_d8, d8)
     # numpy: filling only raises cells, and the pits are gone (each has a lower-or-equal exit)
@@ -112,6 +117,7 @@ def test_integer_dem_with_nodata_value() -> None:
     z = dem()
     got = plane(hydrology.flow_direction(cube(z, integer_nodata=-32768)))
     assert (got[:3, :3] == 247).all()
+    assert result_band(hydrology.flow_direction(cube(z))) == "flow_direction"
     _, d8, _ = reference(np.where(np.isfinite(z), np.round(z), np.nan).astype("float32"))
     np.testing.assert_array_equal(got, d8)
 

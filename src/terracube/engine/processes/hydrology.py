@@ -21,7 +21,7 @@ import xarray as xr
 from affine import Affine
 
 from terracube import errors
-from terracube.datacube.cube import RasterCube
+from terracube.datacube.cube import BANDS, RasterCube
 from terracube.datacube.grid import Grid, as_dask, grid_of, spatial_dims
 from terracube.engine.registry import process
 
@@ -67,7 +67,7 @@ def flow_direction(data: RasterCube, max_depth: float | None = None) -> RasterCu
         codes[missing] = D8_NODATA
         return codes.astype(np.uint8)
 
-    return plane.apply(d8, np.dtype(np.uint8), nodata=D8_NODATA)
+    return plane.apply(d8, np.dtype(np.uint8), nodata=D8_NODATA, band="flow_direction")
 
 
 @process("flow_accumulation")
@@ -81,7 +81,7 @@ def flow_accumulation(data: RasterCube, unit: str = "cells") -> RasterCube:
         area[codes == D8_NODATA] = np.nan
         return area
 
-    return plane.apply(accumulate, np.dtype(np.float64), nodata=None)
+    return plane.apply(accumulate, np.dtype(np.float64), nodata=None, band="upstream_area")
 
 
 @process("stream_network")
@@ -100,7 +100,7 @@ def stream_network(data: RasterCube, threshold: float, unit: str = "cells") -> R
         order[codes == D8_NODATA] = STREAM_NODATA
         return order
 
-    return plane.apply(streams, np.dtype(np.uint8), nodata=STREAM_NODATA)
+    return plane.apply(streams, np.dtype(np.uint8), nodata=STREAM_NODATA, band="stream_order")
 
 
 @process("catchment")
@@ -128,7 +128,7 @@ def catchment(data: RasterCube, outlet: dict, snap_threshold: float | None = Non
                 idx = int(downstream[idx])
         return (flw.basins(idxs=np.array([idx])) > 0).astype(np.uint8)
 
-    return plane.apply(basin, np.dtype(np.uint8), nodata=None)
+    return plane.apply(basin, np.dtype(np.uint8), nodata=None, band="catchment")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -164,7 +164,8 @@ class _Plane:
                 "data must have x labels that increase from west to east.", argument="data")
 
     def apply(self, func: Callable[[np.ndarray, Affine, bool], np.ndarray], dtype: np.dtype,
-              nodata: float | None) -> RasterCube:
+              nodata: float | None, band: str | None = None) -> RasterCube:
+        """The cube of func's results per plane; a single band label becomes `band`."""
         order = [d for d in self.cube.data.dims if d not in (self.ydim, self.xdim)]
         values = self.cube.data.transpose(*order, self.ydim, self.xdim)
         arr = as_dask(values)
@@ -174,7 +175,14 @@ class _Plane:
                              latlon=self.latlon, flip=self.flip, d8=self.d8,
                              nodata_in=self.cube.nodata, dtype=dtype, meta=np.array((), dtype))
         result = xr.DataArray(out, dims=values.dims, coords=values.coords)
-        return self.cube.with_data(result.transpose(*self.cube.data.dims), nodata=nodata)
+        attrs = dict(self.cube.attrs)
+        bands = self.cube.first_dim_of_type(BANDS)
+        if band is not None and bands is not None and result.sizes[bands.name] == 1:
+            # e.g. "elevation" in, "flow_direction" out: the old band's metadata no longer fits
+            result = result.assign_coords({bands.name: [band]})
+            attrs.pop("band_metadata", None)
+        return self.cube.with_data(result.transpose(*self.cube.data.dims), nodata=nodata,
+                                   attrs=attrs)
 
 
 def _run_on_plane(block: np.ndarray, *, compute: Callable, transform: Affine, latlon: bool,
@@ -325,14 +333,15 @@ DESCRIPTIONS: dict[str, dict] = {
         + _D8_TEXT,
         [{"name": "data", "description": "Elevations (a DEM), one value per cell.",
           "schema": _RASTER}, _MAX_DEPTH_PARAM],
-        "The D8 flow direction of every cell (unsigned 8-bit integers, no-data 247)."),
+        "The D8 flow direction of every cell (unsigned 8-bit integers, no-data 247); a single "
+        "band is named `flow_direction`."),
     "flow_accumulation": _hydrology(
         "flow_accumulation", "Upstream area (flow accumulation)",
         "The area that drains through each cell, including the cell itself, following the "
         "flow directions.",
         [_D8_PARAM, _UNIT_PARAM],
         "The upstream area of every cell in the given unit; no-data where the flow "
-        "directions are no-data."),
+        "directions are no-data. A single band is named `upstream_area`."),
     "stream_network": _hydrology(
         "stream_network", "Stream network with Strahler order",
         "Cells whose upstream area is at least `threshold` are streams; each stream cell gets "
@@ -343,7 +352,7 @@ DESCRIPTIONS: dict[str, dict] = {
           "schema": {"type": "number", "exclusiveMinimum": 0}},
          _UNIT_PARAM],
         "The Strahler order of every stream cell, 0 for cells that are not streams, 255 for "
-        "no-data (unsigned 8-bit integers)."),
+        "no-data (unsigned 8-bit integers). A single band is named `stream_order`."),
     "catchment": _hydrology(
         "catchment", "The catchment (drainage basin) upstream of a point",
         "Marks every cell whose water flows through the outlet cell. With `snap_threshold`, "
@@ -360,5 +369,6 @@ DESCRIPTIONS: dict[str, dict] = {
           "schema": {"type": ["number", "null"], "exclusiveMinimum": 0}, "default": None,
           "optional": True},
          _UNIT_PARAM],
-        "1 for the cells of the catchment, 0 elsewhere (unsigned 8-bit integers)."),
+        "1 for the cells of the catchment, 0 elsewhere (unsigned 8-bit integers). A single "
+        "band is named `catchment`."),
 }
