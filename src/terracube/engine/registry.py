@@ -37,6 +37,8 @@ PROCESS_MODULES = (
     "terracube.engine.processes.udf",
     "terracube.engine.processes.curves",
     "terracube.engine.processes.hydrology",
+    "terracube.engine.processes.masks_cdse",
+    "terracube.engine.processes.terrain",
 )
 
 
