@@ -194,7 +194,7 @@ def test_export_workspace_copies_saved_results_into_the_workspace(tmp_path) -> N
                    "arguments": {"data": {"from_node": "save"}, "workspace": "exports",
                                  "merge": "run1"}, "result": True},
     }
-    result = compute_result({"process": {"process_graph": graph}}, services, tmp_path / "out")
+    result = compute_result({"process": {"process_graph": graph}}, services)
     ws = workspace_for(settings, "alice")
     files = {f.path: f for f in ws.list_files()}
     assert f"exports/run1/{result.filename}" in files

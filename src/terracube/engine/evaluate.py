@@ -32,6 +32,7 @@ class SavedResult:
     format: str
     options: dict
     exports: list[tuple[str, str | None]] = field(default_factory=list)  # (workspace, merge)
+    node_id: str | None = None  # the save_result node (names the output's files, its errors)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class Callback:
 
     def __call__(self, **params: Any) -> Any:
         try:
-            return self.evaluator.run(self.graph, {**self.scope, **params})
+            # Child graphs were checked with the graph they belong to.
+            return self.evaluator.run(self.graph, {**self.scope, **params}, validated=True)
         except errors.OpenEOError as exc:
             exc.at(self.node_id, self.argument)
             raise
@@ -116,10 +118,22 @@ class Evaluator:
         self._validate_nodes(graph, problems)
         return problems
 
-    def run(self, graph: dict, parameters: dict[str, Any] | None = None) -> Any:
-        root = graphs.validate_structure(graph)
+    def run(self, graph: dict, parameters: dict[str, Any] | None = None, *,
+            validated: bool = False, all_end_nodes: bool = False) -> Any:
+        """Evaluate `graph` and return the value of its result node.
+
+        `validated`: its structure was checked already (by `validate`, or with the graph it is
+        a callback of), so it is not walked again. `all_end_nodes` (a top-level process): the
+        other end nodes run too, in graph order — "multiple end nodes are possible" (API 1.2,
+        process graphs), e.g. every save_result of the client's MultiResult.
+        """
+        root = graphs.result_node(graph) if validated else graphs.validate_structure(graph)
         cache: dict[str, Any] = {}
-        return self._node(graph, root, parameters or {}, cache)
+        params = parameters or {}
+        if all_end_nodes:
+            for nid in graphs.end_nodes(graph):
+                self._node(graph, nid, params, cache)  # the result node too, in its turn
+        return self._node(graph, root, params, cache)  # from the cache if it ran already
 
     # --- internals --------------------------------------------------------------------------
     def _validate_nodes(self, graph: dict, problems: list[errors.OpenEOError]) -> None:

@@ -59,6 +59,15 @@ def iter_references(value: Any, nodes: Any = ()) -> Iterator[tuple[str, str]]:
             yield from iter_references(v, nodes)
 
 
+def end_nodes(graph: dict) -> list[str]:
+    """Ids of the nodes no other node of `graph` uses (in graph order), e.g. the save_result
+    nodes of the client's MultiResult, of which only one is the result node."""
+    used = {ref for node in graph.values()
+            for arg in (node.get("arguments") or {}).values()
+            for kind, ref in iter_references(arg, graph) if kind == "from_node"}
+    return [nid for nid in graph if nid not in used]
+
+
 def _names_node(ref: Any, nodes: Any) -> bool:
     try:
         return ref in nodes

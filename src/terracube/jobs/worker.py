@@ -305,8 +305,8 @@ class Worker:
         settings, registry = self.settings, self._registry
         process = claim.job.process
 
-        def services_factory() -> Any:
-            return build_services(settings, Catalog(settings), registry, user)
+        def services_factory(**extra: Any) -> Any:
+            return build_services(settings, Catalog(settings), registry, user, **extra)
 
         read_fd, write_fd = os.pipe()
         parent = os.getpid()

@@ -9,6 +9,7 @@ give a rough duration. Without a currency on this server there are no costs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from dask.callbacks import Callback
 
 from terracube import errors
 from terracube.datacube.cube import RasterCube
+from terracube.engine.evaluate import Services
 from terracube.processing.run import evaluate_outputs
 
 # Rough throughput of one worker on a laptop (measured on the sample data, 2 cores).
@@ -113,10 +115,11 @@ def _tasks(data: Any) -> int:
     return 0
 
 
-def estimate_job(process: dict, services: Any) -> dict[str, Any]:
+def estimate_job(process: dict, services: Services) -> dict[str, Any]:
     """The openEO estimate of a job's process (no costs: this server has no currency)."""
     recorder = _RecordingCatalog(services.catalog)
-    services.catalog = recorder
+    # The same services, but loads go through the recording catalog.
+    services = dataclasses.replace(services, catalog=recorder, saved=[])
     problems: list[str] = []
     outputs: list[Any] = []
     try:

@@ -1,31 +1,115 @@
-"""Writing what a process asks to write: result files, and their copies into the workspace."""
+"""Writing what a process asks to write: every save_result output, for POST /result and jobs.
+
+`write_outputs` is the one write loop: each output (a `SavedResult`, with the id of its
+save_result node) becomes files named after that node, its computation reports progress
+through the executor, and files asked for by export_workspace are copied into the user's
+workspace. `compute_result` is the synchronous path around it: it owns the temporary folder
+the files are written to, and sends one file, or a tar of all files when there are several
+(the API's recommendation for POST /result, see docs/user-guide/formats.md).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import shutil
+import tarfile
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from terracube import errors, executor
 from terracube.engine.evaluate import SavedResult, Services
 from terracube.processing.run import evaluate_outputs
 from terracube.results.writers import ResultFile, write_result
+from terracube.workspace.files import workspace_for
+
+log = logging.getLogger(__name__)
+
+JOB_STEM = "openEO"  # openEO.tif, openEO_<node id>.nc: the names CDSE gives job assets
+SYNC_STEM = "result"
+TAR_MEDIA_TYPE = "application/x-tar"
+
+OutputProgress = Callable[[int, float], None]
+"""Called with (index of the output, finished fraction of writing it)."""
 
 
-def compute_result(process: dict, services: Services,
-                   work_dir: Path | None = None) -> ResultFile:
-    """Evaluate a process and write its result; returns the file to send back."""
-    running = services.executor or executor.current()
-    folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="terracube-result-"))
-    try:
-        # All computation (in the writer, or a process that must compute) uses the executor.
-        with running.active():
-            saved = evaluate_outputs(process, services)[-1]
-            files = write_result(saved.data, saved.format, saved.options, folder)
-            export_files(saved, [f.path for f in files], services)
-    except MemoryError as exc:
-        raise errors.Internal("The computation ran out of memory; use a smaller extent or "
-                              "a batch job.") from exc
-    return files[0]
+@dataclass(frozen=True)
+class WrittenOutput:
+    """One output written: what the save_result node asked for, and the files it became."""
+
+    index: int
+    saved: SavedResult
+    files: list[ResultFile]
+
+    @property
+    def node_id(self) -> str | None:
+        return self.saved.node_id
+
+
+def output_stems(outputs: list[SavedResult], stem: str) -> list[str]:
+    """Distinct file stems: `stem` for a single output, `<stem>_<node id>` for several (the
+    output's position instead where it has no node id or shares one, e.g. two calls of a
+    user-defined process that saves)."""
+    if len(outputs) == 1:
+        return [stem]
+    ids = [o.node_id for o in outputs]
+    return [f"{stem}_{node_id}" if node_id and ids.count(node_id) == 1 else f"{stem}_{i + 1}"
+            for i, node_id in enumerate(ids)]
+
+
+def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, *,
+                  stem: str = JOB_STEM, progress: OutputProgress | None = None,
+                  written: Callable[[WrittenOutput], None] | None = None,
+                  ) -> list[WrittenOutput]:
+    """Write every output into `folder` (computing it with the current executor).
+
+    `written` is called after each output (e.g. a job reports its assets at once, so a
+    canceled job keeps what was written). An error names the output's save_result node.
+    """
+    done: list[WrittenOutput] = []
+    count = len(outputs)
+    for index, (output, name) in enumerate(zip(outputs, output_stems(outputs, stem))):
+        node_id = output.node_id
+        if services.log is not None:
+            services.log("debug", f"Writing output {index + 1} of {count} as {output.format}.",
+                         node_id)
+        try:
+            with _progress_of(progress, index):
+                files = write_result(output.data, output.format, output.options, folder,
+                                     stem=name)
+        except errors.OpenEOError as exc:
+            raise exc.at(node_id) from None
+        except MemoryError:
+            raise errors.Internal(
+                "The computation ran out of memory while writing the result; use a smaller "
+                "extent, fewer dates or fewer bands (or a batch job).", node_id=node_id) from None
+        except Exception as exc:
+            # A bug of ours, not the user's: logged, and an error id the user can quote.
+            error = errors.Internal("", node_id=node_id)
+            error.args = (f"Computing and writing the result failed in the back-end; please "
+                          f"report it with the error id {error.id}.",)
+            log.error("writing output %d (node %s) failed [%s]", index + 1, node_id,
+                      error.id, exc_info=exc)
+            raise error from exc
+        export_files(output, [f.path for f in files], services)
+        result = WrittenOutput(index, output, files)
+        done.append(result)
+        if written is not None:
+            written(result)
+        if progress is not None:
+            progress(index, 1.0)
+    return done
+
+
+@contextlib.contextmanager
+def _progress_of(progress: OutputProgress | None, index: int) -> Iterator[None]:
+    if progress is None:
+        yield
+        return
+    with executor.progress_to(lambda fraction: progress(index, fraction)):
+        yield
 
 
 def export_files(saved: SavedResult, paths: list[Path], services: Services) -> None:
@@ -33,8 +117,6 @@ def export_files(saved: SavedResult, paths: list[Path], services: Services) -> N
     it, through the workspace's uploads (quota and path rules apply)."""
     if not saved.exports:
         return
-    from terracube.workspace.files import workspace_for
-
     workspace = workspace_for(services.settings, services.user.user_id)
     for folder, merge in saved.exports:
         prefix = "/".join(p for p in (folder, merge) if p)
@@ -48,3 +130,45 @@ def export_files(saved: SavedResult, paths: list[Path], services: Services) -> N
                 upload.abort()  # no partial file is left behind (e.g. quota exceeded)
                 raise
             upload.commit()
+
+
+# --- POST /result ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SyncResult:
+    """The file to send for POST /result, in a temporary folder removed by `remove()`."""
+
+    path: Path
+    media_type: str
+    filename: str
+    folder: Path
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def compute_result(process: dict, services: Services) -> SyncResult:
+    """Evaluate a process and write all its outputs; the file to send back (a tar of them
+    all when there are several files). The caller removes it with `SyncResult.remove()`."""
+    running = services.executor or executor.current()
+    folder = Path(tempfile.mkdtemp(prefix="terracube-result-"))
+    try:
+        # All computation (in the writers, or a process that must compute) uses the executor.
+        with running.active():
+            written = write_outputs(evaluate_outputs(process, services), folder, services,
+                                    stem=SYNC_STEM)
+        files = [file for output in written for file in output.files]
+        if len(files) == 1:
+            (file,) = files
+            return SyncResult(file.path, file.media_type, file.filename, folder)
+        tar = folder / f"{SYNC_STEM}.tar"
+        with tarfile.open(tar, "w") as archive:
+            for file in files:
+                archive.add(file.path, arcname=file.filename)
+        return SyncResult(tar, TAR_MEDIA_TYPE, tar.name, folder)
+    except MemoryError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise errors.Internal("The computation ran out of memory; use a smaller extent or "
+                              "a batch job.") from exc
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -1,13 +1,23 @@
-"""Validating and (lazily) evaluating a process: what it asks to write."""
+"""Validating a process once and evaluating it (lazily): what it asks to write."""
 
 from __future__ import annotations
 
 from terracube import errors
+from terracube.datacube.cube import RasterCube
 from terracube.engine import graph as graphs
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
 
 DEFAULT_RASTER_FORMAT = "GTiff"
+
+
+def check_structure(process: dict) -> dict:
+    """The process graph of `process` (a request body, a process or a bare graph), its
+    structure checked: nodes, references, one result node, no cycles, child graphs too.
+    Raises the openEO error of the first problem."""
+    graph = graphs.unwrap(process)
+    graphs.validate_structure(graph)
+    return graph
 
 
 def validate_process(process: dict, services: Services) -> list[errors.OpenEOError]:
@@ -20,11 +30,11 @@ def validate_process(process: dict, services: Services) -> list[errors.OpenEOErr
 
 
 def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
-    """Validate, optimise and (lazily) evaluate a process: what it asks to write.
+    """Validate (once), optimise and (lazily) evaluate a process: what it asks to write.
 
-    Every save_result in the order they ran, or else the result value in a default format
-    (GeoTIFF for a raster cube, JSON for anything else). Used by POST /result (the last
-    output) and by batch jobs (all of them).
+    Every save_result in the order they ran — all end nodes of the graph run, not only the
+    result node — or else the result value in a default format (GeoTIFF for a raster cube,
+    JSON for anything else). Used by POST /result, batch jobs and the estimate alike.
     """
     graph = graphs.unwrap(process)
     evaluator = Evaluator(services)
@@ -33,11 +43,9 @@ def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
         raise problems[0]
     # Filters move into the load nodes, so only the needed windows, dates and bands are read.
     graph = optimize(graph, services.catalog)
-    value = evaluator.run(graph)
+    value = evaluator.run(graph, validated=True, all_end_nodes=True)
     if services.saved:
         return list(services.saved)
-    from terracube.datacube.cube import RasterCube
-
     # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
     is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim
     return [SavedResult(value, DEFAULT_RASTER_FORMAT if is_raster else "JSON", {})]

@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 from rasterio.io import MemoryFile
 
-from terracube import errors
+from terracube import errors, executor
 from terracube.datacube.cube import RasterCube
 
 
@@ -29,7 +29,9 @@ def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) ->
             f"{layers} ({', '.join(f'{d}: {arr.sizes[d]}' for d in other)}); reduce or filter "
             "the other dimensions first, e.g. filter_bands to three bands and one date.",
             argument="data")
-    values = np.asarray(arr.values, dtype="float64").reshape(layers, *arr.shape[-2:])
+    # Through the executor, as every writer: its cluster, and the job's progress.
+    (computed,) = executor.current().compute(arr.data)
+    values = np.asarray(computed, dtype="float64").reshape(layers, *arr.shape[-2:])
     valid = np.isfinite(values).all(axis=0)
     out = np.zeros(values.shape, dtype="uint8")
     for i, band in enumerate(values):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,9 @@ from terracube.api.deps import (
     SettingsDep,
 )
 from terracube.api.responses import FileDownload
+from terracube.processing.outputs import compute_result as run_and_compute
+from terracube.processing.run import validate_process
+from terracube.processing.services import build_services
 
 router = APIRouter(tags=["Data Processing"])
 
@@ -37,17 +39,17 @@ _RESULT_BODY = {"required": True, "content": {"application/json": {"schema": {
 
 
 class TemporaryFileResponse(FileDownload):
-    """Sends a result file, then deletes its folder (also when the client went away)."""
+    """Sends a result file, then removes it (also when the client went away)."""
 
-    def __init__(self, path: Path, folder: Path, **kwargs: Any) -> None:
+    def __init__(self, path: Path, remove: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
-        self.folder = folder
+        self.remove = remove
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await run_in_threadpool(shutil.rmtree, self.folder, True)
+            await run_in_threadpool(self.remove)
 
 
 @router.post("/result", operation_id="compute-result",
@@ -57,24 +59,15 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
                          settings: SettingsDep, catalog: CatalogDep,
                          registry: RegistryDep) -> FileResponse:
     """Run a process graph now and send its result as the response body."""
-    from terracube.processing.outputs import compute_result as run_and_write
-    from terracube.processing.services import build_services
-
     process = body.get("process")
     if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
         raise errors.ProcessGraphMissing(
             "The request body needs 'process': {\"process_graph\": {...}}.")
-    services = build_services(settings, catalog, registry, user)
-    services.executor = getattr(request.app.state, "executor", None)
-    folder = Path(tempfile.mkdtemp(prefix="terracube-result-"))
-    try:
-        # Computing blocks, so it runs in a worker thread, not on the event loop.
-        result = await run_in_threadpool(run_and_write, process, services,
-                                         work_dir=folder)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return TemporaryFileResponse(result.path, folder, media_type=result.media_type,
+    services = build_services(settings, catalog, registry, user,
+                              executor=getattr(request.app.state, "executor", None))
+    # Computing blocks, so it runs in a worker thread, not on the event loop.
+    result = await run_in_threadpool(run_and_compute, process, services)
+    return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
                                  filename=result.filename, headers={"OpenEO-Costs": "0"})
 
 
@@ -84,9 +77,6 @@ async def validate_custom_process(request: Request, user: OptionalUser, body: Js
                                   settings: SettingsDep, catalog: CatalogDep,
                                   registry: RegistryDep) -> dict[str, Any]:
     """Check a process without running it; problems are reported with status 200."""
-    from terracube.processing.run import validate_process
-    from terracube.processing.services import build_services
-
     def validate() -> list[errors.OpenEOError]:
         services = build_services(settings, catalog, registry, user)
         try:

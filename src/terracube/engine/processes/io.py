@@ -122,6 +122,6 @@ def save_result(data: Any, format: str, options: dict | None = None, *,
         raise errors.ProcessParameterInvalid(
             f"Output format '{format}' is not supported; GET /file_formats lists the formats "
             "(GTiff, netCDF, JSON).", argument="format")
-    saved = SavedResult(data, fmt, dict(options or {}))
+    saved = SavedResult(data, fmt, dict(options or {}), node_id=ctx.node_id)
     ctx.services.saved.append(saved)
     return saved

@@ -424,7 +424,8 @@ def save_ml_model(data: Any, options: dict | None = None, *, ctx: ProcessContext
             f"letter or digit), got {name!r}.", argument="options")
     workspace = ctx.services.workspace
     if workspace is None:
-        ctx.services.saved.append(SavedResult(model, MODEL_FORMAT, {"name": name}))
+        ctx.services.saved.append(SavedResult(model, MODEL_FORMAT, {"name": name},
+                                              node_id=ctx.node_id))
         return True
     # Through the workspace's uploads: quota, path rules and atomic replacement as for /files.
     quota = getattr(ctx.services.settings, "storage_quota_bytes", None)
