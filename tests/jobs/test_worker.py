@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from job_graphs import ndvi_graph, slow_graph
-from jobs_support import WorkerProcess, clean_env, pid_alive, wait_for
+from tests.jobs.job_graphs import ndvi_graph, slow_graph
+from tests.support.data import data_dir_with_samples
+from tests.support.markers import needs_postgres
+from tests.support.processes import WorkerProcess, clean_env, pid_alive, wait_for
 
 from terracube.db import open_database
 from terracube.jobs.files import JobFolders
@@ -188,15 +190,15 @@ def test_retention_removes_old_results(data_dir, jobs, workers):
     assert jobs.logs(job_id)[-1].code == "ResultsExpired"
 
 
+@needs_postgres
 def test_worker_on_postgresql(postgres_url, tmp_path, sample_data_dir, workers):
     """The same worker against PostgreSQL (TERRACUBE_DATABASE_URL) instead of SQLite."""
-    from jobs_support import job_data_dir
     from sqlalchemy import text
 
     from terracube.auth.users import UserStore
     from terracube.db import Base
 
-    data = job_data_dir(tmp_path, sample_data_dir)
+    data = data_dir_with_samples(tmp_path / "data", sample_data_dir)
     db = open_database(postgres_url)
     try:
         UserStore(db).add("alice", "wonderland")
