@@ -17,6 +17,7 @@ import rasterio
 from tests.support.filtering_stac_api import FilteringStacApi
 from tests.support.real_data import BELGIUM_CLOUD_COVER, BELGIUM_STAC, write_belgium_catalog
 
+from terracube.catalog.access import StacUrlReader
 from terracube.catalog.cql2 import Cql2Support, condition_filter, property_filter
 from terracube.engine.evaluate import Callback, Evaluator, Services
 from terracube.engine.registry import build_registry
@@ -171,7 +172,7 @@ def load_stac(url: str, properties: dict):
     graph = {"load": {"process_id": "load_stac", "result": True, "arguments": {
         "url": url, "spatial_extent": BOX, "bands": ["B02"],
         "properties": {name: {"process_graph": g} for name, g in properties.items()}}}}
-    return Evaluator(Services(registry=build_registry())).run(graph)
+    return Evaluator(Services(registry=build_registry(), stac=StacUrlReader())).run(graph)
 
 
 def check_cube(cube, days: list[str]) -> None:

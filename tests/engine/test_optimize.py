@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.optimize import Box, Interval, optimize, pushed_down
+from terracube.engine.registry import build_registry
+from terracube.results.access import FormatTable
 
 BBOX_UTM = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920,
             "crs": "EPSG:32632"}
@@ -295,10 +298,7 @@ def sample_catalog(sample_data_dir: Path):
 
 
 def run(graph: dict, catalog) -> object:
-    from terracube.engine.evaluate import Evaluator, Services
-    from terracube.engine.registry import build_registry
-
-    services = Services(registry=build_registry(), catalog=catalog)
+    services = Services(registry=build_registry(), catalog=catalog, formats=FormatTable())
     return Evaluator(services).run(graph)
 
 

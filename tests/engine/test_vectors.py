@@ -25,7 +25,9 @@ from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import vectors
 from terracube.engine.registry import build_registry
 from terracube.errors import OpenEOError
+from terracube.results.access import FormatTable
 from terracube.results.writers import write_result
+from terracube.workspace.access import UserWorkspace
 
 FIELD = box(11.0, 46.0, 11.01, 46.01)  # about 770 m x 1110 m near Bolzano
 WELL = Point(11.2, 46.2)
@@ -60,7 +62,8 @@ def to_utm(geom):
 
 
 def run(graph: dict, workspace: Path | None = None) -> tuple[object, Services]:
-    services = Services(build_registry(), workspace=workspace)
+    services = Services(build_registry(), formats=FormatTable(),
+                        workspace=None if workspace is None else UserWorkspace(workspace))
     return Evaluator(services).run(graph), services
 
 

@@ -14,9 +14,12 @@ from rasterio.transform import from_origin
 
 from terracube import errors
 from terracube.api.app import create_app
+from terracube.catalog.access import UploadedFileReader
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import build_registry
+from terracube.results.access import FormatTable
 from terracube.settings import Settings
+from terracube.workspace.access import UserWorkspace
 
 API = "/openeo/1.2"
 VALUES = np.arange(12, dtype="float32").reshape(3, 4)
@@ -59,7 +62,9 @@ def write_netcdf(path):
 def load(registry, workspace, paths, format="GTiff", **extra):
     graph = {"l": {"process_id": "load_uploaded_files",
                    "arguments": {"paths": paths, "format": format, **extra}, "result": True}}
-    return Evaluator(Services(registry=registry, workspace=workspace)).run(graph)
+    services = Services(registry=registry, uploads=UploadedFileReader(), formats=FormatTable(),
+                        workspace=None if workspace is None else UserWorkspace(workspace))
+    return Evaluator(services).run(graph)
 
 
 def test_geotiff(registry, tmp_path):

@@ -8,7 +8,6 @@ from terracube import errors
 from terracube.datacube.request import BBox, LoadRequest
 from terracube.engine.evaluate import Callback, ProcessContext, SavedResult
 from terracube.engine.registry import process
-from terracube.results.formats import output_format
 
 
 def parse_spatial_extent(extent: Any, argument: str = "spatial_extent") -> BBox | None:
@@ -117,7 +116,11 @@ def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = 
 @process("save_result")
 def save_result(data: Any, format: str, options: dict | None = None, *,
                 ctx: ProcessContext) -> SavedResult:
-    fmt = output_format(format)
+    formats = ctx.services.formats
+    if formats is None:
+        raise errors.ProcessUnsupported("save_result needs the server's file formats, which "
+                                        "this evaluation was not given.")
+    fmt = formats.output_format(format)
     if fmt is None:
         raise errors.ProcessParameterInvalid(
             f"Output format '{format}' is not supported; GET /file_formats lists the formats "

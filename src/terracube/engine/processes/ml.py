@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -49,10 +48,10 @@ from terracube.engine.mlmodel import (
     read_model_file,
     signing_key,
 )
+from terracube.engine.ports import WorkspaceAccess
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.processes.rasterise import vector_input
 from terracube.engine.registry import process
-from terracube.workspace.files import Workspace
 
 PREDICTIONS_DIM = "predictions"  # ml_predict: the dimension of the predicted values
 TARGET_PROPERTY = "target"  # the feature property with the value to learn (1.x convention)
@@ -427,13 +426,9 @@ def save_ml_model(data: Any, options: dict | None = None, *, ctx: ProcessContext
         ctx.services.saved.append(SavedResult(model, MODEL_FORMAT, {"name": name},
                                               node_id=ctx.node_id))
         return True
-    # Through the workspace's uploads: quota, path rules and atomic replacement as for /files.
-    quota = getattr(ctx.services.settings, "storage_quota_bytes", None)
-    space = Workspace(Path(workspace), sys.maxsize if quota is None else quota)
+    # Written like uploads: quota, path rules and atomic replacement as for /files.
     for file_name, content in model_files(model, name, _signing_key(ctx)):
-        upload = space.begin_upload(f"{MODEL_FOLDER}/{file_name}", size_hint=len(content))
-        upload.write(content)
-        upload.commit()
+        workspace.write_file(f"{MODEL_FOLDER}/{file_name}", content)
     if ctx.services.log:
         ctx.services.log("info", f"Model saved as {MODEL_FOLDER}/{name}.json in your "
                          "workspace.", ctx.node_id)
@@ -469,15 +464,17 @@ def load_ml_model(uri: str | None = None, id: str | None = None, *,
 
 
 def _signing_key(ctx: ProcessContext) -> bytes:
-    return signing_key(getattr(ctx.services.settings, "data_dir", None))
+    settings = ctx.services.settings
+    return signing_key(settings.data_dir if settings is not None else None)
 
 
-def _workspace_item(workspace: Path | None, ref: str, argument: str) -> Path | None:
+def _workspace_item(workspace: WorkspaceAccess | None, ref: str,
+                    argument: str) -> Path | None:
     """The model STAC Item that `ref` names in the workspace, or None if it names nothing."""
     if workspace is None:
         return None
     try:
-        path = Workspace(Path(workspace), 0).locate(ref)
+        path = workspace.locate(ref)
     except errors.OpenEOError as exc:
         raise exc.at(argument=argument) from None
     if path.is_dir():
@@ -494,7 +491,7 @@ def _job_item(ctx: ProcessContext, ref: str, argument: str) -> Path:
     jobs (JobNotFound / JobNotFinished otherwise); without it only URLs and workspace paths
     can be loaded.
     """
-    job_results = getattr(ctx.services, "job_results", None)
+    job_results = ctx.services.job_results
     if job_results is None:
         where = "in your workspace" if ctx.services.workspace is not None else "here"
         raise errors.FileNotFound(

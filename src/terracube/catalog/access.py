@@ -1,0 +1,52 @@
+"""The catalog's side of the engine's data ports (engine/ports.py): STAC documents at a URL
+(load_stac) and files from a user's workspace (load_uploaded_files) as cubes.
+
+The `Catalog` itself is the engine's `Collections`; the classes here are stateless readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from terracube.catalog.files import build_items, inspect_file
+from terracube.catalog.netcdf_zarr_inspect import inspect_cube
+from terracube.catalog.netcdf_zarr_source import XarraySource
+from terracube.catalog.stac import StacSource, source_from_href
+from terracube.catalog.stac_items import StacItemsSource
+from terracube.datacube.cube import RasterCube
+from terracube.datacube.request import LoadRequest
+from terracube.process_errors import FormatUnsuitable
+
+# The id the sources of load_stac carry (there is no collection id for a URL).
+LOAD_STAC_COLLECTION = "load_stac"
+
+
+class StacUrlReader:
+    """engine.ports.StacReader: an item, collection, catalog or STAC API collection."""
+
+    def open(self, url: str) -> StacItemsSource:
+        # CollectionInputError (a ValueError) says what is wrong with the document.
+        return source_from_href(LOAD_STAC_COLLECTION, url)
+
+
+class UploadedFileReader:
+    """engine.ports.UploadedFileReader: raster and netCDF files as a cube, read in place."""
+
+    def read_rasters(self, files: Sequence[Path], collection_id: str) -> RasterCube:
+        rasters = []
+        for path in files:
+            info = inspect_file(path, None)
+            if info.count == 1 and info.descriptions[0]:
+                info.band = info.descriptions[0]  # a single-band file that names its band
+            rasters.append(info)
+        if len({r.crs for r in rasters}) > 1:
+            raise FormatUnsuitable("The files have different coordinate reference systems; "
+                                   "load them one CRS at a time.")
+        items, bands, crs, timeless = build_items(collection_id, rasters)
+        source = StacSource(collection_id, items, bands, crs, "Uploaded files.",
+                            timeless=timeless)
+        return source.load(LoadRequest())
+
+    def read_netcdf(self, file: Path, collection_id: str) -> RasterCube:
+        return XarraySource(collection_id, inspect_cube(file)).load(LoadRequest())
