@@ -112,6 +112,34 @@ def test_job_lifecycle_with_the_client(server, tmp_path):
     assert job.job_id not in {j["id"] for j in con.list_jobs()}
 
 
+def test_a_job_with_two_save_results_writes_both_outputs(server, tmp_path):
+    """The client's MultiResult: the NDVI series as netCDF and its maximum as GeoTIFF, two
+    save_result nodes of which only the second is the result node (issue 11, defect 1)."""
+    from openeo.rest.multiresult import MultiResult
+
+    con = connect(server)
+    series = ndvi_cube(con)
+    composite = series.reduce_dimension(dimension="t", reducer="max")
+    outputs = MultiResult([series.save_result("netCDF"), composite.save_result("GTiff")])
+    nodes = [nid for nid, node in outputs.flat_graph().items()
+             if node["process_id"] == "save_result"]
+    job = outputs.create_job(title="two outputs")
+    job.start_and_wait(max_poll_interval=1)
+
+    results = job.get_results()
+    names = sorted(results.get_metadata()["assets"])
+    assert names == sorted([f"openEO_{nodes[0]}.nc", f"openEO_{nodes[1]}.tif"])
+    files = {f.name: f for f in results.download_files(tmp_path / "files")}
+    ndvi = xr.load_dataset(files[f"openEO_{nodes[0]}.nc"])
+    (var,) = [v for v in ndvi.data_vars if v != "spatial_ref"]
+    assert ndvi.sizes["t"] == 6
+    with rasterio.open(files[f"openEO_{nodes[1]}.tif"]) as tif:
+        # the maximum over time, computed here with numpy from the other output
+        np.testing.assert_allclose(tif.read(1), np.nanmax(ndvi[var].values, axis=0),
+                                   rtol=1e-6)
+    assert job.logs()[-1]["message"].startswith("Finished: 2 file(s)")
+
+
 def test_failing_job_has_an_error_log_naming_the_node(server):
     con = connect(server)
     job = con.create_job(ndvi_cube(con, nir="B99").save_result("netCDF"))
