@@ -642,7 +642,7 @@ def test_merge_cubes_spatial_tiles(services):
 def tc_single_only(x, y):
     """A condition process that only accepts single numbers (like many text processes)."""
     if not isinstance(x, (int, float)):
-        raise TypeError("single values only")
+        raise errors.ProcessParameterInvalid("single values only", argument="x")
     return x > y
 
 

@@ -136,6 +136,9 @@ def test_process_case(process_id: str, case: dict[str, Any], registry: ProcessRe
         # With `returns` as well, either outcome is correct.
         if "throws" not in case:
             raise
+        # Even where any exception will do, bad input must be the user's (4xx) error: a 500
+        # Internal here is a bug of ours that the case happens to trigger.
+        assert isinstance(exc, OpenEOError) and exc.status < 500, f"internal error: {exc!r}"
         code = case["throws"]
         if isinstance(code, str) and isinstance(exc, OpenEOError):
             assert exc.code == code, f"raised {exc.code} ({exc}), the spec names {code}"

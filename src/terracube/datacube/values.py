@@ -18,6 +18,8 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from terracube import errors
+
 LIST_DIM = "__array__"
 # The axis of the elements of a JSON list handed to a callback (array_apply, array_filter…):
 # it must differ from LIST_DIM so that a list inside the callback broadcasts against it.
@@ -73,7 +75,7 @@ def to_python(v: Any, keep_int: bool = False) -> Any:
     return v
 
 
-def as_array(value: Any) -> ArrayValue:
+def as_array(value: Any, argument: str = "data") -> ArrayValue:
     """An ArrayValue for a JSON list, an ArrayValue already, or a 1-d DataArray.
 
     A list that holds DataArrays (e.g. `max([x, 0])` inside `apply`, where `x` is the cube)
@@ -87,7 +89,19 @@ def as_array(value: Any) -> ArrayValue:
         return ArrayValue(xr.DataArray(list_to_numpy(list(value)), dims=[LIST_DIM]), LIST_DIM)
     if isinstance(value, xr.DataArray) and value.ndim == 1:
         return ArrayValue(value, str(value.dims[0]))
-    raise TypeError(f"expected an array, got {type(value).__name__}")
+    raise errors.ProcessParameterInvalid(
+        f"'{argument}' must be an array, got {json_kind(value)}.", argument=argument)
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in openEO words (for error messages)."""
+    if value is None:
+        return "null"
+    for kind, words in ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
+                        ((list, tuple), "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return words
+    return f"a {type(value).__name__}"
 
 
 def list_to_numpy(values: list[Any]) -> np.ndarray:
@@ -139,14 +153,14 @@ def object_array(values: list[Any]) -> np.ndarray:
     return arr
 
 
-def exact_array(value: Any) -> ArrayValue:
+def exact_array(value: Any, argument: str = "data") -> ArrayValue:
     """Like `as_array`, but a JSON list keeps its exact values (see `exact_values`)."""
     if isinstance(value, (list, tuple)) and not any(isinstance(v, xr.DataArray) for v in value):
         return ArrayValue(xr.DataArray(exact_values(list(value)), dims=[LIST_DIM]), LIST_DIM)
-    return as_array(value)
+    return as_array(value, argument)
 
 
-def stack_list(items: list[Any]) -> ArrayValue:
+def stack_list(items: list[Any], argument: str = "data") -> ArrayValue:
     """One array along LIST_DIM from a list of DataArrays and scalars, broadcast together.
 
     Scalars (None -> NaN) are filled lazily like the DataArrays, so dask cubes stay lazy.
@@ -164,8 +178,9 @@ def stack_list(items: list[Any]) -> ArrayValue:
             dtype = bool if isinstance(v, (bool, np.bool_)) else None
             parts.append(xr.full_like(template, fill, dtype=dtype or np.result_type(fill)))
         else:
-            raise TypeError(f"an array element of type {type(v).__name__} cannot be combined "
-                            "with data cube values")
+            raise errors.ProcessParameterInvalid(
+                f"An element of '{argument}' is {json_kind(v)}, which cannot be combined with "
+                "data cube values.", argument=argument)
     stacked = xr.concat(parts, dim=LIST_DIM, coords="minimal", compat="override",
                         join="override")
     return ArrayValue(stacked, LIST_DIM)
@@ -217,21 +232,25 @@ def nodata_mask(arr: ArrayValue) -> xr.DataArray | None:
 _is_none = np.frompyfunc(lambda v: v is None, 1, 1)
 
 
-def numbers(arr: ArrayValue) -> xr.DataArray:
-    """The values as numbers: no-data (None) becomes NaN; anything non-numeric is a TypeError.
+def numbers(arr: ArrayValue, argument: str = "data") -> xr.DataArray:
+    """The values as numbers: no-data (None) becomes NaN; anything non-numeric is the user's
+    error (ProcessParameterInvalid naming `argument`).
 
     Numeric and boolean arrays are returned as they are (no copy, lazy cubes stay lazy).
     """
     data = arr.data
     if data.dtype != object:
         if data.dtype.kind not in "biufc":
-            raise TypeError(f"expected numbers, got values of type {data.dtype}")
+            raise errors.ProcessParameterInvalid(
+                f"'{argument}' must hold numbers, got values of type {data.dtype}.",
+                argument=argument)
         return data
     raw = np.asarray(data.values)
     filled = np.where(_is_none(raw).astype(bool), np.nan, raw)
     bad = [v for v in filled if not is_number(v)]
     if bad:
-        raise TypeError(f"expected numbers, got {type(bad[0]).__name__}")
+        raise errors.ProcessParameterInvalid(
+            f"'{argument}' must hold numbers, got {json_kind(bad[0])}.", argument=argument)
     return data.copy(data=filled.astype(float))
 
 

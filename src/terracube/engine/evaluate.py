@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from terracube import errors
 from terracube.engine import graph as graphs
-from terracube.engine.ports import (
-    Account,
-    Collections,
-    FileFormats,
-    JobLog,
-    JobResults,
-    StacReader,
-    UdpLookup,
-    UploadedFileReader,
-    WorkspaceAccess,
-)
 from terracube.engine.registry import ProcessRegistry
-from terracube.executor import Executor
-from terracube.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Exceptions raised by process code on bad argument values; rendered as 400, not 500.
-_ARGUMENT_ERRORS = (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError,
-                    OverflowError, AttributeError)
+# Exceptions that say an argument value cannot be computed with (a number outside a math
+# domain, a string that is no date): rendered as 400 ProcessParameterInvalid. Anything else that
+# escapes a process (TypeError, KeyError, AttributeError, ...) is a bug of ours, not the user's
+# fault: it is logged with its traceback and becomes a 500 Internal with an error id to quote.
+_ARGUMENT_ERRORS = (ValueError, ZeroDivisionError, OverflowError)
 
 MAX_UDP_DEPTH = 16
+
+
+def _internal_error(pid: str, nid: str, exc: Exception) -> errors.OpenEOError:
+    """A logged 500 Internal for an unexpected exception inside a process."""
+    error = errors.Internal("")
+    error.args = (f"Process '{pid}' failed because of an error in the back-end, not in your "
+                  f"process graph; please report it with the error id {error.id}.",)
+    error.at(nid)
+    log.error("process %s (node %s) failed [%s]", pid, nid, error.id, exc_info=exc)
+    return error
 
 
 @dataclass
@@ -42,32 +42,24 @@ class SavedResult:
 
     data: Any
     format: str
-    options: dict[str, Any]
+    options: dict
     exports: list[tuple[str, str | None]] = field(default_factory=list)  # (workspace, merge)
     node_id: str | None = None  # the save_result node (names the output's files, its errors)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
-    """What processes may use beyond their arguments; built once per request or job
-    (processing/services.py), never changed afterwards: derive a changed copy with
-    `dataclasses.replace`. Everything outside the engine comes in through the ports of
-    engine/ports.py; a port left None is a capability this evaluation does not have."""
+    """What processes may use beyond their arguments; built once per request or job."""
 
     registry: ProcessRegistry
-    catalog: Collections | None = None  # load_collection, the optimizer's band lookup
-    stac: StacReader | None = None  # load_stac
-    uploads: UploadedFileReader | None = None  # load_uploaded_files
-    formats: FileFormats | None = None  # save_result, load_uploaded_files
-    workspace: WorkspaceAccess | None = None  # the user's files (/files); None: no user
-    job_results: JobResults | None = None  # load_ml_model by batch job id
-    udp_lookup: UdpLookup | None = None
-    user: Account | None = None
-    settings: Settings | None = None
-    # What save_result nodes asked to write, in the order they ran (filled by evaluation).
+    catalog: Any = None  # terracube.catalog.Catalog
+    udp_lookup: Callable[[str, str | None], dict | None] | None = None
+    user: Any = None
+    settings: Any = None
+    workspace: Any = None  # the user's workspace folder (pathlib.Path) or None
     saved: list[SavedResult] = field(default_factory=list)
-    log: JobLog | None = None  # (level, message, node_id) for job logs
-    executor: Executor | None = None  # None: the current one (executor.current())
+    log: Callable[..., None] | None = None  # (level, message, node_id) for job logs
+    executor: Any = None  # terracube.executor.Executor; None: the current one
 
 
 @dataclass
@@ -91,7 +83,7 @@ class Callback:
     Callbacks are called once with whole (dask-backed) arrays, never per pixel.
     """
 
-    def __init__(self, graph: dict[str, Any], evaluator: Evaluator, scope: dict[str, Any],
+    def __init__(self, graph: dict, evaluator: Evaluator, scope: dict[str, Any],
                  node_id: str, argument: str) -> None:
         self.graph = graph
         self.evaluator = evaluator
@@ -113,13 +105,11 @@ class Callback:
         if len(self.graph) != 1:
             return None
         (node,) = self.graph.values()
-        pid: str = node["process_id"]
-        return pid
+        return node["process_id"]
 
-    def single_process_arguments(self) -> dict[str, Any]:
+    def single_process_arguments(self) -> dict:
         (node,) = self.graph.values()
-        arguments: dict[str, Any] = node.get("arguments", {})
-        return arguments
+        return node.get("arguments", {})
 
 
 class Evaluator:
@@ -130,7 +120,7 @@ class Evaluator:
         self.udp_depth = udp_depth
 
     # --- public ---------------------------------------------------------------------------
-    def validate(self, graph: dict[str, Any]) -> list[errors.OpenEOError]:
+    def validate(self, graph: dict) -> list[errors.OpenEOError]:
         """Static checks: structure, known processes, required and unknown parameters."""
         problems: list[errors.OpenEOError] = []
         try:
@@ -140,7 +130,7 @@ class Evaluator:
         self._validate_nodes(graph, problems)
         return problems
 
-    def run(self, graph: dict[str, Any], parameters: dict[str, Any] | None = None, *,
+    def run(self, graph: dict, parameters: dict[str, Any] | None = None, *,
             validated: bool = False, all_end_nodes: bool = False) -> Any:
         """Evaluate `graph` and return the value of its result node.
 
@@ -158,7 +148,7 @@ class Evaluator:
         return self._node(graph, root, params, cache)  # from the cache if it ran already
 
     # --- internals --------------------------------------------------------------------------
-    def _validate_nodes(self, graph: dict[str, Any], problems: list[errors.OpenEOError]) -> None:
+    def _validate_nodes(self, graph: dict, problems: list[errors.OpenEOError]) -> None:
         registry = self.services.registry
         for nid, node in graph.items():
             pid = node["process_id"]
@@ -186,7 +176,7 @@ class Evaluator:
                     for p in self.validate(child):
                         problems.append(p.at(nid, arg_name))
 
-    def _validate_udp_call(self, pid: str, udp: dict[str, Any], args: dict[str, Any],
+    def _validate_udp_call(self, pid: str, udp: dict, args: dict,
                            nid: str) -> list[errors.OpenEOError]:
         declared = {p["name"]: p for p in udp.get("parameters") or []}
         found: list[errors.OpenEOError] = []
@@ -202,12 +192,11 @@ class Evaluator:
                     f"{', '.join(declared)}.", node_id=nid, argument=name))
         return found
 
-    def _lookup_udp(self, pid: str, namespace: str | None) -> dict[str, Any] | None:
+    def _lookup_udp(self, pid: str, namespace: str | None) -> dict | None:
         lookup = self.services.udp_lookup
         return lookup(pid, namespace) if lookup else None
 
-    def _node(self, graph: dict[str, Any], nid: str, params: dict[str, Any],
-              cache: dict[str, Any]) -> Any:
+    def _node(self, graph: dict, nid: str, params: dict, cache: dict) -> Any:
         if nid in cache:
             return cache[nid]
         node = graph[nid]
@@ -218,8 +207,8 @@ class Evaluator:
         cache[nid] = value
         return value
 
-    def _resolve(self, raw: Any, graph: dict[str, Any], params: dict[str, Any],
-                 cache: dict[str, Any], nid: str, arg_name: str) -> Any:
+    def _resolve(self, raw: Any, graph: dict, params: dict, cache: dict, nid: str,
+                 arg_name: str) -> Any:
         if isinstance(raw, dict):
             if len(raw) == 1 and "from_node" in raw:
                 return self._node(graph, raw["from_node"], params, cache)
@@ -244,8 +233,7 @@ class Evaluator:
             return [self._resolve(v, graph, params, cache, nid, arg_name) for v in raw]
         return raw
 
-    def _call(self, pid: str, namespace: str | None, args: dict[str, Any], nid: str,
-              params: dict[str, Any]) -> Any:
+    def _call(self, pid: str, namespace: str | None, args: dict, nid: str, params: dict) -> Any:
         registry = self.services.registry
         if pid in registry and namespace in (None, "backend", "core"):
             impl = registry.get(pid)
@@ -264,6 +252,7 @@ class Evaluator:
             if impl.wants_ctx:
                 kwargs["ctx"] = ProcessContext(self.services, self, nid, params)
             try:
+                impl.check_arguments(kwargs)
                 return impl.func(**kwargs)
             except errors.OpenEOError as exc:
                 exc.at(nid)
@@ -272,6 +261,8 @@ class Evaluator:
                 log.debug("process %s failed", pid, exc_info=True)
                 raise errors.ProcessParameterInvalid(
                     f"Process '{pid}' failed: {type(exc).__name__}: {exc}", node_id=nid) from exc
+            except Exception as exc:
+                raise _internal_error(pid, nid, exc) from exc
         udp = self._lookup_udp(pid, namespace)
         if udp is None:
             raise errors.ProcessUnsupported(
@@ -279,7 +270,7 @@ class Evaluator:
                 "GET /process_graphs your own ones.", node_id=nid)
         return self._call_udp(pid, udp, args, nid)
 
-    def _call_udp(self, pid: str, udp: dict[str, Any], args: dict[str, Any], nid: str) -> Any:
+    def _call_udp(self, pid: str, udp: dict, args: dict, nid: str) -> Any:
         if self.udp_depth >= MAX_UDP_DEPTH:
             raise errors.ProcessGraphComplexity(
                 f"User-defined process '{pid}' calls itself (recursion is not supported).",

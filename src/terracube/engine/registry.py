@@ -6,11 +6,14 @@ import importlib
 import inspect
 import keyword
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
 from terracube import errors
+from terracube.datacube.cube import RasterCube
+from terracube.datacube.values import json_kind
+from terracube.datacube.vector import VectorCube
 
 # The modules whose decorated functions make up the predefined processes, in order.
 PROCESS_MODULES = (
@@ -58,6 +61,27 @@ def process(process_id: str | None = None) -> Callable[[Callable], Callable]:
     return mark
 
 
+# Annotations of process parameters that the registry checks before a call: a process graph
+# can put any JSON value anywhere, and process code may rely on its annotated cube/callback
+# types; a wrong kind of value is the user's error (ProcessParameterInvalid), not a crash.
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "RasterCube": (lambda v: isinstance(v, RasterCube), "a raster data cube"),
+    "VectorCube": (lambda v: isinstance(v, VectorCube), "a vector data cube"),
+    # JSON values are never callable; a child process graph becomes a callable Callback.
+    "Callback": (callable, 'a process ({"process_graph": {...}})'),
+    "None": (lambda v: v is None, "null"),
+}
+
+
+def kind_of(value: Any) -> str:
+    """What a value is, in openEO terms (for error messages)."""
+    if isinstance(value, RasterCube):
+        return "a raster data cube"
+    if isinstance(value, VectorCube):
+        return "a vector data cube"
+    return json_kind(value)
+
+
 @dataclass(frozen=True)
 class ProcessImpl:
     """A registered process: its function and the openEO parameter names it accepts."""
@@ -68,11 +92,32 @@ class ProcessImpl:
     required: frozenset[str]  # openEO names without a default
     wants_ctx: bool
     takes_extra: bool  # accepts **kwargs
+    kinds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # keyword -> _KINDS keys
+
+    def check_arguments(self, kwargs: Mapping[str, Any]) -> None:
+        """Raise ProcessParameterInvalid for an argument that is not of its annotated kind."""
+        for keyword_, kinds in self.kinds.items():
+            if keyword_ not in kwargs or any(_KINDS[k][0](kwargs[keyword_]) for k in kinds):
+                continue
+            name = keyword_[:-1] if keyword_.endswith("_") and keyword.iskeyword(
+                keyword_[:-1]) else keyword_
+            expected = " or ".join(_KINDS[k][1] for k in kinds)
+            raise errors.ProcessParameterInvalid(
+                f"'{name}' of {self.id} must be {expected}, got {kind_of(kwargs[keyword_])}.",
+                argument=name)
+
+
+def _kinds(annotation: Any) -> tuple[str, ...] | None:
+    """The _KINDS an annotation allows, or None if it allows anything else too."""
+    text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+    names = tuple(part.strip().rsplit(".", 1)[-1] for part in text.split("|"))
+    return names if names and all(n in _KINDS for n in names) else None
 
 
 def _describe(process_id: str, func: Callable) -> ProcessImpl:
     params: dict[str, str] = {}
     required: set[str] = set()
+    kinds: dict[str, tuple[str, ...]] = {}
     wants_ctx = False
     takes_extra = False
     for p in inspect.signature(func).parameters.values():
@@ -86,7 +131,10 @@ def _describe(process_id: str, func: Callable) -> ProcessImpl:
         params[name] = p.name
         if p.default is inspect.Parameter.empty:
             required.add(name)
-    return ProcessImpl(process_id, func, params, frozenset(required), wants_ctx, takes_extra)
+        if p.annotation is not inspect.Parameter.empty and (found := _kinds(p.annotation)):
+            kinds[p.name] = found
+    return ProcessImpl(process_id, func, params, frozenset(required), wants_ctx, takes_extra,
+                       MappingProxyType(kinds))
 
 
 def _module_functions(module: ModuleType) -> dict[str, Callable]:

@@ -18,7 +18,9 @@ import numpy as np
 import xarray as xr
 from dask.array.core import elemwise
 
+from terracube import errors
 from terracube.datacube.values import JSON_DIMS, is_number
+from terracube.engine.registry import kind_of
 
 ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
 
@@ -63,24 +65,30 @@ def python_number(value: Any, keep_int: bool) -> int | float:
 def numeric(func: Callable, integral: bool = False, **operands: Any) -> Any:
     """Run `func` on number operands (given by their openEO parameter names).
 
-    Scalars: any None gives None; other non-numbers raise TypeError; the result is an int if it
-    is integral and either all operands were ints or `integral` (rounding processes) is set.
+    Scalars: any None gives None; other non-numbers are ProcessParameterInvalid; the result is
+    an int if it is integral and either all operands were ints or `integral` (rounding
+    processes) is set.
     Arrays: None becomes NaN (the no-data value of arrays) and `func` runs elementwise.
     """
     values = list(operands.values())
     if any(is_array(v) for v in values):
         for name, v in operands.items():
             if not (v is None or is_array(v) or is_number(v)):
-                raise TypeError(f"'{name}' must be a number, got {type(v).__name__}")
+                raise not_a_number(name, v)
         return vectorised(func, *[np.nan if v is None else v for v in values])
     if any(v is None for v in values):
         return None
     for name, v in operands.items():
         if not is_number(v):
-            raise TypeError(f"'{name}' must be a number, got {type(v).__name__}")
+            raise not_a_number(name, v)
     result = _quiet(func, *[np.float64(v) for v in values])
     keep_int = integral or all(isinstance(v, (int, np.integer)) for v in values)
     return python_number(result, keep_int)
+
+
+def not_a_number(name: str, value: Any) -> errors.ProcessParameterInvalid:
+    return errors.ProcessParameterInvalid(f"'{name}' must be a number, got {kind_of(value)}.",
+                                          argument=name)
 
 
 def nan_is_nodata(value: Any) -> bool:

@@ -37,7 +37,8 @@ from terracube.datacube.values import (
     to_list,
     to_python,
 )
-from terracube.engine.registry import process
+from terracube.engine.processes._arguments import label_argument, list_argument
+from terracube.engine.registry import kind_of, process
 from terracube.process_errors import (
     ArrayElementNotAvailable,
     ArrayElementParameterConflict,
@@ -106,7 +107,8 @@ def _whole_number(value: Any, name: str) -> int:
         return int(value)
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return int(value)
-    raise TypeError(f"'{name}' must be an integer, got {value!r}")
+    raise errors.ProcessParameterInvalid(f"'{name}' must be an integer, got {value!r}.",
+                                         argument=name)
 
 
 def _drop_dim_coords(data: xr.DataArray, dim: str) -> xr.DataArray:
@@ -147,13 +149,15 @@ def _values_with_nodata(values: np.ndarray, nodata: np.ndarray | None,
     return out
 
 
-def _plane(arr: ArrayValue, value: Any) -> xr.DataArray:
+def _plane(arr: ArrayValue, value: Any, argument: str = "value") -> xr.DataArray:
     """`value` as one cube slice without `dim` (lazy for dask cubes)."""
     base = arr.data.isel({arr.dim: 0}, drop=True) if arr.size else arr.data.sum(arr.dim)
     if isinstance(value, xr.DataArray):
         return value.broadcast_like(base).transpose(*base.dims)
     if not (value is None or is_number(value) or isinstance(value, (bool, np.bool_))):
-        raise TypeError(f"a value of type {type(value).__name__} cannot be put into a data cube")
+        raise errors.ProcessParameterInvalid(
+            f"'{argument}' is {kind_of(value)}, which cannot be put into a data cube.",
+            argument=argument)
     fill = np.nan if value is None else value
     return xr.full_like(base, fill, dtype=np.result_type(base.dtype, np.asarray(fill).dtype))
 
@@ -225,14 +229,18 @@ def _call_each(arr: ArrayValue, callback: Any, context: Any) -> list:
 
 def _require_callback(callback: Any, name: str) -> None:
     if not callable(callback):
-        raise TypeError(f"'{name}' must be a process (a child process graph)")
+        raise errors.ProcessParameterInvalid(
+            f"'{name}' must be a process ({{\"process_graph\": ...}}), got {kind_of(callback)}.",
+            argument=name)
 
 
-def _full(result: Any, arr: ArrayValue) -> xr.DataArray:
+def _full(result: Any, arr: ArrayValue, argument: str) -> xr.DataArray:
     """A callback result as a DataArray shaped like `arr.data` (same dims, same order)."""
     data = arr.data
     if isinstance(result, ArrayValue):
-        raise TypeError("the process must return one value per array element, not an array")
+        raise errors.ProcessParameterInvalid(
+            f"The '{argument}' must return one value per array element, not an array.",
+            argument=argument)
     if not isinstance(result, xr.DataArray):
         raw = np.asarray(np.nan if result is None else result)
         if raw.ndim == 0:
@@ -242,13 +250,16 @@ def _full(result: Any, arr: ArrayValue) -> xr.DataArray:
         elif raw.ndim == 1 and raw.shape[0] == arr.size:
             result = xr.DataArray(raw, dims=[arr.dim])
         else:
-            raise TypeError(f"the process returned an array of shape {raw.shape} for an array "
-                            f"of shape {data.shape}")
+            raise errors.ProcessParameterInvalid(
+                f"The '{argument}' returned an array of shape {raw.shape} for an array of "
+                f"shape {data.shape}.", argument=argument)
     if ELEMENT_DIM in result.dims and arr.dim == LIST_DIM:
         result = result.rename({ELEMENT_DIM: LIST_DIM})
     extra = set(result.dims) - set(data.dims)
     if extra:
-        raise TypeError(f"the process returned values with unexpected dimensions {sorted(extra)}")
+        raise errors.ProcessParameterInvalid(
+            f"The '{argument}' returned values with unexpected dimensions {sorted(extra)}.",
+            argument=argument)
     if result.dims != data.dims or result.shape != data.shape:
         result = result.broadcast_like(data).transpose(*data.dims)
         if _is_lazy(data) and not _is_lazy(result):
@@ -438,7 +449,7 @@ def array_create(data: Any = None, repeat: int = 1) -> Any:
 @process()
 def array_create_labeled(data: Any, labels: list) -> Any:
     arr = exact_array(data)
-    labels = list(labels)
+    labels = list_argument(labels, "labels")
     if len(labels) != arr.size:
         raise ArrayLengthMismatch(
             f"{arr.size} values but {len(labels)} labels; both arrays need the same length.")
@@ -459,6 +470,7 @@ def _label_key(label: Any) -> tuple:
 def array_append(data: Any, value: Any, label: Any = None) -> Any:
     arr = exact_array(data)
     labeled = is_labeled(arr)
+    label_argument(label, "label")
     if label is not None and not labeled:
         raise ArrayNotLabeled("'label' can only be given for a labeled array.")
     new_label = label if label is not None else arr.size
@@ -505,17 +517,17 @@ def _concat_operands(first: Any, second: Any) -> tuple[ArrayValue, ArrayValue]:
     """
     cube_dims = [v.dim for v in (first, second) if isinstance(v, ArrayValue) and not v.is_list]
 
-    def operand(value: Any) -> ArrayValue:
+    def operand(value: Any, argument: str) -> ArrayValue:
         if not isinstance(value, xr.DataArray):
-            return exact_array(value)
+            return exact_array(value, argument)
         along = [d for d in cube_dims if d in value.dims]
         if along:  # values along the other operand's cube dimension: an array along it
             return ArrayValue(value, along[0])
         if cube_dims or value.ndim != 1:
-            return stack_list([value])
-        return exact_array(value)
+            return stack_list([value], argument)
+        return exact_array(value, argument)
 
-    return operand(first), operand(second)
+    return operand(first, "array1"), operand(second, "array2")
 
 
 @process()
@@ -541,7 +553,7 @@ def array_concat(array1: Any, array2: Any) -> Any:
 @process()
 def array_modify(data: Any, values: Any, index: int, length: int = 0) -> Any:
     arr = exact_array(data)
-    new = exact_array(values)
+    new = exact_array(values, "values")
     index, length = _whole_number(index, "index"), _whole_number(length, "length")
     if index < 0 or length < 0:
         raise ValueError("'index' and 'length' must not be negative")
@@ -593,7 +605,7 @@ def array_apply(data: Any, process: Any, context: Any = None) -> Any:
         return _list_result(_call_each(arr, process, context), labels)
     if arr.is_list and arr.size == 0:
         return _list_result([], labels)
-    result = _full(process(**_callback_arguments(arr), context=context), arr)
+    result = _full(process(**_callback_arguments(arr), context=context), arr, "process")
     if not arr.is_list:
         return _cube_result(arr, result)
     out = [to_python(v) for v in np.asarray(result.values).tolist()]
@@ -630,7 +642,7 @@ def array_filter(data: Any, condition: Any = None, context: Any = None,
             return _list_result([], [] if labeled else None)
         if _vectorisable(arr):
             res = condition(**_callback_arguments(arr), context=context)
-            keep = np.asarray(_is_true(_full(res, arr)).values, dtype=bool)
+            keep = np.asarray(_is_true(_full(res, arr, "condition")).values, dtype=bool)
         else:
             keep = np.array([r is True for r in _call_each(arr, condition, context)], dtype=bool)
         return _pick_list(arr, np.flatnonzero(keep))
@@ -638,11 +650,11 @@ def array_filter(data: Any, condition: Any = None, context: Any = None,
     if not isinstance(res, xr.DataArray) or set(res.dims) <= {arr.dim}:
         # The same answer for every pixel (it depends on index/label only): select positions.
         along = ArrayValue(xr.DataArray(np.zeros(arr.size), dims=[arr.dim]), arr.dim)
-        keep = np.asarray(_is_true(_full(res, along)).values, dtype=bool)
+        keep = np.asarray(_is_true(_full(res, along, "condition")).values, dtype=bool)
         return ArrayValue(arr.data.isel({arr.dim: np.flatnonzero(keep)}), arr.dim, arr.labeled)
     # Per-pixel answers: a cube cannot be ragged, so every pixel keeps its matching values in
     # order at the front and is padded with no-data (NaN) to the original length.
-    keep = _is_true(_full(res, arr))
+    keep = _is_true(_full(res, arr, "condition"))
     compacted = apply_along(_compact, arr.data, arr.dim, keep)
     return _cube_result(arr, compacted, keep_labels=False)
 
@@ -674,9 +686,12 @@ def count(data: Any, condition: Any = None, context: Any = None) -> Any:
             return 0
         if arr.is_list and not _vectorisable(arr):
             return sum(1 for r in _call_each(arr, condition, context) if r is True)
-        counted = _is_true(_full(condition(x=numbers(arr), context=context), arr))
+        counted = _is_true(_full(condition(x=numbers(arr), context=context), arr,
+                                 "condition"))
     else:
-        raise TypeError("'condition' must be null, true or a process")
+        raise errors.ProcessParameterInvalid(
+            f"'condition' must be null, true or a process, got {kind_of(condition)}.",
+            argument="condition")
     return arr.finish(counted.sum(arr.dim))
 
 
@@ -692,7 +707,9 @@ def _sort_keys(arr: ArrayValue) -> tuple[xr.DataArray, xr.DataArray]:
     if data.dtype.kind == "M":
         return data.astype("int64"), data.isnull()
     if data.dtype.kind != "O":
-        raise TypeError(f"cannot order values of type {data.dtype}")
+        raise errors.ProcessParameterInvalid(
+            f"order and sort need numbers, dates or date-times, not values of type "
+            f"{data.dtype}.", argument="data")
     raw = np.asarray(data.values)
     null = np.array([v is None for v in raw], dtype=bool)
     present = raw[~null]
@@ -705,7 +722,9 @@ def _sort_keys(arr: ArrayValue) -> tuple[xr.DataArray, xr.DataArray]:
         keys = np.zeros(len(raw), dtype=np.int64)
         keys[~null] = stamps.astype("int64").to_numpy()
     else:
-        raise TypeError("order and sort need numbers, dates or date-times")
+        raise errors.ProcessParameterInvalid(
+            "order and sort need numbers, dates or date-times (all of one kind).",
+            argument="data")
     return data.copy(data=keys), data.copy(data=null)
 
 
@@ -735,7 +754,8 @@ def _sorted_kernel(values: np.ndarray, keys: np.ndarray, null: np.ndarray, asc: 
 
 def _check_nodata_flag(nodata: Any) -> None:
     if nodata is not None and not isinstance(nodata, bool):
-        raise TypeError(f"'nodata' must be true, false or null, got {nodata!r}")
+        raise errors.ProcessParameterInvalid(
+            f"'nodata' must be true, false or null, got {nodata!r}.", argument="nodata")
 
 
 def _list_order(arr: ArrayValue, asc: bool, nodata: bool | None) -> np.ndarray:
@@ -789,13 +809,16 @@ def rearrange(data: Any, order: Any) -> Any:
         positions = np.asarray(order, dtype=np.int64) if len(order) else np.array([], np.int64)
         bad = [int(p) for p in positions if not 0 <= p < arr.size]
         if bad:
-            raise IndexError(f"positions {bad} are not in the array of {arr.size} elements")
+            raise errors.ProcessParameterInvalid(
+                f"'order' has positions {bad} that are not in the array of {arr.size} "
+                "elements.", argument="order")
         if arr.is_list:
             return _pick_list(arr, positions)
         return ArrayValue(arr.data.isel({arr.dim: positions}), arr.dim, arr.labeled)
-    perm = exact_array(order)
+    perm = exact_array(order, "order")
     if arr.is_list:
-        raise TypeError("a per-pixel 'order' needs cube values in 'data'")
+        raise errors.ProcessParameterInvalid(
+            "A per-pixel 'order' needs cube values in 'data'.", argument="order")
     positions = perm.data.astype(float)
     if perm.dim != arr.dim:
         positions = positions.rename({perm.dim: arr.dim})

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube import errors
 from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import (
     is_array,
@@ -148,7 +149,8 @@ def lte(x: Any, y: Any) -> Any:
 def between(x: Any, min: Any, max: Any, exclude_max: bool = False) -> Any:
     for name, bound in (("min", min), ("max", max)):
         if not is_number(bound):
-            raise TypeError(f"between: '{name}' must be a number, got {bound!r}")
+            raise errors.ProcessParameterInvalid(
+                f"between: '{name}' must be a number, got {bound!r}.", argument=name)
     upper = operator.lt if exclude_max else operator.le
     if is_array(x):
         if _kind(x) != "number" or min > max:

@@ -26,6 +26,7 @@ from terracube.datacube.cube import (
     require_dimension,
 )
 from terracube.datacube.values import object_array, to_python
+from terracube.engine.processes._arguments import list_argument, text_argument
 from terracube.engine.registry import process
 
 DIMENSION_TYPES = ("spatial", "temporal", "bands", "other", "geometry")
@@ -126,6 +127,7 @@ def _rename_band_metadata(attrs: dict, mapping: dict) -> dict:
 @process()
 def add_dimension(data: RasterCube, name: str, label: Any, type: str = "other") -> RasterCube:
     """Add a dimension with one label in front of the existing ones."""
+    text_argument(name, "name")
     if data.dim(name) is not None:
         raise pe.DimensionExists(f"A dimension called '{name}' exists already.",
                                  argument="name")
@@ -190,8 +192,8 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
                   source: list | None = None) -> RasterCube:
     """Rename labels of a dimension (source -> target, or index -> target when enumerated)."""
     dim = require_dimension(data, dimension)
-    source = list(source or [])
-    target = list(target)
+    source = list_argument(source, "source") if source is not None else []
+    target = list_argument(target, "target")
     labels = [v for v in (data.data.coords[dimension].values if dimension in data.data.coords
                           else np.arange(data.data.sizes[dimension]))]
     dates = np.asarray(labels).dtype.kind == "M"

@@ -14,6 +14,7 @@ from terracube import process_errors as pe
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, RasterCube, require_dimension
 from terracube.datacube.values import ArrayValue, to_python
 from terracube.engine.evaluate import Callback, ProcessContext
+from terracube.engine.processes._arguments import list_argument
 from terracube.engine.processes.cube_dimensions import (
     label_to_json,
     parse_instant,
@@ -97,8 +98,8 @@ def filter_bands(data: RasterCube, bands: list | None = None, wavelengths: list 
                  ctx: ProcessContext | None = None) -> RasterCube:
     """Keep the bands named (by name or common name) or within the wavelength ranges, in the
     order given."""
-    bands = list(bands or [])
-    wavelengths = list(wavelengths or [])
+    bands = list_argument(bands, "bands") if bands is not None else []
+    wavelengths = list_argument(wavelengths, "wavelengths") if wavelengths is not None else []
     if not bands and not wavelengths:
         raise pe.BandFilterParameterMissing(
             "filter_bands needs the parameter bands or wavelengths (or both).",
@@ -278,7 +279,9 @@ def filter_labels(data: RasterCube, condition: Callback, dimension: str,
             result = condition(value=xr.DataArray(np.asarray(raw), dims=[dimension]),
                                context=context)
             keep = _flags_per_label(result, len(raw))
-        except errors.OpenEOError:
+        except errors.OpenEOError as exc:
+            if exc.status >= 500:
+                raise  # a bug of ours, not a condition that wants single values
             keep = None  # the condition wants single values: ask label by label below
     if keep is None:
         keep = np.array([_truthy(condition(value=label_to_json(v, dim.type), context=context))

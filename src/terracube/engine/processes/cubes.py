@@ -27,10 +27,11 @@ from terracube.datacube.cube import (
     RasterCube,
     require_dimension,
 )
-from terracube.datacube.values import ArrayValue
+from terracube.datacube.values import ArrayValue, is_number
 from terracube.engine.evaluate import Callback
+from terracube.engine.processes._arguments import text_argument
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
-from terracube.engine.registry import process
+from terracube.engine.registry import kind_of, process
 
 _NEW_AXIS = "__values__"
 
@@ -65,14 +66,15 @@ def _named(arr: xr.DataArray, name: Any) -> xr.DataArray:
     return arr
 
 
-def _fill_like(template: xr.DataArray, value: Any) -> xr.DataArray:
+def _fill_like(template: xr.DataArray, value: Any, what: str) -> xr.DataArray:
     """A lazy array shaped like `template` holding one value (None becomes NaN)."""
     if value is None:
         value = np.nan
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if not isinstance(value, (bool, int, float, str, np.generic)):
-        raise TypeError(f"expected a single value, got {type(value).__name__}")
+        raise errors.ProcessParameterInvalid(
+            f"The {what} returned {kind_of(value)} where a single value per pixel is expected.")
     dtype = np.asarray(value).dtype
     return xr.full_like(template, value, dtype=dtype)
 
@@ -93,7 +95,7 @@ def conform(value: Any, template: xr.DataArray, what: str) -> xr.DataArray:
             arr = arr.isel({value.dim: 0}, drop=True)
         value = arr
     if not isinstance(value, xr.DataArray):
-        return _named(_fill_like(template, value), template.name)
+        return _named(_fill_like(template, value, what), template.name)
     return _shape_like(value, template, what)
 
 
@@ -193,6 +195,8 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
     dimension is filled label by label (see the decision below).
     """
     source = require_dimension(data, dimension)
+    if target_dimension is not None:
+        text_argument(target_dimension, "target_dimension")
     cube = nodata_as_nan(data)
     values = cube.data
     target_name = dimension if target_dimension is None else target_dimension
@@ -336,6 +340,11 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
     if not isinstance(mask, RasterCube):
         raise errors.ProcessParameterInvalid("The mask must be a raster data cube.",
                                              argument="mask")
+    if replacement is not None and not isinstance(replacement, (bool, str)) and not is_number(
+            replacement):
+        raise errors.ProcessParameterInvalid(
+            f"'replacement' must be a number, a boolean, a string or null, got "
+            f"{kind_of(replacement)}.", argument="replacement")
     mask = _mask_bands_like(mask, data)
     for md in mask.dimensions:
         dd = data.dim(md.name)

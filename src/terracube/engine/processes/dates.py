@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube import errors
 from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import is_array, python_number, vectorised
 from terracube.engine.registry import process
@@ -73,7 +74,8 @@ def _instants(value: Any, name: str) -> Any:
     """UTC datetime64 (scalar or array) for a date string, datetime64 value/array or datetime."""
     if is_array(value):
         if value.dtype.kind != "M":
-            raise TypeError(f"'{name}' must hold dates (datetime64), got {value.dtype}")
+            raise errors.ProcessParameterInvalid(
+                f"'{name}' must hold dates, got values of type {value.dtype}.", argument=name)
         return value
     if isinstance(value, np.datetime64):
         return value
@@ -132,7 +134,8 @@ def _difference(d1: Any, d2: Any, unit: str) -> Any:
 @process()
 def date_shift(date: Any, value: Any, unit: str) -> Any:
     if not is_number(value) or float(value) != int(value):
-        raise TypeError(f"'value' must be an integer, got {value!r}")
+        raise errors.ProcessParameterInvalid(f"'value' must be an integer, got {value!r}.",
+                                             argument="value")
     _check_unit(unit)
     value = int(value)
     if date is None:

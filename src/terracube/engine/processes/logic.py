@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube import errors
 from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import (
     is_array,
@@ -20,7 +21,7 @@ from terracube.engine.processes._elementwise import (
     nan_is_nodata,
     vectorised,
 )
-from terracube.engine.registry import process
+from terracube.engine.registry import kind_of, process
 
 Masks = tuple[Any, Any]  # (is true, is false); both false means no-data
 
@@ -54,9 +55,11 @@ def _three_valued(rule: Callable[..., Masks], name: str, *operands: Any) -> Any:
 
         args = [np.nan if v is None else v for v in operands]
         return vectorised(run, *args, dtype=bool if bools else out)
-    for v in operands:
+    for argument, v in zip(("x", "y"), operands):  # and/or/xor take x and y, not takes x
         if v is not None and not is_boolean(v):
-            raise TypeError(f"{name}: expected a boolean or null, got {type(v).__name__}")
+            raise errors.ProcessParameterInvalid(
+                f"{name}: '{argument}' must be a boolean or null, got {kind_of(v)}.",
+                argument=argument)
     true, false = rule(*map(_masks, operands))
     return True if true else False if false else None
 
@@ -90,7 +93,8 @@ def if_(value: Any, accept: Any, reject: Any = None) -> Any:
 
         return vectorised(choose, value, *[np.nan if v is None else v for v in (accept, reject)])
     if value is not None and not is_boolean(value):
-        raise TypeError(f"if: 'value' must be a boolean or null, got {type(value).__name__}")
+        raise errors.ProcessParameterInvalid(
+            f"if: 'value' must be a boolean or null, got {kind_of(value)}.", argument="value")
     return accept if value else reject
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube import errors
 from terracube.datacube.values import is_number
 from terracube.engine.processes._elementwise import numeric
 from terracube.engine.registry import process
@@ -114,7 +115,7 @@ def int_(x: Any) -> Any:
 @process("round")
 def round_(x: Any, p: int = 0) -> Any:
     if not isinstance(p, (int, np.integer)) or isinstance(p, bool):
-        raise TypeError(f"'p' must be an integer, got {p!r}")
+        raise errors.ProcessParameterInvalid(f"'p' must be an integer, got {p!r}.", argument="p")
     # np.round scales by 10**p and rounds half to even, which is what the spec examples show
     # (round(0.35, 1) = 0.4, unlike Python's decimal-exact round()).
     return numeric(lambda v: np.round(v, int(p)), integral=p <= 0, x=x)

@@ -21,6 +21,7 @@ from terracube.datacube.cube import SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.grid import as_dask, assemble_blocks, grid_of, spatial_dims, splits
 from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
+from terracube.engine.processes._arguments import number_argument
 from terracube.engine.processes.temporal import drop_dim_coords, reducer_output, unwrap_data
 from terracube.engine.registry import process
 from terracube.process_errors import (
@@ -87,6 +88,7 @@ def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any 
                                              argument="border")
     if not isinstance(factor, (int, float)) or isinstance(factor, bool):
         raise errors.ProcessParameterInvalid("'factor' must be a number.", argument="factor")
+    number_argument(replace_invalid, "replace_invalid")
     order = [d for d in data.data.dims if d not in (ydim, xdim)] + [ydim, xdim]
     values = data.data.transpose(*order)
     if values.dtype == bool:

@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from terracube import errors
 from terracube.datacube.values import (
     ArrayValue,
     apply_along,
@@ -254,7 +255,9 @@ def _probabilities(probabilities: Any, q: Any) -> np.ndarray:
             raise ValueError(f"the number of intervals must be at least 2, got {given}")
         return np.arange(1, given) / given
     if not isinstance(given, (list, tuple)):
-        raise TypeError("'probabilities' must be a list of probabilities or an integer")
+        raise errors.ProcessParameterInvalid(
+            "'probabilities' must be an array of probabilities or an integer.",
+            argument="probabilities" if probabilities is not None else "q")
     probs = np.asarray(given, dtype=float)
     if probs.size and (np.any(probs < 0) or np.any(probs > 1) or np.isnan(probs).any()):
         raise ValueError("probabilities must be between 0 and 1")
@@ -319,12 +322,14 @@ def _truth(data: Any) -> tuple[ArrayValue, xr.DataArray, xr.DataArray | None]:
         missing = np.asarray(null.values)
         raw = np.where(missing, False, np.asarray(values.values))
         if any(not isinstance(v, (bool, np.bool_)) for v in raw):
-            raise TypeError("all and any need boolean values")
+            raise errors.ProcessParameterInvalid("all and any need boolean values.",
+                                                 argument="data")
         return arr, values.copy(data=raw.astype(bool)), null
     if values.dtype.kind in "iuf":
         truth = values != 0
         return arr, truth if null is None else truth & ~null, null
-    raise TypeError(f"all and any need boolean values, got {values.dtype}")
+    raise errors.ProcessParameterInvalid(
+        f"all and any need boolean values, got values of type {values.dtype}.", argument="data")
 
 
 def _logic(data: Any, ignore_nodata: bool, all_: bool) -> Any:

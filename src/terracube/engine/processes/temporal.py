@@ -21,6 +21,7 @@ from terracube import errors
 from terracube.datacube.cube import TEMPORAL, Dimension, RasterCube
 from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
+from terracube.engine.processes._arguments import list_argument
 from terracube.engine.registry import process
 from terracube.process_errors import (
     DimensionMismatch,
@@ -308,6 +309,8 @@ def aggregate_temporal(data: RasterCube, intervals: list, reducer: Callback,
     if not isinstance(intervals, list) or not intervals:
         raise errors.ProcessParameterInvalid(
             "'intervals' must be a non-empty list of [start, end] pairs.", argument="intervals")
+    if labels is not None:
+        labels = list_argument(labels, "labels")
     parsed = []
     for i, interval in enumerate(intervals):
         if not isinstance(interval, (list, tuple)) or len(interval) != 2:

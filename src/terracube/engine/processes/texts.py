@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from terracube import errors
 from terracube.datacube.values import ArrayValue
 from terracube.engine.processes._elementwise import is_array, is_boolean, vectorised
-from terracube.engine.registry import process
+from terracube.engine.registry import kind_of, process
 
 
 def _search(name: str, data: Any, pattern: Any, case_sensitive: bool,
@@ -22,7 +23,8 @@ def _search(name: str, data: Any, pattern: Any, case_sensitive: bool,
             dtype: Any) -> Any:
     """Run a pattern test on one text (`on_text`) or elementwise on an array (`on_array`)."""
     if not isinstance(pattern, str):
-        raise TypeError(f"{name}: 'pattern' must be a string, got {type(pattern).__name__}")
+        raise errors.ProcessParameterInvalid(
+            f"{name}: 'pattern' must be a string, got {kind_of(pattern)}.", argument="pattern")
     if is_array(data):
         def run(a: np.ndarray) -> Any:
             a = np.asarray(a, dtype=str)
@@ -34,7 +36,8 @@ def _search(name: str, data: Any, pattern: Any, case_sensitive: bool,
     if data is None:
         return None
     if not isinstance(data, str):
-        raise TypeError(f"{name}: 'data' must be a string, got {type(data).__name__}")
+        raise errors.ProcessParameterInvalid(
+            f"{name}: 'data' must be a string or null, got {kind_of(data)}.", argument="data")
     if not case_sensitive:
         data, pattern = data.lower(), pattern.lower()
     return on_text(data, pattern)
@@ -71,7 +74,7 @@ def text_find(data: Any, pattern: str, case_sensitive: bool = True) -> Any:
     return _search("text_find", data, pattern, case_sensitive, on_text, on_array, float)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, argument: str) -> str:
     """The text of a value as the spec writes it: null, true/false, 1, -1.5."""
     if value is None:
         return "null"
@@ -88,7 +91,9 @@ def _text(value: Any) -> str:
         if math.isinf(value):
             return "Infinity" if value > 0 else "-Infinity"
         return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
-    raise TypeError(f"text_concat: cannot convert a {type(value).__name__} to text")
+    raise errors.ProcessParameterInvalid(
+        f"text_concat: '{argument}' holds {kind_of(value)}, which has no text form; only "
+        "strings, numbers, booleans and null do.", argument=argument)
 
 
 @process()
@@ -96,5 +101,6 @@ def text_concat(data: Any, separator: Any = "") -> str:
     if isinstance(data, ArrayValue) and data.is_list:
         data = data.data.values.tolist()
     if not isinstance(data, (list, tuple)):
-        raise TypeError(f"text_concat: 'data' must be an array, got {type(data).__name__}")
-    return _text(separator).join(_text(v) for v in data)
+        raise errors.ProcessParameterInvalid(
+            f"text_concat: 'data' must be an array, got {kind_of(data)}.", argument="data")
+    return _text(separator, "separator").join(_text(v, "data") for v in data)

@@ -205,7 +205,20 @@ def _entry(namespace: dict) -> tuple[str, Any]:
 
 
 def _call_udf(kind: str, func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
-    """Run the UDF on one DataArray and return its result as a DataArray."""
+    """Run the UDF on one DataArray and return its result as a DataArray.
+
+    Whatever the user's code raises is the user's error (ProcessParameterInvalid on `udf`).
+    """
+    try:
+        return _call_udf_unchecked(kind, func, arr, context)
+    except errors.OpenEOError:
+        raise
+    except Exception as exc:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF failed: {type(exc).__name__}: {exc}", argument="udf") from exc
+
+
+def _call_udf_unchecked(kind: str, func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
     from openeo.udf import UdfData, XarrayDataCube
 
     if kind == "dataarray":
@@ -224,7 +237,8 @@ def _call_udf(kind: str, func: Any, arr: xr.DataArray, context: Any) -> xr.DataA
     if isinstance(out, XarrayDataCube):
         out = out.get_array()
     if not isinstance(out, xr.DataArray):
-        raise TypeError(f"the UDF returned {type(out).__name__}, not a data cube")
+        raise errors.ProcessParameterInvalid(
+            f"The UDF returned {type(out).__name__}, not a data cube.", argument="udf")
     return out
 
 
@@ -258,13 +272,7 @@ def _blockwise(kind: str, func: Any, data: xr.DataArray, spatial: set, context: 
     template = data.astype(dtype)
 
     def run(block: xr.DataArray) -> xr.DataArray:
-        try:
-            out = _call_udf(kind, func, block, context)
-        except errors.OpenEOError:
-            raise
-        except Exception as exc:
-            raise errors.ProcessParameterInvalid(
-                f"The UDF failed: {type(exc).__name__}: {exc}", argument="udf") from exc
+        out = _call_udf(kind, func, block, context)
         if set(out.dims) != set(block.dims):
             raise errors.ProcessParameterInvalid(
                 f"The UDF returned a cube with the dimensions {tuple(out.dims)}; on a data cube "
