@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from dask.callbacks import Callback
 
 from terracube import errors
@@ -74,13 +75,18 @@ class _RecordingSource:
         cube = self._source.load(request, *args, **kwargs)
         if isinstance(cube, RasterCube):
             self._recorder.loads.append(_Load(getattr(self._source, "id", "?"),
-                                              dict(cube.data.sizes), _stored_bytes(cube)))
+                                              _sizes(cube.data), _stored_bytes(cube)))
         return cube
+
+
+def _sizes(data: xr.DataArray) -> dict[str, int]:
+    """Dimension name -> length (our cubes name their dimensions with strings)."""
+    return {str(name): int(n) for name, n in data.sizes.items()}
 
 
 def _stored_bytes(cube: RasterCube) -> int:
     """Bytes of the stored samples behind a loaded cube (e.g. uint16, not the float32 view)."""
-    sizes = dict(cube.data.sizes)
+    sizes = _sizes(cube.data)
     band_dim = cube.first_dim_of_type("bands")
     meta = cube.attrs.get("band_metadata") or {}
     per_sample = []
@@ -98,9 +104,9 @@ def _output_bytes(data: Any, fmt: str) -> tuple[int, dict[str, int] | None]:
     if isinstance(data, RasterCube):
         n = math.prod(data.data.sizes.values())
         if fmt == "JSON":
-            return n * JSON_BYTES_PER_VALUE, dict(data.data.sizes)
+            return n * JSON_BYTES_PER_VALUE, _sizes(data.data)
         itemsize = max(1, data.data.dtype.itemsize if data.data.dtype != bool else 1)
-        return n * itemsize, dict(data.data.sizes)
+        return n * itemsize, _sizes(data.data)
     return 1024, None  # a number, an array or a small document
 
 
@@ -115,7 +121,7 @@ def _tasks(data: Any) -> int:
     return 0
 
 
-def estimate_job(process: dict, services: Services) -> dict[str, Any]:
+def estimate_job(process: dict[str, Any], services: Services) -> dict[str, Any]:
     """The openEO estimate of a job's process (no costs: this server has no currency)."""
     recorder = _RecordingCatalog(services.catalog)
     # The same services, but loads go through the recording catalog.
@@ -123,7 +129,7 @@ def estimate_job(process: dict, services: Services) -> dict[str, Any]:
     problems: list[str] = []
     outputs: list[Any] = []
     try:
-        with _ComputeGuard():
+        with _ComputeGuard():  # type: ignore[no-untyped-call]  # dask's Callback.__init__
             outputs = evaluate_outputs(process, services)
     except errors.OpenEOError as exc:
         problems.append(f"{exc.code}: {exc.message}")

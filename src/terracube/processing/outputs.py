@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from terracube import errors, executor
 from terracube.engine.evaluate import SavedResult, Services
@@ -117,6 +118,9 @@ def export_files(saved: SavedResult, paths: list[Path], services: Services) -> N
     it, through the workspace's uploads (quota and path rules apply)."""
     if not saved.exports:
         return
+    if services.user is None or services.settings is None:
+        # export_workspace refuses to run without a user's workspace, so this is our bug
+        raise errors.Internal("Results to export, but no user workspace to export them to.")
     workspace = workspace_for(services.settings, services.user.user_id)
     for folder, merge in saved.exports:
         prefix = "/".join(p for p in (folder, merge) if p)
@@ -146,7 +150,7 @@ class SyncResult:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def compute_result(process: dict, services: Services) -> SyncResult:
+def compute_result(process: dict[str, Any], services: Services) -> SyncResult:
     """Evaluate a process and write all its outputs; the file to send back (a tar of them
     all when there are several files). The caller removes it with `SyncResult.remove()`."""
     running = services.executor or executor.current()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from terracube import errors
 from terracube.datacube.cube import RasterCube
 from terracube.engine import graph as graphs
@@ -11,7 +13,7 @@ from terracube.engine.optimize import optimize
 DEFAULT_RASTER_FORMAT = "GTiff"
 
 
-def check_structure(process: dict) -> dict:
+def check_structure(process: dict[str, Any]) -> dict[str, Any]:
     """The process graph of `process` (a request body, a process or a bare graph), its
     structure checked: nodes, references, one result node, no cycles, child graphs too.
     Raises the openEO error of the first problem."""
@@ -20,7 +22,7 @@ def check_structure(process: dict) -> dict:
     return graph
 
 
-def validate_process(process: dict, services: Services) -> list[errors.OpenEOError]:
+def validate_process(process: dict[str, Any], services: Services) -> list[errors.OpenEOError]:
     """Static validation: structure, processes, parameters (no data is read)."""
     try:
         graph = graphs.unwrap(process)
@@ -29,7 +31,7 @@ def validate_process(process: dict, services: Services) -> list[errors.OpenEOErr
     return Evaluator(services).validate(graph)
 
 
-def evaluate_outputs(process: dict, services: Services) -> list[SavedResult]:
+def evaluate_outputs(process: dict[str, Any], services: Services) -> list[SavedResult]:
     """Validate (once), optimise and (lazily) evaluate a process: what it asks to write.
 
     Every save_result in the order they ran — all end nodes of the graph run, not only the
