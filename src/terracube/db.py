@@ -19,8 +19,7 @@ from sqlalchemy.pool import StaticPool
 # The modules that define tables, imported before the tables are created. A feature with its
 # own tables (e.g. "terracube.jobs.store") adds its module here; no discovery by reflection.
 MODEL_MODULES: tuple[str, ...] = (
-    "terracube.auth.users",
-    "terracube.auth.tokens",
+    "terracube.auth.tables",
     "terracube.auth.admins",
     "terracube.udp.store",
     "terracube.workspace.retention",

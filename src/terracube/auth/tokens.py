@@ -11,27 +11,14 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, String, delete
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import delete
 
 from terracube import errors
-from terracube.auth.users import User
-from terracube.db import Base, Database
+from terracube.auth.tables import AccessToken, User
+from terracube.db import Database
 
 # The prefix openEO puts before tokens obtained from /credentials/basic.
 BASIC_TOKEN_PREFIX = "basic//"
-
-
-class AccessToken(Base):
-    """An issued token; the token itself is never stored, only its SHA-256."""
-
-    __tablename__ = "access_tokens"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class TokenStore:

@@ -1,4 +1,4 @@
-"""User accounts: the users table, argon2 password hashes, add / list / remove / change password."""
+"""User accounts: argon2 password hashes; add, list, remove, change password (table: tables.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import DateTime, String, delete, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import delete, select
 
 from terracube import errors
-from terracube.db import Base, Database
+from terracube.auth.tables import AccessToken, User
+from terracube.db import Database
 
 # openEO user_id pattern (GET /me); the id is also the login name and a folder name.
 USER_ID_PATTERN = re.compile(r"^[\w\-.~]{1,64}$", re.ASCII)
@@ -26,23 +26,6 @@ class UserExists(ValueError):
 
 class UserNotFound(LookupError):
     """No user with that name."""
-
-
-class User(Base):
-    """A user account; `user_id` is both the login name and the openEO user id."""
-
-    __tablename__ = "users"
-
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-    @property
-    def name(self) -> str:
-        return self.user_id
-
-    def __repr__(self) -> str:
-        return f"User({self.user_id!r})"
 
 
 class UserStore:
@@ -81,8 +64,6 @@ class UserStore:
             return list(s.scalars(select(User).order_by(User.user_id)))
 
     def remove(self, user_id: str) -> None:
-        from terracube.auth.tokens import AccessToken
-
         with self.db.session() as s:
             user = s.get(User, user_id)
             if user is None:
@@ -92,8 +73,6 @@ class UserStore:
 
     def set_password(self, user_id: str, password: str) -> None:
         """Change the password; the user's existing tokens stop working."""
-        from terracube.auth.tokens import AccessToken
-
         check_password(password)
         with self.db.session() as s:
             user = s.get(User, user_id)

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import DateTime, ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from terracube.auth.tokens import AccessToken
+from terracube.auth.tables import AccessToken
 from terracube.auth.users import User
 from terracube.db import Base, Database
 from terracube.workspace.files import Workspace, folder_name, workspaces_root
