@@ -258,7 +258,9 @@ def _full(result: Any, arr: ArrayValue, argument: str) -> xr.DataArray:
     extra = set(result.dims) - set(data.dims)
     if extra:
         raise errors.ProcessParameterInvalid(
-            f"The '{argument}' returned values with unexpected dimensions {sorted(extra)}.",
+            f"The '{argument}' must return one value per element, but returned "
+            + ("an array for each" if all(str(d).startswith("__") for d in extra)
+               else f"values along the dimensions {sorted(map(str, extra))}") + ".",
             argument=argument)
     if result.dims != data.dims or result.shape != data.shape:
         result = result.broadcast_like(data).transpose(*data.dims)
@@ -436,6 +438,9 @@ def array_create(data: Any = None, repeat: int = 1) -> Any:
         raise ValueError(f"'repeat' must be at least 1, got {repeat}")
     if data is None:
         data = []
+    if isinstance(data, (list, tuple)) and any(
+            isinstance(v, (xr.DataArray, ArrayValue)) for v in data):
+        data = _flattened(data)
     if isinstance(data, (list, tuple)) and not any(isinstance(v, xr.DataArray) for v in data):
         return list(data) * int(repeat)
     arr = exact_array(data)
@@ -444,6 +449,25 @@ def array_create(data: Any = None, repeat: int = 1) -> Any:
     if repeat == 1:
         return arr
     return _cube_result(arr, _concat([arr.data] * int(repeat), arr.dim), keep_labels=False)
+
+
+def _flattened(items: list | tuple) -> list[Any]:
+    """The elements of `items` with arrays among them spliced in, as CDSE builds arrays of
+    cube values: `[mean(x), quantiles(x, [0.25, 0.75])]` gives three values per pixel, a
+    one-element array one. (Only where cube values are involved: a JSON array of arrays
+    stays nested.)"""
+    flat: list[Any] = []
+    for v in items:
+        if isinstance(v, (list, tuple)):
+            flat.extend(_flattened(v))
+        elif isinstance(v, ArrayValue) and v.is_list and v.data.ndim == 1:
+            flat.extend(to_list(v))
+        elif isinstance(v, ArrayValue):
+            values = v.data.drop_vars([c for c in v.data.coords if v.dim in v.data[c].dims])
+            flat.extend(values.isel({v.dim: i}) for i in range(v.size))
+        else:
+            flat.append(v)
+    return flat
 
 
 @process()

@@ -122,6 +122,20 @@ def unwrap_data(value: Any) -> Any:
     return value
 
 
+def public_dims(names: Any) -> str:
+    """Dimension names for a user's error message: our internal ones (`__array__`, the pixels
+    of a geometry, ...) are not the user's dimensions and read as 'an array'."""
+    shown = sorted({"an array" if is_internal_dim(n) else f"dimension '{n}'"
+                    for n in map(str, names)})
+    return " and ".join(shown) or "no dimension"
+
+
+def is_internal_dim(name: Any) -> bool:
+    """True for the dimensions the engine adds itself (named `__...__`)."""
+    text = str(name)
+    return text.startswith("__") and text.endswith("__")
+
+
 def reducer_output(value: Any, template: xr.DataArray, dim: str) -> xr.DataArray:
     """A reducer's result as a DataArray shaped like the template (the cube without `dim`)."""
     value = unwrap_data(value)
@@ -130,14 +144,16 @@ def reducer_output(value: Any, template: xr.DataArray, dim: str) -> xr.DataArray
             if value.sizes[dim] != 1:
                 raise errors.ProcessParameterInvalid(
                     "The reducer must return a single value per group, but returned an array "
-                    f"along '{dim}'.", argument="reducer")
+                    f"along {public_dims([dim])}.", argument="reducer")
             value = value.isel({dim: 0})
         value = drop_dim_coords(value, dim)
         extra = set(value.dims) - set(template.dims)
         if extra:
             raise errors.ProcessParameterInvalid(
-                f"The reducer returned unexpected dimensions {sorted(map(str, extra))}.",
-                argument="reducer")
+                "The reducer must return a single value, but returned "
+                + ("an array of values (e.g. from array_create or quantiles)"
+                   if all(is_internal_dim(d) for d in extra)
+                   else f"values along {public_dims(extra)}") + ".", argument="reducer")
         return value.broadcast_like(template).transpose(*template.dims)
     if value is None:
         value = np.nan

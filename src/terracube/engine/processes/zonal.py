@@ -15,7 +15,7 @@ from affine import Affine
 from shapely.geometry.base import BaseGeometry
 
 from terracube import errors
-from terracube.datacube.cube import GEOMETRY, OTHER, Dimension, RasterCube
+from terracube.datacube.cube import BANDS, GEOMETRY, OTHER, Dimension, RasterCube
 from terracube.datacube.grid import Grid, as_dask, grid_of, spatial_dims
 from terracube.datacube.values import ArrayValue
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
@@ -68,7 +68,7 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
         if not mask.all():
             pixels = pixels.isel({PIXELS: np.flatnonzero(mask.ravel())})
         value = reducer(data=ArrayValue(pixels, PIXELS), context=context)
-        results.append(reducer_output(value, template, PIXELS))
+        results.append(_statistics_output(value, template))
         if target_dimension is not None:
             totals.append(xr.full_like(template, int(mask.sum())))
             valids.append(is_valid_mask(pixels).sum(PIXELS).astype(np.float64))
@@ -76,9 +76,97 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
         return xr.concat(items, dim=GEOMETRY_DIM, coords="minimal", compat="override",
                          join="override") if items else template.expand_dims({GEOMETRY_DIM: 0})
 
+    counts = {r.sizes[_STATS] for r in results if _STATS in r.dims}
+    if len(counts) > 1:
+        raise errors.ProcessParameterInvalid(
+            f"The reducer returned {' or '.join(map(str, sorted(counts)))} values for different "
+            "geometries; it must return as many for every geometry.", argument="reducer")
+    n = counts.pop() if counts else 0
+    if n:
+        empty = template.expand_dims({_STATS: n}, axis=-1)
+        results = [r if _STATS in r.dims else xr.full_like(empty, np.nan) for r in results]
     out = stack(results)
-    return _zonal_vector_cube(vc, data, others, out, stack(totals) if totals else out,
-                              stack(valids) if valids else out, target_dimension)
+    total = stack(totals) if totals else None
+    valid = stack(valids) if valids else None
+    if n:
+        names = statistic_names(reducer, n)
+        data, others, out, total, valid = _statistics_as_bands(data, others, out, total, valid,
+                                                               names)
+    return _zonal_vector_cube(vc, data, others, out, out if total is None else total,
+                              out if valid is None else valid, target_dimension)
+
+
+# Several statistics per geometry (a reducer such as array_create([mean(x), sd(x)]), CDSE's
+# multi-statistics): they become band labels, band by band ({band}_{statistic}), as CDSE
+# flattens them into the bands; a cube without bands gets a bands dimension of statistics.
+_STATS = "__statistics__"
+
+
+def _statistics_output(value: Any, template: xr.DataArray) -> xr.DataArray:
+    """The reducer's value(s) for one geometry: shaped like the template, with one more
+    dimension _STATS when the reducer returned an array of statistics."""
+    raw = value.data if isinstance(value, ArrayValue) else value
+    if isinstance(raw, xr.DataArray):
+        if PIXELS in raw.dims and raw.sizes[PIXELS] == 1:
+            raw = drop_dim_coords(raw.isel({PIXELS: 0}), PIXELS)
+        extra = [d for d in raw.dims if d not in template.dims and d != PIXELS]
+        if len(extra) == 1:
+            stats = drop_dim_coords(raw, extra[0]).rename({extra[0]: _STATS})
+            return stats.broadcast_like(template).transpose(*template.dims, _STATS)
+    return reducer_output(value, template, PIXELS)
+
+
+def statistic_names(reducer: Callback, count: int) -> list[str]:
+    """Names of the statistics a reducer returns: the processes of its array_create elements
+    (quantiles by percent, e.g. `p25`), else `stat_0`, `stat_1`... (identifiers: they end up
+    as column and property names)."""
+    graph = getattr(reducer, "graph", None) or {}
+    result = next((n for n in graph.values() if n.get("result")), None)
+    names: list[str] = []
+    if result is not None and result.get("process_id") == "array_create":
+        items = (result.get("arguments") or {}).get("data")
+        for item in items if isinstance(items, list) else []:
+            node = graph.get(item.get("from_node")) if isinstance(item, dict) else None
+            pid = node.get("process_id") if node else None
+            probabilities = ((node or {}).get("arguments") or {}).get("probabilities")
+            if pid == "quantiles" and isinstance(probabilities, list):
+                names += ["p" + f"{p * 100:g}".replace(".", "_")
+                          if isinstance(p, (int, float)) else "quantile" for p in probabilities]
+            else:
+                names.append(str(pid) if pid else str(len(names)))
+    if len(names) != count or len(set(names)) != count:
+        return [f"stat_{k}" for k in range(count)]
+    return names
+
+
+def _statistics_as_bands(data: RasterCube, others: list[str], out: xr.DataArray,
+                         total: xr.DataArray | None, valid: xr.DataArray | None,
+                         names: list[str]) -> tuple[RasterCube, list[str], xr.DataArray,
+                                                    xr.DataArray | None, xr.DataArray | None]:
+    """The _STATS dimension folded into the bands: labels {band}_{statistic}, band-major."""
+    bands = next((d for d in data.dims_of_type(BANDS) if d.name in others), None)
+    count = len(names)
+    if bands is None:
+        dim = Dimension("bands", BANDS)
+        labels = names
+        out = out.rename({_STATS: dim.name})
+        total, valid = (None if x is None else x.expand_dims({dim.name: count}, axis=-1)
+                        for x in (total, valid))
+        data = data.with_data(data.data.expand_dims({dim.name: 1}),
+                              (dim, *data.dimensions))
+        others = [*others, dim.name]
+    else:
+        dim = bands
+        band_labels = [str(b) for b in data.labels(dim.name)]
+        labels = [f"{b}_{s}" for b in band_labels for s in names]
+        out = out.stack({"__flat__": (dim.name, _STATS)}).drop_vars(
+            ["__flat__", dim.name, _STATS], errors="ignore").rename({"__flat__": dim.name})
+        total, valid = (None if x is None else x.isel(
+            {dim.name: np.repeat(np.arange(len(band_labels)), count)}) for x in (total, valid))
+    label_array = np.array(labels, dtype=object)
+    out, total, valid = (None if x is None else drop_dim_coords(x, dim.name).assign_coords(
+        {dim.name: label_array}).transpose(GEOMETRY_DIM, *others) for x in (out, total, valid))
+    return data, others, out, total, valid
 
 
 def _zonal_vector_cube(vc: VectorCube, data: RasterCube, others: list[str], out: xr.DataArray,
