@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from terracube import errors
 from terracube.engine import graph as graphs
+from terracube.engine.ports import (
+    Account,
+    Collections,
+    FileFormats,
+    JobLog,
+    JobResults,
+    StacReader,
+    UdpLookup,
+    UploadedFileReader,
+    WorkspaceAccess,
+)
 from terracube.engine.registry import ProcessRegistry
+from terracube.executor import Executor
+from terracube.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +54,32 @@ class SavedResult:
 
     data: Any
     format: str
-    options: dict
+    options: dict[str, Any]
     exports: list[tuple[str, str | None]] = field(default_factory=list)  # (workspace, merge)
     node_id: str | None = None  # the save_result node (names the output's files, its errors)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """What processes may use beyond their arguments; built once per request or job."""
+    """What processes may use beyond their arguments; built once per request or job
+    (processing/services.py), never changed afterwards: derive a changed copy with
+    `dataclasses.replace`. Everything outside the engine comes in through the ports of
+    engine/ports.py; a port left None is a capability this evaluation does not have."""
 
     registry: ProcessRegistry
-    catalog: Any = None  # terracube.catalog.Catalog
-    udp_lookup: Callable[[str, str | None], dict | None] | None = None
-    user: Any = None
-    settings: Any = None
-    workspace: Any = None  # the user's workspace folder (pathlib.Path) or None
+    catalog: Collections | None = None  # load_collection, the optimizer's band lookup
+    stac: StacReader | None = None  # load_stac
+    uploads: UploadedFileReader | None = None  # load_uploaded_files
+    formats: FileFormats | None = None  # save_result, load_uploaded_files
+    workspace: WorkspaceAccess | None = None  # the user's files (/files); None: no user
+    job_results: JobResults | None = None  # load_ml_model by batch job id
+    udp_lookup: UdpLookup | None = None
+    user: Account | None = None
+    settings: Settings | None = None
+    # What save_result nodes asked to write, in the order they ran (filled by evaluation).
     saved: list[SavedResult] = field(default_factory=list)
-    log: Callable[..., None] | None = None  # (level, message, node_id) for job logs
-    executor: Any = None  # terracube.executor.Executor; None: the current one
+    log: JobLog | None = None  # (level, message, node_id) for job logs
+    executor: Executor | None = None  # None: the current one (executor.current())
 
 
 @dataclass
@@ -83,7 +103,7 @@ class Callback:
     Callbacks are called once with whole (dask-backed) arrays, never per pixel.
     """
 
-    def __init__(self, graph: dict, evaluator: Evaluator, scope: dict[str, Any],
+    def __init__(self, graph: dict[str, Any], evaluator: Evaluator, scope: dict[str, Any],
                  node_id: str, argument: str) -> None:
         self.graph = graph
         self.evaluator = evaluator
@@ -105,11 +125,13 @@ class Callback:
         if len(self.graph) != 1:
             return None
         (node,) = self.graph.values()
-        return node["process_id"]
+        pid: str = node["process_id"]
+        return pid
 
-    def single_process_arguments(self) -> dict:
+    def single_process_arguments(self) -> dict[str, Any]:
         (node,) = self.graph.values()
-        return node.get("arguments", {})
+        arguments: dict[str, Any] = node.get("arguments", {})
+        return arguments
 
 
 class Evaluator:
@@ -120,7 +142,7 @@ class Evaluator:
         self.udp_depth = udp_depth
 
     # --- public ---------------------------------------------------------------------------
-    def validate(self, graph: dict) -> list[errors.OpenEOError]:
+    def validate(self, graph: dict[str, Any]) -> list[errors.OpenEOError]:
         """Static checks: structure, known processes, required and unknown parameters."""
         problems: list[errors.OpenEOError] = []
         try:
@@ -130,7 +152,7 @@ class Evaluator:
         self._validate_nodes(graph, problems)
         return problems
 
-    def run(self, graph: dict, parameters: dict[str, Any] | None = None, *,
+    def run(self, graph: dict[str, Any], parameters: dict[str, Any] | None = None, *,
             validated: bool = False, all_end_nodes: bool = False) -> Any:
         """Evaluate `graph` and return the value of its result node.
 
@@ -148,7 +170,7 @@ class Evaluator:
         return self._node(graph, root, params, cache)  # from the cache if it ran already
 
     # --- internals --------------------------------------------------------------------------
-    def _validate_nodes(self, graph: dict, problems: list[errors.OpenEOError]) -> None:
+    def _validate_nodes(self, graph: dict[str, Any], problems: list[errors.OpenEOError]) -> None:
         registry = self.services.registry
         for nid, node in graph.items():
             pid = node["process_id"]
@@ -176,7 +198,7 @@ class Evaluator:
                     for p in self.validate(child):
                         problems.append(p.at(nid, arg_name))
 
-    def _validate_udp_call(self, pid: str, udp: dict, args: dict,
+    def _validate_udp_call(self, pid: str, udp: dict[str, Any], args: dict[str, Any],
                            nid: str) -> list[errors.OpenEOError]:
         declared = {p["name"]: p for p in udp.get("parameters") or []}
         found: list[errors.OpenEOError] = []
@@ -192,11 +214,12 @@ class Evaluator:
                     f"{', '.join(declared)}.", node_id=nid, argument=name))
         return found
 
-    def _lookup_udp(self, pid: str, namespace: str | None) -> dict | None:
+    def _lookup_udp(self, pid: str, namespace: str | None) -> dict[str, Any] | None:
         lookup = self.services.udp_lookup
         return lookup(pid, namespace) if lookup else None
 
-    def _node(self, graph: dict, nid: str, params: dict, cache: dict) -> Any:
+    def _node(self, graph: dict[str, Any], nid: str, params: dict[str, Any],
+              cache: dict[str, Any]) -> Any:
         if nid in cache:
             return cache[nid]
         node = graph[nid]
@@ -207,8 +230,8 @@ class Evaluator:
         cache[nid] = value
         return value
 
-    def _resolve(self, raw: Any, graph: dict, params: dict, cache: dict, nid: str,
-                 arg_name: str) -> Any:
+    def _resolve(self, raw: Any, graph: dict[str, Any], params: dict[str, Any],
+                 cache: dict[str, Any], nid: str, arg_name: str) -> Any:
         if isinstance(raw, dict):
             if len(raw) == 1 and "from_node" in raw:
                 return self._node(graph, raw["from_node"], params, cache)
@@ -233,7 +256,8 @@ class Evaluator:
             return [self._resolve(v, graph, params, cache, nid, arg_name) for v in raw]
         return raw
 
-    def _call(self, pid: str, namespace: str | None, args: dict, nid: str, params: dict) -> Any:
+    def _call(self, pid: str, namespace: str | None, args: dict[str, Any], nid: str,
+              params: dict[str, Any]) -> Any:
         registry = self.services.registry
         if pid in registry and namespace in (None, "backend", "core"):
             impl = registry.get(pid)
@@ -270,7 +294,7 @@ class Evaluator:
                 "GET /process_graphs your own ones.", node_id=nid)
         return self._call_udp(pid, udp, args, nid)
 
-    def _call_udp(self, pid: str, udp: dict, args: dict, nid: str) -> Any:
+    def _call_udp(self, pid: str, udp: dict[str, Any], args: dict[str, Any], nid: str) -> Any:
         if self.udp_depth >= MAX_UDP_DEPTH:
             raise errors.ProcessGraphComplexity(
                 f"User-defined process '{pid}' calls itself (recursion is not supported).",
