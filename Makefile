@@ -48,6 +48,7 @@ lint: $(BIN)/.installed-test
 
 test: $(BIN)/.installed-test
 	$(BIN)/ruff check src tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Benchmark W1-W5 of ../shared/bench against a real server, the numpy floor and

@@ -103,7 +103,8 @@ def workspace_status(settings: Any, db: Database) -> list[WorkspaceStatus]:
     out = []
     for user_id in sorted(active):
         folder = root / folder_name(user_id)
-        flagged = _aware(flags[user_id]) if flags.get(user_id) else None
+        flagged_at = flags.get(user_id)
+        flagged = _aware(flagged_at) if flagged_at else None
         out.append(WorkspaceStatus(
             user_id, folder, Workspace(folder, settings.storage_quota_bytes).usage(),
             active[user_id], flagged, flagged + warning if flagged else None))

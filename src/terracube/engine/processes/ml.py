@@ -128,7 +128,7 @@ def _predictor_samples(predictors: Any) -> tuple[tuple[FeatureAxis, ...], xr.Dat
     axes = tuple(
         FeatureAxis(str(d), int(values.sizes[d]),
                     json_labels(values.coords[d].values) if d in values.coords else (),
-                    kinds.get(d, OTHER))
+                    kinds.get(str(d), OTHER))
         for d in feature_dims)
     n_features = math.prod(a.size for a in axes)
     if n_features == 0:
