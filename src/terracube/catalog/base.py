@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from terracube.datacube.cube import RasterCube
@@ -29,6 +31,10 @@ class CollectionSource(ABC):
 
     id: str
     """The collection id (`GET /collections/{id}`, `load_collection(id=...)`)."""
+
+    asset_files: Mapping[str, tuple[Path, str]] = MappingProxyType({})
+    """Files the API serves as collection-level assets (`GET /collections/{id}/assets/{key}`):
+    asset key -> (path on the server, media type). Default: none."""
 
     @abstractmethod
     def stac(self) -> dict[str, Any]:

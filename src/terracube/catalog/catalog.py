@@ -12,6 +12,7 @@ import pystac
 import rasterio
 
 from terracube import errors
+from terracube.catalog.base import CollectionSource
 from terracube.catalog.stac_items import BandInfo, StacItemsSource
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,10 @@ class Catalog:
         from terracube.catalog.registry import CollectionRegistry
 
         self.data_dir = Path(getattr(settings_or_data_dir, "data_dir", settings_or_data_dir))
-        self._sources: dict[str, Any] = {}
+        self._sources: dict[str, CollectionSource] = {}
         self._sample_loaded = False
         self.registry = CollectionRegistry(self.data_dir)
-        self._registered: dict[str, tuple[tuple[int, int], Any]] = {}
+        self._registered: dict[str, tuple[tuple[int, int], CollectionSource | None]] = {}
         self._lock = threading.Lock()
 
     def _refresh_registered(self) -> None:
@@ -52,7 +53,7 @@ class Catalog:
                     source = None
                 self._registered[collection_id] = (stamp, source)
 
-    def _all_sources(self) -> dict[str, Any]:
+    def _all_sources(self) -> dict[str, CollectionSource]:
         self._ensure_sample()
         self._refresh_registered()
         registered = {cid: src for cid, (_stamp, src) in self._registered.items()
@@ -80,13 +81,13 @@ class Catalog:
             self._sources[rain.id] = rain
         self._sample_loaded = True
 
-    def add(self, source: Any) -> None:
+    def add(self, source: CollectionSource) -> None:
         self._sources[source.id] = source
 
     def collection_ids(self) -> list[str]:
         return sorted(self._all_sources())
 
-    def get(self, collection_id: str) -> Any:
+    def get(self, collection_id: str) -> CollectionSource:
         sources = self._all_sources()
         try:
             return sources[collection_id]

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from terracube.catalog.base import CollectionSource
 from terracube.catalog.metadata import CollectionInputError, check_collection_id
+from terracube.catalog.stac_items import StacItemsSource
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class CollectionRegistry:
 # --- records <-> sources --------------------------------------------------------------------
 def inspect_source(collection_id: str, origin: str, *, pattern: str | None = None,
                    bands: list[str] | None = None, sidecar_dir: Path | None = None,
-                   **fields: Any) -> tuple[str, Any]:
+                   **fields: Any) -> tuple[str, CollectionSource]:
     """Check the data at `origin` and build its source; (record type, source).
 
     Raises CollectionInputError with a message naming the file and the problem.
@@ -155,13 +157,13 @@ def inspect_source(collection_id: str, origin: str, *, pattern: str | None = Non
                                      **fields)
 
 
-def _apply_fields(source: Any, fields: dict) -> None:
+def _apply_fields(source: CollectionSource, fields: dict) -> None:
     for key in ("title", "description", "license", "providers", "keywords"):
         if key in fields:
             setattr(source, key, fields[key])
 
 
-def make_record(collection_id: str, kind: str, source: Any, origin: str,
+def make_record(collection_id: str, kind: str, source: CollectionSource, origin: str,
                 pattern: str | None = None, bands: list[str] | None = None) -> dict:
     from terracube.catalog import netcdf_zarr_source, stac
 
@@ -181,11 +183,12 @@ def make_record(collection_id: str, kind: str, source: Any, origin: str,
                             "license": source.license, "providers": source.providers,
                             "keywords": source.keywords, "extra": source.extra}
     else:
+        assert isinstance(source, StacItemsSource)
         record["stac"] = stac.source_to_record(source)
     return record
 
 
-def source_from_record(record: dict) -> Any:
+def source_from_record(record: dict) -> CollectionSource:
     """The collection source a record describes (no data is read)."""
     from terracube.catalog import netcdf_zarr_inspect, netcdf_zarr_source, stac
 
@@ -194,7 +197,7 @@ def source_from_record(record: dict) -> Any:
     if record["type"] == CUBE:
         layout = netcdf_zarr_inspect.CubeLayout.from_record(record["layout"])
         fields = {k: v for k, v in (record.get("fields") or {}).items() if v is not None}
-        source = netcdf_zarr_source.XarraySource(record["id"], layout, **fields)
+        source: CollectionSource = netcdf_zarr_source.XarraySource(record["id"], layout, **fields)
     else:
         source = stac.source_from_record(record["id"], record["stac"])
     if record.get("asset_files"):
