@@ -261,7 +261,7 @@ def _max_depth(value: Any) -> float:
 
 
 def _unit(unit: Any) -> str:
-    if unit not in _UNITS:
+    if not isinstance(unit, str) or unit not in _UNITS:  # a list or object is no key
         raise errors.ProcessParameterInvalid(
             f"unit must be one of {', '.join(_UNITS)}, got {unit!r}.", argument="unit")
     return _UNITS[unit]
