@@ -31,6 +31,10 @@ def fail(x):
     raise errors.ProcessParameterInvalid("x is not acceptable", argument="x")
 
 
+def buggy(x):
+    return {}["missing"]  # a bug of ours: the user must see a 500 with an id, not a 400
+
+
 @pytest.fixture
 def result_tmp(tmp_path, monkeypatch):
     folder = tmp_path / "system-tmp"
@@ -41,7 +45,7 @@ def result_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(tmp_path) -> TestClient:
-    registry = ProcessRegistry({"add": add, "fail": fail})
+    registry = ProcessRegistry({"add": add, "fail": fail, "buggy": buggy})
     app = create_app(Settings(data_dir=tmp_path / "data"), catalog=EmptyCatalog(),
                      registry=registry)
     app.state.users.add("alice", "wonderland")
@@ -75,6 +79,17 @@ def test_result_error_is_openeo_json_and_cleans_up(client, auth, result_tmp):
     body = r.json()
     assert body["code"] == "ProcessParameterInvalid"
     assert "n1" in body["message"]
+    assert list(result_tmp.iterdir()) == []
+
+
+def test_a_bug_in_a_process_is_a_500_with_an_error_id(client, auth, result_tmp, caplog):
+    r = client.post(f"{API}/result", json={"process": graph("buggy", x=1)}, headers=auth)
+    assert r.status_code == 500
+    body = r.json()
+    assert body["code"] == "Internal"
+    assert body["id"] in body["message"] and "n1" in body["message"]
+    assert "KeyError" not in body["message"]  # details stay in the log, under that id
+    assert any(body["id"] in rec.getMessage() and rec.exc_info for rec in caplog.records)
     assert list(result_tmp.iterdir()) == []
 
 
