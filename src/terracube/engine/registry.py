@@ -42,6 +42,8 @@ PROCESS_MODULES = (
     "terracube.engine.processes.hydrology",
     "terracube.engine.processes.masks_cdse",
     "terracube.engine.processes.terrain",
+    "terracube.engine.processes.date_components",
+    "terracube.engine.processes.vector_rasters",
 )
 
 

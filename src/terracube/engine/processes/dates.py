@@ -73,6 +73,11 @@ def _format(local: np.datetime64, offset: int, has_time: bool) -> str:
 def _instants(value: Any, name: str) -> Any:
     """UTC datetime64 (scalar or array) for a date string, datetime64 value/array or datetime."""
     if is_array(value):
+        if value.dtype.kind in "UOS":
+            # Temporal labels reach callbacks (array_apply's `label`, array_labels) as
+            # RFC 3339 strings: parse them elementwise (issue 11, defect 12).
+            return vectorised(partial(_parse_strings, name=name), value,
+                              dtype="datetime64[us]")
         if value.dtype.kind != "M":
             raise errors.ProcessParameterInvalid(
                 f"'{name}' must hold dates, got values of type {value.dtype}.", argument=name)
@@ -84,6 +89,13 @@ def _instants(value: Any, name: str) -> Any:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return np.datetime64(value, "us")
     return _parse(value, name).utc
+
+
+def _parse_strings(values: np.ndarray, name: str) -> np.ndarray:
+    """UTC datetime64 for an array of date strings (null: NaT)."""
+    flat = [np.datetime64("NaT", "us") if v is None or (isinstance(v, float) and v != v)
+            else _parse(str(v), name).utc for v in np.asarray(values, dtype=object).ravel()]
+    return np.array(flat, dtype="datetime64[us]").reshape(np.shape(values))
 
 
 def _check_unit(unit: Any) -> None:
