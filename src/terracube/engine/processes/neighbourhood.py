@@ -22,7 +22,7 @@ from terracube.datacube.grid import as_dask, assemble_blocks, grid_of, spatial_d
 from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import number_argument
-from terracube.engine.processes.temporal import drop_dim_coords, reducer_output, unwrap_data
+from terracube.engine.processes._reducing import drop_dim_coords, reducer_output, unwrap_data
 from terracube.engine.registry import process
 from terracube.process_errors import (
     DataCubePropertiesImmutable,

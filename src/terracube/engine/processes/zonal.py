@@ -20,6 +20,7 @@ from terracube.datacube.grid import Grid, as_dask, grid_of, spatial_dims
 from terracube.datacube.values import ArrayValue
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
 from terracube.engine.evaluate import Callback
+from terracube.engine.processes._reducing import drop_dim_coords, is_valid_mask, reducer_output
 from terracube.engine.processes.neighbourhood import PIXELS, callback_cube, stack_pixels
 from terracube.engine.processes.rasterise import (
     fill_value,
@@ -27,7 +28,6 @@ from terracube.engine.processes.rasterise import (
     spatial_chunks,
     vector_input,
 )
-from terracube.engine.processes.temporal import drop_dim_coords, is_valid_mask, reducer_output
 from terracube.engine.registry import process
 from terracube.process_errors import GeometriesOverlap, TargetDimensionExists
 
