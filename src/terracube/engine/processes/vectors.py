@@ -260,6 +260,14 @@ def _from_parquet(body: bytes) -> VectorCube:
     return VectorCube(tuple(geoms), crs, properties=tuple(records))
 
 
+def vector_from_content(body: bytes, fmt: str) -> VectorCube:
+    """A vector cube from the content of a GeoJSON or (Geo)Parquet file (`fmt`: GeoJSON or
+    Parquet, as /file_formats names them)."""
+    if fmt == "GeoJSON":
+        return VectorCube.from_geojson(json.loads(body))
+    return _from_parquet(body)
+
+
 @process("load_url")
 def load_url(url: str, format: str, options: dict | None = None) -> VectorCube:
     _check_url(url)
@@ -273,9 +281,7 @@ def load_url(url: str, format: str, options: dict | None = None) -> VectorCube:
             argument="options")
     body = _download(url)
     try:
-        if fmt == "GeoJSON":
-            return VectorCube.from_geojson(json.loads(body))
-        return _from_parquet(body)
+        return vector_from_content(body, fmt)
     except Exception as exc:  # noqa: BLE001 - unreadable content, said in the user's terms
         raise FormatUnsuitable(f"Data can't be loaded as {fmt}: {exc}", argument="url") from None
 

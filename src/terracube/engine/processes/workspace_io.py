@@ -12,17 +12,21 @@ from typing import Any
 
 from terracube import errors
 from terracube.datacube.cube import RasterCube
+from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import ProcessContext, SavedResult
 from terracube.engine.ports import WorkspaceAccess
+from terracube.engine.processes.vectors import vector_from_content
 from terracube.engine.registry import process
 from terracube.process_errors import FormatUnsuitable
 
 UPLOADED_COLLECTION = "uploaded_files"
+# Input formats that hold vector data: loaded as vector cubes (issue 11, defect 11).
+VECTOR_FORMATS = ("GeoJSON", "Parquet")
 
 
 @process("load_uploaded_files")
 def load_uploaded_files(paths: list, format: str, options: dict | None = None, *,
-                        ctx: ProcessContext) -> RasterCube:
+                        ctx: ProcessContext) -> RasterCube | VectorCube:
     workspace = ctx.services.workspace
     if workspace is None:
         raise errors.FileNotFound("load_uploaded_files reads from your workspace, which needs "
@@ -49,6 +53,8 @@ def load_uploaded_files(paths: list, format: str, options: dict | None = None, *
             "netCDF files are loaded one at a time (each is a whole data cube); combine "
             "several with merge_cubes.", argument="paths")
     try:
+        if fmt in VECTOR_FORMATS:
+            return _vector_files(files, fmt)
         if fmt == "netCDF":
             return reader.read_netcdf(files[0], UPLOADED_COLLECTION)
         return reader.read_rasters(files, UPLOADED_COLLECTION)
@@ -59,6 +65,20 @@ def load_uploaded_files(paths: list, format: str, options: dict | None = None, *
         message = str(exc).replace(str(workspace.root) + "/", "")
         raise FormatUnsuitable(f"Data can't be loaded as {fmt}: {message}",
                                argument="paths") from None
+
+
+def _vector_files(files: list[Path], fmt: str) -> VectorCube:
+    """One vector cube with the geometries (and properties) of all files, in order."""
+    cubes = [vector_from_content(f.read_bytes(), fmt) for f in files]
+    if len(cubes) == 1:
+        return cubes[0]
+    crs = cubes[0].crs
+    if any(c.crs != crs for c in cubes[1:]):
+        raise errors.ProcessParameterInvalid(
+            "The files have different coordinate reference systems; load them one at a time "
+            "(and reproject with vector_reproject).", argument="paths")
+    return VectorCube(tuple(g for c in cubes for g in c.geometries), crs,
+                      properties=tuple(p for c in cubes for p in c.properties))
 
 
 def _workspace_file(workspace: WorkspaceAccess, path: Any) -> Path:
