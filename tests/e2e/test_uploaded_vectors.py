@@ -105,3 +105,25 @@ def test_a_vector_file_read_as_a_raster_is_an_openeo_error(con, fields: dict,
         cube.download(format="netCDF")
     assert info.value.http_status_code == 400
     assert info.value.code == "FormatUnsuitable"
+
+
+def test_a_netcdf_of_a_vector_cube_loads_as_a_vector_cube(con, fields: dict, tmp_path: Path
+                                                          ) -> None:
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=DAY,
+                             bands=["B04", "B08"])
+    means = s2.aggregate_spatial(fields, reducer="mean")
+    means.download(tmp_path / "means.nc", format="netCDF")
+    means.download(tmp_path / "means.geojson", format="GeoJSON")
+    con.upload_file(tmp_path / "means.nc", target="vectors/means.nc")
+
+    again = uploaded(con, "vectors/means.nc", "netCDF")
+    again.download(tmp_path / "again.geojson", format="GeoJSON")
+    before = json.loads((tmp_path / "means.geojson").read_text())["features"]
+    after = json.loads((tmp_path / "again.geojson").read_text())["features"]
+    assert len(after) == len(before) == 2
+    for a, b in zip(after, before):
+        assert shape(a["geometry"]).equals_exact(shape(b["geometry"]), 1e-9)
+        values = {k: v for k, v in b["properties"].items() if k.endswith(("_B04", "_B08"))}
+        assert len(values) == 2
+        for key, value in values.items():
+            assert a["properties"][key] == pytest.approx(value, rel=1e-6)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from terracube import errors
-from terracube.datacube.cube import RasterCube
-from terracube.datacube.vector import VectorCube
+from terracube.datacube.cube import BANDS, GEOMETRY, OTHER, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 from terracube.engine.evaluate import ProcessContext, SavedResult
 from terracube.engine.ports import WorkspaceAccess
 from terracube.engine.processes.vectors import vector_from_content
@@ -56,6 +56,9 @@ def load_uploaded_files(paths: list, format: str, options: dict | None = None, *
         if fmt in VECTOR_FORMATS:
             return _vector_files(files, fmt)
         if fmt == "netCDF":
+            vectors = _vector_netcdf(files[0])
+            if vectors is not None:
+                return vectors
             return reader.read_netcdf(files[0], UPLOADED_COLLECTION)
         return reader.read_rasters(files, UPLOADED_COLLECTION)
     except errors.OpenEOError as exc:
@@ -79,6 +82,43 @@ def _vector_files(files: list[Path], fmt: str) -> VectorCube:
             "(and reproject with vector_reproject).", argument="paths")
     return VectorCube(tuple(g for c in cubes for g in c.geometries), crs,
                       properties=tuple(p for c in cubes for p in c.properties))
+
+
+# netCDF holds vector cubes too (/file_formats: raster and vector): a variable of WKT geometries
+# along a geometry dimension, as our own vector results (and CDSE's) write them.
+_WKT_VARIABLES = ("geometry_wkt", "wkt", "geometry")
+
+
+def _vector_netcdf(file: Path) -> VectorCube | None:
+    """The vector cube in a netCDF file with WKT geometries, or None for a raster file."""
+    import numpy as np
+    import shapely.wkt
+    import xarray as xr
+
+    with xr.open_dataset(file) as ds:
+        name = next((v for v in _WKT_VARIABLES if v in ds.variables
+                     and ds[v].ndim == 1 and ds[v].dtype.kind in "OUS"), None)
+        if name is None:
+            return None
+        dim = ds[name].dims[0]
+        geoms = tuple(shapely.wkt.loads(str(w)) for w in ds[name].values)
+        names = [v for v in ds.data_vars if v != name and dim in ds[v].dims
+                 and ds[v].dtype.kind in "iufb"]
+        if not names:
+            return VectorCube(geoms, 4326)
+        values = xr.concat([ds[v].load() for v in names], dim="bands")
+        values = values.assign_coords(bands=np.array(names, dtype=object))
+        values = values.rename({dim: GEOMETRY_DIM})
+        values = values.drop_vars([c for c in values.coords
+                                   if c not in values.dims or c == GEOMETRY_DIM])
+        order = [GEOMETRY_DIM, *(d for d in values.dims if d not in (GEOMETRY_DIM, "bands")),
+                 "bands"]
+        values = values.transpose(*order)
+    types = {"bands": BANDS}
+    dims = tuple(Dimension(d, GEOMETRY, reference_system=4326) if d == GEOMETRY_DIM else
+                 Dimension(d, TEMPORAL if values[d].dtype.kind == "M" else
+                           types.get(d, OTHER)) for d in values.dims)
+    return VectorCube(geoms, 4326, values, dims)
 
 
 def _workspace_file(workspace: WorkspaceAccess, path: Any) -> Path:
