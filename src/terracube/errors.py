@@ -52,13 +52,20 @@ class OpenEOError(Exception):
 
 # Codes of ours that are neither in errors.json nor process exceptions, and why they exist.
 EXTRA_CODES: dict[str, str] = {
-    "BadRequest": "api/errors.py: a request the HTTP layer cannot parse (malformed JSON, a "
-                  "path or query parameter of the wrong type) before any openEO rule applies.",
+    "BadRequest": "a request that cannot be parsed (malformed JSON, a path, query or body "
+                  "field of the wrong type) before any openEO rule applies.",
     "MethodNotAllowed": "api/errors.py: HTTP 405 for a known path with a method it does not "
                         "have (errors.json has no code for it).",
     "ResultLinkInvalid": "jobs/signing.py: a signed result link that was tampered with or "
                          "belongs to another job (ResultLinkExpired covers only expiry).",
 }
+
+
+class BadRequest(OpenEOError):
+    """The request is malformed (not JSON, wrong JSON structure, bad query parameter)."""
+
+    code = "BadRequest"
+    status = 400
 
 
 def _error(code: str, status: int, doc: str) -> type[OpenEOError]:

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the services built in create_app, the authenticated user, URLs."""
+"""FastAPI dependencies, all of them: the services built in create_app, the authenticated
+user (and the active user with their workspace), query parameters, bodies and URLs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ from terracube import errors
 from terracube.api.errors import BadRequest
 from terracube.auth.tokens import BASIC_TOKEN_PREFIX, TokenStore
 from terracube.auth.users import User, UserStore
+from terracube.catalog import Catalog
+from terracube.engine.registry import ProcessRegistry
+from terracube.executor import Executor
+from terracube.jobs.files import JobFolders
+from terracube.jobs.signing import UrlSigner
+from terracube.jobs.store import JobStore
 from terracube.settings import Settings
+from terracube.udp.store import UdpStore
+from terracube.workspace.files import Workspace, workspace_for
+from terracube.workspace.retention import record_activity
 
 API_VERSION = "1.2.0"
 API_PREFIX = "/openeo/1.2"
@@ -32,19 +42,49 @@ def get_tokens(request: Request) -> TokenStore:
     return request.app.state.tokens
 
 
-def get_catalog(request: Request) -> Any:
+def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
-def get_registry(request: Request) -> Any:
+def get_registry(request: Request) -> ProcessRegistry:
     return request.app.state.registry
+
+
+def get_executor(request: Request) -> Executor | None:
+    """The executor of synchronous results (None until the app's lifespan built it)."""
+    return getattr(request.app.state, "executor", None)
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+def get_job_folders(request: Request) -> JobFolders:
+    return request.app.state.job_folders
+
+
+def get_signer(request: Request) -> UrlSigner:
+    return request.app.state.url_signer
+
+
+def get_udp_store(request: Request) -> UdpStore:
+    state = request.app.state
+    store = getattr(state, "udps", None)
+    if store is None:  # built on first use from the app's database
+        store = state.udps = UdpStore(state.db)
+    return store
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 UsersDep = Annotated[UserStore, Depends(get_users)]
 TokensDep = Annotated[TokenStore, Depends(get_tokens)]
-CatalogDep = Annotated[Any, Depends(get_catalog)]
-RegistryDep = Annotated[Any, Depends(get_registry)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RegistryDep = Annotated[ProcessRegistry, Depends(get_registry)]
+ExecutorDep = Annotated[Executor | None, Depends(get_executor)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+FoldersDep = Annotated[JobFolders, Depends(get_job_folders)]
+SignerDep = Annotated[UrlSigner, Depends(get_signer)]
+UdpStoreDep = Annotated[UdpStore, Depends(get_udp_store)]
 
 
 # --- authentication -------------------------------------------------------------------------------
@@ -128,6 +168,23 @@ OptionalUser = Annotated[User | None, Depends(optional_user)]
 BasicCredentials = Annotated[tuple[str, str], Depends(basic_credentials)]
 
 
+def active_user(request: Request, user: CurrentUser) -> User:
+    """The authenticated user, noted as active (see terracube.workspace.retention) — for the
+    routes over the user's own data (/me, /files, /process_graphs, /jobs)."""
+    record_activity(request.app.state.db, user.user_id)
+    return user
+
+
+ActiveUser = Annotated[User, Depends(active_user)]
+
+
+def user_workspace(request: Request, user: ActiveUser) -> Workspace:
+    return workspace_for(request.app.state.settings, user.user_id)
+
+
+UserWorkspace = Annotated[Workspace, Depends(user_workspace)]
+
+
 # --- request bodies -------------------------------------------------------------------------------
 def int_query(request: Request, name: str, minimum: int) -> int | None:
     """An integer query parameter (None when absent); 400 BadRequest below `minimum`."""
@@ -159,6 +216,31 @@ async def json_object_body(request: Request) -> dict[str, Any]:
 
 
 JsonObjectBody = Annotated[dict[str, Any], Depends(json_object_body)]
+
+
+def paginate(request: Request, items: list[Any], path: str) -> tuple[list[Any], list[dict]]:
+    """One page of `items` and its `links` for the `limit` and `offset` query parameters.
+
+    Without `limit` (or with an empty one) everything is returned, as the API requires for
+    clients that do not paginate; otherwise the links have `next`/`prev`/`first`.
+    """
+    limit = int_query(request, "limit", minimum=1)
+    offset = int_query(request, "offset", minimum=0) or 0
+    if limit is None:
+        return items[offset:], []
+    page = items[offset:offset + limit]
+    links = []
+    if offset + limit < len(items):
+        links.append(_page_link(request, "next", path, limit, offset + limit))
+    if offset > 0:
+        links.append(_page_link(request, "prev", path, limit, max(0, offset - limit)))
+        links.append(_page_link(request, "first", path, limit, 0))
+    return page, links
+
+
+def _page_link(request: Request, rel: str, path: str, limit: int, offset: int) -> dict:
+    query = f"?limit={limit}" + (f"&offset={offset}" if offset else "")
+    return {"rel": rel, "href": api_url(request, path) + query, "type": "application/json"}
 
 
 # --- URLs -----------------------------------------------------------------------------------------

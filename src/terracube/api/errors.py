@@ -19,12 +19,9 @@ log = logging.getLogger(__name__)
 
 # Proprietary codes for HTTP-level failures that errors.json has no code for (the API spec
 # allows them: "Responding with openEO error codes 400 and 500 SHOULD be avoided in favor of
-# any more specific standardized or proprietary openEO error code").
-class BadRequest(errors.OpenEOError):
-    """The request is malformed (not JSON, wrong JSON structure, bad query parameter)."""
-
-    code = "BadRequest"
-    status = 400
+# any more specific standardized or proprietary openEO error code"). BadRequest lives in
+# terracube.errors, as the request rules of jobs/ raise it too.
+BadRequest = errors.BadRequest
 
 
 class MethodNotAllowed(errors.OpenEOError):

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from terracube import errors
+from terracube.api.deps import UserWorkspace, paginate
 from terracube.api.responses import FileDownload
-from terracube.api.user_data import UserWorkspace, paginate
 from terracube.workspace.files import Upload
 
 log = logging.getLogger(__name__)

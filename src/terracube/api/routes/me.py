@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from terracube.api.user_data import ActiveUser, UserWorkspace
+from terracube.api.deps import ActiveUser, UserWorkspace
 
 router = APIRouter(tags=["Account Management"])
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from terracube.api.deps import JsonObjectBody, RegistryDep
-from terracube.api.user_data import ActiveUser, UdpStoreDep, paginate
+from terracube.api.deps import ActiveUser, JsonObjectBody, RegistryDep, UdpStoreDep, paginate
 
 router = APIRouter(tags=["User-Defined Processes"])
 

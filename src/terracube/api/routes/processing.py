@@ -15,6 +15,7 @@ from terracube import errors
 from terracube.api.deps import (
     CatalogDep,
     CurrentUser,
+    ExecutorDep,
     JsonObjectBody,
     OptionalUser,
     RegistryDep,
@@ -55,16 +56,15 @@ class TemporaryFileResponse(FileDownload):
 @router.post("/result", operation_id="compute-result",
              openapi_extra={"requestBody": _RESULT_BODY},
              response_class=FileResponse, responses={200: {"description": "The result file."}})
-async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBody,
-                         settings: SettingsDep, catalog: CatalogDep,
-                         registry: RegistryDep) -> FileResponse:
+async def compute_result(user: CurrentUser, body: JsonObjectBody, settings: SettingsDep,
+                         catalog: CatalogDep, registry: RegistryDep,
+                         executor: ExecutorDep) -> FileResponse:
     """Run a process graph now and send its result as the response body."""
     process = body.get("process")
     if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
         raise errors.ProcessGraphMissing(
             "The request body needs 'process': {\"process_graph\": {...}}.")
-    services = build_services(settings, catalog, registry, user,
-                              executor=getattr(request.app.state, "executor", None))
+    services = build_services(settings, catalog, registry, user, executor=executor)
     # Computing blocks, so it runs in a worker thread, not on the event loop.
     result = await run_in_threadpool(run_and_compute, process, services)
     return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
