@@ -16,7 +16,7 @@ import xarray as xr
 
 from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.processes import arrays, reducers
+from terracube.engine.processes import array_callbacks, array_order, arrays, reducers
 from terracube.engine.registry import build_registry
 
 T, Y, X = 7, 4, 5
@@ -126,26 +126,26 @@ def test_first_and_last_skip_nodata(cube_dim, raw):
 
 
 def test_sort_order_and_rearrange(cube_dim, raw):
-    ascending = values_of(arrays.sort(data=cube_dim))
+    ascending = values_of(array_order.sort(data=cube_dim))
     np.testing.assert_allclose(ascending, np.sort(raw, axis=0), equal_nan=True)
 
     def descending_nodata_first(v):
         valid = np.sort(v[~np.isnan(v)])[::-1]
         return np.concatenate([np.full(np.isnan(v).sum(), np.nan), valid])
 
-    got = values_of(arrays.sort(data=cube_dim, asc=False, nodata=False))
+    got = values_of(array_order.sort(data=cube_dim, asc=False, nodata=False))
     np.testing.assert_allclose(got, per_pixel(descending_nodata_first, raw), equal_nan=True)
 
-    permutation = arrays.order(data=cube_dim, nodata=True)
-    rearranged = arrays.rearrange(data=cube_dim, order=permutation)
+    permutation = array_order.order(data=cube_dim, nodata=True)
+    rearranged = array_order.rearrange(data=cube_dim, order=permutation)
     np.testing.assert_allclose(values_of(rearranged), np.sort(raw, axis=0), equal_nan=True)
 
 
 @pytest.mark.parametrize(("process", "accumulate", "identity"), [
-    (arrays.cumsum, np.add.accumulate, 0.0),
-    (arrays.cumproduct, np.multiply.accumulate, 1.0),
-    (arrays.cummax, np.maximum.accumulate, -np.inf),
-    (arrays.cummin, np.minimum.accumulate, np.inf),
+    (array_order.cumsum, np.add.accumulate, 0.0),
+    (array_order.cumproduct, np.multiply.accumulate, 1.0),
+    (array_order.cummax, np.maximum.accumulate, -np.inf),
+    (array_order.cummin, np.minimum.accumulate, np.inf),
 ])
 def test_cumulative_keep_nodata_in_place(process, accumulate, identity, cube_dim, raw):
     expected = np.where(np.isnan(raw), np.nan,
@@ -170,12 +170,12 @@ def test_interpolate_linear_fills_inner_gaps_only(cube_dim, raw):
         inner = (labels >= labels[valid][0]) & (labels <= labels[valid][-1])
         return np.where(inner, np.interp(labels, labels[valid], v[valid]), v)
 
-    result = arrays.array_interpolate_linear(data=cube_dim)
+    result = array_order.array_interpolate_linear(data=cube_dim)
     np.testing.assert_allclose(values_of(result), per_pixel(reference, raw), equal_nan=True)
 
 
 def test_count_find_contains_and_element(cube_dim, raw):
-    np.testing.assert_array_equal(values_of(arrays.count(data=cube_dim)),
+    np.testing.assert_array_equal(values_of(array_callbacks.count(data=cube_dim)),
                                   (~np.isnan(raw)).sum(axis=0))
     np.testing.assert_array_equal(values_of(arrays.array_contains(data=cube_dim, value=3)),
                                   (raw == 3).any(axis=0))
@@ -214,7 +214,7 @@ def node(process_id: str, **arguments) -> dict:
 
 def test_array_apply_gets_whole_arrays_with_index(cube_dim, raw):
     add_index = callback(node("add", x={"from_parameter": "x"}, y={"from_parameter": "index"}))
-    result = arrays.array_apply(data=cube_dim, process=add_index)
+    result = array_callbacks.array_apply(data=cube_dim, process=add_index)
     assert isinstance(result, ArrayValue) and result.dim == "t"
     np.testing.assert_allclose(values_of(result), raw + np.arange(T)[:, None, None],
                                equal_nan=True)
@@ -223,7 +223,7 @@ def test_array_apply_gets_whole_arrays_with_index(cube_dim, raw):
 
 def test_array_filter_per_pixel_keeps_matches_in_order(cube_dim, raw):
     positive = callback(node("gt", x={"from_parameter": "x"}, y=0))
-    result = arrays.array_filter(data=cube_dim, condition=positive)
+    result = array_callbacks.array_filter(data=cube_dim, condition=positive)
 
     def reference(v):
         kept = v[v > 0]
@@ -234,14 +234,14 @@ def test_array_filter_per_pixel_keeps_matches_in_order(cube_dim, raw):
 
 def test_array_filter_by_label_selects_positions(cube_dim, raw):
     early = callback(node("lt", x={"from_parameter": "label"}, y=25))
-    result = arrays.array_filter(data=cube_dim, condition=early)
+    result = array_callbacks.array_filter(data=cube_dim, condition=early)
     assert list(result.data.coords["t"].values) == [0.0, 10.0, 20.0]
     np.testing.assert_allclose(values_of(result), raw[:3], equal_nan=True)
 
 
 def test_count_with_condition_and_context(cube_dim, raw):
     above = callback(node("gt", x={"from_parameter": "x"}, y={"from_parameter": "context"}))
-    got = values_of(arrays.count(data=cube_dim, condition=above, context=0.5))
+    got = values_of(array_callbacks.count(data=cube_dim, condition=above, context=0.5))
     np.testing.assert_array_equal(got, (raw > 0.5).sum(axis=0))
 
 

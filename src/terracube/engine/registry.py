@@ -21,6 +21,8 @@ PROCESS_MODULES = (
     "terracube.engine.processes.logic",
     "terracube.engine.processes.comparison",
     "terracube.engine.processes.arrays",
+    "terracube.engine.processes.array_callbacks",
+    "terracube.engine.processes.array_order",
     "terracube.engine.processes.texts",
     "terracube.engine.processes.dates",
     "terracube.engine.processes.cubes",
