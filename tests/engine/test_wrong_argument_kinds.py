@@ -10,6 +10,7 @@ escape for bad input.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import ProcessRegistry, build_registry
 from terracube.errors import OpenEOError
 
-CASES_DIR = Path(__file__).resolve().parents[3] / "shared" / "openeo-processes" / "tests"
+SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
+CASES_DIR = SHARED / "openeo-processes" / "tests"
 
 # These reach data, files or the workspace through Services; their argument checks are tested
 # with those services in their own test modules.
