@@ -144,7 +144,7 @@ def unavailable_results(jobs: JobStore, job: Job, partial: bool) -> dict[str, An
                                            if job.asset_count else ""))
 
 
-def available_until(job: Job, expires: int, retention_days: int | None) -> datetime:
+def available_until(job: Job, expires: int, retention_days: float | None) -> datetime:
     """Until when the links of a results document work: their expiry, or the end of the
     retention period if that comes first."""
     until = datetime.fromtimestamp(expires, UTC)
@@ -174,7 +174,7 @@ def signed_assets(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> dic
 
 
 def results_document(job: Job, url: ApiUrl, signer: UrlSigner,
-                     retention_days: int | None) -> dict[str, Any]:
+                     retention_days: float | None) -> dict[str, Any]:
     """GET /jobs/{job_id}/results: a STAC Item whose assets are signed download links."""
     expires = signer.expiry()
     links = [

@@ -38,17 +38,16 @@ from terracube.processing.services import build_services
 
 router = APIRouter(tags=["Batch Jobs"])
 
-_CREATE_BODY = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["process"],
-    "properties": {"title": {"type": "string", "nullable": True},
+_JOB_PROPERTIES = {"title": {"type": "string", "nullable": True},
                    "description": {"type": "string", "nullable": True},
                    "process": {"type": "object"},
                    "plan": {"type": "string", "nullable": True},
                    "budget": {"type": "number", "nullable": True},
-                   "log_level": {"type": "string", "enum": list(LEVELS)}}}}}}
+                   "log_level": {"type": "string", "enum": list(LEVELS)}}
+_CREATE_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["process"], "properties": _JOB_PROPERTIES}}}}
 _PATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object",
-    "properties": _CREATE_BODY["content"]["application/json"]["schema"]["properties"]}}}}
+    "type": "object", "properties": _JOB_PROPERTIES}}}}
 
 
 def _url(request: Request) -> docs.ApiUrl:
