@@ -12,6 +12,9 @@ from terracube.settings import UnsafeToServe
 
 log = logging.getLogger("terracube")
 
+# The web app, the catalog and the worker (FastAPI, the engine, dask) are imported inside the
+# handlers: the other commands of the CLI import this module too, and must start fast.
+
 
 def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
     """Register `serve` and `worker`."""
