@@ -211,7 +211,7 @@ def test_bad_arguments_are_openeo_errors_naming_the_argument() -> None:
         hydrology.flow_accumulation(directions, unit="acres")
     assert exc.value.argument == "unit"
     # elevations where flow directions are expected: said when the values are read
-    with pytest.raises(errors.ProcessParameterInvalid, match="D8 codes"):
+    with pytest.raises(errors.ProcessParameterInvalid, match="flow_accumulation: .*D8 codes"):
         plane(hydrology.flow_accumulation(cube(z)))
 
 

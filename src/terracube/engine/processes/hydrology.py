@@ -38,7 +38,7 @@ _UNITS = {"cells": "cell", "km2": "km2"}
 @process("fill_sinks")
 def fill_sinks(data: RasterCube, max_depth: float | None = None) -> RasterCube:
     depth = _max_depth(max_depth)
-    plane = _Plane(data)
+    plane = _Plane(data, "fill_sinks")
 
     def fill(elevation: np.ndarray, transform: Affine, latlon: bool) -> np.ndarray:
         import pyflwdir
@@ -55,7 +55,7 @@ def fill_sinks(data: RasterCube, max_depth: float | None = None) -> RasterCube:
 @process("flow_direction")
 def flow_direction(data: RasterCube, max_depth: float | None = None) -> RasterCube:
     depth = _max_depth(max_depth)
-    plane = _Plane(data)
+    plane = _Plane(data, "flow_direction")
 
     def d8(elevation: np.ndarray, transform: Affine, latlon: bool) -> np.ndarray:
         import pyflwdir
@@ -73,7 +73,7 @@ def flow_direction(data: RasterCube, max_depth: float | None = None) -> RasterCu
 @process("flow_accumulation")
 def flow_accumulation(data: RasterCube, unit: str = "cells") -> RasterCube:
     how = _unit(unit)
-    plane = _Plane(data, d8=True)
+    plane = _Plane(data, "flow_accumulation", d8=True)
 
     def accumulate(codes: np.ndarray, transform: Affine, latlon: bool) -> np.ndarray:
         flw = _network(codes, transform, latlon)
@@ -91,7 +91,7 @@ def stream_network(data: RasterCube, threshold: float, unit: str = "cells") -> R
         raise errors.ProcessParameterInvalid(
             "threshold must be a number above 0: the upstream area from which a cell is a "
             "stream.", argument="threshold")
-    plane = _Plane(data, d8=True)
+    plane = _Plane(data, "stream_network", d8=True)
 
     def streams(codes: np.ndarray, transform: Affine, latlon: bool) -> np.ndarray:
         flw = _network(codes, transform, latlon)
@@ -110,7 +110,7 @@ def catchment(data: RasterCube, outlet: dict, snap_threshold: float | None = Non
     if snap_threshold is not None and (not _is_number(snap_threshold) or snap_threshold <= 0):
         raise errors.ProcessParameterInvalid(
             "snap_threshold must be null or a number above 0.", argument="snap_threshold")
-    plane = _Plane(data, d8=True)
+    plane = _Plane(data, "catchment", d8=True)
     x, y = _outlet_in(plane.grid, outlet)
 
     def basin(codes: np.ndarray, transform: Affine, latlon: bool) -> np.ndarray:
@@ -135,8 +135,9 @@ def catchment(data: RasterCube, outlet: dict, snap_threshold: float | None = Non
 class _Plane:
     """The x/y plane(s) of a cube, north up, one dask block each, and a way back."""
 
-    def __init__(self, cube: RasterCube, d8: bool = False) -> None:
+    def __init__(self, cube: RasterCube, process_id: str, d8: bool = False) -> None:
         self.cube = cube
+        self.process_id = process_id
         self.ydim, self.xdim = spatial_dims(cube)
         self.grid = grid_of(cube)
         self.d8 = d8
@@ -172,7 +173,8 @@ class _Plane:
         lead = arr.ndim - 2
         arr = arr.rechunk({**{i: 1 for i in range(lead)}, lead: -1, lead + 1: -1})
         out = arr.map_blocks(_run_on_plane, compute=func, transform=self.north_up,
-                             latlon=self.latlon, flip=self.flip, d8=self.d8,
+                             latlon=self.latlon, flip=self.flip,
+                             d8=self.process_id if self.d8 else None,
                              nodata_in=self.cube.nodata, dtype=dtype, meta=np.array((), dtype))
         result = xr.DataArray(out, dims=values.dims, coords=values.coords)
         attrs = dict(self.cube.attrs)
@@ -186,14 +188,15 @@ class _Plane:
 
 
 def _run_on_plane(block: np.ndarray, *, compute: Callable, transform: Affine, latlon: bool,
-                  flip: bool, d8: bool, nodata_in: float | None) -> np.ndarray:
+                  flip: bool, d8: str | None, nodata_in: float | None) -> np.ndarray:
+    """`compute` on every plane of a block; `d8` names the process that wants D8 codes."""
     lead = block.shape[:-2]
     planes = block.reshape((-1, *block.shape[-2:]))
     results = []
     for plane in planes:
         if flip:
             plane = plane[::-1]
-        plane = _as_d8(plane, nodata_in) if d8 else _as_elevation(plane, nodata_in)
+        plane = _as_d8(plane, nodata_in, d8) if d8 else _as_elevation(plane, nodata_in)
         result = compute(plane, transform, latlon)
         results.append(result[::-1] if flip else result)
     return np.stack(results).reshape((*lead, *block.shape[-2:]))
@@ -206,17 +209,19 @@ def _as_elevation(plane: np.ndarray, nodata: float | None) -> np.ndarray:
     return values
 
 
-def _as_d8(plane: np.ndarray, nodata: float | None) -> np.ndarray:
+def _as_d8(plane: np.ndarray, nodata: float | None, process_id: str) -> np.ndarray:
     missing = ~np.isfinite(plane) if np.issubdtype(plane.dtype, np.floating) else \
         np.zeros(plane.shape, bool)
     if nodata is not None:
         missing |= plane == nodata
     codes = np.where(missing, D8_NODATA, np.nan_to_num(plane)).astype(np.int64)
     if not np.isin(codes, (*D8_CODES, D8_NODATA)).all():
-        bad = sorted(set(np.unique(codes)) - {*D8_CODES, D8_NODATA})[:5]
+        bad = [int(v) for v in sorted(set(np.unique(codes)) - {*D8_CODES, D8_NODATA})[:5]]
+        # Raised while the values are computed, so no node id is known: name the process.
         raise errors.ProcessParameterInvalid(
-            f"data must hold flow directions as D8 codes (0, 1, 2, 4, …, 128; 247 no-data) "
-            f"as flow_direction returns them; found {bad}.", argument="data")
+            f"{process_id}: data must hold flow directions as D8 codes (0, 1, 2, 4, …, 128; "
+            f"247 no-data) as flow_direction returns them; found {bad}. Pass the result of "
+            f"flow_direction, not the elevations.", argument="data")
     return codes.astype(np.uint8)
 
 
