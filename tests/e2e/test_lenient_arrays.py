@@ -116,3 +116,17 @@ def test_reducer_errors_do_not_name_internal_dimensions(con) -> None:
             x, probabilities=[0.25, 0.75])).download(format="netCDF")
     assert info.value.http_status_code == 400
     assert "__" not in info.value.message
+
+
+def test_a_one_element_array_is_a_single_value(con, sample_data_dir: Path,
+                                               tmp_path: Path) -> None:
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=JUNE,
+                             bands=["B04"])
+    cube = s2.aggregate_temporal_period("month", reducer=lambda x: array_create(
+        [quantiles(x, probabilities=[0.5])]))
+    cube.download(tmp_path / "median.nc", format="netCDF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(stack(sample_data_dir, "B04"), axis=0)
+    with xr.open_dataset(tmp_path / "median.nc") as ds:
+        np.testing.assert_allclose(ds["B04"].values[0], expected, rtol=1e-6)

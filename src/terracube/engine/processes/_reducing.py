@@ -59,6 +59,11 @@ def reducer_output(value: Any, template: xr.DataArray, dim: str) -> xr.DataArray
             value = value.isel({dim: 0})
         value = drop_dim_coords(value, dim)
         extra = set(value.dims) - set(template.dims)
+        for d in [d for d in extra if is_internal_dim(d) and value.sizes[d] == 1]:
+            # a one-element array (array_create([mean(x)]), quantiles with one probability)
+            # is its single value, as on CDSE
+            value = drop_dim_coords(value.isel({d: 0}), d)
+            extra.discard(d)
         if extra:
             raise errors.ProcessParameterInvalid(
                 "The reducer must return a single value, but returned "
