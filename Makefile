@@ -96,7 +96,11 @@ notebooks-html: notebooks-server
 	$(COURSE_ENV) $(BIN)/jupyter nbconvert --to html --execute \
 	  --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
 	  --output-dir $(COURSE_HTML) notebooks/*.ipynb
-	@echo "course site: $(COURSE_HTML)/"
+	@{ echo '<!doctype html><meta charset="utf-8"><title>terracube course</title>'; \
+	  echo '<h1>terracube course</h1><ul>'; for f in $(COURSE_HTML)/*.html; do \
+	  n=$$(basename $$f); [ $$n = index.html ] || echo "<li><a href=\"$$n\">$${n%.html}</a></li>"; \
+	  done; echo '</ul>'; } > $(COURSE_HTML)/index.html
+	@echo "course site: $(COURSE_HTML)/index.html"
 
 # The course hub (docs/administration/hub.md): JupyterHub on HOST:PORT with a JupyterLab per
 # terracube user and the API on the same port. configurable-http-proxy is installed with npm
