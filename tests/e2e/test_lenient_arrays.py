@@ -116,6 +116,10 @@ def test_reducer_errors_do_not_name_internal_dimensions(con) -> None:
             x, probabilities=[0.25, 0.75])).download(format="netCDF")
     assert info.value.http_status_code == 400
     assert "__" not in info.value.message
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        s2.apply(lambda x: array_create([x, x])).download(format="netCDF")
+    assert info.value.http_status_code == 400
+    assert "__" not in info.value.message
 
 
 def test_a_one_element_array_is_a_single_value(con, sample_data_dir: Path,

@@ -106,8 +106,11 @@ def _shape_like(arr: xr.DataArray, template: xr.DataArray, what: str,
     allowed = set(template.dims) | ({lead} if lead else set())
     extra = [d for d in arr.dims if d not in allowed]
     if extra:
+        # our own dimensions (`__array__` of array_create, ...) are not the user's to see
+        shown = sorted({"an array (several values per pixel)" if str(d).startswith("__")
+                        else f"'{d}'" for d in extra})
         raise errors.ProcessParameterInvalid(
-            f"The {what} returned values along {', '.join(map(str, extra))}, which the result "
+            f"The {what} returned values along {' and '.join(shown)}, which the result "
             f"cube (dimensions {', '.join(map(str, template.dims))}) does not have.")
     missing = {d: template.sizes[d] for d in template.dims if d not in arr.dims}
     if missing:

@@ -271,9 +271,10 @@ def callback_cube(value: Any, expected: xr.DataArray, argument: str = "process")
             f"The {argument} must return a data cube, not {type(value).__name__}.",
             argument=argument)
     if set(value.dims) != set(expected.dims):
+        shown = [("an array" if str(d).startswith("__") else str(d)) for d in value.dims]
         raise DataCubePropertiesImmutable(
-            f"The {argument} changed the dimensions from {list(expected.dims)} to "
-            f"{list(value.dims)}.", argument=argument)
+            f"The {argument} changed the dimensions from {list(map(str, expected.dims))} to "
+            f"{shown}.", argument=argument)
     value = value.transpose(*expected.dims)
     if value.shape != expected.shape:
         raise DataCubePropertiesImmutable(
