@@ -29,12 +29,16 @@ def registry() -> ProcessRegistry:
 
 @pytest.fixture(scope="session")
 def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One data directory with the generated sample collection for the whole session."""
+    """One data directory with the generated sample collections for the whole session (both
+    generated here, once: a server would otherwise generate the rainfall sample on its first
+    GET /collections, which can outlast a client's timeout on a busy machine)."""
+    from terracube.catalog.samples.rainfall_synthetic import ensure_rainfall_data
     from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 
     env_dir = os.environ.get("TERRACUBE_TEST_DATA_DIR")
     data_dir = Path(env_dir) if env_dir else tmp_path_factory.mktemp("terracube-data")
     ensure_sample_data(data_dir)
+    ensure_rainfall_data(data_dir)
     return data_dir
 
 
