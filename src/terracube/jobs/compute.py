@@ -42,7 +42,8 @@ def run_job(process: dict, services: Services, out_dir: Path,
     def written(output: WrittenOutput) -> None:
         # Reported at once: a job canceled later keeps the files written until then.
         for file in output.files:
-            info = describe_asset(file.path, file.media_type, output.saved.data)
+            data = output.saved.data if file.data is None else file.data
+            info = describe_asset(file.path, file.media_type, data)
             assets.append(info)
             reporter.send("asset", asset=info)
 

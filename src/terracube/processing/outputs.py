@@ -23,6 +23,7 @@ from typing import Any
 from terracube import errors, executor
 from terracube.engine.evaluate import SavedResult, Services
 from terracube.processing.run import evaluate_outputs
+from terracube.results.formats import check_options
 from terracube.results.writers import ResultFile, write_result
 from terracube.workspace.files import workspace_for
 
@@ -52,23 +53,36 @@ class WrittenOutput:
 def output_stems(outputs: list[SavedResult], stem: str) -> list[str]:
     """Distinct file stems: `stem` for a single output, `<stem>_<node id>` for several (the
     output's position instead where it has no node id or shares one, e.g. two calls of a
-    user-defined process that saves)."""
-    if len(outputs) == 1:
-        return [stem]
+    user-defined process that saves). An output's `filename_prefix` option replaces `stem`
+    (CDSE); the node id is added only where two outputs would have the same prefix."""
+    prefixes = [str(o.options.get("filename_prefix") or stem) for o in outputs]
     ids = [o.node_id for o in outputs]
-    return [f"{stem}_{node_id}" if node_id and ids.count(node_id) == 1 else f"{stem}_{i + 1}"
-            for i, node_id in enumerate(ids)]
+    out = []
+    for i, (prefix, node_id) in enumerate(zip(prefixes, ids)):
+        if prefixes.count(prefix) == 1:
+            out.append(prefix)
+        elif node_id and ids.count(node_id) == 1:
+            out.append(f"{prefix}_{node_id}")
+        else:
+            out.append(f"{prefix}_{i + 1}")
+    return out
 
 
 def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, *,
                   stem: str = JOB_STEM, progress: OutputProgress | None = None,
                   written: Callable[[WrittenOutput], None] | None = None,
-                  ) -> list[WrittenOutput]:
+                  per_date: bool = True) -> list[WrittenOutput]:
     """Write every output into `folder` (computing it with the current executor).
 
     `written` is called after each output (e.g. a job reports its assets at once, so a
     canceled job keeps what was written). An error names the output's save_result node.
+    `per_date`: a GTiff of a cube with time is a file per date (batch jobs, as CDSE).
     """
+    for output in outputs:  # every output's options before anything is computed
+        try:
+            check_options(output.format, output.options)
+        except errors.OpenEOError as exc:
+            raise exc.at(output.node_id) from None
     done: list[WrittenOutput] = []
     count = len(outputs)
     for index, (output, name) in enumerate(zip(outputs, output_stems(outputs, stem))):
@@ -79,7 +93,7 @@ def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, 
         try:
             with _progress_of(progress, index):
                 files = write_result(output.data, output.format, output.options, folder,
-                                     stem=name)
+                                     stem=name, per_date=per_date)
         except errors.OpenEOError as exc:
             raise exc.at(node_id) from None
         except MemoryError:
@@ -158,8 +172,9 @@ def compute_result(process: dict[str, Any], services: Services) -> SyncResult:
     try:
         # All computation (in the writers, or a process that must compute) uses the executor.
         with running.active():
+            # One file per output, as CDSE answers a synchronous request (no per-date files).
             written = write_outputs(evaluate_outputs(process, services), folder, services,
-                                    stem=SYNC_STEM)
+                                    stem=SYNC_STEM, per_date=False)
         files = [file for output in written for file in output.files]
         if len(files) == 1:
             (file,) = files

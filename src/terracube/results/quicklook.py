@@ -32,6 +32,9 @@ def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) ->
     # Through the executor, as every writer: its cluster, and the job's progress.
     (computed,) = executor.current().compute(arr.data)
     values = np.asarray(computed, dtype="float64").reshape(layers, *arr.shape[-2:])
+    if options.get("colormap") is not None and driver == "PNG":
+        _write_coloured(values, parse_colormap(options["colormap"], driver), path)
+        return
     valid = np.isfinite(values).all(axis=0)
     out = np.zeros(values.shape, dtype="uint8")
     for i, band in enumerate(values):
@@ -59,3 +62,48 @@ def _range(values: np.ndarray, options: dict[str, Any]) -> tuple[float, float]:
         return 0.0, 1.0
     lo, hi = np.percentile(values, [2, 98])
     return float(lo), float(hi)
+
+
+def parse_colormap(colormap: dict, fmt: str) -> dict[int, tuple[int, int, int, int]]:
+    """A CDSE colormap ({value: 0xRRGGBBAA integer or [r, g, b, a] in 0..1}) as
+    {value: (r, g, b, a) in 0..255}; keys may be text, as JSON objects have them."""
+    table: dict[int, tuple[int, int, int, int]] = {}
+    for key, color in colormap.items():
+        try:
+            value = float(key)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not value.is_integer():
+            raise errors.ProcessParameterInvalid(
+                f"The option 'colormap' of format {fmt} maps whole numbers to colours; got "
+                f"the key {key!r}.", argument="options")
+        if isinstance(color, int):
+            rgba = tuple((color >> shift) & 0xFF for shift in (24, 16, 8, 0))
+        else:
+            rgba = tuple(int(round(float(c) * 255)) for c in color)
+        table[int(value)] = (rgba[0], rgba[1], rgba[2], rgba[3])
+    return table
+
+
+def _write_coloured(values: np.ndarray, table: dict[int, tuple[int, int, int, int]],
+                    path: Path) -> None:
+    """One layer through a colour map into an RGBA PNG; other values are transparent."""
+    if values.shape[0] != 1:
+        raise errors.ProcessParameterInvalid(
+            "The option 'colormap' of format PNG is for a single layer; this cube has "
+            f"{values.shape[0]}.", argument="options")
+    layer = values[0]
+    rgba = np.zeros((4, *layer.shape), dtype="uint8")
+    for value, color in table.items():
+        hit = layer == value
+        for i in range(4):
+            rgba[i][hit] = color[i]
+    profile = dict(driver="GTiff", width=layer.shape[1], height=layer.shape[0], count=4,
+                   dtype="uint8")
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(rgba)
+        with mem.open() as src:
+            rasterio.shutil.copy(src, path, driver="PNG")
+    for aux in path.parent.glob(path.name + ".aux.xml"):
+        aux.unlink()

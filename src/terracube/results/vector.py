@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from terracube import executor
+from terracube import errors, executor
 from terracube.datacube.cube import TEMPORAL, datetime_labels_to_strings
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 
@@ -79,14 +81,105 @@ def to_geojson(cube: VectorCube) -> dict:
         for i, (g, p) in enumerate(zip(geoms, props))]}
 
 
+# --- CDSE's layouts (openeo-python-driver's AggregatePolygonResult) ---------------------------
+UNNAMED_BAND = "band_unnamed"
+
+
+def _cdse_parts(cube: VectorCube) -> tuple[Any, str | None, list[str]]:
+    """The computed values as (geometry, [time,] band) and the time dimension and band names:
+    dimensions other than time and bands are folded into the band names ('<label>_<band>')."""
+    (values,) = executor.current().compute(cube.values)
+    time = next((d.name for d in cube.dimensions if d.type == TEMPORAL
+                 and d.name in values.dims), None)
+    bands = next((d.name for d in cube.dimensions if d.type == "bands"
+                  and d.name in values.dims), None)
+    if bands is None:
+        values = values.expand_dims({"__band": [UNNAMED_BAND]}, axis=-1)
+        bands = "__band"
+    others = [d for d in values.dims if d not in (GEOMETRY_DIM, time, bands)]
+    order = [GEOMETRY_DIM] + ([time] if time else []) + others + [bands]
+    values = values.transpose(*order)
+    names = [str(b) for b in values.coords[bands].values]
+    if others:
+        labels = [_labels(cube, d, values.coords[d].values if d in values.coords
+                          else np.arange(values.sizes[d])) for d in others]
+        grids = np.meshgrid(*labels, names, indexing="ij")
+        names = ["_".join(parts) for parts in zip(*[g.ravel() for g in grids])]
+    shape = [values.sizes[GEOMETRY_DIM]] + ([values.sizes[time]] if time else []) + [len(names)]
+    array = np.asarray(values.values).reshape(shape)
+    return array, (_labels(cube, time, values.coords[time].values) if time else None), names
+
+
+def _number(v: Any) -> Any:
+    return _json_value(v.item() if isinstance(v, np.generic) else v)
+
+
+def to_cdse_json(cube: VectorCube) -> Any:
+    """CDSE's JSON of aggregate_spatial: {date: [[band values] per geometry]} with dates, or
+    [[band values] per geometry] without; no-data is null. A cube without values (plain
+    geometries) has no such layout and is GeoJSON."""
+    if cube.values is None:
+        return to_geojson(cube)
+    array, dates, _names = _cdse_parts(cube)
+    if dates is None:
+        return [[_number(v) for v in row] for row in array]
+    return {date: [[_number(v) for v in array[g, i]] for g in range(array.shape[0])]
+            for i, date in enumerate(dates)}
+
+
+def cdse_table(cube: VectorCube) -> pd.DataFrame:
+    """CDSE's CSV of aggregate_spatial: columns date (with dates), feature_index and one per
+    band (band_unnamed without band names); rows by date, then feature."""
+    if cube.values is None:
+        return pd.DataFrame({"feature_index": range(len(cube.geometries))})
+    array, dates, names = _cdse_parts(cube)
+    count = array.shape[0]
+    if dates is None:
+        frame = pd.DataFrame(array.reshape(count, len(names)), columns=names)
+        frame.insert(0, "feature_index", range(count))
+        return frame
+    flat = array.transpose(1, 0, 2).reshape(len(dates) * count, len(names))
+    frame = pd.DataFrame(flat, columns=names)
+    frame.insert(0, "feature_index", list(range(count)) * len(dates))
+    frame.insert(0, "date", [d for d in dates for _ in range(count)])
+    return frame
+
+
+def feature_files(cube: VectorCube, id_property: str | None) -> list[tuple[str, VectorCube]]:
+    """sample_by_feature: (file name part, one-feature cube) per feature, named by the
+    feature's `id_property` (CDSE's feature_id_property) or else its position."""
+    parts = []
+    for i, props in enumerate(cube.properties):
+        if id_property:
+            if props.get(id_property) in (None, ""):
+                raise errors.ProcessParameterInvalid(
+                    f"The option feature_id_property is '{id_property}', but feature {i} has "
+                    "no such property.", argument="options")
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(props[id_property]))
+        else:
+            name = str(i)
+        values = None
+        if cube.values is not None:
+            values = cube.values.isel({GEOMETRY_DIM: [i]})
+            if GEOMETRY_DIM in values.coords:
+                values = values.assign_coords({GEOMETRY_DIM: [0]})
+        parts.append((name, replace(cube, geometries=(cube.geometries[i],), values=values,
+                                    properties=(props,))))
+    names = [n for n, _ in parts]
+    if len(set(names)) != len(names):
+        raise errors.ProcessParameterInvalid(
+            f"The option feature_id_property is '{id_property}', but its values are not "
+            "unique, so the files would overwrite each other.", argument="options")
+    return parts
+
+
 def write_vector(cube: VectorCube, fmt: str, path: Path) -> None:
-    if fmt in ("GeoJSON", "JSON"):
+    if fmt == "GeoJSON":
         path.write_text(json.dumps(to_geojson(cube), allow_nan=True))
+    elif fmt == "JSON":
+        path.write_text(json.dumps(to_cdse_json(cube), allow_nan=True))
     elif fmt == "CSV":
-        table = long_table(cube)
-        table.insert(1, "geometry", [cube.geometries_in(4326)[i].wkt
-                                     for i in table["feature_index"]])
-        table.to_csv(path, index=False)
+        cdse_table(cube).to_csv(path, index=False)
     elif fmt == "Parquet":
         import geopandas as gpd
 

@@ -1,11 +1,12 @@
-"""Writers for save_result: stream a lazy cube to COG GeoTIFF, netCDF or JSON."""
+"""Writers for save_result: stream a lazy result to its files (COG GeoTIFF, netCDF, Zarr, JSON,
+quicklooks, vector tables), with the options of /file_formats."""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +21,69 @@ from terracube import errors, executor
 from terracube.datacube.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
 from terracube.datacube.values import ArrayValue, to_python
 from terracube.datacube.vector import VectorCube
-from terracube.results.formats import EXTENSIONS, MEDIA_TYPES, VECTOR_ONLY, output_format
-from terracube.results.quicklook import write_quicklook
-from terracube.results.vector import to_geojson, write_vector
+from terracube.results.formats import (
+    EXTENSIONS,
+    MEDIA_TYPES,
+    VECTOR_ONLY,
+    check_options,
+    output_format,
+)
+from terracube.results.quicklook import parse_colormap, write_quicklook
+from terracube.results.vector import feature_files, to_cdse_json, write_vector
 
 
 @dataclass(frozen=True)
 class ResultFile:
+    """One written file; `data` is the part of the result it holds (one date of a cube
+    written per date), for its metadata — None when it holds the whole result."""
+
     path: Path
     media_type: str
     filename: str
+    data: Any = field(default=None, compare=False, repr=False)
 
 
 def write_result(data: Any, format: str, options: dict | None, folder: Path,
-                 stem: str = "result") -> list[ResultFile]:
-    """Write `data` in `format` into `folder` (atomically: temp name, then rename)."""
+                 stem: str = "result", *, per_date: bool = False) -> list[ResultFile]:
+    """Write `data` in `format` into `folder` (atomically: temp name, then rename).
+
+    `per_date` (batch jobs, as CDSE): a GTiff of a cube with a time dimension becomes one
+    file per date, `<stem>_2022-06-01Z.tif`; otherwise one file holds all dates.
+    """
     fmt = output_format(format)
     if fmt is None:
         raise errors.ProcessParameterInvalid(
             f"Output format '{format}' is not supported; GET /file_formats lists GTiff, netCDF "
             "and JSON.", argument="format")
+    options = check_options(fmt, options)
     folder.mkdir(parents=True, exist_ok=True)
+    if options.get("sample_by_feature"):
+        if not isinstance(data, VectorCube):
+            raise errors.ProcessParameterInvalid(
+                f"The option sample_by_feature of format {fmt} writes one file per feature "
+                "of a vector cube (e.g. an aggregate_spatial result), but the result is a "
+                f"{type(data).__name__}.", argument="options")
+        return [_written(part, fmt, folder, f"{stem}_{name}", {})
+                for name, part in feature_files(data, options.get("feature_id_property"))]
+    if fmt == "GTiff" and isinstance(data, RasterCube):
+        return [_written(part, fmt, folder, name, options)
+                for name, part in gtiff_parts(data, stem, options, per_date)]
+    return [_written(data, fmt, folder, stem, options)]
+
+
+def _written(data: Any, fmt: str, folder: Path, stem: str, options: dict) -> ResultFile:
     target = folder / f"{stem}.{EXTENSIONS[fmt]}"
     tmp = folder / f".{stem}.{EXTENSIONS[fmt]}.part"
+    try:
+        _write_one(data, fmt, tmp, options)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+    return ResultFile(target, MEDIA_TYPES[fmt], target.name, data)
+
+
+def _write_one(data: Any, fmt: str, tmp: Path, options: dict) -> None:
     if isinstance(data, VectorCube) and fmt != "GTiff":
         write_vector(data, fmt, tmp)
     elif fmt == "JSON":
@@ -63,11 +104,37 @@ def write_result(data: Any, format: str, options: dict | None, folder: Path,
         _write_zarr(data, tmp)
     else:
         _write_netcdf(data, tmp)
-    os.replace(tmp, target)
-    return [ResultFile(target, MEDIA_TYPES[fmt], target.name)]
 
 
 # --- GeoTIFF ----------------------------------------------------------------------------------
+def gtiff_parts(cube: RasterCube, stem: str, options: dict, per_date: bool
+                ) -> list[tuple[str, RasterCube]]:
+    """The GeoTIFF files of a cube: (stem, part of the cube) each.
+
+    Per date (batch jobs) `<stem>_<date>Z`, as CDSE names them (the full time where two
+    labels share a day); with `separate_asset_per_band` one file per band as well
+    (`<stem>[_<date>Z]_<band>`).
+    """
+    parts: list[tuple[str, RasterCube]] = [(stem, cube)]
+    time = cube.first_dim_of_type(TEMPORAL)
+    if per_date and time is not None and time.name in cube.data.dims:
+        labels = datetime_labels_to_strings(cube.data.coords[time.name].values) \
+            if time.name in cube.data.coords else [str(i) for i in
+                                                    range(cube.data.sizes[time.name])]
+        days = [label[:10] for label in labels]
+        names = days if len(set(days)) == len(days) else \
+            [label.rstrip("Z").replace(":", "") for label in labels]
+        parts = [(f"{stem}_{name}Z", cube.with_data(cube.data.isel({time.name: [i]})))
+                 for i, name in enumerate(names)]
+    band = cube.first_dim_of_type("bands")
+    if options.get("separate_asset_per_band") and band is not None and \
+            band.name in cube.data.dims:
+        labels = [str(b) for b in cube.data.coords[band.name].values]
+        parts = [(f"{name}_{label}", part.with_data(part.data.isel({band.name: [j]})))
+                 for name, part in parts for j, label in enumerate(labels)]
+    return parts
+
+
 def _spatial_grid(cube: RasterCube) -> tuple[str, str, Affine, Any]:
     xd, yd = cube.x_dim, cube.y_dim
     if xd is None or yd is None:
@@ -92,10 +159,28 @@ def _step(values: np.ndarray, attrs: dict, negative: bool = False) -> float:
 
 
 def _band_names(cube: RasterCube, other: list[str]) -> list[str]:
+    # One date (a file of a batch job per date, or a cube of one date) is the file's
+    # datetime, not part of its band names: bands are named as the bands (as CDSE).
+    other = [d for d in other if not (_is_temporal(cube, d) and cube.data.sizes[d] == 1)]
     if not other:
         return []
     grids = np.meshgrid(*[_labels_as_text(cube, d) for d in other], indexing="ij")
     return ["_".join(parts) for parts in zip(*[g.ravel() for g in grids])]
+
+
+def _is_temporal(cube: RasterCube, dim: str) -> bool:
+    d = cube.dim(dim)
+    return d is not None and d.type == TEMPORAL
+
+
+def _single_datetime(cube: RasterCube, other: list[str]) -> str | None:
+    """The date of a cube with one time label, as a TIFF DateTime ("YYYY:MM:DD HH:MM:SS")."""
+    for d in other:
+        if _is_temporal(cube, d) and cube.data.sizes[d] == 1 and d in cube.data.coords:
+            (text,) = datetime_labels_to_strings(cube.data.coords[d].values)
+            if len(text) >= 19:
+                return text[:19].replace("-", ":").replace("T", " ")
+    return None
 
 
 def _labels_as_text(cube: RasterCube, dim: str) -> list[str]:
@@ -154,8 +239,12 @@ def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
         nodata = 255
     elif cube.nodata is not None:
         nodata = cube.nodata
-    tile = int(options.get("tile_size", 512))
-    compress = str(options.get("compression", "deflate"))
+    colormap = None
+    if options.get("colormap") is not None:
+        colormap, dtype, nodata = _paletted(options["colormap"], count)
+        if data.dtype.kind == "f":
+            data = dsa.where(dsa.isnan(data), nodata, data)
+        data = data.astype(dtype)
     plain = path.with_suffix(".plain.tif")
     profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype.name,
                    crs=_rasterio_crs(crs), transform=transform, nodata=nodata, tiled=True,
@@ -165,13 +254,64 @@ def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
         with rasterio.open(plain, "w", **profile) as dst:
             for i, name in enumerate(names, start=1):
                 dst.set_band_description(i, name)
+            when = _single_datetime(cube, other)
+            if when:
+                dst.update_tags(TIFFTAG_DATETIME=when)
+            if colormap is not None:
+                dst.write_colormap(1, colormap)
             data = data.rechunk({0: max(1, min(count, 16)), 1: 1024, 2: 1024})
             executor.current().store([data], [_WindowWriter(dst)])
-        rasterio.shutil.copy(plain, path, driver="COG", compress=compress.upper(),
-                             blocksize=tile, overview_resampling="nearest", BIGTIFF="IF_SAFER",
-                             NUM_THREADS="ALL_CPUS")
+        rasterio.shutil.copy(plain, path, driver="COG", BIGTIFF="IF_SAFER",
+                             NUM_THREADS="ALL_CPUS", **_cog_options(options, dtype))
     finally:
         plain.unlink(missing_ok=True)
+
+
+def _cog_options(options: dict, dtype: np.dtype) -> dict[str, Any]:
+    """GDAL COG creation options for the GTiff options of /file_formats."""
+    compress = str(options.get("compression") or "deflate").upper()
+    out: dict[str, Any] = {"compress": compress,
+                           "blocksize": int(options.get("tile_size") or 512),
+                           "overview_resampling": "nearest"}
+    if options.get("overviews") == "OFF":
+        out["overviews"] = "NONE"
+    if options.get("ZLEVEL") is not None and compress in ("DEFLATE", "ZSTD"):
+        level = int(options["ZLEVEL"])
+        if compress == "DEFLATE" and level > 9:
+            raise errors.ProcessParameterInvalid(
+                f"The option 'ZLEVEL' of format GTiff is {level}; deflate takes 1 to 9.",
+                argument="options")
+        out["level"] = level
+    predictor = options.get("predictor")
+    if predictor is not None and compress != "NONE":
+        if predictor == 3 and dtype.kind != "f":
+            raise errors.ProcessParameterInvalid(
+                "The option 'predictor' of format GTiff is 3 (floating point), but the "
+                f"values are {dtype.name}; use 2 for integers.", argument="options")
+        out["predictor"] = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}[int(predictor)]
+    return out
+
+
+def _paletted(colormap: dict, count: int) -> tuple[dict[int, tuple[int, ...]], np.dtype, int]:
+    """A GeoTIFF colour table from a CDSE colormap, and the type and no-data it needs.
+
+    Colour tables are for one band of 8- or 16-bit unsigned integers: other values are
+    converted; NaN becomes a no-data value that is not a key of the map.
+    """
+    if count != 1:
+        raise errors.ProcessParameterInvalid(
+            f"The option 'colormap' of format GTiff is for a single band; this file would "
+            f"have {count} bands (filter_bands to one band, or write one file per band with "
+            "separate_asset_per_band).", argument="options")
+    table = parse_colormap(colormap, "GTiff")
+    if any(not 0 <= key <= 65534 for key in table):
+        raise errors.ProcessParameterInvalid(
+            "The keys of the option 'colormap' of format GTiff must be values 0 to 65534.",
+            argument="options")
+    small = max(table, default=0) <= 254
+    out = np.dtype("uint8") if small else np.dtype("uint16")
+    nodata = 255 if small else 65535
+    return table, out, nodata
 
 
 # The temporary GeoTIFF is read once to make the COG: below this size it is not compressed
@@ -352,7 +492,7 @@ def to_json_value(data: Any) -> Any:
         return {"type": "datacube", "order": list(computed.dims), "dimensions": dims,
                 "data": values}
     if isinstance(data, VectorCube):
-        return to_geojson(data)
+        return to_cdse_json(data)
     if isinstance(data, ArrayValue):
         return to_json_value(_computed(data.data).values)
     if isinstance(data, xr.DataArray):
