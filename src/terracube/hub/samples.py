@@ -10,6 +10,7 @@ package and not changed are removed.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -33,18 +34,54 @@ class SamplesReport:
 
 
 def package_files(source: Path) -> dict[str, Path]:
-    """The files of the training package by their '/'-separated path below `source`."""
+    """The files of the training package by their '/'-separated path below `source`.
+
+    Hidden files, caches and what the folder's own .gitignore names (e.g. the outputs of
+    running the notebooks in the repository) are not part of it.
+    """
     out: dict[str, Path] = {}
     if not source.is_dir():
         return out
+    ignored = _gitignore_patterns(source)
     for folder, dirs, files in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_NAMES and not d.startswith("."))
+        rel_folder = Path(folder).relative_to(source).as_posix()
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_NAMES and not d.startswith(".")
+                         and not _ignored(_join(rel_folder, d), True, ignored))
         for name in sorted(files):
-            if name.startswith(".") or name.endswith((".pyc", ".pyo")):
+            rel = _join(rel_folder, name)
+            if (name.startswith(".") or name.endswith((".pyc", ".pyo"))
+                    or _ignored(rel, False, ignored)):
                 continue
-            full = Path(folder) / name
-            out[full.relative_to(source).as_posix()] = full
+            out[rel] = Path(folder) / name
     return out
+
+
+def _join(folder: str, name: str) -> str:
+    return name if folder == "." else f"{folder}/{name}"
+
+
+def _gitignore_patterns(source: Path) -> list[str]:
+    try:
+        lines = (source / ".gitignore").read_text().splitlines()
+    except OSError:
+        return []
+    return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "!"))]
+
+
+def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    """A simple reading of .gitignore: 'name', 'name/' (folders only), '/anchored', globs."""
+    name = rel.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        if pattern.endswith("/"):
+            if not is_dir:
+                continue
+            pattern = pattern[:-1]
+        if pattern.startswith("/") or "/" in pattern:
+            if fnmatch.fnmatchcase(rel, pattern.lstrip("/")):
+                return True
+        elif fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
 
 
 def sync_samples(source: Path, home: Path, folder: str = "samples",

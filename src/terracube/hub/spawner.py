@@ -33,6 +33,8 @@ from terracube.workspace.files import folder_name, workspace_folder
 STORAGE_LINK = "mystorage"
 SAMPLES_FOLDER = "samples"
 TOKEN_FILE = Path(".terracube") / "token"
+NEWS_SETTINGS = (Path(".jupyter") / "lab" / "user-settings" / "@jupyterlab"
+                 / "apputils-extension" / "notification.jupyterlab-settings")
 
 
 class TerracubeSpawner(SimpleLocalProcessSpawner):
@@ -55,7 +57,10 @@ class TerracubeSpawner(SimpleLocalProcessSpawner):
     def _default_args(self) -> list[str]:
         args = ["--ServerApp.contents_manager_class="
                 "terracube.hub.contents.QuotaContentsManager",
-                "--ServerApp.jpserver_extensions=terracube.hub.lab=True"]
+                "--ServerApp.jpserver_extensions=terracube.hub.lab=True",
+                # A course lab works offline: no news feed, no update check, no prompt for them.
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         if os.geteuid() == 0:  # labs run as the hub's user; in containers and CI that is root
             args.append("--allow-root")
         return args
@@ -110,6 +115,12 @@ class TerracubeSpawner(SimpleLocalProcessSpawner):
         for original, kept in report.kept_changed.items():
             self.log.info("terracube: %s changed samples/%s; kept as samples/%s",
                           self.user.name, original, kept)
+        # First start: JupyterLab's news prompt off (a course lab works offline); the
+        # student may turn it on again in the settings, which this does not overwrite.
+        news = home / NEWS_SETTINGS
+        if not news.exists():
+            news.parent.mkdir(parents=True, exist_ok=True)
+            news.write_text('{"fetchNews": "false", "checkForUpdates": false}\n')
         workspace = workspace_folder(settings, self.user.name)
         workspace.mkdir(parents=True, exist_ok=True)
         link = home / STORAGE_LINK
