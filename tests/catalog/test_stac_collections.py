@@ -20,11 +20,11 @@ from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.stac import (
     StacApiSource,
     StacSource,
-    describe_stac,
     source_from_href,
     source_from_record,
     source_to_record,
 )
+from terracube.catalog.stac_documents import describe_stac
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.request import BBox, LoadRequest
 
@@ -128,7 +128,7 @@ def test_duplicate_band_assets_and_thumbnails_are_left_out() -> None:
     """Earth Search style: each band as COG and as JPEG2000, plus a thumbnail."""
     import pystac
 
-    from terracube.catalog.stac import normalise_items
+    from terracube.catalog.stac_documents import normalise_items
 
     tif = str(need(BELGIUM_STAC) / "openEO_2023-06-01Z.tif")
     proj = {"proj:epsg": 32631, "proj:shape": [58, 73],

@@ -16,7 +16,8 @@ import rasterio
 import rasterio.warp
 from tests.support.real_data import BELGIUM_STAC, need
 
-from terracube.catalog.stac import source_from_href, unrolled_bands
+from terracube.catalog.stac import source_from_href
+from terracube.catalog.stac_documents import unrolled_bands
 from terracube.catalog.stac_items import NoDataForRequest
 from terracube.datacube.request import BBox, LoadRequest
 

@@ -4,7 +4,7 @@ The date and the band of a file come from a filename pattern such as
 `{date:%Y%m%d}_{band}.tif`, or from the file's tags (a DATE/DATETIME tag, band descriptions).
 Files may hold one band or several; bands may have different resolutions. Every file is
 checked once, when the collection is added: the result is a list of canonical STAC items
-(see catalog/stac.py) that the registry stores, so a server never scans the folder again.
+(see catalog/stac_documents.py) that the registry stores, so a server never scans the folder again.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import pandas as pd
 import pystac
 
 from terracube.catalog.metadata import CollectionInputError, crs_string, known_band
-from terracube.catalog.stac import (
+from terracube.catalog.stac import StacSource
+from terracube.catalog.stac_documents import (
     EO_EXT,
     RASTER_EXT,
     TIMELESS_DATETIME,
     TIMELESS_PROPERTY,
-    StacSource,
     set_footprint,
 )
 from terracube.catalog.stac_items import BandInfo

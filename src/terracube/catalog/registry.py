@@ -113,10 +113,16 @@ def inspect_source(collection_id: str, origin: str, *, pattern: str | None = Non
 
     Raises CollectionInputError with a message naming the file and the problem.
     """
-    from terracube.catalog import files, netcdf_zarr_inspect, netcdf_zarr_source, stac
+    from terracube.catalog import (
+        files,
+        netcdf_zarr_inspect,
+        netcdf_zarr_source,
+        stac,
+        stac_documents,
+    )
 
     fields = {k: v for k, v in fields.items() if v is not None}
-    if stac.is_url(origin):
+    if stac_documents.is_url(origin):
         if pattern:
             raise CollectionInputError("--pattern applies to folders of files, not to STAC.")
         source = stac.source_from_href(collection_id, origin)
