@@ -159,3 +159,24 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m terracube.hub.samples SOURCE HOME`: the sync a container's start hook runs
+    (KubeSpawner/DockerSpawner, docs/administration/hub.md)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m terracube.hub.samples",
+                                     description=main.__doc__)
+    parser.add_argument("source", type=Path, help="the training package (notebooks/)")
+    parser.add_argument("home", type=Path, help="the user's home; samples/ is made there")
+    args = parser.parse_args(argv)
+    report = sync_samples(args.source, args.home)
+    for original, kept in report.kept_changed.items():
+        print(f"samples/{original} was changed: kept as samples/{kept}")
+    print(f"{len(report.installed)} sample files installed in {args.home / 'samples'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
