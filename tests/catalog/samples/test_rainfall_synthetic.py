@@ -17,7 +17,6 @@ import rasterio
 from pyproj import Transformer
 
 from terracube.catalog import Catalog
-from terracube.catalog.base import LoadRequest
 from terracube.catalog.samples.rainfall_synthetic import (
     BAND,
     EVENT_END,
@@ -36,6 +35,7 @@ from terracube.catalog.samples.rainfall_synthetic import (
     range_km,
     true_bias,
 )
+from terracube.datacube.request import LoadRequest
 
 EVENT = [EVENT_START.strftime("%Y-%m-%dT%H:%M:%SZ"), EVENT_END.strftime("%Y-%m-%dT%H:%M:%SZ")]
 TO_RD = Transformer.from_crs("EPSG:4326", "EPSG:28992", always_xy=True)
