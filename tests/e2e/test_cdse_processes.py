@@ -44,7 +44,7 @@ def sample_window(sample_data_dir: Path, band: str) -> np.ndarray:
         return ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
 
 
-def dilation_oracle(scl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dilation_oracle(scl: np.ndarray, params: dict = DILATION) -> tuple[np.ndarray, np.ndarray]:
     """CDSE's dilation with direct scipy.ndimage operations: (mask, near-threshold pixels)."""
     def gauss(size: int) -> np.ndarray:
         r = size // 2
@@ -52,15 +52,16 @@ def dilation_oracle(scl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = np.floor(10000.0 * np.exp(-(xx**2 + yy**2) / (2 * (size / 6.0) ** 2)))
         return k / k.sum()
 
-    r = DILATION["erosion_kernel_size"] // 2
+    r = params["erosion_kernel_size"] // 2
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
     disk = xx**2 + yy**2 <= r * r
-    invalid = ~np.isin(scl, DILATION["mask1_values"])
-    cloudy = np.isin(scl, DILATION["mask2_values"])
+    invalid = ~np.isin(scl, params["mask1_values"])
+    cloudy = np.isin(scl, params["mask2_values"])
     mask, close = np.zeros(scl.shape, bool), np.zeros(scl.shape, bool)
-    for flags, size, threshold in ((invalid, DILATION["kernel1_size"], 0.057),
-                                   (cloudy, DILATION["kernel2_size"], 0.025)):
-        flags = scipy.ndimage.binary_erosion(flags, structure=disk, border_value=1)
+    for flags, size, threshold in ((invalid, params["kernel1_size"], 0.057),
+                                   (cloudy, params["kernel2_size"], 0.025)):
+        if r:
+            flags = scipy.ndimage.binary_erosion(flags, structure=disk, border_value=1)
         share = scipy.ndimage.convolve(flags.astype(float), gauss(size), mode="constant")
         mask |= share > threshold
         close |= np.abs(share - threshold) < 1e-9
@@ -102,6 +103,37 @@ def test_scl_dilation_mask_masks_a_20m_band(con, sample_data_dir: Path,
     b05_values[b05_values == 0] = np.nan
     keep = ~close
     np.testing.assert_array_equal(masked[keep], np.where(expected, np.nan, b05_values)[keep])
+
+
+def test_mask_scl_dilation_masks_every_band(con, sample_data_dir: Path,
+                                            tmp_path: Path) -> None:
+    # CDSE's older form: the cube masked with the mask of its own SCL band (here on 10 m)
+    box = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": 32632}
+    params = {**DILATION, "erosion_kernel_size": 0, "kernel2_size": 41}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=box, temporal_extent=DAY,
+                             bands=["B04", "SCL"])
+    ds = download(s2.process("mask_scl_dilation", data=s2, scl_band_name="SCL", **params),
+                  tmp_path / "masked.nc")
+
+    def window(band: str) -> np.ndarray:
+        folder = sample_data_dir / "samples" / "sentinel2_l2a"
+        items = json.loads((folder / "items.json").read_text())["items"]
+        item = next(i for i in items if i["datetime"].startswith(DAY[0]))
+        with rasterio.open(folder / item["assets"][band]) as src:
+            w = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
+                                             box["north"], src.transform)
+            v = src.read(1, window=w.round_offsets().round_lengths()).astype("float64")
+            k = int(round(src.transform.a / 10))
+        return np.repeat(np.repeat(v, k, axis=0), k, axis=1)
+
+    scl = window("SCL")
+    expected, close = dilation_oracle(scl, params)
+    assert 0 < expected.sum() < expected.size
+    b04 = window("B04")
+    b04[b04 == 0] = np.nan
+    for name, values in (("B04", b04), ("SCL", scl)):
+        got = ds[name].values[0]
+        np.testing.assert_array_equal(got[~close], np.where(expected, np.nan, values)[~close])
 
 
 def horn(z: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, ...]:

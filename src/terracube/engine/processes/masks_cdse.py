@@ -1,5 +1,6 @@
-"""CDSE's cloud-mask process `to_scl_dilation_mask`: a dilated mask from the Sen2Cor scene
-classification (SCL), computed lazily chunk by chunk with overlapping halos.
+"""CDSE's cloud-mask processes `to_scl_dilation_mask` (a dilated mask from the Sen2Cor scene
+classification, SCL) and `mask_scl_dilation` (the older form: a cube masked with the mask of its
+own SCL band), computed lazily chunk by chunk with overlapping halos.
 
 The algorithm is the one CDSE documents and runs (openeo-geotrellis-extensions,
 `SCLConvolutionFilter`), written anew here:
@@ -31,6 +32,7 @@ import xarray as xr
 from terracube import errors
 from terracube.datacube.cube import BANDS, RasterCube
 from terracube.datacube.grid import as_dask, spatial_dims
+from terracube.engine.processes.cubes import mask as mask_cube
 from terracube.engine.registry import process
 
 _AMPLITUDE = 10000.0
@@ -138,3 +140,24 @@ def to_scl_dilation_mask(data: RasterCube, erosion_kernel_size: int = 0,
         bad2, erosion, size2, _THRESHOLD2)
     out = xr.DataArray(mask, dims=order, coords=scl.coords).transpose(*data.data.dims)
     return data.with_data(out, dims, nodata=None)
+
+
+@process("mask_scl_dilation")
+def mask_scl_dilation(data: RasterCube, scl_band_name: str | None = None,
+                      erosion_kernel_size: int = 0, mask1_values: list | None = None,
+                      mask2_values: list | None = None, kernel1_size: int = 17,
+                      kernel2_size: int = 201) -> RasterCube:
+    """Every band of `data` masked (no-data) where the dilation mask of its SCL band is set."""
+    bands = data.first_dim_of_type(BANDS)
+    labels = [str(v) for v in data.labels(bands.name)] if bands is not None else []
+    wanted = scl_band_name or next((b for b in ("SCL", "SCENECLASSIFICATION_20M")
+                                    if b in labels), None)
+    if bands is None or wanted not in labels:
+        raise errors.ProcessParameterInvalid(
+            f"mask_scl_dilation needs the scene classification band "
+            f"{wanted or 'SCL'!r} in 'data' (bands: {', '.join(labels) or 'none'}); name it "
+            "in 'scl_band_name'.", argument="scl_band_name" if scl_band_name else "data")
+    scl = data.with_data(data.data.isel({bands.name: [labels.index(wanted)]}))
+    flags = to_scl_dilation_mask(scl, erosion_kernel_size, mask1_values, mask2_values,
+                                 kernel1_size, kernel2_size)
+    return mask_cube(data, flags)
