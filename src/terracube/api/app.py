@@ -30,11 +30,14 @@ from terracube.api.routes import (
 )
 from terracube.auth.tokens import TokenStore
 from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore
+from terracube.catalog import Catalog
 from terracube.db import open_database
+from terracube.engine.registry import build_registry
 from terracube.executor import Executor
 from terracube.jobs.files import JobFolders
 from terracube.jobs.signing import UrlSigner, signing_key
 from terracube.jobs.store import JobStore
+from terracube.jobs.worker import WorkerPool
 from terracube.settings import Settings, UnsafeToServe, is_loopback
 
 log = logging.getLogger(__name__)
@@ -63,20 +66,14 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
                     "created" if created else "enabled")
         log.warning("!" * 72)
     if registry is None:
-        from terracube.engine.registry import build_registry
-
         registry = build_registry()
     if catalog is None:
-        from terracube.catalog import Catalog
-
         catalog = Catalog(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         pool = None
         if start_workers and settings.workers > 0:
-            from terracube.jobs.worker import WorkerPool
-
             pool = WorkerPool(settings, settings.workers)
             pool.start()
         _app.state.worker_pool = pool

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from terracube.datacube.request import BBox
+
 
 class CollectionInputError(ValueError):
     """The data given to `collections add` (or load_stac) cannot become a collection.
@@ -86,8 +88,6 @@ def reference_system(crs: Any) -> int | str:
 def lonlat_bbox(west: float, south: float, east: float, north: float,
                 crs: Any) -> list[float]:
     """The WGS84 box enclosing a box in `crs` (clipped to the valid range)."""
-    from terracube.datacube.request import BBox
-
     b = BBox(west, south, east, north, crs).to_crs(4326)
     return [max(-180.0, b.west), max(-90.0, b.south), min(180.0, b.east), min(90.0, b.north)]
 

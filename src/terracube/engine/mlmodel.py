@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.cube import datetime_labels_to_strings
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 # SavedResult.format of save_ml_model: result writers and the job runner store such a result
@@ -294,8 +296,6 @@ def _json_scalar(value: Any) -> Any:
 
 def json_labels(values: Sequence) -> tuple:
     """Dimension labels as JSON values (numpy scalars unwrapped, dates as RFC 3339)."""
-    from terracube.datacube.cube import datetime_labels_to_strings
-
     arr = np.asarray(values)
     if arr.dtype.kind == "M":
         return tuple(datetime_labels_to_strings(arr))

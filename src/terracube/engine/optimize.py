@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 
 from terracube.engine import graph as graphs
+from terracube.engine.ports import Collections, CollectionSource
+from terracube.engine.processes.cube_dimensions import parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,8 @@ class Interval:
 
     @property
     def empty(self) -> bool:
-        return (self.start is not None and self.end is not None
-                and _instant(self.start) >= _instant(self.end))
+        return bool(self.start is not None and self.end is not None
+                    and _instant(self.start) >= _instant(self.end))
 
     def intersect(self, other: Interval) -> Interval:
         return Interval(_pick(self.start, other.start, max), _pick(self.end, other.end, min))
@@ -144,7 +146,7 @@ class Interval:
             other.start is not None and _instant(self.start) <= _instant(other.start))
         ends_after = self.end is None or (
             other.end is not None and _instant(other.end) <= _instant(self.end))
-        return starts_before and ends_after
+        return bool(starts_before and ends_after)
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,6 @@ def _pick(a: str | None, b: str | None, choose: Callable) -> str | None:
 
 
 def _instant(value: str) -> np.datetime64:
-    from terracube.engine.processes.cube_dimensions import parse_instant
-
     return parse_instant(value)
 
 
@@ -398,10 +398,9 @@ class _Needs:
             if not edges or self.graph[nid].get("result"):
                 need = EVERYTHING
             else:
-                need = None
-                for edge in edges:
-                    r = self.of_edge(edge)
-                    need = r if need is None else need.union(r)
+                need = self.of_edge(edges[0])
+                for edge in edges[1:]:
+                    need = need.union(self.of_edge(edge))
             self.memo[nid] = need
         return self.memo[nid]
 
@@ -443,7 +442,7 @@ BandLookup = Callable[[dict], "dict[str, float | None] | None"]
 GridLookup = Callable[[dict], "tuple[Any, float] | None"]
 
 
-def catalog_grids(catalog: Any) -> GridLookup:
+def catalog_grids(catalog: Collections | None) -> GridLookup:
     """A lookup of a load node's collection CRS and coarsest band resolution in `catalog`."""
 
     def lookup(node: dict) -> tuple[Any, float] | None:
@@ -468,7 +467,7 @@ def catalog_grids(catalog: Any) -> GridLookup:
     return lookup
 
 
-def catalog_bands(catalog: Any) -> BandLookup:
+def catalog_bands(catalog: Collections | None) -> BandLookup:
     """A lookup of a load node's collection bands -> resolution (None: unknown) in `catalog`."""
 
     def lookup(node: dict) -> dict[str, float | None] | None:
@@ -486,7 +485,7 @@ def catalog_bands(catalog: Any) -> BandLookup:
     return lookup
 
 
-def source_bands(source: Any) -> dict[str, float | None] | None:
+def source_bands(source: CollectionSource) -> dict[str, float | None] | None:
     """Band name -> spatial resolution of a collection source, from its metadata."""
     infos = getattr(source, "bands", None)
     if isinstance(infos, dict) and infos:
@@ -583,9 +582,10 @@ def _push_bands(args: dict, wanted: frozenset[str] | None,
     keep = [b for b in loaded if b in wanted]
     if len(keep) == len(loaded):
         return False
-    finest = [available[b] for b in loaded]
-    finest_kept = [available[b] for b in keep]
-    if None in finest or min(finest_kept) != min(finest):
+    resolutions = [r for b in loaded if (r := available[b]) is not None]
+    if len(resolutions) < len(loaded):
+        return False  # a band of unknown resolution: the loaded grid might get coarser
+    if min(r for b in keep if (r := available[b]) is not None) != min(resolutions):
         return False  # the loaded grid would get coarser
     args["bands"] = keep
     return True
@@ -638,7 +638,7 @@ def _fresh_id(graph: dict, base: str) -> str:
     return f"{base}_part{k}"
 
 
-def optimize(graph: dict, catalog: Any = None, *,
+def optimize(graph: dict, catalog: Collections | None = None, *,
              band_lookup: BandLookup | None = None) -> dict:
     """The graph with filters pushed down into its load nodes (a new dict; `graph` is kept).
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from terracube.datacube.cube import TEMPORAL, RasterCube, datetime_labels_to_strings
+from terracube.datacube.request import BBox
 from terracube.jobs.logs import rfc3339
 
 STAC_VERSION = "1.0.0"
@@ -113,8 +114,6 @@ def _wkt2(crs: Any) -> str | None:
 
 def _lonlat_bbox(west: float, south: float, east: float, north: float,
                  crs: Any) -> list[float] | None:
-    from terracube.datacube.request import BBox
-
     try:
         ll = BBox(west, south, east, north, crs).to_crs(4326)
     except Exception:

@@ -30,10 +30,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from terracube.auth.users import UserNotFound, UserStore
+from terracube.catalog import Catalog
 from terracube.db import Database, open_database
 from terracube.jobs.files import JobFolders
 from terracube.jobs.logs import level_rank
+from terracube.jobs.runner import job_process_main
 from terracube.jobs.store import Claim, JobStore
+from terracube.processing.services import build_services
 from terracube.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -290,11 +294,6 @@ class Worker:
         return True
 
     def _fork(self, claim: Claim, out_dir: Path) -> _Run:
-        from terracube.auth.users import UserNotFound, UserStore
-        from terracube.catalog import Catalog
-        from terracube.jobs.runner import job_process_main
-        from terracube.processing.services import build_services
-
         if threading.active_count() > 1:
             raise RuntimeError("a worker must run in a single-threaded process to fork jobs "
                                "safely; use `terracube worker`")

@@ -11,6 +11,8 @@ from fastapi.responses import RedirectResponse
 
 import terracube
 from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, root_url
+from terracube.engine.processes.udf import udf_runtimes
+from terracube.results.formats import file_formats
 
 STAC_VERSION = "1.0.0"
 
@@ -77,16 +79,12 @@ def conformance() -> dict[str, list[str]]:
 
 @router.get("/file_formats", operation_id="list-file-types")
 def list_file_types() -> dict[str, Any]:
-    from terracube.results.formats import file_formats
-
     return file_formats()
 
 
 @router.get("/udf_runtimes", operation_id="list-udf-runtimes")
 def list_udf_runtimes() -> dict[str, Any]:
     """The Python runtime of run_udf (UDF code runs in the server's worker processes)."""
-    from terracube.engine.processes.udf import udf_runtimes
-
     return udf_runtimes()
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from terracube.api.deps import RegistryDep, link
+from terracube.engine.specs import process_descriptions
 
 router = APIRouter(tags=["Process Discovery"])
 
@@ -25,7 +26,5 @@ def _descriptions(request: Request, registry: Any) -> list[dict]:
     state = request.app.state
     cached = getattr(state, "process_descriptions", None)
     if cached is None:
-        from terracube.engine.specs import process_descriptions
-
         cached = state.process_descriptions = process_descriptions(registry.ids())
     return cached

@@ -27,6 +27,7 @@ from terracube import process_errors as pe
 from terracube.datacube.cube import OTHER, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.values import ArrayValue, as_array, is_number, numbers, single_chunk
 from terracube.engine.evaluate import Callback
+from terracube.engine.processes.cubes import conform, nodata_as_nan
 from terracube.engine.registry import process
 
 PARAM_DIM = "__parameters__"
@@ -208,8 +209,6 @@ def predict_curve(parameters: RasterCube, function: Callback, dimension: str,
     them) or, if the cube lacks `dimension`, along its only dimension of type other; that
     dimension is replaced by `dimension` with the given labels.
     """
-    from terracube.engine.processes.cubes import conform, nodata_as_nan
-
     if not isinstance(parameters, RasterCube):
         raise errors.ProcessParameterInvalid("parameters must be a data cube.",
                                              argument="parameters")

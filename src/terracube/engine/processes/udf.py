@@ -35,6 +35,7 @@ from terracube import errors
 from terracube import process_errors as pe
 from terracube.datacube.cube import SPATIAL, RasterCube
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
+from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
 
 log = logging.getLogger(__name__)
@@ -300,8 +301,6 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     kind, func = _entry(_load(udf))
     context = {} if context is None else context
     if isinstance(data, RasterCube):
-        from terracube.engine.processes.cubes import nodata_as_nan
-
         cube = nodata_as_nan(data)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
         out = _blockwise(kind, func, cube.data, spatial, context,

@@ -115,9 +115,9 @@ def _vector_netcdf(file: Path) -> VectorCube | None:
                  "bands"]
         values = values.transpose(*order)
     types = {"bands": BANDS}
-    dims = tuple(Dimension(d, GEOMETRY, reference_system=4326) if d == GEOMETRY_DIM else
-                 Dimension(d, TEMPORAL if values[d].dtype.kind == "M" else
-                           types.get(d, OTHER)) for d in values.dims)
+    dims = tuple(Dimension(GEOMETRY_DIM, GEOMETRY, reference_system=4326) if d == GEOMETRY_DIM
+                 else Dimension(str(d), TEMPORAL if values[d].dtype.kind == "M" else
+                                types.get(str(d), OTHER)) for d in values.dims)
     return VectorCube(geoms, 4326, values, dims)
 
 
