@@ -135,3 +135,32 @@ def test_validation_reports_problems_with_200(client, auth):
         assert {"code", "message"} <= set(e)
     r = client.post(f"{API}/validation", json=graph("nope"))
     assert [e["code"] for e in r.json()["errors"]] == ["ProcessUnsupported"]
+
+
+def test_several_save_results_come_as_a_tar_and_are_cleaned_up(tmp_path, registry,
+                                                                 result_tmp):
+    """Every save_result is written, as in a batch job; several files: one tar (the API's
+    recommendation for POST /result)."""
+    import io
+    import json
+    import tarfile
+
+    app = create_app(Settings(data_dir=tmp_path / "data"), catalog=EmptyCatalog(),
+                     registry=registry)
+    app.state.users.add("alice", "wonderland")
+    client = TestClient(app)
+    token = client.get(f"{API}/credentials/basic", auth=("alice", "wonderland")).json()
+    headers = {"Authorization": f"Bearer basic//{token['access_token']}"}
+    process = {"process_graph": {
+        "first": {"process_id": "save_result",
+                  "arguments": {"data": [1, 2, 3], "format": "JSON"}},
+        "second": {"process_id": "save_result", "arguments": {"data": 4, "format": "JSON"},
+                   "result": True}}}
+    r = client.post(f"{API}/result", json={"process": process}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/x-tar"
+    assert "result.tar" in r.headers["content-disposition"]
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as archive:
+        got = {m.name: json.load(archive.extractfile(m)) for m in archive.getmembers()}
+    assert got == {"result_first.json": [1, 2, 3], "result_second.json": 4}
+    assert list(result_tmp.iterdir()) == []
