@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins  # annotations in JobStore: its method `list` hides the builtin there
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -119,6 +120,10 @@ def new_job_id() -> str:
     return "j-" + secrets.token_hex(10)
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
     # SQLite returns naive datetimes; everything is stored in UTC.
     if value is None:
@@ -163,7 +168,7 @@ class JobStore:
 
     def list(self, user_id: str | None, limit: int | None = None,
              after: str | None = None, status: str | None = None
-             ) -> tuple[list[Job], str | None]:
+             ) -> tuple[builtins.list[Job], str | None]:
         """The user's jobs, newest first, and the cursor of the next page (None: last page)."""
         query = select(Job).order_by(Job.created.desc(), Job.job_id.desc())
         if user_id is not None:
@@ -300,7 +305,7 @@ class JobStore:
             return s.scalar(select(func.count()).select_from(Job).where(
                 Job.job_id == job_id, Job.run_id == run_id, Job.status == RUNNING)) == 1
 
-    def record_assets(self, job_id: str, run_id: str, assets: list[dict]) -> bool:
+    def record_assets(self, job_id: str, run_id: str, assets: builtins.list[dict]) -> bool:
         """The result files written so far by this run (also partial results)."""
         return self._fenced(job_id, run_id, assets=list(assets), asset_count=len(assets))
 
@@ -324,12 +329,12 @@ class JobStore:
             assets=None, asset_count=0, usage=None,
             attempts=Job.attempts if count_attempt else Job.attempts - 1)
 
-    def running(self) -> list[Job]:
+    def running(self) -> builtins.list[Job]:
         with self.db.session() as s:
             return list(s.scalars(select(Job).where(Job.status == RUNNING)))
 
     def stale(self, timeout: timedelta, worker_is_dead: Callable[[str], bool],
-              grace: timedelta = timedelta(seconds=6)) -> list[Job]:
+              grace: timedelta = timedelta(seconds=6)) -> builtins.list[Job]:
         """Running jobs whose worker is gone: silent for `timeout`, or known to be dead.
 
         A worker known to be dead must also have missed its last heartbeats (`grace`), so a
@@ -371,7 +376,7 @@ class JobStore:
                      code="JobAbandoned")
         return ERROR
 
-    def expire_results(self, older_than: timedelta) -> list[tuple[str, str]]:
+    def expire_results(self, older_than: timedelta) -> builtins.list[tuple[str, str]]:
         """Reset stopped jobs whose results are older than the retention period.
 
         Returns (job_id, run folder) of the results to remove from disk.
@@ -419,7 +424,7 @@ class JobStore:
         return entry.id
 
     def logs(self, job_id: str, after: int | None = None, min_level: str = "debug",
-             limit: int | None = None) -> list[JobLog]:
+             limit: int | None = None) -> builtins.list[JobLog]:
         query = (select(JobLog).where(JobLog.job_id == job_id,
                                       JobLog.level.in_(levels_from(min_level)))
                  .order_by(JobLog.id))
