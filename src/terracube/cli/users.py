@@ -7,6 +7,7 @@ import getpass
 import sys
 from typing import Any
 
+from terracube.auth.admins import set_admin
 from terracube.auth.users import UserExists, UserNotFound, UserStore, check_user_id
 from terracube.cli.common import EXIT_FAILED, EXIT_OK, settings_from, usage
 from terracube.db import open_database
@@ -101,8 +102,6 @@ def users_passwd(args: argparse.Namespace) -> int:
 
 
 def users_admin(args: argparse.Namespace) -> int:
-    from terracube.auth.admins import set_admin
-
     try:
         set_admin(_user_store(args).db, args.name, not args.revoke)
     except UserNotFound as exc:

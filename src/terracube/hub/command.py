@@ -34,6 +34,7 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
 
 
 def hub_command(args: argparse.Namespace) -> int:
+    # Imported here: the CLI imports this module for every command, which must start fast.
     from terracube.api.app import check_safe_to_serve
     from terracube.auth.users import UserStore
     from terracube.db import open_database
