@@ -5,12 +5,14 @@ through the official client against a real server, checked with numpy on the sam
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from openeo.processes import apply
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -100,3 +102,24 @@ def test_cube_arithmetic_pairs_bands_with_other_names(con, sample_data_dir: Path
     # merge_cubes without a resolver still concatenates the bands (official process tests)
     ds = download(load("B04").merge_cubes(load("B08")), tmp_path / "merged.nc")
     assert sorted(ds.data_vars) == ["B04", "B08"]
+
+
+def test_chunk_polygon_is_apply_polygon(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    # CDSE's older name, still in UDF examples; a square of 30 x 40 pixels in UTM
+    square = {"type": "Polygon", "coordinates": [[[679800, 5151200], [680100, 5151200],
+                                                  [680100, 5151600], [679800, 5151600],
+                                                  [679800, 5151200]]],
+              "crs": {"type": "name", "properties": {"name": "EPSG:32632"}}}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=DAY,
+                             bands=["B04"])
+    with warnings.catch_warnings():  # the client deprecates the name too
+        warnings.simplefilter("ignore")
+        cube = s2.chunk_polygon(chunks=square,
+                                process=lambda data: apply(data, process=lambda x: x * 2))
+    ds = download(cube, tmp_path / "chunks.nc")
+    xs = BOX["west"] + 5 + 10 * np.arange(96)
+    ys = BOX["north"] - 5 - 10 * np.arange(84)
+    inside = ((ys >= 5151200) & (ys <= 5151600))[:, None] & \
+        ((xs >= 679800) & (xs <= 680100))[None, :]
+    expected = np.where(inside, band(sample_data_dir, "B04") * 2, np.nan)
+    np.testing.assert_allclose(ds["B04"].values[0], expected)

@@ -46,6 +46,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.terrain",
     "terracube.engine.processes.date_components",
     "terracube.engine.processes.vector_rasters",
+    "terracube.engine.processes.polygons_cdse",
 )
 
 
