@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from terracube.catalog.base import CollectionSource
 from terracube.catalog.files import build_items, inspect_file
 from terracube.catalog.netcdf_zarr_inspect import inspect_cube
 from terracube.catalog.netcdf_zarr_source import XarraySource
 from terracube.catalog.stac import StacSource, source_from_href
-from terracube.catalog.stac_items import StacItemsSource
+from terracube.catalog.stac_cube_files import cube_file_source
 from terracube.datacube.cube import RasterCube
 from terracube.datacube.request import LoadRequest
 from terracube.process_errors import FormatUnsuitable
@@ -25,9 +26,11 @@ LOAD_STAC_COLLECTION = "load_stac"
 class StacUrlReader:
     """engine.ports.StacReader: an item, collection, catalog or STAC API collection."""
 
-    def open(self, url: str) -> StacItemsSource:
+    def open(self, url: str) -> CollectionSource:
         # CollectionInputError (a ValueError) says what is wrong with the document.
-        return source_from_href(LOAD_STAC_COLLECTION, url)
+        # An item of one netCDF/Zarr file (job results) is a whole cube, read as such.
+        return cube_file_source(LOAD_STAC_COLLECTION, url) or \
+            source_from_href(LOAD_STAC_COLLECTION, url)
 
 
 class UploadedFileReader:
