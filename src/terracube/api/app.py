@@ -35,9 +35,9 @@ from terracube.db import open_database
 from terracube.engine.registry import build_registry
 from terracube.executor import Executor
 from terracube.jobs.files import JobFolders
+from terracube.jobs.pool import WorkerPool
 from terracube.jobs.signing import UrlSigner, signing_key
 from terracube.jobs.store import JobStore
-from terracube.jobs.worker import WorkerPool
 from terracube.settings import Settings, UnsafeToServe, is_loopback
 
 log = logging.getLogger(__name__)
