@@ -241,8 +241,8 @@ def test_idle_lab_is_culled_and_its_files_kept(tmp_path_factory: pytest.TempPath
 
     data_dir = data_dir_with_samples(tmp_path_factory.mktemp("hub-cull"), sample_data_dir)
     add_users(data_dir, {"dave": "diver"})
-    hub = HubProcess(data_dir, course_samples, TERRACUBE_HUB_IDLE_TIMEOUT_SECONDS="6",
-                     TERRACUBE_HUB_CULL_EVERY_SECONDS="2")
+    hub = HubProcess(data_dir, course_samples, api=False,
+                     TERRACUBE_HUB_IDLE_TIMEOUT_SECONDS="6", TERRACUBE_HUB_CULL_EVERY_SECONDS="2")
     try:
         dave = HubUser(hub, "dave")
         assert dave.sign_in("diver").status_code == 200
