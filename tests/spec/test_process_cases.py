@@ -8,18 +8,16 @@ Cases of experimental processes carry the `experimental` marker (`-m "not experi
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from encoding import Decoder, assert_equivalent, iter_refs, load_json5
+from tests.support.paths import SHARED
 
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.registry import ProcessRegistry
 from terracube.errors import OpenEOError
 
-SHARED = Path(os.environ.get("TERRACUBE_SHARED") or Path(__file__).resolve().parents[3] / "shared")
 CASES_DIR = SHARED / "openeo-processes" / "tests"
 
 if not CASES_DIR.is_dir():
