@@ -180,9 +180,10 @@ def test_wrong_password_gets_no_lab(hub: HubProcess) -> None:
         user.close()
 
 
-def test_removed_user_cannot_sign_in(hub: HubProcess) -> None:
+def test_removed_user_cannot_sign_in_and_loses_the_lab(hub: HubProcess, alice: HubUser) -> None:
     first = HubUser(hub, "carol")
     assert first.sign_in(USERS["carol"]).status_code == 200 and first.signed_in
+    first.open_lab()
     first.close()
     terracube_cli(hub.data_dir, "users", "remove", "carol")
     again = HubUser(hub, "carol")
@@ -190,6 +191,11 @@ def test_removed_user_cannot_sign_in(hub: HubProcess) -> None:
         assert again.sign_in(USERS["carol"]).status_code == 403 and not again.signed_in
     finally:
         again.close()
+    # the running lab is stopped at the hub's next poll of it (every 30 s)
+    deadline = time.monotonic() + 75
+    while alice.hub_api("GET", "/users/carol").json().get("servers"):
+        assert time.monotonic() < deadline, "the removed user's lab still runs"
+        time.sleep(2)
 
 
 def test_over_quota_save_is_refused_and_leaves_nothing(alice: HubUser, hub: HubProcess) -> None:

@@ -29,6 +29,7 @@ from traitlets import default
 from terracube.hub.accounts import hub_accounts
 from terracube.hub.samples import sync_samples
 from terracube.workspace.files import folder_name, workspace_folder
+from terracube.workspace.retention import record_activity
 
 STORAGE_LINK = "mystorage"
 SAMPLES_FOLDER = "samples"
@@ -84,10 +85,16 @@ class TerracubeSpawner(SimpleLocalProcessSpawner):
         if status is not None:
             return status
         accounts = hub_accounts()
-        if not await asyncio.to_thread(accounts.users.exists, self.user.name):
-            # `terracube users remove` ran: the lab must not outlive the account.
+        if (not getattr(self, "_stopping_removed", False)
+                and not await asyncio.to_thread(accounts.users.exists, self.user.name)):
+            # `terracube users remove` ran: the lab must not outlive the account. (stop()
+            # polls too: the flag keeps it from coming back here.)
             self.log.warning("terracube: %s was removed; stopping the lab", self.user.name)
-            await self.stop(now=True)
+            self._stopping_removed = True
+            try:
+                await self.stop(now=True)
+            finally:
+                self._stopping_removed = False
             return 0
         if getattr(self, "_renewal", None) is None:  # a lab that outlived a hub restart
             self._start_renewal()
@@ -139,6 +146,9 @@ class TerracubeSpawner(SimpleLocalProcessSpawner):
         """A new token for the user, written to the token file (only the user reads it)."""
         accounts = hub_accounts()
         token = accounts.tokens.issue(self.user.name)
+        # Working in the lab is activity: it keeps mystorage/ from the retention sweep (the
+        # tokens themselves are revoked when the lab stops, so they cannot be the record).
+        record_activity(accounts.db, self.user.name)
         path = Path(self.home_dir) / TOKEN_FILE
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".new")
