@@ -85,8 +85,8 @@ def to_geojson(cube: VectorCube) -> dict:
 UNNAMED_BAND = "band_unnamed"
 
 
-def _cdse_parts(cube: VectorCube) -> tuple[Any, str | None, list[str]]:
-    """The computed values as (geometry, [time,] band) and the time dimension and band names:
+def _cdse_parts(cube: VectorCube) -> tuple[np.ndarray, list[str] | None, list[str]]:
+    """The computed values as (geometry, [time,] band) and the time labels and band names:
     dimensions other than time and bands are folded into the band names ('<label>_<band>')."""
     (values,) = executor.current().compute(cube.values)
     time = next((d.name for d in cube.dimensions if d.type == TEMPORAL
@@ -188,12 +188,13 @@ def write_vector(cube: VectorCube, fmt: str, path: Path) -> None:
                                                   for i in table["feature_index"]], crs=4326)
         frame.to_parquet(path)
     elif fmt == "netCDF":
-        ds = cube.values.to_dataset(name="value") if cube.values is not None else None
-        if ds is None:
+        values = cube.values
+        if values is None:
             raise ValueError("a vector cube without values cannot be written as netCDF")
+        ds = values.to_dataset(name="value")
         bands = next((d.name for d in cube.dimensions if d.type == "bands"), None)
         if bands:
-            ds = cube.values.to_dataset(dim=bands)
+            ds = values.to_dataset(dim=bands)
             ds = ds.rename({k: str(k) for k in ds.data_vars})
         ds = ds.assign_coords({GEOMETRY_DIM: np.arange(len(cube.geometries))})
         ds["geometry_wkt"] = ((GEOMETRY_DIM,), [g.wkt for g in cube.geometries_in(4326)])
