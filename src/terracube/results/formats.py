@@ -21,7 +21,8 @@ _COLOR = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 4294967295},
 _COLORMAP = _param(
     "A colour map for a single-band result with integer values: an object mapping a value "
     "to a colour, either a 32-bit RGBA integer (0xRRGGBBAA) or [r, g, b, a] with each "
-    "between 0 and 1 (as CDSE). Values not in the map are transparent.",
+    "between 0 and 1 (as CDSE). PNG: values not in the map are transparent; GeoTIFF colour "
+    "tables keep no alpha.",
     {"type": ["object", "null"], "additionalProperties": _COLOR})
 _FILENAME_PREFIX = _param(
     "The start of the file names of a batch job's result files, instead of 'openEO' "
