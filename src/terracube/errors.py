@@ -58,6 +58,8 @@ EXTRA_CODES: dict[str, str] = {
                         "have (errors.json has no code for it).",
     "ResultLinkInvalid": "jobs/signing.py: a signed result link that was tampered with or "
                          "belongs to another job (ResultLinkExpired covers only expiry).",
+    "ProcessNamespaceInvalid": "udp/remote.py: a process namespace URL that cannot be resolved "
+                               "(the code of the API's remote-process-definition extension).",
 }
 
 
@@ -72,6 +74,10 @@ def _error(code: str, status: int, doc: str) -> type[OpenEOError]:
     cls = type(code, (OpenEOError,), {"code": code, "status": status, "__doc__": doc})
     return cls
 
+
+# Extensions of the API
+ProcessNamespaceInvalid = _error("ProcessNamespaceInvalid", 400,
+                                 "The process namespace (a URL) cannot be resolved.")
 
 # General
 Internal = _error("Internal", 500, "Unexpected server-side failure.")

@@ -118,7 +118,7 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         ("/jobs/{job_id}", "PATCH"), ("/jobs/{job_id}", "DELETE"),
         ("/jobs/{job_id}/estimate", "GET"), ("/jobs/{job_id}/logs", "GET"),
         ("/jobs/{job_id}/results", "GET"), ("/jobs/{job_id}/results", "POST"),
-        ("/jobs/{job_id}/results", "DELETE"),
+        ("/jobs/{job_id}/results", "DELETE"), ("/processing_parameters", "GET"),
     }
     assert listed == expected
     for path, method in listed:

@@ -110,7 +110,8 @@ def test_unexpected_exception_is_internal_and_logged(client, error_codes, caplog
 
 
 # --- CORS ----------------------------------------------------------------------------------------
-EXPOSED = {"Location", "OpenEO-Identifier", "OpenEO-Costs", "Link"}
+EXPOSED = {"Location", "OpenEO-Identifier", "OpenEO-Costs", "Link", "Accept-Ranges", "Content-Range",
+           "Content-Length"}  # the client reads the ranges of large downloads
 
 
 def exposed(response) -> set[str]:

@@ -135,7 +135,8 @@ def check_safe_to_serve(settings: Settings, users: UserStore) -> None:
 
 
 # --- CORS (openEO API 1.2, section "Cross-Origin Resource Sharing") -------------------------------
-EXPOSE_HEADERS = "Location, OpenEO-Identifier, OpenEO-Costs, Link"
+EXPOSE_HEADERS = ("Location, OpenEO-Identifier, OpenEO-Costs, Link, Accept-Ranges, Content-Range, "
+                  "Content-Length")
 ALLOW_HEADERS = "Authorization, Content-Type"
 _ALL_METHODS = ("OPTIONS", "GET", "POST", "PATCH", "PUT", "DELETE")
 

@@ -33,6 +33,7 @@ REGRESSION = "regression"
 # SavedResult.format of save_ml_model: result writers and the job runner store such a result
 # with `write_model` (one `.joblib` and one `.json` file).
 MODEL_FORMAT = "ml-model"
+DEFAULT_MODEL_NAME = "ml_model"  # save_ml_model's option `name`
 ML_MODEL_EXTENSION = "https://stac-extensions.github.io/ml-model/v1.0.0/schema.json"
 CHECKPOINT_ROLE = "ml-model:checkpoint"
 MODEL_MEDIA_TYPE = "application/octet-stream; application=joblib"
@@ -203,6 +204,11 @@ def write_model(model: MlModel, folder: Path, name: str, key: bytes) -> list[Pat
         _write_atomically(folder / file_name, content)
         paths.append(folder / file_name)
     return paths
+
+
+def model_stem(options: dict | None) -> str:
+    """The file stem of a model that save_ml_model saved with `options` (option `name`)."""
+    return str((options or {}).get("name") or DEFAULT_MODEL_NAME)
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -125,8 +125,9 @@ JobResults = Callable[[str], Path]
 """job id -> the results folder of one of the user's finished batch jobs (load_ml_model);
 JobNotFound / JobNotFinished otherwise."""
 
-JobLog = Callable[[str, str, str | None], None]
-"""(level, message, node id) -> an entry in the log of the job that runs the graph."""
+JobLog = Callable[..., None]
+"""(level, message, node id, *, data=None, code=None) -> an entry in the log of the job that
+runs the graph (`data`: JSON, e.g. what inspect logs)."""
 
 UdpLookup = Callable[[str, str | None], dict[str, Any] | None]
 """(process id, namespace) -> the user-defined process document, or None."""

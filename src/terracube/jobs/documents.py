@@ -16,7 +16,7 @@ from terracube import errors
 from terracube.jobs import store as st
 from terracube.jobs.logs import rfc3339, stricter
 from terracube.jobs.requests import LogQuery, is_job_id
-from terracube.jobs.results_stac import results_item, stac_asset
+from terracube.jobs.results_stac import inputs, results_item, stac_asset
 from terracube.jobs.signing import UrlSigner
 from terracube.jobs.store import Job, JobLog, JobStore
 
@@ -59,6 +59,8 @@ def job_document(job: Job, url: ApiUrl) -> dict[str, Any]:
     """GET /jobs/{job_id}."""
     out = job_summary(job)
     out["process"] = job.process
+    # terracube does not bill: the costs are 0 (the client indexes describe()['costs']).
+    out["costs"] = 0
     if job.usage:
         out["usage"] = job.usage
     links = [_link(url, "monitor", f"/jobs/{job.job_id}/logs", title="Batch job logs")]
@@ -182,17 +184,32 @@ def results_document(job: Job, url: ApiUrl, signer: UrlSigner,
         {"rel": "canonical", "type": "application/geo+json",
          "href": signed_item_url(url, signer, job, expires)},
         _link(url, "related", f"/jobs/{job.job_id}", title="The batch job"),
+        *derived_from(job, url),
     ]
     return results_item(job, signed_assets(url, signer, job, expires), links,
                         status=job.status,
                         expires=available_until(job, expires, retention_days))
 
 
+def derived_from(job: Job, url: ApiUrl) -> list[dict[str, str]]:
+    """`derived_from` links to what the job read: its collections and load_stac URLs."""
+    links = []
+    for kind, ref in inputs(job.process):
+        if kind == "collection":
+            links.append({"rel": "derived_from", "href": url(f"/collections/{ref}"),
+                          "type": "application/json", "title": f"Collection {ref}"})
+        else:
+            links.append({"rel": "derived_from", "href": ref, "type": "application/json",
+                          "title": "STAC input (load_stac)"})
+    return links
+
+
 def signed_results_document(job: Job, url: ApiUrl, signer: UrlSigner, expires: int,
                             self_href: str) -> dict[str, Any]:
     """The results item through its signed `canonical` link."""
     return results_item(job, signed_assets(url, signer, job, expires),
-                        [{"rel": "self", "type": "application/geo+json", "href": self_href}],
+                        [{"rel": "self", "type": "application/geo+json", "href": self_href},
+                         *derived_from(job, url)],
                         status=job.status, expires=datetime.fromtimestamp(expires, UTC))
 
 

@@ -17,6 +17,67 @@ from terracube.processing.run import check_structure
 _JOB_ID = re.compile(r"^[\w\-.~]+$")
 EDITABLE = ("title", "description", "process", "plan", "budget", "log_level")
 READ_ONLY = ("id", "status", "progress", "created", "updated", "costs", "usage", "links")
+# Keys of a POST /jobs or POST /result body that are not job options (CDSE collects every other
+# top-level key as a job option, and the client nests them under `job_options`).
+_BODY_KEYS = ("process", "title", "description", "plan", "budget", "job_options")
+
+# The processing-parameters extension (GET /processing_parameters): every option a batch job
+# (`create_job_parameters`) or a synchronous request (`synchronous_parameters`) takes.
+# `log_level` is honoured; the resource options CDSE notebooks pass are accepted so that their
+# code runs unchanged, but have no effect (terracube sizes its workers by its own settings).
+_LOG_LEVEL_PARAMETER = {
+    "name": "log_level", "optional": True, "default": "info",
+    "description": "The minimum severity of the log entries the job keeps (openEO log_level); "
+                   "also accepted as a top-level property of the body.",
+    "schema": {"type": "string", "enum": ["debug", "info", "warning", "error"]}}
+_COMPATIBILITY = (
+    ("driver-memory", "8G", {"type": "string"}),
+    ("driver-memoryOverhead", "2G", {"type": "string"}),
+    ("driver-cores", 1, {"type": "integer", "minimum": 1}),
+    ("executor-memory", "2G", {"type": "string"}),
+    ("executor-memoryOverhead", "1G", {"type": "string"}),
+    ("executor-cores", 1, {"type": "integer", "minimum": 1}),
+    ("executor-threads-jvm", 10, {"type": "integer", "minimum": 1}),
+    ("max-executors", 20, {"type": "integer", "minimum": 1}),
+    ("python-memory", None, {"type": ["string", "null"]}),
+    ("soft-errors", False, {"type": ["boolean", "number"]}),
+    ("udf-dependency-archives", None, {"type": ["array", "null"]}),
+    ("image-name", None, {"type": ["string", "null"]}),
+)
+COMPATIBILITY_OPTIONS = frozenset(name for name, _, _ in _COMPATIBILITY)
+
+
+def processing_parameters() -> dict[str, list[dict[str, Any]]]:
+    """GET /processing_parameters: the job options and synchronous-request options."""
+    compat = [{"name": name, "optional": True, "default": default, "schema": schema,
+               "description": "Accepted for compatibility with CDSE job options; no effect "
+                              "on terracube, whose workers are sized by the server's "
+                              "settings (see docs/administration)."}
+              for name, default, schema in _COMPATIBILITY]
+    return {"create_job_parameters": [_LOG_LEVEL_PARAMETER, *compat],
+            "synchronous_parameters": [_LOG_LEVEL_PARAMETER, *compat]}
+
+
+def job_options(body: dict[str, Any]) -> dict[str, Any]:
+    """The job options of a body: nested under `job_options` (the client) and flat at the top
+    level (CDSE's other form), nested ones winning. `log_level` is checked (BadRequest)."""
+    nested = body.get("job_options")
+    if nested is not None and not isinstance(nested, dict):
+        raise errors.BadRequest("'job_options' must be an object of option names and values "
+                                "(GET /processing_parameters lists them).")
+    options = {k: v for k, v in body.items() if k not in _BODY_KEYS}
+    options.update(nested or {})
+    if "log_level" in options:
+        try:
+            options["log_level"] = check_level(options["log_level"])
+        except ValueError as exc:
+            raise errors.BadRequest(str(exc)) from None
+    return options
+
+
+def ignored_options(options: dict[str, Any]) -> list[str]:
+    """The names of job options terracube accepts but does not apply (for a log warning)."""
+    return sorted(name for name in options if name != "log_level")
 
 
 def is_job_id(job_id: str) -> bool:
@@ -61,7 +122,11 @@ def job_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
                                    or not isinstance(budget, (int, float)) or budget < 0):
             raise errors.BadRequest("'budget' must be a number >= 0 or null.")
         fields["budget"] = None if budget is None else float(budget)
-    if "log_level" in body:
+    if creating:
+        options = job_options(body)
+        if "log_level" in options:
+            fields["log_level"] = options["log_level"]
+    elif "log_level" in body:
         try:
             fields["log_level"] = check_level(body["log_level"])
         except ValueError as exc:

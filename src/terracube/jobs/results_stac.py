@@ -7,6 +7,8 @@ the stored asset descriptions and freshly signed links.
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 
 from terracube.datacube.cube import TEMPORAL, RasterCube, datetime_labels_to_strings
 from terracube.datacube.request import BBox
+from terracube.engine.mlmodel import ML_MODEL_EXTENSION, MlModel
 from terracube.jobs.logs import rfc3339
 
 STAC_VERSION = "1.0.0"
@@ -22,6 +25,7 @@ EXTENSIONS = {
     "proj": "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
     "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "processing": "https://stac-extensions.github.io/processing/v1.1.0/schema.json",
 }
 
 
@@ -37,7 +41,22 @@ def describe_asset(path: Path, media_type: str, data: Any, title: str | None = N
         info["title"] = title
     if isinstance(data, RasterCube):
         info.update(_cube_extent(data))
+    if isinstance(data, MlModel):
+        info.update(_model_asset(path))
     return info
+
+
+def _model_asset(path: Path) -> dict[str, Any]:
+    """A file of a model that save_ml_model published: the estimator becomes the results'
+    ml-model checkpoint asset (with its signature and the model's properties, so that the
+    results item itself loads as the model), its STAC Item a metadata asset."""
+    if path.suffix != ".joblib":
+        return {"roles": ["metadata"], "title": "STAC Item of the model (ml-model extension)"}
+    item = json.loads(path.with_suffix(".json").read_text())
+    (asset,) = item["assets"].values()
+    extra = {k: v for k, v in asset.items() if k not in ("href", "type", "file:size")}
+    return {"roles": extra.pop("roles"), "asset_fields": extra,
+            "model": item["properties"], "title": extra.pop("title", None)}
 
 
 def _cube_extent(cube: RasterCube) -> dict[str, Any]:
@@ -124,8 +143,9 @@ def _lonlat_bbox(west: float, south: float, east: float, north: float,
 # --- the results document ---------------------------------------------------------------------
 def stac_asset(info: dict, href: str) -> dict[str, Any]:
     """The STAC asset of a stored asset description."""
-    asset: dict[str, Any] = {"href": href, "type": info["type"], "roles": ["data"],
-                             "file:size": info["size"]}
+    asset: dict[str, Any] = {"href": href, "type": info["type"],
+                             "roles": info.get("roles") or ["data"], "file:size": info["size"]}
+    asset.update(info.get("asset_fields") or {})
     if info.get("title"):
         asset["title"] = info["title"]
     asset.update(info.get("proj", {}))
@@ -179,6 +199,7 @@ def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
         used.insert(0, "proj")
     if any(i.get("bands") for i in infos):
         used.append("eo")
+    used.append("processing")  # providers[0]: processing:expression, processing:software
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": STAC_VERSION,
@@ -188,8 +209,60 @@ def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
     }
     if bbox is not None:
         item["bbox"] = bbox
+    props["providers"] = providers(job.process)
+    models = [i["model"] for i in infos if i.get("model")]
+    if len(models) == 1:  # the results item is then the model's item (load_ml_model(url))
+        props.update({k: v for k, v in models[0].items()
+                      if k.startswith(("ml-model:", "terracube:"))})
+        item["stac_extensions"].append(ML_MODEL_EXTENSION)
     item.update({"properties": props, "assets": assets, "links": links})
     return item
+
+
+def providers(process: dict | None) -> list[dict[str, Any]]:
+    """Provenance as CDSE writes it (STAC processing extension): terracube as the processor,
+    with the job's process graph (`processing:expression`) and the software versions."""
+    return [{"name": "terracube", "roles": ["processor"],
+             "description": "openEO back-end terracube",
+             "processing:facility": "terracube",
+             "processing:software": software_versions(),
+             "processing:expression": {"format": "openeo", "expression": process or {}}}]
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of terracube and the libraries that computed the results."""
+    out = {}
+    for name in ("terracube", "xarray", "dask", "numpy", "rasterio", "odc-geo"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def inputs(process: dict | None) -> list[tuple[str, str]]:
+    """What the graph reads, in order and without repeats: ("collection", id) of every
+    load_collection and ("url", href) of every load_stac, callbacks included."""
+    found: list[tuple[str, str]] = []
+
+    def walk(graph: Any) -> None:
+        if not isinstance(graph, dict):
+            return
+        for node in graph.values():
+            if not isinstance(node, dict):
+                continue
+            arguments = node.get("arguments") or {}
+            pid = node.get("process_id")
+            if pid == "load_collection" and isinstance(arguments.get("id"), str):
+                found.append(("collection", arguments["id"]))
+            elif pid == "load_stac" and isinstance(arguments.get("url"), str):
+                found.append(("url", arguments["url"]))
+            for value in arguments.values():
+                if isinstance(value, dict) and isinstance(value.get("process_graph"), dict):
+                    walk(value["process_graph"])
+
+    walk((process or {}).get("process_graph"))
+    return list(dict.fromkeys(found))
 
 
 def requested_interval(process: dict | None) -> tuple[str | None, str | None]:

@@ -67,8 +67,9 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
     graph = process.get("process_graph") if isinstance(process, dict) else None
     code = 1
     try:
-        services = services_factory(log=lambda level, message, node_id=None: reporter.log(
-            level, message, path=node_path(node_id, _process_id(graph, node_id))))
+        services = services_factory(log=lambda level, message, node_id=None, **extra: (
+            reporter.log(level, message, path=node_path(node_id, _process_id(graph, node_id)),
+                         **extra)))
         out_dir.mkdir(parents=True, exist_ok=True)
         with _executor(services.settings):
             run_job(process, services, out_dir, reporter)

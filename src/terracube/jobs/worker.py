@@ -33,7 +33,7 @@ from typing import Any
 from terracube.auth.users import UserNotFound, UserStore
 from terracube.catalog import Catalog
 from terracube.db import Database, open_database
-from terracube.jobs.files import JobFolders
+from terracube.jobs.files import JobFolders, results_folder_of
 from terracube.jobs.logs import level_rank
 from terracube.jobs.runner import job_process_main
 from terracube.jobs.store import Claim, JobStore
@@ -303,9 +303,12 @@ class Worker:
             user = None
         settings, registry = self.settings, self._registry
         process = claim.job.process
+        # load_ml_model(<job id>) reads the models of the owner's finished jobs
+        job_results = results_folder_of(self.store, self.folders, claim.job.user_id)
 
         def services_factory(**extra: Any) -> Any:
-            return build_services(settings, Catalog(settings), registry, user, **extra)
+            return build_services(settings, Catalog(settings), registry, user,
+                                  job_results=job_results, **extra)
 
         read_fd, write_fd = os.pipe()
         parent = os.getpid()

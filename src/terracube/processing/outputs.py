@@ -22,6 +22,8 @@ from typing import Any
 
 from terracube import errors, executor
 from terracube.engine.evaluate import SavedResult, Services
+from terracube.engine.mlmodel import MODEL_FORMAT
+from terracube.processing.models import write_model_output
 from terracube.processing.run import evaluate_outputs
 from terracube.results.formats import check_options
 from terracube.results.writers import ResultFile, write_result
@@ -79,6 +81,8 @@ def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, 
     `per_date`: a GTiff of a cube with time is a file per date (batch jobs, as CDSE).
     """
     for output in outputs:  # every output's options before anything is computed
+        if output.format == MODEL_FORMAT:
+            continue  # save_ml_model's options were checked by the process
         try:
             check_options(output.format, output.options)
         except errors.OpenEOError as exc:
@@ -92,8 +96,10 @@ def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, 
                          node_id)
         try:
             with _progress_of(progress, index):
-                files = write_result(output.data, output.format, output.options, folder,
-                                     stem=name, per_date=per_date)
+                files = write_model_output(output, folder, services) \
+                    if output.format == MODEL_FORMAT else \
+                    write_result(output.data, output.format, output.options, folder,
+                                 stem=name, per_date=per_date)
         except errors.OpenEOError as exc:
             raise exc.at(node_id) from None
         except MemoryError:

@@ -23,7 +23,7 @@ MAX_PROCESS_ID_LENGTH = 255
 IsPredefined = Callable[[str], bool]
 
 _OPTIONAL_STRINGS = ("summary", "description")
-_OPTIONAL_BOOLEANS = ("deprecated", "experimental")
+_OPTIONAL_BOOLEANS = ("deprecated", "experimental", "public")  # public: shared by URL
 
 
 def is_valid_process_id(process_id: str) -> bool:

@@ -20,6 +20,7 @@ from terracube.udp.definition import (
     is_valid_process_id,
     recursion_error,
 )
+from terracube.udp.remote import is_url_namespace, remote_process
 
 # What GET /process_graphs lists of each process: the API recommends leaving out the large
 # parts (process_graph, examples, exceptions, links); GET /process_graphs/{id} has them all.
@@ -85,6 +86,18 @@ class UdpStore:
             raise _not_found(process_id)
         return copy.deepcopy(row.definition)
 
+    def public(self, user_id: str, process_id: str) -> dict:
+        """A process its owner shared (`public: true`); ProcessGraphNotFound otherwise, the
+        same for a private process as for one that does not exist."""
+        try:
+            process = self.get(user_id, process_id)
+        except errors.ProcessGraphNotFound:
+            process = {}
+        if process.get("public") is not True:
+            raise errors.ProcessGraphNotFound(
+                f"There is no public process '{process_id}' of user '{user_id}'.")
+        return process
+
     def list(self, user_id: str) -> list[dict]:
         """The user's processes sorted by id, with the properties GET /process_graphs lists."""
         return [{key: process[key] for key in LISTED_PROPERTIES if key in process}
@@ -134,6 +147,7 @@ class UdpLookup:
         self._is_predefined = is_predefined
         self._processes: dict[str, dict] | None = None
         self._checked: set[str] = set()
+        self._remote: dict[tuple[str, str], dict] = {}
 
     def load(self) -> dict[str, dict]:
         if self._processes is None:
@@ -142,7 +156,13 @@ class UdpLookup:
 
     def __call__(self, process_id: str, namespace: str | None = None) -> dict | None:
         # namespace null: user-defined or predefined; "user": only user-defined ones (API 1.2,
-        # process_namespace). Other namespaces are not ours.
+        # process_namespace); an http(s) URL: the process it serves (remote-process-definition
+        # extension), read once per evaluation. Other namespaces are not ours.
+        if is_url_namespace(namespace):
+            key = (str(namespace), process_id)
+            if key not in self._remote:
+                self._remote[key] = remote_process(str(namespace), process_id)
+            return self._remote[key]
         if namespace not in (None, "user"):
             return None
         processes = self.load()

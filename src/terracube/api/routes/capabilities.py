@@ -21,6 +21,8 @@ CONFORMANCE_CLASSES = [
     f"https://api.openeo.org/{API_VERSION}",
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.openeo.org/extensions/processing-parameters/0.1.0",
+    "https://api.openeo.org/extensions/remote-process-definition/0.1.0",
 ]
 
 router = APIRouter(tags=["Capabilities"])

@@ -32,7 +32,15 @@ from terracube.api.responses import FileDownload
 from terracube.errors import BadRequest, NotFound
 from terracube.jobs import documents as docs
 from terracube.jobs.logs import LEVELS
-from terracube.jobs.requests import checked_job_id, job_fields, log_query, wants_partial
+from terracube.jobs.requests import (
+    checked_job_id,
+    ignored_options,
+    job_fields,
+    job_options,
+    log_query,
+    processing_parameters,
+    wants_partial,
+)
 from terracube.processing.estimate import estimate_job as estimate
 from terracube.processing.services import build_services
 
@@ -52,6 +60,13 @@ _PATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
 
 def _url(request: Request) -> docs.ApiUrl:
     return partial(api_url, request)
+
+
+@router.get("/processing_parameters", operation_id="list-processing-parameters")
+def list_processing_parameters() -> dict[str, Any]:
+    """The options of batch jobs and synchronous requests (processing-parameters extension):
+    name, default, schema and meaning of each."""
+    return processing_parameters()
 
 
 @router.get("/jobs", operation_id="list-jobs")
@@ -75,6 +90,11 @@ def create_job(request: Request, user: ActiveUser, body: JsonObjectBody,
     """Store a batch job (status `created`); POST /jobs/{job_id}/results starts it."""
     job = jobs.create(user.user_id, **job_fields(body, creating=True))
     jobs.add_log(job.job_id, "debug", "Created.", min_level=job.log_level)
+    ignored = ignored_options(job_options(body))
+    if ignored:
+        jobs.add_log(job.job_id, "warning", f"The job option(s) {', '.join(ignored)} have no "
+                     "effect on this back-end (GET /processing_parameters lists the options).",
+                     min_level=job.log_level)
     return Response(status_code=201, headers={
         "Location": api_url(request, f"/jobs/{job.job_id}"), "OpenEO-Identifier": job.job_id})
 

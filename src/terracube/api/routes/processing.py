@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,16 @@ from terracube.api.deps import (
     CatalogDep,
     CurrentUser,
     ExecutorDep,
+    FoldersDep,
+    JobsDep,
     JsonObjectBody,
     OptionalUser,
     RegistryDep,
     SettingsDep,
 )
 from terracube.api.responses import FileDownload
+from terracube.jobs.files import results_folder_of
+from terracube.jobs.requests import job_options
 from terracube.processing.outputs import compute_result as run_and_compute
 from terracube.processing.run import validate_process
 from terracube.processing.services import build_services
@@ -58,17 +63,22 @@ class TemporaryFileResponse(FileDownload):
              response_class=FileResponse, responses={200: {"description": "The result file."}})
 async def compute_result(user: CurrentUser, body: JsonObjectBody, settings: SettingsDep,
                          catalog: CatalogDep, registry: RegistryDep,
-                         executor: ExecutorDep) -> FileResponse:
+                         executor: ExecutorDep, jobs: JobsDep,
+                         folders: FoldersDep) -> FileResponse:
     """Run a process graph now and send its result as the response body."""
     process = body.get("process")
     if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
         raise errors.ProcessGraphMissing(
             "The request body needs 'process': {\"process_graph\": {...}}.")
-    services = build_services(settings, catalog, registry, user, executor=executor)
+    job_options(body)  # checked like a job's (log_level), nested or flat
+    services = build_services(settings, catalog, registry, user, executor=executor,
+                              job_results=results_folder_of(jobs, folders, user.user_id))
     # Computing blocks, so it runs in a worker thread, not on the event loop.
     result = await run_in_threadpool(run_and_compute, process, services)
     return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
-                                 filename=result.filename, headers={"OpenEO-Costs": "0"})
+                                 filename=result.filename,
+                                 headers={"OpenEO-Costs": "0",
+                                          "OpenEO-Identifier": f"r-{uuid.uuid4().hex}"})
 
 
 @router.post("/validation", operation_id="validate-custom-process",

@@ -422,9 +422,12 @@ def save_ml_model(data: Any, options: dict | None = None, *, ctx: ProcessContext
             "The option 'name' must be 1-100 letters, digits, '.', '_' or '-' (starting with a "
             f"letter or digit), got {name!r}.", argument="options")
     workspace = ctx.services.workspace
-    if workspace is None:
+    # A batch job (it has a job log) publishes the model as result assets, as CDSE does:
+    # load_ml_model(<job id>) and load_ml_model(<results item URL>) load it from there.
+    if workspace is None or ctx.services.log is not None:
         ctx.services.saved.append(SavedResult(model, MODEL_FORMAT, {"name": name},
                                               node_id=ctx.node_id))
+    if workspace is None:
         return True
     # Written like uploads: quota, path rules and atomic replacement as for /files.
     for file_name, content in model_files(model, name, _signing_key(ctx)):
@@ -498,7 +501,25 @@ def _job_item(ctx: ProcessContext, ref: str, argument: str) -> Path:
             f"No model '{ref}' {where}. Give the URL of the model's STAC Item (for a batch "
             "job: listed at GET /jobs/{job_id}/results) or its path in your workspace "
             f"(save_ml_model stores models as {MODEL_FOLDER}/<name>.json).", argument=argument)
-    return find_model_item(Path(job_results(ref)))
+    try:
+        folder = Path(job_results(ref))
+    except errors.JobNotFound:
+        raise errors.FileNotFound(
+            f"No model '{ref}': it is neither a model in your workspace "
+            f"({MODEL_FOLDER}/<name>.json, written by save_ml_model in a synchronous request) "
+            "nor one of your batch jobs. Models come from save_ml_model: give the id of the "
+            "batch job that saved it, the URL of that job's results (GET /jobs/{job_id}/"
+            "results, its 'canonical' link) or the URL of the model's STAC Item.",
+            argument=argument) from None
+    except errors.OpenEOError as exc:
+        raise exc.at(argument=argument) from None
+    try:
+        return find_model_item(folder)
+    except ModelFileInvalid:
+        raise errors.FileNotFound(
+            f"The batch job '{ref}' saved no model (exactly one save_ml_model output is "
+            "needed); train a model in a batch job whose graph ends in save_ml_model.",
+            argument=argument) from None
 
 
 def _load_url(url: str, key: bytes) -> MlModel:

@@ -24,8 +24,14 @@ same dimensions and sizes. Inside a callback over a dimension (`reduce_dimension
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -82,6 +88,105 @@ def udf_runtimes() -> dict[str, Any]:
 
 
 # --- inspect ----------------------------------------------------------------------------------
+_MAX_LOGGED_VALUES = 10_000  # larger data is logged as its summary
+
+
+def log_data(data: Any, *, compute: bool = True) -> Any:
+    """`data` as JSON for a log entry: numbers, strings, lists and objects as they are (NaN as
+    null), arrays of up to _MAX_LOGGED_VALUES values as nested lists with their dimensions, the
+    summary otherwise. `compute=False`: a lazy (dask) array is summarised, never computed."""
+    if isinstance(data, RasterCube):
+        data = data.data
+    elif isinstance(data, ArrayValue):
+        data = data.data
+    if hasattr(data, "get_array") and callable(data.get_array):  # openeo.udf.XarrayDataCube
+        data = data.get_array()
+    if isinstance(data, xr.DataArray):
+        lazy = data.chunks is not None
+        if data.size > _MAX_LOGGED_VALUES or (lazy and not compute):
+            return _summary(data)
+        out = {"dims": list(data.dims), "shape": list(data.shape),
+               "values": _json_safe(np.asarray(data.values).tolist())}
+        coords = {str(d): _json_safe([to_python(v) for v in np.asarray(data[d].values)])
+                  for d in data.dims if d in data.coords and data.sizes[d] <= 100}
+        if coords:
+            out["coords"] = coords
+        return out
+    if isinstance(data, np.ndarray):
+        if data.size > _MAX_LOGGED_VALUES:
+            return f"array of shape {data.shape}, dtype {data.dtype}"
+        return _json_safe(data.tolist())
+    if isinstance(data, np.generic):
+        return _json_safe(data.item())
+    if data is None or isinstance(data, (bool, int, float, str, list, tuple, dict)):
+        return _json_safe(data)
+    return _summary(data)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+# `openeo.udf.inspect(...)` in a UDF logs to this logger (openeo/udf/debug.py); its records are
+# forwarded to the log of the job whose run_udf node runs the UDF. The node and the job log are
+# found through a token (thread-local while a UDF block runs), so no logging function is put
+# into the dask graph; where the token is unknown (e.g. on a remote dask worker) the record
+# goes to the server's log only.
+_UDF_USER_LOGGER = os.environ.get("OPENEO_UDF_USER_LOGGER", "openeo.udf.debug.user")
+_udf_sinks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_running = threading.local()
+
+
+class _UdfLogForwarder(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        target = getattr(_running, "target", None)
+        sink = _udf_sinks.get(target[0]) if target else None
+        if sink is None:
+            return
+        level = record.levelname.lower()
+        level = level if level in _LEVELS else "info"
+        try:
+            sink(level, record.getMessage(), target[1], code=getattr(record, "code", None),
+                 data=log_data(getattr(record, "data", None)))
+        except Exception:  # a log entry must never fail the user's computation
+            self.handleError(record)
+
+
+_udf_logger = logging.getLogger(_UDF_USER_LOGGER)
+_udf_logger.setLevel(logging.DEBUG)  # the job's log_level decides what is kept
+_udf_logger.addHandler(_UdfLogForwarder())
+
+
+def _udf_log_token(ctx: Any) -> tuple[str, str] | None:
+    """(token, node id) under which the UDF's inspect records reach the job log, or None."""
+    services_log = getattr(getattr(ctx, "services", None), "log", None)
+    if services_log is None:
+        return None
+    token = uuid.uuid4().hex
+    _udf_sinks[token] = services_log
+    return token, ctx.node_id
+
+
+@contextlib.contextmanager
+def _udf_logging(target: tuple[str, str] | None) -> Iterator[None]:
+    previous = getattr(_running, "target", None)
+    _running.target = target
+    try:
+        yield
+    finally:
+        _running.target = previous
+
+
 def _summary(data: Any) -> str:
     """A short description of `data` that never computes cube values."""
     if isinstance(data, RasterCube):
@@ -110,7 +215,8 @@ def inspect_(data: Any, message: str = "", code: str = "User", level: str = "inf
     text = f"[{code}] {message}: {_summary(data)}" if message else f"[{code}] {_summary(data)}"
     services_log = getattr(getattr(ctx, "services", None), "log", None)
     if services_log:
-        services_log(level, text, ctx.node_id)
+        # the job log gets the data itself where it is small and already known (never computed)
+        services_log(level, text, ctx.node_id, code=code, data=log_data(data, compute=False))
     else:
         node = getattr(ctx, "node_id", "?")
         log.log(_LEVELS[level], "[%s] %s", node, text)
@@ -205,13 +311,16 @@ def _entry(namespace: dict) -> tuple[str, Any]:
         "apply_timeseries(series, context) or a function taking one UdfData.", argument="udf")
 
 
-def _call_udf(kind: str, func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
-    """Run the UDF on one DataArray and return its result as a DataArray.
+def _call_udf(kind: str, func: Any, arr: xr.DataArray, context: Any,
+              target: tuple[str, str] | None = None) -> xr.DataArray:
+    """Run the UDF on one DataArray and return its result as a DataArray; `target`: where
+    its inspect records go (_udf_log_token).
 
     Whatever the user's code raises is the user's error (ProcessParameterInvalid on `udf`).
     """
     try:
-        return _call_udf_unchecked(kind, func, arr, context)
+        with _udf_logging(target):
+            return _call_udf_unchecked(kind, func, arr, context)
     except errors.OpenEOError:
         raise
     except Exception as exc:
@@ -262,7 +371,7 @@ def _per_timeseries(func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
 
 
 def _blockwise(kind: str, func: Any, data: xr.DataArray, spatial: set, context: Any,
-               dtype: np.dtype) -> xr.DataArray:
+               dtype: np.dtype, target: tuple[str, str] | None = None) -> xr.DataArray:
     """The UDF applied lazily per spatial chunk (other dimensions whole)."""
     import dask.array as dsa
 
@@ -273,7 +382,7 @@ def _blockwise(kind: str, func: Any, data: xr.DataArray, spatial: set, context: 
     template = data.astype(dtype)
 
     def run(block: xr.DataArray) -> xr.DataArray:
-        out = _call_udf(kind, func, block, context)
+        out = _call_udf(kind, func, block, context, target)
         if set(out.dims) != set(block.dims):
             raise errors.ProcessParameterInvalid(
                 f"The UDF returned a cube with the dimensions {tuple(out.dims)}; on a data cube "
@@ -295,26 +404,29 @@ def _result_dtype(dtype: np.dtype) -> np.dtype:
 
 @process()
 def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
-            context: Any = None) -> Any:
-    """Run a Python UDF on `data` (see the module docstring: trusted users only)."""
+            context: Any = None, ctx: Any = None) -> Any:
+    """Run a Python UDF on `data` (see the module docstring: trusted users only); what it
+    logs with openeo.udf.inspect reaches the job's log, with this node's id."""
     _check_runtime(runtime, version)
     kind, func = _entry(_load(udf))
+    target = _udf_log_token(ctx)
     context = {} if context is None else context
     if isinstance(data, RasterCube):
         cube = nodata_as_nan(data)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
         out = _blockwise(kind, func, cube.data, spatial, context,
-                         _result_dtype(cube.data.dtype))
+                         _result_dtype(cube.data.dtype), target)
         return cube.with_data(out, cube.dimensions)
     if isinstance(data, xr.DataArray):  # `x` inside apply: the whole cube, elementwise
         spatial = {d for d in data.dims if d in ("x", "y", "lon", "lat")}
-        return _blockwise(kind, func, data, spatial, context, _result_dtype(data.dtype))
+        return _blockwise(kind, func, data, spatial, context, _result_dtype(data.dtype),
+                          target)
     if isinstance(data, ArrayValue):
         arr = data.data
         if arr.dtype == object:
             arr = arr.copy(data=np.array([np.nan if v is None else v for v in arr.values],
                                          dtype=float))
-        out = _call_udf(kind, func, arr, context)
+        out = _call_udf(kind, func, arr, context, target)
         if data.is_list:
             if out.ndim == 0:
                 return to_python(out.values)
@@ -325,11 +437,11 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     if isinstance(data, (list, tuple)):
         arr = xr.DataArray(np.array([np.nan if v is None else v for v in data], dtype=float),
                            dims=[LIST_DIM])
-        out = _call_udf(kind, func, arr, context)
+        out = _call_udf(kind, func, arr, context, target)
         return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
     if data is None or isinstance(data, (int, float)):
         arr = xr.DataArray(np.nan if data is None else float(data))
-        out = _call_udf(kind, func, arr, context)
+        out = _call_udf(kind, func, arr, context, target)
         return to_python(out.values)
     raise errors.ProcessParameterInvalid(
         f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF.",
