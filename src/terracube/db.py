@@ -24,6 +24,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "terracube.udp.store",
     "terracube.workspace.retention",
     "terracube.jobs.store",
+    "terracube.services.store",
 )
 
 

@@ -51,3 +51,17 @@ def evaluate_outputs(process: dict[str, Any], services: Services) -> list[SavedR
     # GeoTIFF needs x and y; anything else (numbers, arrays, other cubes) goes as JSON.
     is_raster = isinstance(value, RasterCube) and value.x_dim and value.y_dim
     return [SavedResult(value, DEFAULT_RASTER_FORMAT if is_raster else "JSON", {})]
+
+
+def evaluate_result(process: dict[str, Any], services: Services,
+                    parameters: dict[str, Any] | None = None) -> Any:
+    """Validate, optimise and (lazily) evaluate a process: the value of its result node, with
+    the process parameters bound to `parameters` (used by the map services, which render the
+    value tile by tile)."""
+    graph = graphs.unwrap(process)
+    evaluator = Evaluator(services)
+    problems = evaluator.validate(graph)
+    if problems:
+        raise problems[0]
+    graph = optimize(graph, services.catalog)
+    return evaluator.run(graph, parameters, validated=True)

@@ -1,14 +1,260 @@
-"""Secondary web services: GET /service_types (none are offered yet)."""
+"""Secondary web services (openEO API 1.2): GET /service_types, the user's services
+(POST/GET/PATCH/DELETE /services, GET /services/{id}/logs) and the XYZ tiles they serve.
+
+Services belong to their owner: another user's service answers ServiceNotFound like one that
+does not exist. The tile URL, GET /services/xyz/{service_id}/tiles/{z}/{x}/{y}.png, needs no
+Authorization header (map clients such as Leaflet, QGIS or ipyleaflet send none): the random
+service id is its secret, as the URL of a WMS/XYZ service is at other openEO back-ends.
+Tiles run the graph as the owner. See docs/user-guide/maps.md.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from terracube import errors
+from terracube.api.deps import (
+    ActiveUser,
+    CatalogDep,
+    ExecutorDep,
+    JsonObjectBody,
+    RegistryDep,
+    SettingsDep,
+    UsersDep,
+    api_url,
+    paginate,
+)
+from terracube.jobs.logs import levels_from
+from terracube.jobs.requests import log_query
+from terracube.processing.run import check_structure, validate_process
+from terracube.processing.services import build_services
+from terracube.services.render import (
+    CONFIGURATION,
+    TileCache,
+    check_configuration,
+    graph_hash,
+    render_tile,
+)
+from terracube.services.store import LOG_LEVELS, WRITABLE, ServiceStore
 
 router = APIRouter(tags=["Secondary Services"])
+
+SERVICE_TYPE = "XYZ"
+TILE_PATH = "/services/xyz/{service_id}/tiles/{z}/{x}/{y}.png"
+# Parameters a tile URL's query string may bind, besides any the graph declares itself.
+PROCESS_PARAMETERS: list[dict[str, Any]] = []
+
+_SERVICE_PROPERTIES = {"title": {"type": "string", "nullable": True},
+                       "description": {"type": "string", "nullable": True},
+                       "process": {"type": "object"},
+                       "type": {"type": "string", "example": SERVICE_TYPE},
+                       "enabled": {"type": "boolean"},
+                       "configuration": {"type": "object"},
+                       "plan": {"type": "string", "nullable": True},
+                       "budget": {"type": "number", "nullable": True},
+                       "log_level": {"type": "string", "enum": list(LOG_LEVELS)}}
+_CREATE_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["type", "process"], "properties": _SERVICE_PROPERTIES}}}}
+_PATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "properties": _SERVICE_PROPERTIES}}}}
+
+
+def get_service_store(request: Request) -> ServiceStore:
+    state = request.app.state
+    store = getattr(state, "service_store", None)
+    if store is None:  # built on first use from the app's database
+        store = state.service_store = ServiceStore(state.db)
+    return store
+
+
+def get_tile_cache(request: Request) -> TileCache:
+    state = request.app.state
+    cache = getattr(state, "tile_cache", None)
+    if cache is None:
+        cache = state.tile_cache = TileCache()
+    return cache
+
+
+ServicesDep = Annotated[ServiceStore, Depends(get_service_store)]
+TileCacheDep = Annotated[TileCache, Depends(get_tile_cache)]
 
 
 @router.get("/service_types", operation_id="list-service-types")
 def list_service_types() -> dict[str, Any]:
-    return {}
+    return {SERVICE_TYPE: {
+        "title": "XYZ tiles",
+        "description": "PNG map tiles in Web Mercator (WebMercatorQuad), z/x/y as OpenStreetMap, "
+                       "rendered from the process graph tile by tile when a map asks for "
+                       "them. Any query parameter of a tile URL binds the process parameter of "
+                       "that name (JSON values, else text).",
+        "configuration": CONFIGURATION,
+        "process_parameters": PROCESS_PARAMETERS,
+        "links": [{"rel": "about", "href": "https://wiki.openstreetmap.org/wiki/Slippy_map",
+                   "title": "The XYZ (slippy map) tile scheme"}],
+    }}
+
+
+def service_document(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+    """A stored service as the API shows it: with its `url` (a {z}/{x}/{y} template)."""
+    doc = {k: v for k, v in record.items() if k != "updated"}
+    doc["url"] = api_url(request, TILE_PATH.format(service_id=record["id"], z="{z}",
+                                                    x="{x}", y="{y}"))
+    doc.setdefault("enabled", True)
+    doc.setdefault("configuration", {})
+    doc.setdefault("attributes", {})
+    doc.setdefault("costs", 0)
+    return doc
+
+
+def checked_fields(body: dict[str, Any], request_fields: tuple[str, ...]) -> dict[str, Any]:
+    """The writable fields of a POST or PATCH body, each checked."""
+    out = {k: body[k] for k in request_fields if k in body}
+    if "type" in out:
+        if not isinstance(out["type"], str) or out["type"].upper() != SERVICE_TYPE:
+            raise errors.ServiceUnsupported(
+                f"Service type {out['type']!r} is not offered; GET /service_types lists "
+                f"{SERVICE_TYPE}.")
+        out["type"] = SERVICE_TYPE
+    if "process" in out:
+        process = out["process"]
+        if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
+            raise errors.ProcessGraphMissing(
+                "The body needs 'process': {\"process_graph\": {...}}.")
+        check_structure(process)
+    if "configuration" in out:
+        check_configuration(out["configuration"])
+    if "enabled" in out and not isinstance(out["enabled"], bool):
+        raise errors.BadRequest("'enabled' must be true or false.")
+    for name in ("title", "description", "plan"):
+        if out.get(name) is not None and not isinstance(out[name], str):
+            raise errors.BadRequest(f"'{name}' must be a string or null.")
+    if out.get("log_level") is not None and out["log_level"] not in LOG_LEVELS:
+        raise errors.BadRequest(f"'log_level' must be one of {', '.join(LOG_LEVELS)}.")
+    return out
+
+
+def _validate(process: dict[str, Any], settings: Any, catalog: Any, registry: Any,
+              user: Any) -> None:
+    problems = validate_process(process, build_services(settings, catalog, registry, user))
+    if problems:
+        raise problems[0]
+
+
+@router.post("/services", operation_id="create-service", status_code=201,
+             openapi_extra={"requestBody": _CREATE_BODY}, response_class=Response)
+async def create_service(request: Request, user: ActiveUser, body: JsonObjectBody,
+                         services: ServicesDep, settings: SettingsDep, catalog: CatalogDep,
+                         registry: RegistryDep) -> Response:
+    """Store a service; its tiles are rendered when they are asked for."""
+    for name in ("type", "process"):
+        if name not in body:
+            if name == "process":
+                raise errors.ProcessGraphMissing("The body needs 'process'.")
+            raise errors.ServiceUnsupported(
+                f"The body needs 'type' (GET /service_types lists {SERVICE_TYPE}).")
+    record = checked_fields(body, WRITABLE)
+    record.setdefault("enabled", True)
+    record.setdefault("configuration", {})
+    await run_in_threadpool(_validate, record["process"], settings, catalog, registry, user)
+    service_id = services.create(user.user_id, record)
+    return Response(status_code=201, headers={
+        "Location": api_url(request, f"/services/{service_id}"),
+        "OpenEO-Identifier": service_id})
+
+
+@router.get("/services", operation_id="list-services")
+def list_services(request: Request, user: ActiveUser, services: ServicesDep) -> dict[str, Any]:
+    docs = [service_document(request, record) for record in services.list(user.user_id)]
+    page, links = paginate(request, docs, "/services")
+    return {"services": page, "links": links}
+
+
+@router.get("/services/{service_id}", operation_id="describe-service")
+def describe_service(request: Request, service_id: str, user: ActiveUser,
+                     services: ServicesDep) -> dict[str, Any]:
+    return service_document(request, services.get(user.user_id, service_id))
+
+
+@router.patch("/services/{service_id}", operation_id="update-service", status_code=204,
+              openapi_extra={"requestBody": _PATCH_BODY}, response_class=Response)
+async def update_service(service_id: str, user: ActiveUser, body: JsonObjectBody,
+                         services: ServicesDep, cache: TileCacheDep, settings: SettingsDep,
+                         catalog: CatalogDep, registry: RegistryDep) -> Response:
+    services.get(user.user_id, service_id)  # ServiceNotFound before checking the body
+    changes = checked_fields(body, WRITABLE)
+    if "process" in changes:
+        await run_in_threadpool(_validate, changes["process"], settings, catalog, registry,
+                                user)
+    services.update(user.user_id, service_id, changes)
+    cache.forget(service_id)
+    return Response(status_code=204)
+
+
+@router.delete("/services/{service_id}", operation_id="delete-service", status_code=204,
+               response_class=Response)
+def delete_service(service_id: str, user: ActiveUser, services: ServicesDep,
+                   cache: TileCacheDep) -> Response:
+    services.delete(user.user_id, service_id)
+    cache.forget(service_id)
+    return Response(status_code=204)
+
+
+@router.get("/services/{service_id}/logs", operation_id="debug-service")
+def debug_service(request: Request, service_id: str, user: ActiveUser,
+                  services: ServicesDep) -> dict[str, Any]:
+    """What went wrong while rendering tiles (one entry per failed tile)."""
+    query = log_query(request.query_params.get("level"), request.query_params.get("offset"))
+    entries = services.logs(user.user_id, service_id, query.after, levels_from(query.level))
+    page, links = paginate(request, entries, f"/services/{service_id}/logs")
+    return {"logs": page, "level": query.level, "links": links}
+
+
+def tile_parameters(request: Request) -> dict[str, Any]:
+    """Process parameters from the tile URL's query string: JSON values, else text."""
+    out: dict[str, Any] = {}
+    for name, raw in request.query_params.items():
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+@router.get(TILE_PATH, operation_id="get-xyz-tile", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "A PNG tile."}})
+async def get_xyz_tile(request: Request, service_id: str, z: int, x: int, y: int,
+                       services: ServicesDep, cache: TileCacheDep, users: UsersDep,
+                       settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
+                       executor: ExecutorDep) -> Response:
+    """Tile z/x/y of a service: from the cache, or rendered now (as the service's owner)."""
+    owner_id, record = await run_in_threadpool(services.for_tiles, service_id)
+    if record.get("enabled") is False:
+        raise errors.ServiceNotFound(f"The service '{service_id}' is disabled; enable it with "
+                                     "PATCH /services/{service_id}.")
+    parameters = tile_parameters(request)
+    key = (service_id, graph_hash(record["process"], record.get("configuration")), z, x, y,
+           json.dumps(parameters, sort_keys=True))
+    tile = cache.get(key)
+    if tile is None:
+        def render() -> bytes:
+            config = check_configuration(record.get("configuration"))
+            owner = users.get(owner_id)
+            tile_services = build_services(settings, catalog, registry, owner,
+                                           executor=executor)
+            return render_tile(record["process"], config, z, x, y, tile_services, parameters)
+
+        try:
+            tile = await run_in_threadpool(render)
+        except errors.OpenEOError as exc:
+            if exc.status != 404:
+                level = "error" if exc.status >= 500 else "warning"
+                await run_in_threadpool(services.log, service_id, level,
+                                        f"tile {z}/{x}/{y}: {exc.message}", exc.code)
+            raise
+        cache.put(key, tile)
+    return Response(tile, media_type="image/png",
+                    headers={"Cache-Control": "max-age=60"})

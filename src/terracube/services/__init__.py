@@ -1,0 +1,1 @@
+"""Secondary web services: XYZ map tiles rendered lazily from a process graph."""

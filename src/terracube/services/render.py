@@ -1,0 +1,411 @@
+"""XYZ tiles of a process graph: the configuration of an XYZ service, and one Web Mercator
+tile rendered lazily (the graph's loads restricted to the tile, warped onto its grid) as PNG.
+
+How a tile is made: the graph's result gets a `filter_bbox` with the tile's bounds (plus a
+margin of a few tile pixels, so that resampling at the edges sees its neighbours); the push-down
+optimizer moves that box into every load, so only the tile's window is read. The (lazy) result
+is warped onto the tile grid (datacube.grid.warp), computed with the executor, stretched to
+8 bits and written as RGBA PNG (transparent where there is no data).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import morecantile
+import numpy as np
+import pyproj
+import rasterio.warp
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import MemoryFile
+
+from terracube import errors, executor
+from terracube.datacube.cube import RasterCube
+from terracube.datacube.grid import Grid, warp
+from terracube.engine.evaluate import Services
+from terracube.processing.run import check_structure, evaluate_result
+from terracube.results.quicklook import parse_colormap
+
+TMS = morecantile.tms.get("WebMercatorQuad")
+WEB_MERCATOR = pyproj.CRS.from_epsg(3857)
+MARGIN_PIXELS = 2  # of the tile, around it: resampling at the edges sees its neighbours
+RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+
+# Named colour maps for one-band results: stops (position 0..1, r, g, b), linear in between.
+# Taken from the published definitions (matplotlib's viridis, ColorBrewer's RdYlGn) at a few
+# positions; no plotting library needed at run time.
+COLORMAPS: dict[str, list[tuple[float, int, int, int]]] = {
+    "greys": [(0.0, 0, 0, 0), (1.0, 255, 255, 255)],
+    "viridis": [(0.0, 68, 1, 84), (0.25, 59, 82, 139), (0.5, 33, 145, 140),
+                (0.75, 94, 201, 98), (1.0, 253, 231, 37)],
+    "rdylgn": [(0.0, 165, 0, 38), (0.25, 244, 109, 67), (0.5, 255, 255, 191),
+               (0.75, 102, 189, 99), (1.0, 0, 104, 55)],
+    "ndvi": [(0.0, 140, 81, 10), (0.35, 223, 194, 125), (0.5, 246, 232, 195),
+             (0.65, 128, 205, 193), (0.8, 53, 151, 53), (1.0, 0, 68, 27)],
+}
+
+# The configuration parameters of the XYZ service type (GET /service_types).
+CONFIGURATION: dict[str, dict[str, Any]] = {
+    "minzoom": {"description": "Lowest zoom level with tiles (lower ones answer 404).",
+                "type": "integer", "minimum": 0, "maximum": 24, "default": 0},
+    "maxzoom": {"description": "Highest zoom level with tiles.", "type": "integer",
+                "minimum": 0, "maximum": 24, "default": 22},
+    "tile_size": {"description": "Width and height of a tile in pixels.", "type": "integer",
+                  "enum": [128, 256, 512], "default": 256},
+    "bands": {"description": "The bands to show: one (grey or colour map) or three (red, "
+                             "green, blue). Default: the result's only band, or its three.",
+              "type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3},
+    "rescale": {"description": "[min, max] mapped onto 0..255 (one pair for all bands, or one "
+                               "pair per band). Default: the 2nd to 98th percentile of each "
+                               "tile.",
+                "type": "array", "items": {"anyOf": [
+                    {"type": "number"},
+                    {"type": "array", "items": {"type": "number"}, "minItems": 2,
+                     "maxItems": 2}]}},
+    "colormap": {"description": "For one band: a named colour map (" + ", ".join(COLORMAPS)
+                                + ") applied after the rescale, or a table {value: "
+                                "0xRRGGBBAA or [r, g, b, a] in 0..1} of whole values as the "
+                                "PNG format's colormap option.",
+                 "type": ["string", "object"], "default": None},
+    "resampling": {"description": "How the result is warped onto the tile grid.",
+                   "type": "string", "enum": list(RESAMPLING), "default": "bilinear"},
+}
+DEFAULTS = {name: spec["default"] for name, spec in CONFIGURATION.items() if "default" in spec}
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """The checked configuration of an XYZ service."""
+
+    minzoom: int = 0
+    maxzoom: int = 22
+    tile_size: int = 256
+    bands: tuple[str, ...] | None = None
+    rescale: tuple[tuple[float, float], ...] | None = None
+    colormap: str | dict | None = None
+    resampling: str = "bilinear"
+
+
+def check_configuration(config: Any) -> TileConfig:
+    """The XYZ configuration checked; ServiceConfigUnsupported / ServiceConfigInvalid."""
+    if config is None:
+        return TileConfig()
+    if not isinstance(config, dict):
+        raise errors.ServiceConfigInvalid("'configuration' must be an object.")
+    unknown = sorted(set(config) - set(CONFIGURATION))
+    if unknown:
+        raise errors.ServiceConfigUnsupported(
+            f"The XYZ service has no configuration parameter {', '.join(map(repr, unknown))}; "
+            f"it has {', '.join(CONFIGURATION)} (GET /service_types).")
+    values = {k: v for k, v in config.items() if v is not None}
+
+    def invalid(name: str, why: str) -> errors.OpenEOError:
+        return errors.ServiceConfigInvalid(f"Configuration '{name}': {why}; got "
+                                           f"{json.dumps(config[name])[:80]}.")
+
+    zooms = {}
+    for name in ("minzoom", "maxzoom"):
+        value = values.get(name, DEFAULTS[name])
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 24:
+            raise invalid(name, "a whole number from 0 to 24")
+        zooms[name] = value
+    if zooms["minzoom"] > zooms["maxzoom"]:
+        raise invalid("minzoom", "must not exceed maxzoom")
+    size = values.get("tile_size", DEFAULTS["tile_size"])
+    if size not in CONFIGURATION["tile_size"]["enum"] or isinstance(size, bool):
+        raise invalid("tile_size", "one of 128, 256, 512")
+    bands = values.get("bands")
+    if bands is not None and (not isinstance(bands, list) or len(bands) not in (1, 3)
+                              or not all(isinstance(b, str) for b in bands)):
+        raise invalid("bands", "a list of one or three band names")
+    rescale = _check_rescale(values.get("rescale"), invalid)
+    colormap = values.get("colormap")
+    if isinstance(colormap, str):
+        if colormap.lower() not in COLORMAPS:
+            raise invalid("colormap", f"one of {', '.join(COLORMAPS)} or a value table")
+        colormap = colormap.lower()
+    elif isinstance(colormap, dict):
+        try:
+            parse_colormap(colormap, "XYZ")
+        except (errors.OpenEOError, TypeError, ValueError, IndexError) as exc:
+            raise invalid("colormap", str(exc).rstrip(".")) from None
+    elif colormap is not None:
+        raise invalid("colormap", "a name or a value table")
+    if colormap is not None and bands is not None and len(bands) != 1:
+        raise invalid("colormap", "applies to one band only")
+    resampling = values.get("resampling", DEFAULTS["resampling"])
+    if resampling not in RESAMPLING:
+        raise invalid("resampling", f"one of {', '.join(RESAMPLING)}")
+    return TileConfig(minzoom=zooms["minzoom"], maxzoom=zooms["maxzoom"], tile_size=size,
+                      bands=tuple(bands) if bands else None, rescale=rescale,
+                      colormap=colormap, resampling=resampling)
+
+
+def _check_rescale(value: Any, invalid: Callable[[str, str], errors.OpenEOError]
+                   ) -> tuple[tuple[float, float], ...] | None:
+    if value is None:
+        return None
+    why = "[min, max] or one [min, max] per band, numbers with min < max"
+    if not isinstance(value, list) or not value:
+        raise invalid("rescale", why)
+    pairs = [value] if all(_is_number(v) for v in value) else value
+    if not all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p)
+               and p[0] < p[1] for p in pairs) or len(pairs) not in (1, 3):
+        raise invalid("rescale", why)
+    return tuple((float(p[0]), float(p[1])) for p in pairs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --- the tile grid -----------------------------------------------------------------------------
+def tile_grid(z: int, x: int, y: int, size: int) -> Grid:
+    """The pixel grid of tile z/x/y of WebMercatorQuad, `size` pixels square."""
+    b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+    transform = Affine((b.right - b.left) / size, 0, b.left, 0, -(b.top - b.bottom) / size,
+                       b.top)
+    return Grid(crs=WEB_MERCATOR, transform=transform, width=size, height=size,
+                reference_system=3857)
+
+
+def check_tile(z: int, x: int, y: int, config: TileConfig) -> None:
+    """NotFound (404) for tiles outside the zoom range or the grid."""
+    if not config.minzoom <= z <= config.maxzoom:
+        raise errors.NotFound(f"Zoom {z} is outside this service's range {config.minzoom}.."
+                           f"{config.maxzoom}.")
+    if not (0 <= x < 2 ** z and 0 <= y < 2 ** z):
+        raise errors.NotFound(f"There is no tile {z}/{x}/{y} in WebMercatorQuad.")
+
+
+# --- the graph of one tile ---------------------------------------------------------------------
+def tile_process(process: dict[str, Any], grid: Grid) -> dict[str, Any]:
+    """The process graph of one tile: the result (or the data a save_result result node
+    saves) filtered to the tile's bounds plus a margin, in EPSG:3857."""
+    graph = copy.deepcopy(check_structure(process))
+    result_id = next(nid for nid, node in graph.items() if node.get("result"))
+    result = graph[result_id]
+    data: Any = {"from_node": result_id}
+    if result.get("process_id") == "save_result":  # show what it saves, write nothing
+        data = result.get("arguments", {}).get("data")
+        del graph[result_id]
+    result.pop("result", None)
+    left, bottom, right, top = grid.bounds
+    pad = MARGIN_PIXELS * grid.resolution[0]
+    node_id = "tile_bbox"
+    while node_id in graph:
+        node_id += "_"
+    graph[node_id] = {"process_id": "filter_bbox", "result": True, "arguments": {
+        "data": data, "extent": {"west": left - pad, "south": bottom - pad, "east": right + pad,
+                                 "north": top + pad, "crs": "EPSG:3857"}}}
+    return {**({} if "process_graph" not in process else
+               {k: v for k, v in process.items() if k != "process_graph"}),
+            "process_graph": graph}
+
+
+def load_footprint(process: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """The union of the graph's load_collection boxes in EPSG:3857, or None when some load
+    has no plain box (then every tile must be evaluated)."""
+    boxes = []
+    for node in check_structure(process).values():
+        if node.get("process_id") not in ("load_collection", "load_stac"):
+            continue
+        extent = node.get("arguments", {}).get("spatial_extent")
+        if not isinstance(extent, dict) or not all(
+                _is_number(extent.get(k)) for k in ("west", "south", "east", "north")):
+            return None
+        try:
+            crs = pyproj.CRS.from_user_input(extent.get("crs") or 4326)
+            boxes.append(rasterio.warp.transform_bounds(
+                crs.to_wkt(), WEB_MERCATOR.to_wkt(), extent["west"], extent["south"],
+                extent["east"], extent["north"], densify_pts=21))
+        except Exception:  # noqa: BLE001 - a bad crs: the evaluation reports it
+            return None
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
+
+
+def outside(grid: Grid, footprint: tuple[float, float, float, float] | None) -> bool:
+    if footprint is None:
+        return False
+    left, bottom, right, top = grid.bounds
+    return right <= footprint[0] or left >= footprint[2] or top <= footprint[1] or \
+        bottom >= footprint[3]
+
+
+# --- rendering ---------------------------------------------------------------------------------
+def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: int,
+                services: Services, parameters: dict[str, Any] | None = None) -> bytes:
+    """Tile z/x/y of the process's raster result as RGBA PNG bytes."""
+    check_tile(z, x, y, config)
+    grid = tile_grid(z, x, y, config.tile_size)
+    if outside(grid, load_footprint(process)):
+        return empty_png(config.tile_size)
+    value = evaluate_result(tile_process(process, grid), services, parameters)
+    if not isinstance(value, RasterCube) or value.x_dim is None or value.y_dim is None:
+        raise errors.ProcessParameterInvalid(
+            "An XYZ service shows a raster data cube with x and y dimensions; this process "
+            f"returns {type(value).__name__}.")
+    cube = value
+    if 0 in (cube.data.sizes[cube.x_dim.name], cube.data.sizes[cube.y_dim.name]):
+        return empty_png(config.tile_size)
+    layers = tile_layers(warp(cube, grid, config.resampling), config)
+    running = services.executor or executor.current()
+    (values,) = running.compute(layers)
+    return encode_png(np.asarray(values, dtype="float64"), config)
+
+
+def tile_layers(cube: RasterCube, config: TileConfig) -> Any:
+    """The (lazy) array of the layers to show, shaped (layers, y, x): the configured bands,
+    or the cube's only one or three."""
+    xd, yd = cube.x_dim, cube.y_dim
+    assert xd is not None and yd is not None
+    arr = cube.data
+    if config.bands:
+        band_dim = next((d for d in cube.dimensions if d.type == "bands"), None)
+        if band_dim is None:
+            raise errors.ServiceConfigInvalid(
+                f"Configuration 'bands' selects {list(config.bands)}, but the result has no "
+                "bands dimension.")
+        have = [str(b) for b in arr.coords[band_dim.name].values]
+        missing = [b for b in config.bands if b not in have]
+        if missing:
+            raise errors.ServiceConfigInvalid(
+                f"Configuration 'bands': the result has no band {', '.join(missing)}; it has "
+                f"{', '.join(have)}.")
+        arr = arr.sel({band_dim.name: list(config.bands)})
+    other = [d for d in arr.dims if d not in (xd.name, yd.name)]
+    arr = arr.transpose(*other, yd.name, xd.name)
+    layers = int(np.prod([arr.sizes[d] for d in other])) if other else 1
+    if layers not in (1, 3):
+        raise errors.ProcessParameterInvalid(
+            f"An XYZ tile shows 1 (grey) or 3 (RGB) layers, but this result has {layers} "
+            f"({', '.join(f'{d}: {arr.sizes[d]}' for d in other)}); reduce the other "
+            "dimensions in the graph or choose bands in the configuration.")
+    return arr.data.reshape(layers, arr.shape[-2], arr.shape[-1])
+
+
+def stretch_range(band: np.ndarray, index: int, config: TileConfig) -> tuple[float, float]:
+    """The [low, high] a layer is stretched over: the configured rescale, or the 2nd and
+    98th percentile of its valid values."""
+    if config.rescale:
+        return config.rescale[min(index, len(config.rescale) - 1)]
+    finite = band[np.isfinite(band)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [2, 98])
+    return float(lo), float(hi)
+
+
+def stretch(values: np.ndarray, config: TileConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(fractions 0..1 of each layer, valid mask) of float layers (layers, y, x)."""
+    valid = np.isfinite(values).all(axis=0)
+    out = np.zeros(values.shape, dtype="float64")
+    for i, band in enumerate(values):
+        lo, hi = stretch_range(band, i, config)
+        with np.errstate(invalid="ignore"):
+            scaled = (band - lo) / (hi - lo) if hi > lo else np.zeros_like(band)
+        out[i] = np.clip(np.nan_to_num(scaled), 0, 1)
+    return out, valid
+
+
+def encode_png(values: np.ndarray, config: TileConfig) -> bytes:
+    """RGBA PNG of float layers (layers, y, x): stretched, coloured, no-data transparent."""
+    size = values.shape[-2:]
+    rgba = np.zeros((4, *size), dtype="uint8")
+    if isinstance(config.colormap, dict):
+        table = parse_colormap(config.colormap, "XYZ")
+        layer = values[0]
+        for value, color in table.items():
+            hit = layer == value
+            for i in range(4):
+                rgba[i][hit] = color[i]
+        return _png(rgba)
+    fractions, valid = stretch(values, config)
+    if values.shape[0] == 3:
+        rgba[:3] = np.round(fractions * 255).astype("uint8")
+    elif isinstance(config.colormap, str):
+        rgba[:3] = apply_colormap(fractions[0], config.colormap)
+    else:
+        rgba[:3] = np.round(fractions[0] * 255).astype("uint8")
+    rgba[3] = np.where(valid, 255, 0)
+    rgba[:3, ~valid] = 0
+    return _png(rgba)
+
+
+def apply_colormap(fraction: np.ndarray, name: str) -> np.ndarray:
+    """(3, y, x) uint8 colours of fractions 0..1 through a named colour map."""
+    stops = COLORMAPS[name]
+    where = [s[0] for s in stops]
+    return np.stack([np.round(np.interp(fraction, where, [s[c] for s in stops]))
+                     .astype("uint8") for c in (1, 2, 3)])
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    # A tile PNG carries no georeferencing (the URL says where it is): no warning about it.
+    with warnings.catch_warnings(), MemoryFile() as mem:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with mem.open(driver="PNG", width=rgba.shape[2], height=rgba.shape[1], count=4,
+                      dtype="uint8") as ds:
+            ds.write(rgba)
+        return bytes(mem.read())
+
+
+_EMPTY: dict[int, bytes] = {}
+
+
+def empty_png(size: int) -> bytes:
+    """A fully transparent tile."""
+    if size not in _EMPTY:
+        _EMPTY[size] = _png(np.zeros((4, size, size), dtype="uint8"))
+    return _EMPTY[size]
+
+
+# --- the tile cache ----------------------------------------------------------------------------
+def graph_hash(process: Any, configuration: Any) -> str:
+    """A digest of what a tile depends on in a service: its process and configuration."""
+    text = json.dumps([process, configuration], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class TileCache:
+    """The last `capacity` tiles rendered, keyed by (service, graph hash, z, x, y, query);
+    `forget(service)` drops a service's tiles (PATCH, DELETE)."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self._tiles: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> bytes | None:
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+            return tile
+
+    def put(self, key: tuple, tile: bytes) -> None:
+        with self._lock:
+            self._tiles[key] = tile
+            self._tiles.move_to_end(key)
+            while len(self._tiles) > self.capacity:
+                self._tiles.popitem(last=False)
+
+    def forget(self, service_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._tiles if k[0] == service_id]:
+                del self._tiles[key]
+
+    def __len__(self) -> int:
+        return len(self._tiles)
