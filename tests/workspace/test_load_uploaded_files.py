@@ -205,3 +205,20 @@ def test_export_workspace_copies_saved_results_into_the_workspace(tmp_path) -> N
     assert f"exports/run1/{result.filename}" in files
     copied, _ = ws.file_to_read(f"exports/run1/{result.filename}")
     assert copied.read_bytes() == result.path.read_bytes() == b"[1, 2, 3]"
+
+
+def test_geotiff_in_longitude_latitude(registry, tmp_path):
+    """A GeoTIFF in EPSG:4326 (as the server's own results are when loaded in degrees):
+    odc-geo names the axes latitude/longitude, the cube's are y/x (was KeyError: 'y')."""
+    path = tmp_path / "in" / "geo.tif"
+    path.parent.mkdir(parents=True)
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=3, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=from_origin(11.0, 46.5, 0.01, 0.01)) as ds:
+        ds.write(VALUES, 1)
+        ds.set_band_description(1, "B04")
+    cube = load(registry, tmp_path, ["in/geo.tif"])
+    assert [d.name for d in cube.dimensions] == ["bands", "y", "x"]
+    assert cube.crs == 4326
+    np.testing.assert_array_equal(cube.data.sel(bands="B04").values, VALUES)
+    np.testing.assert_allclose(cube.data.x.values, [11.005, 11.015, 11.025, 11.035])
+    np.testing.assert_allclose(cube.data.y.values, [46.495, 46.485, 46.475])

@@ -201,6 +201,8 @@ def load_aligned(items: Sequence[pystac.Item], bands: Sequence[str],
               tuple(b - a for a, b in xsplits))
     arr = da.Array(graph, name, chunks=chunks, dtype=np.float32)
     coords = xr_coords(geobox)
+    # odc-geo names the axes of a geographic grid latitude/longitude; the cube's are y/x.
+    ydim, xdim = geobox.dimensions
     return xr.DataArray(arr, dims=("t", "bands", "y", "x"),
                         coords={"t": times.values, "bands": list(bands),
-                                "y": coords["y"].values, "x": coords["x"].values})
+                                "y": coords[ydim].values, "x": coords[xdim].values})
