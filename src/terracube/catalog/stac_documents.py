@@ -357,6 +357,11 @@ def normalise_items(items: list[pystac.Item], source: str
     rename_single = all(len(a) == 1 for a in per_item) and (len(key_sets) > 1 or all(
         all(b["name"] for b in _asset_bands(k, a, it))
         for it, assets in zip(items, per_item) for k, a in assets.items()))
+    # A file per band whose keys change from item to item (job results written with
+    # separate_asset_per_band: openEO_2022-06-02Z_B04.tif): the band's name is the stable key.
+    key_by_band = not rename_single and len(key_sets) > 1 and all(
+        len(bands := _asset_bands(k, a, it)) == 1 and bands[0]["name"]
+        for it, assets in zip(items, per_item) for k, a in assets.items())
 
     # Read the headers that the metadata does not replace, in parallel (URLs are slow).
     need_header = []
@@ -383,6 +388,8 @@ def normalise_items(items: list[pystac.Item], source: str
         new_assets = {}
         for key, asset in assets.items():
             canon_key = "data" if rename_single else key
+            if key_by_band:
+                canon_key = str(_asset_bands(key, asset, item)[0]["name"])
             header = headers.get(asset.href)
             proj = _asset_proj(asset, item)
             if header and not (proj["crs"] and proj["shape"] and proj["transform"]):
