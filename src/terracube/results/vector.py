@@ -15,11 +15,15 @@ import shapely
 from terracube import errors, executor
 from terracube.datacube.cube import TEMPORAL, datetime_labels_to_strings
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
+from terracube.results.json_safe import without_non_finite
 
 
 def _labels(cube: VectorCube, dim: str, values: Any) -> list[str]:
     d = next((x for x in cube.dimensions if x.name == dim), None)
-    if d is not None and d.type == TEMPORAL:
+    values = np.asarray(values)
+    # Only dates become RFC 3339 text: period labels of a temporal dimension ("2008-mam",
+    # the normals' "01".."12") are written as they are, not parsed into dates.
+    if d is not None and d.type == TEMPORAL and np.issubdtype(values.dtype, np.datetime64):
         return datetime_labels_to_strings(values)
     return [str(v) for v in values]
 
@@ -54,8 +58,8 @@ def wide_properties(cube: VectorCube) -> list[dict]:
     label_cols = [c for c in keys if table[c].dtype == object and c in
                   [d.name for d in cube.dimensions]]
     value_cols = [c for c in keys if c not in label_cols]
-    for row in table.itertuples(index=False):
-        rec = row._asdict()
+    # records, not itertuples(): band names such as "0" or "q0.25" are no Python identifiers
+    for rec in table.to_dict("records"):
         prefix = "_".join(str(rec[c]) for c in label_cols)
         for c in value_cols:
             v = rec[c]
@@ -175,9 +179,9 @@ def feature_files(cube: VectorCube, id_property: str | None) -> list[tuple[str, 
 
 def write_vector(cube: VectorCube, fmt: str, path: Path) -> None:
     if fmt == "GeoJSON":
-        path.write_text(json.dumps(to_geojson(cube), allow_nan=True))
+        path.write_text(json.dumps(without_non_finite(to_geojson(cube)), allow_nan=False))
     elif fmt == "JSON":
-        path.write_text(json.dumps(to_cdse_json(cube), allow_nan=True))
+        path.write_text(json.dumps(without_non_finite(to_cdse_json(cube)), allow_nan=False))
     elif fmt == "CSV":
         cdse_table(cube).to_csv(path, index=False)
     elif fmt == "Parquet":
