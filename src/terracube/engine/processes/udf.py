@@ -95,16 +95,15 @@ def log_data(data: Any, *, compute: bool = True) -> Any:
     """`data` as JSON for a log entry: numbers, strings, lists and objects as they are (NaN as
     null), arrays of up to _MAX_LOGGED_VALUES values as nested lists with their dimensions, the
     summary otherwise. `compute=False`: a lazy (dask) array is summarised, never computed."""
-    if isinstance(data, RasterCube):
-        data = data.data
-    elif isinstance(data, ArrayValue):
+    original = data
+    if isinstance(data, (RasterCube, ArrayValue)):
         data = data.data
     if hasattr(data, "get_array") and callable(data.get_array):  # openeo.udf.XarrayDataCube
         data = data.get_array()
     if isinstance(data, xr.DataArray):
         lazy = data.chunks is not None
         if data.size > _MAX_LOGGED_VALUES or (lazy and not compute):
-            return _summary(data)
+            return _summary(original)
         out = {"dims": list(data.dims), "shape": list(data.shape),
                "values": _json_safe(np.asarray(data.values).tolist())}
         coords = {str(d): _json_safe([to_python(v) for v in np.asarray(data[d].values)])
