@@ -358,3 +358,47 @@ def test_resample_cube_temporal_dimension_errors(registry):
     with pytest.raises(OpenEOError) as info:
         run(registry, "resample_cube_temporal", data=data, target=other, dimension="time")
     assert info.value.code == "DimensionNotAvailable"
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # land pixels
+def test_normals_of_monthly_composites_and_their_anomalies(registry, sst):
+    # the standard chain: monthly composites (labels YYYY-MM) -> climatological_normal ->
+    # anomaly; the normals were refused ("labels are not dates")
+    monthly = run(registry, "aggregate_temporal_period", data=sst, period="month",
+                  reducer=MEAN)
+    normals = run(registry, "climatological_normal", data=monthly, period="month",
+                  climatology_period=[2007, 2009])
+    assert list(normals.data.time.values) == [f"{m:02d}" for m in range(1, 13)]
+    labels = list(monthly.data.time.values)
+    years = np.array([int(label[:4]) for label in labels])
+    months = np.array([int(label[5:]) for label in labels])
+    composites = monthly.data.values
+    for m in (1, 7, 12):
+        sel = np.flatnonzero((months == m) & (years >= 2007) & (years <= 2009))
+        assert len(sel) == 3
+        np.testing.assert_allclose(normals.data.sel(time=f"{m:02d}").values,
+                                   np.nanmean(composites[sel], axis=0), rtol=1e-12)
+    out = run(registry, "anomaly", data=monthly, normals=normals, period="month")
+    np.testing.assert_allclose(out.data.values,
+                               composites - normals.data.values[months - 1], equal_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # land pixels
+def test_seasonal_normals_of_season_composites(registry, sst):
+    # a winter label carries the year of its December and counts for the year it ends in
+    seasons = run(registry, "aggregate_temporal_period", data=sst, period="season",
+                  reducer=MEAN)
+    normals = run(registry, "climatological_normal", data=seasons, period="season",
+                  climatology_period=[2007, 2009])
+    assert list(normals.data.time.values) == ["djf", "mam", "jja", "son"]
+    labels = list(seasons.data.time.values)
+    winters = [labels.index(f"{y}-djf") for y in (2006, 2007, 2008)]
+    np.testing.assert_allclose(normals.data.sel(time="djf").values,
+                               np.nanmean(seasons.data.values[winters], axis=0), rtol=1e-12)
+    summers = [labels.index(f"{y}-jja") for y in (2007, 2008, 2009)]
+    np.testing.assert_allclose(normals.data.sel(time="jja").values,
+                               np.nanmean(seasons.data.values[summers], axis=0), rtol=1e-12)
+    out = run(registry, "anomaly", data=seasons, normals=normals, period="season")
+    i = labels.index("2008-djf")
+    np.testing.assert_allclose(out.data.values[i], seasons.data.values[i]
+                               - normals.data.sel(time="djf").values, equal_nan=True)

@@ -416,6 +416,37 @@ _CLIMATOLOGY_LABELS = {
 }
 
 
+# The labels aggregate_temporal_period gives per period (anomaly's `data` lists them).
+_PERIOD_LABEL = {
+    "day": re.compile(r"^(\d{4})-(\d{3})$"),
+    "month": re.compile(r"^(\d{4})-(\d{2})$"),
+    "season": re.compile(r"^(\d{4})-(djf|mam|jja|son)$"),
+    "tropical-season": re.compile(r"^(\d{4})-(ndjfma|mjjaso)$"),
+    "climatology-period": re.compile(r"^(\d{4})(.*)$"),
+}
+
+
+def _period_labels_years_keys(values: np.ndarray, period: str
+                              ) -> tuple[np.ndarray, list[str]] | None:
+    """For labels such as aggregate_temporal_period gives (2008-07 for a month, 2008-djf for
+    the winter from December 2008): the climatology year each counts for and its normals
+    label; None for labels that are not of this form (dates, for instance)."""
+    if np.issubdtype(values.dtype, np.datetime64) or not len(values):
+        return None
+    matches = [_PERIOD_LABEL[period].match(str(v)) for v in values]
+    if not all(matches):
+        return None
+    years, keys = [], []
+    for m in matches:
+        assert m is not None
+        year, key = int(m.group(1)), m.group(2)
+        # a season across the turn of the year counts for the year it ends in (spec); its
+        # label carries the year it starts in
+        years.append(year + (key in ("djf", "ndjfma")))
+        keys.append(key)
+    return np.array(years), keys
+
+
 @process("climatological_normal")
 def climatological_normal(data: RasterCube, period: str,
                           climatology_period: list | None = None) -> RasterCube:
@@ -435,25 +466,31 @@ def climatological_normal(data: RasterCube, period: str,
             f"The climatology period {first}-{last} ends before it starts.",
             argument="climatology_period")
     tdim = _single_temporal(data, "data").name
-    times = label_times(data, tdim)
-    years = times.year.to_numpy()
-    months = times.month.to_numpy()
-    # A season spanning the turn of the year counts for the year it ends in: the winter
-    # before the first year is used if present, the one after the last year never (spec).
-    if period == "season":
-        years = years + (months == 12)
-    elif period == "tropical-season":
-        years = years + (months >= 11)
+    values = np.asarray(data.data.coords[tdim].values) if tdim in data.data.coords else None
+    periodic = None if values is None else _period_labels_years_keys(values, period)
+    if periodic is not None:  # labels of aggregate_temporal_period (e.g. 2008-07, 2008-djf)
+        years, all_keys = periodic
+    else:
+        times = label_times(data, tdim)
+        years = times.year.to_numpy()
+        months = times.month.to_numpy()
+        # A season spanning the turn of the year counts for the year it ends in: the winter
+        # before the first year is used if present, the one after the last year never (spec).
+        if period == "season":
+            years = years + (months == 12)
+        elif period == "tropical-season":
+            years = years + (months >= 11)
     positions = np.flatnonzero((years >= first) & (years <= last))
     if len(positions) == 0:
         raise errors.ProcessParameterInvalid(
             f"The data cube has no data in the climatology period {first}-{last}.",
             argument="climatology_period")
-    selected = times[positions]
     if period == "climatology-period":
         keys = ["climatology-period"] * len(positions)
+    elif periodic is not None:
+        keys = [all_keys[i] for i in positions]
     else:
-        keys = _keys_of_times(selected, period)
+        keys = _keys_of_times(times[positions], period)
     if period == "day":
         all_labels = [f"{d:03d}" for d in range(1, 366)] + (["366"] if "366" in keys else [])
     else:
