@@ -60,6 +60,12 @@ _GTIFF = {
         "separate_asset_per_band": _param(
             "Write one file per band (and per date in a batch job), e.g. "
             "openEO_2022-06-01Z_B04.tif.", {"type": "boolean"}, False),
+        "sample_by_feature": _SAMPLE_BY_FEATURE,
+        "feature_id_property": _FEATURE_ID_PROPERTY,
+        # CDSE's tiling of a job's GeoTIFFs into a grid; only its default (no grid) here,
+        # so that graphs passing the default run and a real grid is refused, not ignored.
+        "tile_grid": _param("Only null (no tile grid): one GeoTIFF per date covers the "
+                            "whole extent.", {"type": "null"}),
     },
 }
 _NETCDF = {
@@ -188,6 +194,10 @@ def check_options(fmt: str, options: dict | None) -> dict:
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:
+            if schema.get("type") == "null":
+                raise errors.ProcessParameterInvalid(
+                    f"The option '{name}' of format {fmt} is not supported here except as "
+                    f"null (its default); got {value!r}.", argument="options") from None
             raise errors.ProcessParameterInvalid(
                 f"The option '{name}' of format {fmt} is invalid: {exc.message}.",
                 argument="options") from None
