@@ -67,6 +67,39 @@ class Settings(BaseSettings):
         7, ge=0, description="Days between flagging an inactive workspace and removing its "
                              "files (the user logging in again in between keeps them).")
 
+    # Limits of request bodies (docs/administration/security.md)
+    max_json_depth: int = Field(
+        100, ge=2, description="Deepest nesting of objects and arrays a JSON request body may "
+                               "have; deeper bodies are refused with 400 BadRequest.")
+    max_graph_nodes: int = Field(
+        5000, ge=1, description="Most process graph nodes (callbacks included) one request "
+                                "body may hold.")
+    max_graph_chain: int = Field(
+        300, ge=1, description="Longest chain of nodes (each using the previous one's result) "
+                               "a process graph may have.")
+
+    # Python UDFs (docs/administration/udf-sandbox.md)
+    udf_enabled: bool = Field(
+        True, description="false switches run_udf off for everyone (FeatureUnsupported).")
+    udf_trusted_users: str = Field(
+        "", description="Comma-separated user ids whose UDFs may run without a sandbox when "
+                        "bubblewrap is not available; everyone else's UDFs are then refused.")
+    udf_cpu_seconds: int = Field(600, ge=1, description="CPU seconds of one UDF process.")
+    udf_memory_bytes: int = Field(
+        2 * 1024**3, ge=256 * 1024**2, description="Address space of one UDF process.")
+    udf_max_processes: int = Field(
+        64, ge=1, description="Processes and threads one UDF sandbox may run.")
+    udf_file_bytes: int = Field(
+        256 * 1024**2, ge=0, description="Largest file a UDF may write.")
+    udf_tmp_bytes: int = Field(
+        256 * 1024**2, ge=1024**2, description="Size of the UDF's private /tmp (memory).")
+    udf_timeout_seconds: float = Field(
+        300, gt=0, description="Wall-clock time a UDF may take for one block.")
+    udf_output_bytes: int = Field(
+        1024**3, ge=1, description="Largest block a UDF may return.")
+    udf_idle_seconds: float = Field(
+        300, gt=0, description="A warm UDF process unused for this long exits.")
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Resolve now so a later chdir (or a worker process) sees the same folder.

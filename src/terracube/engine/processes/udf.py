@@ -24,14 +24,10 @@ same dimensions and sizes. Inside a callback over a dimension (`reduce_dimension
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import threading
 import uuid
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,6 +39,7 @@ from terracube.datacube.cube import SPATIAL, RasterCube
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
+from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused, sandbox_problem
 
 log = logging.getLogger(__name__)
 
@@ -136,34 +133,12 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-# `openeo.udf.inspect(...)` in a UDF logs to this logger (openeo/udf/debug.py); its records are
-# forwarded to the log of the job whose run_udf node runs the UDF. The node and the job log are
-# found through a token (thread-local while a UDF block runs), so no logging function is put
-# into the dask graph; where the token is unknown (e.g. on a remote dask worker) the record
-# goes to the server's log only.
-_UDF_USER_LOGGER = os.environ.get("OPENEO_UDF_USER_LOGGER", "openeo.udf.debug.user")
+# `openeo.udf.inspect(...)` in a UDF logs to the openeo.udf.debug.user logger of its sandboxed
+# process; the runner sends the records back with the block and they are forwarded to the log of
+# the job whose run_udf node runs the UDF. The job log is found through a token, so no logging
+# function is put into the dask graph; where the token is unknown (e.g. on a remote dask
+# worker) the records are dropped.
 _udf_sinks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_running = threading.local()
-
-
-class _UdfLogForwarder(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        target = getattr(_running, "target", None)
-        sink = _udf_sinks.get(target[0]) if target else None
-        if sink is None:
-            return
-        level = record.levelname.lower()
-        level = level if level in _LEVELS else "info"
-        try:
-            sink(level, record.getMessage(), target[1], code=getattr(record, "code", None),
-                 data=log_data(getattr(record, "data", None)))
-        except Exception:  # a log entry must never fail the user's computation
-            self.handleError(record)
-
-
-_udf_logger = logging.getLogger(_UDF_USER_LOGGER)
-_udf_logger.setLevel(logging.DEBUG)  # the job's log_level decides what is kept
-_udf_logger.addHandler(_UdfLogForwarder())
 
 
 def _udf_log_token(ctx: Any) -> tuple[str, str] | None:
@@ -174,16 +149,6 @@ def _udf_log_token(ctx: Any) -> tuple[str, str] | None:
     token = uuid.uuid4().hex
     _udf_sinks[token] = services_log
     return token, ctx.node_id
-
-
-@contextlib.contextmanager
-def _udf_logging(target: tuple[str, str] | None) -> Iterator[None]:
-    previous = getattr(_running, "target", None)
-    _running.target = target
-    try:
-        yield
-    finally:
-        _running.target = previous
 
 
 def _summary(data: Any) -> str:
@@ -239,8 +204,8 @@ def _check_runtime(runtime: str, version: str | None) -> None:
             argument="version")
 
 
-def _load(code: Any) -> dict:
-    """The namespace of the UDF module, or ProcessParameterInvalid for anything else."""
+def _check_code(code: Any) -> str:
+    """The UDF's source code, checked without running it (compile only)."""
     if not isinstance(code, str) or not code.strip():
         raise errors.ProcessParameterInvalid("udf must be the UDF's Python source code.",
                                              argument="udf")
@@ -249,127 +214,72 @@ def _load(code: Any) -> dict:
             "UDFs given as a URL or a file path are not supported (nothing is downloaded or "
             "read): put the Python source code itself in 'udf'.", argument="udf")
     try:
-        compiled = compile(code, "<udf>", "exec", dont_inherit=True)
+        compile(code, "<udf>", "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise errors.ProcessParameterInvalid(
             f"The UDF code is not valid Python: {exc.msg} (line {exc.lineno}).",
             argument="udf") from exc
-    import pandas
-    from openeo.udf import UdfData, XarrayDataCube
-    from openeo.udf.structured_data import StructuredData
-
-    namespace: dict = {"__name__": "openeo_udf", "np": np, "numpy": np, "xarray": xr,
-                       "pandas": pandas, "pd": pandas, "math": math, "UdfData": UdfData,
-                       "XarrayDataCube": XarrayDataCube, "DataCube": XarrayDataCube,
-                       "StructuredData": StructuredData}
-    try:
-        exec(compiled, namespace)  # noqa: S102 - trusted users only, see the module docstring
-    except Exception as exc:
-        raise errors.ProcessParameterInvalid(
-            f"The UDF code failed while loading: {type(exc).__name__}: {exc}",
-            argument="udf") from exc
-    return namespace
+    return code
 
 
-def _annotation_name(annotation: Any) -> str:
-    if isinstance(annotation, str):
-        return annotation
-    return getattr(annotation, "__name__", str(annotation))
+def _trusted(settings: Any, user: Any) -> bool:
+    if settings is None or user is None:
+        return False
+    names = {u.strip() for u in str(settings.udf_trusted_users).split(",") if u.strip()}
+    return str(getattr(user, "user_id", "")) in names
 
 
-def _entry(namespace: dict) -> tuple[str, Any]:
-    """(kind, function): the UDF entry point found in the module namespace."""
-    import inspect as pyinspect
+def _pool(code: str, ctx: Any) -> UdfPool:
+    """The warm UDF processes of this node: sandboxed, or for trusted users plain processes
+    where the sandbox is missing; UdfRefused when UDFs are off or cannot be sandboxed."""
+    services = getattr(ctx, "services", None)
+    settings = getattr(services, "settings", None)
+    if settings is not None and not settings.udf_enabled:
+        raise UdfRefused("Python UDFs are switched off on this server (run_udf is not "
+                         "available).")
+    limits = UdfLimits.from_settings(settings)
+    problem = sandbox_problem()
+    if problem is None:
+        return UdfPool(code, limits, sandboxed=True)
+    if _trusted(settings, getattr(services, "user", None)):
+        log.warning("UDF runs without a sandbox for a trusted user: %s", problem)
+        return UdfPool(code, limits, sandboxed=False)
+    raise UdfRefused(f"Python UDFs cannot run on this server: they need a sandbox and "
+                     f"{problem}; only users an administrator marked as trusted may run them.")
 
-    for name in ("apply_datacube", "apply_hypercube"):
-        func = namespace.get(name)
-        if callable(func):
-            params = pyinspect.signature(func).parameters
-            ann = params["cube"].annotation if "cube" in params else None
-            kind = "dataarray" if _annotation_name(ann).split(".")[-1] == "DataArray" \
-                else "datacube"
-            return kind, func
-    if callable(namespace.get("apply_timeseries")):
-        return "timeseries", namespace["apply_timeseries"]
-    from openeo.udf import UdfData
 
-    for name, func in namespace.items():
-        if name.startswith("_") or not callable(func) or isinstance(func, type):
+def _forward_logs(records: Any, target: tuple[str, str] | None) -> None:
+    """What the UDF logged with openeo.udf.inspect, into the job log of its node."""
+    sink = _udf_sinks.get(target[0]) if target else None
+    if sink is None or not isinstance(records, list):
+        return
+    for r in records[:1000]:
+        if not isinstance(r, dict):
             continue
-        if getattr(func, "__module__", None) != "openeo_udf":
-            continue
+        level = str(r.get("level", "info"))
         try:
-            params = list(pyinspect.signature(func).parameters.values())
-        except (TypeError, ValueError):
-            continue
-        if len(params) == 1 and (params[0].annotation is UdfData or _annotation_name(
-                params[0].annotation).split(".")[-1] == "UdfData"):
-            return "udfdata", func
-    raise errors.ProcessParameterInvalid(
-        "The UDF defines no entry point: define apply_datacube(cube, context), "
-        "apply_timeseries(series, context) or a function taking one UdfData.", argument="udf")
+            sink(level if level in _LEVELS else "info", str(r.get("message", ""))[:10_000],
+                 target[1], code=r.get("code") if isinstance(r.get("code"), str) else None,
+                 data=_json_safe(r.get("data")))
+        except Exception:  # a log entry must never fail the user's computation
+            log.exception("UDF log entry lost")
 
 
-def _call_udf(kind: str, func: Any, arr: xr.DataArray, context: Any,
+def _call_udf(pool: UdfPool, arr: xr.DataArray, context: Any,
               target: tuple[str, str] | None = None) -> xr.DataArray:
-    """Run the UDF on one DataArray and return its result as a DataArray; `target`: where
-    its inspect records go (_udf_log_token).
-
-    Whatever the user's code raises is the user's error (ProcessParameterInvalid on `udf`).
-    """
+    """The UDF applied to one DataArray in a worker of `pool`; what it logs reaches `target`
+    (_udf_log_token). Whatever goes wrong in the user's code is ProcessParameterInvalid on
+    `udf` (with the lines of the UDF's own traceback)."""
     try:
-        with _udf_logging(target):
-            return _call_udf_unchecked(kind, func, arr, context)
-    except errors.OpenEOError:
+        out, logs = pool.call(arr, context)
+    except errors.ProcessParameterInvalid as exc:
+        _forward_logs(getattr(exc, "udf_logs", None), target)
         raise
-    except Exception as exc:
-        raise errors.ProcessParameterInvalid(
-            f"The UDF failed: {type(exc).__name__}: {exc}", argument="udf") from exc
-
-
-def _call_udf_unchecked(kind: str, func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
-    from openeo.udf import UdfData, XarrayDataCube
-
-    if kind == "dataarray":
-        out = func(cube=arr, context=context)
-    elif kind == "datacube":
-        out = func(cube=XarrayDataCube(arr), context=context)
-    elif kind == "timeseries":
-        out = _per_timeseries(func, arr, context)
-    else:
-        udf_data = UdfData(datacube_list=[XarrayDataCube(arr)], user_context=context)
-        func(udf_data)
-        cubes = udf_data.get_datacube_list() or []
-        if len(cubes) != 1:
-            raise ValueError(f"the UDF left {len(cubes)} data cubes in its UdfData, not 1")
-        out = cubes[0]
-    if isinstance(out, XarrayDataCube):
-        out = out.get_array()
-    if not isinstance(out, xr.DataArray):
-        raise errors.ProcessParameterInvalid(
-            f"The UDF returned {type(out).__name__}, not a data cube.", argument="udf")
+    _forward_logs(logs, target)
     return out
 
 
-def _per_timeseries(func: Any, arr: xr.DataArray, context: Any) -> xr.DataArray:
-    import pandas
-
-    tdims = [d for d in arr.dims if d in ("t", "time")]
-    if len(tdims) != 1:
-        raise ValueError("apply_timeseries needs a temporal dimension called 't' or 'time'")
-    t = tdims[0]
-    moved = arr.transpose(..., t)
-    values = np.asarray(moved.values, dtype=float)
-    flat = values.reshape(-1, values.shape[-1])
-    index = pandas.Index(moved.coords[t].values) if t in moved.coords else None
-    out = np.empty_like(flat)
-    for i, row in enumerate(flat):
-        result = func(series=pandas.Series(row, index=index), context=context)
-        out[i] = np.asarray(result, dtype=float)
-    return moved.copy(data=out.reshape(values.shape)).transpose(*arr.dims)
-
-
-def _blockwise(kind: str, func: Any, data: xr.DataArray, spatial: set, context: Any,
+def _blockwise(pool: UdfPool, data: xr.DataArray, spatial: set, context: Any,
                dtype: np.dtype, target: tuple[str, str] | None = None) -> xr.DataArray:
     """The UDF applied lazily per spatial chunk (other dimensions whole)."""
     import dask.array as dsa
@@ -381,7 +291,7 @@ def _blockwise(kind: str, func: Any, data: xr.DataArray, spatial: set, context: 
     template = data.astype(dtype)
 
     def run(block: xr.DataArray) -> xr.DataArray:
-        out = _call_udf(kind, func, block, context, target)
+        out = _call_udf(pool, block, context, target)
         if set(out.dims) != set(block.dims):
             raise errors.ProcessParameterInvalid(
                 f"The UDF returned a cube with the dimensions {tuple(out.dims)}; on a data cube "
@@ -407,25 +317,25 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     """Run a Python UDF on `data` (see the module docstring: trusted users only); what it
     logs with openeo.udf.inspect reaches the job's log, with this node's id."""
     _check_runtime(runtime, version)
-    kind, func = _entry(_load(udf))
+    pool = _pool(_check_code(udf), ctx)
     target = _udf_log_token(ctx)
     context = {} if context is None else context
     if isinstance(data, RasterCube):
         cube = nodata_as_nan(data)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
-        out = _blockwise(kind, func, cube.data, spatial, context,
+        out = _blockwise(pool, cube.data, spatial, context,
                          _result_dtype(cube.data.dtype), target)
         return cube.with_data(out, cube.dimensions)
     if isinstance(data, xr.DataArray):  # `x` inside apply: the whole cube, elementwise
         spatial = {d for d in data.dims if d in ("x", "y", "lon", "lat")}
-        return _blockwise(kind, func, data, spatial, context, _result_dtype(data.dtype),
+        return _blockwise(pool, data, spatial, context, _result_dtype(data.dtype),
                           target)
     if isinstance(data, ArrayValue):
         arr = data.data
         if arr.dtype == object:
             arr = arr.copy(data=np.array([np.nan if v is None else v for v in arr.values],
                                          dtype=float))
-        out = _call_udf(kind, func, arr, context, target)
+        out = _call_udf(pool, arr, context, target)
         if data.is_list:
             if out.ndim == 0:
                 return to_python(out.values)
@@ -436,11 +346,11 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     if isinstance(data, (list, tuple)):
         arr = xr.DataArray(np.array([np.nan if v is None else v for v in data], dtype=float),
                            dims=[LIST_DIM])
-        out = _call_udf(kind, func, arr, context, target)
+        out = _call_udf(pool, arr, context, target)
         return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
     if data is None or isinstance(data, (int, float)):
         arr = xr.DataArray(np.nan if data is None else float(data))
-        out = _call_udf(kind, func, arr, context, target)
+        out = _call_udf(pool, arr, context, target)
         return to_python(out.values)
     raise errors.ProcessParameterInvalid(
         f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF.",

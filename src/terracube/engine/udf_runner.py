@@ -1,0 +1,298 @@
+"""The UDF runner: the program that runs a user's Python UDF in its own (sandboxed) process.
+
+It is started as a script (`python udf_runner.py`, see engine/udf_sandbox.py), never imported
+by the server, and imports nothing of terracube: inside the sandbox only the Python runtime and
+its libraries are visible. It applies the resource limits it is given, drops root if it runs as
+root, loads the UDF once and then answers requests on a private pipe: one data block in, one
+block (or an error with the UDF's own traceback) out. The wire format is JSON headers plus
+`.npy` buffers written and read with allow_pickle=False, so the server never unpickles anything
+a UDF could have produced.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import resource
+import select
+import struct
+import traceback
+from typing import Any, BinaryIO
+
+import numpy as np
+
+MAX_HEADER = 64 * 1024 * 1024
+_LOGGER_NAME = os.environ.get("OPENEO_UDF_USER_LOGGER", "openeo.udf.debug.user")
+
+
+# --- wire format (shared with udf_sandbox.py, which has its own copy: no imports across) ----
+def encode_array(arr: Any, buffers: list[bytes]) -> dict:
+    """A JSON description of a DataArray whose values and coordinates go to `buffers`."""
+
+    def npy(values: Any) -> int:
+        values = np.asarray(values)
+        if values.dtype == object:
+            try:
+                values = values.astype(float)
+            except (TypeError, ValueError):
+                values = values.astype(str)
+        out = io.BytesIO()
+        np.lib.format.write_array(out, np.ascontiguousarray(values), allow_pickle=False)
+        buffers.append(out.getvalue())
+        return len(buffers) - 1
+
+    coords = {str(name): {"dims": [str(d) for d in c.dims], "data": npy(c.values)}
+              for name, c in arr.coords.items()}
+    return {"dims": [str(d) for d in arr.dims], "data": npy(arr.values), "coords": coords,
+            "name": arr.name if isinstance(arr.name, str) else None}
+
+
+def decode_array(desc: dict, buffers: list[bytes]) -> Any:
+    import xarray as xr
+
+    def load(i: int) -> np.ndarray:
+        return np.lib.format.read_array(io.BytesIO(buffers[i]), allow_pickle=False)
+
+    coords = {name: (c["dims"], load(c["data"])) for name, c in desc.get("coords", {}).items()}
+    return xr.DataArray(load(desc["data"]), dims=desc["dims"], coords=coords,
+                        name=desc.get("name"))
+
+
+def write_message(out: BinaryIO, header: dict, buffers: list[bytes]) -> None:
+    header = {**header, "buffers": [len(b) for b in buffers]}
+    raw = json.dumps(header, default=str).encode()
+    out.write(struct.pack("<Q", len(raw)) + raw)
+    for b in buffers:
+        out.write(b)
+    out.flush()
+
+
+def _read_exact(fd: int, n: int, idle: float | None) -> bytes:
+    chunks, left = [], n
+    while left:
+        if idle is not None and not select.select([fd], [], [], idle)[0]:
+            raise EOFError("idle")
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_message(fd: int, idle: float | None = None) -> tuple[dict, list[bytes]]:
+    (size,) = struct.unpack("<Q", _read_exact(fd, 8, idle))
+    if size > MAX_HEADER:
+        raise ValueError("message header too large")
+    header = json.loads(_read_exact(fd, size, None))
+    return header, [_read_exact(fd, n, None) for n in header.get("buffers", [])]
+
+
+# --- limits -----------------------------------------------------------------------------------
+def apply_limits(limits: dict) -> None:
+    """rlimits from the server's settings; then, when running as root, become a user without
+    privileges (so the process limit applies and nothing owned by root is writable)."""
+    for name, key in (("RLIMIT_CPU", "cpu_seconds"), ("RLIMIT_AS", "memory_bytes"),
+                      ("RLIMIT_NPROC", "processes"), ("RLIMIT_FSIZE", "file_bytes")):
+        value = limits.get(key)
+        if value:
+            resource.setrlimit(getattr(resource, name), (int(value), int(value)))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    uid = limits.get("uid")
+    if os.getuid() == 0 and uid:
+        os.setgroups([])
+        os.setgid(int(uid))
+        os.setuid(int(uid))
+        try:  # must be impossible now
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:  # pragma: no cover - defensive
+            raise SystemExit("could not drop root")
+
+
+# --- running the UDF --------------------------------------------------------------------------
+def _annotation_name(annotation: Any) -> str:
+    if isinstance(annotation, str):
+        return annotation
+    return getattr(annotation, "__name__", str(annotation))
+
+
+class UdfError(Exception):
+    """An error of the user's UDF, with the message the user gets."""
+
+
+def load(code: str) -> tuple[str, Any]:
+    """(kind, entry function) of the UDF module `code`."""
+    import inspect as pyinspect
+
+    import pandas
+    import xarray as xr
+    from openeo.udf import UdfData, XarrayDataCube
+    from openeo.udf.structured_data import StructuredData
+
+    namespace: dict = {"__name__": "openeo_udf", "np": np, "numpy": np, "xarray": xr,
+                       "pandas": pandas, "pd": pandas, "math": math, "UdfData": UdfData,
+                       "XarrayDataCube": XarrayDataCube, "DataCube": XarrayDataCube,
+                       "StructuredData": StructuredData}
+    try:
+        exec(compile(code, "<udf>", "exec", dont_inherit=True), namespace)  # noqa: S102
+    except BaseException as exc:
+        raise UdfError(f"The UDF code failed while loading: {type(exc).__name__}: {exc}"
+                       f"{_udf_traceback(exc)}") from exc
+    for name in ("apply_datacube", "apply_hypercube"):
+        func = namespace.get(name)
+        if callable(func):
+            params = pyinspect.signature(func).parameters
+            ann = params["cube"].annotation if "cube" in params else None
+            kind = "dataarray" if _annotation_name(ann).split(".")[-1] == "DataArray" \
+                else "datacube"
+            return kind, func
+    if callable(namespace.get("apply_timeseries")):
+        return "timeseries", namespace["apply_timeseries"]
+    for name, func in namespace.items():
+        if name.startswith("_") or not callable(func) or isinstance(func, type):
+            continue
+        if getattr(func, "__module__", None) != "openeo_udf":
+            continue
+        try:
+            params = list(pyinspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            continue
+        if len(params) == 1 and (params[0].annotation is UdfData or _annotation_name(
+                params[0].annotation).split(".")[-1] == "UdfData"):
+            return "udfdata", func
+    raise UdfError("The UDF defines no entry point: define apply_datacube(cube, context), "
+                   "apply_timeseries(series, context) or a function taking one UdfData.")
+
+
+def _udf_traceback(exc: BaseException) -> str:
+    """The lines of the traceback that are in the user's code (never the runner's)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<udf>"]
+    if not frames:
+        return ""
+    lines = [f"  line {f.lineno}, in {f.name}" for f in frames[-5:]]
+    return " (UDF traceback: " + "; ".join(lines) + ")"
+
+
+def call(kind: str, func: Any, arr: Any, context: Any) -> Any:
+    import xarray as xr
+    from openeo.udf import UdfData, XarrayDataCube
+
+    if kind == "dataarray":
+        out = func(cube=arr, context=context)
+    elif kind == "datacube":
+        out = func(cube=XarrayDataCube(arr), context=context)
+    elif kind == "timeseries":
+        out = _per_timeseries(func, arr, context)
+    else:
+        udf_data = UdfData(datacube_list=[XarrayDataCube(arr)], user_context=context)
+        func(udf_data)
+        cubes = udf_data.get_datacube_list() or []
+        if len(cubes) != 1:
+            raise UdfError(f"The UDF left {len(cubes)} data cubes in its UdfData, not 1.")
+        out = cubes[0]
+    if isinstance(out, XarrayDataCube):
+        out = out.get_array()
+    if not isinstance(out, xr.DataArray):
+        raise UdfError(f"The UDF returned {type(out).__name__}, not a data cube.")
+    return out
+
+
+def _per_timeseries(func: Any, arr: Any, context: Any) -> Any:
+    import pandas
+
+    tdims = [d for d in arr.dims if d in ("t", "time")]
+    if len(tdims) != 1:
+        raise UdfError("apply_timeseries needs a temporal dimension called 't' or 'time'.")
+    t = tdims[0]
+    moved = arr.transpose(..., t)
+    values = np.asarray(moved.values, dtype=float)
+    flat = values.reshape(-1, values.shape[-1])
+    index = pandas.Index(moved.coords[t].values) if t in moved.coords else None
+    out = np.empty_like(flat)
+    for i, row in enumerate(flat):
+        result = func(series=pandas.Series(row, index=index), context=context)
+        out[i] = np.asarray(result, dtype=float)
+    return moved.copy(data=out.reshape(values.shape)).transpose(*arr.dims)
+
+
+class _Collect(logging.Handler):
+    """Keeps what the UDF logs with openeo.udf.inspect, sent back with the block."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        data = getattr(record, "data", None)
+        try:
+            if hasattr(data, "get_array"):
+                data = data.get_array()
+            if hasattr(data, "dims") and hasattr(data, "values"):
+                data = ({"dims": [str(d) for d in data.dims], "shape": list(data.shape),
+                         "values": np.asarray(data.values).tolist()}
+                        if data.size <= 10_000 else f"array of shape {tuple(data.shape)}")
+            elif isinstance(data, np.ndarray):
+                data = data.tolist() if data.size <= 10_000 else f"array {data.shape}"
+            json.dumps(data, default=str)
+        except Exception:
+            data = repr(data)[:500]
+        self.records.append({"level": record.levelname.lower(), "message": record.getMessage(),
+                             "code": getattr(record, "code", None), "data": data})
+
+
+def main() -> None:
+    # The pipe to the server is kept on private descriptors; what the UDF prints goes to stderr.
+    rfd, wfd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    out = os.fdopen(wfd, "wb")
+    header, _ = read_message(rfd)
+    apply_limits(header.get("limits", {}))
+    idle = header.get("idle_seconds")
+    collect = _Collect()
+    user_logger = logging.getLogger(_LOGGER_NAME)
+    user_logger.setLevel(logging.DEBUG)
+    user_logger.addHandler(collect)
+    user_logger.propagate = False
+    try:
+        kind, func = load(header["code"])
+    except UdfError as exc:
+        write_message(out, {"ok": False, "error": str(exc)}, [])
+        return
+    except BaseException as exc:  # e.g. MemoryError while importing
+        write_message(out, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, [])
+        return
+    write_message(out, {"ok": True, "kind": kind}, [])
+    while True:
+        try:
+            request, buffers = read_message(rfd, idle)
+        except EOFError:
+            return
+        collect.records = []
+        try:
+            arr = decode_array(request["array"], buffers)
+            result = call(kind, func, arr, request.get("context") or {})
+            reply: list[bytes] = []
+            desc = encode_array(result, reply)
+            write_message(out, {"ok": True, "array": desc, "logs": collect.records}, reply)
+        except UdfError as exc:
+            write_message(out, {"ok": False, "error": str(exc), "logs": collect.records}, [])
+        except BaseException as exc:
+            if isinstance(exc, MemoryError):
+                message = "MemoryError: the UDF exceeded its memory limit"
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+            write_message(out, {"ok": False, "error": f"The UDF failed: {message}"
+                                f"{_udf_traceback(exc)}", "logs": collect.records}, [])
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                return
+
+
+if __name__ == "__main__":
+    main()

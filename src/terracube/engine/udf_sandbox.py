@@ -1,0 +1,400 @@
+"""Running Python UDFs in separate, sandboxed processes (bubblewrap) with resource limits.
+
+A `UdfPool` belongs to one run_udf node of one request or job: its worker processes load the
+UDF once and are reused block after block (warm), so module state a UDF sets lives as long as
+that evaluation and is never seen by another request. Each worker is `udf_runner.py` started
+under `bwrap` with no network, a private /tmp, a fresh /proc and /dev, read-only binds of the
+Python runtime only, a clean environment and the rlimits of `UdfLimits`; a block that takes
+longer than the wall-clock limit kills its worker. Nothing a worker sends is unpickled: blocks
+come back as `.npy` buffers read with allow_pickle=False.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from terracube import errors
+
+RUNNER = Path(__file__).with_name("udf_runner.py")
+_SANDBOX_RUNNER = "/udf/runner.py"
+_MAX_HEADER = 64 * 1024 * 1024
+
+
+class UdfRefused(errors.OpenEOError):
+    """UDFs are switched off, or cannot be sandboxed on this server and the user is not
+    trusted with unsandboxed code."""
+
+    code = "FeatureUnsupported"
+    status = 501
+
+
+@dataclass(frozen=True)
+class UdfLimits:
+    """Limits of one UDF worker process (settings udf_*; see docs/administration/udf-sandbox.md)."""
+
+    cpu_seconds: int = 600
+    memory_bytes: int = 2 * 1024**3
+    processes: int = 64
+    file_bytes: int = 256 * 1024**2
+    tmp_bytes: int = 256 * 1024**2
+    timeout_seconds: float = 300.0  # wall-clock time of one block (and of loading the code)
+    output_bytes: int = 1024**3
+    idle_seconds: float = 300.0  # a warm worker nobody used for this long exits
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> UdfLimits:
+        if settings is None:
+            return cls()
+        return cls(cpu_seconds=settings.udf_cpu_seconds,
+                   memory_bytes=settings.udf_memory_bytes,
+                   processes=settings.udf_max_processes,
+                   file_bytes=settings.udf_file_bytes,
+                   tmp_bytes=settings.udf_tmp_bytes,
+                   timeout_seconds=settings.udf_timeout_seconds,
+                   output_bytes=settings.udf_output_bytes,
+                   idle_seconds=settings.udf_idle_seconds)
+
+
+# --- is bubblewrap there and working? ---------------------------------------------------------
+def _bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _runtime_binds() -> list[str]:
+    """Read-only binds of what the interpreter needs: the system libraries, the Python
+    installation and the virtual environment (nothing of /etc but the loader cache)."""
+    paths = {"/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin",
+             sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    args: list[str] = []
+    # parents of the binds: bwrap would create them 0700 (unreadable once root is dropped)
+    parents = {str(a) for p in paths if os.path.lexists(p) for a in Path(p).parents} - {"/"}
+    for d in sorted(parents | {"/udf", "/etc"}, key=lambda d: d.count("/")):
+        args += ["--perms", "0755", "--dir", d]
+    for p in sorted(paths):
+        if os.path.lexists(p):
+            if os.path.islink(p):  # e.g. /lib -> usr/lib on merged-/usr systems
+                args += ["--symlink", os.readlink(p), p]
+            else:
+                args += ["--ro-bind", p, p]
+    for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives"):
+        if os.path.exists(f):
+            args += ["--ro-bind", f, f]
+    return args
+
+
+def sandbox_command(limits: UdfLimits) -> list[str]:
+    """The bwrap command line that runs the runner script."""
+    bwrap = _bwrap()
+    assert bwrap is not None
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "udf",
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp",
+            "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONNOUSERSITE", "1",
+            "--setenv", "OPENBLAS_NUM_THREADS", "1", "--setenv", "OMP_NUM_THREADS", "1",
+            "--setenv", "MKL_NUM_THREADS", "1", "--setenv", "MPLCONFIGDIR", "/tmp"]
+    if os.getuid() != 0:  # unprivileged: a user namespace makes the mounts possible
+        args += ["--unshare-user"]
+    args += _runtime_binds()
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes),
+             "--tmpfs", "/tmp", "--ro-bind", str(RUNNER), _SANDBOX_RUNNER,
+             "--chdir", "/tmp", sys.executable, "-I", _SANDBOX_RUNNER]
+    return args
+
+
+def plain_command() -> list[str]:
+    """The runner without a sandbox (trusted users on servers without bubblewrap)."""
+    return [sys.executable, "-I", str(RUNNER)]
+
+
+def _clean_env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_problem() -> str | None:
+    """None when bubblewrap can start the runner on this machine, else why not (cached)."""
+    if _bwrap() is None:
+        return "bubblewrap (bwrap) is not installed"
+    probe = sandbox_command(UdfLimits())[:-1] + ["-c", "import numpy"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=60, env=_clean_env(),
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap does not start: {exc}"
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        return f"bubblewrap does not work here ({reason[0]})"
+    return None
+
+
+# --- the wire format (the runner has its own copy; it may not import terracube) --------------
+def _encode(arr: xr.DataArray, buffers: list[bytes]) -> dict:
+    def npy(values: Any) -> int:
+        values = np.asarray(values)
+        if values.dtype == object:
+            try:
+                values = values.astype(float)
+            except (TypeError, ValueError):
+                values = values.astype(str)
+        out = io.BytesIO()
+        np.lib.format.write_array(out, np.ascontiguousarray(values), allow_pickle=False)
+        buffers.append(out.getvalue())
+        return len(buffers) - 1
+
+    coords = {str(n): {"dims": [str(d) for d in c.dims], "data": npy(c.values)}
+              for n, c in arr.coords.items()}
+    return {"dims": [str(d) for d in arr.dims], "data": npy(arr.values), "coords": coords,
+            "name": arr.name if isinstance(arr.name, str) else None}
+
+
+def _decode(desc: Any, buffers: list[bytes]) -> xr.DataArray:
+    """The DataArray a worker sent; anything malformed is the UDF's error."""
+    def load(i: Any) -> np.ndarray:
+        return np.lib.format.read_array(io.BytesIO(buffers[int(i)]), allow_pickle=False)
+
+    if not isinstance(desc, dict):
+        raise ValueError("no array")
+    coords = {str(n): ([str(d) for d in c["dims"]], load(c["data"]))
+              for n, c in dict(desc.get("coords") or {}).items()}
+    name = desc.get("name")
+    return xr.DataArray(load(desc["data"]), dims=[str(d) for d in desc["dims"]],
+                        coords=coords, name=name if isinstance(name, str) else None)
+
+
+def _write(stream: Any, header: dict, buffers: list[bytes]) -> None:
+    raw = json.dumps({**header, "buffers": [len(b) for b in buffers]}, default=str).encode()
+    stream.write(struct.pack("<Q", len(raw)) + raw)
+    for b in buffers:
+        stream.write(b)
+    stream.flush()
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One runner process with the UDF loaded."""
+
+    def __init__(self, command: list[str], code: str, limits: UdfLimits, uid: int | None):
+        self.limits = limits
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=_clean_env(), start_new_session=True,
+            close_fds=True, cwd="/")
+        self.kind: str | None = None
+        limits_json = {k: v for k, v in asdict(limits).items()
+                       if k in ("cpu_seconds", "memory_bytes", "processes", "file_bytes")}
+        limits_json["uid"] = uid
+        try:
+            _write(self.proc.stdin, {"code": code, "limits": limits_json,
+                                     "idle_seconds": limits.idle_seconds}, [])
+            header, _ = self._read(limits.timeout_seconds)
+        except _WorkerDied as exc:
+            self.kill()
+            raise errors.ProcessParameterInvalid(
+                f"The UDF failed while loading: {exc}", argument="udf") from None
+        if not header.get("ok"):
+            self.kill()
+            raise errors.ProcessParameterInvalid(str(header.get("error")), argument="udf")
+        self.kind = str(header.get("kind"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        _kill(self.proc)
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        chunks, left = [], n
+        while left:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                self.kill()
+                raise _WorkerDied(f"it ran longer than its time limit of "
+                                  f"{self.limits.timeout_seconds:g} s and was stopped")
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                raise _WorkerDied(self._death())
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _death(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = -signal.SIGKILL
+        reasons = {-signal.SIGXCPU: f"it used more than its CPU time limit of "
+                                    f"{self.limits.cpu_seconds} s",
+                   -signal.SIGKILL: "it was killed (CPU time or memory limit exceeded)",
+                   -signal.SIGXFSZ: f"it wrote a file larger than its limit of "
+                                    f"{self.limits.file_bytes} bytes",
+                   -signal.SIGSEGV: "it crashed (segmentation fault)"}
+        return reasons.get(code, f"its process ended unexpectedly (exit status {code})")
+
+    def _read(self, timeout: float) -> tuple[dict, list[bytes]]:
+        deadline = time.monotonic() + timeout
+        (size,) = struct.unpack("<Q", self._read_exact(8, deadline))
+        if size > _MAX_HEADER:
+            self.kill()
+            raise _WorkerDied("it sent a malformed reply")
+        try:
+            header = json.loads(self._read_exact(size, deadline))
+            sizes = [int(n) for n in header.get("buffers", [])]
+        except (ValueError, TypeError, AttributeError):
+            self.kill()
+            raise _WorkerDied("it sent a malformed reply") from None
+        if sum(sizes) > self.limits.output_bytes:
+            self.kill()
+            raise _WorkerDied(f"its result is larger than the limit of "
+                              f"{self.limits.output_bytes} bytes")
+        return header, [self._read_exact(n, deadline) for n in sizes]
+
+    def call(self, arr: xr.DataArray, context: Any) -> tuple[dict, xr.DataArray | None]:
+        buffers: list[bytes] = []
+        desc = _encode(arr, buffers)
+        try:
+            _write(self.proc.stdin, {"array": desc, "context": context}, buffers)
+        except (BrokenPipeError, OSError):
+            raise _WorkerDied(self._death()) from None
+        header, out = self._read(self.limits.timeout_seconds)
+        if not header.get("ok"):
+            return header, None
+        try:
+            return header, _decode(header.get("array"), out)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            return {"ok": False, "error": f"The UDF's result could not be read: {exc}",
+                    "logs": header.get("logs")}, None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            if stream:
+                stream.close()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        pass
+
+
+def _kill_all(workers: list[_Worker]) -> None:
+    for w in list(workers):
+        w.kill()
+    workers.clear()
+
+
+_POOLS: weakref.WeakValueDictionary[str, UdfPool] = weakref.WeakValueDictionary()
+
+
+def _pool_by_id(pool_id: str, code: str, limits: UdfLimits, sandboxed: bool) -> UdfPool:
+    """The pool of this process with that id (a dask graph was pickled), or a new one."""
+    pool = _POOLS.get(pool_id)
+    return pool if pool is not None else UdfPool(code, limits, sandboxed, pool_id=pool_id)
+
+
+class UdfPool:
+    """Warm runner processes for one UDF of one evaluation; killed when it is collected."""
+
+    def __init__(self, code: str, limits: UdfLimits, sandboxed: bool,
+                 pool_id: str | None = None) -> None:
+        self.code, self.limits, self.sandboxed = code, limits, sandboxed
+        self.id = pool_id or uuid.uuid4().hex
+        self.command = sandbox_command(limits) if sandboxed else plain_command()
+        # as root, each pool's workers become an unprivileged uid of their own: the process
+        # limit then counts only them, and no other sandbox's files are theirs
+        self.uid = random.randint(200_000, 260_000) if sandboxed and os.getuid() == 0 else None
+        self._idle: list[_Worker] = []
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        weakref.finalize(self, _kill_all, self._all)
+        _POOLS[self.id] = self
+        self.kind = self._release(self._spawn())  # load now: code errors show at once
+
+    def __reduce__(self) -> tuple:
+        return _pool_by_id, (self.id, self.code, self.limits, self.sandboxed)
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.command, self.code, self.limits, self.uid)
+        with self._lock:
+            self._all.append(worker)
+        return worker
+
+    def _release(self, worker: _Worker) -> str:
+        with self._lock:
+            self._idle.append(worker)
+        return str(worker.kind)
+
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    return worker
+                self._all.remove(worker)
+        return self._spawn()
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+
+    def call(self, arr: xr.DataArray, context: Any) -> tuple[xr.DataArray, list[dict]]:
+        """The UDF applied to `arr` by a warm worker: (result, what it logged)."""
+        worker = self._acquire()
+        try:
+            header, out = worker.call(arr, context)
+        except _WorkerDied as exc:
+            self._discard(worker)
+            raise errors.ProcessParameterInvalid(f"The UDF failed: {exc}.",
+                                                 argument="udf") from None
+        except BaseException:
+            self._discard(worker)
+            raise
+        self._release(worker)
+        logs = header.get("logs") if isinstance(header.get("logs"), list) else []
+        if out is None:
+            error = errors.ProcessParameterInvalid(str(header.get("error"))[:4000],
+                                                   argument="udf")
+            error.udf_logs = logs  # type: ignore[attr-defined]  # forwarded before raising
+            raise error
+        return out, logs
+
+    def close(self) -> None:
+        _kill_all(self._all)
+        self._idle.clear()
