@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import jsonschema
+
+from terracube import errors
+
 # Every parameter schema carries a `subtype` of its own: the API's process_json_schema is a
 # oneOf of "Generic", "Process Graph" and "Datacube", and a plain schema such as
 # {"type": "string"} matches all three (their only distinguishing keyword, `subtype`, is
@@ -175,10 +179,6 @@ def check_options(fmt: str, options: dict | None) -> dict:
     An option the format does not have, or a value of the wrong kind, is an openEO error
     naming the option and the format: a misspelt option must not be ignored in silence.
     """
-    import jsonschema
-
-    from terracube import errors
-
     options = dict(options or {})
     params = OUTPUT_FORMATS[fmt]["parameters"]
     for name, value in options.items():
