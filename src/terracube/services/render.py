@@ -252,7 +252,8 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
     grid = tile_grid(z, x, y, config.tile_size)
     if outside(grid, load_footprint(process)):
         return empty_png(config.tile_size)
-    value = evaluate_result(tile_process(process, grid), services, parameters)
+    value = evaluate_result(tile_process(process, grid), services,
+                            bound_parameters(process, parameters))
     if not isinstance(value, RasterCube) or value.x_dim is None or value.y_dim is None:
         raise errors.ProcessParameterInvalid(
             "An XYZ service shows a raster data cube with x and y dimensions; this process "
@@ -264,6 +265,15 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
     running = services.executor or executor.current()
     (values,) = running.compute(layers)
     return encode_png(np.asarray(values, dtype="float64"), config)
+
+
+def bound_parameters(process: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:
+    """The process parameters of a tile: the defaults the process declares, overridden by the
+    values given (from the tile URL's query string)."""
+    declared = process.get("parameters") if isinstance(process, dict) else None
+    out = {p["name"]: p["default"] for p in declared or []
+           if isinstance(p, dict) and "name" in p and "default" in p}
+    return {**out, **(given or {})}
 
 
 def tile_layers(cube: RasterCube, config: TileConfig) -> Any:

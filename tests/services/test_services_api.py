@@ -1,0 +1,216 @@
+"""Secondary web services through the HTTP API (in-process app, real catalog of the generated
+samples): /service_types, the life cycle of an XYZ service per the API, isolation between
+users, configuration errors, tiles (zoom range, empty tiles, cache invalidation, parameters
+from the query string) and the service's logs."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import morecantile
+import numpy as np
+import pyproj
+import pytest
+import rasterio
+from fastapi.testclient import TestClient
+from rasterio.errors import NotGeoreferencedWarning
+from tests.conftest import basic_login
+from tests.support.data import data_dir_with_samples
+
+from terracube.api.app import create_app
+from terracube.settings import Settings
+
+API = "/openeo/1.2"
+BBOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": "EPSG:32632"}
+TMS = morecantile.tms.get("WebMercatorQuad")
+
+
+def ndvi_graph(extent: dict | None = None, temporal: object = ("2022-06-01", "2022-06-10")
+               ) -> dict:
+    return {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "SENTINEL2_L2A", "spatial_extent": extent or BBOX,
+            "temporal_extent": list(temporal) if isinstance(temporal, tuple) else temporal,
+            "bands": ["B04", "B08"]}},
+        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"},
+                                                     "nir": "B08", "red": "B04"}},
+        "max": {"process_id": "reduce_dimension", "result": True, "arguments": {
+            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
+                "m": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}}}}
+
+
+def centre_tile(z: int) -> morecantile.Tile:
+    lon, lat = pyproj.Transformer.from_crs(32632, 4326, always_xy=True).transform(680200,
+                                                                                  5151500)
+    return TMS.tile(lon, lat, z)
+
+
+def rgba(png: bytes) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # tiles have no georeference
+        with rasterio.MemoryFile(io.BytesIO(png)) as mem, mem.open() as ds:
+            return ds.read()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, sample_data_dir: Path):
+    folder = data_dir_with_samples(tmp_path_factory.mktemp("services") / "data", sample_data_dir)
+    app = create_app(Settings(data_dir=folder))
+    app.state.users.add("alice", "wonderland")
+    app.state.users.add("bob", "builder")
+    return app
+
+
+@pytest.fixture(scope="module")
+def client(app) -> TestClient:
+    with TestClient(app) as client:
+        yield client
+
+
+def create(client: TestClient, headers: dict, **body) -> str:
+    body = {"type": "XYZ", "process": ndvi_graph(), **body}
+    r = client.post(f"{API}/services", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.headers["OpenEO-Identifier"]
+
+
+def tile_url(service_id: str, tile: morecantile.Tile) -> str:
+    return f"{API}/services/xyz/{service_id}/tiles/{tile.z}/{tile.x}/{tile.y}.png"
+
+
+def test_service_types_offer_xyz_with_its_configuration(client) -> None:
+    types = client.get(f"{API}/service_types").json()
+    assert list(types) == ["XYZ"]
+    config = types["XYZ"]["configuration"]
+    assert {"minzoom", "maxzoom", "tile_size", "bands", "rescale", "colormap"} <= set(config)
+    assert types["XYZ"]["process_parameters"] == []
+
+
+def test_life_cycle_per_the_api(client, alice) -> None:
+    r = client.post(f"{API}/services", headers=alice, json={
+        "type": "xyz", "title": "NDVI", "process": ndvi_graph(),
+        "configuration": {"rescale": [0, 1], "colormap": "ndvi"}})
+    assert r.status_code == 201 and r.content == b""
+    sid = r.headers["OpenEO-Identifier"]
+    assert r.headers["Location"] == f"http://testserver{API}/services/{sid}"
+
+    doc = client.get(f"{API}/services/{sid}", headers=alice).json()
+    assert doc["id"] == sid and doc["type"] == "XYZ" and doc["enabled"] is True
+    assert doc["title"] == "NDVI" and doc["configuration"]["colormap"] == "ndvi"
+    assert doc["url"] == f"http://testserver{API}/services/xyz/{sid}/tiles/{{z}}/{{x}}/{{y}}.png"
+    assert doc["process"] == ndvi_graph() and doc["created"].endswith("Z")
+    listed = client.get(f"{API}/services", headers=alice).json()
+    assert [s["id"] for s in listed["services"]] == [sid] and listed["links"] == []
+
+    r = client.patch(f"{API}/services/{sid}", headers=alice, json={"title": "NDVI max"})
+    assert r.status_code == 204 and r.content == b""
+    assert client.get(f"{API}/services/{sid}", headers=alice).json()["title"] == "NDVI max"
+    assert client.get(f"{API}/services/{sid}/logs", headers=alice).json()["logs"] == []
+
+    r = client.delete(f"{API}/services/{sid}", headers=alice)
+    assert r.status_code == 204
+    r = client.get(f"{API}/services/{sid}", headers=alice)
+    assert r.status_code == 404 and r.json()["code"] == "ServiceNotFound"
+    assert client.get(tile_url(sid, centre_tile(14))).status_code == 404
+
+
+def test_services_belong_to_their_user(client, alice, bob) -> None:
+    sid = create(client, alice)
+    for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/logs")):
+        r = client.request(method, f"{API}/services/{sid}{path}", headers=bob,
+                           json={"title": "mine"} if method == "PATCH" else None)
+        assert r.status_code == 404 and r.json()["code"] == "ServiceNotFound", (method, path)
+    assert sid not in [s["id"] for s in client.get(f"{API}/services", headers=bob).json()
+                       ["services"]]
+    assert client.get(f"{API}/services/{sid}", headers=alice).status_code == 200
+    assert client.get(f"{API}/services", headers={}).status_code == 401
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"type": "WMTS"}, "ServiceUnsupported"),
+    ({"configuration": {"zoom": 3}}, "ServiceConfigUnsupported"),
+    ({"configuration": {"tile_size": 300}}, "ServiceConfigInvalid"),
+    ({"configuration": {"minzoom": 9, "maxzoom": 3}}, "ServiceConfigInvalid"),
+    ({"configuration": {"rescale": [1, 0]}}, "ServiceConfigInvalid"),
+    ({"configuration": {"colormap": "rainbow-ish"}}, "ServiceConfigInvalid"),
+    ({"configuration": {"bands": ["B04", "B08"]}}, "ServiceConfigInvalid"),
+    ({"process": {"process_graph": {"a": {"process_id": "nope", "arguments": {},
+                                          "result": True}}}}, "ProcessUnsupported"),
+    ({"process": {}}, "ProcessGraphMissing"),
+])
+def test_bad_services_are_refused(client, alice, body, code) -> None:
+    r = client.post(f"{API}/services", headers=alice,
+                    json={"type": "XYZ", "process": ndvi_graph(), **body})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == code
+
+
+def test_tiles_zoom_range_empty_tiles_and_cache_invalidation(client, alice) -> None:
+    sid = create(client, alice, configuration={"minzoom": 10, "maxzoom": 16,
+                                               "rescale": [0, 1]})
+    inside = centre_tile(15)
+    r = client.get(tile_url(sid, inside))  # no Authorization: map clients send none
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    first = rgba(r.content)
+    assert first.shape == (4, 256, 256)
+    assert (first[3] == 255).mean() > 0.3  # the field covers much of the tile
+    assert client.get(tile_url(sid, morecantile.Tile(0, 0, 9))).status_code == 404
+    assert client.get(tile_url(sid, morecantile.Tile(0, 0, 17))).status_code == 404
+    assert client.get(f"{API}/services/xyz/{sid}/tiles/3/9/0.png").status_code == 404
+
+    far = morecantile.Tile(inside.x + 20, inside.y, inside.z)  # outside the loaded box
+    empty = rgba(client.get(tile_url(sid, far)).content)
+    assert (empty == 0).all()
+
+    # A changed configuration is rendered anew (not served from the cache).
+    assert client.patch(f"{API}/services/{sid}", headers=alice, json={
+        "configuration": {"rescale": [0, 1], "colormap": "greys", "tile_size": 128}}
+    ).status_code == 204
+    grey = rgba(client.get(tile_url(sid, inside)).content)
+    assert grey.shape == (4, 128, 128)
+    valid = grey[3] == 255
+    np.testing.assert_array_equal(grey[0][valid], grey[1][valid])
+
+    # Disabled: its tiles are gone until it is enabled again.
+    client.patch(f"{API}/services/{sid}", headers=alice, json={"enabled": False})
+    assert client.get(tile_url(sid, inside)).status_code == 404
+    client.patch(f"{API}/services/{sid}", headers=alice, json={"enabled": True})
+    assert client.get(tile_url(sid, inside)).status_code == 200
+
+
+def test_parameters_from_the_query_string_and_logs_of_failed_tiles(client, alice) -> None:
+    graph = ndvi_graph(temporal={"from_parameter": "dates"})
+    graph["parameters"] = [{"name": "dates", "description": "time range", "schema": {
+        "type": "array"}, "default": ["2022-06-01", "2022-06-10"]}]
+    sid = create(client, alice, process=graph, configuration={"rescale": [0, 1]})
+    tile = centre_tile(15)
+    r = client.get(tile_url(sid, tile))
+    assert r.status_code == 200, r.text
+    default = rgba(r.content)
+    url = tile_url(sid, tile) + '?dates=["2022-06-15","2022-06-30"]'
+    later = rgba(client.get(url).content)
+    assert default.shape == later.shape and not np.array_equal(default, later)
+
+    bad = client.get(tile_url(sid, tile) + '?dates=["2022-07-01","2022-06-01"]')
+    assert bad.status_code == 400, bad.text
+    logs = client.get(f"{API}/services/{sid}/logs", headers=alice).json()["logs"]
+    assert len(logs) == 1 and logs[0]["level"] == "warning"
+    assert f"tile {tile.z}/{tile.x}/{tile.y}" in logs[0]["message"]
+    assert logs[0]["code"] == bad.json()["code"]
+    after = client.get(f"{API}/services/{sid}/logs?offset={logs[0]['id']}", headers=alice)
+    assert after.json()["logs"] == []
+    assert client.get(f"{API}/services/{sid}/logs?level=error", headers=alice).json()[
+        "logs"] == []
+
+
+@pytest.fixture
+def alice(client) -> dict[str, str]:
+    return basic_login(client, "alice", "wonderland")
+
+
+@pytest.fixture
+def bob(client) -> dict[str, str]:
+    return basic_login(client, "bob", "builder")
