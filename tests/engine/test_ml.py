@@ -448,7 +448,8 @@ def test_load_by_batch_job_id(workspace_services, model, tmp_path):
     np.testing.assert_array_equal(loaded.predict(features), model.predict(features))
     with pytest.raises(OpenEOError) as info:
         load(workspace_services, id="j-2")
-    assert info.value.code == "JobNotFound"
+    # neither a workspace file nor a job: the error says where models come from (issue 11, 8)
+    assert info.value.code == "FileNotFound" and "save_ml_model" in info.value.message
 
 
 def test_saving_counts_against_the_workspace_quota(registry, model, tmp_path):

@@ -170,12 +170,15 @@ def test_inspect_returns_data_and_logs_a_summary(registry) -> None:
     graph = {"i": {"process_id": "inspect", "arguments": {
         "data": {"from_parameter": "cube"}, "message": "before", "code": "dbg",
         "level": "warning"}, "result": True}}
-    out = run(registry, graph, services_log=lambda *a: records.append(a), cube=cube)
+    out = run(registry, graph, services_log=lambda *a, **kw: records.append((*a, kw)),
+              cube=cube)
     assert out is cube
     assert is_lazy(out)
-    (level, message, node), = records
+    (level, message, node, extra), = records
     assert (level, node) == ("warning", "i")
     assert "[dbg] before" in message and "t (temporal, 3)" in message
+    # the job log also gets the code and, for a lazy cube, its summary as data (issue 11, 13)
+    assert extra["code"] == "dbg" and "t (temporal, 3)" in extra["data"]
 
 
 def test_inspect_without_job_log_uses_the_python_logger(registry, caplog) -> None:
