@@ -35,6 +35,11 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	  command -v apt-get >/dev/null && apt-get update -qq >/dev/null 2>&1 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1; } || \
 	  echo "PostgreSQL server not installed: its tests will be skipped"
+	@# Python UDFs run sandboxed by bubblewrap (docs/administration/udf-sandbox.md).
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || \
+	  echo "bubblewrap not installed: UDFs will be refused and their sandbox tests skipped"
 	@touch $@
 
 install: $(BIN)/.installed

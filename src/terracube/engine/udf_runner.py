@@ -252,6 +252,12 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     out = os.fdopen(wfd, "wb")
+    try:  # imported before the code arrives: a spare runner waits warm (udf_sandbox._Spares)
+        import pandas  # noqa: F401
+        import xarray  # noqa: F401
+        from openeo.udf import XarrayDataCube  # noqa: F401
+    except ImportError:  # pragma: no cover - reported when the UDF loads
+        pass
     header, _ = read_message(rfd)
     apply_limits(header.get("limits", {}))
     idle = header.get("idle_seconds")
