@@ -1,6 +1,8 @@
 """Connect a course notebook to terracube (or any openEO back-end) from environment variables.
 
     TERRACUBE_URL       the server (default http://127.0.0.1:8000)
+    TERRACUBE_TOKEN_FILE  a file holding the current access token (the course hub renews it
+                          there while a lab runs, so long-lived kernels stay signed in)
     TERRACUBE_TOKEN     an access token as /credentials/basic issues it, used as a bearer token
     TERRACUBE_USER      user name, if there is no token (default demo)
     TERRACUBE_PASSWORD  password, if there is no token (default demo)
@@ -25,7 +27,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 def connect(url: str | None = None) -> openeo.Connection:
     """An authenticated connection to the course server (see the module docstring)."""
     con = openeo.connect(url or os.environ.get("TERRACUBE_URL", DEFAULT_URL))
-    token = os.environ.get("TERRACUBE_TOKEN")
+    token = _token_from_file() or os.environ.get("TERRACUBE_TOKEN")
     if token:
         # openEO basic-auth tokens travel as "Bearer basic//<token>" (API 1.x).
         con.auth = BearerAuth(bearer=f"basic//{token}")
@@ -33,6 +35,16 @@ def connect(url: str | None = None) -> openeo.Connection:
         con.authenticate_basic(os.environ.get("TERRACUBE_USER", "demo"),
                                os.environ.get("TERRACUBE_PASSWORD", "demo"))
     return con
+
+
+def _token_from_file() -> str | None:
+    path = os.environ.get("TERRACUBE_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:  # not written yet: fall back to TERRACUBE_TOKEN
+        return None
 
 
 def work_dir() -> Path:

@@ -19,6 +19,7 @@ def _course(monkeypatch):
 def test_connect_with_user_and_password(course_server, monkeypatch):
     course = _course(monkeypatch)
     monkeypatch.delenv("TERRACUBE_TOKEN", raising=False)
+    monkeypatch.delenv("TERRACUBE_TOKEN_FILE", raising=False)
     monkeypatch.setenv("TERRACUBE_URL", course_server.url)
     monkeypatch.setenv("TERRACUBE_USER", course_server.user)
     monkeypatch.setenv("TERRACUBE_PASSWORD", course_server.password)
@@ -30,6 +31,7 @@ def test_connect_with_a_token(course_server, monkeypatch):
     token = httpx.get(f"{course_server.server.api}credentials/basic",
                       auth=(course_server.user, course_server.password)).json()["access_token"]
     monkeypatch.setenv("TERRACUBE_URL", course_server.url)
+    monkeypatch.delenv("TERRACUBE_TOKEN_FILE", raising=False)
     monkeypatch.setenv("TERRACUBE_TOKEN", token)
     monkeypatch.setenv("TERRACUBE_PASSWORD", "wrong")  # the token wins
     assert course.connect().describe_account()["user_id"] == course_server.user
@@ -47,3 +49,18 @@ def test_keep_merges_results_into_one_json(tmp_path, monkeypatch):
     monkeypatch.delenv("TERRACUBE_COURSE_OUT")
     course.keep("yy_lesson", a=1)  # no folder: nothing written, no error
     assert not (tmp_path / "yy_lesson.json").exists()
+
+
+def test_the_renewed_token_file_wins_over_the_start_token(course_server, monkeypatch, tmp_path):
+    course = _course(monkeypatch)
+    token = httpx.get(f"{course_server.server.api}credentials/basic",
+                      auth=(course_server.user, course_server.password)).json()["access_token"]
+    token_file = tmp_path / "token"
+    monkeypatch.setenv("TERRACUBE_URL", course_server.url)
+    monkeypatch.setenv("TERRACUBE_TOKEN", "expired-start-token")
+    monkeypatch.setenv("TERRACUBE_TOKEN_FILE", str(token_file))
+    token_file.write_text(token + "\n")
+    assert course.connect().describe_account()["user_id"] == course_server.user
+    token_file.unlink()  # no file (yet): TERRACUBE_TOKEN is used
+    monkeypatch.setenv("TERRACUBE_TOKEN", token)
+    assert course.connect().describe_account()["user_id"] == course_server.user
