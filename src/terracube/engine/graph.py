@@ -101,7 +101,7 @@ def validate_structure(graph: dict) -> str:
                                              node_id=nid)
         for arg_name, arg in args.items():
             for kind, ref in iter_references(arg, graph):
-                if kind == "from_node" and ref not in graph:
+                if kind == "from_node" and (not isinstance(ref, str) or ref not in graph):
                     raise errors.ProcessGraphInvalid(
                         f"Node '{nid}' refers with from_node to '{ref}', which is not a node of "
                         "the process graph.", node_id=nid, argument=arg_name)

@@ -146,8 +146,8 @@ def load(code: str) -> tuple[str, Any]:
     for name in ("apply_datacube", "apply_hypercube"):
         func = namespace.get(name)
         if callable(func):
-            params = pyinspect.signature(func).parameters
-            ann = params["cube"].annotation if "cube" in params else None
+            named = pyinspect.signature(func).parameters
+            ann = named["cube"].annotation if "cube" in named else None
             kind = "dataarray" if _annotation_name(ann).split(".")[-1] == "DataArray" \
                 else "datacube"
             return kind, func
@@ -228,7 +228,7 @@ class _Collect(logging.Handler):
         self.records: list[dict] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        data = getattr(record, "data", None)
+        data: Any = getattr(record, "data", None)
         try:
             if hasattr(data, "get_array"):
                 data = data.get_array()

@@ -116,8 +116,9 @@ def sandbox_command(limits: UdfLimits) -> list[str]:
     if os.getuid() != 0:  # unprivileged: a user namespace makes the mounts possible
         args += ["--unshare-user"]
     args += _runtime_binds()
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes),
-             "--tmpfs", "/tmp", "--ro-bind", str(RUNNER), _SANDBOX_RUNNER,
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--ro-bind", str(RUNNER), _SANDBOX_RUNNER,
              "--chdir", "/tmp", sys.executable, "-I", _SANDBOX_RUNNER]
     return args
 
@@ -425,7 +426,7 @@ class UdfPool:
             self._discard(worker)
             raise
         self._release(worker)
-        logs = header.get("logs") if isinstance(header.get("logs"), list) else []
+        logs: list[dict] = header["logs"] if isinstance(header.get("logs"), list) else []
         if out is None:
             error = errors.ProcessParameterInvalid(str(header.get("error"))[:4000],
                                                    argument="udf")

@@ -339,6 +339,10 @@ def array_find(data: Any, value: Any, reverse: bool = False) -> Any:
 # --- building arrays -----------------------------------------------------------------------------
 
 
+# The most elements array_create builds (a JSON array of this size is ~100 MB of Python objects).
+MAX_CREATED_ELEMENTS = 10_000_000
+
+
 @process()
 def array_create(data: Any = None, repeat: int = 1) -> Any:
     repeat = _whole_number(repeat, "repeat")
@@ -346,6 +350,12 @@ def array_create(data: Any = None, repeat: int = 1) -> Any:
         raise ValueError(f"'repeat' must be at least 1, got {repeat}")
     if data is None:
         data = []
+    size = len(data) if isinstance(data, (list, tuple)) else 1
+    if size * repeat > MAX_CREATED_ELEMENTS:
+        # Refused before allocating: a huge repeat would take the server's memory.
+        raise errors.ProcessParameterInvalid(
+            f"'repeat' {repeat} would create {size * repeat:,} elements; array_create makes "
+            f"at most {MAX_CREATED_ELEMENTS:,}.", argument="repeat")
     if isinstance(data, (list, tuple)) and any(
             isinstance(v, (xr.DataArray, ArrayValue)) for v in data):
         data = _flattened(data)

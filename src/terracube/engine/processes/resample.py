@@ -19,6 +19,11 @@ from terracube.datacube.cube import RasterCube
 from terracube.datacube.grid import GRID_READER, Grid, grid_of, resampling_method, warp, with_grid
 from terracube.engine.registry import process
 
+# Bounds of a target grid: far beyond any real one (1e9 m is 25 times the Earth's circumference),
+# and small enough that a mistyped resolution (1e308, 1e-300) is refused before warping.
+MAX_SPAN = 1e9
+MAX_PIXELS = 1e12
+
 
 def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Grid | None:
     """The grid resample_spatial produces, or None when nothing changes."""
@@ -41,9 +46,10 @@ def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Gri
     else:
         rx = ry = resolution
     for r in (rx, ry):
-        if not isinstance(r, (int, float)) or isinstance(r, bool) or r < 0:
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 <= r < MAX_SPAN:
             raise errors.ProcessParameterInvalid(
-                "'resolution' must be non-negative numbers.", argument="resolution")
+                f"'resolution' must be non-negative numbers below {MAX_SPAN:g}.",
+                argument="resolution")
     same_crs = dst_crs == src.crs
     if same_crs and not rx and not ry:
         return None
@@ -63,6 +69,11 @@ def _target_grid(src: Grid, resolution: Any, projection: Any, align: str) -> Gri
         ry = ry or src.resolution[1]
     nx = max(int(math.ceil((right - left) / rx - 1e-9)), 1)
     ny = max(int(math.ceil((top - bottom) / ry - 1e-9)), 1)
+    if nx * ny > MAX_PIXELS or nx * rx > MAX_SPAN or ny * ry > MAX_SPAN:
+        raise errors.ProcessParameterInvalid(
+            f"The resolution {resolution!r} gives a grid of {nx} x {ny} pixels spanning "
+            f"{nx * rx:g} x {ny * ry:g} CRS units; at most {MAX_PIXELS:g} pixels spanning "
+            f"{MAX_SPAN:g} units are possible.", argument="resolution")
     if align not in ("upper-left", "lower-left", "upper-right", "lower-right"):
         raise errors.ProcessParameterInvalid(
             "'align' must be upper-left, lower-left, upper-right or lower-right.",
