@@ -25,6 +25,18 @@ CONFORMANCE_CLASSES = [
     "https://api.openeo.org/extensions/remote-process-definition/0.1.0",
 ]
 
+# A self-hosted server charges no one: no currency (the API: null means budgets and costs are
+# not charged), one free plan that is also the default; costs in job metadata, estimates and
+# OpenEO-Costs are 0.
+BILLING: dict[str, Any] = {
+    "currency": None,
+    "default_plan": "free",
+    "plans": [{"name": "free", "paid": False,
+               "description": "Free of charge: this server is run by its users' own "
+                              "organisation and bills nothing; processing is limited only "
+                              "by the server's resources and quotas."}],
+}
+
 router = APIRouter(tags=["Capabilities"])
 root_router = APIRouter(tags=["Capabilities"])  # at the host root, outside the versioned API
 
@@ -58,6 +70,7 @@ def capabilities(request: Request) -> dict[str, Any]:
         "production": False,
         "conformsTo": CONFORMANCE_CLASSES,
         "endpoints": implemented_endpoints(request.app),
+        "billing": BILLING,
         "links": [
             link(request, "self", "/", title="Capabilities"),
             link(request, "root", "/", title="Capabilities"),
@@ -85,9 +98,9 @@ def list_file_types() -> dict[str, Any]:
 
 
 @router.get("/udf_runtimes", operation_id="list-udf-runtimes")
-def list_udf_runtimes() -> dict[str, Any]:
-    """The Python runtime of run_udf (UDF code runs in the server's worker processes)."""
-    return udf_runtimes()
+def list_udf_runtimes(request: Request) -> dict[str, Any]:
+    """The Python runtime of run_udf, its libraries and whether UDFs run sandboxed."""
+    return udf_runtimes(getattr(request.app.state, "settings", None))
 
 
 _PATH_CONVERTER = re.compile(r"\{(\w+):\w+\}")

@@ -1,10 +1,11 @@
 """openEO processes for user code and debugging: `run_udf` (Python UDFs) and `inspect`.
 
-SECURITY: a UDF is Python source code that this module executes with `exec` inside the
-server's worker process, with the server's permissions (files, network, credentials of the
-process). There is no sandbox. Offer `run_udf` only on self-hosted servers whose users are
-trusted (see docs/user-guide/udf.md). UDFs given as URLs or paths are refused: the code must be
-inline, and nothing is fetched or read.
+SECURITY: a UDF is Python source code; this module never executes it. It compiles it (to report
+syntax errors) and hands it to engine/udf_sandbox.py, which runs it in separate runner
+processes sandboxed by bubblewrap (no network, no server files or environment, rlimits, a
+wall-clock limit). Without a working sandbox UDFs are refused except for the users of the
+setting udf_trusted_users; udf_enabled=false refuses them for everyone. UDFs given as URLs or
+paths are refused: the code must be inline, and nothing is fetched or read.
 
 The UDF follows the conventions of the openEO Python UDF API (`openeo.udf`, as the official
 `openeo` client writes them):
@@ -52,32 +53,51 @@ _LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.I
            "debug": logging.DEBUG}
 
 
-def udf_runtimes() -> dict[str, Any]:
+_LIBRARIES = ("numpy", "scipy", "pandas", "xarray", "dask", "statsmodels", "sklearn", "shapely",
+              "geopandas", "rasterio", "pyproj", "openeo")
+
+
+def _library_versions() -> dict[str, str]:
+    """The libraries a UDF can import (the sandbox binds this interpreter's environment)."""
+    from importlib import metadata
+
+    names = {"sklearn": "scikit-learn"}
+    out = {}
+    for lib in _LIBRARIES:
+        try:
+            out[names.get(lib, lib)] = metadata.version(names.get(lib, lib))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def udf_runtimes(settings: Any = None) -> dict[str, Any]:
     """The `GET /udf_runtimes` description of the Python runtime (API schema
-    `udf_programming_language`)."""
+    `udf_programming_language`), saying whether UDFs run sandboxed, are off or refused."""
     import sys
 
-    import openeo
-
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    libraries = {"numpy": np.__version__, "xarray": xr.__version__, "openeo": openeo.__version__}
-    try:
-        import pandas
-
-        libraries["pandas"] = pandas.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    problem = sandbox_problem()
+    if settings is not None and not settings.udf_enabled:
+        status = "UDFs are switched off on this server: run_udf is refused."
+    elif problem is None:
+        limits = UdfLimits.from_settings(settings)
+        status = (f"Each UDF runs in its own sandbox (bubblewrap): no network, no server files, "
+                  f"a private /tmp of {limits.tmp_bytes // 1024**2} MiB, "
+                  f"{limits.memory_bytes // 1024**2} MiB of memory, "
+                  f"{limits.timeout_seconds:g} s per block.")
+    else:
+        status = (f"No sandbox is available ({problem}): UDFs are refused except for users an "
+                  f"administrator marked as trusted.")
     return {
         RUNTIME: {
             "title": f"Python {version}",
             "description": "Python UDFs following the openEO Python UDF API (openeo.udf: "
-                           "apply_datacube, apply_timeseries). The code runs inside the "
-                           "server's worker process with the server's permissions: for "
-                           "trusted users only.",
+                           "apply_datacube, apply_timeseries, UdfData). " + status,
             "type": "language",
             "default": version,
             "versions": {version: {"libraries": {k: {"version": str(v)}
-                                                  for k, v in libraries.items()}}},
+                                                  for k, v in _library_versions().items()}}},
             "links": [{"href": "https://open-eo.github.io/openeo-python-client/udf.html",
                        "rel": "about", "title": "openEO Python UDF guide"}],
         }
