@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from terracube import errors
 from terracube.api.errors import BadRequest
+from terracube.api.input_limits import InputLimits, check_body, parse_json
 from terracube.auth.tokens import BASIC_TOKEN_PREFIX, TokenStore
 from terracube.auth.users import User, UserStore
 from terracube.catalog import Catalog
@@ -195,6 +195,8 @@ def int_query(request: Request, name: str, minimum: int) -> int | None:
         value = int(raw)
     except ValueError:
         value = minimum - 1
+    # Beyond any real page size or offset (and beyond what the database's integers hold).
+    value = min(value, 2**31 - 1)
     if value < minimum:
         raise BadRequest(f"The query parameter '{name}' must be an integer >= {minimum}, "
                          f"got {raw!r}.")
@@ -206,12 +208,12 @@ async def json_object_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         raise BadRequest("The request needs a JSON object as body.")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
+    settings: Settings = request.app.state.settings
+    check_body(body, InputLimits(settings.max_json_depth, settings.max_graph_nodes,
+                                 settings.max_graph_chain))
     return body
 
 

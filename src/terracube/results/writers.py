@@ -28,6 +28,7 @@ from terracube.results.formats import (
     check_options,
     output_format,
 )
+from terracube.results.json_safe import without_non_finite
 from terracube.results.quicklook import parse_colormap, write_quicklook
 from terracube.results.vector import feature_files, to_cdse_json, write_vector
 
@@ -462,9 +463,9 @@ def _one_kind(labels: xr.DataArray) -> bool:
 # --- JSON -------------------------------------------------------------------------------------
 def _write_json(data: Any, path: Path) -> None:
     with open(path, "w") as f:
-        # NaN and ±Infinity are written as the tokens NaN / Infinity (as Python, JSON5 and the
-        # official openEO test suite read them) so that they stay distinct from null (no-data).
-        json.dump(to_json_value(data), f, allow_nan=True)
+        # Standard JSON only (docs/decisions/0009-standard-json-only.md): NaN and ±Infinity
+        # are not JSON numbers, so they are written as null, like no-data.
+        json.dump(without_non_finite(to_json_value(data)), f, allow_nan=False)
 
 
 def _computed(arr: xr.DataArray) -> xr.DataArray:
