@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import uuid
 import weakref
 from typing import Any
@@ -260,12 +261,35 @@ def _pool(code: str, ctx: Any) -> UdfPool:
     limits = UdfLimits.from_settings(settings)
     problem = sandbox_problem()
     if problem is None:
-        return UdfPool(code, limits, sandboxed=True)
+        return _shared_pool(services, code, limits, sandboxed=True)
     if _trusted(settings, getattr(services, "user", None)):
         log.warning("UDF runs without a sandbox for a trusted user: %s", problem)
-        return UdfPool(code, limits, sandboxed=False)
+        return _shared_pool(services, code, limits, sandboxed=False)
     raise UdfRefused(f"Python UDFs cannot run on this server: they need a sandbox and "
                      f"{problem}; only users an administrator marked as trusted may run them.")
+
+
+# The pools of one evaluation (its Services: one request or job), by UDF: a process that calls
+# run_udf once per piece (apply_neighborhood) reuses the same warm processes for every piece.
+_EVALUATION_POOLS: dict[int, dict[tuple, UdfPool]] = {}
+_pools_lock = threading.Lock()
+
+
+def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool) -> UdfPool:
+    if services is None:
+        return UdfPool(code, limits, sandboxed)
+    key = (code, limits, sandboxed)
+    with _pools_lock:
+        pools = _EVALUATION_POOLS.get(id(services))
+        if pools is None:
+            pools = _EVALUATION_POOLS[id(services)] = {}
+            weakref.finalize(services, _EVALUATION_POOLS.pop, id(services), None)
+        pool = pools.get(key)
+    if pool is None:
+        pool = UdfPool(code, limits, sandboxed)
+        with _pools_lock:
+            pool = pools.setdefault(key, pool)
+    return pool
 
 
 def _forward_logs(records: Any, target: tuple[str, str] | None) -> None:
