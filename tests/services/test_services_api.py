@@ -214,3 +214,20 @@ def alice(client) -> dict[str, str]:
 @pytest.fixture
 def bob(client) -> dict[str, str]:
     return basic_login(client, "bob", "builder")
+
+
+def test_collections_link_a_preview_layer_that_serves_tiles(client) -> None:
+    doc = client.get(f"{API}/collections/SENTINEL2_L2A").json()
+    (xyz,) = [lk for lk in doc["links"] if lk["rel"] == "xyz"]
+    assert xyz["type"] == "image/png" and xyz["href"].endswith("/{z}/{x}/{y}.png")
+    tile = centre_tile(14)
+    href = xyz["href"].replace("http://testserver", "")
+    r = client.get(href.format(z=tile.z, x=tile.x, y=tile.y))  # public, as the metadata
+    assert r.status_code == 200, r.text
+    image = rgba(r.content)
+    assert (image[3] == 255).mean() > 0.1
+    assert not np.array_equal(image[0], image[2])  # RGB (B04, B03, B02), not grey
+    # Below the preview's lowest zoom (reading 10 m pixels for a continent) there is none.
+    assert client.get(href.format(z=5, x=17, y=11)).status_code == 404
+    r = client.get(f"{API}/services/xyz/collections/NOPE/tiles/14/1/1.png")
+    assert r.status_code == 404 and r.json()["code"] == "CollectionNotFound"

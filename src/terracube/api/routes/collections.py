@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from terracube import errors
 from terracube.api.deps import CatalogDep, api_url, link
 from terracube.api.responses import FileDownload
+from terracube.api.routes.services import collection_xyz_link
 
 router = APIRouter(tags=["EO Data Discovery"])
 
@@ -86,6 +87,9 @@ def collection_document(request: Request, stac: dict[str, Any]) -> dict[str, Any
         link(request, QUERYABLES_REL, f"/collections/{collection_id}/queryables",
              type="application/schema+json", title="Queryables"),
     ]
+    dims = (doc.get("cube:dimensions") or {}).values()
+    if {d.get("axis") for d in dims if d.get("type") == "spatial"} >= {"x", "y"}:
+        added.append(collection_xyz_link(request, collection_id))  # a map preview (issue 13)
     license_id = doc.get("license")
     if "license" not in rels and isinstance(license_id, str) and license_id \
             and license_id.lower() not in _NOT_SPDX:

@@ -32,6 +32,7 @@ from terracube.jobs.logs import levels_from
 from terracube.jobs.requests import log_query
 from terracube.processing.run import check_structure, validate_process
 from terracube.processing.services import build_services
+from terracube.services.previews import preview_config, preview_process
 from terracube.services.render import (
     CONFIGURATION,
     TileCache,
@@ -45,6 +46,7 @@ router = APIRouter(tags=["Secondary Services"])
 
 SERVICE_TYPE = "XYZ"
 TILE_PATH = "/services/xyz/{service_id}/tiles/{z}/{x}/{y}.png"
+PREVIEW_PATH = "/services/xyz/collections/{collection_id}/tiles/{z}/{x}/{y}.png"
 # Parameters a tile URL's query string may bind, besides any the graph declares itself.
 PROCESS_PARAMETERS: list[dict[str, Any]] = []
 
@@ -258,3 +260,30 @@ async def get_xyz_tile(request: Request, service_id: str, z: int, x: int, y: int
         cache.put(key, tile)
     return Response(tile, media_type="image/png",
                     headers={"Cache-Control": "max-age=60"})
+
+
+# --- collection previews --------------------------------------------------------------------
+def collection_xyz_link(request: Request, collection_id: str) -> dict[str, str]:
+    """The STAC web-map-links `xyz` link of a collection's preview layer."""
+    href = api_url(request, PREVIEW_PATH.format(collection_id=collection_id, z="{z}", x="{x}",
+                                                y="{y}"))
+    return {"rel": "xyz", "href": href, "type": "image/png",
+            "title": "Preview (median of the last month, stretched per tile)"}
+
+
+@router.get(PREVIEW_PATH, operation_id="get-collection-preview-tile", response_class=Response,
+            include_in_schema=False)
+async def get_collection_preview_tile(collection_id: str, z: int, x: int, y: int,
+                                      cache: TileCacheDep, settings: SettingsDep,
+                                      catalog: CatalogDep, registry: RegistryDep,
+                                      executor: ExecutorDep) -> Response:
+    """Tile z/x/y of a collection's preview layer; public, as the collection's metadata."""
+    stac = await run_in_threadpool(lambda: catalog.get(collection_id).stac())
+    process, config = preview_process(stac), preview_config(stac)
+    key = (f"collection:{collection_id}", graph_hash(process, repr(config)), z, x, y, "")
+    tile = cache.get(key)
+    if tile is None:
+        preview_services = build_services(settings, catalog, registry, None, executor=executor)
+        tile = await run_in_threadpool(render_tile, process, config, z, x, y, preview_services)
+        cache.put(key, tile)
+    return Response(tile, media_type="image/png", headers={"Cache-Control": "max-age=600"})
