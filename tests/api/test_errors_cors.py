@@ -110,8 +110,9 @@ def test_unexpected_exception_is_internal_and_logged(client, error_codes, caplog
 
 
 # --- CORS ----------------------------------------------------------------------------------------
-EXPOSED = {"Location", "OpenEO-Identifier", "OpenEO-Costs", "Link", "Accept-Ranges", "Content-Range",
-           "Content-Length"}  # the client reads the ranges of large downloads
+# the client reads the ranges of large downloads
+EXPOSED = {"Location", "OpenEO-Identifier", "OpenEO-Costs", "Link", "Accept-Ranges",
+           "Content-Range", "Content-Length"}
 
 
 def exposed(response) -> set[str]:
