@@ -33,7 +33,7 @@ from terracube.catalog.netcdf_zarr_inspect import (
     load_dtype,
     open_cube_file,
 )
-from terracube.catalog.stac_items import NoDataForRequest
+from terracube.catalog.stac_items import PROJECTION_EXT, NoDataForRequest
 from terracube.datacube.cube import BANDS, OTHER, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.request import BBox, LoadRequest
 
@@ -105,6 +105,7 @@ class XarraySource(CollectionSource):
             "stac_extensions": [
                 "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
                 "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+                PROJECTION_EXT,  # proj:epsg or proj:wkt2 in the summaries
             ],
             "id": self.id,
             "title": self.title,

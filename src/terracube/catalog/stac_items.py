@@ -38,6 +38,9 @@ class GridReader:
     read: Callable[..., xr.DataArray]
 
 
+# The STAC projection extension of proj:epsg / proj:wkt2 (v2 renamed proj:epsg to proj:code).
+PROJECTION_EXT = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
+
 class NoDataForRequest(errors.ProcessParameterInvalid):
     """The filters leave nothing to load (no item in time/space/properties)."""
 
@@ -122,6 +125,7 @@ class StacItemsSource(CollectionSource):
                 "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
                 "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
                 "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+                PROJECTION_EXT,  # proj:epsg (or proj:wkt2) in the summaries
             ],
             "id": self.id,
             "title": self.title,

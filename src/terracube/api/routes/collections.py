@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from terracube import errors
 from terracube.api.deps import CatalogDep, api_url, link
+from terracube.api.pagination import page_of
 from terracube.api.responses import FileDownload
 from terracube.api.routes.services import collection_xyz_link
 
@@ -27,7 +28,8 @@ _NOT_SPDX = {"proprietary", "various", "other"}
 @router.get("/collections", operation_id="list-collections")
 def list_collections(request: Request, catalog: CatalogDep) -> dict[str, Any]:
     collections = []
-    for collection_id in catalog.collection_ids():
+    ids, pages = page_of(request, catalog.collection_ids(), "/collections")
+    for collection_id in ids:
         stac = collection_document(request, catalog.get(collection_id).stac())
         for key in _FULL_ONLY:
             stac.pop(key, None)
@@ -38,6 +40,7 @@ def list_collections(request: Request, catalog: CatalogDep) -> dict[str, Any]:
             link(request, "self", "/collections", title="Collections"),
             link(request, "root", "/", title="Capabilities"),
             link(request, "parent", "/", title="Capabilities"),
+            *pages,
         ],
     }
 

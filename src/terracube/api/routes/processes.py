@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from terracube.api.deps import RegistryDep, link
+from terracube.api.pagination import page_of
 from terracube.engine.specs import process_descriptions
 
 router = APIRouter(tags=["Process Discovery"])
@@ -14,9 +15,11 @@ router = APIRouter(tags=["Process Discovery"])
 
 @router.get("/processes", operation_id="list-processes")
 def list_processes(request: Request, registry: RegistryDep) -> dict[str, Any]:
+    descriptions = {d["id"]: d for d in _descriptions(request, registry)}
+    ids, pages = page_of(request, list(descriptions), "/processes")
     return {
-        "processes": _descriptions(request, registry),
-        "links": [link(request, "self", "/processes", title="Predefined processes")],
+        "processes": [descriptions[i] for i in ids],
+        "links": [link(request, "self", "/processes", title="Predefined processes"), *pages],
     }
 
 
