@@ -4,14 +4,13 @@ It is started as a script (`python udf_runner.py`, see engine/udf_sandbox.py), n
 by the server, and imports nothing of terracube: inside the sandbox only the Python runtime and
 its libraries are visible. It applies the resource limits it is given, drops root if it runs as
 root, loads the UDF once and then answers requests on a private pipe: one data block in, one
-block (or an error with the UDF's own traceback) out. The wire format is JSON headers plus
-`.npy` buffers written and read with allow_pickle=False, so the server never unpickles anything
-a UDF could have produced.
+block (or an error with the UDF's own traceback) out. The wire format is JSON headers plus raw
+array buffers of plain dtypes (never object), so the server never unpickles anything a UDF
+could have produced.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -29,20 +28,19 @@ _LOGGER_NAME = os.environ.get("OPENEO_UDF_USER_LOGGER", "openeo.udf.debug.user")
 
 
 # --- wire format (shared with udf_sandbox.py, which has its own copy: no imports across) ----
-def encode_array(arr: Any, buffers: list[bytes]) -> dict:
+def encode_array(arr: Any, buffers: list) -> dict:
     """A JSON description of a DataArray whose values and coordinates go to `buffers`."""
 
-    def npy(values: Any) -> int:
+    def npy(values: Any) -> dict:
         values = np.asarray(values)
         if values.dtype == object:
             try:
                 values = values.astype(float)
             except (TypeError, ValueError):
                 values = values.astype(str)
-        out = io.BytesIO()
-        np.lib.format.write_array(out, np.ascontiguousarray(values), allow_pickle=False)
-        buffers.append(out.getvalue())
-        return len(buffers) - 1
+        values = np.ascontiguousarray(values)
+        buffers.append(memoryview(values.reshape(-1).view(np.uint8)))
+        return {"i": len(buffers) - 1, "dtype": values.dtype.str, "shape": list(values.shape)}
 
     coords = {str(name): {"dims": [str(d) for d in c.dims], "data": npy(c.values)}
               for name, c in arr.coords.items()}
@@ -50,19 +48,23 @@ def encode_array(arr: Any, buffers: list[bytes]) -> dict:
             "name": arr.name if isinstance(arr.name, str) else None}
 
 
-def decode_array(desc: dict, buffers: list[bytes]) -> Any:
+def decode_array(desc: dict, buffers: list) -> Any:
     import xarray as xr
 
-    def load(i: int) -> np.ndarray:
-        return np.lib.format.read_array(io.BytesIO(buffers[i]), allow_pickle=False)
+    def load(ref: Any) -> np.ndarray:
+        dtype = np.dtype(str(ref["dtype"]))
+        if dtype.hasobject or dtype.kind not in "biufcmMSU":  # plain values only
+            raise ValueError(f"unsupported dtype {dtype}")
+        shape = tuple(int(n) for n in ref["shape"])
+        return np.frombuffer(buffers[int(ref["i"])], dtype=dtype).reshape(shape)
 
     coords = {name: (c["dims"], load(c["data"])) for name, c in desc.get("coords", {}).items()}
     return xr.DataArray(load(desc["data"]), dims=desc["dims"], coords=coords,
                         name=desc.get("name"))
 
 
-def write_message(out: BinaryIO, header: dict, buffers: list[bytes]) -> None:
-    header = {**header, "buffers": [len(b) for b in buffers]}
+def write_message(out: BinaryIO, header: dict, buffers: list) -> None:
+    header = {**header, "buffers": [memoryview(b).nbytes for b in buffers]}
     raw = json.dumps(header, default=str).encode()
     out.write(struct.pack("<Q", len(raw)) + raw)
     for b in buffers:
@@ -70,20 +72,20 @@ def write_message(out: BinaryIO, header: dict, buffers: list[bytes]) -> None:
     out.flush()
 
 
-def _read_exact(fd: int, n: int, idle: float | None) -> bytes:
-    chunks, left = [], n
-    while left:
+def _read_exact(fd: int, n: int, idle: float | None) -> bytearray:
+    buf = bytearray(n)  # writable: the UDF may change its input in place
+    view, pos = memoryview(buf), 0
+    while pos < n:
         if idle is not None and not select.select([fd], [], [], idle)[0]:
             raise EOFError("idle")
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
+        got = os.readv(fd, [view[pos:pos + (1 << 20)]])
+        if not got:
             raise EOFError("closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        pos += got
+    return buf
 
 
-def read_message(fd: int, idle: float | None = None) -> tuple[dict, list[bytes]]:
+def read_message(fd: int, idle: float | None = None) -> tuple[dict, list]:
     (size,) = struct.unpack("<Q", _read_exact(fd, 8, idle))
     if size > MAX_HEADER:
         raise ValueError("message header too large")

@@ -6,13 +6,12 @@ that evaluation and is never seen by another request. Each worker is `udf_runner
 under `bwrap` with no network, a private /tmp, a fresh /proc and /dev, read-only binds of the
 Python runtime only, a clean environment and the rlimits of `UdfLimits`; a block that takes
 longer than the wall-clock limit kills its worker. Nothing a worker sends is unpickled: blocks
-come back as `.npy` buffers read with allow_pickle=False.
+come back as raw buffers of plain dtypes described in a JSON header: nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import random
@@ -152,18 +151,17 @@ def sandbox_problem() -> str | None:
 
 
 # --- the wire format (the runner has its own copy; it may not import terracube) --------------
-def _encode(arr: xr.DataArray, buffers: list[bytes]) -> dict:
-    def npy(values: Any) -> int:
+def _encode(arr: xr.DataArray, buffers: list) -> dict:
+    def npy(values: Any) -> dict:
         values = np.asarray(values)
         if values.dtype == object:
             try:
                 values = values.astype(float)
             except (TypeError, ValueError):
                 values = values.astype(str)
-        out = io.BytesIO()
-        np.lib.format.write_array(out, np.ascontiguousarray(values), allow_pickle=False)
-        buffers.append(out.getvalue())
-        return len(buffers) - 1
+        values = np.ascontiguousarray(values)
+        buffers.append(memoryview(values.reshape(-1).view(np.uint8)))
+        return {"i": len(buffers) - 1, "dtype": values.dtype.str, "shape": list(values.shape)}
 
     coords = {str(n): {"dims": [str(d) for d in c.dims], "data": npy(c.values)}
               for n, c in arr.coords.items()}
@@ -171,10 +169,14 @@ def _encode(arr: xr.DataArray, buffers: list[bytes]) -> dict:
             "name": arr.name if isinstance(arr.name, str) else None}
 
 
-def _decode(desc: Any, buffers: list[bytes]) -> xr.DataArray:
+def _decode(desc: Any, buffers: list) -> xr.DataArray:
     """The DataArray a worker sent; anything malformed is the UDF's error."""
-    def load(i: Any) -> np.ndarray:
-        return np.lib.format.read_array(io.BytesIO(buffers[int(i)]), allow_pickle=False)
+    def load(ref: Any) -> np.ndarray:
+        dtype = np.dtype(str(ref["dtype"]))
+        if dtype.hasobject or dtype.kind not in "biufcmMSU":  # plain values only
+            raise ValueError(f"unsupported dtype {dtype}")
+        shape = tuple(int(n) for n in ref["shape"])
+        return np.frombuffer(buffers[int(ref["i"])], dtype=dtype).reshape(shape)
 
     if not isinstance(desc, dict):
         raise ValueError("no array")
@@ -185,11 +187,12 @@ def _decode(desc: Any, buffers: list[bytes]) -> xr.DataArray:
                         coords=coords, name=name if isinstance(name, str) else None)
 
 
-def _write(stream: Any, header: dict, buffers: list[bytes]) -> None:
-    raw = json.dumps({**header, "buffers": [len(b) for b in buffers]}, default=str).encode()
+def _write(stream: Any, header: dict, buffers: list) -> None:
+    raw = json.dumps({**header, "buffers": [memoryview(b).nbytes for b in buffers]},
+                     default=str).encode()
     stream.write(struct.pack("<Q", len(raw)) + raw)
     for b in buffers:
-        stream.write(b)
+        stream.write(b)  # memoryviews of the arrays: no copy
     stream.flush()
 
 
@@ -226,22 +229,22 @@ class _Worker:
     def kill(self) -> None:
         _kill(self.proc)
 
-    def _read_exact(self, n: int, deadline: float) -> bytes:
+    def _read_exact(self, n: int, deadline: float) -> bytearray:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        chunks, left = [], n
-        while left:
+        buf = bytearray(n)
+        view, pos = memoryview(buf), 0
+        while pos < n:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
                 self.kill()
                 raise _WorkerDied(f"it ran longer than its time limit of "
                                   f"{self.limits.timeout_seconds:g} s and was stopped")
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
+            got = os.readv(fd, [view[pos:pos + (1 << 20)]])
+            if not got:
                 raise _WorkerDied(self._death())
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+            pos += got
+        return buf
 
     def _death(self) -> str:
         try:
@@ -257,7 +260,7 @@ class _Worker:
                    -signal.SIGSEGV: "it crashed (segmentation fault)"}
         return reasons.get(code, f"its process ended unexpectedly (exit status {code})")
 
-    def _read(self, timeout: float) -> tuple[dict, list[bytes]]:
+    def _read(self, timeout: float) -> tuple[dict, list]:
         deadline = time.monotonic() + timeout
         (size,) = struct.unpack("<Q", self._read_exact(8, deadline))
         if size > _MAX_HEADER:
@@ -276,7 +279,7 @@ class _Worker:
         return header, [self._read_exact(n, deadline) for n in sizes]
 
     def call(self, arr: xr.DataArray, context: Any) -> tuple[dict, xr.DataArray | None]:
-        buffers: list[bytes] = []
+        buffers: list = []
         desc = _encode(arr, buffers)
         try:
             _write(self.proc.stdin, {"array": desc, "context": context}, buffers)
