@@ -226,8 +226,9 @@ def tile_parameters(request: Request) -> dict[str, Any]:
     return out
 
 
+# Not an openEO endpoint (the service's own URL), so left out of the capabilities' endpoints.
 @router.get(TILE_PATH, operation_id="get-xyz-tile", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "A PNG tile."}})
+            include_in_schema=False)
 async def get_xyz_tile(request: Request, service_id: str, z: int, x: int, y: int,
                        services: ServicesDep, cache: TileCacheDep, users: UsersDep,
                        settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
