@@ -223,3 +223,22 @@ def test_udf_over_a_dimension_gets_it_whole(registry) -> None:
     out = Evaluator(Services(registry=registry)).run(graph, {"cube": cube})
     expected = data.compute().interpolate_na(dim="t")
     np.testing.assert_allclose(out.data.transpose(*expected.dims).values, expected.values)
+
+
+def test_runtimes_list_what_a_udf_can_import(registry) -> None:
+    from terracube.engine.processes.udf import udf_runtimes
+
+    python = udf_runtimes(Settings(data_dir="/tmp"))["Python"]
+    libraries = python["versions"][python["default"]]["libraries"]
+    assert {"numpy", "scipy", "pandas", "xarray", "dask", "statsmodels", "scikit-learn",
+            "shapely", "geopandas", "rasterio", "pyproj"} <= set(libraries)
+    assert "sandbox (bubblewrap)" in python["description"]
+    code = udf("""
+import importlib
+for name in ("scipy.signal", "statsmodels.api", "sklearn", "shapely", "pyproj", "dask"):
+    importlib.import_module(name)
+    result += 1
+""")
+    assert run(registry, code) == [6.0]
+    off = udf_runtimes(Settings(data_dir="/tmp", udf_enabled=False))["Python"]
+    assert "switched off" in off["description"]
