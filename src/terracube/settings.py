@@ -99,6 +99,8 @@ class Settings(BaseSettings):
         1024**3, ge=1, description="Largest block a UDF may return.")
     udf_idle_seconds: float = Field(
         300, gt=0, description="A warm UDF process unused for this long exits.")
+    udf_bwrap: str = Field(
+        "bwrap", description="The bubblewrap executable that sandboxes UDFs (name or path).")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -242,3 +242,25 @@ for name in ("scipy.signal", "statsmodels.api", "sklearn", "shapely", "pyproj", 
     assert run(registry, code) == [6.0]
     off = udf_runtimes(Settings(data_dir="/tmp", udf_enabled=False))["Python"]
     assert "switched off" in off["description"]
+
+
+def test_without_a_sandbox_only_trusted_users_run_udfs(registry) -> None:
+    from dataclasses import dataclass
+
+    from terracube.engine.processes.udf import udf_runtimes
+
+    @dataclass
+    class User:
+        user_id: str
+
+    no_bwrap = {"udf_bwrap": "/nonexistent/bwrap", "udf_trusted_users": "teacher, admin"}
+    s = Settings(data_dir="/tmp", **no_bwrap)
+    graph = {"u": {"process_id": "run_udf", "arguments": {
+        "data": [1.0], "udf": udf("result = 5"), "runtime": "Python"}, "result": True}}
+    with pytest.raises(UdfRefused, match="need a sandbox.*trusted"):
+        Evaluator(Services(registry=registry, settings=s, user=User("student"))).run(graph, {})
+    with pytest.raises(UdfRefused):
+        Evaluator(Services(registry=registry, settings=s)).run(graph, {})
+    ok = Evaluator(Services(registry=registry, settings=s, user=User("teacher"))).run(graph, {})
+    assert ok == [5.0]
+    assert "No sandbox is available" in udf_runtimes(s)["Python"]["description"]

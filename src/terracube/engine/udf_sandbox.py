@@ -59,6 +59,7 @@ class UdfLimits:
     timeout_seconds: float = 300.0  # wall-clock time of one block (and of loading the code)
     output_bytes: int = 1024**3
     idle_seconds: float = 300.0  # a warm worker nobody used for this long exits
+    bwrap: str = "bwrap"  # the bubblewrap executable (name on PATH or path)
 
     @classmethod
     def from_settings(cls, settings: Any) -> UdfLimits:
@@ -71,12 +72,12 @@ class UdfLimits:
                    tmp_bytes=settings.udf_tmp_bytes,
                    timeout_seconds=settings.udf_timeout_seconds,
                    output_bytes=settings.udf_output_bytes,
-                   idle_seconds=settings.udf_idle_seconds)
+                   idle_seconds=settings.udf_idle_seconds, bwrap=settings.udf_bwrap)
 
 
 # --- is bubblewrap there and working? ---------------------------------------------------------
-def _bwrap() -> str | None:
-    return shutil.which("bwrap")
+def _bwrap(name: str) -> str | None:
+    return shutil.which(name)
 
 
 def _runtime_binds() -> list[str]:
@@ -103,7 +104,7 @@ def _runtime_binds() -> list[str]:
 
 def sandbox_command(limits: UdfLimits) -> list[str]:
     """The bwrap command line that runs the runner script."""
-    bwrap = _bwrap()
+    bwrap = _bwrap(limits.bwrap)
     assert bwrap is not None
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "udf",
@@ -133,12 +134,13 @@ def _clean_env() -> dict[str, str]:
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@functools.lru_cache(maxsize=1)
-def sandbox_problem() -> str | None:
-    """None when bubblewrap can start the runner on this machine, else why not (cached)."""
-    if _bwrap() is None:
-        return "bubblewrap (bwrap) is not installed"
-    probe = sandbox_command(UdfLimits())[:-1] + ["-c", "import numpy"]
+@functools.lru_cache(maxsize=8)
+def sandbox_problem(bwrap: str = "bwrap") -> str | None:
+    """None when bubblewrap (`bwrap`: the executable) can start the runner on this machine,
+    else why not (cached)."""
+    if _bwrap(bwrap) is None:
+        return f"bubblewrap ({bwrap}) is not installed"
+    probe = sandbox_command(UdfLimits(bwrap=bwrap))[:-1] + ["-c", "import numpy"]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=60, env=_clean_env(),
                               stdin=subprocess.DEVNULL)

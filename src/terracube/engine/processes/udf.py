@@ -78,7 +78,7 @@ def udf_runtimes(settings: Any = None) -> dict[str, Any]:
     import sys
 
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    problem = sandbox_problem()
+    problem = sandbox_problem(UdfLimits.from_settings(settings).bwrap)
     if settings is not None and not settings.udf_enabled:
         status = "UDFs are switched off on this server: run_udf is refused."
     elif problem is None:
@@ -259,7 +259,7 @@ def _pool(code: str, ctx: Any) -> UdfPool:
         raise UdfRefused("Python UDFs are switched off on this server (run_udf is not "
                          "available).")
     limits = UdfLimits.from_settings(settings)
-    problem = sandbox_problem()
+    problem = sandbox_problem(limits.bwrap)
     if problem is None:
         return _shared_pool(services, code, limits, sandboxed=True)
     if _trusted(settings, getattr(services, "user", None)):
