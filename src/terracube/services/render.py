@@ -245,15 +245,34 @@ def outside(grid: Grid, footprint: tuple[float, float, float, float] | None) -> 
 
 
 # --- rendering ---------------------------------------------------------------------------------
+# A graph whose loads cover at most this many metres (Web Mercator) each way is evaluated
+# once (lazily) for the whole area and kept: a tile then only warps and computes its window,
+# skipping the graph's evaluation (about half of a warm tile's time). Larger areas are
+# evaluated per tile, restricted to the tile, so that no tile builds a graph of a huge area.
+WHOLE_AREA_MAX_M = 50_000
+
+
 def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: int,
-                services: Services, parameters: dict[str, Any] | None = None) -> bytes:
-    """Tile z/x/y of the process's raster result as RGBA PNG bytes."""
+                services: Services, parameters: dict[str, Any] | None = None,
+                cubes: CubeCache | None = None, cube_key: tuple | None = None) -> bytes:
+    """Tile z/x/y of the process's raster result as RGBA PNG bytes. With `cubes`, the lazy
+    result of a small-area graph is kept there under `cube_key` (+ the parameters the process
+    uses) for the next tiles."""
     check_tile(z, x, y, config)
     grid = tile_grid(z, x, y, config.tile_size)
-    if outside(grid, load_footprint(process)):
+    footprint = load_footprint(process)
+    if outside(grid, footprint):
         return empty_png(config.tile_size)
-    value = evaluate_result(tile_process(process, grid), services,
-                            bound_parameters(process, parameters))
+    bound = bound_parameters(process, parameters)
+    used = referenced_parameters(process)
+    bound = {k: v for k, v in bound.items() if k in used}  # e.g. no cache-busting `?v=2`
+    small = footprint is not None and max(footprint[2] - footprint[0],
+                                          footprint[3] - footprint[1]) <= WHOLE_AREA_MAX_M
+    if cubes is not None and cube_key is not None and small:
+        key = (*cube_key, json.dumps(bound, sort_keys=True, default=str))
+        value = cubes.get_or_make(key, lambda: evaluate_result(process, services, bound))
+    else:
+        value = evaluate_result(tile_process(process, grid), services, bound)
     if not isinstance(value, RasterCube) or value.x_dim is None or value.y_dim is None:
         raise errors.ProcessParameterInvalid(
             "An XYZ service shows a raster data cube with x and y dimensions; this process "
@@ -265,6 +284,46 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
     running = services.executor or executor.current()
     (values,) = running.compute(layers)
     return encode_png(np.asarray(values, dtype="float64"), config)
+
+
+class CubeCache:
+    """The lazy results of the last `capacity` small-area graphs (see WHOLE_AREA_MAX_M), by a
+    key the caller makes (service, graph hash, parameters); `forget(service)` drops them."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        self.capacity = capacity
+        self._cubes: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: tuple, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._cubes:
+                self._cubes.move_to_end(key)
+                return self._cubes[key]
+        value = make()  # outside the lock: evaluating takes a while; a race evaluates twice
+        with self._lock:
+            self._cubes[key] = value
+            while len(self._cubes) > self.capacity:
+                self._cubes.popitem(last=False)
+        return value
+
+    def forget(self, service_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._cubes if k[0] == service_id]:
+                del self._cubes[key]
+
+
+def referenced_parameters(value: Any) -> set[str]:
+    """The names of every `from_parameter` in a process (child graphs too: a superset)."""
+    if isinstance(value, dict):
+        names = {value["from_parameter"]} if isinstance(value.get("from_parameter"), str) \
+            else set()
+        for item in value.values():
+            names |= referenced_parameters(item)
+        return names
+    if isinstance(value, list):
+        return set().union(*(referenced_parameters(v) for v in value)) if value else set()
+    return set()
 
 
 def bound_parameters(process: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:

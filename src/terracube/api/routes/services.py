@@ -35,6 +35,7 @@ from terracube.processing.services import build_services
 from terracube.services.previews import preview_config, preview_process
 from terracube.services.render import (
     CONFIGURATION,
+    CubeCache,
     TileCache,
     check_configuration,
     graph_hash,
@@ -78,7 +79,14 @@ def get_tile_cache(request: Request) -> TileCache:
     cache = getattr(state, "tile_cache", None)
     if cache is None:
         cache = state.tile_cache = TileCache()
+        state.tile_cubes = CubeCache()  # the lazy results tiles are cut from (small areas)
     return cache
+
+
+def forget_service(request: Request, service_id: str) -> None:
+    """Drop a changed or deleted service's tiles and lazy results."""
+    get_tile_cache(request).forget(service_id)
+    request.app.state.tile_cubes.forget(service_id)
 
 
 ServicesDep = Annotated[ServiceStore, Depends(get_service_store)]
@@ -183,8 +191,8 @@ def describe_service(request: Request, service_id: str, user: ActiveUser,
 
 @router.patch("/services/{service_id}", operation_id="update-service", status_code=204,
               openapi_extra={"requestBody": _PATCH_BODY}, response_class=Response)
-async def update_service(service_id: str, user: ActiveUser, body: JsonObjectBody,
-                         services: ServicesDep, cache: TileCacheDep, settings: SettingsDep,
+async def update_service(request: Request, service_id: str, user: ActiveUser,
+                         body: JsonObjectBody, services: ServicesDep, settings: SettingsDep,
                          catalog: CatalogDep, registry: RegistryDep) -> Response:
     services.get(user.user_id, service_id)  # ServiceNotFound before checking the body
     changes = checked_fields(body, WRITABLE)
@@ -192,16 +200,16 @@ async def update_service(service_id: str, user: ActiveUser, body: JsonObjectBody
         await run_in_threadpool(_validate, changes["process"], settings, catalog, registry,
                                 user)
     services.update(user.user_id, service_id, changes)
-    cache.forget(service_id)
+    forget_service(request, service_id)
     return Response(status_code=204)
 
 
 @router.delete("/services/{service_id}", operation_id="delete-service", status_code=204,
                response_class=Response)
-def delete_service(service_id: str, user: ActiveUser, services: ServicesDep,
-                   cache: TileCacheDep) -> Response:
+def delete_service(request: Request, service_id: str, user: ActiveUser,
+                   services: ServicesDep) -> Response:
     services.delete(user.user_id, service_id)
-    cache.forget(service_id)
+    forget_service(request, service_id)
     return Response(status_code=204)
 
 
@@ -239,8 +247,9 @@ async def get_xyz_tile(request: Request, service_id: str, z: int, x: int, y: int
         raise errors.ServiceNotFound(f"The service '{service_id}' is disabled; enable it with "
                                      "PATCH /services/{service_id}.")
     parameters = tile_parameters(request)
-    key = (service_id, graph_hash(record["process"], record.get("configuration")), z, x, y,
-           json.dumps(parameters, sort_keys=True))
+    digest = graph_hash(record["process"], record.get("configuration"))
+    query = json.dumps(parameters, sort_keys=True)
+    key = (service_id, digest, z, x, y, query)
     tile = cache.get(key)
     if tile is None:
         def render() -> bytes:
@@ -248,7 +257,8 @@ async def get_xyz_tile(request: Request, service_id: str, z: int, x: int, y: int
             owner = users.get(owner_id)
             tile_services = build_services(settings, catalog, registry, owner,
                                            executor=executor)
-            return render_tile(record["process"], config, z, x, y, tile_services, parameters)
+            return render_tile(record["process"], config, z, x, y, tile_services, parameters,
+                               request.app.state.tile_cubes, (service_id, digest))
 
         try:
             tile = await run_in_threadpool(render)
