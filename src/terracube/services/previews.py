@@ -17,13 +17,14 @@ EQUATOR_M_PER_PX = 156543.03392804097  # WebMercatorQuad, zoom 0, 256 px tiles
 def preview_bands(stac: dict[str, Any]) -> list[str] | None:
     """Red, green and blue by their common names, else the first band; None without bands."""
     eo_bands = (stac.get("summaries") or {}).get("eo:bands") or []
-    by_common = {b.get("common_name"): b.get("name") for b in eo_bands if isinstance(b, dict)}
-    if all(by_common.get(c) for c in ("red", "green", "blue")):
+    by_common = {str(b.get("common_name")): str(b["name"]) for b in eo_bands
+                 if isinstance(b, dict) and b.get("name")}
+    if all(c in by_common for c in ("red", "green", "blue")):
         return [by_common["red"], by_common["green"], by_common["blue"]]
     for dim in (stac.get("cube:dimensions") or {}).values():
         if dim.get("type") == "bands" and dim.get("values"):
-            return [dim["values"][0]]
-    names = [b.get("name") for b in eo_bands if isinstance(b, dict) and b.get("name")]
+            return [str(dim["values"][0])]
+    names = [str(b["name"]) for b in eo_bands if isinstance(b, dict) and b.get("name")]
     return names[:1] or None
 
 

@@ -273,12 +273,14 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
         value = cubes.get_or_make(key, lambda: evaluate_result(process, services, bound))
     else:
         value = evaluate_result(tile_process(process, grid), services, bound)
-    if not isinstance(value, RasterCube) or value.x_dim is None or value.y_dim is None:
+    xd = value.x_dim if isinstance(value, RasterCube) else None
+    yd = value.y_dim if isinstance(value, RasterCube) else None
+    if xd is None or yd is None:
         raise errors.ProcessParameterInvalid(
             "An XYZ service shows a raster data cube with x and y dimensions; this process "
             f"returns {type(value).__name__}.")
     cube = value
-    if 0 in (cube.data.sizes[cube.x_dim.name], cube.data.sizes[cube.y_dim.name]):
+    if 0 in (cube.data.sizes[xd.name], cube.data.sizes[yd.name]):
         return empty_png(config.tile_size)
     layers = tile_layers(warp(cube, grid, config.resampling), config)
     running = services.executor or executor.current()

@@ -89,7 +89,7 @@ class ServiceStore:
                 raise errors.ServiceNotFound(f"There is no service '{service_id}'.")
             return row.user_id, _with_metadata(row)
 
-    def list(self, user_id: str) -> list[dict[str, Any]]:
+    def all_of(self, user_id: str) -> list[dict[str, Any]]:
         with self.db.session() as s:
             rows = s.scalars(select(Service).where(Service.user_id == user_id)
                              .order_by(Service.created, Service.service_id))
@@ -108,7 +108,8 @@ class ServiceStore:
     def delete(self, user_id: str, service_id: str) -> None:
         with self.db.session() as s:
             deleted = s.execute(delete(Service).where(
-                Service.user_id == user_id, Service.service_id == service_id)).rowcount
+                Service.user_id == user_id,
+                Service.service_id == service_id)).rowcount  # type: ignore[attr-defined]
         if not deleted:
             raise _not_found(service_id)
 

@@ -178,7 +178,7 @@ async def create_service(request: Request, user: ActiveUser, body: JsonObjectBod
 
 @router.get("/services", operation_id="list-services")
 def list_services(request: Request, user: ActiveUser, services: ServicesDep) -> dict[str, Any]:
-    docs = [service_document(request, record) for record in services.list(user.user_id)]
+    docs = [service_document(request, record) for record in services.all_of(user.user_id)]
     page, links = paginate(request, docs, "/services")
     return {"services": page, "links": links}
 
