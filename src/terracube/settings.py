@@ -67,7 +67,17 @@ class Settings(BaseSettings):
         7, ge=0, description="Days between flagging an inactive workspace and removing its "
                              "files (the user logging in again in between keeps them).")
 
+    fetch_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts, addresses or networks (CIDR) beyond the public internet, and "
+                    "folders (absolute paths) of local files, that load_stac and "
+                    "load_ml_model may read for users, e.g. [\"10.1.0.0/16\", "
+                    "\"stac.internal\"] (a JSON list); default: public addresses only.")
     # Limits of request bodies (docs/administration/security.md)
+    max_request_body_bytes: int = Field(
+        10 * 1024**2, ge=1024, description="Largest request body accepted (413 beyond), "
+                                           "except file uploads (PUT /files/..., streamed "
+                                           "under the storage quota).")
     max_json_depth: int = Field(
         100, ge=2, description="Deepest nesting of objects and arrays a JSON request body may "
                                "have; deeper bodies are refused with 400 BadRequest.")

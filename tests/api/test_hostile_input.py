@@ -228,3 +228,33 @@ def test_chain_limit_also_holds_inside_callbacks(client, alice):
     assert r.status_code == 400 and "TERRACUBE_MAX_GRAPH_CHAIN" in r.json()["message"]
 
 
+
+
+# --- item 4: request body size -------------------------------------------------------------
+def test_request_bodies_over_the_limit_are_refused_uploads_are_not(tmp_path, registry):
+    app = create_app(Settings(data_dir=tmp_path / "d", max_request_body_bytes=100_000),
+                     catalog=EmptyCatalog(), registry=registry)
+    app.state.users.add("alice", "wonderland")
+    client = TestClient(app, raise_server_exceptions=False)
+    alice = basic_login(client, "alice", "wonderland")
+    big = {"process_graph": one_node("absolute", x=1), "description": "x" * 200_000}
+    # Announced by Content-Length, anonymous /validation too.
+    r = client.post(f"{API}/validation", json=big)
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "PayloadTooLarge"
+    assert "TERRACUBE_MAX_REQUEST_BODY_BYTES" in r.json()["message"]
+    # Streamed without Content-Length (chunked).
+    def chunks():
+        yield b'{"process_graph": {}, "description": "'
+        for _ in range(30):
+            yield b"y" * 10_000
+        yield b'"}'
+    r = client.post(f"{API}/validation", content=chunks(), headers=JSON)
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "PayloadTooLarge"
+    # Small bodies pass; uploads stream under the quota instead.
+    assert client.post(f"{API}/validation",
+                       json={"process_graph": one_node("absolute", x=1)}).status_code == 200
+    r = client.put(f"{API}/files/big.bin", content=b"z" * 300_000,
+                   headers={**alice, "content-type": "application/octet-stream"})
+    assert r.status_code == 200, r.text

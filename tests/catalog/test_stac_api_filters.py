@@ -172,7 +172,10 @@ def load_stac(url: str, properties: dict):
     graph = {"load": {"process_id": "load_stac", "result": True, "arguments": {
         "url": url, "spatial_extent": BOX, "bands": ["B02"],
         "properties": {name: {"process_graph": g} for name, g in properties.items()}}}}
-    return Evaluator(Services(registry=build_registry(), stac=StacUrlReader())).run(graph)
+    # The items' assets are files of the test data, so the user fetch policy (tested in
+    # tests/api/test_fetch_policy.py) is off here.
+    reader = StacUrlReader(remote_only=False)
+    return Evaluator(Services(registry=build_registry(), stac=reader)).run(graph)
 
 
 def check_cube(cube, days: list[str]) -> None:

@@ -323,7 +323,8 @@ def test_default_max_variables_per_task(registry, s2, training):
 def workspace_services(registry, tmp_path):
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    settings = Settings(data_dir=tmp_path / "data")
+    # models served on loopback (test_load_from_a_url): allowed as an administrator would
+    settings = Settings(data_dir=tmp_path / "data", fetch_allowed_hosts=["127.0.0.1/32"])
     return Services(registry=registry, settings=settings,
                     workspace=UserWorkspace(workspace, settings.storage_quota_bytes))
 
@@ -545,7 +546,11 @@ def test_w5_benchmark_graph_maps_the_land_cover(registry, bench_data):
     with StaticHttpServer(bench_data) as http:
         url = http.url
         graph = bench_graph(bench_data, f"{url}/stac/s2-synth/collection.json")
-        services = build_services(None, None, registry)  # the real ports: STAC, formats
+        # the real ports (STAC, formats); the loopback server and the catalog's files (its
+        # asset hrefs are paths) allowed as an administrator would
+        allowed = Settings(data_dir=bench_data / "server",
+                           fetch_allowed_hosts=["127.0.0.1/32", str(bench_data)])
+        services = build_services(allowed, None, registry)
         evaluator = Evaluator(services)
         assert evaluator.validate(graph) == []
         returned = evaluator.run(graph)

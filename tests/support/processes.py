@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-from tests.support.paths import REPO
+from tests.support.paths import REPO, SHARED
 
 T = TypeVar("T")
 
@@ -46,6 +47,13 @@ def wait_for(condition: Callable[[], T], timeout: float = 60, interval: float = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# Test servers and workers may fetch from loopback (STAC servers of the tests, the server's
+# own job results): allowed explicitly, as an administrator would (url_policy.py).
+# The shared test data folder too: the tests' STAC documents point at its files.
+LOOPBACK_FETCH = {"TERRACUBE_FETCH_ALLOWED_HOSTS": json.dumps(
+    ["127.0.0.1/32", "::1/128", "localhost", str(SHARED / "data")])}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -157,7 +165,8 @@ class ServerProcess(ChildProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}/openeo/1.2/"
         base = clean_env() if clean else dict(os.environ)
-        full_env = {**base, "TERRACUBE_DEV_DEFAULT_USER": "true", **(env or {})}
+        full_env = {**base, "TERRACUBE_DEV_DEFAULT_USER": "true", **LOOPBACK_FETCH,
+                    **(env or {})}
         host_args = ["--host", host] if host else []
         super().__init__(
             [sys.executable, "-m", "terracube.cli", "serve", *host_args,
@@ -178,7 +187,7 @@ class WorkerProcess(ChildProcess):
         super().__init__(
             [sys.executable, "-m", "terracube.cli", "worker", "--data-dir", str(data_dir),
              *args], data_dir / f"worker-{time.monotonic_ns()}.log",
-            env=clean_env(**(env or {})))
+            env=clean_env(**{**LOOPBACK_FETCH, **(env or {})}))
 
 
 class HttpServerProcess(ChildProcess):

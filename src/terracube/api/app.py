@@ -14,6 +14,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import terracube
+from terracube.api.body_limit import BodyLimitMiddleware
 from terracube.api.deps import API_PREFIX
 from terracube.api.errors import install_error_handlers
 from terracube.api.routes import (
@@ -109,6 +110,8 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     app.state.url_signer = UrlSigner(signing_key(settings), settings.signed_url_ttl_seconds)
 
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes,
+                       unlimited_prefix=f"{API_PREFIX}/files/")  # uploads: streamed, quota
     app.add_middleware(MergeSlashesMiddleware)
     app.add_middleware(CorsMiddleware)  # added last = outermost: CORS headers on everything
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from terracube.catalog.base import CollectionSource
 from terracube.catalog.files import build_items, inspect_file
@@ -18,6 +19,7 @@ from terracube.catalog.stac_cube_files import cube_file_source
 from terracube.datacube.cube import RasterCube
 from terracube.datacube.request import LoadRequest
 from terracube.process_errors import FormatUnsuitable
+from terracube.url_policy import remote_only
 
 # The id the sources of load_stac carry (there is no collection id for a URL).
 LOAD_STAC_COLLECTION = "load_stac"
@@ -26,11 +28,37 @@ LOAD_STAC_COLLECTION = "load_stac"
 class StacUrlReader:
     """engine.ports.StacReader: an item, collection, catalog or STAC API collection."""
 
+    def __init__(self, allowed_hosts: Sequence[str] = (), *, remote_only: bool = True) -> None:
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.remote_only = remote_only  # False: trusted callers (tests of local STAC data)
+
     def open(self, url: str) -> CollectionSource:
-        # CollectionInputError (a ValueError) says what is wrong with the document.
+        # CollectionInputError (a ValueError) says what is wrong with the document; so does
+        # FetchRefused (a ValueError) for a URL, link or asset href a user may not make the
+        # server read (url_policy: public http(s) only, plus the administrator's allow-list).
         # An item of one netCDF/Zarr file (job results) is a whole cube, read as such.
-        return cube_file_source(LOAD_STAC_COLLECTION, url) or \
-            source_from_href(LOAD_STAC_COLLECTION, url)
+        if not self.remote_only:
+            return cube_file_source(LOAD_STAC_COLLECTION, url) or \
+                source_from_href(LOAD_STAC_COLLECTION, url)
+        with remote_only(self.allowed_hosts):
+            source = cube_file_source(LOAD_STAC_COLLECTION, url) or \
+                source_from_href(LOAD_STAC_COLLECTION, url)
+        return _RemoteOnlySource(source, self.allowed_hosts)
+
+
+class _RemoteOnlySource:
+    """A load_stac source whose loads (a STAC API searches again) keep the fetch policy."""
+
+    def __init__(self, source: CollectionSource, allowed_hosts: tuple[str, ...]) -> None:
+        self._source = source
+        self._allowed = allowed_hosts
+
+    def load(self, request: LoadRequest, **kwargs: Any) -> Any:
+        with remote_only(self._allowed):
+            return self._source.load(request, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
 
 
 class UploadedFileReader:

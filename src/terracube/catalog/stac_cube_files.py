@@ -16,6 +16,8 @@ from urllib.parse import urljoin, urlparse
 from terracube.catalog.metadata import CollectionInputError
 from terracube.catalog.netcdf_zarr_inspect import inspect_cube
 from terracube.catalog.netcdf_zarr_source import XarraySource
+from terracube.catalog.stac_documents import http_client
+from terracube.url_policy import FetchRefused, check_fetch
 
 NETCDF_TYPES = {"application/x-netcdf", "application/netcdf", "application/x-netcdf4"}
 ZARR_ZIP_SUFFIX = ".zarr.zip"  # results/formats.py: Zarr results are one zipped store
@@ -29,11 +31,11 @@ def _is_url(href: str) -> bool:
 
 
 def _read_json(href: str) -> dict:
+    check_fetch(href)
     try:
         if _is_url(href):
-            import httpx
-
-            r = httpx.get(href, timeout=30, follow_redirects=True)
+            with http_client() as client:
+                r = client.get(href)
             r.raise_for_status()
             doc = r.json()
         else:
@@ -81,6 +83,7 @@ def cube_file_source(collection_id: str, href: str) -> XarraySource | None:
 
 def fetch(href: str, kind: str) -> Path:
     """The file at `href` in the local cache (a zipped Zarr store unpacked); fetched once."""
+    check_fetch(href)  # before the cache: a user must not get what an administrator fetched
     digest = hashlib.sha256(href.encode()).hexdigest()[:32]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     target = CACHE_DIR / (f"{digest}.zarr" if kind == "zarr" else f"{digest}.nc")
@@ -89,9 +92,7 @@ def fetch(href: str, kind: str) -> Path:
     part = CACHE_DIR / f".{digest}.{os.getpid()}.part"
     try:
         if _is_url(href):
-            import httpx
-
-            with httpx.stream("GET", href, timeout=60, follow_redirects=True) as r:
+            with http_client(60) as client, client.stream("GET", href) as r:
                 r.raise_for_status()
                 with open(part, "wb") as f:
                     for chunk in r.iter_bytes(1 << 20):
@@ -105,7 +106,7 @@ def fetch(href: str, kind: str) -> Path:
             os.replace(unpacked, target)
         else:
             os.replace(part, target)
-    except CollectionInputError:
+    except (CollectionInputError, FetchRefused):
         raise
     except Exception as exc:  # noqa: BLE001 - one readable message for the user
         raise CollectionInputError(f"{href}: cannot fetch the file ({exc})") from None

@@ -40,6 +40,7 @@ from terracube.catalog.stac_items import (
     BandInfo,
 )
 from terracube.datacube.request import BBox, LoadRequest
+from terracube.url_policy import FetchRefused, active_policy, check_fetch
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,38 @@ def is_url(href: str) -> bool:
     return urlparse(str(href)).scheme in ("http", "https")
 
 
+def http_client(timeout: float = 30) -> Any:
+    """An httpx client that follows redirects, each checked by the active fetch policy."""
+    import httpx
+
+    def check(request: Any) -> None:
+        check_fetch(str(request.url))
+
+    return httpx.Client(timeout=timeout, follow_redirects=True,
+                        event_hooks={"request": [check]})
+
+
+class _CheckedStacIO(pystac.stac_io.DefaultStacIO):
+    """pystac's reader with every document (children and items too) checked first."""
+
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        href = str(getattr(source, "href", source))
+        check_fetch(href)
+        if active_policy() is not None and is_url(href):
+            with http_client() as client:
+                r = client.get(href)
+            r.raise_for_status()
+            return r.text
+        return super().read_text(source, *args, **kwargs)
+
+
 def read_json(href: str) -> dict:
     """A JSON document from a local path or an http(s) URL."""
+    check_fetch(href)  # for a user (load_stac): public http(s) URLs only, redirects too
     try:
         if is_url(href):
-            import httpx
-
-            r = httpx.get(href, timeout=30, follow_redirects=True)
+            with http_client() as client:
+                r = client.get(href)
             r.raise_for_status()
             return r.json()
         return json.loads(Path(href).read_text(encoding="utf-8"))
@@ -108,7 +134,9 @@ def describe_stac(href: str) -> dict:
 def read_static_items(href: str) -> list[pystac.Item]:
     """All items of a static STAC item, collection or catalog (sub-catalogs included)."""
     try:
-        obj = pystac.read_file(href)
+        obj = pystac.read_file(href, stac_io=_CheckedStacIO())
+    except FetchRefused:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise CollectionInputError(f"{href}: cannot read the STAC document ({exc})") from None
     if isinstance(obj, pystac.Item):
@@ -118,6 +146,8 @@ def read_static_items(href: str) -> list[pystac.Item]:
     else:
         try:
             items = list(obj.get_items(recursive=True))
+        except FetchRefused:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise CollectionInputError(f"{href}: cannot read its items ({exc})") from None
     for item in items:
@@ -135,7 +165,9 @@ def search_api(api_url: str, collection: str, request: LoadRequest | None,
     from pystac_client import Client
     from pystac_client.exceptions import APIError
 
-    client = Client.open(api_url)
+    check_fetch(api_url)
+    # Every request of the search (pages, links) is checked by the active fetch policy.
+    client = Client.open(api_url, request_modifier=lambda r: check_fetch(r.url) or r)
     params: dict[str, Any] = {"collections": [collection], "max_items": max_items + 1}
     if request is not None and request.bbox is not None:
         b = request.bbox.to_crs(4326)
@@ -347,6 +379,10 @@ def normalise_items(items: list[pystac.Item], source: str
     """Canonical copies of STAC items, their bands and the most common CRS."""
     if not items:
         raise CollectionInputError(f"{source}: no items.")
+    if active_policy() is not None:  # a user's load_stac: no local files, no private hosts
+        for item in items:
+            for asset in _data_assets(item).values():
+                check_fetch(asset.href)
     items = [part for item in items for part in split_by_asset_time(item)]
     per_item = [_data_assets(it) for it in items]
     if not any(per_item):

@@ -52,6 +52,7 @@ from terracube.engine.ports import WorkspaceAccess
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.processes.rasterise import vector_input
 from terracube.engine.registry import process
+from terracube.url_policy import FetchRefused, check_fetch, remote_only
 
 PREDICTIONS_DIM = "predictions"  # ml_predict: the dimension of the predicted values
 TARGET_PROPERTY = "target"  # the feature property with the value to learn (1.x convention)
@@ -456,7 +457,9 @@ def load_ml_model(uri: str | None = None, id: str | None = None, *,
     key = _signing_key(ctx)
     try:
         if re.match(r"^https?://", ref, re.IGNORECASE):
-            return _load_url(ref, key)
+            settings = ctx.services.settings
+            with remote_only(settings.fetch_allowed_hosts if settings is not None else ()):
+                return _load_url(ref, key)
         item = _workspace_item(ctx.services.workspace, ref, argument)
         if item is None:
             item = _job_item(ctx, ref, argument)
@@ -534,10 +537,27 @@ def _load_url(url: str, key: bytes) -> MlModel:
     return read_model(item, fetch, key)
 
 
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed only where the fetch policy allows (url_policy.py)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        check_fetch(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _http_get(url: str, limit: int) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
+        # Refused before connecting: the server's own ports and network are not for users
+        # (the answer must not tell a closed local port from an open one).
+        check_fetch(url)
+    except FetchRefused as exc:
+        raise ModelFileInvalid(str(exc).rstrip(".")) from None
+    try:
+        opener = urllib.request.build_opener(_CheckedRedirects)
+        with opener.open(url, timeout=_HTTP_TIMEOUT_S) as response:
             body = response.read(limit + 1)
+    except FetchRefused as exc:
+        raise ModelFileInvalid(str(exc).rstrip(".")) from None
     except (OSError, ValueError) as exc:
         raise ModelFileInvalid(f"downloading {url} failed ({exc})") from None
     if len(body) > limit:
