@@ -23,8 +23,9 @@ PACKAGE = SRC / "terracube"
 # Package (or ground-floor module) below terracube/ -> its floor; a module may import only
 # modules of its own floor or of lower ones.
 FLOORS = {
-    # 0 ground: configuration, openEO errors, SQL, the dask executor
+    # 0 ground: configuration, openEO errors, SQL, the dask executor, the fetch policy
     "terracube": 0, "settings": 0, "errors": 0, "process_errors": 0, "db": 0, "executor": 0,
+    "url_policy": 0,  # which URLs a user may make the server fetch (issue 16)
     # 1 the cube model and what a graph asks of a data source
     "datacube": 1,
     # 2 users and tokens; per-user files
