@@ -132,3 +132,22 @@ def test_ndvi_composite_as_xyz_service(server, sample_data_dir: Path) -> None:
 
     service.delete_service()
     assert service.service_id not in [s["id"] for s in con.list_services()]
+
+
+@pytest.mark.e2e
+def test_finished_job_results_link_a_map_of_each_geotiff(server, sample_data_dir: Path) -> None:
+    con = openeo.connect(server.url).authenticate_basic("demo", "demo")
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BBOX, temporal_extent=DATES,
+                               bands=["B04", "B08"]).ndvi(nir="B08", red="B04").max_time()
+    job = con.create_job(cube.save_result("GTiff"))
+    job.start_and_wait(max_poll_interval=1)
+    results = job.get_results().get_metadata()
+    (xyz,) = [lk for lk in results["links"] if lk["rel"] == "xyz"]
+    assert xyz["type"] == "image/png" and "{z}/{x}/{y}.png?expires=" in xyz["href"]
+    t = centre_tile(15)
+    r = httpx.get(xyz["href"].format(z=t.z, x=t.x, y=t.y), timeout=60)  # signed: no login
+    assert r.status_code == 200, r.text
+    image = read_png(r.content)
+    assert (image[3] == 255).mean() > 0.1
+    forged = xyz["href"].replace("signature=", "signature=0").format(z=t.z, x=t.x, y=t.y)
+    assert httpx.get(forged, timeout=60).status_code == 403

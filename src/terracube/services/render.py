@@ -288,6 +288,23 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
     return encode_png(np.asarray(values, dtype="float64"), config)
 
 
+def render_file_tile(path: Any, config: TileConfig, z: int, x: int, y: int) -> bytes:
+    """Tile z/x/y of a GeoTIFF (e.g. a batch job's result): its one or three bands (the first
+    three of more) warped onto the tile grid, nodata transparent."""
+    check_tile(z, x, y, config)
+    grid = tile_grid(z, x, y, config.tile_size)
+    with rasterio.open(path) as ds:
+        count = 3 if ds.count >= 3 else 1
+        out = np.full((count, grid.height, grid.width), np.nan, dtype="float64")
+        nodata = ds.nodata
+        for i in range(count):
+            rasterio.warp.reproject(
+                rasterio.band(ds, i + 1), out[i], dst_transform=grid.transform,
+                dst_crs=WEB_MERCATOR.to_wkt(), src_nodata=nodata, dst_nodata=np.nan,
+                resampling=rasterio.warp.Resampling[config.resampling])
+    return encode_png(out, config)
+
+
 class CubeCache:
     """The lazy results of the last `capacity` small-area graphs (see WHOLE_AREA_MAX_M), by a
     key the caller makes (service, graph hash, parameters); `forget(service)` drops them."""

@@ -29,6 +29,7 @@ from terracube.api.deps import (
     int_query,
 )
 from terracube.api.responses import FileDownload
+from terracube.api.routes.services import result_xyz_links
 from terracube.errors import BadRequest, NotFound
 from terracube.jobs import documents as docs
 from terracube.jobs.logs import LEVELS
@@ -158,6 +159,7 @@ def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
     if failed is not None:
         return JSONResponse(failed, status_code=424)
     item = docs.results_document(job, _url(request), signer, settings.job_retention_days)
+    item["links"] = [*item.get("links", []), *result_xyz_links(request, job, signer)]
     geojson = "application/geo+json" in request.headers.get("accept", "")
     return JSONResponse(item, media_type="application/geo+json" if geojson
                         else "application/json", headers={"OpenEO-Costs": "0"})

@@ -21,13 +21,17 @@ from terracube.api.deps import (
     ActiveUser,
     CatalogDep,
     ExecutorDep,
+    FoldersDep,
+    JobsDep,
     JsonObjectBody,
     RegistryDep,
     SettingsDep,
+    SignerDep,
     UsersDep,
     api_url,
     paginate,
 )
+from terracube.jobs import documents as job_docs
 from terracube.jobs.logs import levels_from
 from terracube.jobs.requests import log_query
 from terracube.processing.run import check_structure, validate_process
@@ -37,8 +41,10 @@ from terracube.services.render import (
     CONFIGURATION,
     CubeCache,
     TileCache,
+    TileConfig,
     check_configuration,
     graph_hash,
+    render_file_tile,
     render_tile,
 )
 from terracube.services.store import LOG_LEVELS, WRITABLE, ServiceStore
@@ -47,6 +53,7 @@ router = APIRouter(tags=["Secondary Services"])
 
 SERVICE_TYPE = "XYZ"
 TILE_PATH = "/services/xyz/{service_id}/tiles/{z}/{x}/{y}.png"
+RESULT_TILE_PATH = "/services/xyz/jobs/{job_id}/{asset}/tiles/{z}/{x}/{y}.png"
 PREVIEW_PATH = "/services/xyz/collections/{collection_id}/tiles/{z}/{x}/{y}.png"
 # Parameters a tile URL's query string may bind, besides any the graph declares itself.
 PROCESS_PARAMETERS: list[dict[str, Any]] = []
@@ -297,4 +304,42 @@ async def get_collection_preview_tile(collection_id: str, z: int, x: int, y: int
         preview_services = build_services(settings, catalog, registry, None, executor=executor)
         tile = await run_in_threadpool(render_tile, process, config, z, x, y, preview_services)
         cache.put(key, tile)
+    return Response(tile, media_type="image/png", headers={"Cache-Control": "max-age=600"})
+
+
+# --- job results ------------------------------------------------------------------------------
+RESULT_TILE_SCOPE = "xyz:"  # signed as the pseudo-asset "xyz:<asset>": no file has that name
+
+
+def result_xyz_links(request: Request, job: Any, signer: Any) -> list[dict[str, str]]:
+    """`rel: xyz` links (signed, expiring like the asset links) of a finished job's GeoTIFF
+    results, one per file."""
+    expires = signer.expiry()
+    links = []
+    for info in job.assets or []:
+        name = info.get("name", "")
+        if not str(info.get("type", "")).startswith("image/tiff"):
+            continue
+        signature = signer.sign(job.job_id, job.results_run or "", RESULT_TILE_SCOPE + name,
+                                expires)
+        href = api_url(request, RESULT_TILE_PATH.format(
+            job_id=job.job_id, asset=name, z="{z}", x="{x}", y="{y}"))
+        links.append({"rel": "xyz", "href": f"{href}?expires={expires}&signature={signature}",
+                      "type": "image/png", "title": f"Map of {name} (stretched per tile)"})
+    return links
+
+
+@router.get(RESULT_TILE_PATH, operation_id="get-result-tile", response_class=Response,
+            include_in_schema=False)
+async def get_result_tile(request: Request, job_id: str, asset: str, z: int, x: int, y: int,
+                          jobs: JobsDep, folders: FoldersDep, signer: SignerDep) -> Response:
+    """Tile z/x/y of a GeoTIFF result of a batch job, through its signed link."""
+    job = job_docs.signed_job(jobs, signer, job_id, RESULT_TILE_SCOPE + asset,
+                              request.query_params.get("expires"),
+                              request.query_params.get("signature"))
+    job_docs.asset_info(job, asset)
+    path = folders.asset_path(job.job_id, job.results_run or "", asset)
+    if not path.is_file():
+        raise errors.NotFound(f"The result file '{asset}' is gone.")
+    tile = await run_in_threadpool(render_file_tile, path, TileConfig(), z, x, y)
     return Response(tile, media_type="image/png", headers={"Cache-Control": "max-age=600"})
