@@ -105,3 +105,17 @@ def test_udf_errors_name_the_udfs_lines(con, tmp_path) -> None:
     assert info.value.code == "ProcessParameterInvalid"
     assert "NameError" in info.value.message and "line 4" in info.value.message
     assert "terracube" not in info.value.message
+
+
+def test_udfs_switched_off_by_the_administrator(start_server, sample_data_dir, tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    srv = start_server(data_dir, {"TERRACUBE_UDF_ENABLED": "false", "TERRACUBE_WORKERS": "0"})
+    off = openeo.connect(srv.url).authenticate_basic("demo", "demo")
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        run(off, DOUBLE, {}, tmp_path)
+    assert info.value.http_status_code == 501
+    assert info.value.code == "FeatureUnsupported" and "switched off" in info.value.message
+    runtimes = requests.get(srv.api + "udf_runtimes", timeout=10).json()
+    assert "switched off" in runtimes["Python"]["description"]
