@@ -11,9 +11,11 @@ come back as raw buffers of plain dtypes described in a JSON header: nothing is 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
+import queue
 import random
 import select
 import shutil
@@ -297,10 +299,46 @@ class _Worker:
                     "logs": header.get("logs")}, None
 
 
-def _start(command: list[str]) -> subprocess.Popen:
+def _popen(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=_clean_env(),
                             start_new_session=True, close_fds=True, cwd="/")
+
+
+class _Launcher:
+    """Starts runner processes from one long-lived thread: bwrap's --die-with-parent follows
+    the *thread* that started it, and request threads (e.g. anyio's) end when idle."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[list[str], concurrent.futures.Future]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _loop(self) -> None:
+        while True:
+            command, future = self._queue.get()
+            try:
+                future.set_result(_popen(command))
+            except BaseException as exc:  # e.g. OSError: reported to the caller
+                future.set_exception(exc)
+
+    def start(self, command: list[str]) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="udf-launcher",
+                                                daemon=True)
+                self._thread.start()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((command, future))
+        proc: subprocess.Popen = future.result(timeout=60)
+        return proc
+
+
+_LAUNCHER = _Launcher()
+
+
+def _start(command: list[str]) -> subprocess.Popen:
+    return _LAUNCHER.start(command)
 
 
 class _Spares:
