@@ -258,3 +258,20 @@ def test_request_bodies_over_the_limit_are_refused_uploads_are_not(tmp_path, reg
     r = client.put(f"{API}/files/big.bin", content=b"z" * 300_000,
                    headers={**alice, "content-type": "application/octet-stream"})
     assert r.status_code == 200, r.text
+
+
+# --- item 8: smaller ones ---------------------------------------------------------------
+@pytest.mark.parametrize(("range_header", "status", "code"), [
+    ("bytes=abc", 400, "BadRequest"), ("pages=0-1", 400, "BadRequest"),
+    ("bytes=20-10", 400, "BadRequest"), ("bytes=500-600", 416, "RangeNotSatisfiable")])
+def test_bad_range_headers_answer_openeo_json(client, alice, range_header, status, code):
+    r = client.put(f"{API}/files/f.bin", content=bytes(range(100)),
+                   headers={**alice, "content-type": "application/octet-stream"})
+    assert r.status_code == 200, r.text
+    r = client.get(f"{API}/files/f.bin", headers={**alice, "Range": range_header})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["code"] == code and r.json()["message"]
+    # A good range still works.
+    r = client.get(f"{API}/files/f.bin", headers={**alice, "Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == bytes(range(10, 20))
