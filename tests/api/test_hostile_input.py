@@ -275,3 +275,23 @@ def test_bad_range_headers_answer_openeo_json(client, alice, range_header, statu
     # A good range still works.
     r = client.get(f"{API}/files/f.bin", headers={**alice, "Range": "bytes=10-19"})
     assert r.status_code == 206 and r.content == bytes(range(10, 20))
+
+
+def test_racing_puts_never_store_a_cycle(client, alice):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def uses(other: str) -> dict:
+        return {"process_graph": {"n": {"process_id": other, "arguments": {},
+                                        "result": True}}}
+
+    def put(pid: str, body: dict) -> int:
+        return client.put(f"{API}/process_graphs/{pid}", json=body, headers=alice).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        for round_ in range(15):
+            a, b = f"a{round_}", f"b{round_}"
+            # both exist first (each using a predefined process), then each is made to use
+            # the other at the same time: at most one of the two may succeed.
+            assert put(a, uses("absolute")) == 200 and put(b, uses("absolute")) == 200
+            statuses = list(pool.map(lambda args: put(*args), [(a, uses(b)), (b, uses(a))]))
+            assert sorted(statuses) == [200, 400], statuses

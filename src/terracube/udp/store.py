@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,12 @@ class UserDefinedProcess(Base):
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+# One lock per user for storing processes (see UdpStore.store), shared by all stores of the
+# process.
+_USER_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
 class UdpStore:
     """The user-defined processes of all users; every method is scoped to one user."""
 
@@ -55,6 +62,19 @@ class UdpStore:
             raise errors.PredefinedProcessExists(
                 f"'{process_id}' is a predefined process (GET /processes); choose another id "
                 "for your process.")
+        # The cycle check and the write are one step per user: two PUTs racing (a uses b,
+        # b uses a) would each pass the check against the other's old version and store a
+        # cycle. (One API process writes user processes; workers only read them.)
+        with self._user_lock(user_id):
+            return self._check_and_write(user_id, process_id, process, is_predefined)
+
+    @staticmethod
+    def _user_lock(user_id: str) -> threading.Lock:
+        with _LOCKS_GUARD:
+            return _USER_LOCKS.setdefault(user_id, threading.Lock())
+
+    def _check_and_write(self, user_id: str, process_id: str, process: dict,
+                         is_predefined: IsPredefined) -> dict:
         others = self.all(user_id)
         others[process_id] = process
         cycle = find_cycle(process_id, others, is_predefined)
