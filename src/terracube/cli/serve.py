@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from terracube.cli.common import EXIT_OK, EXIT_USAGE, settings_from
@@ -36,12 +38,27 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
     worker.set_defaults(handler=worker_command)
 
 
+def private_data(data_dir: Path) -> None:
+    """Files the server and its workers create (database, results, workspaces) are for this
+    account only: 0600 files, 0700 folders; the data folder and the database are made so if
+    an earlier version left them readable to others."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for path in (data_dir, data_dir / "terracube.db"):
+        try:
+            if path.exists() and path.stat().st_uid == os.getuid():
+                path.chmod(0o700 if path.is_dir() else 0o600)
+        except OSError as exc:  # e.g. a read-only mount: serve anyway, but say it
+            log.warning("could not make %s private: %s", path, exc)
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from terracube.api.app import create_app
 
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    private_data(settings.data_dir)
     try:
         app = create_app(settings, start_workers=True)
     except UnsafeToServe as exc:
@@ -68,5 +85,7 @@ def serve_command(args: argparse.Namespace) -> int:
 def worker_command(args: argparse.Namespace) -> int:
     from terracube.jobs.worker import Worker
 
-    Worker(settings_from(args), watch_stdin=args.exit_with_parent).run(once=args.once)
+    settings = settings_from(args)
+    private_data(settings.data_dir)
+    Worker(settings, watch_stdin=args.exit_with_parent).run(once=args.once)
     return EXIT_OK
