@@ -29,3 +29,27 @@ def test_database_workspaces_and_uploads_are_private(tmp_path, sample_data_dir, 
     while folder != data:
         assert mode(folder) == 0o700, folder
         folder = folder.parent
+
+
+def test_a_start_removes_result_folders_of_killed_servers(tmp_path, sample_data_dir,
+                                                          start_server):
+    import os
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    stale = tmp / f"terracube-result-{dead_pid}-abc"
+    live = tmp / f"terracube-result-{os.getpid()}-def"
+    other = tmp / "terracube-result-xyz"  # not named by a pid: not ours to judge
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "result.tif").write_bytes(b"x")
+    data = data_dir_with_samples(tmp_path / "data", sample_data_dir)
+    srv = start_server(data, {"TMPDIR": str(tmp)})
+    assert httpx.get(srv.api).status_code == 200
+    assert not stale.exists()
+    assert live.exists() and other.exists()

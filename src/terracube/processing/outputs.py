@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tarfile
 import tempfile
@@ -170,11 +171,41 @@ class SyncResult:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+RESULT_FOLDER_PREFIX = "terracube-result-"
+
+
+def remove_stale_result_folders() -> int:
+    """Remove the temporary result folders of server processes that are gone (killed before
+    they could clean up); returns how many. Folders of live processes are left alone."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{RESULT_FOLDER_PREFIX}*"):
+        pid_text = folder.name[len(RESULT_FOLDER_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not folder.is_dir() or folder.is_symlink():
+            continue  # a name of an older version, or not ours: left alone
+        pid = int(pid_text)
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another account's live process
+    return True
+
+
 def compute_result(process: dict[str, Any], services: Services) -> SyncResult:
     """Evaluate a process and write all its outputs; the file to send back (a tar of them
     all when there are several files). The caller removes it with `SyncResult.remove()`."""
     running = services.executor or executor.current()
-    folder = Path(tempfile.mkdtemp(prefix="terracube-result-"))
+    # The pid in the name lets a later start remove what a killed server left behind.
+    folder = Path(tempfile.mkdtemp(prefix=f"{RESULT_FOLDER_PREFIX}{os.getpid()}-"))
     try:
         # All computation (in the writers, or a process that must compute) uses the executor.
         with running.active():
