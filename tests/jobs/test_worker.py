@@ -156,6 +156,8 @@ def test_killed_job_process_is_an_error_with_the_reason(data_dir, jobs, workers)
     assert failed.progress > 0
     error = jobs.last_error(job_id)
     assert "killed by SIGKILL" in error.message and "memory" in error.message
+    # A small job killed from outside is not blamed on memory (issue 16, item 8).
+    assert "out of memory" not in error.message and "from outside" in error.message
     assert worker.proc.poll() is None
 
 

@@ -371,8 +371,9 @@ class JobStore:
             return None
         self.add_log(job.job_id, "error",
                      f"{reason} at {percent}, for the {_ordinal(job.attempts)} time; the job "
-                     "is not retried again. A job process that is killed repeatedly usually "
-                     "ran out of memory: try a smaller extent or fewer bands/dates.",
+                     "is not retried again (the log above says why it stopped; a job that "
+                     "runs out of memory each time needs a smaller extent or fewer "
+                     "bands/dates).",
                      code="JobAbandoned")
         return ERROR
 

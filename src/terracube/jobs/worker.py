@@ -554,13 +554,30 @@ def _death_message(status: int, progress: float, peak_rss: int) -> str:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        hint = (" The usual cause is running out of memory: try a smaller extent, fewer "
-                "dates or fewer bands." if sig == signal.SIGKILL else "")
+        hint = ""
+        if sig == signal.SIGKILL:
+            # SIGKILL comes from the kernel's out-of-memory killer or from a person (kill -9);
+            # memory is named as the cause only when the job held much of the machine's.
+            total = _physical_memory()
+            if total and peak_rss >= total / 2:
+                hint = (" It held most of the machine's memory, so the system most likely "
+                        "stopped it for running out of memory: try a smaller extent, fewer "
+                        "dates or fewer bands.")
+            else:
+                hint = (" Memory was not short, so it was stopped from outside (an "
+                        "administrator or another process); running it again may succeed.")
         return (f"The job process was killed by {name} at {progress:.0f} % (peak memory "
                 f"{peak_rss / 1e6:.0f} MB).{hint}")
     code = os.waitstatus_to_exitcode(status)
     return (f"The job process ended unexpectedly with exit code {code} at {progress:.0f} % "
             "without reporting a result; the server log has the details.")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
 
 
 def _rss_bytes(pid: int) -> int | None:
