@@ -295,3 +295,15 @@ def test_racing_puts_never_store_a_cycle(client, alice):
             assert put(a, uses("absolute")) == 200 and put(b, uses("absolute")) == 200
             statuses = list(pool.map(lambda args: put(*args), [(a, uses(b)), (b, uses(a))]))
             assert sorted(statuses) == [200, 400], statuses
+
+
+def test_failed_logins_are_rate_limited_per_user_name(client):
+    for _ in range(10):
+        r = client.get(f"{API}/credentials/basic", auth=("alice", "wrong"))
+        assert r.status_code == 403, r.text
+    r = client.get(f"{API}/credentials/basic", auth=("alice", "wonderland"))
+    assert r.status_code == 429, r.text
+    assert r.json()["code"] == "TooManyRequests"
+    assert int(r.headers["Retry-After"]) >= 1
+    # Another user name is not affected.
+    assert client.get(f"{API}/credentials/basic", auth=("bob", "builder")).status_code == 200
