@@ -98,7 +98,7 @@ def check_fetch(href: str, policy: FetchPolicy | None = None) -> None:
         infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
     except OSError:
         raise FetchRefused(f"The host {host!r} is unknown.") from None
-    if not all(policy.allows_address(host, info[4][0]) for info in infos):
+    if not all(policy.allows_address(host, str(info[4][0])) for info in infos):
         raise FetchRefused(
             f"The host {host!r} is not a public internet address; an administrator can allow "
             "it with TERRACUBE_FETCH_ALLOWED_HOSTS.")

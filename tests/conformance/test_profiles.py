@@ -15,13 +15,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
 PROFILES = SHARED / "conformance" / "profiles.py"
 
-# Requirement ids that pass and must not regress: billing in GET / (35), pagination with
+# Requirement ids that pass and must not regress: pagination with
 # limit and next links, and all items without limit (processes 204, collections 305/306,
 # process graphs 402/403, files 502/503, jobs 712/713, job logs 803), every STAC extension
 # used in a collection listed (325). 203 (processes paged) cannot pass as the script checks it:
 # it follows at most 50 pages of limit=2, i.e. 100 of our 165 processes
-# (tests/e2e/test_pagination_billing_stac.py pages them all).
-MUST_PASS = {35, 204, 305, 306, 325, 402, 403, 502, 503, 712, 713, 803}
+# (tests/e2e/test_pagination_billing_stac.py pages them all). 35 (billing in GET /) is not
+# offered: `currency: null` (the API's "nobody can be charged") fails the official suite's
+# schema check of GET / (wp4 test_GET_backend_info), which outranks the profile.
+MUST_PASS = {204, 305, 306, 325, 402, 403, 502, 503, 712, 713, 803}
 LINE = re.compile(r"^(PASS|FAIL|SKIP) (\d+) (\S+) (.*)$")
 
 

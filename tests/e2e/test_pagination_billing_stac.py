@@ -52,12 +52,10 @@ def test_limit_must_be_a_positive_integer(server):
         assert r.status_code == 400 and r.json()["code"] == "BadRequest"
 
 
-def test_capabilities_offer_a_free_default_plan_and_no_currency(server):
-    billing = _get(server.api)["billing"]
-    assert billing["currency"] is None  # the API: nobody can be charged
-    assert billing["default_plan"] == "free"
-    assert [(p["name"], p["paid"]) for p in billing["plans"]] == [("free", False)]
-    assert all(p["description"] for p in billing["plans"])
+def test_capabilities_carry_no_billing_object(server):
+    # A free server would say `currency: null`, which the official test suite's schema check
+    # of GET / refuses (wp4); without a currency it offers no billing object at all.
+    assert "billing" not in _get(server.api)
 
 
 def _prefixes(node, known: dict[str, str]) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from terracube.catalog.base import CollectionSource
 from terracube.catalog.files import build_items, inspect_file
@@ -43,7 +43,8 @@ class StacUrlReader:
         with remote_only(self.allowed_hosts):
             source = cube_file_source(LOAD_STAC_COLLECTION, url) or \
                 source_from_href(LOAD_STAC_COLLECTION, url)
-        return _RemoteOnlySource(source, self.allowed_hosts)
+        # a proxy with the source's interface (attribute access forwarded)
+        return cast(CollectionSource, _RemoteOnlySource(source, self.allowed_hosts))
 
 
 class _RemoteOnlySource:

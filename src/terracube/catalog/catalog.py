@@ -149,7 +149,7 @@ def _set_footprint(item: pystac.Item, crs: str) -> None:
     """Give an item the lon/lat footprint of its assets (odc-stac needs one to tile the load)."""
     from shapely.geometry import box, mapping
 
-    from terracube.catalog.base import BBox
+    from terracube.datacube.request import BBox
 
     west = south = float("inf")
     east = north = float("-inf")

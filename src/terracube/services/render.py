@@ -79,6 +79,11 @@ CONFIGURATION: dict[str, dict[str, Any]] = {
     "resampling": {"description": "How the result is warped onto the tile grid.",
                    "type": "string", "enum": list(RESAMPLING), "default": "bilinear"},
 }
+# A subtype of our own: the API's process_json_schema is a oneOf of three schemas that a plain
+# {"type": ...} schema matches all at once (their distinguishing `subtype` is optional), so a
+# strict validator refuses it; the same workaround as the file formats' options.
+for _spec in CONFIGURATION.values():
+    _spec["subtype"] = "service-config-option"
 DEFAULTS = {name: spec["default"] for name, spec in CONFIGURATION.items() if "default" in spec}
 
 

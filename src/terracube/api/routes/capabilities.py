@@ -28,15 +28,6 @@ CONFORMANCE_CLASSES = [
 # A self-hosted server charges no one: no currency (the API: null means budgets and costs are
 # not charged), one free plan that is also the default; costs in job metadata, estimates and
 # OpenEO-Costs are 0.
-BILLING: dict[str, Any] = {
-    "currency": None,
-    "default_plan": "free",
-    "plans": [{"name": "free", "paid": False,
-               "description": "Free of charge: this server is run by its users' own "
-                              "organisation and bills nothing; processing is limited only "
-                              "by the server's resources and quotas."}],
-}
-
 router = APIRouter(tags=["Capabilities"])
 root_router = APIRouter(tags=["Capabilities"])  # at the host root, outside the versioned API
 
@@ -70,7 +61,6 @@ def capabilities(request: Request) -> dict[str, Any]:
         "production": False,
         "conformsTo": CONFORMANCE_CLASSES,
         "endpoints": implemented_endpoints(request.app),
-        "billing": BILLING,
         "links": [
             link(request, "self", "/", title="Capabilities"),
             link(request, "root", "/", title="Capabilities"),
