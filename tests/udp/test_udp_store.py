@@ -225,7 +225,7 @@ def test_lookup_reads_once_and_ignores_other_namespaces():
         return {"p": {"process_graph": call("absolute", x=1)}}
 
     lookup = UdpLookup(load, lambda pid: pid == "absolute")
-    assert lookup("p", "https://example.org/processes") is None
+    assert lookup("p", "backend") is None  # not ours (URL namespaces: test_udp_sharing)
     assert loads == []
     assert lookup("p", None)["process_graph"] == call("absolute", x=1)
     assert lookup("p", "user") is not None
