@@ -30,7 +30,7 @@ from terracube.api.routes import (
     services,
 )
 from terracube.auth.tokens import TokenStore
-from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore
+from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore, check_safe_to_serve
 from terracube.catalog import Catalog
 from terracube.db import open_database
 from terracube.engine.registry import build_registry
@@ -39,7 +39,7 @@ from terracube.jobs.files import JobFolders
 from terracube.jobs.pool import WorkerPool
 from terracube.jobs.signing import UrlSigner, signing_key
 from terracube.jobs.store import JobStore
-from terracube.settings import Settings, UnsafeToServe, is_loopback
+from terracube.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +119,6 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     for module in API_ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
     return app
-
-
-def check_safe_to_serve(settings: Settings, users: UserStore) -> None:
-    """Refuse well-known credentials on a server reachable from other machines."""
-    if is_loopback(settings.host):
-        return
-    if settings.dev_default_user:
-        raise UnsafeToServe(
-            f"refusing to serve on {settings.host}: the dev default user {DEV_USER}/"
-            f"{DEV_PASSWORD} is enabled (TERRACUBE_DEV_DEFAULT_USER); turn it off or serve on "
-            "127.0.0.1")
-    if users.has_password(DEV_USER, DEV_PASSWORD):
-        raise UnsafeToServe(
-            f"refusing to serve on {settings.host}: user '{DEV_USER}' still has the default "
-            f"password; change it with 'terracube users passwd {DEV_USER}' or remove it with "
-            f"'terracube users remove {DEV_USER}'")
 
 
 # --- CORS (openEO API 1.2, section "Cross-Origin Resource Sharing") -------------------------------

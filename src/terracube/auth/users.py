@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from terracube import errors
 from terracube.auth.tables import AccessToken, User
 from terracube.db import Database
+from terracube.settings import Settings, UnsafeToServe, is_loopback
 
 # openEO user_id pattern (GET /me); the id is also the login name and a folder name.
 USER_ID_PATTERN = re.compile(r"^[\w\-.~]{1,64}$", re.ASCII)
@@ -124,3 +125,19 @@ def check_user_id(user_id: str) -> None:
 def check_password(password: str) -> None:
     if not password:
         raise ValueError("the password must not be empty")
+
+
+def check_safe_to_serve(settings: Settings, users: UserStore) -> None:
+    """Refuse well-known credentials on a server reachable from other machines."""
+    if is_loopback(settings.host):
+        return
+    if settings.dev_default_user:
+        raise UnsafeToServe(
+            f"refusing to serve on {settings.host}: the dev default user {DEV_USER}/"
+            f"{DEV_PASSWORD} is enabled (TERRACUBE_DEV_DEFAULT_USER); turn it off or serve on "
+            "127.0.0.1")
+    if users.has_password(DEV_USER, DEV_PASSWORD):
+        raise UnsafeToServe(
+            f"refusing to serve on {settings.host}: user '{DEV_USER}' still has the default "
+            f"password; change it with 'terracube users passwd {DEV_USER}' or remove it with "
+            f"'terracube users remove {DEV_USER}'")

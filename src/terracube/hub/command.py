@@ -35,7 +35,7 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
 
 def hub_command(args: argparse.Namespace) -> int:
     # Imported here: the CLI imports this module for every command, which must start fast.
-    from terracube.auth.users import UserStore
+    from terracube.auth.users import UserStore, check_safe_to_serve
     from terracube.db import open_database
     from terracube.hub.settings import HubSettings, find_proxy
     from terracube.settings import UnsafeToServe
@@ -79,24 +79,3 @@ def hub_command(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)]
     os.execve(sys.executable, argv, env)
     return 0  # not reached
-
-
-def check_safe_to_serve(settings: Any, users: Any) -> None:
-    """The API's rule (terracube.api.app.check_safe_to_serve) for the hub's host: no well-known
-    credentials on a port other machines reach. Here rather than imported, because importing
-    the API app (and with it the engine) costs the hub's start seconds it does not need."""
-    from terracube.auth.users import DEV_PASSWORD, DEV_USER
-    from terracube.settings import UnsafeToServe, is_loopback
-
-    if is_loopback(settings.host):
-        return
-    if settings.dev_default_user:
-        raise UnsafeToServe(
-            f"refusing to serve on {settings.host}: the dev default user {DEV_USER}/"
-            f"{DEV_PASSWORD} is enabled (TERRACUBE_DEV_DEFAULT_USER); turn it off or serve on "
-            "127.0.0.1")
-    if users.has_password(DEV_USER, DEV_PASSWORD):
-        raise UnsafeToServe(
-            f"refusing to serve on {settings.host}: user '{DEV_USER}' still has the default "
-            f"password; change it with 'terracube users passwd {DEV_USER}' or remove it with "
-            f"'terracube users remove {DEV_USER}'")
