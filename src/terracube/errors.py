@@ -52,6 +52,11 @@ class OpenEOError(Exception):
 
 # Codes of ours that are neither in errors.json nor process exceptions, and why they exist.
 EXTRA_CODES: dict[str, str] = {
+    "PayloadTooLarge": "api/body_limit.py: HTTP 413 for a request body over "
+                       "TERRACUBE_MAX_REQUEST_BODY_BYTES (uploads stream under the quota).",
+    "RangeNotSatisfiable": "api/responses.py: HTTP 416 for a Range header outside the file.",
+    "TooManyRequests": "api/login_limit.py: HTTP 429 with Retry-After after repeated wrong "
+                       "passwords for one user name.",
     "BadRequest": "a request that cannot be parsed (malformed JSON, a path, query or body "
                   "field of the wrong type) before any openEO rule applies.",
     "MethodNotAllowed": "api/errors.py: HTTP 405 for a known path with a method it does not "
