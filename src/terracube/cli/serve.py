@@ -80,7 +80,12 @@ def serve_command(args: argparse.Namespace) -> int:
     retention = RetentionThread(settings, app.state.db)
     retention.start()
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        # Keep idle connections longer than uvicorn's 5 s: a client (requests' pool) that
+        # sends on a connection the server is just closing gets "Remote end closed
+        # connection" for a POST, which is not retried — seen between notebook cells and on
+        # a loaded machine.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                    timeout_keep_alive=75)
     finally:
         retention.stop()
     return EXIT_OK
