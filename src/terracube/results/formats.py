@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jsonschema
 
 from terracube import errors
 
@@ -191,6 +190,9 @@ def check_options(fmt: str, options: dict | None) -> dict:
                   if k not in ("description", "subtype", "default")}
         if value is None and params[name].get("default") is None:
             continue
+        # jsonschema costs ~20 MB of imports; most requests never pass format options.
+        import jsonschema
+
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:

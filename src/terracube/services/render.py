@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import functools
 import json
 import threading
 import warnings
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import morecantile
 import numpy as np
 import pyproj
 import rasterio.warp
@@ -35,7 +35,6 @@ from terracube.engine.evaluate import Services
 from terracube.processing.run import check_structure, evaluate_result
 from terracube.results.quicklook import parse_colormap
 
-TMS = morecantile.tms.get("WebMercatorQuad")
 WEB_MERCATOR = pyproj.CRS.from_epsg(3857)
 MARGIN_PIXELS = 2  # of the tile, around it: resampling at the edges sees its neighbours
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
@@ -174,9 +173,18 @@ def _is_number(value: Any) -> bool:
 
 
 # --- the tile grid -----------------------------------------------------------------------------
+@functools.cache
+def _web_mercator() -> Any:
+    """morecantile's WebMercatorQuad, imported on the first tile: it costs ~12 MB in every
+    server process, and most never serve a tile."""
+    import morecantile
+
+    return morecantile.tms.get("WebMercatorQuad")
+
+
 def tile_grid(z: int, x: int, y: int, size: int) -> Grid:
     """The pixel grid of tile z/x/y of WebMercatorQuad, `size` pixels square."""
-    b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+    b = _web_mercator().xy_bounds(x, y, z)
     transform = Affine((b.right - b.left) / size, 0, b.left, 0, -(b.top - b.bottom) / size,
                        b.top)
     return Grid(crs=WEB_MERCATOR, transform=transform, width=size, height=size,
