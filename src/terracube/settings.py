@@ -107,6 +107,10 @@ class Settings(BaseSettings):
         300, gt=0, description="Wall-clock time a UDF may take for one block.")
     udf_output_bytes: int = Field(
         1024**3, ge=1, description="Largest block a UDF may return.")
+    udf_block_size: int = Field(
+        512, ge=8, description="Largest side in pixels of the spatial blocks a UDF over a whole "
+                               "dimension is called with (blocks are smaller when the other "
+                               "dimensions are long: at most an eighth of udf_memory_bytes).")
     udf_idle_seconds: float = Field(
         300, gt=0, description="A warm UDF process unused for this long exits.")
     udf_bwrap: str = Field(

@@ -61,6 +61,7 @@ class UdfLimits:
     timeout_seconds: float = 300.0  # wall-clock time of one block (and of loading the code)
     output_bytes: int = 1024**3
     idle_seconds: float = 300.0  # a warm worker nobody used for this long exits
+    block_size: int = 512  # largest side of a spatial block (pixels) in one call
     bwrap: str = "bwrap"  # the bubblewrap executable (name on PATH or path)
 
     @classmethod
@@ -74,7 +75,8 @@ class UdfLimits:
                    tmp_bytes=settings.udf_tmp_bytes,
                    timeout_seconds=settings.udf_timeout_seconds,
                    output_bytes=settings.udf_output_bytes,
-                   idle_seconds=settings.udf_idle_seconds, bwrap=settings.udf_bwrap)
+                   idle_seconds=settings.udf_idle_seconds, bwrap=settings.udf_bwrap,
+                   block_size=settings.udf_block_size)
 
 
 # --- is bubblewrap there and working? ---------------------------------------------------------

@@ -23,6 +23,7 @@ from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import number_argument
 from terracube.engine.processes._reducing import drop_dim_coords, reducer_output, unwrap_data
+from terracube.engine.processes.udf import udf_whole_pieces
 from terracube.engine.registry import process
 from terracube.process_errors import (
     DataCubePropertiesImmutable,
@@ -324,7 +325,8 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
         piece = xr.DataArray(padded[window], dims=dims, coords=coords)
         argument = ArrayValue(piece, dims[long[0]], labeled=True) if one_dimensional \
             else data.with_data(piece)
-        result = callback_cube(process(data=argument, context=context), piece)
+        with udf_whole_pieces():  # a UDF gets the neighbourhood with its overlap in one call
+            result = callback_cube(process(data=argument, context=context), piece)
         core = tuple(slice(depth[a], depth[a] + hi[a] - lo[a]) for a in range(len(dims)))
         blocks[idx] = as_dask(result)[core]
     dtypes = {b.dtype for b in blocks.values()}

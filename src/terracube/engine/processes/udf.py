@@ -25,17 +25,21 @@ same dimensions and sizes. Inside a callback over a dimension (`reduce_dimension
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import threading
 import uuid
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
+import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from terracube import errors
+from terracube import errors, executor
 from terracube import process_errors as pe
 from terracube.datacube.cube import SPATIAL, RasterCube
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
@@ -46,6 +50,7 @@ from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused, sandbox
 log = logging.getLogger(__name__)
 
 RUNTIME = "Python"
+_SPATIAL_NAMES = ("x", "y", "lon", "lat", "longitude", "latitude")
 RUNTIME_VERSIONS = ("3",)  # the interpreter's major version; "3.x" of the server matches too
 
 
@@ -310,45 +315,169 @@ def _forward_logs(records: Any, target: tuple[str, str] | None) -> None:
 
 
 def _call_udf(pool: UdfPool, arr: xr.DataArray, context: Any,
-              target: tuple[str, str] | None = None) -> xr.DataArray:
+              target: tuple[str, str] | None = None, node_id: str | None = None) -> xr.DataArray:
     """The UDF applied to one DataArray in a worker of `pool`; what it logs reaches `target`
     (_udf_log_token). Whatever goes wrong in the user's code is ProcessParameterInvalid on
-    `udf` (with the lines of the UDF's own traceback)."""
+    `udf` of node `node_id` (with the lines of the UDF's own traceback)."""
     try:
         out, logs = pool.call(arr, context)
     except errors.ProcessParameterInvalid as exc:
         _forward_logs(getattr(exc, "udf_logs", None), target)
-        raise
+        raise exc.at(node_id, "udf") from None
     _forward_logs(logs, target)
     return out
 
 
-def _blockwise(pool: UdfPool, data: xr.DataArray, spatial: set, context: Any,
-               dtype: np.dtype, target: tuple[str, str] | None = None) -> xr.DataArray:
-    """The UDF applied lazily per spatial chunk (other dimensions whole)."""
-    import dask.array as dsa
+# Pieces that must reach the UDF in one call (a neighbourhood with its overlap, a polygon):
+# apply_neighborhood and apply_polygon evaluate their callback inside `udf_whole_pieces()`.
+_WHOLE_PIECES: contextvars.ContextVar[bool] = contextvars.ContextVar("udf_whole_pieces",
+                                                                     default=False)
 
-    if not isinstance(data.data, dsa.Array):
-        data = data.chunk({d: -1 for d in data.dims})
-    else:
-        data = data.chunk({d: -1 for d in data.dims if d not in spatial})
+
+@contextlib.contextmanager
+def udf_whole_pieces() -> Iterator[None]:
+    """Within this block, run_udf calls the UDF once per cube it is given (never split)."""
+    token = _WHOLE_PIECES.set(True)
+    try:
+        yield
+    finally:
+        _WHOLE_PIECES.reset(token)
+
+
+def _block_chunks(data: xr.DataArray, spatial: set, limits: UdfLimits) -> dict[Any, int]:
+    """Chunks for the UDF's calls: every non-spatial dimension whole, spatial blocks of at most
+    `limits.block_size` pixels a side and about an eighth of the UDF's memory (input, output
+    and the UDF's own copies must fit); a single block for whole pieces."""
+    if _WHOLE_PIECES.get() or not spatial:
+        return {d: -1 for d in data.dims}
+    depth = 8 * math.prod(int(n) for d, n in data.sizes.items() if d not in spatial)
+    side = int(math.sqrt(max(limits.memory_bytes // 8, 1) / max(depth, 1)))
+    side = max(min(side, limits.block_size), 16)
+    return {d: (min(side, data.sizes[d]) or 1) if d in spatial else -1 for d in data.dims}
+
+
+def _block_coords(arr: xr.DataArray, location: list | None) -> dict[Any, Any]:
+    """The labels of one block of `arr` (its dimension coordinates, cut to the block)."""
+    coords: dict[Any, Any] = {}
+    for axis, d in enumerate(arr.dims):
+        if d in arr.coords and arr.coords[d].dims == (d,):
+            values = arr.coords[d].values
+            if location is not None:
+                values = values[location[axis][0]:location[axis][1]]
+            coords[d] = values
+    return coords
+
+
+def _blockwise(pool: UdfPool, data: xr.DataArray, spatial: set, context: Any,
+               dtype: np.dtype, target: tuple[str, str] | None = None,
+               node_id: str | None = None) -> xr.DataArray:
+    """The UDF applied lazily per spatial block (other dimensions whole); it must keep the
+    dimensions and their sizes."""
+    data = data.chunk(_block_chunks(data, spatial, pool.limits))
     template = data.astype(dtype)
 
     def run(block: xr.DataArray) -> xr.DataArray:
-        out = _call_udf(pool, block, context, target)
+        out = _call_udf(pool, block, context, target, node_id)
         if set(out.dims) != set(block.dims):
             raise errors.ProcessParameterInvalid(
                 f"The UDF returned a cube with the dimensions {tuple(out.dims)}; on a data cube "
-                f"it must keep the dimensions {tuple(block.dims)}.", argument="udf")
+                f"it must keep the dimensions {tuple(block.dims)}.", node_id=node_id,
+                argument="udf")
         out = out.transpose(*block.dims)
         if out.shape != block.shape:
             raise errors.ProcessParameterInvalid(
                 f"The UDF returned a block of shape {out.shape} for a block of shape "
-                f"{block.shape}; on a data cube it must keep the sizes.", argument="udf")
+                f"{block.shape}; on a data cube it must keep the sizes.", node_id=node_id,
+                argument="udf")
         return xr.DataArray(np.asarray(out.values).astype(dtype), dims=block.dims,
                             coords=block.coords, name=block.name)
 
     return xr.map_blocks(run, data, template=template)
+
+
+def _along_dimension(pool: UdfPool, value: ArrayValue, context: Any,
+                     target: tuple[str, str] | None, node_id: str | None) -> Any:
+    """`run_udf` as the callback of reduce_dimension / apply_dimension: the UDF gets the
+    dimension `value.dim` whole (and every other non-spatial dimension), one call per spatial
+    block, lazily. It may drop that dimension (a reduction) or change its length (the new
+    length must be the same for every block); every other dimension keeps its size.
+
+    The first block is computed at once to learn the shape of the result; its result is
+    kept for the graph, so no block is computed twice."""
+    arr = value.data
+    if arr.dtype == object:
+        arr = arr.astype(float)
+    dims = list(arr.dims)
+    dim = value.dim
+    spatial = {d for d in dims if d in _SPATIAL_NAMES}
+    lazy = arr.chunk(_block_chunks(arr, spatial, pool.limits))
+    chunks = dict(zip(dims, lazy.data.chunks, strict=True))
+    first = arr.isel({d: slice(0, chunks[d][0]) for d in dims})
+    (values,) = executor.current().compute(first.data, progress=lambda _: None)
+    first = xr.DataArray(np.asarray(values), dims=dims, coords=_block_coords(first, None),
+                         name=arr.name)
+    probe = _call_udf(pool, first, context, target, node_id)
+
+    unexpected = [str(d) for d in probe.dims if d not in dims]
+    if unexpected:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF returned the new dimension(s) {', '.join(unexpected)}; over the "
+            f"dimension '{dim}' it may only change or drop '{dim}' (its input had "
+            f"{', '.join(map(str, dims))}).", node_id=node_id, argument="udf")
+    for d in dims:
+        if d != dim and probe.sizes.get(d) != first.sizes[d]:
+            got = "dropped it" if d not in probe.dims else f"returned {probe.sizes[d]}"
+            raise errors.ProcessParameterInvalid(
+                f"The UDF {got} along '{d}' for a block with {first.sizes[d]} values there; "
+                f"over '{dim}' it must keep every other dimension.", node_id=node_id,
+                argument="udf")
+    keep = dim in probe.dims
+    n = probe.sizes[dim] if keep else 1
+    out_dtype = probe.dtype if probe.dtype.kind in "biuf" else np.dtype(np.float64)
+    axis = dims.index(dim)
+    first_result = {"values": _as_block(probe, dims, dim, keep, out_dtype)}
+
+    def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        location = block_info[0]["array-location"] if block_info else None
+        if location is not None and all(a == 0 for a, _ in location) \
+                and "values" in first_result:
+            return first_result.pop("values")
+        piece = xr.DataArray(block, dims=dims, coords=_block_coords(arr, location),
+                             name=arr.name)
+        out = _call_udf(pool, piece, context, target, node_id)
+        expected = {d: (n if d == dim else piece.sizes[d]) for d in dims}
+        if (set(out.dims) != set(d for d in dims if keep or d != dim)
+                or any(out.sizes[d] != expected[d] for d in out.dims)):
+            raise errors.ProcessParameterInvalid(
+                f"The UDF returned {dict(out.sizes)} for a block where the first block gave "
+                f"{dict(probe.sizes)}: every block must give the same number of values along "
+                f"'{dim}'.", node_id=node_id, argument="udf")
+        return _as_block(out, dims, dim, keep, out_dtype)
+
+    out_chunks = tuple((n,) if d == dim else chunks[d] for d in dims)
+    result = dsa.map_blocks(run, lazy.data, chunks=out_chunks, dtype=out_dtype,
+                            meta=np.array((), dtype=out_dtype))
+    coords = {d: c for d, c in _block_coords(arr, None).items() if d != dim}
+    if keep:
+        labels = probe.coords[dim].values if dim in probe.coords else None
+        if n == arr.sizes[dim] and dim in arr.coords:
+            labels = arr.coords[dim].values
+        if labels is not None and len(labels) == n:
+            coords[dim] = labels
+        return ArrayValue(xr.DataArray(result, dims=dims, coords=coords, name=arr.name),
+                          dim, value.labeled)
+    reduced = result[tuple(0 if a == axis else slice(None) for a in range(len(dims)))]
+    return xr.DataArray(reduced, dims=[d for d in dims if d != dim], coords=coords,
+                        name=arr.name)
+
+
+def _as_block(out: xr.DataArray, dims: list, dim: Any, keep: bool,
+              dtype: np.dtype) -> np.ndarray:
+    """The UDF's result as a numpy block in the input's axis order (a dropped dimension as an
+    axis of length one)."""
+    if not keep:
+        out = out.expand_dims(dim)
+    return np.asarray(out.transpose(*dims).values).astype(dtype, copy=False)
 
 
 def _result_dtype(dtype: np.dtype) -> np.dtype:
@@ -364,37 +493,36 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     pool = _pool(_check_code(udf), ctx)
     target = _udf_log_token(ctx)
     context = {} if context is None else context
+    node_id = getattr(ctx, "node_id", None)
     if isinstance(data, RasterCube):
         cube = nodata_as_nan(data)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
         out = _blockwise(pool, cube.data, spatial, context,
-                         _result_dtype(cube.data.dtype), target)
+                         _result_dtype(cube.data.dtype), target, node_id)
         return cube.with_data(out, cube.dimensions)
     if isinstance(data, xr.DataArray):  # `x` inside apply: the whole cube, elementwise
-        spatial = {d for d in data.dims if d in ("x", "y", "lon", "lat")}
+        spatial = {d for d in data.dims if d in _SPATIAL_NAMES}
         return _blockwise(pool, data, spatial, context, _result_dtype(data.dtype),
-                          target)
+                          target, node_id)
+    if isinstance(data, ArrayValue) and not data.is_list:
+        return _along_dimension(pool, data, context, target, node_id)
     if isinstance(data, ArrayValue):
         arr = data.data
         if arr.dtype == object:
             arr = arr.copy(data=np.array([np.nan if v is None else v for v in arr.values],
                                          dtype=float))
-        out = _call_udf(pool, arr, context, target)
-        if data.is_list:
-            if out.ndim == 0:
-                return to_python(out.values)
-            return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
-        if data.dim in out.dims:
-            return ArrayValue(out, data.dim, data.labeled)
-        return out
+        out = _call_udf(pool, arr, context, target, node_id)
+        if out.ndim == 0:
+            return to_python(out.values)
+        return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
     if isinstance(data, (list, tuple)):
         arr = xr.DataArray(np.array([np.nan if v is None else v for v in data], dtype=float),
                            dims=[LIST_DIM])
-        out = _call_udf(pool, arr, context, target)
+        out = _call_udf(pool, arr, context, target, node_id)
         return [to_python(v) for v in np.asarray(out.values).ravel().tolist()]
     if data is None or isinstance(data, (int, float)):
         arr = xr.DataArray(np.nan if data is None else float(data))
-        out = _call_udf(pool, arr, context, target)
+        out = _call_udf(pool, arr, context, target, node_id)
         return to_python(out.values)
     raise errors.ProcessParameterInvalid(
         f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF.",

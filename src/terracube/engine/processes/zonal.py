@@ -28,6 +28,7 @@ from terracube.engine.processes.rasterise import (
     spatial_chunks,
     vector_input,
 )
+from terracube.engine.processes.udf import udf_whole_pieces
 from terracube.engine.registry import process
 from terracube.process_errors import GeometriesOverlap, TargetDimensionExists
 
@@ -308,7 +309,8 @@ def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_val
         piece = values.isel({ydim: rows, xdim: cols})
         inside = xr.DataArray(mask, dims=[ydim, xdim])
         sub = data.with_data(piece.where(inside, inner_fill))
-        processed = callback_cube(process(data=sub, context=context), piece)
+        with udf_whole_pieces():  # a UDF gets the polygon's pixels in one call
+            processed = callback_cube(process(data=sub, context=context), piece)
         pad = [(0, 0) if d not in (ydim, xdim) else
                ((rows.start, height - rows.stop) if d == ydim else
                 (cols.start, width - cols.stop)) for d in dims]
