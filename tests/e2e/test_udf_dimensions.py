@@ -7,6 +7,8 @@ computed independently from the sample files with rasterio, xarray and scipy."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import rasterio
 import rasterio.windows
 import xarray as xr
 from scipy.signal import savgol_filter
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, clean_env
 
 from terracube.engine.udf_sandbox import sandbox_problem
 
@@ -208,3 +210,52 @@ def test_apply_dimension_2_bands_into_1(con, sample_data_dir, tmp_path) -> None:
     assert name == "0"  # the new band is labelled 0, as the processes (and the client) say
     np.testing.assert_allclose(out[name].transpose("t", "y", "x").values,
                                ((nir - red) / (nir + red)).values, rtol=1e-5)
+
+
+# --- the local harnesses ----------------------------------------------------------------------
+def test_execute_local_udf_of_the_client_gives_the_servers_values(con, tmp_path) -> None:
+    from openeo.udf.run_code import execute_local_udf
+
+    b04 = load(con, ["B04", "B08"])
+    masked = b04.mask(b04.band("B04") > 1800)
+    masked.download(tmp_path / "input.nc", format="netCDF")
+    on_server = download(masked.apply_dimension(openeo.UDF(SAVGOL, runtime="Python"),
+                                                dimension="t"), tmp_path)
+    local = execute_local_udf(SAVGOL, tmp_path / "input.nc", fmt="netcdf")
+    array = local.get_datacube_list()[0].get_array()
+    for band in ("B04", "B08"):
+        np.testing.assert_allclose(on_server[band].transpose("t", "y", "x").values,
+                                   array.sel(bands=band).transpose("t", "y", "x").values,
+                                   rtol=1e-5, atol=1e-3)
+
+
+def test_terracube_udf_run_prints_shape_and_values(sample_data_dir, tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    udf = tmp_path / "scale.py"
+    udf.write_text("import xarray\n\ndef apply_datacube(cube: xarray.DataArray, context: dict)"
+                   " -> xarray.DataArray:\n    return cube * context['factor']\n")
+    out = tmp_path / "result.nc"
+    bbox = f"{SMALL['west']},{SMALL['south']},{SMALL['east']},{SMALL['north']}"
+    done = subprocess.run(
+        [sys.executable, "-m", "terracube.cli", "udf", "run", str(udf), "--collection",
+         "SENTINEL2_L2A", "--bbox", bbox, "--crs", "32632", "--dates", "/".join(DATES),
+         "--bands", "B04", "--dimension", "t", "--context", '{"factor": 3}',
+         "--output", str(out), "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=240, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    raw = read_band(sample_data_dir, "B04") * 3
+    assert "shape: (12, 1, 30, 30)" in done.stdout
+    assert f"max {float(raw.max()):.6g}" in done.stdout
+    with xr.open_dataset(out) as ds:
+        np.testing.assert_allclose(ds["result"].isel(bands=0).values, raw.values, rtol=1e-6)
+
+    udf.write_text("def apply_datacube(cube, context):\n    return cube.missing_method()\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "terracube.cli", "udf", "run", str(udf), "--collection",
+         "SENTINEL2_L2A", "--bbox", bbox, "--crs", "32632", "--dates", "/".join(DATES),
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=240, env=clean_env())
+    assert done.returncode == 1
+    assert "AttributeError" in done.stderr and "line 2" in done.stderr
