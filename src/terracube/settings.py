@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     storage_quota_bytes: int = Field(
         10 * 1024**3, ge=0, description="Storage quota of each user's workspace (/files) in "
                                         "bytes; default 10 GiB.")
+    upload_idle_timeout_seconds: float = Field(
+        30, gt=0, description="An upload (PUT /files/...) that sends no bytes for this long is "
+                              "ended with 408 RequestTimeout; its quota reservation (the "
+                              "announced size) is released.")
     workspace_inactive_days: int = Field(
         15, ge=0, description="Workspaces of users who have not logged in for this many days "
                               "are flagged for removal by 'terracube workspaces sweep'; 0 "

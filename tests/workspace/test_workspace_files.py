@@ -152,15 +152,46 @@ def test_replacing_keeps_the_old_file_until_complete(ws):
 
 
 def test_concurrent_uploads_count_against_each_other(ws, monkeypatch):
-    monkeypatch.setattr(ws_files, "RESCAN_BYTES", 100)
+    monkeypatch.setattr(ws_files, "RESERVE_STEP_BYTES", 100)
     first = ws.begin_upload("one")
     second = ws.begin_upload("two")
     first.write(b"x" * 600)
     with pytest.raises(errors.StorageQuotaExceeded):
         second.write(b"y" * 200)
-        second.write(b"y" * 300)  # rescans: the 600 bytes of `first` count
+        second.write(b"y" * 300)  # the 600 bytes of `first` count
     first.commit()
     assert ws.usage() == 600 and leftovers(ws) == []
+
+
+def test_announced_sizes_are_reserved(ws):
+    first = ws.begin_upload("one", size_hint=600)
+    assert ws.usage() == 600  # reserved before a byte arrived
+    with pytest.raises(errors.StorageQuotaExceeded, match="400 of your 1000 bytes are free"):
+        ws.begin_upload("two", size_hint=600)
+    second = ws.begin_upload("two", size_hint=400)
+    first.write(b"x" * 300)
+    first.abort()  # releases its 600 bytes
+    assert ws.usage() == 400
+    second.write(b"y" * 400)
+    assert second.commit().size == 400
+    assert ws.usage() == 400 and leftovers(ws) == []
+
+
+def test_a_shorter_body_than_announced_keeps_its_real_size(ws):
+    up = ws.begin_upload("f", size_hint=900)
+    up.write(b"abc")
+    assert up.commit().size == 3 and (ws.root / "f").read_bytes() == b"abc"
+    assert ws.usage() == 3
+
+
+def test_temporary_files_of_dead_uploads_are_removed(ws):
+    ws.root.mkdir(parents=True)
+    orphan = ws.root / f"{UPLOAD_PREFIX}dead.part"
+    with open(orphan, "wb") as f:  # nobody holds its lock: its process died
+        f.truncate(900)
+    up = ws.begin_upload("f", size_hint=500)
+    assert not orphan.exists()
+    up.abort()
 
 
 def test_upload_onto_a_folder_or_through_a_file(ws):
@@ -173,7 +204,7 @@ def test_upload_onto_a_folder_or_through_a_file(ws):
 
 
 def test_disk_errors_become_storage_failure(ws, monkeypatch):
-    up = ws.begin_upload("f")
+    up = ws.begin_upload("f", size_hint=3)
 
     class FullDisk:
         def write(self, _data):

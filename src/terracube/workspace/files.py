@@ -4,16 +4,26 @@ Each user has the folder `<data_dir>/workspaces/<user>`. Paths from requests are
 before they touch the file system: no absolute paths, no `.`/`..`, no characters the API's
 `file.path` pattern forbids, and no symbolic links on the way (a link could lead out of the
 workspace; users cannot create links, but an administrator or a process could). Uploads are
-streamed into a temporary file inside the workspace, counted against the quota while they
-arrive, and renamed into place only when complete.
+streamed into a temporary file inside the workspace and renamed into place only when complete.
+
+The quota is reserved, not just checked: an upload first reserves its announced size (or, for
+a body of unknown length, blocks of RESERVE_STEP_BYTES as it grows) by extending its temporary
+file to that size (sparse: no disk space is used) while holding an exclusive lock on the
+workspace folder. Every reservation is therefore visible in the file sizes to every process on
+the host (several servers, the workers, the CLI), and concurrent uploads of one user can
+neither exceed the quota together nor refuse each other wrongly. Each upload also holds a lock
+on its own temporary file; a temporary file nobody holds a lock on belongs to a process that
+died and is removed (with its reservation) the next time the quota is computed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +38,8 @@ MAX_PATH_LENGTH = 1024
 MAX_NAME_BYTES = 255
 # Characters the API's `file.path` pattern excludes (^[^/\r\n\\:'"][^\r\n\\:'"]*$), and NUL.
 FORBIDDEN_CHARACTERS = frozenset("\\:'\"\r\n\0")
-# How often an upload re-reads the workspace usage, so that concurrent uploads of the same
-# user cannot together go far beyond the quota.
-RESCAN_BYTES = 32 * 1024 * 1024
+# An upload of unknown length reserves quota in blocks of this size as its bytes arrive.
+RESERVE_STEP_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,9 @@ class Workspace:
         """Bytes used: all regular files, uploads in progress included."""
         return self._usage_excluding(None)
 
-    def _usage_excluding(self, skip: Path | None) -> int:
+    def _usage_excluding(self, skip: Path | None, reap: bool = False) -> int:
+        """Bytes used except by `skip`; with `reap` (only under the workspace lock), the
+        temporary files of uploads whose process died are removed first."""
         total = 0
         if not self.root.is_dir():
             return 0
@@ -168,6 +179,8 @@ class Workspace:
                 full = os.path.join(folder, name)
                 if skip is not None and full == str(skip):
                     continue
+                if reap and name.startswith(UPLOAD_PREFIX) and _remove_if_orphaned(full):
+                    continue
                 try:
                     st = os.lstat(full)
                 except FileNotFoundError:
@@ -175,6 +188,18 @@ class Workspace:
                 if stat.S_ISREG(st.st_mode):
                     total += st.st_size
         return total
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the workspace's quota lock (an exclusive flock on its folder): across threads
+        and processes, one reservation at a time."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def free(self) -> int:
         return max(0, self.quota - self.usage())
@@ -230,11 +255,7 @@ class Workspace:
                 replaced = st.st_size
         except (FileNotFoundError, NotADirectoryError):
             pass
-        upload = Upload(self, path, target, replaced)
-        if size_hint is not None and size_hint > upload.allowance:
-            upload.abort()
-            raise upload.quota_error(size_hint)
-        return upload
+        return Upload(self, path, target, replaced, size_hint or 0)
 
     def _check_writable(self, path: str, target: Path) -> None:
         """FilePathInvalid if `target` is a folder or a file stands where a folder must be."""
@@ -264,44 +285,58 @@ class Workspace:
 class Upload:
     """A file being uploaded: a temporary file in the workspace, renamed into place at the end.
 
-    The quota is checked as the bytes arrive; going over it removes the temporary file and
-    raises StorageQuotaExceeded, so no partial file is ever left behind.
+    The quota is reserved before bytes are accepted (see the module docstring); going over
+    it removes the temporary file and raises StorageQuotaExceeded, so no partial file is
+    ever left behind. `commit()` or `abort()` releases the reservation.
     """
 
-    def __init__(self, workspace: Workspace, path: str, target: Path, replaced: int) -> None:
+    def __init__(self, workspace: Workspace, path: str, target: Path, replaced: int,
+                 size_hint: int = 0) -> None:
         self.workspace = workspace
         self.path = path
         self.target = target
         self.replaced = replaced  # size of the file this upload replaces: freed at the end
         self.written = 0
-        workspace.root.mkdir(parents=True, exist_ok=True)
+        self.reserved = 0
+        self.allowance = 0
         self.temp = workspace.root / f"{UPLOAD_PREFIX}{uuid.uuid4().hex}.part"
-        # Unbuffered: the route writes large blocks anyway, and what is written shows in the
-        # file size at once, which concurrent uploads of the same user count.
-        self._file = open(self.temp, "xb", buffering=0)  # noqa: SIM115 - closed in commit/abort
-        self._next_rescan = RESCAN_BYTES
-        self.allowance = self._allowance()
+        with workspace.locked():
+            self.allowance = self._allowance()
+            if size_hint > self.allowance:
+                raise self.quota_error(size_hint)
+            # Unbuffered: the route writes large blocks anyway.
+            self._file = open(self.temp, "xb", buffering=0)  # noqa: SIM115 - closed in commit/abort
+            self._fd = self._file.fileno()
+            try:
+                # Our lock on the file says "in progress" to every other process.
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._extend(size_hint)
+            except BaseException:
+                self.abort()
+                raise
 
     def _allowance(self) -> int:
-        others = self.workspace._usage_excluding(self.temp)
+        others = self.workspace._usage_excluding(self.temp, reap=True)
         return self.workspace.quota - (others - self.replaced)
+
+    def _extend(self, size: int) -> None:
+        """Reserve `size` bytes: the temporary file's size (sparse) is what others count."""
+        if size > self.reserved:
+            os.ftruncate(self._fd, size)
+            self.reserved = size
 
     def quota_error(self, size: int) -> errors.OpenEOError:
         quota = self.workspace.quota
         free = max(0, self.allowance)
         return errors.StorageQuotaExceeded(
             f"Your storage quota has been exceeded: the file needs at least {size} bytes, "
-            f"{free} of your {quota} bytes are free. Delete files (DELETE /files/{{path}}) to "
-            "make room.")
+            f"{free} of your {quota} bytes are free (uploads in progress count with their "
+            "announced size). Delete files (DELETE /files/{path}) to make room.")
 
     def write(self, chunk: bytes) -> None:
         size = self.written + len(chunk)
-        if size > self._next_rescan:
-            self.allowance = self._allowance()
-            self._next_rescan = size + RESCAN_BYTES
-        if size > self.allowance:
-            self.abort()
-            raise self.quota_error(size)
+        if size > self.reserved:
+            self._reserve_more(size)
         try:
             view = memoryview(chunk)
             while view:  # an unbuffered write may take only part of the bytes
@@ -311,21 +346,40 @@ class Upload:
             raise _storage_failure(exc) from exc
         self.written = size
 
+    def _reserve_more(self, size: int) -> None:
+        try:
+            with self.workspace.locked():
+                self.allowance = self._allowance()
+                if size > self.allowance:
+                    raise self.quota_error(size)
+                self._extend(min(self.allowance, max(size, self.reserved + RESERVE_STEP_BYTES)))
+        except errors.OpenEOError:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise _storage_failure(exc) from exc
+
     def commit(self) -> FileInfo:
         """Move the complete file into place (atomically) and describe it."""
         try:
-            os.fsync(self._file.fileno())
-            self._file.close()
-            for attempt in range(2):
-                self.workspace._make_parents(self.path, self.target)
-                self.workspace._check_writable(self.path, self.target)
-                try:
-                    os.replace(self.temp, self.target)
-                    break
-                except FileNotFoundError:
-                    # A concurrent DELETE removed the (then empty) parent folder: once more.
-                    if attempt:
-                        raise
+            if self.reserved != self.written:
+                os.ftruncate(self._fd, self.written)  # the unused reservation goes
+            os.fsync(self._fd)
+            # Under the workspace lock: between closing (which drops our lock on the file)
+            # and renaming, nobody may take the file for an orphan.
+            with self.workspace.locked():
+                self._file.close()
+                for attempt in range(2):
+                    self.workspace._make_parents(self.path, self.target)
+                    self.workspace._check_writable(self.path, self.target)
+                    try:
+                        os.replace(self.temp, self.target)
+                        break
+                    except FileNotFoundError:
+                        # A concurrent DELETE removed the (then empty) parent folder: once more.
+                        if attempt:
+                            raise
         except errors.OpenEOError:
             self.abort()
             raise
@@ -335,11 +389,31 @@ class Upload:
         return self.workspace.info(self.path)
 
     def abort(self) -> None:
-        """Remove the temporary file (safe to call more than once)."""
+        """Remove the temporary file and its reservation (safe to call more than once)."""
         try:
-            self._file.close()
+            if hasattr(self, "_file"):
+                self._file.close()
         finally:
             self.temp.unlink(missing_ok=True)
+
+
+def _remove_if_orphaned(path: str) -> bool:
+    """Remove an upload's temporary file if no process holds its lock; True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # an upload in progress
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _storage_failure(exc: OSError) -> errors.OpenEOError:
