@@ -55,8 +55,10 @@ EXTRA_CODES: dict[str, str] = {
     "PayloadTooLarge": "api/body_limit.py: HTTP 413 for a request body over "
                        "TERRACUBE_MAX_REQUEST_BODY_BYTES (uploads stream under the quota).",
     "RangeNotSatisfiable": "api/responses.py: HTTP 416 for a Range header outside the file.",
-    "TooManyRequests": "api/login_limit.py: HTTP 429 with Retry-After after repeated wrong "
-                       "passwords for one user name.",
+    "TooManyRequests": "HTTP 429 with Retry-After: repeated wrong passwords for one user "
+                       "name (api/login_limit.py), too many queued batch jobs "
+                       "(jobs/store.py) or concurrent synchronous requests of one user "
+                       "(api/user_limits.py).",
     "BadRequest": "a request that cannot be parsed (malformed JSON, a path, query or body "
                   "field of the wrong type) before any openEO rule applies.",
     "MethodNotAllowed": "api/errors.py: HTTP 405 for a known path with a method it does not "
@@ -83,6 +85,22 @@ def _error(code: str, status: int, doc: str) -> type[OpenEOError]:
 # Extensions of the API
 ProcessNamespaceInvalid = _error("ProcessNamespaceInvalid", 400,
                                  "The process namespace (a URL) cannot be resolved.")
+
+
+
+class TooManyRequests(OpenEOError):
+    """A per-user limit is reached for now (HTTP 429); `retry_after` seconds go into the
+    response's Retry-After header, which clients (the official one on GET, its job manager
+    on POST too) wait for before they try again."""
+
+    code = "TooManyRequests"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 5, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+        self.headers = {"Retry-After": str(self.retry_after)}
+
 
 # General
 Internal = _error("Internal", 500, "Unexpected server-side failure.")

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
         60, gt=0, description="A running job whose worker has not reported for this long (or "
                               "whose worker process on this host is gone) is re-queued once, "
                               "then marked as failed.")
+    max_running_jobs_per_user: int = Field(
+        2, ge=1, description="Batch jobs of one user that run at the same time; the user's "
+                             "further jobs wait while the workers take other users' jobs "
+                             "(jobs are taken round-robin across users).")
+    max_queued_jobs_per_user: int = Field(
+        50, ge=1, description="Batch jobs one user may have queued (waiting, not running); "
+                              "starting one more is refused with 429 TooManyRequests and a "
+                              "Retry-After header.")
+    max_sync_requests_per_user: int = Field(
+        2, ge=1, description="Synchronous requests (POST /result) one user may have running "
+                             "at the same time in one server process; one more is refused "
+                             "with 429 TooManyRequests and a Retry-After header.")
     storage_quota_bytes: int = Field(
         10 * 1024**3, ge=0, description="Storage quota of each user's workspace (/files) in "
                                         "bytes; default 10 GiB.")

@@ -328,3 +328,90 @@ def test_results_expire_after_the_retention_period(jobs, clock):
     assert (got.status, got.asset_count, got.results_run) == ("created", 0, None)
     assert jobs.logs(job.job_id)[-1].code == "ResultsExpired"
     assert jobs.expire_results(timedelta(days=30)) == []
+
+
+# --- fair queueing and per-user limits (issue 16) ---------------------------------------------
+def test_claims_go_round_robin_across_users(jobs, clock):
+    """Alice queued ten jobs before Bob's one: Bob's is the second to run, not the eleventh."""
+    alice = []
+    for _ in range(10):
+        alice.append(queued(jobs).job_id)
+        clock.advance(seconds=1)
+    bob = queued(jobs, "bob").job_id
+    order = []
+    for i in range(11):
+        clock.advance(seconds=1)
+        claim = jobs.claim(f"w{i}")
+        order.append(claim.job.job_id)
+        assert jobs.finish(claim.job.job_id, claim.run_id, None)
+    assert order[:2] == [alice[0], bob]
+    assert order[2:] == alice[1:]  # each user's own jobs in their order
+
+
+def test_fewest_running_goes_first(jobs, clock):
+    ids = []
+    for user in ("alice", "alice", "bob", "bob"):
+        ids.append(queued(jobs, user).job_id)
+        clock.advance(seconds=1)
+    a1, a2, b1, b2 = ids
+    claimed = [jobs.claim(f"w{i}").job.job_id for i in range(4)]  # all keep running
+    assert claimed == [a1, b1, a2, b2]
+
+
+def test_the_running_limit_per_user_holds_jobs_back(jobs, clock):
+    ids = []
+    for _ in range(3):
+        ids.append(queued(jobs).job_id)
+        clock.advance(seconds=1)
+    first = jobs.claim("w1", max_running_per_user=2)
+    second = jobs.claim("w2", max_running_per_user=2)
+    assert [first.job.job_id, second.job.job_id] == ids[:2]
+    assert jobs.claim("w3", max_running_per_user=2) is None  # alice has 2 running
+    bob = queued(jobs, "bob").job_id
+    assert jobs.claim("w3", max_running_per_user=2).job.job_id == bob
+    jobs.finish(ids[0], first.run_id, None)
+    assert jobs.claim("w1", max_running_per_user=2).job.job_id == ids[2]
+
+
+def test_concurrent_claims_keep_the_running_limit(url, database):
+    """Eight workers with their own connections race for one user's 20 jobs with a limit of
+    3 running: never more than 3 are claimed."""
+    jobs = JobStore(database)
+    for _ in range(20):
+        queued(jobs)
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        db = open_database(url)
+        mine = JobStore(db)
+        for _ in range(5):
+            claim = mine.claim(name, max_running_per_user=3)
+            if claim is not None:
+                with lock:
+                    claimed.append(claim.job.job_id)
+        db.dispose()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) == 3 == len(set(claimed))
+    assert len(jobs.list("alice", status="running")[0]) == 3
+
+
+def test_the_queued_limit_per_user_answers_429(jobs):
+    ids = [jobs.create("alice", PROCESS).job_id for _ in range(3)]
+    assert jobs.start(ids[0], "alice", max_queued=2) is None
+    assert jobs.start(ids[1], "alice", max_queued=2) is None
+    assert jobs.start(ids[1], "alice", max_queued=2) == ""  # queued already: no effect
+    with pytest.raises(errors.TooManyRequests) as info:
+        jobs.start(ids[2], "alice", max_queued=2)
+    assert info.value.status == 429 and info.value.headers["Retry-After"] == "30"
+    assert "2 batch jobs queued" in info.value.message
+    assert jobs.get(ids[2]).status == "created"
+    bob = jobs.create("bob", PROCESS).job_id
+    assert jobs.start(bob, "bob", max_queued=2) is None  # per user
+    jobs.claim("w")  # one of alice's starts running: room for one more queued
+    assert jobs.start(ids[2], "alice", max_queued=2) is None

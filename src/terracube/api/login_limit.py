@@ -10,12 +10,7 @@ from collections import deque
 
 from terracube import errors
 
-
-class TooManyRequests(errors.OpenEOError):
-    """Too many failed logins for this user name; try again later."""
-
-    code = "TooManyRequests"
-    status = 429
+TooManyRequests = errors.TooManyRequests  # Retry-After comes with it
 
 
 class LoginLimiter:
@@ -34,10 +29,9 @@ class LoginLimiter:
             recent = self._recent(name, now)
             if len(recent) >= self.max_failures:
                 wait = max(1, int(recent[0] + self.window - now) + 1)
-                error = TooManyRequests(
-                    f"Too many failed logins for this user name; try again in {wait} s.")
-                error.headers = {"Retry-After": str(wait)}  # type: ignore[attr-defined]
-                raise error
+                raise TooManyRequests(
+                    f"Too many failed logins for this user name; try again in {wait} s.",
+                    retry_after=wait)
 
     def failed(self, name: str) -> None:
         with self._lock:

@@ -6,6 +6,11 @@ share these tables. Nothing reads a row and then writes it back: each transition
 can never claim the same job, and a worker that lost its claim (the job was canceled, deleted,
 or re-queued because the worker looked dead) can no longer change the job: every worker-side
 write is fenced by the `run_id` of the claim.
+
+Queueing is fair across users: a worker takes the oldest queued job of the user who has the
+fewest jobs running (then: whose last job started longest ago), so one user's fifty jobs do
+not hold up everyone else's; a user's running jobs (at claim) and queued jobs (at start) are
+capped by limits that are part of the same compare-and-set UPDATE.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from terracube import errors
 from terracube.db import Base, Database
@@ -217,24 +222,35 @@ class JobStore:
             s.execute(delete(Job).where(Job.job_id == job_id))
         return job
 
-    def start(self, job_id: str, user_id: str) -> str | None:
+    def start(self, job_id: str, user_id: str, max_queued: int | None = None,
+              retry_after: int = 30) -> str | None:
         """Queue the job unless it is queued or running already.
 
         Returns the run folder of the discarded previous results (None if there were none),
         or raises JobNotFound. Returns "" when nothing changed (already queued or running).
+        TooManyRequests if the user has `max_queued` jobs queued already.
         """
         job = self.get(job_id, user_id)
         if job.status in ACTIVE:
             return ""
         now = self.now()
+        condition = [Job.job_id == job_id, Job.status.not_in(ACTIVE)]
+        if max_queued is not None:
+            condition.append(_count_of(job.user_id, QUEUED) < max_queued)
         with self.db.session() as s:
-            done = s.execute(update(Job).where(
-                Job.job_id == job_id, Job.status.not_in(ACTIVE),
-            ).values(status=QUEUED, progress=0.0, queued_at=now, updated=now, started=None,
-                     ended=None, attempts=0, worker_id=None, run_id=None, heartbeat=None,
-                     pid=None, results_run=None, assets=None, asset_count=0,
-                     usage=None)).rowcount
+            if max_queued is not None:
+                _lock_active_jobs(s, job.user_id)
+            done = s.execute(update(Job).where(*condition).values(
+                status=QUEUED, progress=0.0, queued_at=now, updated=now, started=None,
+                ended=None, attempts=0, worker_id=None, run_id=None, heartbeat=None,
+                pid=None, results_run=None, assets=None, asset_count=0,
+                usage=None)).rowcount
         if not done:
+            if max_queued is not None and self.get(job_id, user_id).status not in ACTIVE:
+                raise errors.TooManyRequests(
+                    f"You have {max_queued} batch jobs queued already, the most one user "
+                    "may have waiting; start this one when some of them have started (or "
+                    "cancel some: DELETE /jobs/{job_id}/results).", retry_after=retry_after)
             return ""
         return job.results_run
 
@@ -263,22 +279,60 @@ class JobStore:
         return self.get(job_id, user_id)
 
     # --- the worker's side ---------------------------------------------------------------
-    def claim(self, worker_id: str) -> Claim | None:
-        """Take the oldest queued job for `worker_id`; None if there is none."""
+    def claim(self, worker_id: str, max_running_per_user: int | None = None) -> Claim | None:
+        """Take a queued job for `worker_id`, fairly across users; None if there is none.
+
+        The user with the fewest running jobs goes first (then the one whose last job started
+        longest ago, then the oldest waiting job), and gets their oldest queued job; users
+        with `max_running_per_user` jobs running are skipped.
+        """
+        with self.db.session() as s:
+            waiting = dict(s.execute(
+                select(Job.user_id, func.min(Job.queued_at)).where(Job.status == QUEUED)
+                .group_by(Job.user_id)).all())
+            if not waiting:
+                return None
+            users = list(waiting)
+            running = dict(s.execute(
+                select(Job.user_id, func.count()).where(Job.status == RUNNING,
+                                                        Job.user_id.in_(users))
+                .group_by(Job.user_id)).all())
+            last_start = dict(s.execute(
+                select(Job.user_id, func.max(Job.started)).where(Job.user_id.in_(users),
+                                                                 Job.started.is_not(None))
+                .group_by(Job.user_id)).all())
+        never = datetime.min.replace(tzinfo=UTC)
+        order = sorted(
+            (u for u in users
+             if max_running_per_user is None or running.get(u, 0) < max_running_per_user),
+            key=lambda u: (running.get(u, 0), aware(last_start.get(u)) or never,
+                           aware(waiting[u]) or never, u))
+        for user_id in order[:5]:
+            claim = self._claim_oldest_of(user_id, worker_id, max_running_per_user)
+            if claim is not None:
+                return claim
+        return None
+
+    def _claim_oldest_of(self, user_id: str, worker_id: str,
+                         max_running: int | None) -> Claim | None:
         with self.db.session() as s:
             candidates = list(s.scalars(
-                select(Job.job_id).where(Job.status == QUEUED)
-                .order_by(Job.queued_at, Job.created).limit(5)))
+                select(Job.job_id).where(Job.status == QUEUED, Job.user_id == user_id)
+                .order_by(Job.queued_at, Job.created).limit(3)))
         for job_id in candidates:
             run_id = f"run-{secrets.token_hex(6)}"
             now = self.now()
+            condition = [Job.job_id == job_id, Job.status == QUEUED]
+            if max_running is not None:
+                condition.append(_count_of(user_id, RUNNING) < max_running)
             with self.db.session() as s:
-                done = s.execute(update(Job).where(
-                    Job.job_id == job_id, Job.status == QUEUED,
-                ).values(status=RUNNING, run_id=run_id, worker_id=worker_id, heartbeat=now,
-                         started=now, updated=now, attempts=Job.attempts + 1, progress=0.0,
-                         results_run=run_id, assets=None, asset_count=0, usage=None,
-                         ended=None, pid=None)).rowcount
+                if max_running is not None:
+                    _lock_active_jobs(s, user_id)
+                done = s.execute(update(Job).where(*condition).values(
+                    status=RUNNING, run_id=run_id, worker_id=worker_id, heartbeat=now,
+                    started=now, updated=now, attempts=Job.attempts + 1, progress=0.0,
+                    results_run=run_id, assets=None, asset_count=0, usage=None,
+                    ended=None, pid=None)).rowcount
             if done:
                 return Claim(self.get(job_id), run_id)
         return None
@@ -441,6 +495,23 @@ class JobStore:
             return s.scalars(select(JobLog).where(JobLog.job_id == job_id,
                                                   JobLog.level == "error")
                              .order_by(JobLog.id.desc()).limit(1)).first()
+
+
+def _count_of(user_id: str, status: str) -> Any:
+    """SQL: how many jobs of the user have `status` (for the WHERE of a compare-and-set)."""
+    other = aliased(Job)
+    return (select(func.count()).select_from(other)
+            .where(other.user_id == user_id, other.status == status).scalar_subquery())
+
+
+def _lock_active_jobs(session: Any, user_id: str) -> None:
+    """Serialize per-user limit checks: SQLite runs one writer at a time anyway; PostgreSQL
+    evaluates a count in a concurrent UPDATE on its own snapshot, so two claims for one user
+    could both pass it. Locking the user's queued/running rows (in a fixed order) first makes
+    the second wait for the first and count it."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(select(Job.job_id).where(Job.user_id == user_id, Job.status.in_(ACTIVE))
+                        .order_by(Job.job_id).with_for_update())
 
 
 def encode_cursor(job: Job) -> str:

@@ -257,7 +257,7 @@ class Worker:
     # --- one job ----------------------------------------------------------------------------
     def run_one(self) -> bool:
         """Claim one queued job and run it to its end; False if the queue was empty."""
-        claim = self.store.claim(self.worker_id)
+        claim = self.store.claim(self.worker_id, self.settings.max_running_jobs_per_user)
         if claim is None:
             return False
         job = claim.job

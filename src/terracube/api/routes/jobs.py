@@ -125,11 +125,12 @@ def delete_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep
 
 @router.post("/jobs/{job_id}/results", operation_id="start-job", status_code=202,
              response_class=Response)
-def start_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep) -> Response:
+def start_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep,
+              settings: SettingsDep) -> Response:
     """Queue the job (a finished, failed or canceled one starts again: its results go);
-    no effect on a queued or running job."""
+    no effect on a queued or running job; 429 when the user has too many jobs queued."""
     job_id = checked_job_id(job_id)
-    discarded = jobs.start(job_id, user.user_id)
+    discarded = jobs.start(job_id, user.user_id, settings.max_queued_jobs_per_user)
     if discarded != "":
         if discarded:
             folders.remove_run(job_id, discarded)

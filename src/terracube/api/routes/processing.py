@@ -25,6 +25,7 @@ from terracube.api.deps import (
     SettingsDep,
 )
 from terracube.api.responses import FileDownload
+from terracube.api.user_limits import ConcurrencyLimiter
 from terracube.jobs.files import results_folder_of
 from terracube.jobs.requests import job_options
 from terracube.processing.outputs import compute_result as run_and_compute
@@ -61,7 +62,8 @@ class TemporaryFileResponse(FileDownload):
 @router.post("/result", operation_id="compute-result",
              openapi_extra={"requestBody": _RESULT_BODY},
              response_class=FileResponse, responses={200: {"description": "The result file."}})
-async def compute_result(user: CurrentUser, body: JsonObjectBody, settings: SettingsDep,
+async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBody,
+                         settings: SettingsDep,
                          catalog: CatalogDep, registry: RegistryDep,
                          executor: ExecutorDep, jobs: JobsDep,
                          folders: FoldersDep) -> FileResponse:
@@ -73,12 +75,21 @@ async def compute_result(user: CurrentUser, body: JsonObjectBody, settings: Sett
     job_options(body)  # checked like a job's (log_level), nested or flat
     services = build_services(settings, catalog, registry, user, executor=executor,
                               job_results=results_folder_of(jobs, folders, user.user_id))
-    # Computing blocks, so it runs in a worker thread, not on the event loop.
-    result = await run_in_threadpool(run_and_compute, process, services)
+    with _sync_limiter(request, settings.max_sync_requests_per_user).slot(user.user_id):
+        # Computing blocks, so it runs in a worker thread, not on the event loop.
+        result = await run_in_threadpool(run_and_compute, process, services)
     return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
                                  filename=result.filename,
                                  headers={"OpenEO-Costs": "0",
                                           "OpenEO-Identifier": f"r-{uuid.uuid4().hex}"})
+
+
+def _sync_limiter(request: Request, limit: int) -> ConcurrencyLimiter:
+    state = request.app.state
+    limiter = getattr(state, "sync_limiter", None)
+    if limiter is None:
+        limiter = state.sync_limiter = ConcurrencyLimiter(limit)
+    return limiter
 
 
 @router.post("/validation", operation_id="validate-custom-process",
