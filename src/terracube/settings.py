@@ -39,7 +39,19 @@ class Settings(BaseSettings):
                            "on non-loopback hosts).")
     public_url: str | None = Field(
         None, description="External URL of the host root as clients see it (behind a reverse "
-                          "proxy), e.g. https://eo.example.org; default: taken from requests.")
+                          "proxy), path prefix included, e.g. https://eo.example.org/openeo; "
+                          "default: taken from requests (signed links: from the address the "
+                          "server was reached at, or what a trusted proxy forwarded).")
+    root_path: str = Field(
+        "", description="Path prefix under which a reverse proxy publishes the server, e.g. "
+                        "/openeo-proxy (the proxy strips it before forwarding); every URL the "
+                        "server emits starts with it. A trusted proxy's X-Forwarded-Prefix "
+                        "replaces it per request (docs/administration/proxy.md).")
+    forwarded_allow_ips: str = Field(
+        "", description="Comma-separated addresses or networks (CIDR) of reverse proxies "
+                        "whose X-Forwarded-For/-Proto/-Host/-Prefix headers are honoured, e.g. "
+                        "127.0.0.1 or 10.0.0.0/8; '*' trusts every peer; default: none (the "
+                        "headers are ignored).")
     # Batch jobs (docs/user-guide/batch-jobs.md)
     workers: int = Field(
         2, ge=0, description="Number of `terracube worker` processes `terracube serve` starts "
@@ -140,6 +152,14 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'terracube.db'}"
         if self.public_url:
             self.public_url = self.public_url.rstrip("/")
+        self.root_path = ("/" + self.root_path.strip("/")) if self.root_path.strip("/") else ""
+        for entry in (e.strip() for e in self.forwarded_allow_ips.split(",")):
+            if entry and entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"forwarded_allow_ips: {entry!r} is neither an IP "
+                                     "address nor a network (CIDR)") from None
         return self
 
 

@@ -6,6 +6,7 @@ from the query string) and the service's logs."""
 from __future__ import annotations
 
 import io
+import time
 import warnings
 from pathlib import Path
 
@@ -78,7 +79,15 @@ def create(client: TestClient, headers: dict, **body) -> str:
 
 
 def tile_url(service_id: str, tile: morecantile.Tile) -> str:
+    """The plain tile path: open for a public service, else its owner's Authorization."""
     return f"{API}/services/xyz/{service_id}/tiles/{tile.z}/{tile.x}/{tile.y}.png"
+
+
+def signed_url(client: TestClient, headers: dict, service_id: str,
+               tile: morecantile.Tile) -> str:
+    """The tile of the service's own (signed) `url`, which map clients use without a login."""
+    template = client.get(f"{API}/services/{service_id}", headers=headers).json()["url"]
+    return template.format(z=tile.z, x=tile.x, y=tile.y)
 
 
 def test_service_types_offer_xyz_with_its_configuration(client) -> None:
@@ -100,7 +109,9 @@ def test_life_cycle_per_the_api(client, alice) -> None:
     doc = client.get(f"{API}/services/{sid}", headers=alice).json()
     assert doc["id"] == sid and doc["type"] == "XYZ" and doc["enabled"] is True
     assert doc["title"] == "NDVI" and doc["configuration"]["colormap"] == "ndvi"
-    assert doc["url"] == f"http://testserver{API}/services/xyz/{sid}/tiles/{{z}}/{{x}}/{{y}}.png"
+    assert doc["url"].startswith(f"http://testserver{API}/services/xyz/{sid}/tiles/")
+    assert doc["url"].endswith("/{z}/{x}/{y}.png")  # expires.signature in between
+    template = doc["url"]
     assert doc["process"] == ndvi_graph() and doc["created"].endswith("Z")
     listed = client.get(f"{API}/services", headers=alice).json()
     assert [s["id"] for s in listed["services"]] == [sid] and listed["links"] == []
@@ -114,7 +125,9 @@ def test_life_cycle_per_the_api(client, alice) -> None:
     assert r.status_code == 204
     r = client.get(f"{API}/services/{sid}", headers=alice)
     assert r.status_code == 404 and r.json()["code"] == "ServiceNotFound"
-    assert client.get(tile_url(sid, centre_tile(14))).status_code == 404
+    t = centre_tile(14)
+    assert client.get(template.format(z=t.z, x=t.x, y=t.y)).status_code == 404
+    assert client.get(tile_url(sid, t), headers=alice).status_code == 404
 
 
 def test_services_belong_to_their_user(client, alice, bob) -> None:
@@ -152,33 +165,33 @@ def test_tiles_zoom_range_empty_tiles_and_cache_invalidation(client, alice) -> N
     sid = create(client, alice, configuration={"minzoom": 10, "maxzoom": 16,
                                                "rescale": [0, 1]})
     inside = centre_tile(15)
-    r = client.get(tile_url(sid, inside))  # no Authorization: map clients send none
+    r = client.get(signed_url(client, alice, sid, inside))  # map clients send no Authorization
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     first = rgba(r.content)
     assert first.shape == (4, 256, 256)
     assert (first[3] == 255).mean() > 0.3  # the field covers much of the tile
-    assert client.get(tile_url(sid, morecantile.Tile(0, 0, 9))).status_code == 404
-    assert client.get(tile_url(sid, morecantile.Tile(0, 0, 17))).status_code == 404
-    assert client.get(f"{API}/services/xyz/{sid}/tiles/3/9/0.png").status_code == 404
+    assert client.get(tile_url(sid, morecantile.Tile(0, 0, 9)), headers=alice).status_code == 404
+    assert client.get(tile_url(sid, morecantile.Tile(0, 0, 17)), headers=alice).status_code == 404
+    assert client.get(f"{API}/services/xyz/{sid}/tiles/3/9/0.png", headers=alice).status_code == 404
 
     far = morecantile.Tile(inside.x + 20, inside.y, inside.z)  # outside the loaded box
-    empty = rgba(client.get(tile_url(sid, far)).content)
+    empty = rgba(client.get(tile_url(sid, far), headers=alice).content)
     assert (empty == 0).all()
 
     # A changed configuration is rendered anew (not served from the cache).
     assert client.patch(f"{API}/services/{sid}", headers=alice, json={
         "configuration": {"rescale": [0, 1], "colormap": "greys", "tile_size": 128}}
     ).status_code == 204
-    grey = rgba(client.get(tile_url(sid, inside)).content)
+    grey = rgba(client.get(tile_url(sid, inside), headers=alice).content)
     assert grey.shape == (4, 128, 128)
     valid = grey[3] == 255
     np.testing.assert_array_equal(grey[0][valid], grey[1][valid])
 
     # Disabled: its tiles are gone until it is enabled again.
     client.patch(f"{API}/services/{sid}", headers=alice, json={"enabled": False})
-    assert client.get(tile_url(sid, inside)).status_code == 404
+    assert client.get(tile_url(sid, inside), headers=alice).status_code == 404
     client.patch(f"{API}/services/{sid}", headers=alice, json={"enabled": True})
-    assert client.get(tile_url(sid, inside)).status_code == 200
+    assert client.get(tile_url(sid, inside), headers=alice).status_code == 200
 
 
 def test_parameters_from_the_query_string_and_logs_of_failed_tiles(client, alice) -> None:
@@ -187,14 +200,15 @@ def test_parameters_from_the_query_string_and_logs_of_failed_tiles(client, alice
         "type": "array"}, "default": ["2022-06-01", "2022-06-10"]}]
     sid = create(client, alice, process=graph, configuration={"rescale": [0, 1]})
     tile = centre_tile(15)
-    r = client.get(tile_url(sid, tile))
+    r = client.get(tile_url(sid, tile), headers=alice)
     assert r.status_code == 200, r.text
     default = rgba(r.content)
     url = tile_url(sid, tile) + '?dates=["2022-06-15","2022-06-30"]'
-    later = rgba(client.get(url).content)
+    later = rgba(client.get(url, headers=alice).content)
     assert default.shape == later.shape and not np.array_equal(default, later)
 
-    bad = client.get(tile_url(sid, tile) + '?dates=["2022-07-01","2022-06-01"]')
+    bad = client.get(tile_url(sid, tile) + '?dates=["2022-07-01","2022-06-01"]',
+                     headers=alice)
     assert bad.status_code == 400, bad.text
     logs = client.get(f"{API}/services/{sid}/logs", headers=alice).json()["logs"]
     assert len(logs) == 1 and logs[0]["level"] == "warning"
@@ -204,6 +218,56 @@ def test_parameters_from_the_query_string_and_logs_of_failed_tiles(client, alice
     assert after.json()["logs"] == []
     assert client.get(f"{API}/services/{sid}/logs?level=error", headers=alice).json()[
         "logs"] == []
+
+
+def test_tiles_are_their_owners_unless_the_service_is_public(client, alice, bob) -> None:
+    sid = create(client, alice, configuration={"rescale": [0, 1]})
+    t = centre_tile(15)
+    r = client.get(tile_url(sid, t))  # private, no login, no signature
+    assert r.status_code == 401 and r.json()["code"] == "AuthenticationRequired", r.text
+    assert "public" in r.json()["message"]
+    r = client.get(tile_url(sid, t), headers=bob)  # another user: as if it did not exist
+    assert r.status_code == 404 and r.json()["code"] == "ServiceNotFound"
+    own = client.get(tile_url(sid, t), headers=alice)
+    assert own.status_code == 200
+    signed = signed_url(client, alice, sid, t)
+    r = client.get(signed)  # the service's `url`: no login needed
+    assert r.status_code == 200 and r.content == own.content
+    token = signed.split("/tiles/")[1].split("/")[0]
+    expires, signature = token.split(".")
+    forged = signed.replace(token, f"{expires}.{'0' * len(signature)}")
+    assert client.get(forged).json()["code"] == "ResultLinkInvalid"
+    later = signed.replace(token, f"{int(expires) + 1}.{signature}")
+    assert client.get(later).status_code == 403
+    other = create(client, bob, configuration={"rescale": [0, 1]})
+    assert client.get(signed.replace(sid, other)).status_code == 403  # signed for sid only
+    signer = client.app.state.url_signer
+    old = int(time.time()) - 10
+    stale = signed.replace(token, f"{old}.{signer.sign(sid, 'service', 'xyz-tiles', old)}")
+    r = client.get(stale)
+    assert r.status_code == 410 and r.json()["code"] == "ResultLinkExpired"
+
+    # Public: the plain URL for everyone; the service itself stays alice's.
+    assert client.patch(f"{API}/services/{sid}", headers=alice, json={
+        "configuration": {"rescale": [0, 1], "public": True}}).status_code == 204
+    doc = client.get(f"{API}/services/{sid}", headers=alice).json()
+    assert doc["url"] == f"http://testserver{API}/services/xyz/{sid}/tiles/{{z}}/{{x}}/{{y}}.png"
+    r = client.get(tile_url(sid, t))
+    assert r.status_code == 200 and r.content == own.content
+    assert client.get(tile_url(sid, t), headers=bob).status_code == 200
+    for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/logs")):
+        r = client.request(method, f"{API}/services/{sid}{path}", headers=bob,
+                           json={"configuration": {}} if method == "PATCH" else None)
+        assert r.status_code == 404, (method, path)
+    assert sid not in [s["id"] for s in client.get(f"{API}/services", headers=bob).json()
+                       ["services"]]
+    # Private again: the plain URL is closed at once (no cached tile leaks).
+    client.patch(f"{API}/services/{sid}", headers=alice, json={
+        "configuration": {"rescale": [0, 1], "public": False}})
+    assert client.get(tile_url(sid, t)).status_code == 401
+    r = client.post(f"{API}/services", headers=alice, json={
+        "type": "XYZ", "process": ndvi_graph(), "configuration": {"public": "yes"}})
+    assert r.status_code == 400 and r.json()["code"] == "ServiceConfigInvalid"
 
 
 @pytest.fixture

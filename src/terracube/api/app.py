@@ -17,6 +17,7 @@ import terracube
 from terracube.api.body_limit import BodyLimitMiddleware
 from terracube.api.deps import API_PREFIX
 from terracube.api.errors import install_error_handlers
+from terracube.api.proxy import ProxyMiddleware, route_path
 from terracube.api.routes import (
     capabilities,
     collections,
@@ -113,7 +114,10 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body_bytes,
                        unlimited_prefix=f"{API_PREFIX}/files/")  # uploads: streamed, quota
     app.add_middleware(MergeSlashesMiddleware)
-    app.add_middleware(CorsMiddleware)  # added last = outermost: CORS headers on everything
+    app.add_middleware(CorsMiddleware)  # CORS headers on everything
+    # Outermost: root path and trusted X-Forwarded-* headers, before anything reads the URL.
+    app.add_middleware(ProxyMiddleware, root_path=settings.root_path,
+                       forwarded_allow_ips=settings.forwarded_allow_ips)
 
     app.include_router(capabilities.root_router)
     for module in API_ROUTERS:
@@ -141,12 +145,15 @@ class MergeSlashesMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and self._DOUBLED.match(path):
-            scope = {**scope, "path": self._DOUBLED.sub(API_PREFIX + "/", path)}
-            if isinstance(scope.get("raw_path"), bytes):
-                scope["raw_path"] = self._DOUBLED_RAW.sub(API_PREFIX.encode() + b"/",
-                                                          scope["raw_path"])
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if self._DOUBLED.match(path):
+            # Below the root path (api/proxy.py puts it in front of every path).
+            root = scope.get("root_path", "")
+            scope = {**scope, "path": root + self._DOUBLED.sub(API_PREFIX + "/", path)}
+            raw = scope.get("raw_path")
+            if isinstance(raw, bytes) and raw.startswith(root.encode()):
+                scope["raw_path"] = root.encode() + self._DOUBLED_RAW.sub(
+                    API_PREFIX.encode() + b"/", raw[len(root.encode()):])
         await self.app(scope, receive, send)
 
 

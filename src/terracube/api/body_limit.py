@@ -9,6 +9,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from terracube import errors
+from terracube.api.proxy import route_path
 
 
 class PayloadTooLarge(errors.OpenEOError):
@@ -29,7 +30,7 @@ class BodyLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] == "PUT" and
-                                       scope.get("path", "").startswith(self.unlimited_prefix)):
+                                       route_path(scope).startswith(self.unlimited_prefix)):
             await self.app(scope, receive, send)
             return
         length = dict(scope.get("headers", [])).get(b"content-length")

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from terracube import errors
 from terracube.api.errors import BadRequest
 from terracube.api.input_limits import InputLimits, check_body, parse_json
+from terracube.api.proxy import ORIGIN_KEY
 from terracube.auth.tokens import BASIC_TOKEN_PREFIX, TokenStore
 from terracube.auth.users import User, UserStore
 from terracube.catalog import Catalog
@@ -246,15 +247,24 @@ def _page_link(request: Request, rel: str, path: str, limit: int, offset: int) -
 
 
 # --- URLs -----------------------------------------------------------------------------------------
-def root_url(request: Request) -> str:
-    """The absolute URL of the host root (public_url if set), without trailing slash."""
+def root_url(request: Request, *, trusted: bool = False) -> str:
+    """The absolute URL of the server's root as clients see it, without trailing slash:
+    TERRACUBE_PUBLIC_URL if set, else the request's own (root path and trusted proxy headers
+    applied by api/proxy.py). `trusted` (signed links): never from a Host header a client could
+    forge, only from the connection's address or what a trusted proxy forwarded."""
     public = request.app.state.settings.public_url
-    return public or str(request.base_url).rstrip("/")
+    if public:
+        return public
+    origin = request.scope.get(ORIGIN_KEY) if trusted else None
+    if origin:
+        return origin + request.scope.get("root_path", "")
+    return str(request.base_url).rstrip("/")
 
 
-def api_url(request: Request, path: str = "/") -> str:
-    """The absolute URL of an API path, e.g. api_url(request, "/collections")."""
-    return f"{root_url(request)}{API_PREFIX}{path}"
+def api_url(request: Request, path: str = "/", *, trusted: bool = False) -> str:
+    """The absolute URL of an API path, e.g. api_url(request, "/collections"); every URL the
+    server emits is built here (or by root_url), so the proxy settings apply to all."""
+    return f"{root_url(request, trusted=trusted)}{API_PREFIX}{path}"
 
 
 def link(request: Request, rel: str, path: str, *, type: str = "application/json",

@@ -26,6 +26,13 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
     serve.add_argument("--workers", type=int,
                        help="batch job worker processes to start (default: $TERRACUBE_WORKERS "
                             "or 2; 0: run `terracube worker` separately)")
+    serve.add_argument("--root-path",
+                       help="path prefix a reverse proxy publishes the server under, e.g. "
+                            "/openeo-proxy (default: $TERRACUBE_ROOT_PATH or none)")
+    serve.add_argument("--forwarded-allow-ips",
+                       help="comma-separated addresses/networks of proxies whose "
+                            "X-Forwarded-* headers are honoured (default: "
+                            "$TERRACUBE_FORWARDED_ALLOW_IPS or none)")
     serve.set_defaults(handler=serve_command)
 
     worker = commands.add_parser(
@@ -57,7 +64,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from terracube.api.app import create_app
 
-    settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    settings = settings_from(args, host=args.host, port=args.port, workers=args.workers,
+                             root_path=args.root_path,
+                             forwarded_allow_ips=args.forwarded_allow_ips)
     private_data(settings.data_dir)
     try:
         app = create_app(settings, start_workers=True)
@@ -75,6 +84,10 @@ def serve_command(args: argparse.Namespace) -> int:
              settings.host, settings.port)
     if settings.public_url:
         log.info("public URL: %s/openeo/1.2/", settings.public_url)
+    elif settings.root_path:
+        log.info("published under the path prefix %s", settings.root_path)
+    if settings.forwarded_allow_ips:
+        log.info("X-Forwarded-* headers honoured from %s", settings.forwarded_allow_ips)
     from terracube.workspace.retention import RetentionThread
 
     retention = RetentionThread(settings, app.state.db)
@@ -84,8 +97,10 @@ def serve_command(args: argparse.Namespace) -> int:
         # sends on a connection the server is just closing gets "Remote end closed
         # connection" for a POST, which is not retried — seen between notebook cells and on
         # a loaded machine.
+        # Proxy headers and the root path are applied by the app (api/proxy.py), from the
+        # trusted proxies of the settings only: uvicorn's own handling trusts 127.0.0.1.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                    timeout_keep_alive=75)
+                    timeout_keep_alive=75, proxy_headers=False)
     finally:
         retention.stop()
     return EXIT_OK

@@ -11,8 +11,8 @@ is warped onto the tile grid (datacube.grid.warp), computed with the executor, s
 from __future__ import annotations
 
 import copy
-import hashlib
 import functools
+import hashlib
 import json
 import threading
 import warnings
@@ -77,6 +77,11 @@ CONFIGURATION: dict[str, dict[str, Any]] = {
                  "type": ["string", "object"], "default": None},
     "resampling": {"description": "How the result is warped onto the tile grid.",
                    "type": "string", "enum": list(RESAMPLING), "default": "bilinear"},
+    "public": {"description": "true: anyone may fetch the tiles at the service's plain `url` "
+                              "(no login, no signature), e.g. for a web page; the service "
+                              "itself (graph, logs, changes) stays its owner's. Default false: "
+                              "the `url` carries an expiring signature, or the owner logs in.",
+               "type": "boolean", "default": False},
 }
 # A subtype of our own: the API's process_json_schema is a oneOf of three schemas that a plain
 # {"type": ...} schema matches all at once (their distinguishing `subtype` is optional), so a
@@ -97,6 +102,7 @@ class TileConfig:
     rescale: tuple[tuple[float, float], ...] | None = None
     colormap: str | dict | None = None
     resampling: str = "bilinear"
+    public: bool = False
 
 
 def check_configuration(config: Any) -> TileConfig:
@@ -149,9 +155,12 @@ def check_configuration(config: Any) -> TileConfig:
     resampling = values.get("resampling", DEFAULTS["resampling"])
     if resampling not in RESAMPLING:
         raise invalid("resampling", f"one of {', '.join(RESAMPLING)}")
+    public = values.get("public", False)
+    if not isinstance(public, bool):
+        raise invalid("public", "true or false")
     return TileConfig(minzoom=zooms["minzoom"], maxzoom=zooms["maxzoom"], tile_size=size,
                       bands=tuple(bands) if bands else None, rescale=rescale,
-                      colormap=colormap, resampling=resampling)
+                      colormap=colormap, resampling=resampling, public=public)
 
 
 def _check_rescale(value: Any, invalid: Callable[[str, str], errors.OpenEOError]

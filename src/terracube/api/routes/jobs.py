@@ -59,8 +59,10 @@ _PATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "properties": _JOB_PROPERTIES}}}}
 
 
-def _url(request: Request) -> docs.ApiUrl:
-    return partial(api_url, request)
+def _url(request: Request, *, signed: bool = False) -> docs.ApiUrl:
+    """URLs of API paths; `signed`: for documents with signed links, which are never built
+    from a Host header a client could forge (api/deps.py root_url)."""
+    return partial(api_url, request, trusted=signed)
 
 
 @router.get("/processing_parameters", operation_id="list-processing-parameters")
@@ -159,7 +161,8 @@ def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
         "partial")))
     if failed is not None:
         return JSONResponse(failed, status_code=424)
-    item = docs.results_document(job, _url(request), signer, settings.job_retention_days)
+    item = docs.results_document(job, _url(request, signed=True), signer,
+                                 settings.job_retention_days)
     item["links"] = [*item.get("links", []), *result_xyz_links(request, job, signer)]
     geojson = "application/geo+json" in request.headers.get("accept", "")
     return JSONResponse(item, media_type="application/geo+json" if geojson
@@ -187,8 +190,10 @@ def signed_results_item(request: Request, job_id: str, jobs: JobsDep,
     """The results document through its signed `canonical` link (no Authorization needed)."""
     job = docs.signed_job(jobs, signer, job_id, "", request.query_params.get("expires"),
                           request.query_params.get("signature"))
-    item = docs.signed_results_document(job, _url(request), signer,
-                                        int(request.query_params["expires"]), str(request.url))
+    self_href = api_url(request, f"/jobs/{job.job_id}/results/item.json", trusted=True)
+    item = docs.signed_results_document(job, _url(request, signed=True), signer,
+                                        int(request.query_params["expires"]),
+                                        f"{self_href}?{request.url.query}")
     return JSONResponse(item, media_type="application/geo+json")
 
 

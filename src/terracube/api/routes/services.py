@@ -2,10 +2,13 @@
 (POST/GET/PATCH/DELETE /services, GET /services/{id}/logs) and the XYZ tiles they serve.
 
 Services belong to their owner: another user's service answers ServiceNotFound like one that
-does not exist. The tile URL, GET /services/xyz/{service_id}/tiles/{z}/{x}/{y}.png, needs no
-Authorization header (map clients such as Leaflet, QGIS or ipyleaflet send none): the random
-service id is its secret, as the URL of a WMS/XYZ service is at other openEO back-ends.
-Tiles run the graph as the owner. See docs/user-guide/maps.md.
+does not exist, and so do its tiles. Map clients (Leaflet, QGIS, ipyleaflet behind the
+client's `cube.preview()`) send no Authorization header, so a private service's `url` carries
+an expiring signature in its path (`.../tiles/{expires}.{signature}/{z}/{x}/{y}.png`, signed
+like result links, from the trusted origin: api/deps.py root_url); the plain tile path
+answers its owner's token only. Configuration `public: true` opens the plain tile path to
+everyone, while the service itself (graph, logs, changes) stays private. Tiles run the graph
+as the owner. See docs/user-guide/maps.md.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from terracube.api.deps import (
     FoldersDep,
     JobsDep,
     JsonObjectBody,
+    OptionalUser,
     RegistryDep,
     SettingsDep,
     SignerDep,
@@ -31,9 +35,11 @@ from terracube.api.deps import (
     api_url,
     paginate,
 )
+from terracube.auth.users import User, UserStore
 from terracube.jobs import documents as job_docs
 from terracube.jobs.logs import levels_from
 from terracube.jobs.requests import log_query
+from terracube.jobs.signing import ResultLinkInvalid, UrlSigner
 from terracube.processing.run import check_structure, validate_process
 from terracube.processing.services import build_services
 from terracube.services.previews import preview_config, preview_process
@@ -48,11 +54,15 @@ from terracube.services.render import (
     render_tile,
 )
 from terracube.services.store import LOG_LEVELS, WRITABLE, ServiceStore
+from terracube.settings import Settings
 
 router = APIRouter(tags=["Secondary Services"])
 
 SERVICE_TYPE = "XYZ"
 TILE_PATH = "/services/xyz/{service_id}/tiles/{z}/{x}/{y}.png"
+SIGNED_TILE_PATH = "/services/xyz/{service_id}/tiles/{token}/{z}/{x}/{y}.png"
+# What a service's tile signature signs (UrlSigner's job/run/asset fields): no job has this run.
+SERVICE_RUN, SERVICE_SCOPE = "service", "xyz-tiles"
 RESULT_TILE_PATH = "/services/xyz/jobs/{job_id}/{asset}/tiles/{z}/{x}/{y}.png"
 PREVIEW_PATH = "/services/xyz/collections/{collection_id}/tiles/{z}/{x}/{y}.png"
 # Parameters a tile URL's query string may bind, besides any the graph declares itself.
@@ -115,11 +125,23 @@ def list_service_types() -> dict[str, Any]:
     }}
 
 
-def service_document(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+def service_url(request: Request, record: dict[str, Any], signer: UrlSigner) -> str:
+    """The {z}/{x}/{y} tile URL template of a service: plain if it is public, else signed."""
+    if (record.get("configuration") or {}).get("public") is True:
+        return api_url(request, TILE_PATH.format(service_id=record["id"], z="{z}", x="{x}",
+                                                 y="{y}"))
+    expires = signer.expiry()
+    signature = signer.sign(record["id"], SERVICE_RUN, SERVICE_SCOPE, expires)
+    return api_url(request, SIGNED_TILE_PATH.format(
+        service_id=record["id"], token=f"{expires}.{signature}", z="{z}", x="{x}", y="{y}"),
+        trusted=True)
+
+
+def service_document(request: Request, record: dict[str, Any],
+                     signer: UrlSigner) -> dict[str, Any]:
     """A stored service as the API shows it: with its `url` (a {z}/{x}/{y} template)."""
     doc = {k: v for k, v in record.items() if k != "updated"}
-    doc["url"] = api_url(request, TILE_PATH.format(service_id=record["id"], z="{z}",
-                                                    x="{x}", y="{y}"))
+    doc["url"] = service_url(request, record, signer)
     doc.setdefault("enabled", True)
     doc.setdefault("configuration", {})
     doc.setdefault("attributes", {})
@@ -184,16 +206,18 @@ async def create_service(request: Request, user: ActiveUser, body: JsonObjectBod
 
 
 @router.get("/services", operation_id="list-services")
-def list_services(request: Request, user: ActiveUser, services: ServicesDep) -> dict[str, Any]:
-    docs = [service_document(request, record) for record in services.all_of(user.user_id)]
+def list_services(request: Request, user: ActiveUser, services: ServicesDep,
+                  signer: SignerDep) -> dict[str, Any]:
+    docs = [service_document(request, record, signer)
+            for record in services.all_of(user.user_id)]
     page, links = paginate(request, docs, "/services")
     return {"services": page, "links": links}
 
 
 @router.get("/services/{service_id}", operation_id="describe-service")
 def describe_service(request: Request, service_id: str, user: ActiveUser,
-                     services: ServicesDep) -> dict[str, Any]:
-    return service_document(request, services.get(user.user_id, service_id))
+                     services: ServicesDep, signer: SignerDep) -> dict[str, Any]:
+    return service_document(request, services.get(user.user_id, service_id), signer)
 
 
 @router.patch("/services/{service_id}", operation_id="update-service", status_code=204,
@@ -241,15 +265,53 @@ def tile_parameters(request: Request) -> dict[str, Any]:
     return out
 
 
-# Not an openEO endpoint (the service's own URL), so left out of the capabilities' endpoints.
+def check_tile_access(service_id: str, owner_id: str, record: dict[str, Any],
+                      token: str | None, user: User | None, signer: UrlSigner) -> None:
+    """Whether tiles of a service may be sent: public, a valid signed path, or its owner."""
+    if token is not None:
+        expires, _, signature = token.partition(".")
+        try:
+            signer.check(service_id, SERVICE_RUN, SERVICE_SCOPE, expires, signature)
+        except errors.ResultLinkExpired:
+            raise errors.ResultLinkExpired(
+                f"This tile link has expired; GET /services/{service_id} gives a fresh `url`."
+            ) from None
+        except ResultLinkInvalid:
+            raise ResultLinkInvalid(
+                f"This tile link is not valid; GET /services/{service_id} gives its `url`."
+            ) from None
+        return
+    if (record.get("configuration") or {}).get("public") is True:
+        return
+    if user is None:
+        raise errors.AuthenticationRequired(
+            f"The service '{service_id}' is private: fetch its tiles at the signed `url` of "
+            f"GET /services/{service_id}, send its owner's Authorization header, or make it "
+            "public with the configuration {\"public\": true}.")
+    if user.user_id != owner_id:
+        raise errors.ServiceNotFound(f"There is no service '{service_id}'.")
+
+
+# Not openEO endpoints (the service's own URL), so left out of the capabilities' endpoints.
 @router.get(TILE_PATH, operation_id="get-xyz-tile", response_class=Response,
             include_in_schema=False)
 async def get_xyz_tile(request: Request, service_id: str, z: int, x: int, y: int,
                        services: ServicesDep, cache: TileCacheDep, users: UsersDep,
                        settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
-                       executor: ExecutorDep) -> Response:
+                       executor: ExecutorDep, signer: SignerDep,
+                       user: OptionalUser) -> Response:
+    """Tile z/x/y of a public service, or of the caller's own."""
+    return await _xyz_tile(request, service_id, None, z, x, y, services, cache, users,
+                           settings, catalog, registry, executor, signer, user)
+
+
+async def _xyz_tile(request: Request, service_id: str, token: str | None, z: int, x: int,
+                    y: int, services: ServiceStore, cache: TileCache, users: UserStore,
+                    settings: Settings, catalog: Any, registry: Any, executor: Any,
+                    signer: UrlSigner, user: User | None) -> Response:
     """Tile z/x/y of a service: from the cache, or rendered now (as the service's owner)."""
     owner_id, record = await run_in_threadpool(services.for_tiles, service_id)
+    check_tile_access(service_id, owner_id, record, token, user, signer)
     if record.get("enabled") is False:
         raise errors.ServiceNotFound(f"The service '{service_id}' is disabled; enable it with "
                                      "PATCH /services/{service_id}.")
@@ -307,6 +369,19 @@ async def get_collection_preview_tile(collection_id: str, z: int, x: int, y: int
     return Response(tile, media_type="image/png", headers={"Cache-Control": "max-age=600"})
 
 
+# Registered after the collection previews' route, whose path it would also match.
+@router.get(SIGNED_TILE_PATH, operation_id="get-signed-xyz-tile", response_class=Response,
+            include_in_schema=False)
+async def get_signed_xyz_tile(request: Request, service_id: str, token: str, z: int, x: int,
+                              y: int, services: ServicesDep, cache: TileCacheDep,
+                              users: UsersDep, settings: SettingsDep, catalog: CatalogDep,
+                              registry: RegistryDep, executor: ExecutorDep,
+                              signer: SignerDep) -> Response:
+    """Tile z/x/y of a service through the signed `url` it lists (no Authorization needed)."""
+    return await _xyz_tile(request, service_id, token, z, x, y, services, cache, users,
+                           settings, catalog, registry, executor, signer, None)
+
+
 # --- job results ------------------------------------------------------------------------------
 RESULT_TILE_SCOPE = "xyz:"  # signed as the pseudo-asset "xyz:<asset>": no file has that name
 
@@ -323,7 +398,7 @@ def result_xyz_links(request: Request, job: Any, signer: Any) -> list[dict[str, 
         signature = signer.sign(job.job_id, job.results_run or "", RESULT_TILE_SCOPE + name,
                                 expires)
         href = api_url(request, RESULT_TILE_PATH.format(
-            job_id=job.job_id, asset=name, z="{z}", x="{x}", y="{y}"))
+            job_id=job.job_id, asset=name, z="{z}", x="{x}", y="{y}"), trusted=True)
         links.append({"rel": "xyz", "href": f"{href}?expires={expires}&signature={signature}",
                       "type": "image/png", "title": f"Map of {name} (stretched per tile)"})
     return links
