@@ -40,6 +40,11 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	  command -v apt-get >/dev/null && apt-get update -qq >/dev/null 2>&1 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; } || \
 	  echo "bubblewrap not installed: UDFs will be refused and their sandbox tests skipped"
+	@# The proxy tests (tests/e2e/test_behind_proxy.py) put Debian's nginx in front of terracube.
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null 2>&1; } || \
+	  echo "nginx not installed: the reverse proxy tests will be skipped"
 	@touch $@
 
 install: $(BIN)/.installed
