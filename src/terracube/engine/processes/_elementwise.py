@@ -40,6 +40,11 @@ def _quiet(func: Callable, *args: Any) -> Any:
         return func(*args)
 
 
+def _with_scalars(func: Callable, scalars: dict[int, Any], count: int, *arrays: Any) -> Any:
+    it = iter(arrays)
+    return func(*[scalars[i] if i in scalars else next(it) for i in range(count)])
+
+
 def vectorised(func: Callable, *args: Any, dtype: Any = None) -> Any:
     """Apply a numpy function elementwise; lazy for dask, blockwise for DataArrays.
 
@@ -47,6 +52,15 @@ def vectorised(func: Callable, *args: Any, dtype: Any = None) -> Any:
     """
     run = partial(_quiet, func)
     if any(isinstance(a, xr.DataArray) for a in args):
+        scalars = {i: a for i, a in enumerate(args) if not isinstance(a, ARRAY_TYPES)}
+        if scalars:
+            # Scalars are bound into the function, not passed to apply_ufunc: dask would
+            # make them 0-d float64 arrays, and float32 blocks would silently become float64
+            # (numpy promotes with arrays, not with Python numbers), unlike numpy-backed
+            # data and unlike the dtype dask declares.
+            arrays = [a for a in args if isinstance(a, ARRAY_TYPES)]
+            run = partial(_with_scalars, run, scalars, len(args))
+            args = tuple(arrays)
         return xr.apply_ufunc(run, *args, dask="parallelized",
                               output_dtypes=None if dtype is None else [dtype])
     if any(isinstance(a, da.Array) for a in args):
