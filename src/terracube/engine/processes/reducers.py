@@ -85,6 +85,31 @@ def _reduce(data: Any, ignore_nodata: bool, how: str, keep_int: bool = True,
 _NETWORK_MAX = 8  # up to this many values per pixel a sorting network beats np.sort
 
 
+def _nan_median_rows(rows: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The NaN-skipping median of up to _NETWORK_MAX arrays of the same shape, pixel by
+    pixel (the rows of `_nan_median_last_axis`, or the blocks of one chunk per date)."""
+    n = len(rows)
+    if n == 1:
+        return rows[0].copy()
+    if n == 2:
+        x, y = rows
+        return np.where(np.isnan(x), y, np.where(np.isnan(y), x, (x + y) / 2))
+    nan = [np.isnan(r) for r in rows]
+    valid = n - sum(m.astype(np.intp) for m in nan)
+    rows = [np.where(nan[i], np.inf, rows[i]) for i in range(n)]
+    for lap in range(n):  # odd-even transposition sort: n laps of compare-exchange
+        for i in range(lap % 2, n - 1, 2):
+            low, high = np.minimum(rows[i], rows[i + 1]), np.maximum(rows[i], rows[i + 1])
+            rows[i], rows[i + 1] = low, high
+    lower = np.full(valid.shape, np.nan, dtype=dtype)
+    upper = np.full(valid.shape, np.nan, dtype=dtype)
+    for count in range(1, n + 1):
+        here = valid == count
+        lower = np.where(here, rows[(count - 1) // 2], lower)
+        upper = np.where(here, rows[count // 2], upper)
+    return (lower + upper) / 2
+
+
 def _nan_median_last_axis(a: np.ndarray) -> np.ndarray:
     """The median along the last axis ignoring NaN (NaN where all are NaN), as np.nanmedian.
 
@@ -94,27 +119,10 @@ def _nan_median_last_axis(a: np.ndarray) -> np.ndarray:
     one np.sort. Same values, same dtype.
     """
     n = a.shape[-1]
-    if n == 1:
-        return a[..., 0].copy()
-    if n == 2:
-        x, y = a[..., 0], a[..., 1]
-        return np.where(np.isnan(x), y, np.where(np.isnan(y), x, (x + y) / 2))
+    if n == 0:
+        return np.full(a.shape[:-1], np.nan, dtype=a.dtype)
     if n <= _NETWORK_MAX:
-        values = np.moveaxis(a, -1, 0)
-        nan = np.isnan(values)
-        valid = n - np.count_nonzero(nan, axis=0)
-        rows = [np.where(nan[i], np.inf, values[i]) for i in range(n)]
-        for lap in range(n):  # odd-even transposition sort: n laps of compare-exchange
-            for i in range(lap % 2, n - 1, 2):
-                low, high = np.minimum(rows[i], rows[i + 1]), np.maximum(rows[i], rows[i + 1])
-                rows[i], rows[i + 1] = low, high
-        lower = np.full(valid.shape, np.nan, dtype=a.dtype)
-        upper = np.full(valid.shape, np.nan, dtype=a.dtype)
-        for count in range(1, n + 1):
-            here = valid == count
-            lower = np.where(here, rows[(count - 1) // 2], lower)
-            upper = np.where(here, rows[count // 2], upper)
-        return (lower + upper) / 2
+        return _nan_median_rows([a[..., i] for i in range(n)], a.dtype)
     ordered = np.sort(a, axis=-1)  # NaN sorts last
     valid = np.count_nonzero(~np.isnan(ordered), axis=-1)
     low = np.maximum((valid - 1) // 2, 0)[..., None]
@@ -183,7 +191,31 @@ def _whole_along(values: xr.DataArray, dim: str) -> xr.DataArray:
     return values.copy(data=data.rechunk(chunks))
 
 
+def _median_of_blocks(blocks: Any, axis: int, dtype: np.dtype) -> np.ndarray:
+    """The median along `axis` of the blocks of one chunk (a list along that axis, not
+    concatenated: each value along it is one row of the sorting network)."""
+    if isinstance(blocks, np.ndarray):
+        blocks = [blocks]
+    lead = (slice(None),) * axis
+    rows = [b[(*lead, i)] for b in blocks for i in range(b.shape[axis])]  # views
+    with np.errstate(all="ignore"):
+        return _nan_median_rows(rows, dtype)
+
+
 def _nan_median(values: xr.DataArray, dim: str) -> xr.DataArray:
+    data = values.data
+    axis = values.get_axis_num(dim)
+    if isinstance(data, da.Array) and 0 < data.shape[axis] <= _NETWORK_MAX:
+        # Few values per pixel (e.g. the dates of a month): the chunks along `dim` go to
+        # the sorting network as they are, without first being copied into one chunk.
+        index = tuple(range(data.ndim))
+        out_index = tuple(i for i in index if i != axis)
+        reduced = da.blockwise(partial(_median_of_blocks, axis=axis, dtype=values.dtype),
+                               out_index, data, index, concatenate=False,
+                               dtype=values.dtype)
+        dims = [d for d in values.dims if d != dim]
+        coords = {k: c for k, c in values.coords.items() if dim not in c.dims}
+        return xr.DataArray(reduced, dims=dims, coords=coords, name=values.name)
     return xr.apply_ufunc(_nan_median_last_axis, _whole_along(values, dim),
                           input_core_dims=[[dim]], dask="parallelized",
                           output_dtypes=[values.dtype])
