@@ -28,6 +28,7 @@ from terracube.datacube.cube import (
     require_dimension,
 )
 from terracube.datacube.values import ArrayValue, is_number
+from terracube.engine import fusion
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import text_argument
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
@@ -137,6 +138,9 @@ def _template_without(data: xr.DataArray, dim: str) -> xr.DataArray:
 def apply(data: RasterCube, process: Callback, context: Any = None) -> RasterCube:
     """Apply a process to every value, vectorised: the callback gets the whole cube as `x`."""
     cube = nodata_as_nan(data)
+    fused = _fused(cube.data, None, process, context)
+    if fused is not None:
+        return cube.with_data(fused, cube.dimensions)
     result = process(x=cube.data, context=context)
     return cube.with_data(conform(result, cube.data, "process"), cube.dimensions)
 
@@ -148,10 +152,75 @@ def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
     require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     template = _template_without(cube.data, dimension)
-    result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
-    reduced = conform(result, template, "reducer")
+    reduced = _fused(cube.data, dimension, reducer, context)
+    if reduced is None:
+        result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
+        reduced = conform(result, template, "reducer")
     dims = tuple(d for d in cube.dimensions if d.name != dimension)
     return cube.with_data(reduced, dims)
+
+
+# Probe values for checking a fused callback against the real one: no-data, zero, the usual
+# classification codes, fractions, negatives, large values, infinities.
+_PROBE = np.array([np.nan, 0, 1, 2, 3, 4, 8, 9, 10, 11, -1, -2.5, 0.5, 1e4, np.inf, -np.inf,
+                   7, np.nan, 3, 1], dtype=np.float64)
+
+
+def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
+           context: Any) -> xr.DataArray | None:
+    """The callback as one function per chunk (engine/fusion.py), or None.
+
+    `dimension`: reduce_dimension's reduced dimension (the callback gets `data`); None:
+    apply (the callback gets `x`, the whole cube). The compiled function is checked against
+    the callback itself on a small probe first; any difference or error: None (the
+    process-by-process path then runs, and raises what it raises)."""
+    if not isinstance(callback, Callback) or not isinstance(values.data, dsa.Array) or \
+            values.dtype.kind != "f" or not fusion.is_enabled():
+        return None
+    if dimension is not None and (dimension not in values.coords or values.sizes[dimension] == 0):
+        return None
+    labels = list(values.coords[dimension].values) if dimension is not None else None
+    function = fusion.compile_graph(callback.graph, labels, None if dimension else "x")
+    if function is None or not function.bands:
+        return None
+    # the probe: the cube's dimensions, the reduced one whole, the last one the probe values
+    sizes = [values.sizes[d] if d == dimension else 1 for d in values.dims]
+    sizes[-1] = len(_PROBE) if values.dims[-1] != dimension else sizes[-1]
+    if values.dims[-1] == dimension:
+        return None
+    rng = np.random.default_rng(0)
+    probe_values = np.empty(sizes, dtype=values.dtype)
+    flat = probe_values.reshape(-1, len(_PROBE))
+    for i in range(flat.shape[0]):
+        flat[i] = np.roll(_PROBE, i) if i % 2 == 0 else rng.permutation(_PROBE)
+    coords = {dimension: values.coords[dimension].values} if dimension else None
+    probe = xr.DataArray(probe_values, dims=values.dims, coords=coords)
+    try:
+        if dimension is None:
+            expected = conform(callback(x=probe, context=context), probe, "process")
+            got = function(probe_values)
+        else:
+            template = _template_without(probe, dimension)
+            expected = conform(callback(data=ArrayValue(probe, dimension, labeled=True),
+                                        context=context), template, "reducer")
+            axis = values.get_axis_num(dimension)
+            got = function(*[np.take(probe_values, p, axis=axis) for p in function.bands])
+    except Exception:  # noqa: BLE001 - the process path raises it with its node and argument
+        return None
+    expected_values = np.asarray(expected.values)
+    if not fusion.same_values(got, expected_values):
+        return None
+    data = values.data
+    if dimension is None:
+        out = dsa.map_blocks(function, data, dtype=expected_values.dtype)
+        template = values
+    else:
+        axis = values.get_axis_num(dimension)
+        index = (slice(None),) * axis
+        inputs = [data[(*index, p)] for p in function.bands]
+        out = dsa.map_blocks(function, *inputs, dtype=expected_values.dtype)
+        template = _template_without(values, dimension)
+    return xr.DataArray(out, dims=template.dims, coords=template.coords, name=template.name)
 
 
 def _values_along_axis(result: Any, template: xr.DataArray, what: str) -> xr.DataArray:
