@@ -19,6 +19,7 @@ from terracube.api.deps import API_PREFIX
 from terracube.api.errors import install_error_handlers
 from terracube.api.proxy import ProxyMiddleware, route_path
 from terracube.api.routes import (
+    admin,
     capabilities,
     collections,
     credentials,
@@ -41,12 +42,13 @@ from terracube.jobs.pool import WorkerPool
 from terracube.jobs.signing import UrlSigner, signing_key
 from terracube.jobs.store import JobStore
 from terracube.settings import Settings
+from terracube.web.page import install_web_page
 
 log = logging.getLogger(__name__)
 
 # The routers of the versioned API, mounted under API_PREFIX; one module per openEO resource.
 API_ROUTERS = (capabilities, collections, processes, processing, credentials, me, services,
-               process_graphs, files, jobs)
+               process_graphs, files, jobs, admin)
 
 
 def create_app(settings: Settings | None = None, *, catalog: Any = None,
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
                        forwarded_allow_ips=settings.forwarded_allow_ips)
 
     app.include_router(capabilities.root_router)
+    install_web_page(app, API_PREFIX)  # the web page at / (terracube.web)
     for module in API_ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
     return app

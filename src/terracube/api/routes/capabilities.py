@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import RedirectResponse
 
 import terracube
 from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, root_url
@@ -40,11 +39,6 @@ def connect(request: Request) -> dict[str, Any]:
     ]}
 
 
-@root_router.get("/", include_in_schema=False)
-def host_root() -> RedirectResponse:
-    return RedirectResponse(f"{API_PREFIX}/", status_code=307)
-
-
 @router.get("/", operation_id="capabilities")
 def capabilities(request: Request) -> dict[str, Any]:
     """General information about the back-end and the endpoints it implements."""
@@ -73,6 +67,10 @@ def capabilities(request: Request) -> dict[str, Any]:
                  title="OpenAPI description of this server"),
             link(request, "service-doc", "/docs", type="text/html",
                  title="Interactive API documentation"),
+            # The web page of this server (terracube.web): collections, jobs and files on a
+            # map. `alternate` + text/html: the API's "human-readable version" relation.
+            {"rel": "alternate", "href": f"{root_url(request)}/", "type": "text/html",
+             "title": "terracube web page: collections, jobs and files on a map"},
         ],
     }
 

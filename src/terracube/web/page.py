@@ -1,0 +1,109 @@
+"""The routes of the web page: GET / (the page; JSON clients are sent on to the API) and its
+static files, ours and Leaflet's, under versioned URLs that may be cached for a long time.
+
+Every URL in the page is relative (`web/static/...`, `openeo/1.2/...`), so the page works
+unchanged under a path prefix behind a reverse proxy. Only files listed at start-up are
+served: a request path is looked up, never joined onto a folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from pathlib import Path
+
+import jinja2
+import xstatic.pkg.leaflet as xstatic_leaflet
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+import terracube
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+LEAFLET_DIR = Path(xstatic_leaflet.BASE_DIR)
+LEAFLET_VERSION = xstatic_leaflet.VERSION
+STATIC_PATH = "/web/static/{version}/{path:path}"
+LEAFLET_PATH = "/web/leaflet/{version}/{path:path}"
+WEB_EDITOR = "https://editor.openeo.org/"
+# Versioned URLs never change content: a year, and no revalidation.
+IMMUTABLE = "public, max-age=31536000, immutable"
+# The page itself names the current versions: always revalidated.
+PAGE_CACHE = "no-cache"
+# Everything the page loads comes from this server; map tiles may come from public_url.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
+                           "img-src * data: blob:; style-src 'self'; "
+                           "base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """The servable files below `folder`: '/'-separated relative path -> file."""
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix in suffixes}
+
+
+STATIC_FILES = _files(STATIC_DIR, (".js", ".css", ".svg", ".png"))
+LEAFLET_FILES = _files(LEAFLET_DIR, (".js", ".css", ".png", ".svg"))
+
+
+def _digest(files: dict[str, Path]) -> str:
+    """A short hash of the files' names and contents: the version in their URLs."""
+    h = hashlib.sha256()
+    for name, path in files.items():
+        h.update(name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+STATIC_VERSION = _digest(STATIC_FILES)
+_templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def wants_json(request: Request) -> bool:
+    """A client that asks for JSON and not HTML (a script probing the host root)."""
+    accept = request.headers.get("accept", "")
+    return "json" in accept and "text/html" not in accept
+
+
+def web_router(api_prefix: str) -> APIRouter:
+    """The page's routes; `api_prefix` is the versioned API's path, e.g. /openeo/1.2."""
+    router = APIRouter(include_in_schema=False)
+    api_relative = api_prefix.strip("/") + "/"
+
+    @router.get("/")
+    def page(request: Request) -> Response:
+        if wants_json(request):
+            return RedirectResponse(f"{api_prefix}/", status_code=307)
+        html = _templates.get_template("index.html").render(
+            api=api_relative, version=terracube.__version__,
+            static=f"web/static/{STATIC_VERSION}", leaflet=f"web/leaflet/{LEAFLET_VERSION}",
+            web_editor=WEB_EDITOR)
+        return HTMLResponse(html, headers={"Cache-Control": PAGE_CACHE,
+                                           "Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+    @router.get(STATIC_PATH)
+    def static(version: str, path: str) -> Response:
+        return _serve(STATIC_FILES, path, version == STATIC_VERSION)
+
+    @router.get(LEAFLET_PATH)
+    def leaflet(version: str, path: str) -> Response:
+        return _serve(LEAFLET_FILES, path, version == LEAFLET_VERSION)
+
+    return router
+
+
+def _serve(files: dict[str, Path], path: str, current: bool) -> Response:
+    file = files.get(path)
+    if file is None:
+        return Response("Not found", status_code=404, media_type="text/plain")
+    media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    if file.suffix == ".js":
+        media_type = "text/javascript"  # ES modules need a JavaScript type
+    # An old version's URL (a page loaded before an upgrade) gets today's file, uncached.
+    cache = IMMUTABLE if current else "no-cache"
+    return FileResponse(file, media_type=media_type, headers={"Cache-Control": cache})
+
+
+def install_web_page(app: FastAPI, api_prefix: str) -> None:
+    """Serve the web page at the app's root."""
+    app.include_router(web_router(api_prefix))
