@@ -24,11 +24,12 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	@# The course hub tests (tests/hub) start JupyterHub, whose proxy comes from npm into
 	@# .venv/node_modules; without npm they are skipped and say why.
 	@$(HUB_PROXY_INSTALL) || echo "npm not found: the course hub tests will be skipped"
-	@# The hub's screenshot (docs/images/hub-lab.png) is taken with Debian's headless Chromium.
+	@# Debian's headless Chromium: the web page's browser tests (tests/web, driven by
+	@# playwright, which downloads no browser of its own) and the hub's screenshot.
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 	  command -v apt-get >/dev/null && apt-get update -qq >/dev/null 2>&1 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; } || \
-	  echo "chromium not installed: the hub screenshot cannot be taken"
+	  echo "chromium not installed: the web page's browser tests will be skipped"
 	@# The PostgreSQL job-store tests start a real server: Debian's package, installed when
 	@# missing and possible (root + apt); otherwise those tests skip and say why.
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \

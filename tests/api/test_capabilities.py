@@ -70,11 +70,21 @@ def test_well_known_uses_public_url(tmp_path):
     assert r.json()["versions"][0]["url"] == "https://eo.example.org/tc/openeo/1.2/"
 
 
-def test_host_root_redirects_to_api(client):
-    r = client.get("/", follow_redirects=False)
+def test_host_root_redirects_json_clients_to_api(client):
+    """Browsers get the web page at / (tests/web); a client asking for JSON the API."""
+    r = client.get("/", headers={"Accept": "application/json"}, follow_redirects=False)
     assert r.status_code in (301, 302, 307, 308)
     assert r.headers["location"] == f"{API}/"
     assert client.get(API, follow_redirects=True).json()["api_version"] == "1.2.0"
+    assert client.get("/", headers={"Accept": "text/html"}).headers["content-type"].startswith(
+        "text/html")
+
+
+def test_capabilities_link_the_web_page(client):
+    links = client.get(f"{API}/").json()["links"]
+    (page,) = [link for link in links if link["rel"] == "alternate"]
+    assert page["href"] == "http://testserver/" and page["type"] == "text/html"
+    assert client.get(page["href"]).text.lstrip().startswith("<!doctype html>")
 
 
 def test_capabilities(client):
@@ -122,6 +132,7 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         ("/services", "GET"), ("/services", "POST"), ("/services/{service_id}", "GET"),
         ("/services/{service_id}", "PATCH"), ("/services/{service_id}", "DELETE"),
         ("/services/{service_id}/logs", "GET"),
+        ("/terracube/admin/overview", "GET"),  # a terracube extension (tests/api/test_admin.py)
     }
     assert listed == expected
     for path, method in listed:
