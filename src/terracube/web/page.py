@@ -73,7 +73,8 @@ def web_router(api_prefix: str) -> APIRouter:
     @router.get("/")
     def page(request: Request) -> Response:
         if wants_json(request):
-            return RedirectResponse(f"{api_prefix}/", status_code=307)
+            root = request.scope.get("root_path", "")  # behind a proxy's path prefix
+            return RedirectResponse(f"{root}{api_prefix}/", status_code=307)
         html = _templates.get_template("index.html").render(
             api=api_relative, version=terracube.__version__,
             static=f"web/static/{STATIC_VERSION}", leaflet=f"web/leaflet/{LEAFLET_VERSION}",
