@@ -12,10 +12,14 @@ const detail = document.getElementById("job-detail");
 let timer = null;
 let selected = null;
 let shownResults = null; // the job whose results are on the map
+let rendered = ""; // "id status updated" of the job shown in the details
 
 export async function showJobs() {
   await refresh();
-  if (timer === null) timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+  // Not while the browser tab is in the background: nobody looks.
+  if (timer === null) {
+    timer = setInterval(() => document.hidden || refresh().catch(() => {}), REFRESH_MS);
+  }
 }
 
 export function hideJobs() {
@@ -39,7 +43,11 @@ async function refresh() {
     table.append(el("tr", {}, el("td", { colspan: 4, class: "hint" },
       "No batch jobs yet: create one with an openEO client (POST /jobs).")));
   }
-  if (selected) await renderJob(selected);
+  // The details follow the job while it changes; a stopped job's are not fetched again.
+  const current = body.jobs.find((job) => job.id === selected);
+  if (current && `${current.id} ${current.status} ${current.updated}` !== rendered) {
+    await renderJob(selected);
+  }
 }
 
 export async function openJob(id) {
@@ -64,6 +72,7 @@ async function renderJob(id) {
   ];
   if (job.status === "finished") parts.push(...(await results(job)));
   clear(detail).append(...parts);
+  rendered = ACTIVE.has(job.status) ? "" : `${job.id} ${job.status} ${job.updated}`;
 }
 
 function logList(entries) {
