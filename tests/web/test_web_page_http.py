@@ -41,6 +41,7 @@ def test_root_serves_the_page(client):
     assert '<script type="module" src="web/static/' in html
     assert f'src="web/leaflet/{web.LEAFLET_VERSION}/leaflet.js"' in html
     assert 'data-api="openeo/1.2/"' in html  # relative: right under a proxy's path prefix
+    assert '<base href="/">' in html
     # A plain client (curl: Accept */*) gets the page too; JSON clients the API (see
     # tests/api/test_capabilities.py).
     assert client.get("/").headers["content-type"].startswith("text/html")
@@ -93,3 +94,20 @@ def test_nothing_external_in_the_page_and_its_code(client):
     for name in ("leaflet.js", "leaflet.css"):
         text = client.get(f"/web/leaflet/{web.LEAFLET_VERSION}/{name}").text
         assert not re.search(r"""url\(["']?https?:|src=["']https?:""", text), name
+
+
+def test_under_a_path_prefix(tmp_path):
+    """Behind a reverse proxy that serves terracube under /tc (TERRACUBE_ROOT_PATH) and strips
+    the prefix: the page's URLs resolve below /tc, also when the browser asked for /tc
+    without the trailing slash (the <base href>)."""
+    settings = Settings(data_dir=tmp_path, root_path="/tc")
+    client = TestClient(create_app(settings, catalog=EmptyCatalog(), registry=ProcessRegistry()))
+    html = client.get("/").text  # what the proxy forwards for /tc/ (and /tc)
+    assert '<base href="/tc/">' in html
+    for asset in assets_of(html):
+        assert client.get("/" + asset).status_code == 200, asset
+    r = client.get("/", headers={"Accept": "application/json"}, follow_redirects=False)
+    assert r.headers["location"] == "/tc/openeo/1.2/"
+    links = client.get("/openeo/1.2/").json()["links"]
+    (page,) = [link for link in links if link["rel"] == "alternate"]
+    assert page["href"] == "http://testserver/tc/"

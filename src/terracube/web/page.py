@@ -1,9 +1,9 @@
 """The routes of the web page: GET / (the page; JSON clients are sent on to the API) and its
 static files, ours and Leaflet's, under versioned URLs that may be cached for a long time.
 
-Every URL in the page is relative (`web/static/...`, `openeo/1.2/...`), so the page works
-unchanged under a path prefix behind a reverse proxy. Only files listed at start-up are
-served: a request path is looked up, never joined onto a folder.
+Every URL in the page is relative (`web/static/...`, `openeo/1.2/...`) to a `<base href>` of
+the root path, so the page works under a path prefix behind a reverse proxy. Only files
+listed at start-up are served: a request path is looked up, never joined onto a folder.
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def web_router(api_prefix: str) -> APIRouter:
 
     @router.get("/")
     def page(request: Request) -> Response:
+        root = request.scope.get("root_path", "")  # behind a proxy's path prefix
         if wants_json(request):
-            root = request.scope.get("root_path", "")  # behind a proxy's path prefix
             return RedirectResponse(f"{root}{api_prefix}/", status_code=307)
+        # <base href>: the relative URLs resolve below the prefix also when the page was
+        # asked for as /prefix (no trailing slash).
         html = _templates.get_template("index.html").render(
-            api=api_relative, version=terracube.__version__,
+            base=f"{root}/", api=api_relative, version=terracube.__version__,
             static=f"web/static/{STATIC_VERSION}", leaflet=f"web/leaflet/{LEAFLET_VERSION}",
             web_editor=WEB_EDITOR)
         return HTMLResponse(html, headers={"Cache-Control": PAGE_CACHE,
