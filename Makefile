@@ -24,6 +24,9 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	@# The course hub tests (tests/hub) start JupyterHub, whose proxy comes from npm into
 	@# .venv/node_modules; without npm they are skipped and say why.
 	@$(HUB_PROXY_INSTALL) || echo "npm not found: the course hub tests will be skipped"
+	@# The OpenID Connect tests (tests/auth/test_oidc_provider.py) start a real provider:
+	@# node-oidc-provider from npm, also into .venv/node_modules; without npm they skip.
+	@$(OIDC_PROVIDER_INSTALL) || echo "npm not found: the OpenID Connect tests will be skipped"
 	@# Debian's headless Chromium: the web page's browser tests (tests/web, driven by
 	@# playwright, which downloads no browser of its own) and the hub's screenshot.
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
@@ -119,6 +122,11 @@ notebooks-html: notebooks-server
 HUB_PROXY := $(VENV)/node_modules/.bin/configurable-http-proxy
 HUB_PROXY_INSTALL = { test -x $(HUB_PROXY) || { command -v npm >/dev/null && npm install \
 	--prefix $(VENV) --no-audit --no-fund --loglevel=error configurable-http-proxy@5; }; }
+
+# The OpenID Connect provider of the tests (tests/support/oidc_provider.mjs).
+OIDC_PROVIDER_INSTALL = { test -f $(VENV)/node_modules/oidc-provider/package.json || { command \
+	-v npm >/dev/null && npm install --prefix $(VENV) --no-audit --no-fund --loglevel=error \
+	oidc-provider@9; }; }
 
 .PHONY: hub
 

@@ -55,6 +55,9 @@ EXTRA_CODES: dict[str, str] = {
     "PayloadTooLarge": "api/body_limit.py: HTTP 413 for a request body over "
                        "TERRACUBE_MAX_REQUEST_BODY_BYTES (uploads stream under the quota).",
     "RangeNotSatisfiable": "api/responses.py: HTTP 416 for a Range header outside the file.",
+    "OidcProviderUnavailable": "auth/oidc.py: HTTP 503 when an OpenID Connect provider does "
+                               "not answer, so a bearer token of it cannot be checked (the "
+                               "code openeo-python-driver uses).",
     "TooManyRequests": "HTTP 429 with Retry-After: repeated wrong passwords for one user "
                        "name (api/login_limit.py), too many queued batch jobs "
                        "(jobs/store.py) or concurrent synchronous requests of one user "
@@ -154,6 +157,8 @@ BillingPlanMissing = _error("BillingPlanMissing", 400, "No billing plan given an
 AuthenticationRequired = _error("AuthenticationRequired", 401, "Authentication is required.")
 AuthenticationSchemeInvalid = _error("AuthenticationSchemeInvalid", 403, "Wrong auth scheme.")
 TokenInvalid = _error("TokenInvalid", 403, "The token is invalid or expired.")
+OidcProviderUnavailable = _error("OidcProviderUnavailable", 503,
+                                 "The OpenID Connect provider cannot be reached.")
 CredentialsInvalid = _error("CredentialsInvalid", 403, "Wrong user name or password.")
 PermissionsInsufficient = _error("PermissionsInsufficient", 403, "Not allowed.")
 # Services

@@ -3,14 +3,73 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class UnsafeToServe(RuntimeError):
     """The settings (or the user accounts) must not be exposed beyond this machine."""
+
+
+# Grant types a default client may announce (openapi.yaml, "Default OpenID Connect Clients").
+GrantType = Literal["implicit", "authorization_code", "authorization_code+pkce",
+                    "urn:ietf:params:oauth:grant-type:device_code",
+                    "urn:ietf:params:oauth:grant-type:device_code+pkce", "refresh_token"]
+
+
+class OidcDefaultClient(BaseModel):
+    """A public client (no secret) of the provider that openEO clients may use as it is."""
+
+    model_config = {"extra": "forbid"}
+
+    id: str = Field(min_length=1)
+    grant_types: list[GrantType] = Field(min_length=1)
+    redirect_urls: list[str] = Field(default_factory=list)
+
+
+class OidcProviderSettings(BaseModel):
+    """One OpenID Connect provider (docs/administration/oidc.md): what GET /credentials/oidc
+    lists, and how access tokens of it are checked."""
+
+    model_config = {"extra": "forbid"}
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_]{1,20}$",
+                    description="Provider id of the bearer tokens 'oidc/<id>/<access token>'.")
+    issuer: str = Field(description="Issuer URL (without a trailing '/'): "
+                                    "<issuer>/.well-known/openid-configuration must answer.")
+    title: str = Field(min_length=1)
+    description: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid"])
+    default_clients: list[OidcDefaultClient] = Field(default_factory=list)
+    audience: list[str] = Field(
+        default_factory=list,
+        description="Accepted 'aud' values of JWT access tokens; empty: 'aud' is not checked.")
+    userinfo: bool = Field(
+        True, description="Opaque (non-JWT) access tokens are checked at the provider's "
+                          "userinfo endpoint; false refuses them.")
+    clock_skew_seconds: float = Field(
+        10, ge=0, le=300, description="Tolerance for the token's exp/nbf/iat against our clock.")
+    user_id_claims: list[str] = Field(
+        default_factory=lambda: ["preferred_username", "email", "sub"],
+        description="Claims tried in order for the user id of a new account.")
+
+    @field_validator("issuer")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("the issuer must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if value and "openid" not in value:
+            raise ValueError("the scopes must include 'openid'")
+        return value
 
 
 class Settings(BaseSettings):
@@ -30,6 +89,13 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = Field(
         None, description="Address of an external Dask scheduler (tcp://host:8786); "
                           "default: a LocalCluster in the server process.")
+    oidc_providers: list[OidcProviderSettings] = Field(
+        default_factory=list,
+        description="OpenID Connect providers as a JSON list (docs/administration/oidc.md), "
+                    "the first one the default; empty: basic authentication only.")
+    oidc_providers_file: Path | None = Field(
+        None, description="A JSON file with the list of OpenID Connect providers (instead of "
+                          "TERRACUBE_OIDC_PROVIDERS).")
     token_ttl_seconds: int = Field(
         86400, ge=0, description="Lifetime of the bearer tokens from /credentials/basic.")
     memory_limit: str | None = Field(
@@ -160,7 +226,29 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"forwarded_allow_ips: {entry!r} is neither an IP "
                                      "address nor a network (CIDR)") from None
+        if self.oidc_providers_file is not None:
+            self.oidc_providers = _read_providers(self.oidc_providers_file)
+        ids = [p.id for p in self.oidc_providers]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"OpenID Connect provider ids must be unique, got {ids}")
         return self
+
+
+def _read_providers(path: Path) -> list[OidcProviderSettings]:
+    """The provider list of TERRACUBE_OIDC_PROVIDERS_FILE (a JSON list, or {"providers": [...]}
+    as GET /credentials/oidc answers)."""
+    try:
+        data = json.loads(Path(path).expanduser().read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the OpenID Connect providers from {path}: {e}") from None
+    if isinstance(data, dict):
+        data = data.get("providers")
+    if not isinstance(data, list):
+        raise ValueError(f"{path} must hold a JSON list of providers")
+    try:
+        return [OidcProviderSettings.model_validate(item) for item in data]
+    except ValidationError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def is_loopback(host: str) -> bool:

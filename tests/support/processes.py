@@ -232,3 +232,39 @@ class StaticHttpServer:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # keep test output clean
         pass
+
+
+def oidc_provider_module() -> Path | None:
+    """The entry file of node-oidc-provider (npm, installed by the Makefile into
+    .venv/node_modules), or None when it or node is missing."""
+    import shutil
+
+    module = Path(sys.prefix) / "node_modules" / "oidc-provider" / "lib" / "index.js"
+    return module if module.exists() and shutil.which("node") else None
+
+
+class OidcProviderProcess(ChildProcess):
+    """A real OpenID Connect provider (node-oidc-provider configured by
+    tests/support/oidc_provider.mjs) on a free loopback port; `issuer` is its URL.
+
+    `clients`: [{"client_id", "client_secret"?, "grant_types", "opaque"?}]; access tokens are
+    JWTs for `audience` (opaque for clients with "opaque": true) and live `ttl` seconds.
+    """
+
+    name = "oidc-provider"
+
+    def __init__(self, clients: list[dict], *, audience: str, ttl: int = 300) -> None:
+        module = oidc_provider_module()
+        if module is None:
+            raise RuntimeError("node-oidc-provider is not installed (see the Makefile)")
+        self.port = free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "OIDC_PROVIDER_MODULE": str(module), "OIDC_PORT": str(self.port),
+               "OIDC_AUDIENCE": audience, "OIDC_ACCESS_TOKEN_TTL": str(ttl),
+               "OIDC_CLIENTS": json.dumps(clients)}
+        super().__init__(["node", str(Path(__file__).with_name("oidc_provider.mjs"))],
+                         env=env, ready_url=f"{self.issuer}/.well-known/openid-configuration",
+                         timeout=60)
+
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)

@@ -31,6 +31,7 @@ from terracube.api.routes import (
     processing,
     services,
 )
+from terracube.auth.oidc import OidcAccounts, OidcVerifier
 from terracube.auth.tokens import TokenStore
 from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore, check_safe_to_serve
 from terracube.catalog import Catalog
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     app.state.db = db
     app.state.users = users
     app.state.tokens = TokenStore(db, settings.token_ttl_seconds)
+    app.state.oidc = (OidcAccounts(db, OidcVerifier(settings.oidc_providers))
+                      if settings.oidc_providers else None)
     app.state.catalog = catalog
     app.state.registry = registry
     app.state.jobs = JobStore(db)
@@ -125,6 +128,8 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     install_web_page(app, API_PREFIX)  # the web page at / (terracube.web)
     for module in API_ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
+    if settings.oidc_providers:
+        app.include_router(credentials.oidc_router, prefix=API_PREFIX)
     return app
 
 

@@ -13,6 +13,7 @@ from terracube import errors
 from terracube.api.errors import BadRequest
 from terracube.api.input_limits import InputLimits, check_body, parse_json
 from terracube.api.proxy import ORIGIN_KEY
+from terracube.auth.oidc import OIDC_TOKEN_PREFIX, OidcAccounts
 from terracube.auth.tokens import BASIC_TOKEN_PREFIX, TokenStore
 from terracube.auth.users import User, UserStore
 from terracube.catalog import Catalog
@@ -41,6 +42,11 @@ def get_users(request: Request) -> UserStore:
 
 def get_tokens(request: Request) -> TokenStore:
     return request.app.state.tokens
+
+
+def get_oidc(request: Request) -> OidcAccounts | None:
+    """OpenID Connect sign-in (None when no provider is configured)."""
+    return getattr(request.app.state, "oidc", None)
 
 
 def get_catalog(request: Request) -> Catalog:
@@ -79,6 +85,7 @@ def get_udp_store(request: Request) -> UdpStore:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 UsersDep = Annotated[UserStore, Depends(get_users)]
 TokensDep = Annotated[TokenStore, Depends(get_tokens)]
+OidcDep = Annotated[OidcAccounts | None, Depends(get_oidc)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 RegistryDep = Annotated[ProcessRegistry, Depends(get_registry)]
 ExecutorDep = Annotated[Executor | None, Depends(get_executor)]
@@ -105,15 +112,20 @@ def _bearer_user(request: Request) -> User | None:
     scheme, credentials = auth
     if scheme != "bearer" or not credentials:
         raise _challenge(errors.AuthenticationRequired(
-            "This endpoint needs 'Authorization: Bearer basic//<token>'; get a token from "
-            "GET /credentials/basic."))
-    if not credentials.startswith(BASIC_TOKEN_PREFIX):
-        method = credentials.split("/", 1)[0]
-        raise errors.AuthenticationSchemeInvalid(
-            f"Authentication method '{method}' is not supported; this back-end supports "
-            f"basic authentication only (Bearer tokens start with '{BASIC_TOKEN_PREFIX}').")
-    tokens: TokenStore = request.app.state.tokens
-    return tokens.resolve(credentials[len(BASIC_TOKEN_PREFIX):])
+            "This endpoint needs 'Authorization: Bearer basic//<token>' (or 'Bearer "
+            "oidc/<provider>/<access token>'); get a token from GET /credentials/basic."))
+    if credentials.startswith(BASIC_TOKEN_PREFIX):
+        tokens: TokenStore = request.app.state.tokens
+        return tokens.resolve(credentials[len(BASIC_TOKEN_PREFIX):])
+    oidc: OidcAccounts | None = getattr(request.app.state, "oidc", None)
+    if credentials.startswith(OIDC_TOKEN_PREFIX) and oidc is not None:
+        return oidc.resolve(credentials[len(OIDC_TOKEN_PREFIX):])
+    method = credentials.split("/", 1)[0]
+    prefixes = f"'{BASIC_TOKEN_PREFIX}'" + (" or 'oidc/<provider>/'" if oidc is not None else "")
+    raise errors.AuthenticationSchemeInvalid(
+        f"Authentication method '{method}' is not supported; this back-end supports "
+        f"{'basic and oidc' if oidc is not None else 'basic'} authentication (Bearer tokens "
+        f"start with {prefixes}).")
 
 
 # Sync functions on purpose: FastAPI runs them in a worker thread, so the database lookup

@@ -1,4 +1,5 @@
-"""The account tables: users and the access tokens issued to them (ORM models only).
+"""The account tables: users, the access tokens issued to them and the OpenID Connect
+identities signed in as them (ORM models only).
 
 Both stores build on them — users.py (accounts, passwords) and tokens.py (issuing and
 resolving tokens) — so a password change can revoke tokens without users.py importing
@@ -43,3 +44,19 @@ class AccessToken(Base):
         String(64), ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class OidcIdentity(Base):
+    """A person of an OpenID Connect provider (issuer + subject) and the account they use
+    (auth/oidc.py). A table of its own: existing databases get it without a migration."""
+
+    __tablename__ = "oidc_identities"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
+    provider_id: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))

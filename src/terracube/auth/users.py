@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 
 from terracube import errors
-from terracube.auth.tables import AccessToken, User
+from terracube.auth.tables import AccessToken, OidcIdentity, User
 from terracube.db import Database
 from terracube.settings import Settings, UnsafeToServe, is_loopback
 
@@ -70,6 +70,7 @@ class UserStore:
             if user is None:
                 raise UserNotFound(f"no user '{user_id}'")
             s.execute(delete(AccessToken).where(AccessToken.user_id == user_id))
+            s.execute(delete(OidcIdentity).where(OidcIdentity.user_id == user_id))
             s.delete(user)
 
     def set_password(self, user_id: str, password: str) -> None:
