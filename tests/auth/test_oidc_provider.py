@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
 import threading
 import time
 from html.parser import HTMLParser
@@ -21,7 +23,6 @@ import httpx
 import openeo
 import pytest
 from openeo.rest import OpenEoApiError
-
 from tests.support.processes import OidcProviderProcess, ServerProcess, oidc_provider_module
 
 pytestmark = [
@@ -301,9 +302,6 @@ def test_official_suite_credentials_oidc(server, shared_dir: Path, tmp_path):
     runner = shared_dir / "conformance" / "run"
     if not runner.exists():
         pytest.skip(f"{runner} not found")
-    import os
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     proc = subprocess.run(
         ["bash", str(runner), server.api, "--user", "demo", "--password", "demo", "wp4",

@@ -22,9 +22,10 @@ MODULES = ("wp2", "wp3", "wp4", "wp5", "wp6")
 # server deliberately does not offer. Keyed by module, then by the suite's test name.
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
     "wp4": {
-        "test_GET_credentials_oidc": "OpenID Connect is not offered (basic auth only); the API "
-                                     "requires at least one provider in the list, so 404 is "
-                                     "the honest answer and the suite counts it as a failure.",
+        "test_GET_credentials_oidc": "this server is started without OpenID Connect providers "
+                                     "(TERRACUBE_OIDC_PROVIDERS); the API requires at least one "
+                                     "provider in the list, so 404 is the honest answer. With "
+                                     "providers it passes: tests/auth/test_oidc_provider.py.",
         "test_GET_processes": "openapi.yaml's process_json_schema is a oneOf whose branches "
                               "(Generic / process-graph / datacube) all match a plain schema "
                               "such as {'type': 'number'}: every official definition served "
