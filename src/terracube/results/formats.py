@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from terracube import errors
 
 # Every parameter schema carries a `subtype` of its own: the API's process_json_schema is a
