@@ -248,3 +248,26 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.parametrize("reducer", ["max", "min"])
+def test_max_min_over_many_one_date_chunks(services, reducer):
+    """The NaN-skipping fold of max/min through a tree of combines (11 dates, one per chunk):
+    equal to numpy, NaN only where every date is NaN, the input blocks left unchanged."""
+    rng = np.random.default_rng(7)
+    v = rng.uniform(-1, 1, size=(11, 4, 6, 7)).astype(np.float32)
+    v[rng.uniform(size=v.shape) < 0.4] = np.nan
+    v[:, :, 0, 0] = np.nan
+    template = cube().data
+    data = xr.DataArray(v.copy(), dims=template.dims, coords={
+        **{d: template.coords[d].values for d in ("bands", "y", "x")},
+        "t": pd.date_range("2023-01-01", periods=11)}).chunk({"t": 1})
+    c = RasterCube(data, cube().dimensions)
+    out = run(services, "reduce_dimension", c, dimension="t",
+              reducer=graph("m", m=node(reducer, data=p("data"))))
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = (np.nanmax if reducer == "max" else np.nanmin)(v, axis=0)
+    got = out.data.values
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(data.values, v)
