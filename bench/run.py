@@ -51,6 +51,13 @@ NUMPY_WORKLOADS = ("w1", "w2", "w3", "w4")
 OPD_VERSION = "openeo-processes-dask==2026.9.1"
 VARIANTS = ("terracube", "numpy", "opd", "opd-f32")
 W1_WINDOW = "w1win"  # W1 on a 256 x 256 window of one date (the interactive case)
+W1_UDF = "w1udf"  # W1 with a no-op Python UDF applied to the loaded cube (issue 12)
+REFERENCE = {W1_UDF: "w1"}  # workloads whose output is compared with another's reference
+NOOP_UDF = """import xarray
+
+def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+    return cube
+"""
 
 
 def log(msg: str) -> None:
@@ -94,6 +101,16 @@ def collection_graphs(out: Path, manifest: dict) -> dict[str, Path]:
     load["temporal_extent"] = [first.isoformat(), (first + dt.timedelta(days=1)).isoformat()]
     paths[W1_WINDOW] = folder / "w1_window.json"
     paths[W1_WINDOW].write_text(json.dumps(graph, indent=1))
+    # W1 with apply(run_udf(no-op)) between load and the NDVI: what the UDF sandbox costs
+    graph = json.loads(paths["w1"].read_text())
+    nodes = graph["process_graph"]
+    nodes["udf"] = {"process_id": "apply", "arguments": {
+        "data": {"from_node": "load"}, "process": {"process_graph": {"run": {
+            "process_id": "run_udf", "result": True, "arguments": {
+                "data": {"from_parameter": "x"}, "udf": NOOP_UDF, "runtime": "Python"}}}}}}
+    nodes["ndvi"]["arguments"]["data"] = {"from_node": "udf"}
+    paths[W1_UDF] = folder / "w1_noop_udf.json"
+    paths[W1_UDF].write_text(json.dumps(graph, indent=1))
     return paths
 
 
@@ -199,6 +216,25 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and of its children it has waited for (user + system)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (living or waited for)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _cpu_s(p)
+        todo += _children(p)
+    return total
+
+
 def tree_peak_rss_mb(pid: int) -> float:
     """Sum of the peak resident set sizes of a process and its living descendants."""
     total, todo = 0, [pid]
@@ -224,12 +260,14 @@ def run_terracube(workload: str, graph: Path, data: Path, server_dir: Path, raw:
     out = raw / f"terracube-{workload}"
     out.mkdir(parents=True, exist_ok=True)
     server = Server(server_dir, raw / f"server-{workload}-{rep}.log", env)
+    cpu_before = tree_cpu_s(server.proc.pid)  # after start and warm-up
     try:
         proc = subprocess.run(
             [sys.executable, str(SHARED_BENCH / "run_http.py"), str(graph), "--url", server.api,
              "--data", str(data), "--out", str(out), "--user", "demo", "--password", "demo",
              "--timeout", str(timeout)], capture_output=True, text=True, timeout=timeout + 60)
         rss = server.peak_rss_mb()
+        cpu = round(tree_cpu_s(server.proc.pid) - cpu_before, 2)
         workers_mb = round(sum(_vm_hwm_kb(p) for p in extra_pids) / 1024, 1)
     finally:
         server.stop()
@@ -238,7 +276,7 @@ def run_terracube(workload: str, graph: Path, data: Path, server_dir: Path, raw:
     status = "ok" if run.get("status") == 200 else \
         f"HTTP {run.get('status')}: {str(run.get('error'))[:300]}"
     return {"variant": "terracube", "workload": workload, "rep": rep, "status": status,
-            "wall_s": run.get("total_s"), "ttfb_s": run.get("ttfb_s"),
+            "wall_s": run.get("total_s"), "ttfb_s": run.get("ttfb_s"), "cpu_s": cpu,
             "peak_rss_mb": round(rss + workers_mb, 1), "server_rss_mb": rss,
             "workers_rss_mb": workers_mb, "output": run.get("output")}
 
@@ -343,6 +381,11 @@ def summarize(records: list[dict], data: Path) -> list[dict]:
                "median_wall_s": round(statistics.median(r["wall_s"] for r in ok), 3)
                if ok else None,
                "peak_rss_mb": max(r["peak_rss_mb"] for r in ok) if ok else None}
+        cpus = [r["cpu_s"] for r in ok if r.get("cpu_s") is not None]
+        if cpus:
+            row["median_cpu_s"] = round(statistics.median(cpus), 2)
+            row["wall_s_all"] = [r["wall_s"] for r in ok]
+            row["cpu_s_all"] = cpus
         if ok and ok[-1].get("output"):
             row["output"] = ok[-1]["output"]
         rows.append(row)
@@ -353,8 +396,9 @@ def summarize(records: list[dict], data: Path) -> list[dict]:
         try:
             if row["workload"] == "w5":
                 row.update(landcover_agreement(row["output"], data))
-            elif row["workload"] in ref:
-                row.update(compare_outputs(row["output"], ref[row["workload"]]["output"]))
+            elif REFERENCE.get(row["workload"], row["workload"]) in ref:
+                reference = ref[REFERENCE.get(row["workload"], row["workload"])]
+                row.update(compare_outputs(row["output"], reference["output"]))
         except Exception as exc:  # noqa: BLE001 - an unreadable output is a result too
             row.update(equal=False, compare_error=f"{type(exc).__name__}: {exc}")
     return rows
@@ -362,9 +406,10 @@ def summarize(records: list[dict], data: Path) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     ref = {r["workload"]: r for r in rows if r["variant"] == "numpy"}
-    lines = ["| workload | variant | median wall s | peak RSS MB | × numpy time | "
+    ref.update({w: ref[base] for w, base in REFERENCE.items() if base in ref})
+    lines = ["| workload | variant | median wall s | server CPU s | peak RSS MB | × numpy time | "
              "× numpy RSS | equal to numpy |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = ref.get(r["workload"], {})
 
@@ -385,7 +430,8 @@ def table(rows: list[dict]) -> str:
         status = "" if r["status"] == "ok" else f" — failed: {r['status'][:120]}"
         wall = r["median_wall_s"] if r["median_wall_s"] is not None else "–"
         rss = r["peak_rss_mb"] if r["peak_rss_mb"] is not None else "–"
-        lines.append(f"| {r['workload']} | {r['variant']}{status} | {wall} | {rss} | "
+        cpu = r.get("median_cpu_s", "–")
+        lines.append(f"| {r['workload']} | {r['variant']}{status} | {wall} | {cpu} | {rss} | "
                      f"{ratio('median_wall_s')} | {ratio('peak_rss_mb')} | {equal} |")
     return "\n".join(lines)
 
@@ -463,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="small", choices=["small", "medium", "large"])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--workloads", default=",".join([*WORKLOADS, W1_WINDOW]))
+    ap.add_argument("--workloads", default=",".join([*WORKLOADS, W1_WINDOW]),
+                    help=f"also: {W1_UDF} (W1 with a no-op Python UDF)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--out", type=Path, help="default: bench/results/<size>")
@@ -513,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in variants:
             if v == "numpy" and w not in NUMPY_WORKLOADS:
                 continue
-            if v.startswith("opd") and (w in ("w5", W1_WINDOW)):
+            if v.startswith("opd") and (w in ("w5", W1_WINDOW, W1_UDF)):
                 continue  # not implemented in openeo-processes-dask / no such graph there
             for rep in range(a.repeat):
                 if v == "terracube":

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import rasterio.windows
@@ -259,3 +260,54 @@ def test_terracube_udf_run_prints_shape_and_values(sample_data_dir, tmp_path) ->
         capture_output=True, text=True, timeout=240, env=clean_env())
     assert done.returncode == 1
     assert "AttributeError" in done.stderr and "line 2" in done.stderr
+
+
+# --- the signatures of openeo.udf, context and errors -------------------------------------------
+TIMESERIES = '''import pandas as pd
+
+def apply_timeseries(series: pd.Series, context: dict) -> pd.Series:
+    return series.interpolate(limit_direction="both") * context["factor"]
+'''
+
+UDF_DATA = '''from openeo.udf import UdfData, XarrayDataCube
+
+def scale(data: UdfData):
+    cube = data.get_datacube_list()[0].get_array()
+    data.set_datacube_list([XarrayDataCube(cube + data.user_context["offset"])])
+'''
+
+
+def test_apply_timeseries_with_context(con, sample_data_dir, tmp_path) -> None:
+    b04 = load(con, ["B04"])
+    out = download(b04.mask(b04 > 1800).apply_dimension(
+        openeo.UDF(TIMESERIES, runtime="Python", context={"factor": 2}), dimension="t"),
+        tmp_path)
+    raw = read_band(sample_data_dir, "B04")
+    raw = raw.where(raw <= 1800)
+    expected = np.apply_along_axis(
+        lambda s: pd.Series(s).interpolate(limit_direction="both").to_numpy() * 2, 0,
+        raw.values)
+    np.testing.assert_allclose(out["B04"].transpose("t", "y", "x").values, expected, rtol=1e-5)
+
+
+def test_udf_data_signature_with_context(con, sample_data_dir, tmp_path) -> None:
+    out = download(load(con, ["B04"]).reduce_dimension(
+        dimension="t", reducer=openeo.UDF(MAX_OVER_T, runtime="Python")).apply(
+        openeo.UDF(UDF_DATA, runtime="Python", context={"offset": 5})), tmp_path)
+    raw = read_band(sample_data_dir, "B04")
+    np.testing.assert_allclose(np.squeeze(out["B04"].values), np.nanmax(raw.values, axis=0) + 5,
+                               rtol=1e-6)
+
+
+def test_errors_in_a_block_name_the_node_and_the_udfs_lines(con, tmp_path) -> None:
+    code = "import xarray\n\ndef apply_datacube(cube: xarray.DataArray, context: dict):\n" \
+           "    if cube.sizes['x'] < 16:\n        raise ValueError('a narrow block')\n" \
+           "    return cube\n"
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        download(load(con, ["B04"]).apply_dimension(openeo.UDF(code, runtime="Python"),
+                                                    dimension="t"), tmp_path)
+    message = info.value.message
+    assert info.value.code == "ProcessParameterInvalid"
+    assert "node 'runudf1'" in message and "argument 'udf'" in message
+    assert "ValueError: a narrow block" in message and "line 5, in apply_datacube" in message
+    assert "terracube" not in message and "site-packages" not in message
