@@ -189,6 +189,23 @@ def test_apply_polygon_gives_each_polygon_in_one_call(con, tmp_path) -> None:
     assert np.all(got[:, 10:, 10:] == 12_000_000 + 20 * 1000 + 20)
 
 
+def test_apply_polygon_returning_another_number_of_bands(con, sample_data_dir,
+                                                         tmp_path) -> None:
+    polygon = {"type": "Polygon", "coordinates": [[
+        [680100, 5151200], [680300, 5151200], [680300, 5151400], [680100, 5151400],
+        [680100, 5151200]]], "crs": {"type": "name", "properties": {"name": "EPSG:32632"}}}
+    cube = load(con, ["B04", "B08"]).apply_polygon(
+        geometries=polygon, process=openeo.UDF(NDVI, runtime="Python"))
+    out = download(cube, tmp_path)
+    assert "NDVI" in out.data_vars and "B04" not in out.data_vars  # the UDF's band name
+    red, nir = read_band(sample_data_dir, "B04"), read_band(sample_data_dir, "B08")
+    expected = ((nir - red) / (nir + red)).values.copy()
+    expected[:, :10, :] = np.nan  # outside the polygon: no-data
+    expected[:, :, :10] = np.nan
+    np.testing.assert_allclose(out["NDVI"].transpose("t", "y", "x").values, expected,
+                               rtol=1e-5)
+
+
 def test_apply_dimension_12_dates_into_4_seasons(con, sample_data_dir, tmp_path) -> None:
     cube = load(con, ["B04"]).apply_dimension(
         openeo.UDF(SEASONS, runtime="Python"), dimension="t", target_dimension="season")

@@ -41,7 +41,7 @@ import xarray as xr
 
 from terracube import errors, executor
 from terracube import process_errors as pe
-from terracube.datacube.cube import SPATIAL, RasterCube
+from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
@@ -330,14 +330,18 @@ def _call_udf(pool: UdfPool, arr: xr.DataArray, context: Any,
 
 # Pieces that must reach the UDF in one call (a neighbourhood with its overlap, a polygon):
 # apply_neighborhood and apply_polygon evaluate their callback inside `udf_whole_pieces()`.
-_WHOLE_PIECES: contextvars.ContextVar[bool] = contextvars.ContextVar("udf_whole_pieces",
-                                                                     default=False)
+# "same": one lazy call that keeps the sizes; "reshape": computed at once, and the UDF may
+# change the number of labels of non-spatial dimensions.
+_WHOLE_PIECES: contextvars.ContextVar[str | None] = contextvars.ContextVar("udf_whole_pieces",
+                                                                           default=None)
 
 
 @contextlib.contextmanager
-def udf_whole_pieces() -> Iterator[None]:
-    """Within this block, run_udf calls the UDF once per cube it is given (never split)."""
-    token = _WHOLE_PIECES.set(True)
+def udf_whole_pieces(may_reshape: bool = False) -> Iterator[None]:
+    """Within this block, run_udf calls the UDF once per cube it is given (never split);
+    `may_reshape`: the UDF may return another number of bands (or other non-spatial labels),
+    which the caller then handles."""
+    token = _WHOLE_PIECES.set("reshape" if may_reshape else "same")
     try:
         yield
     finally:
@@ -471,6 +475,44 @@ def _along_dimension(pool: UdfPool, value: ArrayValue, context: Any,
                         name=arr.name)
 
 
+def _whole_piece(pool: UdfPool, cube: RasterCube, context: Any,
+                 target: tuple[str, str] | None, node_id: str | None) -> RasterCube:
+    """The UDF applied to a whole piece (a polygon's pixels, a neighbourhood): one call. The
+    piece is computed now, so the UDF's result may change the number of labels of the
+    non-spatial dimensions (e.g. another number of bands in apply_polygon): the caller
+    checks what its process allows. Labels of a changed dimension: the UDF's, else 0, 1, …"""
+    arr = cube.data
+    (values,) = executor.current().compute(arr.data, progress=lambda _: None)
+    piece = xr.DataArray(np.asarray(values), dims=arr.dims, coords=_block_coords(arr, None),
+                         name=arr.name)
+    out = _call_udf(pool, piece, context, target, node_id)
+    if set(out.dims) != set(arr.dims):
+        raise errors.ProcessParameterInvalid(
+            f"The UDF returned a cube with the dimensions {tuple(map(str, out.dims))}; it "
+            f"must keep the dimensions {tuple(map(str, arr.dims))}.", node_id=node_id,
+            argument="udf")
+    out = out.transpose(*arr.dims)
+    coords: dict[Any, Any] = {}
+    for d in arr.dims:
+        if out.sizes[d] == arr.sizes[d]:
+            if d in arr.coords:
+                coords[d] = arr.coords[d].values
+        elif d in {dim.name for dim in cube.dimensions if dim.type == SPATIAL}:
+            raise errors.ProcessParameterInvalid(
+                f"The UDF returned {out.sizes[d]} values along '{d}' for a piece with "
+                f"{arr.sizes[d]}; it must keep the spatial dimensions.", node_id=node_id,
+                argument="udf")
+        else:
+            labels = out.coords[d].values if d in out.coords else np.arange(out.sizes[d])
+            coords[d] = labels
+    dtype = _result_dtype(out.dtype) if out.dtype.kind not in "biuf" else out.dtype
+    result = xr.DataArray(dsa.from_array(np.asarray(out.values).astype(dtype, copy=False)),
+                          dims=arr.dims, coords=coords, name=arr.name)
+    dims = tuple(dim if out.sizes[dim.name] == arr.sizes[dim.name]
+                 else Dimension(dim.name, dim.type, dim.axis, None) for dim in cube.dimensions)
+    return RasterCube(result, dims, None, dict(cube.attrs))
+
+
 def _as_block(out: xr.DataArray, dims: list, dim: Any, keep: bool,
               dtype: np.dtype) -> np.ndarray:
     """The UDF's result as a numpy block in the input's axis order (a dropped dimension as an
@@ -494,6 +536,8 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     target = _udf_log_token(ctx)
     context = {} if context is None else context
     node_id = getattr(ctx, "node_id", None)
+    if isinstance(data, RasterCube) and _WHOLE_PIECES.get() == "reshape":
+        return _whole_piece(pool, nodata_as_nan(data), context, target, node_id)
     if isinstance(data, RasterCube):
         cube = nodata_as_nan(data)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}

@@ -20,7 +20,13 @@ from terracube.datacube.grid import Grid, as_dask, grid_of, spatial_dims
 from terracube.datacube.values import ArrayValue
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube, reproject_geometries
 from terracube.engine.evaluate import Callback
-from terracube.engine.processes._reducing import drop_dim_coords, is_valid_mask, reducer_output
+from terracube.engine.processes._reducing import (
+    drop_dim_coords,
+    is_valid_mask,
+    reducer_output,
+    unwrap_data,
+)
+from terracube.engine.processes.cube_filters import with_bands
 from terracube.engine.processes.neighbourhood import PIXELS, callback_cube, stack_pixels
 from terracube.engine.processes.rasterise import (
     fill_value,
@@ -30,7 +36,11 @@ from terracube.engine.processes.rasterise import (
 )
 from terracube.engine.processes.udf import udf_whole_pieces
 from terracube.engine.registry import process
-from terracube.process_errors import GeometriesOverlap, TargetDimensionExists
+from terracube.process_errors import (
+    DataCubePropertiesImmutable,
+    GeometriesOverlap,
+    TargetDimensionExists,
+)
 
 
 @process("aggregate_spatial")
@@ -301,23 +311,70 @@ def apply_polygon(data: RasterCube, geometries: Any, process: Callback, mask_val
     zones = xr.DataArray(da.map_blocks(
         _zone_block, geoms, grid, dtype=np.int32, chunks=spatial_chunks(data),
         meta=np.array((), dtype=np.int32)), dims=[ydim, xdim])
-    result = xr.DataArray(da.full(values.shape, fill, dtype=values.dtype,
-                                  chunks=as_dask(values).chunks), dims=dims,
-                          coords=values.coords)
     height, width = values.sizes[ydim], values.sizes[xdim]
+    pieces = []
     for index, (rows, cols, mask) in found:
         piece = values.isel({ydim: rows, xdim: cols})
         inside = xr.DataArray(mask, dims=[ydim, xdim])
         sub = data.with_data(piece.where(inside, inner_fill))
-        with udf_whole_pieces():  # a UDF gets the polygon's pixels in one call
-            processed = callback_cube(process(data=sub, context=context), piece)
+        with udf_whole_pieces(may_reshape=True):  # a UDF gets the polygon's pixels in one call
+            value = process(data=sub, context=context)
+        pieces.append((index, rows, cols, _polygon_result(value, piece, ydim, xdim, pieces)))
+    # the labels of the result: the input's, or those of a UDF that changed their number
+    # (e.g. another number of bands, as CDSE allows)
+    labelled = pieces[0][3] if pieces else values
+    shape = [labelled.sizes[d] if d not in (ydim, xdim) else values.sizes[d] for d in dims]
+    changed = [d for d in dims if d not in (ydim, xdim) and labelled.sizes[d] != values.sizes[d]]
+    coords = {d: values.coords[d].values for d in dims if d in values.coords and d not in changed}
+    coords.update({d: labelled.coords[d].values if d in labelled.coords
+                   else np.arange(labelled.sizes[d]) for d in changed})
+    dtype = np.result_type(values.dtype, *(p[3].dtype for p in pieces))
+    result = xr.DataArray(da.full(shape, fill, dtype=dtype,
+                                  chunks=[c if d in (ydim, xdim) else -1 for d, c in
+                                          zip(dims, as_dask(values).chunks, strict=True)]),
+                          dims=dims, coords=coords)
+    for index, rows, cols, processed in pieces:
         pad = [(0, 0) if d not in (ydim, xdim) else
                ((rows.start, height - rows.stop) if d == ydim else
                 (cols.start, width - cols.stop)) for d in dims]
         padded = da.pad(as_dask(processed), pad, mode="constant", constant_values=0)
-        result = xr.where(zones == index, xr.DataArray(padded, dims=dims, coords=values.coords),
+        result = xr.where(zones == index, xr.DataArray(padded, dims=dims, coords=coords),
                           result)
-    return data.with_data(result.transpose(*dims))
+    if not changed:
+        return data.with_data(result.transpose(*dims))
+    return _relabelled(data, result.transpose(*dims), labelled)
+
+
+def _polygon_result(value: Any, piece: xr.DataArray, ydim: str, xdim: str,
+                    earlier: list) -> xr.DataArray:
+    """What the process returned for one polygon: the piece's dimensions and spatial sizes;
+    other dimensions may have another number of labels when every polygon gives the same."""
+    value = unwrap_data(value)
+    if not isinstance(value, xr.DataArray) or set(value.dims) != set(piece.dims):
+        return callback_cube(value, piece)  # its error
+    value = value.transpose(*piece.dims)
+    reference = earlier[0][3] if earlier else piece
+    for d in piece.dims:
+        expected = piece.sizes[d] if d in (ydim, xdim) or not earlier else reference.sizes[d]
+        if value.sizes[d] != expected and (d in (ydim, xdim) or earlier):
+            raise DataCubePropertiesImmutable(
+                f"The process returned {value.sizes[d]} labels along '{d}' for a polygon, "
+                f"where {expected} were expected (every polygon must give the same number; "
+                "the spatial dimensions must stay).", argument="process")
+    return value
+
+
+def _relabelled(data: RasterCube, result: xr.DataArray, labelled: xr.DataArray) -> RasterCube:
+    """The result cube of apply_polygon when the process changed the number of labels."""
+    dims = tuple(d if result.sizes[d.name] == data.data.sizes[d.name]
+                 else Dimension(d.name, d.type, d.axis, None) for d in data.dimensions)
+    cube = RasterCube(result, dims, data.nodata, dict(data.attrs))
+    bands = [d.name for d in dims if d.type == BANDS]
+    if bands and result.sizes[bands[0]] != data.data.sizes[bands[0]]:
+        cube = with_bands(cube, [str(v) for v in np.asarray(labelled.coords[bands[0]].values)]
+                          if bands[0] in labelled.coords else
+                          list(range(result.sizes[bands[0]])))
+    return cube
 
 
 def _zone_block(geoms: list[BaseGeometry], grid: Grid,
