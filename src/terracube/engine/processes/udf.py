@@ -393,7 +393,7 @@ def _blockwise(pool: UdfPool, data: xr.DataArray, spatial: set, context: Any,
                 f"The UDF returned a block of shape {out.shape} for a block of shape "
                 f"{block.shape}; on a data cube it must keep the sizes.", node_id=node_id,
                 argument="udf")
-        return xr.DataArray(np.asarray(out.values).astype(dtype), dims=block.dims,
+        return xr.DataArray(np.asarray(out.values).astype(dtype, copy=False), dims=block.dims,
                             coords=block.coords, name=block.name)
 
     return xr.map_blocks(run, data, template=template)
