@@ -25,6 +25,8 @@ MODEL_MODULES: tuple[str, ...] = (
     "terracube.workspace.retention",
     "terracube.jobs.store",
     "terracube.services.store",
+    "terracube.processing.costs",
+    "terracube.jobs.sync_logs",
 )
 
 

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
         7, ge=0, description="Days between flagging an inactive workspace and removing its "
                              "files (the user logging in again in between keeps them).")
 
+    # Billing (docs/administration/billing.md): a "cost" is CPU-seconds times the rate.
+    billing_currency: str = Field(
+        "credits", min_length=1, description="The unit costs and budgets are given in (GET / "
+                                             "billing.currency): an ISO 4217 code or a unit "
+                                             "of this server such as 'credits'.")
+    billing_rate: float = Field(
+        0.0, ge=0, description="Costs per CPU-second of processing, in billing_currency; 0 "
+                               "(default): everything is free and the one plan is 'free'.")
+
     fetch_allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts, addresses or networks (CIDR) beyond the public internet, and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,7 +76,8 @@ def test_create_job(client, alice):
      "ProcessGraphInvalid"),
     ({"process": ndvi_graph(), "log_level": "loud"}, "BadRequest"),
     ({"process": ndvi_graph(), "title": 5}, "BadRequest"),
-    ({"process": ndvi_graph(), "budget": -1}, "BadRequest"),
+    ({"process": ndvi_graph(), "budget": -1}, "BudgetInvalid"),
+    ({"process": ndvi_graph(), "plan": "gold"}, "BillingPlanInvalid"),
 ])
 def test_create_job_refuses_bad_bodies(client, alice, body, code):
     r = client.post(f"{API}/jobs", json=body, headers=alice)
@@ -298,8 +300,11 @@ def test_estimate_from_the_graph(client, alice):
     # 6 June dates x (B04 + B08) x 84 x 96 pixels of uint16 to read; NDVI float32 out.
     assert estimate["terracube:bytes_to_read"] == 6 * 2 * 84 * 96 * 2
     assert estimate["size"] == 6 * 84 * 96 * 4
-    assert estimate["duration"].startswith("PT") and "downloads_included" not in estimate
-    assert "costs" not in estimate  # this server has no currency
+    assert estimate["duration"].startswith("PT")
+    # the billing fields: free by default, downloads unlimited, valid for an hour
+    assert estimate["costs"] == 0 and estimate["downloads_included"] is None
+    expires = datetime.fromisoformat(estimate["expires"].replace("Z", "+00:00"))
+    assert timedelta(minutes=55) < expires - datetime.now(UTC) <= timedelta(hours=1)
 
 
 def test_estimate_names_what_cannot_work(client, alice):

@@ -42,6 +42,8 @@ from terracube.jobs.files import JobFolders
 from terracube.jobs.pool import WorkerPool
 from terracube.jobs.signing import UrlSigner, signing_key
 from terracube.jobs.store import JobStore
+from terracube.jobs.sync_logs import SyncLogStore
+from terracube.processing.costs import ComputeBudgets
 from terracube.settings import Settings
 from terracube.web.page import install_web_page
 
@@ -112,6 +114,8 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     app.state.catalog = catalog
     app.state.registry = registry
     app.state.jobs = JobStore(db)
+    app.state.budgets = ComputeBudgets(db)
+    app.state.sync_logs = SyncLogStore(db)
     app.state.job_folders = JobFolders(settings.data_dir)
     app.state.url_signer = UrlSigner(signing_key(settings), settings.signed_url_ttl_seconds)
 
@@ -134,8 +138,8 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
 
 
 # --- CORS (openEO API 1.2, section "Cross-Origin Resource Sharing") -------------------------------
-EXPOSE_HEADERS = ("Location, OpenEO-Identifier, OpenEO-Costs, Link, Accept-Ranges, Content-Range, "
-                  "Content-Length")
+# Content-Length is safelisted by browsers, and the API says such headers MUST NOT be listed.
+EXPOSE_HEADERS = "Location, OpenEO-Identifier, OpenEO-Costs, Link, Accept-Ranges, Content-Range"
 ALLOW_HEADERS = "Authorization, Content-Type"
 _ALL_METHODS = ("OPTIONS", "GET", "POST", "PATCH", "PUT", "DELETE")
 

@@ -22,6 +22,8 @@ from terracube.executor import Executor
 from terracube.jobs.files import JobFolders
 from terracube.jobs.signing import UrlSigner
 from terracube.jobs.store import JobStore
+from terracube.jobs.sync_logs import SyncLogStore
+from terracube.processing.costs import ComputeBudgets
 from terracube.settings import Settings
 from terracube.udp.store import UdpStore
 from terracube.workspace.files import Workspace, workspace_for
@@ -66,6 +68,14 @@ def get_jobs(request: Request) -> JobStore:
     return request.app.state.jobs
 
 
+def get_budgets(request: Request) -> ComputeBudgets:
+    return request.app.state.budgets
+
+
+def get_sync_logs(request: Request) -> SyncLogStore:
+    return request.app.state.sync_logs
+
+
 def get_job_folders(request: Request) -> JobFolders:
     return request.app.state.job_folders
 
@@ -91,6 +101,8 @@ RegistryDep = Annotated[ProcessRegistry, Depends(get_registry)]
 ExecutorDep = Annotated[Executor | None, Depends(get_executor)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
 FoldersDep = Annotated[JobFolders, Depends(get_job_folders)]
+BudgetsDep = Annotated[ComputeBudgets, Depends(get_budgets)]
+SyncLogsDep = Annotated[SyncLogStore, Depends(get_sync_logs)]
 SignerDep = Annotated[UrlSigner, Depends(get_signer)]
 UdpStoreDep = Annotated[UdpStore, Depends(get_udp_store)]
 

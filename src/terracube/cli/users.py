@@ -1,4 +1,5 @@
-"""`terracube users add|list|remove|passwd|admin`: user accounts."""
+"""`terracube users add|list|remove|passwd|admin|budget`: user accounts and their weekly
+compute allowances."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from terracube.auth.admins import set_admin
 from terracube.auth.users import UserExists, UserNotFound, UserStore, check_user_id
 from terracube.cli.common import EXIT_FAILED, EXIT_OK, settings_from, usage
 from terracube.db import open_database
+from terracube.processing.costs import ComputeBudgets
 from terracube.workspace.retention import remove_workspace
 
 
@@ -39,6 +41,18 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
     admin.add_argument("name")
     admin.add_argument("--revoke", action="store_true", help="take the admin role away")
     admin.set_defaults(handler=users_admin)
+    budget = user_commands.add_parser(
+        "budget", parents=[data_dir],
+        help="show or set the CPU time users may use per rolling week (batch jobs and "
+             "synchronous requests); over it, requests answer PaymentRequired and jobs stop")
+    budget.add_argument("names", nargs="*", metavar="NAME",
+                        help="the users (none: show every user's allowance and usage)")
+    amount = budget.add_mutually_exclusive_group()
+    amount.add_argument("--cpu-hours", type=float, metavar="H",
+                        help="CPU-hours per week, e.g. 2.5")
+    amount.add_argument("--cpu-seconds", type=float, metavar="S", help="CPU-seconds per week")
+    amount.add_argument("--unlimited", action="store_true", help="remove the allowance")
+    budget.set_defaults(handler=users_budget)
     users.set_defaults(handler=lambda _args: usage(users))
 
 
@@ -108,4 +122,30 @@ def users_admin(args: argparse.Namespace) -> int:
         print(f"terracube: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"'{args.name}' {'is no longer' if args.revoke else 'is now'} an admin")
+    return EXIT_OK
+
+
+def users_budget(args: argparse.Namespace) -> int:
+    store = _user_store(args)
+    budgets = ComputeBudgets(store.db)
+    seconds = (args.cpu_hours * 3600 if args.cpu_hours is not None else args.cpu_seconds)
+    if seconds is not None and seconds < 0:
+        print("terracube: the allowance must be >= 0", file=sys.stderr)
+        return EXIT_FAILED
+    changing = seconds is not None or args.unlimited
+    names = args.names or ([] if changing else [u.user_id for u in store.list()])
+    if changing and not names:
+        print("terracube: name the users whose allowance to set", file=sys.stderr)
+        return EXIT_FAILED
+    for name in names:
+        if not store.exists(name):
+            print(f"terracube: no user '{name}'", file=sys.stderr)
+            return EXIT_FAILED
+    for name in names:
+        if changing:
+            budgets.set(name, None if args.unlimited else seconds)
+        allowance = budgets.allowance(name)
+        limit = ("unlimited" if allowance.cpu_seconds_per_week is None
+                 else f"{allowance.cpu_seconds_per_week:g} CPU-s/week")
+        print(f"{name}: {limit}, used {allowance.used_cpu_seconds:.1f} CPU-s in the last 7 days")
     return EXIT_OK

@@ -55,12 +55,15 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {key: value for key, value in out.items() if value is not None}
 
 
-def job_document(job: Job, url: ApiUrl) -> dict[str, Any]:
-    """GET /jobs/{job_id}."""
+def job_document(job: Job, url: ApiUrl, *, costs: float = 0.0,
+                 default_plan: str | None = None) -> dict[str, Any]:
+    """GET /jobs/{job_id}; `costs` of its usage so far (processing/costs.py), the plan it is
+    charged with (the server's default unless it named one)."""
     out = job_summary(job)
+    if job.plan is None and default_plan is not None:
+        out["plan"] = default_plan
     out["process"] = job.process
-    # terracube does not bill: the costs are 0 (the client indexes describe()['costs']).
-    out["costs"] = 0
+    out["costs"] = costs  # always a number: the client indexes describe()['costs']
     if job.usage:
         out["usage"] = job.usage
     links = [_link(url, "monitor", f"/jobs/{job.job_id}/logs", title="Batch job logs")]

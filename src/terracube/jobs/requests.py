@@ -120,7 +120,8 @@ def job_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         budget = body["budget"]
         if budget is not None and (isinstance(budget, bool)
                                    or not isinstance(budget, (int, float)) or budget < 0):
-            raise errors.BadRequest("'budget' must be a number >= 0 or null.")
+            raise errors.BudgetInvalid("'budget' must be a number >= 0 (in the currency of "
+                                       "GET / billing) or null for no limit.")
         fields["budget"] = None if budget is None else float(budget)
     if creating:
         options = job_options(body)

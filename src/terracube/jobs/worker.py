@@ -37,6 +37,7 @@ from terracube.jobs.files import JobFolders, results_folder_of
 from terracube.jobs.logs import level_rank
 from terracube.jobs.runner import job_process_main
 from terracube.jobs.store import Claim, JobStore
+from terracube.processing import costs as billing
 from terracube.processing.services import build_services
 from terracube.settings import Settings
 
@@ -115,6 +116,8 @@ class _Run:
     last_sample: float = field(default_factory=time.monotonic)
     read_bytes: int = 0
     reaped: bool = False
+    cpu_seconds: float = 0.0  # of the job process and its waited-for children, so far
+    cpu_limit: float | None = None  # the job's budget / the owner's allowance, in CPU-seconds
 
 
 class Worker:
@@ -125,6 +128,7 @@ class Worker:
         self.settings = settings
         self.db = db or open_database(settings.database_url)
         self.store = JobStore(self.db)
+        self.budgets = billing.ComputeBudgets(self.db)
         self.folders = JobFolders(settings.data_dir)
         self.worker_id = make_worker_id()
         self.poll_seconds = poll_seconds
@@ -303,6 +307,8 @@ class Worker:
             user = None
         settings, registry = self.settings, self._registry
         process = claim.job.process
+        cpu_limit = billing.cpu_limit(claim.job.budget, settings,
+                                      self.budgets.allowance(claim.job.user_id).remaining)
         # load_ml_model(<job id>) reads the models of the owner's finished jobs
         job_results = results_folder_of(self.store, self.folders, claim.job.user_id)
 
@@ -330,7 +336,7 @@ class Worker:
                 os._exit(code)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        return _Run(claim=claim, pid=pid, read_fd=read_fd, out_dir=out_dir)
+        return _Run(claim=claim, pid=pid, read_fd=read_fd, out_dir=out_dir, cpu_limit=cpu_limit)
 
     def _supervise(self, run: _Run) -> None:
         job_id, run_id = run.claim.job.job_id, run.claim.run_id
@@ -357,6 +363,9 @@ class Worker:
                     break
                 if self.stopping:
                     self._stop_for_shutdown(run)
+                    return
+                if run.cpu_limit is not None and run.cpu_seconds > run.cpu_limit:
+                    self._stop_over_budget(run)
                     return
                 now = time.monotonic()
                 if now - last_check >= CHECK_SECONDS:
@@ -428,6 +437,9 @@ class Worker:
         read = _read_bytes(run.pid)
         if read is not None:
             run.read_bytes = max(run.read_bytes, read)
+        cpu = _cpu_seconds(run.pid)
+        if cpu is not None:
+            run.cpu_seconds = max(run.cpu_seconds, cpu)
         run.last_sample = now
 
     def _usage(self, run: _Run, rusage: Any) -> dict[str, Any]:
@@ -447,15 +459,48 @@ class Worker:
             "bytes_read": {"value": run.read_bytes, "unit": "b"},
             "disk": {"value": run.read_bytes + written, "unit": "b"},
         }
-        if cpu is not None:
+        cpu = max(cpu or 0.0, run.cpu_seconds)
+        if cpu or rusage is not None:
             usage["cpu"] = {"value": round(cpu, 3), "unit": "cpu-seconds"}
         return usage
+
+    def _account(self, run: _Run, usage: dict[str, Any]) -> None:
+        """Count the run's CPU time against its owner's weekly allowance."""
+        job = run.claim.job
+        try:
+            self.budgets.record(job.user_id, "job", job.job_id, billing.cpu_seconds(usage),
+                                billing.costs_of(usage, self.settings))
+        except Exception:  # accounting must never lose a job's outcome
+            log.exception("job %s: could not record its usage", job.job_id)
+
+    def _stop_over_budget(self, run: _Run) -> None:
+        """The run used the CPU time its budget or its owner's allowance allows: stop it."""
+        _kill_and_reap(run)
+        claim = run.claim
+        job_id, run_id = claim.job.job_id, claim.run_id
+        usage = self._usage(run, None)
+        self._account(run, usage)
+        if not self.store.is_current(job_id, run_id):
+            self._cleanup_lost(run)
+            return
+        costs = billing.costs_of(usage, self.settings)
+        self.store.add_log(job_id, "error", (
+            f"Stopped after {run.cpu_seconds:.1f} CPU-seconds (costs {costs:g} "
+            f"{self.settings.billing_currency}): that is all the job's budget or your weekly "
+            "compute allowance (GET /me) permits. Raise the budget, or wait for the allowance."),
+            code="PaymentRequired", usage=usage)
+        _remove_partial_files(run.out_dir)
+        if self.store.fail(job_id, run_id, usage):
+            log.info("job %s: stopped over budget", job_id)
+        else:
+            self._cleanup_lost(run)
 
     # --- how a run ends -------------------------------------------------------------------------
     def _conclude(self, run: _Run, status: int, rusage: Any) -> None:
         claim = run.claim
         job_id, run_id = claim.job.job_id, claim.run_id
         usage = self._usage(run, rusage)
+        self._account(run, usage)
         outcome = run.outcome or {}
         if outcome.get("kind") == "done" and os.waitstatus_to_exitcode(status) == 0:
             size = usage["bytes_written"]["value"]
@@ -584,6 +629,18 @@ def _rss_bytes(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its waited-for children (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # after the ")": state is field 3, utime/stime/cutime/cstime are fields 14-17
+        ticks = sum(int(x) for x in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
 

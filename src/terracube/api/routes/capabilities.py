@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 import terracube
 from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, root_url
 from terracube.engine.processes.udf import udf_runtimes
+from terracube.processing.costs import billing
 from terracube.results.formats import file_formats
 
 STAC_VERSION = "1.0.0"
@@ -24,9 +25,9 @@ CONFORMANCE_CLASSES = [
     "https://api.openeo.org/extensions/remote-process-definition/0.1.0",
 ]
 
-# A self-hosted server charges no one: no currency (the API: null means budgets and costs are
-# not charged), one free plan that is also the default; costs in job metadata, estimates and
-# OpenEO-Costs are 0.
+# Billing (processing/costs.py): a unit such as "credits" (never null: the official suite's
+# schema check of GET / refuses `currency: null`), one plan, costs = CPU-seconds x a rate that
+# is 0 unless the administrator sets one.
 router = APIRouter(tags=["Capabilities"])
 root_router = APIRouter(tags=["Capabilities"])  # at the host root, outside the versioned API
 
@@ -53,6 +54,7 @@ def capabilities(request: Request) -> dict[str, Any]:
                        "processing of openEO process graphs over the collections of this "
                        "server.",
         "production": False,
+        "billing": billing(request.app.state.settings),
         "conformsTo": CONFORMANCE_CLASSES,
         "endpoints": implemented_endpoints(request.app),
         "links": [

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from terracube.api.deps import (
     ActiveUser,
+    BudgetsDep,
     CatalogDep,
     FoldersDep,
     JobsDep,
@@ -42,6 +43,8 @@ from terracube.jobs.requests import (
     processing_parameters,
     wants_partial,
 )
+from terracube.jobs.store import ACTIVE
+from terracube.processing import costs as billing
 from terracube.processing.estimate import estimate_job as estimate
 from terracube.processing.services import build_services
 
@@ -89,9 +92,11 @@ def list_jobs(request: Request, user: ActiveUser, jobs: JobsDep) -> dict[str, An
              responses={201: {"description": "Created; see the Location and "
                                              "OpenEO-Identifier headers."}})
 def create_job(request: Request, user: ActiveUser, body: JsonObjectBody,
-               jobs: JobsDep) -> Response:
+               jobs: JobsDep, settings: SettingsDep) -> Response:
     """Store a batch job (status `created`); POST /jobs/{job_id}/results starts it."""
-    job = jobs.create(user.user_id, **job_fields(body, creating=True))
+    fields = job_fields(body, creating=True)
+    fields["plan"] = billing.checked_plan(fields.get("plan"), settings)
+    job = jobs.create(user.user_id, **fields)
     jobs.add_log(job.job_id, "debug", "Created.", min_level=job.log_level)
     ignored = ignored_options(job_options(body))
     if ignored:
@@ -104,15 +109,21 @@ def create_job(request: Request, user: ActiveUser, body: JsonObjectBody,
 
 @router.get("/jobs/{job_id}", operation_id="describe-job")
 def describe_job(request: Request, job_id: str, user: ActiveUser,
-                 jobs: JobsDep) -> dict[str, Any]:
-    return docs.job_document(jobs.get(checked_job_id(job_id), user.user_id), _url(request))
+                 jobs: JobsDep, settings: SettingsDep) -> dict[str, Any]:
+    job = jobs.get(checked_job_id(job_id), user.user_id)
+    return docs.job_document(job, _url(request), costs=billing.costs_of(job.usage, settings),
+                             default_plan=billing.default_plan(settings))
 
 
 @router.patch("/jobs/{job_id}", operation_id="update-job", status_code=204,
               response_class=Response, openapi_extra={"requestBody": _PATCH_BODY})
-def update_job(job_id: str, user: ActiveUser, body: JsonObjectBody, jobs: JobsDep) -> Response:
+def update_job(job_id: str, user: ActiveUser, body: JsonObjectBody, jobs: JobsDep,
+               settings: SettingsDep) -> Response:
     """Change a job that is not queued or running (JobLocked otherwise); `{}` changes nothing."""
-    jobs.update(checked_job_id(job_id), user.user_id, job_fields(body, creating=False))
+    fields = job_fields(body, creating=False)
+    if "plan" in fields:
+        fields["plan"] = billing.checked_plan(fields["plan"], settings)
+    jobs.update(checked_job_id(job_id), user.user_id, fields)
     return Response(status_code=204)
 
 
@@ -128,10 +139,20 @@ def delete_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep
 @router.post("/jobs/{job_id}/results", operation_id="start-job", status_code=202,
              response_class=Response)
 def start_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep,
-              settings: SettingsDep) -> Response:
+              settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
+              budgets: BudgetsDep) -> Response:
     """Queue the job (a finished, failed or canceled one starts again: its results go);
-    no effect on a queued or running job; 429 when the user has too many jobs queued."""
+    no effect on a queued or running job; 429 when the user has too many jobs queued;
+    PaymentRequired when the user's compute allowance is used up or the job's estimated
+    costs exceed its budget."""
     job_id = checked_job_id(job_id)
+    job = jobs.get(job_id, user.user_id)
+    if job.status not in ACTIVE:
+        budgets.check(user.user_id)
+        if job.budget is not None and settings.billing_rate > 0:
+            guess = estimate(job.process, build_services(settings, catalog, registry, user))
+            billing.check_budget(job.budget, billing.estimate_billing(guess, settings)["costs"],
+                                 f"job {job_id}")
     discarded = jobs.start(job_id, user.user_id, settings.max_queued_jobs_per_user)
     if discarded != "":
         if discarded:
@@ -165,8 +186,9 @@ def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
                                  settings.job_retention_days)
     item["links"] = [*item.get("links", []), *result_xyz_links(request, job, signer)]
     geojson = "application/geo+json" in request.headers.get("accept", "")
+    costs = billing.costs_header(billing.costs_of(job.usage, settings))
     return JSONResponse(item, media_type="application/geo+json" if geojson
-                        else "application/json", headers={"OpenEO-Costs": "0"})
+                        else "application/json", headers={"OpenEO-Costs": costs})
 
 
 @router.api_route("/jobs/{job_id}/results/assets/{asset}", methods=["GET", "HEAD"],
@@ -213,6 +235,7 @@ async def estimate_job(job_id: str, user: ActiveUser, jobs: JobsDep, settings: S
     job = await run_in_threadpool(jobs.get, checked_job_id(job_id), user.user_id)
 
     def run() -> dict[str, Any]:
-        return estimate(job.process, build_services(settings, catalog, registry, user))
+        result = estimate(job.process, build_services(settings, catalog, registry, user))
+        return {**result, **billing.estimate_billing(result, settings)}
 
     return await run_in_threadpool(run)

@@ -1,4 +1,5 @@
-"""Account management: GET /me, the authenticated user and the storage of the workspace."""
+"""Account management: GET /me, the authenticated user, the storage of the workspace and the
+compute allowance (processing/costs.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,30 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from terracube.api.deps import ActiveUser, OidcDep, UserWorkspace
+from terracube.api.deps import ActiveUser, BudgetsDep, OidcDep, SettingsDep, UserWorkspace
+from terracube.processing.costs import default_plan
 
 router = APIRouter(tags=["Account Management"])
 
 
 # Sync: FastAPI runs it in a worker thread, so summing up the workspace blocks no one.
 @router.get("/me", operation_id="describe-account")
-def describe_account(user: ActiveUser, workspace: UserWorkspace,
-                     oidc: OidcDep) -> dict[str, Any]:
-    # No budget applies: the key is left out (the schema allows no null there). `free` is
-    # the quota minus the files in the workspace (/files).
+def describe_account(user: ActiveUser, workspace: UserWorkspace, oidc: OidcDep,
+                     budgets: BudgetsDep, settings: SettingsDep) -> dict[str, Any]:
+    # `free` is the quota minus the files in the workspace (/files).
     storage = {"free": workspace.free(), "quota": workspace.quota}
     # People who sign in with OpenID Connect are shown with the name their provider gives.
     identity = oidc.identity_of(user.user_id) if oidc is not None else None
     name = (identity.name or identity.email or user.name) if identity is not None else user.name
-    return {"user_id": user.user_id, "name": name, "storage": storage, "links": []}
+    out: dict[str, Any] = {"user_id": user.user_id, "name": name, "storage": storage,
+                           "default_plan": default_plan(settings)}
+    allowance = budgets.allowance(user.user_id)
+    if allowance.remaining is not None:
+        # What an administrator granted (`terracube users budget`), in CPU-seconds per week;
+        # `budget` in the currency only where a rate turns CPU time into costs.
+        out["terracube:compute"] = allowance.to_json()
+        if settings.billing_rate > 0:
+            out["budget"] = round(allowance.remaining * settings.billing_rate, 6)
+    # Without a limit `budget` is left out (the schema allows no null there).
+    out["links"] = []
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from terracube import errors
 from terracube.api.deps import (
+    BudgetsDep,
     CatalogDep,
     CurrentUser,
     ExecutorDep,
@@ -23,11 +25,16 @@ from terracube.api.deps import (
     OptionalUser,
     RegistryDep,
     SettingsDep,
+    SyncLogsDep,
+    api_url,
 )
 from terracube.api.responses import FileDownload
 from terracube.api.user_limits import ConcurrencyLimiter
 from terracube.jobs.files import results_folder_of
 from terracube.jobs.requests import job_options
+from terracube.jobs.sync_logs import SyncLog
+from terracube.processing import costs as billing
+from terracube.processing.estimate import estimate_job
 from terracube.processing.outputs import compute_result as run_and_compute
 from terracube.processing.run import validate_process
 from terracube.processing.services import build_services
@@ -63,25 +70,66 @@ class TemporaryFileResponse(FileDownload):
              openapi_extra={"requestBody": _RESULT_BODY},
              response_class=FileResponse, responses={200: {"description": "The result file."}})
 async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBody,
-                         settings: SettingsDep,
-                         catalog: CatalogDep, registry: RegistryDep,
-                         executor: ExecutorDep, jobs: JobsDep,
-                         folders: FoldersDep) -> FileResponse:
-    """Run a process graph now and send its result as the response body."""
+                         settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
+                         executor: ExecutorDep, jobs: JobsDep, folders: FoldersDep,
+                         budgets: BudgetsDep, sync_logs: SyncLogsDep) -> FileResponse:
+    """Run a process graph now and send its result as the response body; its log (at or
+    above `log_level`) is linked from the `Link: <…>; rel="monitor"` header."""
     process = body.get("process")
     if not isinstance(process, dict) or not isinstance(process.get("process_graph"), dict):
         raise errors.ProcessGraphMissing(
             "The request body needs 'process': {\"process_graph\": {...}}.")
-    job_options(body)  # checked like a job's (log_level), nested or flat
-    services = build_services(settings, catalog, registry, user, executor=executor,
+    options = job_options(body)  # checked like a job's (log_level), nested or flat
+    billing.checked_plan(body.get("plan"), settings)
+    budget = billing.checked_budget(body.get("budget"))
+    await run_in_threadpool(budgets.check, user.user_id)
+    request_id = f"r-{uuid.uuid4().hex}"
+    log = SyncLog(options.get("log_level"), process.get("process_graph"))
+    services = build_services(settings, catalog, registry, user, executor=executor, log=log,
                               job_results=results_folder_of(jobs, folders, user.user_id))
-    with _sync_limiter(request, settings.max_sync_requests_per_user).slot(user.user_id):
-        # Computing blocks, so it runs in a worker thread, not on the event loop.
-        result = await run_in_threadpool(run_and_compute, process, services)
+    if budget is not None and settings.billing_rate > 0:
+        guess = await run_in_threadpool(estimate_job, process, services)
+        billing.check_budget(budget, billing.estimate_billing(guess, settings)["costs"],
+                             "this request")
+    log("debug", "Evaluating the process graph.")
+    # The server process's CPU time while the request computes (other requests computing at
+    # the same time count too; an external dask cluster's workers do not).
+    cpu_before, started = time.process_time(), time.monotonic()
+    try:
+        with _sync_limiter(request, settings.max_sync_requests_per_user).slot(user.user_id):
+            # Computing blocks, so it runs in a worker thread, not on the event loop.
+            result = await run_in_threadpool(run_and_compute, process, services)
+    except errors.OpenEOError as exc:
+        log("error", exc.message, code=exc.code)
+        raise
+    finally:
+        cpu = time.process_time() - cpu_before
+        usage = {"duration": {"value": round(time.monotonic() - started, 3), "unit": "seconds"},
+                 "cpu": {"value": round(cpu, 3), "unit": "cpu-seconds"}}
+        costs = billing.costs_of(usage, settings)
+        log("info", f"Done in {usage['duration']['value']:.1f} s (CPU {cpu:.1f} s); costs "
+                    f"{costs:g} {settings.billing_currency}.", usage=usage)
+        await run_in_threadpool(_account, budgets, sync_logs, user.user_id, request_id, log,
+                                cpu, costs)
+    logs_url = api_url(request, f"/logs/{request_id}")
     return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
                                  filename=result.filename,
-                                 headers={"OpenEO-Costs": "0",
-                                          "OpenEO-Identifier": f"r-{uuid.uuid4().hex}"})
+                                 headers={"OpenEO-Costs": billing.costs_header(costs),
+                                          "OpenEO-Identifier": request_id,
+                                          "Link": f'<{logs_url}>; rel="monitor"'})
+
+
+def _account(budgets: Any, sync_logs: Any, user_id: str, request_id: str, log: SyncLog,
+             cpu: float, costs: float) -> None:
+    budgets.record(user_id, "sync", request_id, cpu, costs)
+    sync_logs.save(request_id, user_id, log)
+
+
+@router.get("/logs/{request_id}", include_in_schema=False)
+def sync_request_logs(request_id: str, user: CurrentUser,
+                      sync_logs: SyncLogsDep) -> dict[str, Any]:
+    """The log of a synchronous request (the `monitor` link of its response); no parameters."""
+    return sync_logs.document(request_id, user.user_id)
 
 
 def _sync_limiter(request: Request, limit: int) -> ConcurrencyLimiter:

@@ -40,6 +40,7 @@ from terracube.jobs import documents as job_docs
 from terracube.jobs.logs import levels_from
 from terracube.jobs.requests import log_query
 from terracube.jobs.signing import ResultLinkInvalid, UrlSigner
+from terracube.processing.costs import default_plan
 from terracube.processing.run import check_structure, validate_process
 from terracube.processing.services import build_services
 from terracube.services.previews import preview_config, preview_process
@@ -146,6 +147,8 @@ def service_document(request: Request, record: dict[str, Any],
     doc.setdefault("configuration", {})
     doc.setdefault("attributes", {})
     doc.setdefault("costs", 0)
+    if doc.get("plan") is None:  # charged with the server's default plan (processing/costs.py)
+        doc["plan"] = default_plan(request.app.state.settings)
     return doc
 
 
