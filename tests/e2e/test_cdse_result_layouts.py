@@ -17,6 +17,7 @@ import rasterio
 import xarray as xr
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 from openeo.rest.conversions import timeseries_json_to_pandas  # noqa: E402
@@ -36,13 +37,7 @@ def con(server):
 
 def sample(sample_data_dir: Path, date: str, band: str) -> np.ndarray:
     """One band of one date of the sample collection in BOX, as stored (raw integers)."""
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"] == date]
-    with rasterio.open(folder / item["assets"][band]) as ds:
-        window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                              BOX["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths())
+    return sample_band(sample_data_dir, date, band, BOX)
 
 
 def field(x0: float, y0: float, size: float, name: str) -> dict:

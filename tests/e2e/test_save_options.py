@@ -6,13 +6,13 @@ schema that the API's process_json_schema accepts unambiguously."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import yaml
+from tests.support.data import sample_band
 from tests.support.paths import SHARED
 
 openeo = pytest.importorskip("openeo")
@@ -31,13 +31,8 @@ def con(server):
 
 
 def sample(sample_data_dir: Path, date: str, band: str) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"] == date]
-    with rasterio.open(folder / item["assets"][band]) as ds:
-        window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                              BOX["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths())
+    """One band of one date of the sample collection in BOX, as stored (raw integers)."""
+    return sample_band(sample_data_dir, date, band, BOX)
 
 
 def s2(con, bands=("B04", "B08"), extent=JUNE):

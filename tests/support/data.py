@@ -1,9 +1,15 @@
 """Data folders for tests that run the server or workers: each test gets its own folder
-(collections, jobs, users, database) that shares the session's generated sample data."""
+(collections, jobs, users, database) that shares the session's generated sample data; and the
+sample files read directly (rasterio), to compare results with."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.windows
 
 
 def data_dir_with_samples(folder: Path, sample_data_dir: Path) -> Path:
@@ -17,3 +23,15 @@ def data_dir_with_samples(folder: Path, sample_data_dir: Path) -> Path:
 def sqlite_url(folder: Path) -> str:
     """The URL of a SQLite database file in `folder`."""
     return f"sqlite:///{folder / 'terracube.db'}"
+
+
+def sample_band(sample_data_dir: Path, date: str, band: str, box: dict) -> np.ndarray:
+    """One band of one date (the item's `datetime`) of the generated Sentinel-2 sample in
+    `box` (west/south/east/north in the files' CRS), as stored (raw integers)."""
+    folder = sample_data_dir / "samples" / "sentinel2_l2a"
+    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
+               if i["datetime"] == date]
+    with rasterio.open(folder / item["assets"][band]) as ds:
+        window = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
+                                              box["north"], ds.transform)
+        return ds.read(1, window=window.round_offsets().round_lengths())
