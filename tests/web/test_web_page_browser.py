@@ -7,6 +7,7 @@ Screenshots go to the test's temporary output (printed at the end) — look at t
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PNG = b"\x89PNG\r\n\x1a\n"
 QUOTA = 5_000_000
+# Listed on the login box; never contacted (the page logs in with a password).
+SCHOOL_OIDC = {"id": "school", "issuer": "http://127.0.0.1:9/realms/school",
+               "title": "School account"}
 NDVI = {"process_graph": {
     "load": {"process_id": "load_collection", "arguments": {
         "id": "SENTINEL2_L2A",
@@ -49,7 +53,8 @@ def server(tmp_path_factory, sample_data_dir):
     set_admin(db, "teacher")
     db.dispose()
     srv = ServerProcess(data, {"TERRACUBE_STORAGE_QUOTA_BYTES": str(QUOTA),
-                               "TERRACUBE_WORKERS": "1"})
+                               "TERRACUBE_WORKERS": "1",
+                               "TERRACUBE_OIDC_PROVIDERS": json.dumps([SCHOOL_OIDC])})
     yield srv
     srv.stop()
 
@@ -120,10 +125,12 @@ def api_login(server, name: str, password: str) -> dict[str, str]:
 
 def test_log_in_and_see_the_collections(browser, shots):
     page = browser.page
+    page.wait_for_selector("#oidc li:has-text('School account')")  # GET /credentials/oidc
     page.fill("input[name=user]", "teacher")
     page.fill("input[name=password]", "wrong")
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#login-error:has-text('password')")
+    page.screenshot(path=str(shots / "web-login.png"))
     page.fill("input[name=password]", "teacher-pw")
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("[data-collection=SENTINEL2_L2A]")
