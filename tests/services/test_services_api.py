@@ -6,6 +6,7 @@ from the query string) and the service's logs."""
 from __future__ import annotations
 
 import io
+import json
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +16,8 @@ import numpy as np
 import pyproj
 import pytest
 import rasterio
+import rasterio.warp
+from affine import Affine
 from fastapi.testclient import TestClient
 from rasterio.errors import NotGeoreferencedWarning
 from tests.conftest import basic_login
@@ -268,6 +271,54 @@ def test_tiles_are_their_owners_unless_the_service_is_public(client, alice, bob)
     r = client.post(f"{API}/services", headers=alice, json={
         "type": "XYZ", "process": ndvi_graph(), "configuration": {"public": "yes"}})
     assert r.status_code == 400 and r.json()["code"] == "ServiceConfigInvalid"
+
+
+def independent_b04_tile(sample: Path, tile: morecantile.Tile, overview: int | None
+                         ) -> np.ndarray:
+    """B04 of 2022-06-07 read with rasterio (full resolution, or the file's overview level
+    `overview`), warped bilinearly onto the tile, stretched 0..3000 -> 0..255; NaN: none."""
+    folder = sample / "samples" / "sentinel2_l2a"
+    items = json.loads((folder / "items.json").read_text())["items"]
+    (item,) = [i for i in items if i["datetime"].startswith("2022-06-07")]
+    path = folder / item["assets"]["B04"]
+    with rasterio.open(path, **({} if overview is None else {"overview_level": overview})
+                       ) as ds:
+        values, transform, nodata = ds.read(1).astype("float32"), ds.transform, ds.nodata
+    b = TMS.xy_bounds(tile)
+    out = np.full((256, 256), np.nan, dtype="float32")
+    rasterio.warp.reproject(
+        values, out, src_transform=transform, src_crs="EPSG:32632", src_nodata=nodata,
+        dst_transform=Affine((b.right - b.left) / 256, 0, b.left, 0, -(b.top - b.bottom) / 256,
+                             b.top),
+        dst_crs="EPSG:3857", dst_nodata=np.nan, resampling=rasterio.warp.Resampling.bilinear)
+    return np.where(np.isfinite(out), np.round(np.clip(out / 3000, 0, 1) * 255), np.nan)
+
+
+def test_zoomed_out_tiles_read_the_cog_overviews(client, alice, app) -> None:
+    """A service on the whole collection (no spatial_extent: each tile is evaluated for its
+    own area): at zoom 12 a tile pixel (~26 m) is more than twice the 10 m of B04, so the
+    tile is read from the files' 20 m overview — it equals an independent rendering of that
+    overview and not one of the full-resolution pixels; at zoom 14 it is the full resolution."""
+    graph = {"process_graph": {"load": {"process_id": "load_collection", "result": True,
+                                        "arguments": {
+        "id": "SENTINEL2_L2A", "spatial_extent": None, "bands": ["B04"],
+        "temporal_extent": ["2022-06-07", "2022-06-08"]}}}}
+    sid = create(client, alice, process=graph, configuration={"rescale": [0, 3000]})
+    sample = app.state.settings.data_dir
+    for z, level in ((12, 0), (14, None)):
+        tile = centre_tile(z)
+        r = client.get(tile_url(sid, tile), headers=alice)
+        assert r.status_code == 200, r.text
+        got = rgba(r.content)
+        for overview in (0, None):
+            expected = independent_b04_tile(sample, tile, overview)
+            both = (got[3] == 255) & np.isfinite(expected)
+            assert both.sum() > (2000 if z == 12 else 30000)
+            close = (np.abs(got[0][both] - expected[both]) <= 1).mean()
+            if overview == level:
+                assert close > 0.99, (z, overview, close)
+            else:
+                assert close < 0.97, (z, overview, close)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 import threading
 import warnings
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from terracube import errors, executor
 from terracube.datacube.cube import RasterCube
 from terracube.datacube.grid import Grid, warp
 from terracube.engine.evaluate import Services
+from terracube.engine.optimize import catalog_bands, catalog_grids
 from terracube.processing.run import check_structure, evaluate_result
 from terracube.results.quicklook import parse_colormap
 
@@ -210,9 +212,10 @@ def check_tile(z: int, x: int, y: int, config: TileConfig) -> None:
 
 
 # --- the graph of one tile ---------------------------------------------------------------------
-def tile_process(process: dict[str, Any], grid: Grid) -> dict[str, Any]:
+def tile_process(process: dict[str, Any], grid: Grid, catalog: Any = None) -> dict[str, Any]:
     """The process graph of one tile: the result (or the data a save_result result node
-    saves) filtered to the tile's bounds plus a margin, in EPSG:3857."""
+    saves) filtered to the tile's bounds plus a margin, in EPSG:3857; with the `catalog`,
+    loads read at the tile's resolution at low zooms (read_overviews)."""
     graph = copy.deepcopy(check_structure(process))
     result_id = next(nid for nid, node in graph.items() if node.get("result"))
     result = graph[result_id]
@@ -229,9 +232,109 @@ def tile_process(process: dict[str, Any], grid: Grid) -> dict[str, Any]:
     graph[node_id] = {"process_id": "filter_bbox", "result": True, "arguments": {
         "data": data, "extent": {"west": left - pad, "south": bottom - pad, "east": right + pad,
                                  "north": top + pad, "crs": "EPSG:3857"}}}
+    if catalog is not None:
+        read_overviews(graph, grid, catalog, pad)
     return {**({} if "process_graph" not in process else
                {k: v for k, v in process.items() if k != "process_graph"}),
             "process_graph": graph}
+
+
+# A load is read at the tile's resolution (from the files' overviews) once a tile pixel is at
+# least this many times coarser than the collection's finest band: the rule resample_spatial
+# follows (engine/processes/resample.py), and below it full-resolution pixels are cheap enough.
+OVERVIEW_FACTOR = 2
+
+
+def read_overviews(graph: dict[str, Any], grid: Grid, catalog: Any, pad: float) -> list[str]:
+    """At low zooms, each load_collection of a tile's graph is restricted to the tile (its
+    own extent intersected, so its edges stay where the user put them) and followed by a
+    resample_spatial (nearest) onto the tile's pixel size in the collection's CRS: the
+    loader then reads the COG overviews, as for a coarse resample_spatial, instead of every
+    full-resolution pixel under a zoomed-out tile. Changes `graph`; the ids of the loads
+    read so."""
+    grids, bands_of = catalog_grids(catalog), catalog_bands(catalog)
+    left, bottom, right, top = grid.bounds
+    done = []
+    for nid, node in list(graph.items()):
+        if node.get("process_id") != "load_collection":
+            continue
+        found, bands = grids(node), bands_of(node)
+        if found is None or not bands:
+            continue
+        wanted = node.get("arguments", {}).get("bands")
+        wanted = wanted if isinstance(wanted, list) and wanted else list(bands)
+        resolutions = [bands.get(b) for b in wanted if isinstance(b, str)]
+        if not resolutions or any(r is None for r in resolutions):
+            continue  # a band of unknown resolution: no safe coarser grid
+        finest = min(r for r in resolutions if r is not None)
+        try:
+            crs = pyproj.CRS.from_user_input(found[0])
+            x0, y0, x1, y1 = rasterio.warp.transform_bounds(
+                WEB_MERCATOR.to_wkt(), crs.to_wkt(), left - pad, bottom - pad, right + pad,
+                top + pad, densify_pts=21)
+            tx0, ty0, tx1, ty1 = rasterio.warp.transform_bounds(
+                WEB_MERCATOR.to_wkt(), crs.to_wkt(), left, bottom, right, top, densify_pts=21)
+        except Exception:  # noqa: BLE001 - the evaluation reports unreadable CRSs
+            continue
+        tile_pixel = min(tx1 - tx0, ty1 - ty0) / grid.width
+        if not tile_pixel >= OVERVIEW_FACTOR * finest:
+            continue
+        # The overview level at or finer than a tile pixel: COG overviews halve the
+        # resolution level by level; the box is snapped to that level's lattice (files lie on
+        # round coordinates) so that the read takes the overview's own pixels.
+        target = finest * 2 ** math.floor(math.log2(tile_pixel / finest))
+        x0, y0 = math.floor(x0 / target) * target, math.floor(y0 / target) * target
+        x1, y1 = math.ceil(x1 / target) * target, math.ceil(y1 / target) * target
+        box = _intersect(node["arguments"].get("spatial_extent"), (x0, y0, x1, y1), crs)
+        if box is None:
+            continue
+        node["arguments"]["spatial_extent"] = box
+        rid = f"{nid}_overview"
+        while rid in graph:
+            rid += "_"
+        _repoint(graph, nid, rid)
+        graph[rid] = {"process_id": "resample_spatial", "arguments": {
+            "data": {"from_node": nid}, "resolution": target, "method": "near"}}
+        done.append(nid)
+    return done
+
+
+def _intersect(extent: Any, box: tuple[float, float, float, float],
+               crs: pyproj.CRS) -> dict[str, Any] | None:
+    """The load's spatial_extent cut to `box` (in `crs`), in the extent's own CRS; None if
+    the extent is not a plain box (then the load is left as it is)."""
+    if extent is None:
+        return {"west": box[0], "south": box[1], "east": box[2], "north": box[3],
+                "crs": crs.to_wkt()}
+    if not isinstance(extent, dict) or not all(
+            _is_number(extent.get(k)) for k in ("west", "south", "east", "north")):
+        return None
+    try:
+        own = pyproj.CRS.from_user_input(extent.get("crs") or 4326)
+        w, s, e, n = rasterio.warp.transform_bounds(crs.to_wkt(), own.to_wkt(), *box,
+                                                    densify_pts=21)
+    except Exception:  # noqa: BLE001
+        return None
+    return {**extent, "west": max(extent["west"], w), "south": max(extent["south"], s),
+            "east": min(extent["east"], e), "north": min(extent["north"], n)}
+
+
+def _repoint(graph: dict[str, Any], old: str, new: str) -> None:
+    """Every {"from_node": old} among the graph's node arguments (not inside child process
+    graphs, whose node ids are their own) becomes {"from_node": new}."""
+    def swap(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get("from_node") == old and len(value) == 1:
+                return {"from_node": new}
+            if "process_graph" in value:
+                return value
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    for node in graph.values():
+        node["arguments"] = swap(node.get("arguments", {}))
 
 
 def load_footprint(process: dict[str, Any]) -> tuple[float, float, float, float] | None:
@@ -294,7 +397,7 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
         key = (*cube_key, json.dumps(bound, sort_keys=True, default=str))
         value = cubes.get_or_make(key, lambda: evaluate_result(process, services, bound))
     else:
-        value = evaluate_result(tile_process(process, grid), services, bound)
+        value = evaluate_result(tile_process(process, grid, services.catalog), services, bound)
     xd = value.x_dim if isinstance(value, RasterCube) else None
     yd = value.y_dim if isinstance(value, RasterCube) else None
     if xd is None or yd is None:
