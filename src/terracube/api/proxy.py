@@ -4,7 +4,8 @@
 rest of the app, Starlette's `request.base_url` and `api/deps.py`'s URL helpers, expect:
 
 - `root_path` is the public path prefix (TERRACUBE_ROOT_PATH, or a trusted proxy's
-  `X-Forwarded-Prefix`), and `path` starts with it (the ASGI convention Starlette routes by);
+  `X-Forwarded-Prefix`), and `path` starts with it (the ASGI convention Starlette routes by),
+  whether the proxy stripped the prefix before forwarding or not;
 - from a peer listed in TERRACUBE_FORWARDED_ALLOW_IPS only: `X-Forwarded-Proto` sets the
   scheme, `X-Forwarded-Host` the Host header, `X-Forwarded-For` the client address (the
   login rate limit counts per client), `X-Forwarded-Prefix` the root path. From any other peer
@@ -118,6 +119,11 @@ class ProxyMiddleware:
             origin = f"{_http(scheme)}://{host}" if host else _socket_origin(scope, scheme)
         else:
             origin = _socket_origin(scope, scheme)
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            # A proxy that forwards the prefix instead of stripping it (nginx without the
+            # trailing /, jupyter-server-proxy's /proxy/absolute/): the same request.
+            path = path[len(prefix):] or "/"
+            raw_path = raw_path[len(prefix.encode()):] or b"/"
         scope["root_path"] = prefix
         scope["path"] = prefix + path
         scope["raw_path"] = prefix.encode() + raw_path
