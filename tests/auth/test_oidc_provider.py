@@ -53,9 +53,10 @@ def providers():
     except Exception:
         main.stop()
         raise
-    yield {"main": main, "short": short}
-    main.stop()
-    short.stop()
+    running = {"main": main, "short": short}
+    yield running
+    for process in running.values():  # a test may have restarted one
+        process.stop()
 
 
 def provider_settings(providers) -> list[dict]:
@@ -227,6 +228,9 @@ def test_the_same_person_gets_the_same_account_and_workspace(server, tmp_path):
     opaque = password_login(server, "bob", client_id="opaque-cli", secret="opaque-secret")
     assert not bearer(opaque).startswith("oidc/main/ey")
     assert opaque.describe_account()["user_id"] == "bob"
+    # an account of OpenID Connect has no password: basic login is refused
+    r = httpx.get(f"{server.api}credentials/basic", auth=("bob", ""))
+    assert (r.status_code, r.json()["code"]) == (403, "CredentialsInvalid")
 
 
 def test_a_name_of_a_basic_account_is_not_taken_over(server):
@@ -295,6 +299,19 @@ def test_client_without_refresh_token_sees_the_expiry(server):
     with pytest.raises(OpenEoApiError) as e:
         con.describe_account()
     assert (e.value.http_status_code, e.value.code) == (403, "TokenInvalid")
+
+
+def test_new_signing_keys_are_fetched_and_old_tokens_refused(server, providers):
+    old = password_login(server, "erin", provider="short")
+    old_token = bearer(old)
+    user_id = old.describe_account()["user_id"]
+    providers["short"] = providers["short"].restarted()  # same issuer, a new key
+    time.sleep(10)  # keys are fetched again for an unknown key id at most every 10 s
+    new = password_login(server, "erin", provider="short")
+    assert new.describe_account()["user_id"] == user_id  # the same person, the same account
+    status, body = error_of(server, old_token)
+    assert (status, body["code"]) == (403, "TokenInvalid")
+    assert "not signed by a key" in body["message"]
 
 
 # --- the official suite's wp4 --------------------------------------------------------------------

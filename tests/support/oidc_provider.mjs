@@ -10,7 +10,7 @@
 // OIDC_CLIENTS: [{"client_id", "client_secret"?, "grant_types", "opaque"?}] — a client with
 // "opaque": true gets opaque access tokens (checked by terracube at the userinfo endpoint).
 // People: any login name signs in through the provider's development login pages (the test
-// drives them); "alice"/"alice-password" and "bob"/"bob-password" for the password grant.
+// drives them); for the password grant, the password of NAME is "NAME-password".
 // The login name is the subject (`sub`).
 import crypto from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -27,7 +27,6 @@ const ttl = Number(process.env.OIDC_ACCESS_TOKEN_TTL || 300);
 const clients = JSON.parse(process.env.OIDC_CLIENTS || '[]');
 const opaqueClients = new Set(clients.filter((c) => c.opaque).map((c) => c.client_id));
 
-const PASSWORDS = { alice: 'alice-password', bob: 'bob-password' };
 
 // Fresh signing keys per process: tokens of another provider process never verify here.
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -107,7 +106,7 @@ provider.registerGrantType('password', async (ctx) => {
   if (!client.grantTypeAllowed('password')) {
     throw new errors.UnauthorizedClient('the password grant is not allowed for this client');
   }
-  if (!params.username || PASSWORDS[params.username] !== params.password) {
+  if (!params.username || params.password !== `${params.username}-password`) {
     throw new errors.InvalidGrant('wrong user name or password');
   }
   const a = account(params.username);

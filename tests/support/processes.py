@@ -203,6 +203,13 @@ class HttpServerProcess(ChildProcess):
         super().__init__([sys.executable, *program, "--port", str(self.port)], log_path,
                          cwd=REPO, ready_url=self.url + ready_path, timeout=timeout)
 
+    def restarted(self) -> OidcProviderProcess:
+        """Stop it and start it again on the same port: same issuer, new signing key (and
+        every token it issued is forgotten), as after a key rotation."""
+        self.stop()
+        return OidcProviderProcess(self.clients, audience=self.audience, ttl=self.ttl,
+                                   port=self.port)
+
     def stop(self, timeout: float = 10) -> None:
         super().stop(timeout)
 
@@ -253,11 +260,13 @@ class OidcProviderProcess(ChildProcess):
 
     name = "oidc-provider"
 
-    def __init__(self, clients: list[dict], *, audience: str, ttl: int = 300) -> None:
+    def __init__(self, clients: list[dict], *, audience: str, ttl: int = 300,
+                 port: int | None = None) -> None:
         module = oidc_provider_module()
         if module is None:
             raise RuntimeError("node-oidc-provider is not installed (see the Makefile)")
-        self.port = free_port()
+        self.clients, self.audience, self.ttl = clients, audience, ttl
+        self.port = port or free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "OIDC_PROVIDER_MODULE": str(module), "OIDC_PORT": str(self.port),
                "OIDC_AUDIENCE": audience, "OIDC_ACCESS_TOKEN_TTL": str(ttl),
@@ -265,6 +274,13 @@ class OidcProviderProcess(ChildProcess):
         super().__init__(["node", str(Path(__file__).with_name("oidc_provider.mjs"))],
                          env=env, ready_url=f"{self.issuer}/.well-known/openid-configuration",
                          timeout=60)
+
+    def restarted(self) -> OidcProviderProcess:
+        """Stop it and start it again on the same port: same issuer, new signing key (and
+        every token it issued is forgotten), as after a key rotation."""
+        self.stop()
+        return OidcProviderProcess(self.clients, audience=self.audience, ttl=self.ttl,
+                                   port=self.port)
 
     def stop(self, timeout: float = 10) -> None:
         super().stop(timeout)
