@@ -203,13 +203,6 @@ class HttpServerProcess(ChildProcess):
         super().__init__([sys.executable, *program, "--port", str(self.port)], log_path,
                          cwd=REPO, ready_url=self.url + ready_path, timeout=timeout)
 
-    def restarted(self) -> OidcProviderProcess:
-        """Stop it and start it again on the same port: same issuer, new signing key (and
-        every token it issued is forgotten), as after a key rotation."""
-        self.stop()
-        return OidcProviderProcess(self.clients, audience=self.audience, ttl=self.ttl,
-                                   port=self.port)
-
     def stop(self, timeout: float = 10) -> None:
         super().stop(timeout)
 
