@@ -186,9 +186,10 @@ def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
                                  settings.job_retention_days)
     item["links"] = [*item.get("links", []), *result_xyz_links(request, job, signer)]
     geojson = "application/geo+json" in request.headers.get("accept", "")
-    costs = billing.costs_header(billing.costs_of(job.usage, settings))
+    # OpenEO-Costs here is what downloading the files once costs (the API): downloads are
+    # never charged, so 0 (the job's processing costs are in GET /jobs/{job_id}).
     return JSONResponse(item, media_type="application/geo+json" if geojson
-                        else "application/json", headers={"OpenEO-Costs": costs})
+                        else "application/json", headers={"OpenEO-Costs": "0"})
 
 
 @router.api_route("/jobs/{job_id}/results/assets/{asset}", methods=["GET", "HEAD"],

@@ -91,26 +91,28 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
         guess = await run_in_threadpool(estimate_job, process, services)
         billing.check_budget(budget, billing.estimate_billing(guess, settings)["costs"],
                              "this request")
-    log("debug", "Evaluating the process graph.")
-    # The server process's CPU time while the request computes (other requests computing at
-    # the same time count too; an external dask cluster's workers do not).
-    cpu_before, started = time.process_time(), time.monotonic()
-    try:
-        with _sync_limiter(request, settings.max_sync_requests_per_user).slot(user.user_id):
+    # Over the per-user limit of concurrent requests: 429 before anything is logged or counted.
+    with _sync_limiter(request, settings.max_sync_requests_per_user).slot(user.user_id):
+        log("debug", "Evaluating the process graph.")
+        # The server process's CPU time while the request computes (other requests computing
+        # at the same time count too; an external dask cluster's workers do not).
+        cpu_before, started = time.process_time(), time.monotonic()
+        try:
             # Computing blocks, so it runs in a worker thread, not on the event loop.
             result = await run_in_threadpool(run_and_compute, process, services)
-    except errors.OpenEOError as exc:
-        log("error", exc.message, code=exc.code)
-        raise
-    finally:
-        cpu = time.process_time() - cpu_before
-        usage = {"duration": {"value": round(time.monotonic() - started, 3), "unit": "seconds"},
-                 "cpu": {"value": round(cpu, 3), "unit": "cpu-seconds"}}
-        costs = billing.costs_of(usage, settings)
-        log("info", f"Done in {usage['duration']['value']:.1f} s (CPU {cpu:.1f} s); costs "
-                    f"{costs:g} {settings.billing_currency}.", usage=usage)
-        await run_in_threadpool(_account, budgets, sync_logs, user.user_id, request_id, log,
-                                cpu, costs)
+        except errors.OpenEOError as exc:
+            log("error", exc.message, code=exc.code)
+            raise
+        finally:
+            cpu = time.process_time() - cpu_before
+            usage = {"duration": {"value": round(time.monotonic() - started, 3),
+                                  "unit": "seconds"},
+                     "cpu": {"value": round(cpu, 3), "unit": "cpu-seconds"}}
+            costs = billing.costs_of(usage, settings)
+            log("info", f"Done in {usage['duration']['value']:.1f} s (CPU {cpu:.1f} s); costs "
+                        f"{costs:g} {settings.billing_currency}.", usage=usage)
+            await run_in_threadpool(_account, budgets, sync_logs, user.user_id, request_id,
+                                    log, cpu, costs)
     logs_url = api_url(request, f"/logs/{request_id}")
     return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
                                  filename=result.filename,
