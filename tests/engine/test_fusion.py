@@ -177,14 +177,18 @@ def test_fused_apply_equals_process_by_process(services, name):
     assert_same(fused, plain)
 
 
-def test_mask_with_a_fused_cloud_mask(services):
-    """W2's shape: the mask of a fused reducer, replacement default and a number."""
+@pytest.mark.parametrize("name", ["w2 cloud mask", "comparison result in arithmetic",
+                                  "is_nodata", "w1 ndvi", "logic straight on values"])
+def test_mask_with_a_fused_mask_cube(services, name):
+    """W2's shape: the mask of a fused reducer (three-valued, numbers with no-data, bools),
+    replacement default and a number."""
     data = cube()
+    reducer = REDUCERS[name]
     for replacement in (None, 0):
         results = []
         for enabled in (True, False):
             g = {"cloud": {"process_id": "reduce_dimension", "arguments": {
-                    "data": p("cube"), "dimension": "bands", "reducer": CLOUD}},
+                    "data": p("cube"), "dimension": "bands", "reducer": reducer}},
                  "m": {"process_id": "mask", "arguments": {
                      "data": p("cube"), "mask": n("cloud"), "replacement": replacement},
                      "result": True}}
@@ -194,6 +198,10 @@ def test_mask_with_a_fused_cloud_mask(services):
                 with fusion.disabled():
                     results.append(Evaluator(services).run(g, {"cube": data}))
         assert_same(*results)
+        # the mask read the fused function's truth mask (bool), not the float cube
+        names = list(results[0].data.data.dask.layers)
+        assert any(name.startswith("truth-") for name in names), names
+        assert not any(name.startswith("truth-") for name in results[1].data.data.dask.layers)
 
 
 def test_callbacks_that_are_not_pixel_wise_are_not_fused(services):

@@ -125,6 +125,20 @@ class _Node:
     inputs: list[Any]  # node ids (str) or constants wrapped as ("const", value)
 
 
+# The attrs key under which a cube made by a fused function keeps how it was made
+# (`FusedCube`), so that `mask` can ask the function for its truth mask directly.
+FUSED = "fused_function"
+
+
+@dataclass(frozen=True)
+class FusedCube:
+    """Valid only while the cube's data is still the dask array named `name`."""
+
+    name: str
+    function: FusedFunction
+    inputs: tuple[Any, ...]  # the dask arrays of the function's bands
+
+
 class FusedFunction:
     """A callback compiled to a function of numpy blocks: `__call__(*band_blocks)`.
 
@@ -144,15 +158,30 @@ class FusedFunction:
         # (60 ms per request for the README example); the compiled graph names it.
         return self.key
 
-    def __call__(self, *blocks: np.ndarray) -> np.ndarray:
+    def _evaluate(self, blocks: tuple[np.ndarray, ...]) -> Any:
         block = _Block(dict(zip(self.bands, blocks)))
         values: dict[str, Any] = {}
+        for nid in self.order:
+            node = self.nodes[nid]
+            args = [values[i] if isinstance(i, str) else i[1] for i in node.inputs]
+            values[nid] = node.op(block, args)
+        return values[self.result]
+
+    def __call__(self, *blocks: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            for nid in self.order:
-                node = self.nodes[nid]
-                args = [values[i] if isinstance(i, str) else i[1] for i in node.inputs]
-                values[nid] = node.op(block, args)
-            return np.asarray(_materialise(values[self.result]))
+            return np.asarray(_materialise(self._evaluate(blocks)))
+
+    def truth(self, *blocks: np.ndarray) -> np.ndarray:
+        """Where the result is true: non-zero and not no-data, as `mask` reads a mask cube
+        (`(m != 0) & notnull(m)`), without making the 1.0 / 0.0 / NaN float array first."""
+        with np.errstate(all="ignore"):
+            value = self._evaluate(blocks)
+            if isinstance(value, _Bool):
+                return np.asarray(value.v if value.nodata is None else value.v & ~value.nodata)
+            a = value.a
+            if a.dtype.kind == "b":
+                return np.asarray(a)
+            return np.asarray((a != 0) & ~np.isnan(a))
 
 
 # --- process implementations (same numpy calls as the processes) --------------------------------

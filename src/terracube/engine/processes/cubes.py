@@ -140,7 +140,7 @@ def apply(data: RasterCube, process: Callback, context: Any = None) -> RasterCub
     cube = nodata_as_nan(data)
     fused = _fused(cube.data, None, process, context)
     if fused is not None:
-        return cube.with_data(fused, cube.dimensions)
+        return _with_fused(cube, fused, cube.dimensions)
     result = process(x=cube.data, context=context)
     return cube.with_data(conform(result, cube.data, "process"), cube.dimensions)
 
@@ -152,12 +152,19 @@ def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
     require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     template = _template_without(cube.data, dimension)
-    reduced = _fused(cube.data, dimension, reducer, context)
-    if reduced is None:
-        result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
-        reduced = conform(result, template, "reducer")
     dims = tuple(d for d in cube.dimensions if d.name != dimension)
+    fused = _fused(cube.data, dimension, reducer, context)
+    if fused is not None:
+        return _with_fused(cube, fused, dims)
+    result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
+    reduced = conform(result, template, "reducer")
     return cube.with_data(reduced, dims)
+
+
+def _with_fused(cube: RasterCube, fused: tuple[xr.DataArray, fusion.FusedCube],
+                dims: tuple[Dimension, ...]) -> RasterCube:
+    data, made = fused
+    return cube.with_data(data, dims, attrs={**cube.attrs, fusion.FUSED: made})
 
 
 # Probe values for checking a fused callback against the real one: no-data, zero, the usual
@@ -167,7 +174,7 @@ _PROBE = np.array([np.nan, 0, 1, 2, 3, 4, 8, 9, 10, 11, -1, -2.5, 0.5, 1e4, np.i
 
 
 def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
-           context: Any) -> xr.DataArray | None:
+           context: Any) -> tuple[xr.DataArray, fusion.FusedCube] | None:
     """The callback as one function per chunk (engine/fusion.py), or None.
 
     `dimension`: reduce_dimension's reduced dimension (the callback gets `data`); None:
@@ -212,15 +219,28 @@ def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
         return None
     data = values.data
     if dimension is None:
-        out = dsa.map_blocks(function, data, dtype=expected_values.dtype)
+        inputs = [data]
         template = values
     else:
         axis = values.get_axis_num(dimension)
         index = (slice(None),) * axis
         inputs = [data[(*index, p)] for p in function.bands]
-        out = dsa.map_blocks(function, *inputs, dtype=expected_values.dtype)
         template = _template_without(values, dimension)
-    return xr.DataArray(out, dims=template.dims, coords=template.coords, name=template.name)
+    out = dsa.map_blocks(function, *inputs, dtype=expected_values.dtype)
+    made = fusion.FusedCube(out.name, function, tuple(inputs))
+    return xr.DataArray(out, dims=template.dims, coords=template.coords,
+                        name=template.name), made
+
+
+def _fused_truth(mask: RasterCube) -> xr.DataArray | None:
+    """Where a mask cube made by a fused function is true, straight from the function."""
+    made = mask.attrs.get(fusion.FUSED)
+    data = mask.data
+    if not isinstance(made, fusion.FusedCube) or mask.nodata is not None or \
+            not isinstance(data.data, dsa.Array) or data.data.name != made.name:
+        return None
+    truth = dsa.map_blocks(made.function.truth, *made.inputs, dtype=bool)
+    return xr.DataArray(truth, dims=data.dims, coords=data.coords, name=data.name)
 
 
 def _values_along_axis(result: Any, template: xr.DataArray, what: str) -> xr.DataArray:
@@ -436,7 +456,9 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
             raise pe.IncompatibleDataCubes(
                 f"The labels of dimension '{md.name}' differ between the mask and the data cube.",
                 argument="mask")
-    m = mask.data
+    m = _fused_truth(mask)
+    if m is None:
+        m = mask.data
     if m.dtype.kind != "b":
         valid = m.notnull() if m.dtype.kind in "fcO" else True
         m = (m != 0) & valid
