@@ -11,6 +11,7 @@ the files are written to, and sends one file, or a tar of all files when there a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -108,6 +109,12 @@ def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, 
                 "The computation ran out of memory while writing the result; use a smaller "
                 "extent, fewer dates or fewer bands (or a batch job).", node_id=node_id) from None
         except Exception as exc:
+            if _disk_full(exc, folder):  # the server's storage, not a bug: say so (issue 16)
+                log.error("writing output %d (node %s): the disk is full", index + 1, node_id)
+                raise errors.StorageFailure(
+                    "Writing the result failed: the server's storage for results is full (No "
+                    "space left on device). Nothing of this result is kept; start the job "
+                    "again later, or tell the administrator.", node_id=node_id) from exc
             # A bug of ours, not the user's: logged, and an error id the user can quote.
             error = errors.Internal("", node_id=node_id)
             error.args = (f"Computing and writing the result failed in the back-end; please "
@@ -123,6 +130,29 @@ def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, 
         if progress is not None:
             progress(index, 1.0)
     return done
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether `exc` (or what caused it) is a full disk or quota: an OSError saying so, or
+    a write error (GDAL's drivers lose the errno: "TIFFAppendToStrip: Write error") while the
+    folder's file system has (next to) no space left."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        if "write error" in text.lower() and free is not None and free < 64 * 1024**2:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return free is not None and free < 1024**2
 
 
 @contextlib.contextmanager

@@ -1,0 +1,84 @@
+"""Faults while jobs run (issue 16), against a real `terracube serve` with a worker: the disk
+holding the job results fills up mid-job. Every job ends truthfully (the one that could not
+write its results is `error`, with a log entry that says why), nothing finished is lost, and
+the job runs again once there is room."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import openeo
+import pytest
+from tests.jobs.job_graphs import ndvi_graph
+from tests.support.processes import ServerProcess, wait_for
+
+VOLUME_BYTES = 4 * 1024 * 1024
+
+
+@pytest.fixture
+def small_results_volume(data_dir: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted as data_dir/jobs (root only; skipped otherwise)."""
+    jobs = data_dir / "jobs"
+    jobs.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small volume for the results needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={VOLUME_BYTES},mode=0700",
+                              "tmpfs", str(jobs)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield jobs
+    finally:
+        subprocess.run(["umount", "-l", str(jobs)], check=False)
+
+
+def fill(volume: Path, leave: int) -> Path:
+    """Fill the volume up to `leave` free bytes with one file; returns it."""
+    filler = volume / "filler"
+    free = os.statvfs(volume).f_bavail * os.statvfs(volume).f_frsize
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def data_files(paths: list[Path]) -> dict[str, bytes]:
+    """The result files (not the metadata, whose signed links differ at each request)."""
+    return {p.name: p.read_bytes() for p in paths if p.suffix != ".json"}
+
+
+def wait_stopped(job: openeo.BatchJob) -> str:
+    return wait_for(lambda: (s := job.status()) in ("finished", "error", "canceled") and s,
+                    timeout=300, interval=0.5, what=f"job {job.job_id} to end")
+
+
+def test_a_full_results_disk_fails_the_job_truthfully_and_loses_nothing(
+        data_dir, small_results_volume, start_server, tmp_path):
+    server: ServerProcess = start_server(data_dir, {"TERRACUBE_WORKERS": "1"})
+    con = openeo.connect(server.api).authenticate_basic("alice", "wonderland")
+
+    done = con.create_job(ndvi_graph())
+    done.start()
+    assert wait_stopped(done) == "finished"
+    first = done.get_results().download_files(tmp_path / "first")
+    before = data_files(first)
+
+    filler = fill(small_results_volume, leave=4096)
+    full = con.create_job(ndvi_graph("GTiff"))
+    full.start()
+    assert wait_stopped(full) == "error"
+    messages = " ".join(entry["message"] for entry in full.logs(level="error"))
+    assert "storage for results is full (No space left on device)" in messages, messages
+    assert full.describe()["progress"] < 100
+
+    # The finished job's results are untouched.
+    again = done.get_results().download_files(tmp_path / "again")
+    assert data_files(again) == before and before
+
+    # With room again, the failed job runs.
+    filler.unlink()
+    full.start()
+    assert wait_stopped(full) == "finished"
+    assert full.get_results().download_files(tmp_path / "full")
