@@ -7,8 +7,8 @@ rest of the app, Starlette's `request.base_url` and `api/deps.py`'s URL helpers,
   `X-Forwarded-Prefix`), and `path` starts with it (the ASGI convention Starlette routes by),
   whether the proxy stripped the prefix before forwarding or not;
 - from a peer listed in TERRACUBE_FORWARDED_ALLOW_IPS only: `X-Forwarded-Proto` sets the
-  scheme, `X-Forwarded-Host` the Host header, `X-Forwarded-For` the client address (the
-  login rate limit counts per client), `X-Forwarded-Prefix` the root path. From any other peer
+  scheme, `X-Forwarded-Host` the Host header, `X-Forwarded-For` the client address (changed
+  in place: uvicorn's access log shows it), `X-Forwarded-Prefix` the root path. From any other peer
   these headers are ignored: a client cannot make the server emit links to another host.
 - `scope[ORIGIN_KEY]` is the origin (scheme://host[:port]) that links which must not follow an
   untrusted Host header (signed result links, docs/administration/proxy.md) are built from:
@@ -89,7 +89,6 @@ class ProxyMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        scope = dict(scope)
         headers: dict[str, str] = {}
         for key, value in scope.get("headers") or ():
             headers.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
