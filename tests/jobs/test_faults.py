@@ -1,18 +1,20 @@
 """Faults while jobs run (issue 16), against a real `terracube serve` with a worker: the disk
-holding the job results fills up mid-job. Every job ends truthfully (the one that could not
-write its results is `error`, with a log entry that says why), nothing finished is lost, and
-the job runs again once there is room."""
+holding the job results fills up mid-job (the job is `error`, with a log entry that says why,
+nothing finished is lost, and the job runs again once there is room); another process holds
+the database locked longer than the server waits (the job still ends `finished`)."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import openeo
 import pytest
-from tests.jobs.job_graphs import ndvi_graph
+from tests.jobs.job_graphs import ndvi_graph, slow_graph
 from tests.support.processes import ServerProcess, wait_for
 
 VOLUME_BYTES = 4 * 1024 * 1024
@@ -82,3 +84,30 @@ def test_a_full_results_disk_fails_the_job_truthfully_and_loses_nothing(
     full.start()
     assert wait_stopped(full) == "finished"
     assert full.get_results().download_files(tmp_path / "full")
+
+
+def test_a_locked_database_during_a_job_still_ends_it_truthfully(data_dir, start_server,
+                                                                 tmp_path):
+    """Another process holds the SQLite database locked for longer than the server waits
+    (busy timeout 30 s) while a job runs: the job still ends `finished` afterwards (re-run if
+    its worker had to give it up), with one set of results, and the API answers again."""
+    server: ServerProcess = start_server(data_dir, {
+        "TERRACUBE_WORKERS": "1", "TERRACUBE_JOB_HEARTBEAT_TIMEOUT_SECONDS": "10"})
+    con = openeo.connect(server.api).authenticate_basic("alice", "wonderland")
+    job = con.create_job(slow_graph(0.25))
+    job.start()
+    wait_for(lambda: job.status() == "running", timeout=120, what="the job to run")
+    holder = sqlite3.connect(data_dir / "terracube.db", timeout=60, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        time.sleep(35)  # beyond SQLite's busy timeout of 30 s (db.py)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert wait_stopped(job) == "finished"
+    files = job.get_results().download_files(tmp_path / "results")
+    assert [p.name for p in files if p.suffix == ".nc"] == ["openEO.nc"]
+    with sqlite3.connect(data_dir / "terracube.db") as db:
+        (status,) = db.execute("SELECT status FROM jobs WHERE job_id = ?",
+                               (job.job_id,)).fetchone()
+    assert status == "finished"
