@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from run import tree_cpu_s  # bench/run.py, beside this script
 
 from terracube.engine.udf_sandbox import UdfLimits, UdfPool, sandbox_problem
 
@@ -34,29 +35,6 @@ def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
 
 # (t, bands, y, x) of a block: tiny, a UDF block of the small test cubes, a W1 block
 SHAPES = [(1, 1, 16, 16), (12, 2, 64, 64), (24, 2, 256, 256), (24, 2, 512, 512)]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def tree_cpu_s(pid: int) -> float:
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            pass
-        todo += _children(p)
-    return total
 
 
 def block(shape: tuple[int, ...]) -> xr.DataArray:
