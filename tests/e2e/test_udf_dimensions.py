@@ -174,6 +174,15 @@ def test_apply_neighborhood_gives_the_neighbourhood_with_its_overlap(con, tmp_pa
     assert np.all(got == 12_000_000 + 18 * 1000 + 18)
 
 
+def test_a_neighbourhood_larger_than_the_cube_is_one_call(con, tmp_path) -> None:
+    cube = load(con, ["B04"]).apply_neighborhood(
+        openeo.UDF(SHAPE, runtime="Python"),
+        size=[{"dimension": "x", "value": 64, "unit": "px"},
+              {"dimension": "y", "value": 64, "unit": "px"}], overlap=[])
+    got = download(cube, tmp_path)["B04"].values
+    assert np.all(got == 12_000_000 + 30 * 1000 + 30)  # not blocks of 16
+
+
 def test_apply_polygon_gives_each_polygon_in_one_call(con, tmp_path) -> None:
     # two polygons: 10 x 10 pixels and 20 x 20 pixels (larger than a block of 16)
     polygons = {"type": "FeatureCollection", "features": [

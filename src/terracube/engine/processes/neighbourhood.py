@@ -294,7 +294,8 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
     whole = [len(c) == 1 for c in chunks]
     if all(whole) and not any(depth):
         # One neighbourhood holds everything: a single call on the whole lazy cube.
-        out = callback_cube(process(data=data, context=context), data.data)
+        with udf_whole_pieces():
+            out = callback_cube(process(data=data, context=context), data.data)
         return data.with_data(out.assign_coords(data.data.coords))
     long = [i for i, c in enumerate(chunks) if max(c) > 1 or depth[i]]
     one_dimensional = len(long) == 1 and len(dims) > 1
