@@ -217,3 +217,33 @@ def transform(data: UdfData):
 """
     out = run(registry, {"u": udf_node(code)}, cube=make_cube())
     np.testing.assert_allclose(out.data.values, values() - 1)
+
+
+DECLARING = """# /// script
+# dependencies = [
+#     "numpy>=1.20",
+#     "xarray",
+# ]
+# ///
+import xarray
+
+def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+    return cube + 1
+"""
+
+
+def test_declared_dependencies_the_runtime_has(registry) -> None:
+    out = run(registry, {"u": udf_node(DECLARING)}, cube=make_cube())
+    np.testing.assert_allclose(out.data.values, values() + 1)
+
+
+@pytest.mark.parametrize("requirement, says", [
+    ("surely-no-such-package-xyz", "surely-no-such-package-xyz (not installed)"),
+    ("numpy<1.0", "numpy<1.0 (the runtime has numpy "),
+    ("not a requirement!", "not a valid requirement")])
+def test_declared_dependencies_the_runtime_lacks_fail_before_running(
+        registry, requirement: str, says: str) -> None:
+    code = DECLARING.replace('"xarray"', f'"{requirement}"')
+    with pytest.raises(errors.ProcessParameterInvalid) as info:
+        run(registry, {"u": udf_node(code)}, cube=make_cube())
+    assert says in info.value.message and info.value.node_id == "u"

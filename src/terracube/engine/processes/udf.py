@@ -29,7 +29,9 @@ import contextlib
 import contextvars
 import logging
 import math
+import re
 import threading
+import tomllib
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -228,6 +230,64 @@ def _check_runtime(runtime: str, version: str | None) -> None:
         raise pe.InvalidVersion(
             f"The Python runtime version {version!r} is not supported; use {ours} or null.",
             argument="version")
+
+
+# PEP 723 inline script metadata: the reference regular expression of the specification
+_SCRIPT_BLOCK = re.compile(
+    r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
+
+
+def declared_dependencies(code: str) -> list[str]:
+    """The requirements a UDF declares in a PEP 723 `# /// script` block (none: [])."""
+    blocks = [m.group("content") for m in _SCRIPT_BLOCK.finditer(code)
+              if m.group("type") == "script"]
+    if not blocks:
+        return []
+    if len(blocks) > 1:
+        raise errors.ProcessParameterInvalid(
+            "The UDF has more than one '# /// script' block.", argument="udf")
+    content = "".join(line[2:] if line.startswith("# ") else line[1:]
+                      for line in blocks[0].splitlines(keepends=True))
+    try:
+        deps = tomllib.loads(content).get("dependencies", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF's '# /// script' block is not valid TOML: {exc}.", argument="udf") from exc
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise errors.ProcessParameterInvalid(
+            "The UDF's 'dependencies' must be a list of requirement strings.", argument="udf")
+    return deps
+
+
+def _check_dependencies(code: str) -> None:
+    """Declared dependencies must be satisfied by the runtime's libraries: this server does
+    not install packages (yet), so anything else is an error before the computation starts."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for text in declared_dependencies(code):
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise errors.ProcessParameterInvalid(
+                f"The UDF declares the dependency {text!r}, which is not a valid requirement: "
+                f"{exc}.", argument="udf") from exc
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(f"{text} (not installed)")
+            continue
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{text} (the runtime has {req.name} {version})")
+    if missing:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF declares dependencies this server cannot provide: {'; '.join(missing)}. "
+            f"This server does not install packages for UDFs: GET /udf_runtimes lists the "
+            f"libraries (and versions) a UDF can use.", argument="udf")
 
 
 def _check_code(code: Any) -> str:
@@ -532,7 +592,9 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     """Run a Python UDF on `data` (see the module docstring: trusted users only); what it
     logs with openeo.udf.inspect reaches the job's log, with this node's id."""
     _check_runtime(runtime, version)
-    pool = _pool(_check_code(udf), ctx)
+    code = _check_code(udf)
+    _check_dependencies(code)
+    pool = _pool(code, ctx)
     target = _udf_log_token(ctx)
     context = {} if context is None else context
     node_id = getattr(ctx, "node_id", None)
