@@ -322,6 +322,12 @@ class OidcAccounts:
                              .limit(1)).first()
 
 
+def oidc_identities(db: Database) -> dict[str, OidcIdentity]:
+    """The OpenID Connect identity of every account that has one, by user id."""
+    with db.session() as s:
+        return {i.user_id: i for i in s.scalars(select(OidcIdentity))}
+
+
 def _claim_text(value: Any) -> str | None:
     return value.strip()[:255] or None if isinstance(value, str) else None
 
@@ -331,19 +337,20 @@ _NOT_IN_USER_ID = re.compile(r"[^\w\-.~]", re.ASCII)
 
 def _candidates(provider: OidcProviderSettings, claims: dict[str, Any],
                 subject: str) -> list[str]:
-    """User ids for a new account, best first: the configured claims made into valid ids,
-    the first of them with -2, -3, …, then one made from issuer and subject (an existing
-    account is never taken over)."""
-    bases: list[str] = []
+    """User ids for a new account, best first: the configured claims made into valid ids
+    (names before the subject, often a UUID), the first name with -2, -3, …, then one made
+    from issuer and subject (an existing account is never taken over)."""
+    names: list[str] = []
+    subjects: list[str] = []
     for claim in provider.user_id_claims:
         value = claims.get(claim)
         if not isinstance(value, str) or not value.strip():
             continue
-        if claim == "email":
+        if claim == "email" or (claim == "preferred_username" and "@" in value):
             value = value.split("@", 1)[0]
         base = _NOT_IN_USER_ID.sub("_", value.strip())[:56].strip("._")
-        if base and USER_ID_PATTERN.match(base) and base not in bases:
-            bases.append(base)
-    numbered = [f"{bases[0]}-{n}" for n in range(2, 100)] if bases else []
+        if base and USER_ID_PATTERN.match(base) and base not in names + subjects:
+            (subjects if claim == "sub" else names).append(base)
+    numbered = [f"{names[0]}-{n}" for n in range(2, 100)] if names else []
     digest = hashlib.sha256(f"{provider.issuer}\0{subject}".encode()).hexdigest()
-    return bases + numbered + [f"oidc-{digest[:16]}", f"oidc-{digest[:40]}"]
+    return names + numbered + subjects + [f"oidc-{digest[:16]}", f"oidc-{digest[:40]}"]

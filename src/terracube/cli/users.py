@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from terracube.auth.admins import set_admin
+from terracube.auth.oidc import oidc_identities
 from terracube.auth.users import UserExists, UserNotFound, UserStore, check_user_id
 from terracube.cli.common import EXIT_FAILED, EXIT_OK, settings_from, usage
 from terracube.db import open_database
@@ -84,8 +85,16 @@ def users_add(args: argparse.Namespace) -> int:
 
 
 def users_list(args: argparse.Namespace) -> int:
-    for user in _user_store(args).list():
-        print(user.user_id)
+    store = _user_store(args)
+    identities = oidc_identities(store.db)
+    for user in store.list():
+        identity = identities.get(user.user_id)
+        if identity is None:
+            print(user.user_id)
+        else:  # created by an OpenID Connect sign-in (docs/administration/oidc.md)
+            who = ", ".join(x for x in (identity.name, identity.email) if x)
+            print(f"{user.user_id}\tOpenID Connect '{identity.provider_id}'"
+                  + (f": {who}" if who else ""))
     return EXIT_OK
 
 
