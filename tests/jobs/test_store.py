@@ -4,6 +4,7 @@ retention — on SQLite and (when a server can be started) PostgreSQL."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -169,26 +170,38 @@ def test_claim_takes_the_oldest_and_only_once(jobs, clock):
     assert jobs.claim("w3") is None
 
 
-def test_concurrent_claims_never_share_a_job(url, database):
-    """Eight workers with their own connections race for 40 jobs: each job is run once."""
-    jobs = JobStore(database)
-    ids = {queued(jobs).job_id for _ in range(40)}
+def race_workers(url: str, count: int,
+                 claims: Callable[[JobStore, str], Iterator[st.Claim]]) -> list[str]:
+    """`count` workers, each with its own connection, claim at the same time; the ids of all
+    the jobs they claimed."""
     claimed: list[str] = []
     lock = threading.Lock()
 
     def worker(name: str) -> None:
         db = open_database(url)
-        mine = JobStore(db)
-        while (claim := mine.claim(name)) is not None:
+        for claim in claims(JobStore(db), name):
             with lock:
                 claimed.append(claim.job.job_id)
         db.dispose()
 
-    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return claimed
+
+
+def test_concurrent_claims_never_share_a_job(url, database):
+    """Eight workers with their own connections race for 40 jobs: each job is run once."""
+    jobs = JobStore(database)
+    ids = {queued(jobs).job_id for _ in range(40)}
+
+    def claims(store: JobStore, name: str) -> Iterator[st.Claim]:
+        while (claim := store.claim(name)) is not None:
+            yield claim
+
+    claimed = race_workers(url, 8, claims)
     assert sorted(claimed) == sorted(ids)
     assert {j.status for j in jobs.list("alice")[0]} == {"running"}
 
@@ -379,24 +392,13 @@ def test_concurrent_claims_keep_the_running_limit(url, database):
     jobs = JobStore(database)
     for _ in range(20):
         queued(jobs)
-    claimed: list[str] = []
-    lock = threading.Lock()
 
-    def worker(name: str) -> None:
-        db = open_database(url)
-        mine = JobStore(db)
+    def claims(store: JobStore, name: str) -> Iterator[st.Claim]:
         for _ in range(5):
-            claim = mine.claim(name, max_running_per_user=3)
-            if claim is not None:
-                with lock:
-                    claimed.append(claim.job.job_id)
-        db.dispose()
+            if (claim := store.claim(name, max_running_per_user=3)) is not None:
+                yield claim
 
-    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    claimed = race_workers(url, 8, claims)
     assert len(claimed) == 3 == len(set(claimed))
     assert len(jobs.list("alice", status="running")[0]) == 3
 
