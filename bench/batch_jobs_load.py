@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/batch_jobs_load.py                 # 20 users × 5 jobs, 2 workers
     .venv/bin/python bench/batch_jobs_load.py --users 5 --jobs 2 --workers 1
+    .venv/bin/python bench/batch_jobs_load.py --clients 20 --out bench/results/jobs-load-mixed
 
 A fresh `terracube serve` (its own data folder, the built-in sample data) gets N accounts;
 one thread per user logs in, creates and starts its M jobs (M different NDVI graphs over the
@@ -13,6 +14,9 @@ sample, one per month), then polls them until they end — every API call is tim
   the synchronous POST /result of the same graph;
 - the report gives the wall time, the throughput and the API latency (p50/p95/max) while the
   jobs ran, in bench/results/jobs-load/summary.md and summary.json.
+With --clients K, K more users (interactive ones) meanwhile poll GET /jobs and GET /me and send
+small synchronous requests (POST /result: NDVI of one date over the small area, as GTiff)
+one after the other until the batch jobs are done; their latencies are reported too.
 Not a timed unit test: it is run by hand (or `make bench-jobs` if the Makefile offers it).
 """
 
@@ -49,7 +53,8 @@ def graph(month: int) -> dict:
         "load": {"process_id": "load_collection", "arguments": {
             "id": "SENTINEL2_L2A", "spatial_extent": BBOX, "temporal_extent": [start, end],
             "bands": ["B04", "B08"]}},
-        "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
+        "ndvi": {"process_id": "ndvi", "arguments": {
+            "data": {"from_node": "load"}, "nir": "B08", "red": "B04"}},
         "max": {"process_id": "reduce_dimension", "arguments": {
             "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
                 "m": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}},
@@ -161,6 +166,44 @@ def user_session(api: str, name: str, password: str, jobs: int, timings: Timings
         out[name] = {"jobs": results, "listed": sorted(j["id"] for j in listed)}
 
 
+def sync_graph(month: int) -> dict:
+    """A small synchronous request: the NDVI of the first date of a month over the small
+    area, as GTiff."""
+    return {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "SENTINEL2_L2A", "spatial_extent": BBOX,
+            "temporal_extent": graph(month)["process_graph"]["load"]["arguments"][
+                "temporal_extent"], "bands": ["B04", "B08"]}},
+        "ndvi": {"process_id": "ndvi", "arguments": {
+            "data": {"from_node": "load"}, "nir": "B08", "red": "B04"}},
+        "first": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "ndvi"}, "dimension": "t", "reducer": {"process_graph": {
+                "f": {"process_id": "first", "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}},
+        "save": {"process_id": "save_result", "arguments": {
+            "data": {"from_node": "first"}, "format": "GTiff"}, "result": True}}}
+
+
+def interactive_session(api: str, name: str, password: str, timings: Timings,
+                        done: threading.Event, errors: list[str]) -> None:
+    """Polls and small sync requests until `done`; every call timed, failures collected."""
+    with httpx.Client(timeout=300) as client:
+        token = client.get(f"{api}/credentials/basic", auth=(name, password)).json()
+        client.headers["Authorization"] = f"Bearer basic//{token['access_token']}"
+        month = 0
+        while not done.is_set():
+            for method, path, endpoint, body in (
+                    ("GET", "/jobs", "client: GET /jobs", None),
+                    ("GET", "/me", "client: GET /me", None),
+                    ("POST", "/result", "client: POST /result (small)",
+                     {"process": sync_graph(month % 6)})):
+                r = timed(client, timings, method, f"{api}{path}", endpoint, json=body)
+                if r.status_code != 200:
+                    errors.append(f"{name} {method} {path}: {r.status_code} {r.text[:200]}")
+            month += 1
+            time.sleep(0.5)
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -170,13 +213,18 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=5, help="jobs per user (max 6)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=0,
+                        help="interactive users polling and sending small sync requests")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "jobs-load")
     parser.add_argument("--keep", action="store_true",
                         help="keep the server's data folder (results, logs) afterwards")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="terracube-jobs-load-"))
-    users = add_users(data_dir, args.users)
+    everyone = add_users(data_dir, args.users + args.clients)
+    users, clients = everyone[:args.users], everyone[args.users:]
     proc, api = start_server(data_dir, args.workers)
+    done = threading.Event()
+    client_errors: list[str] = []
     timings = Timings()
     out: dict = {}
     try:
@@ -184,13 +232,19 @@ def main() -> int:
         threads = [threading.Thread(target=user_session, args=(api, name, pw, args.jobs, timings,
                                                                out, barrier))
                    for name, pw in users]
+        interactive = [threading.Thread(target=interactive_session,
+                                        args=(api, name, pw, timings, done, client_errors))
+                       for name, pw in clients]
         started = time.monotonic()
-        for t in threads:
+        for t in threads + interactive:
             t.start()
         for t in threads:
             t.join()
         wall = time.monotonic() - started
-        problems = check(api, users, args.jobs, out, data_dir)
+        done.set()
+        for t in interactive:
+            t.join()
+        problems = check(api, users, args.jobs, out, data_dir) + client_errors[:20]
     finally:
         proc.terminate()
         proc.wait(60)
@@ -213,6 +267,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "users": args.users, "jobs_per_user": args.jobs, "workers": args.workers,
+        "interactive_clients": args.clients,
         "jobs": total, "wall_seconds": round(wall, 1),
         "throughput_jobs_per_minute": round(total / wall * 60, 1),
         "job_duration_seconds": {"mean": round(statistics.mean(durations), 2),
@@ -275,7 +330,10 @@ def render(s: dict) -> str:
         "# Batch jobs under load", "",
         f"{s['date']}, {s['machine']['cpus']} CPUs, Python {s['machine']['python']}: "
         f"{s['users']} users × {s['jobs_per_user']} jobs submitted at once, "
-        f"{s['workers']} workers, built-in sample data (NDVI max of one month, 96×84 px).", "",
+        f"{s['workers']} workers, built-in sample data (NDVI max of one month, 96×84 px)"
+        + (f"; meanwhile {s['interactive_clients']} more users each poll GET /jobs and GET /me "
+           "and send a small POST /result (NDVI of one date, GTiff), one after the other, "
+           "every 0.5 s" if s.get("interactive_clients") else "") + ".", "",
         f"- all {s['jobs']} jobs done in **{s['wall_seconds']} s**: "
         f"**{s['throughput_jobs_per_minute']} jobs/min**",
     ]

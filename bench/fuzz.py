@@ -42,6 +42,9 @@ def main() -> int:
               f"statuses {dict(sorted(report.statuses.items()))}, {len(problems)} problems")
         for problem in problems:
             print("  ", problem)
+        if report.skipped:
+            print(f"   {len(report.skipped)} operations without generated requests: "
+                  + "; ".join(report.skipped))
         failed += len(problems)
     return 1 if failed else 0
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.core.errors import UnsupportedSchema
 
 # Seconds one request may take before it counts as a hang.
 HANG_SECONDS = 30
@@ -66,8 +67,10 @@ def fuzz(schema: Any, base_url: str, headers: dict[str, str], examples: int,
 
         try:
             run()
-        except Unsatisfiable:
-            report.skipped.append(f"{operation.method.upper()} {operation.path}")
+        except (Unsatisfiable, UnsupportedSchema) as exc:
+            # nothing (schema-breaking) to generate, or a schema schemathesis cannot negate
+            report.skipped.append(f"{operation.method.upper()} {operation.path}: "
+                                  f"{type(exc).__name__}")
     return report
 
 
