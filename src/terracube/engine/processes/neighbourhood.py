@@ -135,11 +135,17 @@ _DURATION = re.compile(
     r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
+# Period names some CDSE notebooks give as a temporal window size (e.g. the rank-composites
+# example's {"dimension": "t", "value": "month"}); read as the one-unit duration.
+_PERIOD_NAMES = {"day": "P1D", "week": "P1W", "month": "P1M", "year": "P1Y"}
+
+
 def _duration(value: str, argument: str) -> pd.DateOffset:
-    m = _DURATION.match(value)
+    m = _DURATION.match(_PERIOD_NAMES.get(value, value))
     if not m:
         raise errors.ProcessParameterInvalid(
-            f"{value!r} is not an ISO 8601 duration such as P10D.", argument=argument)
+            f"{value!r} is not an ISO 8601 duration such as P10D (or one of "
+            f"{', '.join(_PERIOD_NAMES)}).", argument=argument)
     y, mo, w, d, h, mi, s = m.groups()
     seconds = float(s or 0)
     return pd.DateOffset(years=int(y or 0), months=int(mo or 0), weeks=int(w or 0),
