@@ -191,6 +191,29 @@ class Settings(BaseSettings):
         300, ge=1, description="Longest chain of nodes (each using the previous one's result) "
                                "a process graph may have.")
 
+    # Limits of synchronous requests, checked by a dry run before they run, and the rates of
+    # the estimates (docs/administration/limits.md)
+    sync_max_bytes: int = Field(
+        2 * 1024**3, ge=1, description="Most bytes one node of a synchronous request (POST "
+                                        "/result) may hold, or its loads may read, by the dry "
+                                        "run; bigger requests are refused before they run "
+                                        "(run them as batch jobs).")
+    sync_max_pixels: int = Field(
+        500_000_000, ge=1, description="Most values (pixels x dates x bands) one node of a "
+                                       "synchronous request may hold or its loads may read.")
+    sync_max_seconds: float = Field(
+        300, gt=0, description="Longest estimated duration of a synchronous request; longer "
+                               "ones are refused before they run (run them as batch jobs).")
+    estimate_start_seconds: float = Field(
+        2.0, ge=0, description="Fixed part of an estimated duration (start, metadata).")
+    estimate_read_bytes_per_second: float = Field(
+        60e6, gt=0, description="Read rate of the estimates: stored bytes read per second.")
+    estimate_compute_bytes_per_second: float = Field(
+        400e6, gt=0, description="Compute rate of the estimates: bytes the nodes of a graph "
+                                 "hold, processed per second.")
+    estimate_write_bytes_per_second: float = Field(
+        80e6, gt=0, description="Write rate of the estimates: output bytes written per second.")
+
     # Python UDFs (docs/administration/udf-sandbox.md)
     udf_enabled: bool = Field(
         True, description="false switches run_udf off for everyone (FeatureUnsupported).")

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from terracube.cli import collections, jobs, samples, serve, udf, users, workspaces
+from terracube.cli import collections, explain, jobs, samples, serve, udf, users, workspaces
 from terracube.cli.common import EXIT_USAGE
 from terracube.hub import command as hub  # `terracube hub`: the course hub
 
@@ -35,6 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     data_dir.add_argument("--data-dir", type=Path,
                           help="data folder (default: $TERRACUBE_DATA_DIR or ./var)")
     # The order of the commands in `terracube --help`.
-    for group in (serve, jobs, users, workspaces, collections, samples, udf, hub):
+    for group in (serve, jobs, users, workspaces, collections, samples, udf, explain, hub):
         group.add_commands(commands, data_dir)
     return parser

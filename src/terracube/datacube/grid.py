@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 
 from terracube import errors
 from terracube.datacube.cube import Dimension, RasterCube
+from terracube.datacube.dryrun import is_dry_run, placeholder
 from terracube.process_errors import DimensionNotAvailable
 
 # Key in RasterCube.attrs of a reader that can read the cube's source files again onto another
@@ -266,6 +267,10 @@ def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:
     src_wkt, dst_wkt = src.crs.to_wkt(), dst.crs.to_wkt()
     lead_chunks = arr.chunks[:-2]
     lead_bounds = [np.cumsum((0, *c)) for c in lead_chunks]
+    if is_dry_run():  # shapes only: one task, not one per block (datacube/dryrun.py)
+        lead_shape = tuple(int(n) for n in arr.shape[:-2])
+        return _warped(cube, placeholder((*lead_shape, dst.height, dst.width),
+                                         np.dtype(dtype)), order, dst)
     col_splits = splits(dst.width, _MAX_BLOCK_WIDTH)
     row_splits = splits(dst.height, max(_BLOCK_PIXELS // max(col_splits[0][1], 1), 1))
     windows = {(i, j): _source_window(src, dst, transformer, rows, cols, radius)
@@ -289,7 +294,11 @@ def warp(cube: RasterCube, dst: Grid, method: str) -> RasterCube:
                 piece, src_t, src_wkt, dst_t, dst_wkt, shape, resampling, nodata, dtype)
             blocks[(*lead_idx, i, j)] = da.from_delayed(task, (*lead_shape, *shape), dtype=dtype)
     counts = [len(c) for c in lead_chunks] + [len(row_splits), len(col_splits)]
-    out = assemble_blocks(blocks, counts)
+    return _warped(cube, assemble_blocks(blocks, counts), order, dst)
+
+
+def _warped(cube: RasterCube, out: da.Array, order: list[Any], dst: Grid) -> RasterCube:
+    """The cube with the warped values `out` (dimensions in `order`, spatial ones last)."""
     if cube.data.dtype == bool:
         out = out.astype(bool)
     coords = {d: cube.data.coords[d] for d in order[:-2] if d in cube.data.coords}

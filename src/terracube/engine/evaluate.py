@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from terracube import errors
 from terracube.engine import graph as graphs
@@ -134,12 +134,24 @@ class Callback:
         return arguments
 
 
+class NodeObserver(Protocol):
+    """Told about every node the evaluator runs (the dry run of processing/explain.py): its
+    arguments are resolved when `started` is called, `value` is what the node returned."""
+
+    def started(self, graph: dict[str, Any], node_id: str) -> None: ...
+
+    def finished(self, graph: dict[str, Any], node_id: str, value: Any) -> None: ...
+
+
 class Evaluator:
     """Runs process graphs with the predefined processes of a registry and the user's UDPs."""
 
-    def __init__(self, services: Services, udp_depth: int = 0) -> None:
+    def __init__(self, services: Services, udp_depth: int = 0,
+                 observer: NodeObserver | None = None) -> None:
         self.services = services
         self.udp_depth = udp_depth
+        # Sees the nodes of graphs this evaluator runs (callbacks too), not those inside UDPs.
+        self.observer = observer
 
     # --- public ---------------------------------------------------------------------------
     def validate(self, graph: dict[str, Any]) -> list[errors.OpenEOError]:
@@ -226,7 +238,11 @@ class Evaluator:
         args = {}
         for name, raw in node.get("arguments", {}).items():
             args[name] = self._resolve(raw, graph, params, cache, nid, name)
+        if self.observer is not None:
+            self.observer.started(graph, nid)
         value = self._call(node["process_id"], node.get("namespace"), args, nid, params)
+        if self.observer is not None:
+            self.observer.finished(graph, nid, value)
         cache[nid] = value
         return value
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from terracube import errors
 from terracube.jobs.logs import check_level
+from terracube.processing.limits import LIMIT_OPTIONS, limit_parameters
 from terracube.processing.run import check_structure
 
 _JOB_ID = re.compile(r"^[\w\-.~]+$")
@@ -47,15 +48,18 @@ _COMPATIBILITY = (
 COMPATIBILITY_OPTIONS = frozenset(name for name, _, _ in _COMPATIBILITY)
 
 
-def processing_parameters() -> dict[str, list[dict[str, Any]]]:
-    """GET /processing_parameters: the job options and synchronous-request options."""
+def processing_parameters(settings: Any = None) -> dict[str, list[dict[str, Any]]]:
+    """GET /processing_parameters: the job options and synchronous-request options, and the
+    server's limits (from `settings`, processing/limits.py) with their default and maximum."""
+    limits = limit_parameters(settings) if settings is not None else {}
     compat = [{"name": name, "optional": True, "default": default, "schema": schema,
                "description": "Accepted for compatibility with CDSE job options; no effect "
                               "on terracube, whose workers are sized by the server's "
                               "settings (see docs/administration)."}
               for name, default, schema in _COMPATIBILITY]
-    return {"create_job_parameters": [_LOG_LEVEL_PARAMETER, *compat],
-            "synchronous_parameters": [_LOG_LEVEL_PARAMETER, *compat]}
+    return {"create_job_parameters": [_LOG_LEVEL_PARAMETER, *limits.get("job", []), *compat],
+            "synchronous_parameters": [_LOG_LEVEL_PARAMETER, *limits.get("sync", []),
+                                       *compat]}
 
 
 def job_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def job_options(body: dict[str, Any]) -> dict[str, Any]:
 
 def ignored_options(options: dict[str, Any]) -> list[str]:
     """The names of job options terracube accepts but does not apply (for a log warning)."""
-    return sorted(name for name in options if name != "log_level")
+    return sorted(name for name in options if name != "log_level" and name not in LIMIT_OPTIONS)
 
 
 def is_job_id(job_id: str) -> bool:

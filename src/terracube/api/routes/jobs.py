@@ -69,10 +69,10 @@ def _url(request: Request, *, signed: bool = False) -> docs.ApiUrl:
 
 
 @router.get("/processing_parameters", operation_id="list-processing-parameters")
-def list_processing_parameters() -> dict[str, Any]:
+def list_processing_parameters(settings: SettingsDep) -> dict[str, Any]:
     """The options of batch jobs and synchronous requests (processing-parameters extension):
-    name, default, schema and meaning of each."""
-    return processing_parameters()
+    name, default, schema and meaning of each, the server's limits among them."""
+    return processing_parameters(settings)
 
 
 @router.get("/jobs", operation_id="list-jobs")
@@ -232,7 +232,8 @@ def debug_job(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep) ->
 @router.get("/jobs/{job_id}/estimate", operation_id="estimate-job")
 async def estimate_job(job_id: str, user: ActiveUser, jobs: JobsDep, settings: SettingsDep,
                        catalog: CatalogDep, registry: RegistryDep) -> dict[str, Any]:
-    """Data to read, output size and a rough duration, from a dry run of the graph."""
+    """Data to read, output size and a rough duration, from a dry run of the graph (no pixel
+    is read); EstimateComplexity when the duration cannot be known (a UDF, say)."""
     job = await run_in_threadpool(jobs.get, checked_job_id(job_id), user.user_id)
 
     def run() -> dict[str, Any]:

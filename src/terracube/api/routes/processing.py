@@ -1,4 +1,5 @@
-"""Data processing: POST /result (synchronous results) and POST /validation."""
+"""Data processing: POST /result (synchronous results), POST /validation and POST /explain
+(a terracube extension: the dry run of a process graph, docs/user-guide/explain.md)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from terracube.jobs.requests import job_options
 from terracube.jobs.sync_logs import SyncLog
 from terracube.processing import costs as billing
 from terracube.processing.estimate import estimate_job
+from terracube.processing.explain import explain_process
+from terracube.processing.limits import check_sync_request
 from terracube.processing.outputs import compute_result as run_and_compute
 from terracube.processing.run import validate_process
 from terracube.processing.services import build_services
@@ -97,9 +100,14 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
         # The server process's CPU time while the request computes (other requests computing
         # at the same time count too; an external dask cluster's workers do not).
         cpu_before, started = time.process_time(), time.monotonic()
+        def run() -> Any:
+            # A dry run first: too big for a synchronous request is refused before it runs.
+            check_sync_request(process, services, options)
+            return run_and_compute(process, services)
+
         try:
             # Computing blocks, so it runs in a worker thread, not on the event loop.
-            result = await run_in_threadpool(run_and_compute, process, services)
+            result = await run_in_threadpool(run)
         except errors.OpenEOError as exc:
             log("error", exc.message, code=exc.code)
             raise
@@ -157,3 +165,38 @@ async def validate_custom_process(request: Request, user: OptionalUser, body: Js
 
     problems = await run_in_threadpool(validate)
     return {"errors": [problem.to_json() for problem in problems]}
+
+
+_EXPLAIN_RESPONSE = {200: {"description": "The dry run: every node's dimensions (label count, "
+                                          "first and last label), CRS, resolution, shape, dtype "
+                                          "and bytes to hold, the loads' bytes to read, the "
+                                          "outputs' sizes, and the errors found.",
+                           "content": {"application/json": {"schema": {
+                               "type": "object",
+                               "required": ["valid", "nodes", "outputs", "errors"],
+                               "properties": {
+                                   "valid": {"type": "boolean"},
+                                   "nodes": {"type": "array", "items": {"type": "object"}},
+                                   "loads": {"type": "array", "items": {"type": "object"}},
+                                   "outputs": {"type": "array", "items": {"type": "object"}},
+                                   "bytes_to_read": {"type": "integer"},
+                                   "pixels_to_read": {"type": "integer"},
+                                   "output_bytes": {"type": "integer"},
+                                   "estimable": {"type": "boolean"},
+                                   "errors": {"type": "array",
+                                              "items": {"type": "object"}}}}}}}}
+
+
+@router.post("/explain", operation_id="explain-process", tags=["terracube extensions"],
+             openapi_extra={"requestBody": _RESULT_BODY}, responses=_EXPLAIN_RESPONSE)
+async def explain_custom_process(user: OptionalUser, body: JsonObjectBody,
+                                 settings: SettingsDep, catalog: CatalogDep,
+                                 registry: RegistryDep) -> dict[str, Any]:
+    """A dry run (terracube extension): what every node of the process would hold, from
+    metadata only — no pixel is read. The body is that of POST /result (or of /validation).
+    Errors of the process are listed in `errors` (status 200), as /validation lists them."""
+    def explain() -> dict[str, Any]:
+        services = build_services(settings, catalog, registry, user)
+        return explain_process(body, services).to_json()
+
+    return await run_in_threadpool(explain)

@@ -1,0 +1,147 @@
+"""The server's limits as users see them, and the size check of synchronous requests.
+
+Limits come from the settings (docs/administration/limits.md) and are listed at
+GET /processing_parameters with their default, maximum and meaning. A synchronous request
+(POST /result) is dry-run first (processing/explain.py): when a node would hold, or its loads
+would read, more than the limits allow, or the estimate says it takes too long, the request is
+refused before it runs with ProcessGraphComplexity (400, the spec's code for "use a batch job
+instead"), naming the node. A request may lower its own limits (`max-bytes`, `max-pixels`,
+`max-seconds` as options), never raise them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from terracube import errors
+from terracube.engine.evaluate import Services
+from terracube.processing.estimate import estimated_seconds
+from terracube.processing.explain import Explanation, explain_process
+
+# Synchronous options that lower a limit: option name -> setting.
+SYNC_LIMITS = {"max-bytes": "sync_max_bytes", "max-pixels": "sync_max_pixels",
+               "max-seconds": "sync_max_seconds"}
+LIMIT_OPTIONS = frozenset(SYNC_LIMITS)
+
+_SYNC_MEANINGS = {
+    "max-bytes": "Most bytes one node of the request may hold (uncompressed), or its loads may "
+                 "read, by the dry run (POST /explain). A bigger request is refused before it "
+                 "runs: run it as a batch job.",
+    "max-pixels": "Most values (pixels x dates x bands) one node may hold or the loads may "
+                  "read.",
+    "max-seconds": "Longest estimated duration (GET /jobs/{id}/estimate's rates) of the "
+                   "request.",
+}
+# Limits of batch jobs and of users: (name, setting, meaning, JSON type).
+_JOB_LIMITS = (
+    ("memory-limit", "memory_limit", "Memory of each Dask worker that computes a job (the "
+     "server's setting TERRACUBE_MEMORY_LIMIT; null: Dask's choice).", ["string", "null"]),
+    ("max-running-jobs", "max_running_jobs_per_user", "Batch jobs of one user that run at the "
+     "same time; further ones wait in the queue.", "integer"),
+    ("max-queued-jobs", "max_queued_jobs_per_user", "Batch jobs one user may have queued; one "
+     "more is refused with 429.", "integer"),
+    ("max-sync-requests", "max_sync_requests_per_user", "Synchronous requests of one user that "
+     "run at the same time; one more is refused with 429.", "integer"),
+    ("max-request-body-bytes", "max_request_body_bytes", "Largest request body (413 beyond), "
+     "file uploads excepted.", "integer"),
+    ("storage-quota-bytes", "storage_quota_bytes", "Storage quota of each user's workspace: "
+     "the largest upload (PUT /files) and all files together.", "integer"),
+)
+
+
+def limit_parameters(settings: Any) -> dict[str, list[dict[str, Any]]]:
+    """The limits as processing parameters: `sync` ones a request may lower, `job` ones fixed
+    by the administrator (listed so they can be seen; a value given for them is ignored)."""
+    sync = []
+    for name, setting in SYNC_LIMITS.items():
+        value = getattr(settings, setting)
+        kind = "integer" if isinstance(value, int) else "number"
+        sync.append({"name": name, "optional": True, "default": value,
+                     "description": f"{_SYNC_MEANINGS[name]} Setting "
+                                    f"TERRACUBE_{setting.upper()}; a request may lower it.",
+                     "schema": {"type": kind, "minimum": 0, "maximum": value}})
+    job = []
+    for name, setting, meaning, kind in _JOB_LIMITS:
+        if not hasattr(settings, setting):
+            continue
+        value = getattr(settings, setting)
+        schema: dict[str, Any] = {"type": kind}
+        if isinstance(value, int) and not isinstance(value, bool):
+            schema.update(minimum=value, maximum=value)
+        job.append({"name": name, "optional": True, "default": value,
+                    "description": f"{meaning} Fixed by the administrator (setting "
+                                   f"TERRACUBE_{setting.upper()}); shown here, not changeable.",
+                    "schema": schema})
+    return {"sync": sync, "job": [*job]}
+
+
+def sync_limits(settings: Any, options: dict[str, Any]) -> dict[str, float]:
+    """The limits of one synchronous request: the settings, lowered by its options."""
+    limits: dict[str, float] = {}
+    for name, setting in SYNC_LIMITS.items():
+        limit = float(getattr(settings, setting))
+        if name in options:
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise errors.BadRequest(f"The option '{name}' must be a number of at least 0 "
+                                        f"(at most {limit:g}).")
+            limit = min(limit, float(value))
+        limits[name] = limit
+    return limits
+
+
+def check_sync_request(process: dict[str, Any], services: Services,
+                       options: dict[str, Any] | None = None) -> Explanation | None:
+    """Dry-run a synchronous request and refuse it (ProcessGraphComplexity) when it is too big
+    for the limits; the explanation, or None when the dry run failed (the real run then
+    reports the error with its full context)."""
+    if services.settings is None:
+        return None
+    limits = sync_limits(services.settings, options or {})
+    explanation = explain_process(process, services)
+    if explanation.error is not None:
+        return None
+    for node in explanation.nodes:
+        held, read = node.get("bytes_to_hold", 0), node.get("bytes_to_read", 0)
+        values = max(_values(node), node.get("pixels_to_read", 0))
+        if max(held, read) > limits["max-bytes"]:
+            what = "hold" if held >= read else "read"
+            _refuse(node, f"would {what} {_size(max(held, read))}, more than the "
+                          f"{_size(limits['max-bytes'])} a synchronous request may (option "
+                          "or setting max-bytes / TERRACUBE_SYNC_MAX_BYTES)")
+        if values > limits["max-pixels"]:
+            _refuse(node, f"would hold or read {values:,} values, more than the "
+                          f"{int(limits['max-pixels']):,} a synchronous request may (setting "
+                          "TERRACUBE_SYNC_MAX_PIXELS)")
+    seconds = estimated_seconds(explanation, services)
+    if not explanation.unestimable and seconds > limits["max-seconds"]:
+        largest = explanation.largest_node() or {"id": None}
+        _refuse(largest, f"makes the request take about {seconds:,.0f} s by the estimate, "
+                         f"more than the {limits['max-seconds']:g} s a synchronous request "
+                         "may (setting TERRACUBE_SYNC_MAX_SECONDS)")
+    return explanation
+
+
+def _values(node: dict[str, Any]) -> int:
+    shape = node.get("shape") or {}
+    total = 1
+    for n in shape.values():
+        total *= int(n)
+    return total if shape else 0
+
+
+def _refuse(node: dict[str, Any], why: str) -> None:
+    pid = f" ({node['process_id']})" if node.get("process_id") else ""
+    raise errors.ProcessGraphComplexity(
+        f"Node '{node['id']}'{pid} {why}. Run it as a batch job (POST /jobs, or "
+        "connection.create_job(...) with the client), or make it smaller: a smaller extent, "
+        "fewer dates or bands, a coarser resolution. POST /explain shows every node's size.",
+        node_id=node.get("id"))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"
