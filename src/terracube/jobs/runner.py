@@ -21,6 +21,7 @@ from typing import Any
 from terracube import errors, executor
 from terracube.jobs.compute import run_job
 from terracube.jobs.logs import error_entry, node_path
+from terracube.processing.explain import memory_advice
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
     reporter = Reporter(write_fd)
     graph = process.get("process_graph") if isinstance(process, dict) else None
     code = 1
+    services = None
     try:
         services = services_factory(log=lambda level, message, node_id=None, **extra: (
             reporter.log(level, message, path=node_path(node_id, _process_id(graph, node_id)),
@@ -78,10 +80,13 @@ def job_process_main(*, process: dict, services_factory: Any, out_dir: Path, wri
     except errors.OpenEOError as exc:
         reporter.send("error", entry=error_entry(exc, graph))
     except MemoryError:
+        advice = memory_advice(process, services) if services is not None else ""
         reporter.send("error", entry={
             "level": "error", "code": "Internal",
-            "message": "The job ran out of memory; use a smaller extent, fewer dates or "
-                       "fewer bands."})
+            "message": "The job ran out of memory." + (advice or " Use a smaller extent, "
+                                                       "fewer dates or fewer bands.")
+                       + " An administrator can give the workers more memory (setting "
+                         "TERRACUBE_MEMORY_LIMIT)."})
     except BaseException as exc:  # report everything: a job must never fail silently
         traceback.print_exc()
         reporter.send("error", entry={

@@ -34,7 +34,7 @@ from terracube.datacube.vector import VectorCube
 from terracube.engine import graph as graphs
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
-from terracube.processing.run import DEFAULT_RASTER_FORMAT
+from terracube.processing.run import DEFAULT_RASTER_FORMAT, validate_process
 
 JSON_BYTES_PER_VALUE = 12  # a number written as JSON text, with its separator
 SMALL_VALUE_BYTES = 1024  # a number, an array or a small document
@@ -315,7 +315,7 @@ def explain_process(process: dict[str, Any], services: Services) -> Explanation:
     graph = graphs.unwrap(process)
     recorder_catalog = _RecordingCatalog(services.catalog)
     services = dataclasses.replace(services, catalog=recorder_catalog, saved=[])
-    problems = Evaluator(services).validate(graph)
+    problems = validate_process(process, services)
     if problems:
         return Explanation([], [], [], [p.to_json() for p in problems], [], error=problems[0])
     unestimable = unestimable_reasons(graph, services)
@@ -369,3 +369,18 @@ def _tasks(cube: RasterCube) -> int:
         return len(graph) if graph is not None else 0
     except Exception:  # a graph that cannot count its layers without building them
         return 0
+
+
+def memory_advice(process: dict[str, Any], services: Services) -> str:
+    """What to tell a user whose computation ran out of memory: the node that holds the most
+    data by the dry run (the computation itself is fused across nodes, so this is the one to
+    make smaller), and what would help. Empty when even the dry run fails."""
+    try:
+        largest = explain_process(process, services).largest_node()
+    except Exception:  # advice only: never hide the out-of-memory error behind another
+        return ""
+    if largest is None:
+        return ""
+    return (f" The node holding the most data is '{largest['id']}' ({largest['process_id']}, "
+            f"about {largest['bytes_to_hold'] / 1e6:,.0f} MB uncompressed by POST /explain): "
+            "give it a smaller extent, fewer dates or bands, or a coarser resolution.")

@@ -33,7 +33,7 @@ _SYNC_MEANINGS = {
                    "request.",
 }
 # Limits of batch jobs and of users: (name, setting, meaning, JSON type).
-_JOB_LIMITS = (
+_JOB_LIMITS: tuple[tuple[str, str, str, str | list[str]], ...] = (
     ("memory-limit", "memory_limit", "Memory of each Dask worker that computes a job (the "
      "server's setting TERRACUBE_MEMORY_LIMIT; null: Dask's choice).", ["string", "null"]),
     ("max-running-jobs", "max_running_jobs_per_user", "Batch jobs of one user that run at the "
@@ -61,11 +61,11 @@ def limit_parameters(settings: Any) -> dict[str, list[dict[str, Any]]]:
                                     f"TERRACUBE_{setting.upper()}; a request may lower it.",
                      "schema": {"type": kind, "minimum": 0, "maximum": value}})
     job = []
-    for name, setting, meaning, kind in _JOB_LIMITS:
+    for name, setting, meaning, json_type in _JOB_LIMITS:
         if not hasattr(settings, setting):
             continue
         value = getattr(settings, setting)
-        schema: dict[str, Any] = {"type": kind}
+        schema: dict[str, Any] = {"type": json_type}
         if isinstance(value, int) and not isinstance(value, bool):
             schema.update(minimum=value, maximum=value)
         job.append({"name": name, "optional": True, "default": value,
@@ -131,9 +131,9 @@ def _values(node: dict[str, Any]) -> int:
 
 
 def _refuse(node: dict[str, Any], why: str) -> None:
-    pid = f" ({node['process_id']})" if node.get("process_id") else ""
+    what = f"This {node['process_id']}" if node.get("process_id") else "This request"
     raise errors.ProcessGraphComplexity(
-        f"Node '{node['id']}'{pid} {why}. Run it as a batch job (POST /jobs, or "
+        f"{what} {why}. Run it as a batch job (POST /jobs, or "
         "connection.create_job(...) with the client), or make it smaller: a smaller extent, "
         "fewer dates or bands, a coarser resolution. POST /explain shows every node's size.",
         node_id=node.get("id"))

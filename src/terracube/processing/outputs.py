@@ -25,6 +25,7 @@ from typing import Any
 from terracube import errors, executor
 from terracube.engine.evaluate import SavedResult, Services
 from terracube.engine.mlmodel import MODEL_FORMAT
+from terracube.processing.explain import memory_advice
 from terracube.processing.models import write_model_output
 from terracube.processing.run import evaluate_outputs
 from terracube.results.formats import check_options
@@ -105,9 +106,7 @@ def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, 
         except errors.OpenEOError as exc:
             raise exc.at(node_id) from None
         except MemoryError:
-            raise errors.Internal(
-                "The computation ran out of memory while writing the result; use a smaller "
-                "extent, fewer dates or fewer bands (or a batch job).", node_id=node_id) from None
+            raise  # the callers (sync request, job process) say which node and what helps
         except Exception as exc:
             if _disk_full(exc, folder):  # the server's storage, not a bug: say so (issue 16)
                 log.error("writing output %d (node %s): the disk is full", index + 1, node_id)
@@ -253,8 +252,11 @@ def compute_result(process: dict[str, Any], services: Services) -> SyncResult:
         return SyncResult(tar, TAR_MEDIA_TYPE, tar.name, folder)
     except MemoryError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise errors.Internal("The computation ran out of memory; use a smaller extent or "
-                              "a batch job.") from exc
+        advice = memory_advice(process, services)
+        raise errors.Internal(
+            "The computation ran out of memory." + advice + " A batch job (POST /jobs) runs "
+            "with the job workers' memory (setting TERRACUBE_MEMORY_LIMIT, listed as "
+            "memory-limit at GET /processing_parameters).") from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -7,6 +7,7 @@ from typing import Any
 from terracube import errors
 from terracube.datacube.cube import RasterCube
 from terracube.engine import graph as graphs
+from terracube.engine.argument_types import type_problems
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
 
@@ -23,12 +24,30 @@ def check_structure(process: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_process(process: dict[str, Any], services: Services) -> list[errors.OpenEOError]:
-    """Static validation: structure, processes, parameters (no data is read)."""
+    """Static validation (no data is read): structure, processes, parameter names, and the
+    JSON types of literal arguments and the parameter references (engine/argument_types.py)."""
     try:
         graph = graphs.unwrap(process)
     except errors.OpenEOError as exc:
         return [exc]
-    return Evaluator(services).validate(graph)
+    problems = Evaluator(services).validate(graph)
+    if problems and any(p.code in ("ProcessGraphInvalid", "ProcessGraphMissing")
+                        for p in problems):
+        return problems  # no sound graph to look into
+    declared = process.get("parameters") if isinstance(process, dict) else None
+    if isinstance(process, dict) and isinstance(process.get("process"), dict):
+        declared = process["process"].get("parameters")
+    scope = (frozenset(p["name"] for p in declared
+                       if isinstance(p, dict) and isinstance(p.get("name"), str))
+             if isinstance(declared, list) else None)
+
+    def udp_parameters(pid: str, namespace: Any) -> list[dict[str, Any]] | None:
+        udp = services.udp_lookup(pid, namespace) if services.udp_lookup else None
+        params = udp.get("parameters") if udp else None
+        return params if isinstance(params, list) else None
+
+    return problems + type_problems(graph, services.registry.__contains__, udp_parameters,
+                                    scope)
 
 
 def evaluate_outputs(process: dict[str, Any], services: Services) -> list[SavedResult]:

@@ -167,24 +167,23 @@ async def validate_custom_process(request: Request, user: OptionalUser, body: Js
     return {"errors": [problem.to_json() for problem in problems]}
 
 
-_EXPLAIN_RESPONSE = {200: {"description": "The dry run: every node's dimensions (label count, "
-                                          "first and last label), CRS, resolution, shape, dtype "
-                                          "and bytes to hold, the loads' bytes to read, the "
-                                          "outputs' sizes, and the errors found.",
-                           "content": {"application/json": {"schema": {
-                               "type": "object",
-                               "required": ["valid", "nodes", "outputs", "errors"],
-                               "properties": {
-                                   "valid": {"type": "boolean"},
-                                   "nodes": {"type": "array", "items": {"type": "object"}},
-                                   "loads": {"type": "array", "items": {"type": "object"}},
-                                   "outputs": {"type": "array", "items": {"type": "object"}},
-                                   "bytes_to_read": {"type": "integer"},
-                                   "pixels_to_read": {"type": "integer"},
-                                   "output_bytes": {"type": "integer"},
-                                   "estimable": {"type": "boolean"},
-                                   "errors": {"type": "array",
-                                              "items": {"type": "object"}}}}}}}}
+_EXPLAIN_SCHEMA = {
+    "type": "object", "required": ["valid", "nodes", "outputs", "errors"],
+    "properties": {
+        "valid": {"type": "boolean"},
+        "nodes": {"type": "array", "items": {"type": "object"}},
+        "loads": {"type": "array", "items": {"type": "object"}},
+        "outputs": {"type": "array", "items": {"type": "object"}},
+        "bytes_to_read": {"type": "integer"},
+        "pixels_to_read": {"type": "integer"},
+        "output_bytes": {"type": "integer"},
+        "estimable": {"type": "boolean"},
+        "errors": {"type": "array", "items": {"type": "object"}}}}
+_EXPLAIN_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The dry run: every node's dimensions (label count, first and last label), "
+                   "CRS, resolution, shape, dtype and bytes to hold, the loads' bytes to read, "
+                   "the outputs' sizes, and the errors found.",
+    "content": {"application/json": {"schema": _EXPLAIN_SCHEMA}}}}
 
 
 @router.post("/explain", operation_id="explain-process", tags=["terracube extensions"],

@@ -1,0 +1,153 @@
+"""Issue 16 ("validation missed 384 of 422 wrong-type arguments") and issue 18 (494-497):
+POST /validation reports wrong-type arguments, checked against every process's JSON schema,
+and accepts the arguments of the official process tests; what it accepts does not fail with a
+wrong-type error at /result, and what it refuses /result refuses too. Through a real server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.paths import SHARED
+
+from terracube.engine.argument_types import matches
+from terracube.engine.registry import build_registry
+from terracube.engine.specs import process_description
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+CASES = SHARED / "openeo-processes" / "tests"
+# Candidate wrong values: for each parameter, the first one its schema does not allow.
+WRONG = ["not a number", 1.5, True, [1, 2], {"a": 1}, None]
+_COMMENTS = re.compile(r'("(?:[^"\\]|\\.)*")|//[^\n]*|/\*.*?\*/', re.S)
+_TRAILING = re.compile(r'("(?:[^"\\]|\\.)*")|,(?=\s*[\]}])')
+
+
+def _wrong_arguments() -> list[tuple[str, str, Any]]:
+    """(process, parameter, wrong value) for every parameter of every process we offer whose
+    schema refuses one of WRONG."""
+    found = []
+    for pid in build_registry().ids():
+        description = process_description(pid)
+        for param in (description or {}).get("parameters", []):
+            schema = param.get("schema")
+            if isinstance(schema, dict) and "subtype" in schema and \
+                    schema["subtype"] == "process-graph":
+                continue
+            bad = next((v for v in WRONG if not matches(v, schema)), "absent")
+            if bad != "absent":
+                found.append((pid, param["name"], bad))
+    return found
+
+
+def _load(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    plain = _TRAILING.sub(lambda m: m[1] or "", _COMMENTS.sub(lambda m: m[1] or "", text))
+    return json.loads(plain)
+
+
+def _plain(value: Any) -> bool:
+    """JSON without $refs, NaN or infinities (what a request body can hold as is)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return "$ref" not in value and "type" not in value and all(
+            _plain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return True
+
+
+def _official_cases(per_process: int = 3) -> list[tuple[str, dict]]:
+    registry = build_registry()
+    out = []
+    for path in sorted(CASES.glob("*.json5")):
+        doc = _load(path)
+        pid = doc.get("id")
+        if pid not in registry:
+            continue
+        taken = 0
+        for case in doc.get("tests", []):
+            args = case.get("arguments", {})
+            if "throws" in case or not _plain(args) or taken >= per_process:
+                continue
+            out.append((pid, args))
+            taken += 1
+    return out
+
+
+def _graph(pid: str, arguments: dict) -> dict:
+    return {"process": {"process_graph": {"n": {"process_id": pid, "arguments": arguments,
+                                                "result": True}}}}
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.api, timeout=120) as client:
+        token = client.get("credentials/basic", auth=("demo", "demo")).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer basic//{token}"
+        yield client
+
+
+def test_wrong_types_are_reported_for_every_process(http) -> None:
+    cases = _wrong_arguments()
+    assert len(cases) > 400  # every process with typed parameters
+    missed = []
+    for pid, name, bad in cases:
+        r = http.post("validation", json=_graph(pid, {name: bad}))
+        assert r.status_code == 200, r.text
+        found = [e for e in r.json()["errors"] if e["code"] == "ProcessParameterInvalid"
+                 and f"argument '{name}'" in e["message"]]
+        if not found:
+            missed.append((pid, name, bad))
+    assert not missed, f"{len(missed)} of {len(cases)} missed: {missed[:20]}"
+
+
+def test_refused_by_validation_is_refused_by_result(http) -> None:
+    """A sample of the wrong-type arguments of scalar processes (no data needed)."""
+    scalar = [c for c in _wrong_arguments()
+              if c[0] in {"add", "absolute", "sqrt", "text_concat", "array_element",
+                          "between", "clip", "eq", "linear_scale_range", "round", "and",
+                          "date_shift", "array_create", "count", "sort", "mean"}]
+    assert len(scalar) >= 10
+    for pid, name, bad in scalar:
+        r = http.post("result", json=_graph(pid, {name: bad}))
+        assert 400 <= r.status_code < 500, (pid, name, bad, r.status_code, r.text)
+
+
+def test_official_arguments_are_accepted_and_run(http) -> None:
+    """No false alarm: the arguments of the official tests pass /validation, and none of
+    them fails with a wrong-type error at /result."""
+    cases = _official_cases()
+    assert len(cases) > 150
+    false_alarms = []
+    for pid, args in cases:
+        r = http.post("validation", json=_graph(pid, args))
+        wrong = [e["message"] for e in r.json()["errors"]
+                 if e["code"] == "ProcessParameterInvalid"]
+        if wrong:
+            false_alarms.append((pid, args, wrong))
+    assert not false_alarms, false_alarms[:10]
+    for pid, args in cases[::7]:  # a sample run for real
+        r = http.post("result", json=_graph(pid, args))
+        if r.status_code >= 400:
+            assert "is invalid: it is" not in r.json().get("message", ""), (pid, args, r.text)
+
+
+def test_unknown_callback_parameter_is_reported(http) -> None:
+    graph = {"process_graph": {
+        "load": {"process_id": "load_collection", "arguments": {
+            "id": "SENTINEL2_L2A", "spatial_extent": None, "temporal_extent": None}},
+        "r": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "load"}, "dimension": "t", "reducer": {"process_graph": {
+                "m": {"process_id": "mean", "arguments": {"data": {"from_parameter": "x"}},
+                      "result": True}}}}, "result": True}}}
+    errors = http.post("validation", json=graph).json()["errors"]
+    assert [e["code"] for e in errors] == ["ProcessParameterRequired"]
+    assert "'x'" in errors[0]["message"] and "data" in errors[0]["message"]
