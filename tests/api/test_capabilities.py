@@ -118,7 +118,7 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         ("/collections/{collection_id}/queryables", "GET"),
         ("/conformance", "GET"), ("/credentials/basic", "GET"), ("/file_formats", "GET"),
         ("/me", "GET"), ("/processes", "GET"), ("/result", "POST"), ("/service_types", "GET"),
-        ("/udf_runtimes", "GET"), ("/validation", "POST"),
+        ("/udf_runtimes", "GET"), ("/validation", "POST"), ("/explain", "POST"),
         ("/process_graphs", "GET"), ("/process_graphs/{process_graph_id}", "GET"),
         ("/process_graphs/{process_graph_id}", "PUT"),
         ("/process_graphs/{process_graph_id}", "DELETE"),
