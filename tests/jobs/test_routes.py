@@ -312,10 +312,9 @@ def test_estimate_names_what_cannot_work(client, alice):
     process = ndvi_graph()
     process["process_graph"]["load1"]["arguments"]["id"] = "NO_SUCH_COLLECTION"
     job_id = create(client, alice, process)
-    r = client.get(f"{API}/jobs/{job_id}/estimate", headers=alice)
-    # No confident duration for a job that cannot run: the error it will fail with.
-    assert r.status_code == 404 and r.json()["code"] == "CollectionNotFound"
-    assert "NO_SUCH_COLLECTION" in r.json()["message"]
+    estimate = client.get(f"{API}/jobs/{job_id}/estimate", headers=alice).json()
+    assert estimate["size"] == 0 and estimate["duration"] == "PT2S"
+    assert "NO_SUCH_COLLECTION" in estimate["terracube:problems"][0]
 
 
 def test_cancel_with_partial_results_keeps_them(client, alice):

@@ -7,7 +7,8 @@ duration from documented rates (settings `estimate_*`, docs/administration/limit
     duration = start + bytes to read / read rate + bytes the nodes hold / compute rate
                + bytes to write / write rate + tasks × 2 ms
 
-A graph whose duration cannot be known (a UDF, model training, deeply nested callbacks) is
+A graph that fails in the dry run gets its figures so far and the error in
+`terracube:problems`. A graph whose duration cannot be known (a UDF, model training, deeply nested callbacks) is
 answered with the openEO error EstimateComplexity (API profiles, requirement 826) rather
 than a confident guess. `costs` is given when the server charges for compute time.
 """
@@ -43,9 +44,7 @@ def estimated_seconds(explanation: Explanation, services: Services) -> float:
 def estimate_job(process: dict[str, Any], services: Services) -> dict[str, Any]:
     """The openEO estimate of a job's process: duration, size and (with a rate) costs."""
     explanation = explain_process(process, services)
-    if explanation.error is not None:
-        raise explanation.error
-    if explanation.unestimable:
+    if explanation.unestimable and explanation.error is None:
         raise errors.EstimateComplexity(
             "The duration of this process cannot be estimated: "
             + "; ".join(explanation.unestimable)
@@ -63,6 +62,11 @@ def estimate_job(process: dict[str, Any], services: Services) -> dict[str, Any]:
         "terracube:tasks": explanation.tasks,
         "terracube:seconds": round(seconds, 1),
     }
+    if explanation.error is not None:
+        # The job will fail with it (the figures cover what came before); answered with 200,
+        # as clients and the official suite expect an estimate of any job.
+        error = explanation.error
+        result["terracube:problems"] = [f"{error.code}: {error.message}"]
     rate = getattr(services.settings, "cost_per_cpu_hour", 0) or 0
     if rate > 0:
         result["costs"] = round(seconds / 3600 * rate, 4)

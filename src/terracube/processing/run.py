@@ -10,6 +10,7 @@ from terracube.engine import graph as graphs
 from terracube.engine.argument_types import type_problems
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
+from terracube.udp.definition import declared_parameters, metadata_problems
 
 DEFAULT_RASTER_FORMAT = "GTiff"
 
@@ -34,12 +35,10 @@ def validate_process(process: dict[str, Any], services: Services) -> list[errors
     if problems and any(p.code in ("ProcessGraphInvalid", "ProcessGraphMissing")
                         for p in problems):
         return problems  # no sound graph to look into
-    declared = process.get("parameters") if isinstance(process, dict) else None
-    if isinstance(process, dict) and isinstance(process.get("process"), dict):
-        declared = process["process"].get("parameters")
-    scope = (frozenset(p["name"] for p in declared
-                       if isinstance(p, dict) and isinstance(p.get("name"), str))
-             if isinstance(declared, list) else None)
+    if isinstance(process.get("process"), dict):
+        process = process["process"]
+    problems += metadata_problems(process)  # id, parameter and return schemas
+    scope = declared_parameters(process)
 
     def udp_parameters(pid: str, namespace: Any) -> list[dict[str, Any]] | None:
         udp = services.udp_lookup(pid, namespace) if services.udp_lookup else None

@@ -2,8 +2,10 @@
 
 The checks follow the request body schema of PUT /process_graphs/{id} (openEO API 1.2,
 `process_graph_with_metadata`), so that what GET /process_graphs/{id} sends back is valid
-against the response schema too. The graph is checked for its structure only: whether the
-processes it calls exist and get the right arguments is what POST /validation tells.
+against the response schema too; parameter and return schemas must be valid JSON Schemas.
+The graph is checked for its structure, and by udp/store.py for the JSON types of literal
+arguments and its parameter references (engine/argument_types.py); whether the user processes
+it calls exist is what POST /validation tells (they may be stored later).
 """
 
 from __future__ import annotations
@@ -145,12 +147,48 @@ def _check_parameters(parameters: Any) -> None:
 
 
 def _check_schema(schema: Any, label: str) -> None:
-    if isinstance(schema, dict):
-        return
-    if isinstance(schema, list) and schema and all(isinstance(s, dict) for s in schema):
+    if isinstance(schema, dict) or (
+            isinstance(schema, list) and schema and all(isinstance(s, dict) for s in schema)):
+        # Imported here: jsonschema is only needed when a process is stored or validated.
+        from jsonschema import Draft7Validator
+        from jsonschema.exceptions import SchemaError
+
+        for one in schema if isinstance(schema, list) else [schema]:
+            try:  # openEO's own keywords (subtype, parameters) are allowed as unknown ones
+                Draft7Validator.check_schema(one)
+            except SchemaError as exc:
+                raise errors.ProcessInvalid(
+                    f"{label}: its 'schema' is no valid JSON Schema: {exc.message}.") from None
         return
     raise errors.ProcessInvalid(
         f"{label} needs a 'schema': a JSON Schema object or a non-empty list of them.")
+
+
+def metadata_problems(process: Any) -> list[errors.OpenEOError]:
+    """What is wrong with the metadata of a process (POST /validation): its id, parameter
+    declarations and their JSON schemas, `returns` (the first problem of each part)."""
+    if not isinstance(process, dict):
+        return []
+    problems: list[errors.OpenEOError] = []
+    if "id" in process and process["id"] is not None and not is_valid_process_id(
+            process["id"]):
+        problems.append(errors.ProcessInvalid(
+            f"The process id {process['id']!r} is invalid: use 1-{MAX_PROCESS_ID_LENGTH} "
+            "letters, digits and underscores (pattern ^\\w+$)."))
+    try:
+        _check_metadata({k: v for k, v in process.items() if v is not None})
+    except errors.OpenEOError as exc:
+        problems.append(exc)
+    return problems
+
+
+def declared_parameters(process: dict) -> frozenset[str] | None:
+    """The names of the parameters a process declares (None: it declares none at all)."""
+    declared = process.get("parameters")
+    if not isinstance(declared, list):
+        return None
+    return frozenset(p["name"] for p in declared
+                     if isinstance(p, dict) and isinstance(p.get("name"), str))
 
 
 # --- calls between user-defined processes ---------------------------------------------------

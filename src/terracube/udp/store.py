@@ -14,9 +14,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from terracube import errors
 from terracube.db import Base, Database
+from terracube.engine.argument_types import type_problems
 from terracube.udp.definition import (
     IsPredefined,
     check_definition,
+    declared_parameters,
     find_cycle,
     is_valid_process_id,
     recursion_error,
@@ -58,6 +60,10 @@ class UdpStore:
               is_predefined: IsPredefined) -> dict:
         """Check and store (create or fully replace) a process; returns what was stored."""
         process = check_definition(process_id, body)
+        problems = type_problems(process["process_graph"], is_predefined,
+                                 scope=declared_parameters(process))
+        if problems:  # a wrong-type argument, a parameter that is not declared
+            raise problems[0]
         if is_predefined(process_id):
             raise errors.PredefinedProcessExists(
                 f"'{process_id}' is a predefined process (GET /processes); choose another id "
