@@ -8,9 +8,10 @@ duration from documented rates (settings `estimate_*`, docs/administration/limit
                + bytes to write / write rate + tasks × 2 ms
 
 A graph that fails in the dry run gets its figures so far and the error in
-`terracube:problems`. A graph whose duration cannot be known (a UDF, model training, deeply nested callbacks) is
-answered with the openEO error EstimateComplexity (API profiles, requirement 826) rather
-than a confident guess. `costs` is given when the server charges for compute time.
+`terracube:problems`. A graph whose duration cannot be known (a UDF, model training, deeply
+nested callbacks) is answered with the openEO error EstimateComplexity (API profiles,
+requirement 826) rather than a confident guess. `costs` are added from the duration by
+processing/costs.py (the billing rate).
 """
 
 from __future__ import annotations
@@ -67,10 +68,16 @@ def estimate_job(process: dict[str, Any], services: Services) -> dict[str, Any]:
         # as clients and the official suite expect an estimate of any job.
         error = explanation.error
         result["terracube:problems"] = [f"{error.code}: {error.message}"]
-    rate = getattr(services.settings, "cost_per_cpu_hour", 0) or 0
-    if rate > 0:
-        result["costs"] = round(seconds / 3600 * rate, 4)
     return result
+
+
+def estimate_if_possible(process: dict[str, Any], services: Services) -> dict[str, Any] | None:
+    """The estimate, or None when the duration cannot be estimated (a budget check then lets
+    the work start; its usage stops it)."""
+    try:
+        return estimate_job(process, services)
+    except errors.EstimateComplexity:
+        return None
 
 
 def iso_duration(seconds: float) -> str:

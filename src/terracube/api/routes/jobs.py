@@ -45,6 +45,7 @@ from terracube.jobs.requests import (
 )
 from terracube.jobs.store import ACTIVE
 from terracube.processing import costs as billing
+from terracube.processing.estimate import estimate_if_possible
 from terracube.processing.estimate import estimate_job as estimate
 from terracube.processing.services import build_services
 
@@ -150,9 +151,12 @@ def start_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep,
     if job.status not in ACTIVE:
         budgets.check(user.user_id)
         if job.budget is not None and settings.billing_rate > 0:
-            guess = estimate(job.process, build_services(settings, catalog, registry, user))
-            billing.check_budget(job.budget, billing.estimate_billing(guess, settings)["costs"],
-                                 f"job {job_id}")
+            guess = estimate_if_possible(job.process,
+                                         build_services(settings, catalog, registry, user))
+            if guess is not None:  # a UDF, say: its usage is stopped at the budget instead
+                billing.check_budget(job.budget,
+                                     billing.estimate_billing(guess, settings)["costs"],
+                                     f"job {job_id}")
     discarded = jobs.start(job_id, user.user_id, settings.max_queued_jobs_per_user)
     if discarded != "":
         if discarded:

@@ -35,7 +35,7 @@ from terracube.jobs.files import results_folder_of
 from terracube.jobs.requests import job_options
 from terracube.jobs.sync_logs import SyncLog
 from terracube.processing import costs as billing
-from terracube.processing.estimate import estimate_job
+from terracube.processing.estimate import estimate_if_possible
 from terracube.processing.explain import explain_process
 from terracube.processing.limits import check_sync_request
 from terracube.processing.outputs import compute_result as run_and_compute
@@ -91,9 +91,10 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
     services = build_services(settings, catalog, registry, user, executor=executor, log=log,
                               job_results=results_folder_of(jobs, folders, user.user_id))
     if budget is not None and settings.billing_rate > 0:
-        guess = await run_in_threadpool(estimate_job, process, services)
-        billing.check_budget(budget, billing.estimate_billing(guess, settings)["costs"],
-                             "this request")
+        guess = await run_in_threadpool(estimate_if_possible, process, services)
+        if guess is not None:  # a UDF, say: its usage is stopped at the budget instead
+            billing.check_budget(budget, billing.estimate_billing(guess, settings)["costs"],
+                                 "this request")
     # Over the per-user limit of concurrent requests: 429 before anything is logged or counted.
     with _sync_limiter(request, settings.max_sync_requests_per_user).slot(user.user_id):
         log("debug", "Evaluating the process graph.")
