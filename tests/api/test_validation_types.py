@@ -151,3 +151,34 @@ def test_unknown_callback_parameter_is_reported(http) -> None:
     errors = http.post("validation", json=graph).json()["errors"]
     assert [e["code"] for e in errors] == ["ProcessParameterRequired"]
     assert "'x'" in errors[0]["message"] and "data" in errors[0]["message"]
+
+
+def test_process_metadata_is_validated(http) -> None:
+    """Requirements 494-496: an invalid id, parameter declarations and return schemas."""
+    good = {"a": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": True}}
+    for extra in ({"id": "not a valid id!"},
+                  {"parameters": [{"name": "not valid!", "schema": 7}]},
+                  {"parameters": [{"name": "p", "description": "p", "schema": {"type": "nope"}}]},
+                  {"returns": {"description": 5, "schema": "not-a-schema"}}):
+        errors = http.post("validation", json={"process_graph": good, **extra}).json()["errors"]
+        assert [e["code"] for e in errors] == ["ProcessInvalid"], (extra, errors)
+    assert http.post("validation", json={"process_graph": good}).json()["errors"] == []
+
+
+def test_store_refuses_wrong_types_and_undeclared_parameters(http) -> None:
+    declared = [{"name": "v", "description": "a number", "schema": {"type": "number"}}]
+    wrong = {"parameters": declared, "process_graph": {"a": {
+        "process_id": "add", "arguments": {"x": "one", "y": {"from_parameter": "v"}},
+        "result": True}}}
+    r = http.put("process_graphs/wrong_type", json=wrong)
+    assert r.status_code == 400 and r.json()["code"] == "ProcessParameterInvalid", r.text
+    undeclared = {"parameters": declared, "process_graph": {"a": {
+        "process_id": "add", "arguments": {"x": 1, "y": {"from_parameter": "w"}},
+        "result": True}}}
+    r = http.put("process_graphs/undeclared", json=undeclared)
+    assert r.status_code == 400 and "'w'" in r.json()["message"], r.text
+    good = {"parameters": declared, "process_graph": {"a": {
+        "process_id": "add", "arguments": {"x": 1, "y": {"from_parameter": "v"}},
+        "result": True}}}
+    assert http.put("process_graphs/good_one", json=good).status_code == 200
+    assert http.delete("process_graphs/good_one").status_code == 204
