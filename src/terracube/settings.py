@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Literal
 
@@ -241,6 +242,21 @@ class Settings(BaseSettings):
         300, gt=0, description="A warm UDF process unused for this long exits.")
     udf_bwrap: str = Field(
         "bwrap", description="The bubblewrap executable that sandboxes UDFs (name or path).")
+
+    def fetch_allowed(self) -> list[str]:
+        """What user fetches may reach beyond the public internet: the administrator's
+        TERRACUBE_FETCH_ALLOWED_HOSTS and this server's own API port ("host:port"), so the
+        signed results link of a batch job can be read back with load_stac."""
+        own = {(self.host, self.port)}
+        if self.host in ("0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
+            own |= {("127.0.0.1", self.port), ("localhost", self.port)}
+        if self.public_url:
+            parts = urllib.parse.urlsplit(self.public_url)
+            if parts.hostname:
+                default = 443 if parts.scheme == "https" else 80
+                own.add((parts.hostname, parts.port or default))
+        return [*self.fetch_allowed_hosts,
+                *sorted(f"{host.lower()}:{port}" for host, port in own if port)]
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -94,6 +94,11 @@ def check_fetch(href: str, policy: FetchPolicy | None = None) -> None:
         raise FetchRefused(
             "Only http:// and https:// URLs are read for a user: documents, links and asset "
             "hrefs that are local paths, file:// or GDAL /vsi paths are refused.")
+    # "host:port" entries allow one port of a host only: the server's own API (job results
+    # chained with load_stac) without opening the rest of that host's ports.
+    default_port = 443 if parts.scheme.lower() == "https" else 80
+    if f"{host.lower()}:{port or default_port}" in policy.allowed:
+        return
     try:
         infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
     except OSError:

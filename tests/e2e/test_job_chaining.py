@@ -93,3 +93,32 @@ def test_a_chain_of_three_jobs(con, sample_data_dir: Path, tmp_path: Path) -> No
         got = ds[var].squeeze().values
         assert got.shape == expected.shape
         np.testing.assert_array_equal(got.astype(bool), expected)
+
+
+def test_chaining_on_a_server_with_default_fetch_rules(sample_data_dir: Path, tmp_path: Path,
+                                                       start_server) -> None:
+    """`make run` allows no local fetches, yet a job's signed results link on this server
+    itself is readable with load_stac; other ports of the same host stay refused."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_data_dir / "samples", data / "samples")
+    srv = start_server(data, {"TERRACUBE_FETCH_ALLOWED_HOSTS": "[]"})
+    con = openeo.connect(srv.url).authenticate_basic("demo", "demo")
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=SMALL, temporal_extent=JUNE,
+                             bands=["B08"])
+    url = results_url(run(s2, "GTiff"))
+    again = con.load_stac(url, spatial_extent=SMALL, temporal_extent=LATER, bands=["B08"])
+    again.download(tmp_path / "again.nc", format="netCDF")
+    with xr.open_dataset(tmp_path / "again.nc") as ds:
+        got = ds["B08"].values
+    want = np.stack([sample(sample_data_dir, day, "B08", SMALL)
+                     for day in ("2022-06-07", "2022-06-12")]).astype(float)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want)
+
+    other_port = srv.port + 1 if srv.port < 65535 else srv.port - 1
+    refused = con.load_stac(f"http://127.0.0.1:{other_port}/item.json")
+    with pytest.raises(openeo.rest.OpenEoApiError) as err:
+        refused.download(tmp_path / "x.nc", format="netCDF")
+    assert "not a public internet address" in err.value.message

@@ -30,7 +30,7 @@ def build_services(settings: Settings | None, catalog: Collections | None,
                                   settings.storage_quota_bytes)
         if udp_lookup is None:
             udp_lookup = udp_lookup_for(settings, user.user_id, registry.__contains__)
-    stac = StacUrlReader(settings.fetch_allowed_hosts if settings is not None else ())
+    stac = StacUrlReader(settings.fetch_allowed() if settings is not None else ())
     return Services(registry=registry, catalog=catalog, stac=stac,
                     uploads=UploadedFileReader(), formats=FormatTable(), workspace=workspace,
                     job_results=job_results, udp_lookup=udp_lookup, user=user,

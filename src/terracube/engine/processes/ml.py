@@ -458,7 +458,7 @@ def load_ml_model(uri: str | None = None, id: str | None = None, *,
     try:
         if re.match(r"^https?://", ref, re.IGNORECASE):
             settings = ctx.services.settings
-            with remote_only(settings.fetch_allowed_hosts if settings is not None else ()):
+            with remote_only(settings.fetch_allowed() if settings is not None else ()):
                 return _load_url(ref, key)
         item = _workspace_item(ctx.services.workspace, ref, argument)
         if item is None:
