@@ -10,6 +10,12 @@
 Writers get the executor with `current()`; the code that runs a graph makes its executor
 current with `with executor.active(): ...` (a context variable, so concurrent requests in
 other threads are not affected). Process graphs never change between the three set-ups.
+
+Computations can be stopped: code that runs them under `with cancellable(cancel): ...` has
+every computation of that block checked against `cancel` (a `Cancel`, set from any thread):
+on local threads before each task starts (no new task starts once it is set; running tasks
+finish), on a cluster by cancelling the futures. The computation then raises `Cancelled` (sync
+requests: over their time limit, or the client went away).
 """
 
 from __future__ import annotations
@@ -34,6 +40,35 @@ Progress = Callable[[float], None]
 """Called with the finished fraction of a computation (0..1), at most a few times a second."""
 
 _PROGRESS_INTERVAL_S = 0.5
+_CANCEL_POLL_S = 0.2
+
+
+class Cancelled(BaseException):
+    """A computation was stopped because its `Cancel` was set; the message says why.
+
+    A BaseException (like KeyboardInterrupt) so that the `except Exception` of processes and
+    writers, which turn failures into openEO errors, let it through to the code that set it."""
+
+
+class Cancel:
+    """A flag that stops the computations run under `cancellable(flag)`, set from any thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise `Cancelled` when the flag is set."""
+        if self._event.is_set():
+            raise Cancelled(self.reason or "cancelled")
 
 
 def local_threads() -> int:
@@ -130,15 +165,27 @@ class Executor:
             futures = self.client.compute([collections[i] for i in lazy])
             if progress is not None:
                 _report_futures(futures, progress, self.client.loop)
+            self._wait_or_cancel(futures)
             results = list(collections)
             for i, value in zip(lazy, self.client.gather(futures)):
                 results[i] = value
             return tuple(results)
+        cancel = _CANCEL.get()
+        if cancel is not None:
+            cancel.check()
+        return dask.compute(*collections, **self._local_kwargs(progress, cancel))
+
+    def _local_kwargs(self, progress: Progress | None, cancel: Cancel | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"scheduler": self.local_scheduler,
-                                      "num_workers": self.threads}
+                                  "num_workers": self.threads}
+        callbacks = []
         if progress is not None:
-            kwargs["callbacks"] = [_task_progress(progress)]
-        return dask.compute(*collections, **kwargs)
+            callbacks.append(_task_progress(progress))
+        if cancel is not None:
+            callbacks.append(_task_cancel(cancel))
+        if callbacks:
+            kwargs["callbacks"] = callbacks
+        return kwargs
 
     def store(self, sources: Sequence[dsa.Array], targets: Sequence[Any],
               progress: Progress | None = None) -> None:
@@ -153,12 +200,11 @@ class Executor:
         sources = [dsa.asarray(s) for s in sources]
         if not sources:
             return
+        cancel = _CANCEL.get()
+        if cancel is not None:
+            cancel.check()
         if self.client is None:
-            kwargs: dict[str, Any] = {"scheduler": self.local_scheduler,
-                                      "num_workers": self.threads}
-            if progress is not None:
-                kwargs["callbacks"] = [_task_progress(progress)]
-            dsa.store(sources, list(targets), lock=False, **kwargs)
+            dsa.store(sources, list(targets), lock=False, **self._local_kwargs(progress, cancel))
             return
         if self.cluster is not None:  # our in-process cluster: its workers can write too
             self._store_in_process(sources, targets, progress)
@@ -187,11 +233,30 @@ class Executor:
             futures = self.client.compute(writes)
             if progress is not None:
                 _report_futures(futures, progress, self.client.loop)
+            self._wait_or_cancel(futures)
             self.client.gather(futures)
         finally:
             with _TARGETS_LOCK:
                 for key in keys:
                     _TARGETS.pop(key, None)
+
+    def _wait_or_cancel(self, futures: list) -> None:
+        """Wait for the futures; cancel them (and raise `Cancelled`) when the active `Cancel`
+        is set meanwhile."""
+        cancel = _CANCEL.get()
+        if cancel is None:
+            return
+        from distributed import wait
+
+        while True:
+            if cancel.is_set():
+                self.client.cancel(futures)
+                cancel.check()
+            try:
+                wait(futures, timeout=_CANCEL_POLL_S)
+                return
+            except TimeoutError:
+                continue
 
     def _stream(self, sources: Sequence[dsa.Array], targets: Sequence[Any],
                 progress: Progress | None) -> None:
@@ -207,6 +272,7 @@ class Executor:
                 where.append((target, tuple(slice(int(o[i]), int(o[i + 1]))
                                             for o, i in zip(offsets, index))))
         futures = self.client.compute(blocks)
+        cancel = _CANCEL.get()
         position = {f.key: i for i, f in enumerate(futures)}
         done, total, last = 0, len(futures), 0.0
         for future, block in as_completed(futures, loop=self.client.loop,
@@ -214,6 +280,9 @@ class Executor:
             target, key = where[position[future.key]]
             target[key] = block
             future.release()
+            if cancel is not None and cancel.is_set():
+                self.client.cancel(futures)
+                cancel.check()
             done += 1
             if progress is not None and (time.monotonic() - last > _PROGRESS_INTERVAL_S
                                          or done == total):
@@ -243,6 +312,8 @@ _CURRENT: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
     "terracube_executor", default=None)
 _PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
     "terracube_progress", default=None)
+_CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar(
+    "terracube_cancel", default=None)
 _FALLBACK_LOCK = threading.Lock()
 _FALLBACK: Executor | None = None
 
@@ -268,6 +339,27 @@ def progress_to(callback: Progress) -> Iterator[None]:
         yield
     finally:
         _PROGRESS.reset(token)
+
+
+@contextlib.contextmanager
+def cancellable(cancel: Cancel) -> Iterator[Cancel]:
+    """Stop the computations started in this block (in this thread) when `cancel` is set:
+    they raise `Cancelled`."""
+    token = _CANCEL.set(cancel)
+    try:
+        yield cancel
+    finally:
+        _CANCEL.reset(token)
+
+
+def _task_cancel(cancel: Cancel) -> tuple:
+    """A dask local-scheduler callback tuple that raises `Cancelled` before a task starts once
+    `cancel` is set: the scheduler then stops handing out tasks and re-raises it."""
+
+    def pretask(key: Any, dsk: Any, state: dict) -> None:
+        cancel.check()
+
+    return (None, None, pretask, None, None)
 
 
 def _task_progress(progress: Progress) -> tuple:

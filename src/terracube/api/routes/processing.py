@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
@@ -31,18 +34,25 @@ from terracube.api.deps import (
 )
 from terracube.api.responses import FileDownload
 from terracube.api.user_limits import ConcurrencyLimiter
+from terracube.executor import Cancel, Cancelled, cancellable
 from terracube.jobs.files import results_folder_of
 from terracube.jobs.requests import job_options
 from terracube.jobs.sync_logs import SyncLog
 from terracube.processing import costs as billing
 from terracube.processing.estimate import estimate_if_possible
 from terracube.processing.explain import explain_process
-from terracube.processing.limits import check_sync_request
+from terracube.processing.limits import check_sync_request, sync_limits
 from terracube.processing.outputs import compute_result as run_and_compute
 from terracube.processing.run import validate_process
 from terracube.processing.services import build_services
 
 router = APIRouter(tags=["Data Processing"])
+logger = logging.getLogger(__name__)
+
+# Sync computations run on threads of their own, not on the thread pool that serves the API's
+# other (blocking) endpoints: long computations cannot starve GET /jobs and the like.
+_SYNC_THREADS = 16
+_POLL_S = 0.25  # how often a running request checks its time limit and its client
 
 _PROCESS_BODY = {"content": {"application/json": {"schema": {
     "type": "object", "required": ["process_graph"],
@@ -101,14 +111,22 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
         # The server process's CPU time while the request computes (other requests computing
         # at the same time count too; an external dask cluster's workers do not).
         cpu_before, started = time.process_time(), time.monotonic()
+        seconds = sync_limits(settings, options)["max-seconds"]
+        cancel = Cancel()
+
         def run() -> Any:
-            # A dry run first: too big for a synchronous request is refused before it runs.
-            check_sync_request(process, services, options)
-            return run_and_compute(process, services)
+            with cancellable(cancel):
+                try:
+                    # A dry run first: too big for a synchronous request is refused before it
+                    # runs; what runs is stopped at the time limit or when the client leaves.
+                    check_sync_request(process, services, options)
+                    return run_and_compute(process, services)
+                except Cancelled as exc:
+                    raise _stopped_error(str(exc), seconds) from None
 
         try:
             # Computing blocks, so it runs in a worker thread, not on the event loop.
-            result = await run_in_threadpool(run)
+            result = await _run_watched(request, run, cancel, seconds)
         except errors.OpenEOError as exc:
             log("error", exc.message, code=exc.code)
             raise
@@ -128,6 +146,53 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
                                  headers={"OpenEO-Costs": billing.costs_header(costs),
                                           "OpenEO-Identifier": request_id,
                                           "Link": f'<{logs_url}>; rel="monitor"'})
+
+
+async def _run_watched(request: Request, run: Callable[[], Any], cancel: Cancel,
+                       seconds: float) -> Any:
+    """`run()` in a sync-computation thread; `cancel` is set when it is still running after
+    `seconds` or when the client disconnects (its dask computation then stops between tasks
+    and `run` raises). The event loop stays free meanwhile."""
+    limiter = _sync_thread_limiter(request)
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(run, limiter=limiter))
+    deadline = time.monotonic() + seconds
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=_POLL_S)
+            if task.done():
+                break
+            if cancel.is_set():
+                continue  # stopping: its tasks that run finish first
+            if time.monotonic() > deadline:
+                logger.warning("stopping a synchronous request: over its %g s limit", seconds)
+                cancel.set("time")
+            elif await request.is_disconnected():
+                logger.warning("stopping a synchronous request: the client disconnected")
+                cancel.set("disconnect")
+    except BaseException:  # the request itself was cancelled (server stopping): stop the work
+        cancel.set("disconnect")
+        raise
+    return task.result()
+
+
+def _stopped_error(reason: str, seconds: float) -> errors.OpenEOError:
+    if reason == "time":
+        return errors.ProcessGraphComplexity(
+            f"The request was stopped after {seconds:g} s: synchronous requests may compute "
+            "for at most that long (option max-seconds, setting TERRACUBE_SYNC_MAX_SECONDS; "
+            "see GET /processing_parameters). Run it as a batch job (POST /jobs, or "
+            "connection.create_job(...) with the client), or make it smaller: a smaller "
+            "extent, fewer dates or bands, a coarser resolution.")
+    # Nobody reads this answer: the client went away.
+    return errors.RequestTimeout("The request was stopped: the client disconnected.")
+
+
+def _sync_thread_limiter(request: Request) -> anyio.CapacityLimiter:
+    state = request.app.state
+    limiter = getattr(state, "sync_thread_limiter", None)
+    if limiter is None:
+        limiter = state.sync_thread_limiter = anyio.CapacityLimiter(_SYNC_THREADS)
+    return limiter
 
 
 def _account(budgets: Any, sync_logs: Any, user_id: str, request_id: str, log: SyncLog,
