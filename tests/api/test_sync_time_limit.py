@@ -15,7 +15,6 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-
 from tests.support.processes import ServerProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
