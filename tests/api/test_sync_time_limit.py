@@ -45,11 +45,11 @@ def averaged(resolution: float | None, extent: dict | None = None) -> dict:
 SLOW = averaged(1.5)
 
 
-def started(data_dir: Path, limit: float) -> ServerProcess:
+def started(data_dir: Path, limit: float, **env: str) -> ServerProcess:
     rates = {f"TERRACUBE_ESTIMATE_{what}_BYTES_PER_SECOND": "1e15"
              for what in ("READ", "COMPUTE", "WRITE")}
     srv = ServerProcess(data_dir, {"TERRACUBE_SYNC_MAX_SECONDS": str(limit),
-                                   "TERRACUBE_ESTIMATE_START_SECONDS": "0", **rates})
+                                   "TERRACUBE_ESTIMATE_START_SECONDS": "0", **rates, **env})
     srv.wait_ready(srv.api)
     return srv
 
@@ -126,6 +126,21 @@ def test_lower_max_seconds_option_stops_earlier(server, headers) -> None:
     assert "after 1 s" in r.json()["message"]
     assert took < LIMIT_S + 4, took
     assert idle(server.pid, within=6)
+
+
+def test_time_limit_on_a_dask_cluster(sample_data_dir: Path) -> None:
+    """With a memory limit the server computes on an in-process dask.distributed cluster:
+    the request's futures are cancelled instead."""
+    srv = started(sample_data_dir, LIMIT_S, TERRACUBE_MEMORY_LIMIT="2GB")
+    try:
+        begun = time.monotonic()
+        r = requests.post(srv.api + "result", json=SLOW, headers=login(srv), timeout=120)
+        took = time.monotonic() - begun
+        assert r.status_code == 400 and f"after {LIMIT_S} s" in r.json()["message"], r.text
+        assert took < LIMIT_S + 8, took
+        assert idle(srv.pid, within=6)
+    finally:
+        srv.stop()
 
 
 def test_disconnected_client_stops_the_computation(sample_data_dir: Path) -> None:
