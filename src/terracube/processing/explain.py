@@ -314,7 +314,9 @@ def explain_process(process: dict[str, Any], services: Services) -> Explanation:
     the request itself (no process graph) are raised."""
     graph = graphs.unwrap(process)
     recorder_catalog = _RecordingCatalog(services.catalog)
-    services = dataclasses.replace(services, catalog=recorder_catalog, saved=[])
+    # No log: the dry run evaluates the graph too, and its inspect/UDF entries would appear
+    # in the job's or request's log beside those of the real run.
+    services = dataclasses.replace(services, catalog=recorder_catalog, saved=[], log=None)
     problems = validate_process(process, services)
     if problems:
         return Explanation([], [], [], [p.to_json() for p in problems], [], error=problems[0])
