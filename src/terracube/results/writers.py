@@ -16,6 +16,7 @@ import rasterio
 import rasterio.shutil
 import xarray as xr
 from rasterio.transform import Affine
+from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
 
 from terracube import errors, executor
 from terracube.datacube.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
@@ -407,7 +408,7 @@ def _cf_dataset(cube: RasterCube) -> xr.Dataset:
 class _VariableWriter:
     """A store target writing blocks into one variable of an open netCDF4 file."""
 
-    def __init__(self, variable: Any, lock: threading.Lock) -> None:
+    def __init__(self, variable: Any, lock: Any) -> None:
         self.variable = variable
         self.lock = lock
 
@@ -429,29 +430,37 @@ def _stream_netcdf(ds: xr.Dataset, path: Path) -> None:
     ds.drop_vars(lazy).to_netcdf(path, engine="netcdf4", format="NETCDF4")
     if not lazy:
         return
-    lock = threading.Lock()
+    # The lock xarray takes around every netCDF4/HDF5 call: reading the input netCDF files
+    # in other threads while blocks are written here corrupts HDF5 state otherwise.
+    lock = NETCDF4_PYTHON_LOCK
     sources, targets = [], []
-    with netCDF4.Dataset(path, "a") as nc:
-        for name in lazy:
-            var = ds[name]
-            for dim, size in var.sizes.items():
-                if dim not in nc.dimensions:
-                    nc.createDimension(dim, size)
-            data = var.data
-            fill = var.encoding.get("_FillValue", np.nan if var.dtype.kind == "f" else None)
-            out = nc.createVariable(name, var.dtype, var.dims, fill_value=fill)
-            attrs = dict(var.attrs)
-            grid_mapping = var.encoding.get("grid_mapping", attrs.pop("grid_mapping", None))
-            if grid_mapping is not None:
-                attrs["grid_mapping"] = grid_mapping
-            attrs.pop("_FillValue", None)
-            extra = [str(c) for c in var.coords if c not in var.dims]
-            if extra:  # as xarray writes them: non-dimension coordinates of the variable
-                attrs["coordinates"] = " ".join(extra)
-            out.setncatts(attrs)
-            sources.append(data)
-            targets.append(_VariableWriter(out, lock))
+    with lock:
+        nc = netCDF4.Dataset(path, "a")
+    try:
+        with lock:
+            for name in lazy:
+                var = ds[name]
+                for dim, size in var.sizes.items():
+                    if dim not in nc.dimensions:
+                        nc.createDimension(dim, size)
+                data = var.data
+                fill = var.encoding.get("_FillValue", np.nan if var.dtype.kind == "f" else None)
+                out = nc.createVariable(name, var.dtype, var.dims, fill_value=fill)
+                attrs = dict(var.attrs)
+                grid_mapping = var.encoding.get("grid_mapping", attrs.pop("grid_mapping", None))
+                if grid_mapping is not None:
+                    attrs["grid_mapping"] = grid_mapping
+                attrs.pop("_FillValue", None)
+                extra = [str(c) for c in var.coords if c not in var.dims]
+                if extra:  # as xarray writes them: non-dimension coordinates of the variable
+                    attrs["coordinates"] = " ".join(extra)
+                out.setncatts(attrs)
+                sources.append(data)
+                targets.append(_VariableWriter(out, lock))
         executor.current().store(sources, targets)
+    finally:
+        with lock:
+            nc.close()
 
 
 def _one_kind(labels: xr.DataArray) -> bool:

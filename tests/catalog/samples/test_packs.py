@@ -286,6 +286,23 @@ def test_ostia_sea_surface_temperature(con, installed: Installed, tmp_path: Path
         np.testing.assert_array_equal(ds.t.values, expected.time.values)
 
 
+def test_ostia_mean_of_the_whole_series(con, installed: Installed, tmp_path: Path) -> None:
+    """The course's SST demo: the whole file read and a netCDF written in the same run (the
+    writer and the reader share HDF5; an unshared lock failed with 'NetCDF: HDF error')."""
+    cube = con.load_collection("OSTIA_SST", bands=["surface_temperature"])
+    ds = download_netcdf(cube.reduce_dimension(dimension="t", reducer="mean"),
+                         tmp_path / "ostia_mean.nc")
+    with xr.open_dataset(installed.path(OSTIA_FILE)) as src:
+        sst = src["surface_temperature"].load()
+    lon = sst.longitude.values
+    sst = sst.assign_coords(longitude=np.where(lon >= 180, lon - 360, lon)).sortby("longitude")
+    expected = np.nanmean(sst.values.astype("float64"), axis=0)[::-1]
+    got = ds["surface_temperature"].values.squeeze()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(ds.x.values, sst.longitude.values, atol=1e-4)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, equal_nan=True)
+
+
 def test_gebco_elevation(con, installed: Installed, tmp_path: Path) -> None:
     cube = con.load_collection("GEBCO_CENTRAL_ASIA", spatial_extent={
         "west": 74.0, "south": 42.0, "east": 74.1, "north": 42.05})
