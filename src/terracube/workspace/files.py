@@ -337,32 +337,22 @@ class Upload:
         size = self.written + len(chunk)
         if size > self.reserved:
             self._reserve_more(size)
-        try:
+        with self._aborting_on_failure():
             view = memoryview(chunk)
             while view:  # an unbuffered write may take only part of the bytes
                 view = view[self._file.write(view):]
-        except OSError as exc:
-            self.abort()
-            raise _storage_failure(exc) from exc
         self.written = size
 
     def _reserve_more(self, size: int) -> None:
-        try:
-            with self.workspace.locked():
-                self.allowance = self._allowance()
-                if size > self.allowance:
-                    raise self.quota_error(size)
-                self._extend(min(self.allowance, max(size, self.reserved + RESERVE_STEP_BYTES)))
-        except errors.OpenEOError:
-            self.abort()
-            raise
-        except OSError as exc:
-            self.abort()
-            raise _storage_failure(exc) from exc
+        with self._aborting_on_failure(), self.workspace.locked():
+            self.allowance = self._allowance()
+            if size > self.allowance:
+                raise self.quota_error(size)
+            self._extend(min(self.allowance, max(size, self.reserved + RESERVE_STEP_BYTES)))
 
     def commit(self) -> FileInfo:
         """Move the complete file into place (atomically) and describe it."""
-        try:
+        with self._aborting_on_failure():
             if self.reserved != self.written:
                 os.ftruncate(self._fd, self.written)  # the unused reservation goes
             os.fsync(self._fd)
@@ -380,13 +370,20 @@ class Upload:
                         # A concurrent DELETE removed the (then empty) parent folder: once more.
                         if attempt:
                             raise
+        return self.workspace.info(self.path)
+
+    @contextmanager
+    def _aborting_on_failure(self) -> Iterator[None]:
+        """A failure gives up the upload: its temporary file and reservation go, and a
+        storage error (disk full, I/O) reaches the user as StorageFailure."""
+        try:
+            yield
         except errors.OpenEOError:
             self.abort()
             raise
         except OSError as exc:
             self.abort()
             raise _storage_failure(exc) from exc
-        return self.workspace.info(self.path)
 
     def abort(self) -> None:
         """Remove the temporary file and its reservation (safe to call more than once)."""
