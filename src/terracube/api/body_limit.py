@@ -4,11 +4,10 @@ limited here: they are streamed to disk under the user's quota."""
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from terracube import errors
+from terracube.api.errors import TrackedSend, send_error
 from terracube.api.proxy import route_path
 
 
@@ -38,7 +37,6 @@ class BodyLimitMiddleware:
             await self._refuse(send)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -50,16 +48,11 @@ class BodyLimitMiddleware:
                     raise self._error()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, tracked)
         except PayloadTooLarge:
-            if not started:
+            if not tracked.started:
                 await self._refuse(send)
 
     def _error(self) -> PayloadTooLarge:
@@ -69,10 +62,4 @@ class BodyLimitMiddleware:
             "refer to them from the process graph.")
 
     async def _refuse(self, send: Send) -> None:
-        error = self._error()
-        body = json.dumps(error.to_json()).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, self._error(), [(b"connection", b"close")])

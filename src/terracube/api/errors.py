@@ -103,29 +103,42 @@ class InternalErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
             error = errors.Internal("Internal server error.")
             error.args = (f"Internal server error; the server log has the details under id "
                           f"{error.id}.",)
             log.error("Unhandled exception [%s] on %s %s", error.id, scope.get("method"),
                       scope.get("path"), exc_info=exc)
-            if started:  # too late for an error response; the connection is just dropped
+            if tracked.started:  # too late for an error response; the connection is just dropped
                 raise
-            body = json.dumps(error.to_json()).encode()
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, error)
+
+
+class TrackedSend:
+    """An ASGI `send` that remembers whether the response has started (after that, an error
+    can no longer become a response of its own)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
+async def send_error(send: Send, error: errors.OpenEOError,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer with `error` as openEO JSON from ASGI middleware (below FastAPI's handlers)."""
+    body = json.dumps(error.to_json()).encode()
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI) -> None:
