@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         60, gt=0, description="A running job whose worker has not reported for this long (or "
                               "whose worker process on this host is gone) is re-queued once, "
                               "then marked as failed.")
+    job_max_seconds: float = Field(
+        86400, gt=0, description="Longest a batch job may run (wall-clock seconds of one run); "
+                                 "a job still running then is stopped and ends as error, "
+                                 "saying so in its log. A job may set a lower limit with its "
+                                 "job option max-seconds.")
     max_running_jobs_per_user: int = Field(
         2, ge=1, description="Batch jobs of one user that run at the same time; the user's "
                              "further jobs wait while the workers take other users' jobs "

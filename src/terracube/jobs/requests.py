@@ -12,7 +12,11 @@ from typing import Any
 
 from terracube import errors
 from terracube.jobs.logs import check_level
-from terracube.processing.limits import LIMIT_OPTIONS, limit_parameters
+from terracube.processing.limits import (
+    JOB_LOWERABLE,
+    job_limit_options,
+    limit_parameters,
+)
 from terracube.processing.run import check_structure
 
 _JOB_ID = re.compile(r"^[\w\-.~]+$")
@@ -81,7 +85,9 @@ def job_options(body: dict[str, Any]) -> dict[str, Any]:
 
 def ignored_options(options: dict[str, Any]) -> list[str]:
     """The names of job options terracube accepts but does not apply (for a log warning)."""
-    return sorted(name for name in options if name != "log_level" and name not in LIMIT_OPTIONS)
+    # max-bytes/max-pixels limit synchronous requests only: a job gets the warning for them
+    return sorted(name for name in options
+                  if name != "log_level" and name not in JOB_LOWERABLE)
 
 
 def is_job_id(job_id: str) -> bool:
@@ -131,6 +137,9 @@ def job_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         options = job_options(body)
         if "log_level" in options:
             fields["log_level"] = options["log_level"]
+        own = job_limit_options(options)
+        if "max-seconds" in own:
+            fields["max_seconds"] = own["max-seconds"]
     elif "log_level" in body:
         try:
             fields["log_level"] = check_level(body["log_level"])

@@ -113,6 +113,18 @@ class JobLog(Base):
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class JobLimits(Base):
+    """Limits a job's own options set (job option `max-seconds`), below the server's settings.
+
+    A table of its own, so that databases created before it gain it by `create_all`."""
+
+    __tablename__ = "job_limits"
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True)
+    max_seconds: Mapped[float | None] = mapped_column(Float)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A job a worker has claimed: the record as claimed and the fencing token of the run."""
@@ -149,7 +161,8 @@ class JobStore:
     # --- the user's side (API) ---------------------------------------------------------------
     def create(self, user_id: str, process: dict, *, title: str | None = None,
                description: str | None = None, plan: str | None = None,
-               budget: float | None = None, log_level: str = DEFAULT_JOB_LOG_LEVEL) -> Job:
+               budget: float | None = None, log_level: str = DEFAULT_JOB_LOG_LEVEL,
+               max_seconds: float | None = None) -> Job:
         now = self.now()
         job = Job(job_id=new_job_id(), user_id=user_id, title=title, description=description,
                   process=process, plan=plan, budget=budget, log_level=log_level,
@@ -157,7 +170,16 @@ class JobStore:
                   asset_count=0)
         with self.db.session() as s:
             s.add(job)
+            if max_seconds is not None:
+                s.flush()  # the job row first: the limits refer to it
+                s.add(JobLimits(job_id=job.job_id, max_seconds=max_seconds))
         return job
+
+    def max_seconds(self, job_id: str) -> float | None:
+        """The job's own time limit (its job option `max-seconds`), if it set one."""
+        with self.db.session() as s:
+            limits = s.get(JobLimits, job_id)
+        return limits.max_seconds if limits is not None else None
 
     def get(self, job_id: str, user_id: str | None = None) -> Job:
         """The job; JobNotFound if it does not exist or belongs to someone else."""
@@ -219,6 +241,7 @@ class JobStore:
             if job is None or job.user_id != user_id:
                 raise errors.JobNotFound(f"The batch job '{job_id}' does not exist.")
             s.execute(delete(JobLog).where(JobLog.job_id == job_id))
+            s.execute(delete(JobLimits).where(JobLimits.job_id == job_id))
             s.execute(delete(Job).where(Job.job_id == job_id))
         return job
 

@@ -38,6 +38,7 @@ from terracube.jobs.logs import level_rank
 from terracube.jobs.runner import job_process_main
 from terracube.jobs.store import Claim, JobStore
 from terracube.processing import costs as billing
+from terracube.processing import limits
 from terracube.processing.services import build_services
 from terracube.settings import Settings
 
@@ -118,6 +119,8 @@ class _Run:
     reaped: bool = False
     cpu_seconds: float = 0.0  # of the job process and its waited-for children, so far
     cpu_limit: float | None = None  # the job's budget / the owner's allowance, in CPU-seconds
+    time_limit: float = float("inf")  # wall-clock seconds (job_max_seconds / max-seconds)
+    time_limit_source: str = ""  # which setting or option set it, for the log message
 
 
 class Worker:
@@ -309,6 +312,8 @@ class Worker:
         process = claim.job.process
         cpu_limit = billing.cpu_limit(claim.job.budget, settings,
                                       self.budgets.allowance(claim.job.user_id).remaining)
+        time_limit, time_source = limits.job_seconds(settings,
+                                                     self.store.max_seconds(claim.job.job_id))
         # load_ml_model(<job id>) reads the models of the owner's finished jobs
         job_results = results_folder_of(self.store, self.folders, claim.job.user_id)
 
@@ -336,7 +341,8 @@ class Worker:
                 os._exit(code)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        return _Run(claim=claim, pid=pid, read_fd=read_fd, out_dir=out_dir, cpu_limit=cpu_limit)
+        return _Run(claim=claim, pid=pid, read_fd=read_fd, out_dir=out_dir, cpu_limit=cpu_limit,
+                    time_limit=time_limit, time_limit_source=time_source)
 
     def _supervise(self, run: _Run) -> None:
         job_id, run_id = run.claim.job.job_id, run.claim.run_id
@@ -366,6 +372,9 @@ class Worker:
                     return
                 if run.cpu_limit is not None and run.cpu_seconds > run.cpu_limit:
                     self._stop_over_budget(run)
+                    return
+                if time.monotonic() - run.started > run.time_limit:
+                    self._stop_over_time(run)
                     return
                 now = time.monotonic()
                 if now - last_check >= CHECK_SECONDS:
@@ -492,6 +501,31 @@ class Worker:
         _remove_partial_files(run.out_dir)
         if self.store.fail(job_id, run_id, usage):
             log.info("job %s: stopped over budget", job_id)
+        else:
+            self._cleanup_lost(run)
+
+    def _stop_over_time(self, run: _Run) -> None:
+        """The run is over its wall-clock limit: stop it; the job ends as error saying which
+        limit and how to raise it. The worker then takes the next queued job."""
+        _kill_and_reap(run)
+        claim = run.claim
+        job_id, run_id = claim.job.job_id, claim.run_id
+        usage = self._usage(run, None)
+        self._account(run, usage)
+        if not self.store.is_current(job_id, run_id):
+            self._cleanup_lost(run)
+            return
+        server = self.settings.job_max_seconds
+        self.store.add_log(job_id, "error", (
+            f"Stopped after {usage['duration']['value']:.1f} s at {run.progress:.0f} %: the "
+            f"job may run for {run.time_limit:g} s ({run.time_limit_source}). Make it smaller "
+            "(a smaller extent, fewer dates or bands, a coarser resolution) or split it into "
+            f"several jobs; a job may set its job option max-seconds up to {server:g} s, and "
+            "an administrator can raise that (setting TERRACUBE_JOB_MAX_SECONDS)."),
+            code="ProcessGraphComplexity", usage=usage)
+        _remove_partial_files(run.out_dir)
+        if self.store.fail(job_id, run_id, usage):
+            log.info("job %s: stopped after its time limit of %g s", job_id, run.time_limit)
         else:
             self._cleanup_lost(run)
 

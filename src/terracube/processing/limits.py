@@ -32,6 +32,12 @@ _SYNC_MEANINGS = {
     "max-seconds": "Longest estimated duration (GET /jobs/{id}/estimate's rates) of the "
                    "request.",
 }
+# Options that lower a limit of one batch job: option name -> setting.
+JOB_LOWERABLE = {"max-seconds": "job_max_seconds"}
+_JOB_MEANINGS = {
+    "max-seconds": "Longest a batch job may run (wall-clock seconds); a job still running "
+                   "then is stopped and ends as error, its log saying so.",
+}
 # Limits of batch jobs and of users: (name, setting, meaning, JSON type).
 _JOB_LIMITS: tuple[tuple[str, str, str, str | list[str]], ...] = (
     ("memory-limit", "memory_limit", "Memory of each Dask worker that computes a job (the "
@@ -50,8 +56,9 @@ _JOB_LIMITS: tuple[tuple[str, str, str, str | list[str]], ...] = (
 
 
 def limit_parameters(settings: Any) -> dict[str, list[dict[str, Any]]]:
-    """The limits as processing parameters: `sync` ones a request may lower, `job` ones fixed
-    by the administrator (listed so they can be seen; a value given for them is ignored)."""
+    """The limits as processing parameters: `sync` ones a request may lower; `job` ones a job
+    may lower (JOB_LOWERABLE) and ones fixed by the administrator (listed so they can be
+    seen; a value given for them is ignored)."""
     sync = []
     for name, setting in SYNC_LIMITS.items():
         value = getattr(settings, setting)
@@ -61,6 +68,12 @@ def limit_parameters(settings: Any) -> dict[str, list[dict[str, Any]]]:
                                     f"TERRACUBE_{setting.upper()}; a request may lower it.",
                      "schema": {"type": kind, "minimum": 0, "maximum": value}})
     job = []
+    for name, setting in JOB_LOWERABLE.items():
+        value = getattr(settings, setting)
+        job.append({"name": name, "optional": True, "default": value,
+                    "description": f"{_JOB_MEANINGS[name]} Setting "
+                                   f"TERRACUBE_{setting.upper()}; a job may lower it.",
+                    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": value}})
     for name, setting, meaning, json_type in _JOB_LIMITS:
         if not hasattr(settings, setting):
             continue
@@ -88,6 +101,30 @@ def sync_limits(settings: Any, options: dict[str, Any]) -> dict[str, float]:
             limit = min(limit, float(value))
         limits[name] = limit
     return limits
+
+
+def job_limit_options(options: dict[str, Any]) -> dict[str, float]:
+    """The limits a new batch job sets with its options (`max-seconds`), checked: BadRequest
+    for a value that is not a number above 0. A value above the setting is allowed here (the
+    setting may change before the job runs); the lower of the two applies."""
+    own: dict[str, float] = {}
+    for name in JOB_LOWERABLE:
+        if name not in options:
+            continue
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise errors.BadRequest(f"The job option '{name}' must be a number above 0 (GET "
+                                    "/processing_parameters shows the server's maximum).")
+        own[name] = float(value)
+    return own
+
+
+def job_seconds(settings: Any, own: float | None) -> tuple[float, str]:
+    """The time limit of a batch job run and where it comes from (for its log message)."""
+    limit = float(settings.job_max_seconds)
+    if own is not None and own < limit:
+        return own, "the job option max-seconds"
+    return limit, "the server's setting TERRACUBE_JOB_MAX_SECONDS"
 
 
 def check_sync_request(process: dict[str, Any], services: Services,
