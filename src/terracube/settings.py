@@ -247,6 +247,21 @@ class Settings(BaseSettings):
         300, gt=0, description="A warm UDF process unused for this long exits.")
     udf_bwrap: str = Field(
         "bwrap", description="The bubblewrap executable that sandboxes UDFs (name or path).")
+    udf_dependencies: Literal["off", "allow-list", "any"] = Field(
+        "any", description="Packages a UDF declares (PEP 723 `dependencies`) that the runtime "
+                           "lacks: 'any' installs them, 'allow-list' only those of "
+                           "udf_allowed_packages, 'off' none (the UDF is refused).")
+    udf_allowed_packages: str = Field(
+        "", description="Comma-separated package names UDFs may have installed when "
+                        "udf_dependencies is 'allow-list'.")
+    udf_package_index: str = Field(
+        "", description="Index the packages UDFs declare are installed from: a URL (pip's "
+                        "--index-url), empty for pip's own configuration (PyPI), 'none' for "
+                        "no index (only udf_find_links).")
+    udf_find_links: str = Field(
+        "", description="Comma-separated folders or URLs of wheels (pip's --find-links).")
+    udf_install_timeout_seconds: float = Field(
+        300, gt=0, description="Longest time one installation of UDF dependencies may take.")
 
     def fetch_allowed(self) -> list[str]:
         """What user fetches may reach beyond the public internet: the administrator's

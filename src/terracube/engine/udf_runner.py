@@ -18,6 +18,7 @@ import os
 import resource
 import select
 import struct
+import sys
 import traceback
 from typing import Any, BinaryIO
 
@@ -266,6 +267,8 @@ def main() -> None:
         pass
     header, _ = read_message(rfd)
     apply_limits(header.get("limits", {}))
+    # packages the UDF declared (a read-only folder): after the runtime's, which always win
+    sys.path.extend(str(p) for p in header.get("sys_path") or [])
     idle = header.get("idle_seconds")
     collect = _Collect()
     user_logger = logging.getLogger(_LOGGER_NAME)

@@ -39,6 +39,7 @@ from terracube import errors
 
 RUNNER = Path(__file__).with_name("udf_runner.py")
 _SANDBOX_RUNNER = "/udf/runner.py"
+ENV_PATH = "/udf/env"  # where the UDF's declared packages are bound (appended to sys.path)
 _MAX_HEADER = 64 * 1024 * 1024
 
 
@@ -107,8 +108,9 @@ def _runtime_binds() -> list[str]:
     return args
 
 
-def sandbox_command(limits: UdfLimits) -> list[str]:
-    """The bwrap command line that runs the runner script."""
+def sandbox_command(limits: UdfLimits, env: Path | None = None) -> list[str]:
+    """The bwrap command line that runs the runner script; `env`: a folder of packages the UDF
+    declared (engine/udf_envs.py), bound read-only at ENV_PATH."""
     bwrap = _bwrap(limits.bwrap)
     assert bwrap is not None
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
@@ -124,6 +126,7 @@ def sandbox_command(limits: UdfLimits) -> list[str]:
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
              "--ro-bind", str(RUNNER), _SANDBOX_RUNNER,
+             *(["--ro-bind", str(env), ENV_PATH] if env is not None else []),
              "--chdir", "/tmp", sys.executable, "-I", _SANDBOX_RUNNER]
     return args
 
@@ -210,16 +213,19 @@ class _WorkerDied(Exception):
 class _Worker:
     """One runner process with the UDF loaded."""
 
-    def __init__(self, command: list[str], code: str, limits: UdfLimits, uid: int | None):
+    def __init__(self, command: list[str], code: str, limits: UdfLimits, uid: int | None,
+                 sys_path: list[str] | None = None):
         self.limits = limits
-        self.proc = _SPARES.take(command)
+        # spares have the common binds; a sandbox with a package folder is started for its pool
+        self.proc = _start(command) if sys_path else _SPARES.take(command)
         self.kind: str | None = None
         limits_json = {k: v for k, v in asdict(limits).items()
                        if k in ("cpu_seconds", "memory_bytes", "processes", "file_bytes")}
         limits_json["uid"] = uid
         try:
             _write(self.proc.stdin, {"code": code, "limits": limits_json,
-                                     "idle_seconds": limits.idle_seconds}, [])
+                                     "idle_seconds": limits.idle_seconds,
+                                     "sys_path": sys_path or []}, [])
             header, _ = self._read(limits.timeout_seconds)
         except _WorkerDied as exc:
             self.kill()
@@ -415,20 +421,23 @@ def _kill_all(workers: list[_Worker]) -> None:
 _POOLS: weakref.WeakValueDictionary[str, UdfPool] = weakref.WeakValueDictionary()
 
 
-def _pool_by_id(pool_id: str, code: str, limits: UdfLimits, sandboxed: bool) -> UdfPool:
+def _pool_by_id(pool_id: str, code: str, limits: UdfLimits, sandboxed: bool,
+                env: Path | None = None) -> UdfPool:
     """The pool of this process with that id (a dask graph was pickled), or a new one."""
     pool = _POOLS.get(pool_id)
-    return pool if pool is not None else UdfPool(code, limits, sandboxed, pool_id=pool_id)
+    return pool if pool is not None else UdfPool(code, limits, sandboxed, pool_id=pool_id,
+                                                 env=env)
 
 
 class UdfPool:
     """Warm runner processes for one UDF of one evaluation; killed when it is collected."""
 
     def __init__(self, code: str, limits: UdfLimits, sandboxed: bool,
-                 pool_id: str | None = None) -> None:
-        self.code, self.limits, self.sandboxed = code, limits, sandboxed
+                 pool_id: str | None = None, env: Path | None = None) -> None:
+        self.code, self.limits, self.sandboxed, self.env = code, limits, sandboxed, env
         self.id = pool_id or uuid.uuid4().hex
-        self.command = sandbox_command(limits) if sandboxed else plain_command()
+        self.command = sandbox_command(limits, env) if sandboxed else plain_command()
+        self.sys_path = [] if env is None else [ENV_PATH if sandboxed else str(env)]
         # as root, each pool's workers become an unprivileged uid of their own: the process
         # limit then counts only them, and no other sandbox's files are theirs
         self.uid = random.randint(200_000, 260_000) if sandboxed and os.getuid() == 0 else None
@@ -440,10 +449,10 @@ class UdfPool:
         self.kind = self._release(self._spawn())  # load now: code errors show at once
 
     def __reduce__(self) -> tuple:
-        return _pool_by_id, (self.id, self.code, self.limits, self.sandboxed)
+        return _pool_by_id, (self.id, self.code, self.limits, self.sandboxed, self.env)
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.command, self.code, self.limits, self.uid)
+        worker = _Worker(self.command, self.code, self.limits, self.uid, self.sys_path)
         with self._lock:
             self._all.append(worker)
         return worker

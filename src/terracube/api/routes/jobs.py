@@ -31,6 +31,7 @@ from terracube.api.deps import (
 )
 from terracube.api.responses import FileDownload
 from terracube.api.routes.services import result_xyz_links
+from terracube.engine.udf_envs import prepare_graph
 from terracube.errors import BadRequest, NotFound
 from terracube.jobs import documents as docs
 from terracube.jobs.logs import LEVELS
@@ -150,6 +151,7 @@ def start_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep,
     job = jobs.get(job_id, user.user_id)
     if job.status not in ACTIVE:
         budgets.check(user.user_id)
+        prepare_graph(job.process, settings)  # packages its UDFs declare, before it is queued
         if job.budget is not None and settings.billing_rate > 0:
             guess = estimate_if_possible(job.process,
                                          build_services(settings, catalog, registry, user))

@@ -29,12 +29,11 @@ import contextlib
 import contextvars
 import logging
 import math
-import re
 import threading
-import tomllib
 import uuid
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dask.array as dsa
@@ -47,6 +46,7 @@ from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
+from terracube.engine.udf_envs import EnvPolicy, environment_for
 from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused, sandbox_problem
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def udf_runtimes(settings: Any = None) -> dict[str, Any]:
         RUNTIME: {
             "title": f"Python {version}",
             "description": "Python UDFs following the openEO Python UDF API (openeo.udf: "
-                           "apply_datacube, apply_timeseries, UdfData). " + status,
+                           "apply_datacube, apply_timeseries, UdfData). " + status + " "
+                           + EnvPolicy.from_settings(settings).describe(),
             "type": "language",
             "default": version,
             "versions": {version: {"libraries": {k: {"version": str(v)}
@@ -232,64 +233,6 @@ def _check_runtime(runtime: str, version: str | None) -> None:
             argument="version")
 
 
-# PEP 723 inline script metadata: the reference regular expression of the specification
-_SCRIPT_BLOCK = re.compile(
-    r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
-
-
-def declared_dependencies(code: str) -> list[str]:
-    """The requirements a UDF declares in a PEP 723 `# /// script` block (none: [])."""
-    blocks = [m.group("content") for m in _SCRIPT_BLOCK.finditer(code)
-              if m.group("type") == "script"]
-    if not blocks:
-        return []
-    if len(blocks) > 1:
-        raise errors.ProcessParameterInvalid(
-            "The UDF has more than one '# /// script' block.", argument="udf")
-    content = "".join(line[2:] if line.startswith("# ") else line[1:]
-                      for line in blocks[0].splitlines(keepends=True))
-    try:
-        deps = tomllib.loads(content).get("dependencies", [])
-    except tomllib.TOMLDecodeError as exc:
-        raise errors.ProcessParameterInvalid(
-            f"The UDF's '# /// script' block is not valid TOML: {exc}.", argument="udf") from exc
-    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-        raise errors.ProcessParameterInvalid(
-            "The UDF's 'dependencies' must be a list of requirement strings.", argument="udf")
-    return deps
-
-
-def _check_dependencies(code: str) -> None:
-    """Declared dependencies must be satisfied by the runtime's libraries: this server does
-    not install packages (yet), so anything else is an error before the computation starts."""
-    from importlib import metadata
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    missing = []
-    for text in declared_dependencies(code):
-        try:
-            req = Requirement(text)
-        except InvalidRequirement as exc:
-            raise errors.ProcessParameterInvalid(
-                f"The UDF declares the dependency {text!r}, which is not a valid requirement: "
-                f"{exc}.", argument="udf") from exc
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            missing.append(f"{text} (not installed)")
-            continue
-        if req.specifier and not req.specifier.contains(version, prereleases=True):
-            missing.append(f"{text} (the runtime has {req.name} {version})")
-    if missing:
-        raise errors.ProcessParameterInvalid(
-            f"The UDF declares dependencies this server cannot provide: {'; '.join(missing)}. "
-            f"This server does not install packages for UDFs: GET /udf_runtimes lists the "
-            f"libraries (and versions) a UDF can use.", argument="udf")
-
-
 def _check_code(code: Any) -> str:
     """The UDF's source code, checked without running it (compile only)."""
     if not isinstance(code, str) or not code.strip():
@@ -325,13 +268,15 @@ def _pool(code: str, ctx: Any) -> UdfPool:
                          "available).")
     limits = UdfLimits.from_settings(settings)
     problem = sandbox_problem(limits.bwrap)
-    if problem is None:
-        return _shared_pool(services, code, limits, sandboxed=True)
-    if _trusted(settings, getattr(services, "user", None)):
-        log.warning("UDF runs without a sandbox for a trusted user: %s", problem)
-        return _shared_pool(services, code, limits, sandboxed=False)
-    raise UdfRefused(f"Python UDFs cannot run on this server: they need a sandbox and "
+    sandboxed = problem is None
+    if not sandboxed and not _trusted(settings, getattr(services, "user", None)):
+        raise UdfRefused(f"Python UDFs cannot run on this server: they need a sandbox and "
                      f"{problem}; only users an administrator marked as trusted may run them.")
+    if not sandboxed:
+        log.warning("UDF runs without a sandbox for a trusted user: %s", problem)
+    # declared packages the runtime lacks: installed (or found cached) before anything runs
+    env = environment_for(code, EnvPolicy.from_settings(settings))
+    return _shared_pool(services, code, limits, sandboxed, env)
 
 
 # The pools of one evaluation (its Services: one request or job), by UDF: a process that calls
@@ -340,9 +285,10 @@ _EVALUATION_POOLS: dict[int, dict[tuple, UdfPool]] = {}
 _pools_lock = threading.Lock()
 
 
-def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool) -> UdfPool:
+def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool,
+                 env: Path | None) -> UdfPool:
     if services is None:
-        return UdfPool(code, limits, sandboxed)
+        return UdfPool(code, limits, sandboxed, env=env)
     key = (code, limits, sandboxed)
     with _pools_lock:
         pools = _EVALUATION_POOLS.get(id(services))
@@ -351,7 +297,7 @@ def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool) -
             weakref.finalize(services, _EVALUATION_POOLS.pop, id(services), None)
         pool = pools.get(key)
     if pool is None:
-        pool = UdfPool(code, limits, sandboxed)
+        pool = UdfPool(code, limits, sandboxed, env=env)
         with _pools_lock:
             pool = pools.setdefault(key, pool)
     return pool
@@ -593,7 +539,6 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     logs with openeo.udf.inspect reaches the job's log, with this node's id."""
     _check_runtime(runtime, version)
     code = _check_code(udf)
-    _check_dependencies(code)
     pool = _pool(code, ctx)
     target = _udf_log_token(ctx)
     context = {} if context is None else context
