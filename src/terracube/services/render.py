@@ -5,16 +5,20 @@ How a tile is made: the graph's result gets a `filter_bbox` with the tile's boun
 margin of a few tile pixels, so that resampling at the edges sees its neighbours); the push-down
 optimizer moves that box into every load, so only the tile's window is read. The (lazy) result
 is warped onto the tile grid (datacube.grid.warp), computed with the executor, stretched to
-8 bits and written as RGBA PNG (transparent where there is no data).
+8 bits and written as RGBA PNG (transparent where there is no data). Without a configured
+`rescale`, all tiles of one result share one stretch, computed once from a coarse view of the
+whole result (result_stretch, file_stretch) and cached with it: no seams between tiles.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyproj
+import rasterio.enums
 import rasterio.warp
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
@@ -67,7 +72,7 @@ CONFIGURATION: dict[str, dict[str, Any]] = {
               "type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3},
     "rescale": {"description": "[min, max] mapped onto 0..255 (one pair for all bands, or one "
                                "pair per band). Default: the 2nd to 98th percentile of each "
-                               "tile.",
+                               "band over the whole result, one stretch for all its tiles.",
                 "type": "array", "items": {"anyOf": [
                     {"type": "number"},
                     {"type": "array", "items": {"type": "number"}, "minItems": 2,
@@ -382,7 +387,7 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
                 cubes: CubeCache | None = None, cube_key: tuple | None = None) -> bytes:
     """Tile z/x/y of the process's raster result as RGBA PNG bytes. With `cubes`, the lazy
     result of a small-area graph is kept there under `cube_key` (+ the parameters the process
-    uses) for the next tiles."""
+    uses) for the next tiles, and so is the result's one stretch (see result_stretch)."""
     check_tile(z, x, y, config)
     grid = tile_grid(z, x, y, config.tile_size)
     footprint = load_footprint(process)
@@ -393,11 +398,29 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
     bound = {k: v for k, v in bound.items() if k in used}  # e.g. no cache-busting `?v=2`
     small = footprint is not None and max(footprint[2] - footprint[0],
                                           footprint[3] - footprint[1]) <= WHOLE_AREA_MAX_M
-    if cubes is not None and cube_key is not None and small:
+    whole = None
+    if cubes is not None and cube_key is not None:
         key = (*cube_key, json.dumps(bound, sort_keys=True, default=str))
-        value = cubes.get_or_make(key, lambda: evaluate_result(process, services, bound))
-    else:
-        value = evaluate_result(tile_process(process, grid, services.catalog), services, bound)
+        if small:
+            whole = cubes.get_or_make(key, lambda: evaluate_result(process, services, bound))
+        if needs_stretch(config) and footprint is not None:
+            ranges = cubes.get_or_make((*key, "stretch"), lambda: result_stretch(
+                process, config, footprint, services, bound, whole))
+            if ranges is not None:
+                config = dataclasses.replace(config, rescale=ranges)
+    values = _layer_values(process, config, grid, services, bound, whole)
+    if values is None:
+        return empty_png(config.tile_size)
+    return encode_png(values, config)
+
+
+def _layer_values(process: dict[str, Any], config: TileConfig, grid: Grid, services: Services,
+                  bound: dict[str, Any], whole: Any = None) -> np.ndarray | None:
+    """The float layers (layers, y, x) of the result on `grid`: cut from `whole` (the lazy
+    result of the whole area) or evaluated for the grid's area only; None when the result
+    has no pixels there."""
+    value = whole if whole is not None else evaluate_result(
+        tile_process(process, grid, services.catalog), services, bound)
     xd = value.x_dim if isinstance(value, RasterCube) else None
     yd = value.y_dim if isinstance(value, RasterCube) else None
     if xd is None or yd is None:
@@ -406,17 +429,87 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
             f"returns {type(value).__name__}.")
     cube = value
     if 0 in (cube.data.sizes[xd.name], cube.data.sizes[yd.name]):
-        return empty_png(config.tile_size)
+        return None
     layers = tile_layers(warp(cube, grid, config.resampling), config)
     running = services.executor or executor.current()
     (values,) = running.compute(layers)
-    return encode_png(np.asarray(values, dtype="float64"), config)
+    return np.asarray(values, dtype="float64")
+
+
+# --- one stretch per result --------------------------------------------------------------------
+# Without a configured `rescale`, every tile of one result is stretched with the same range:
+# the 2nd-98th percentile of each layer over the whole result, from a coarse view of it (at
+# most this many pixels each way). Stretching each tile on its own values made seams.
+STRETCH_PIXELS = 256
+STRETCH_PERCENTILES = (2, 98)
+FILE_STRETCH_PIXELS = 1024  # a result file is read at most this large (its COG overviews)
+
+Ranges = tuple[tuple[float, float], ...]
+
+
+def needs_stretch(config: TileConfig) -> bool:
+    """Whether tiles with this configuration need a stretch computed from the data."""
+    return config.rescale is None and not isinstance(config.colormap, dict)
+
+
+def result_stretch(process: dict[str, Any], config: TileConfig,
+                   footprint: tuple[float, float, float, float], services: Services,
+                   bound: dict[str, Any], whole: Any = None) -> Ranges | None:
+    """The stretch of each layer of a graph's result over its whole footprint (EPSG:3857),
+    from the result rendered onto a grid of at most STRETCH_PIXELS each way (read from the
+    COG overviews, as a zoomed-out tile is); None when the footprint has no pixels."""
+    left, bottom, right, top = footprint
+    res = max(right - left, top - bottom) / STRETCH_PIXELS
+    if res <= 0:
+        return None
+    width, height = max(1, math.ceil((right - left) / res)), max(1, math.ceil((top - bottom) / res))
+    grid = Grid(crs=WEB_MERCATOR, transform=Affine(res, 0, left, 0, -res, top), width=width,
+                height=height, reference_system=3857)
+    values = _layer_values(process, config, grid, services, bound, whole)
+    if values is None or not np.isfinite(values).any():
+        return None
+    return tuple(percentile_range(layer) for layer in values)
+
+
+def file_stretch(path: Any) -> Ranges:
+    """The stretch of each layer (the first band, or the first three) of a GeoTIFF, computed
+    once per file version (path, modification time, size) and kept in memory."""
+    st = os.stat(path)
+    return _file_stretch(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_stretch(path: str, mtime_ns: int, size: int) -> Ranges:
+    with rasterio.open(path) as ds:
+        count = 3 if ds.count >= 3 else 1
+        scale = max(ds.width, ds.height) / FILE_STRETCH_PIXELS
+        shape = (ds.height, ds.width) if scale <= 1 else (
+            max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+        ranges = []
+        for i in range(count):
+            # a decimated read uses the file's overviews when it has them
+            band = ds.read(i + 1, out_shape=shape, masked=True,
+                           resampling=rasterio.enums.Resampling.nearest)
+            ranges.append(percentile_range(band.astype("float64").filled(np.nan)))
+    return tuple(ranges)
+
+
+def percentile_range(values: np.ndarray) -> tuple[float, float]:
+    """The 2nd and 98th percentile of the finite values; (0, 1) when there are none."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, STRETCH_PERCENTILES)
+    return float(lo), float(hi)
 
 
 def render_file_tile(path: Any, config: TileConfig, z: int, x: int, y: int) -> bytes:
     """Tile z/x/y of a GeoTIFF (e.g. a batch job's result): its one or three bands (the first
-    three of more) warped onto the tile grid, nodata transparent."""
+    three of more) warped onto the tile grid, nodata transparent; without a configured
+    `rescale`, stretched with the file's one stretch (file_stretch)."""
     check_tile(z, x, y, config)
+    if needs_stretch(config):
+        config = dataclasses.replace(config, rescale=file_stretch(path))
     grid = tile_grid(z, x, y, config.tile_size)
     with rasterio.open(path) as ds:
         count = 3 if ds.count >= 3 else 1
@@ -510,15 +603,12 @@ def tile_layers(cube: RasterCube, config: TileConfig) -> Any:
 
 
 def stretch_range(band: np.ndarray, index: int, config: TileConfig) -> tuple[float, float]:
-    """The [low, high] a layer is stretched over: the configured rescale, or the 2nd and
-    98th percentile of its valid values."""
+    """The [low, high] a layer is stretched over: the configured rescale (or the result's
+    one stretch put there), else the 2nd and 98th percentile of this tile's valid values
+    (a graph whose extent is unknown)."""
     if config.rescale:
         return config.rescale[min(index, len(config.rescale) - 1)]
-    finite = band[np.isfinite(band)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(finite, [2, 98])
-    return float(lo), float(hi)
+    return percentile_range(band)
 
 
 def stretch(values: np.ndarray, config: TileConfig) -> tuple[np.ndarray, np.ndarray]:

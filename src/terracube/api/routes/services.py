@@ -403,7 +403,7 @@ def result_xyz_links(request: Request, job: Any, signer: Any) -> list[dict[str, 
         href = api_url(request, RESULT_TILE_PATH.format(
             job_id=job.job_id, asset=name, z="{z}", x="{x}", y="{y}"), trusted=True)
         links.append({"rel": "xyz", "href": f"{href}?expires={expires}&signature={signature}",
-                      "type": "image/png", "title": f"Map of {name} (stretched per tile)"})
+                      "type": "image/png", "title": f"Map of {name} (2-98 % stretch of the file)"})
     return links
 
 
