@@ -154,14 +154,16 @@ class ServerProcess(ChildProcess):
     demo/demo; its log is server-<port>.log in the data folder.
 
     `env` is added to the test run's environment (to none of its TERRACUBE_* settings with
-    `clean=True`); `host=None` leaves --host out (the server's default, loopback).
+    `clean=True`); `host=None` leaves --host out (the server's default, loopback); `port`: a
+    port chosen beforehand (free_port()) when its settings must name its own URL.
     """
 
     name = "terracube serve"
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *,
-                 clean: bool = False, host: str | None = "127.0.0.1") -> None:
-        self.port = free_port()
+                 clean: bool = False, host: str | None = "127.0.0.1",
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}/openeo/1.2/"
         base = clean_env() if clean else dict(os.environ)

@@ -8,12 +8,11 @@ Screenshots go to the test's temporary output (printed at the end) — look at t
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.browser import open_browser
 from tests.support.data import data_dir_with_samples, sqlite_url
 from tests.support.processes import ServerProcess
 
@@ -23,10 +22,9 @@ from terracube.db import open_database
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PNG = b"\x89PNG\r\n\x1a\n"
 QUOTA = 5_000_000
-# Listed on the login box; never contacted (the page logs in with a password).
+# Listed on the login box without a button (no client for the page); never contacted. The
+# sign-in with a provider: test_web_page_oidc.py.
 SCHOOL_OIDC = {"id": "school", "issuer": "http://127.0.0.1:9/realms/school",
                "title": "School account"}
 NDVI = {"process_graph": {
@@ -66,56 +64,10 @@ def shots(tmp_path_factory) -> Path:
     print(f"\nscreenshots of the web page: {folder}")
 
 
-class Browser:
-    """One chromium page, with every request, tile response and script error it saw."""
-
-    def __init__(self, playwright, url: str) -> None:
-        self.browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        self.context = self.browser.new_context(viewport={"width": 1280, "height": 760})
-        self.page = self.context.new_page()
-        self.requests: list[str] = []
-        self.tiles: list[tuple[str, int, str, bytes]] = []
-        self.errors: list[str] = []
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("response", self._response)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("dialog", lambda d: d.accept())  # "Delete file?" confirmations
-        self.page.goto(url)
-
-    def _response(self, response) -> None:
-        if "/tiles/" in response.url:
-            self.tiles.append(response)
-
-    def png_tiles(self, part: str) -> list[str]:
-        """The URLs of the tiles containing `part` that answered 200 with a PNG."""
-        return [r.url for r in self.tiles
-                if part in r.url and r.status == 200
-                and r.headers.get("content-type") == "image/png" and r.body().startswith(PNG)]
-
-    def wait_until(self, condition, timeout: float, what: str) -> None:
-        """Poll `condition` while the browser runs (playwright's sync API only sees the
-        browser's events inside its own calls: time.sleep would miss them)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            self.page.wait_for_timeout(200)
-
-    def close(self) -> None:
-        self.browser.close()
-
-
 @pytest.fixture(scope="module")
 def browser(server):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (`make test` installs it as root with "
-                    "apt-get); the browser tests need it")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-    with sync_api.sync_playwright() as playwright:
-        b = Browser(playwright, server.url + "/")
+    with open_browser(server.url + "/") as b:
         yield b
-        b.close()
 
 
 def api_login(server, name: str, password: str) -> dict[str, str]:

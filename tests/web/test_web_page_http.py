@@ -111,3 +111,27 @@ def test_under_a_path_prefix(tmp_path):
     links = client.get("/openeo/1.2/").json()["links"]
     (page,) = [link for link in links if link["rel"] == "alternate"]
     assert page["href"] == "http://testserver/tc/"
+
+
+def test_the_csp_names_the_providers_the_page_signs_in_with(tmp_path):
+    web_client = {"id": "web", "grant_types": ["authorization_code+pkce"],
+                  "redirect_urls": ["https://terracube.example/"]}
+    providers = [
+        {"id": "uni", "issuer": "https://login.uni.example:8443/realms/teaching", "title": "Uni",
+         "default_clients": [web_client]},
+        # no client for the page's flow, or no redirect URL: the page cannot use them
+        {"id": "cli", "issuer": "https://cli.example", "title": "CLI", "default_clients": [
+            {"id": "c", "grant_types": ["urn:ietf:params:oauth:grant-type:device_code+pkce"]}]},
+        {"id": "nowhere", "issuer": "https://nowhere.example", "title": "No redirect",
+         "default_clients": [{"id": "c", "grant_types": ["authorization_code+pkce"]}]},
+        {"id": "same", "issuer": "https://login.uni.example:8443/realms/other", "title": "Same",
+         "default_clients": [web_client]},
+    ]
+    settings = Settings(data_dir=tmp_path, oidc_providers=providers)
+    app = create_app(settings, catalog=EmptyCatalog(), registry=ProcessRegistry())
+    csp = TestClient(app).get("/").headers["content-security-policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
+    assert directives["connect-src"] == ["'self'", "https://login.uni.example:8443"]
+    assert directives["script-src"] == ["'self'"] and directives["default-src"] == ["'self'"]
+    # without providers: this server only
+    assert "connect-src 'self';" in web.content_security_policy([])

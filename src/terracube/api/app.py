@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
                        forwarded_allow_ips=settings.forwarded_allow_ips)
 
     app.include_router(capabilities.root_router)
-    install_web_page(app, API_PREFIX)  # the web page at / (terracube.web)
+    install_web_page(app, API_PREFIX, settings.oidc_providers)  # the page at / (terracube.web)
     for module in API_ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
     if settings.oidc_providers:

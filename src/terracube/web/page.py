@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 import xstatic.pkg.leaflet as xstatic_leaflet
@@ -18,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 import terracube
+from terracube.settings import OidcProviderSettings
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -30,10 +33,35 @@ WEB_EDITOR = "https://editor.openeo.org/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 # The page itself names the current versions: always revalidated.
 PAGE_CACHE = "no-cache"
-# Everything the page loads comes from this server; map tiles may come from public_url.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; "
-                           "img-src * data: blob:; style-src 'self'; "
-                           "base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+# Everything the page loads comes from this server; map tiles may come from public_url. The
+# page may also talk to the OpenID Connect providers it signs in with (oidc_origins).
+CSP_TEMPLATE = ("default-src 'self'; script-src 'self'; connect-src 'self'{providers}; "
+                "img-src * data: blob:; style-src 'self'; "
+                "base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+PAGE_GRANT = "authorization_code+pkce"  # the flow the page signs in with (static/oidc.js)
+
+
+def oidc_origins(providers: Sequence[OidcProviderSettings]) -> list[str]:
+    """The origins of the providers the page can sign in with — those with a default client
+    for the authorization code flow with PKCE and a redirect URL — which the page's fetches
+    (discovery, token endpoint) must reach."""
+    origins: list[str] = []
+    for provider in providers:
+        if not any(PAGE_GRANT in c.grant_types and c.redirect_urls
+                   for c in provider.default_clients):
+            continue
+        url = urlsplit(provider.issuer)
+        origin = f"{url.scheme}://{url.netloc}"
+        # one origin per provider: no wildcards, nothing a provider's settings can widen
+        if url.scheme in ("http", "https") and url.netloc and origin not in origins \
+                and not any(ch in origin for ch in " ;,'\""):
+            origins.append(origin)
+    return origins
+
+
+def content_security_policy(providers: Sequence[OidcProviderSettings] = ()) -> str:
+    """The page's CSP: this server only, plus the origins of its sign-in providers."""
+    return CSP_TEMPLATE.format(providers="".join(" " + o for o in oidc_origins(providers)))
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -65,10 +93,12 @@ def wants_json(request: Request) -> bool:
     return "json" in accept and "text/html" not in accept
 
 
-def web_router(api_prefix: str) -> APIRouter:
-    """The page's routes; `api_prefix` is the versioned API's path, e.g. /openeo/1.2."""
+def web_router(api_prefix: str, providers: Sequence[OidcProviderSettings] = ()) -> APIRouter:
+    """The page's routes; `api_prefix` is the versioned API's path, e.g. /openeo/1.2;
+    `providers` the OpenID Connect providers of the server."""
     router = APIRouter(include_in_schema=False)
     api_relative = api_prefix.strip("/") + "/"
+    csp = content_security_policy(providers)
 
     @router.get("/")
     def page(request: Request) -> Response:
@@ -82,7 +112,7 @@ def web_router(api_prefix: str) -> APIRouter:
             static=f"web/static/{STATIC_VERSION}", leaflet=f"web/leaflet/{LEAFLET_VERSION}",
             web_editor=WEB_EDITOR)
         return HTMLResponse(html, headers={"Cache-Control": PAGE_CACHE,
-                                           "Content-Security-Policy": CONTENT_SECURITY_POLICY})
+                                           "Content-Security-Policy": csp})
 
     @router.get(STATIC_PATH)
     def static(version: str, path: str) -> Response:
@@ -107,6 +137,7 @@ def _serve(files: dict[str, Path], path: str, current: bool) -> Response:
     return FileResponse(file, media_type=media_type, headers={"Cache-Control": cache})
 
 
-def install_web_page(app: FastAPI, api_prefix: str) -> None:
+def install_web_page(app: FastAPI, api_prefix: str,
+                     providers: Sequence[OidcProviderSettings] = ()) -> None:
     """Serve the web page at the app's root."""
-    app.include_router(web_router(api_prefix))
+    app.include_router(web_router(api_prefix, providers))

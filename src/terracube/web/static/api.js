@@ -1,7 +1,9 @@
 // The openEO API as the page uses it: the API root relative to the page, the bearer token
 // of the session (sessionStorage: gone when the tab closes), JSON requests and openEO errors.
+// The bearer is openEO's: "basic//<token>" after a password login, "oidc/<provider>/<access
+// token>" after a sign-in with an identity provider (oidc.js).
 
-const TOKEN_KEY = "terracube.token";
+const TOKEN_KEY = "terracube.bearer";
 const USER_KEY = "terracube.user";
 
 export const apiRoot = new URL(document.body.dataset.api, document.baseURI);
@@ -19,11 +21,11 @@ export class ApiError extends Error {
 }
 
 export const session = {
-  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  get bearer() { return sessionStorage.getItem(TOKEN_KEY); },
   get user() { return sessionStorage.getItem(USER_KEY); },
-  save(user, token) {
+  save(user, bearer) {
     sessionStorage.setItem(USER_KEY, user);
-    sessionStorage.setItem(TOKEN_KEY, token);
+    sessionStorage.setItem(TOKEN_KEY, bearer);
   },
   clear() {
     sessionStorage.removeItem(USER_KEY);
@@ -37,7 +39,7 @@ export function whenUnauthorized(callback) { onUnauthorized = callback; }
 
 export async function request(path, { method = "GET", body, headers = {}, raw = false } = {}) {
   const all = { ...headers };
-  if (session.token) all.Authorization = `Bearer basic//${session.token}`;
+  if (session.bearer) all.Authorization = `Bearer ${session.bearer}`;
   let payload = body;
   if (body !== undefined && !(body instanceof Blob) && typeof body !== "string") {
     payload = JSON.stringify(body);
@@ -67,7 +69,7 @@ export async function login(user, password) {
   });
   const body = await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, body);
-  session.save(user, body.access_token);
+  session.save(user, `basic//${body.access_token}`);
 }
 
 // Paths of /files/{path}: each segment encoded, the slashes kept.

@@ -1,5 +1,6 @@
-// The page: log in (HTTP basic against /credentials/basic; the token stays in sessionStorage),
-// then the tabs — collections, my jobs, my workspace and, for administrators, all users.
+// The page: log in (HTTP basic against /credentials/basic, or an OpenID Connect provider of
+// the server: oidc.js; the bearer stays in sessionStorage), then the tabs — collections, my
+// jobs, my workspace and, for administrators, all users.
 
 import { apiRoot, login, request, session, whenUnauthorized } from "./api.js";
 import { isAdmin, showAdmin } from "./admin.js";
@@ -7,6 +8,7 @@ import { showCollections } from "./collections.js";
 import { clear, el } from "./dom.js";
 import { hideJobs, showJobs } from "./jobs.js";
 import { createMap, invalidate } from "./map.js";
+import { canSignIn, completeSignIn, pageClients, signIn } from "./oidc.js";
 import { showWorkspace } from "./workspace.js";
 
 const loginSection = document.getElementById("login");
@@ -36,15 +38,58 @@ function showLogin(message = "") {
 }
 
 async function showProviders() {
-  // OpenID Connect providers, when the server offers them (404 or none: nothing shown).
+  // OpenID Connect providers, when the server offers them (404 or none: nothing shown). Those
+  // with a client for this page get a button; the others are listed for the openEO clients.
+  let providers = [];
   try {
-    const body = await request("credentials/oidc");
-    const providers = body.providers || [];
-    const list = clear(document.getElementById("oidc-providers"));
-    for (const p of providers) list.append(el("li", {}, p.title || p.id, " ", el("small",
-      { class: "hint" }, p.issuer || "")));
-    document.getElementById("oidc").hidden = providers.length === 0;
+    providers = (await request("credentials/oidc")).providers || [];
   } catch { /* no OIDC on this server */ }
+  const usable = new Map(canSignIn()
+    ? pageClients(providers).map(({ provider, client }) => [provider.id, client]) : []);
+  const list = clear(document.getElementById("oidc-providers"));
+  for (const p of providers) {
+    const client = usable.get(p.id);
+    const name = p.title || p.id;
+    list.append(el("li", {}, client
+      ? el("button", { type: "button", class: "oidc-sign-in", "data-provider": p.id,
+                       onclick: () => startSignIn(p, client) }, `Sign in with ${name}`)
+      : name, " ", el("small", { class: "hint" }, p.issuer || "")));
+  }
+  document.getElementById("oidc-elsewhere").hidden = usable.size === providers.length;
+  document.getElementById("oidc").hidden = providers.length === 0;
+}
+
+async function startSignIn(provider, client) {
+  loginError.textContent = "";
+  try {
+    await signIn(provider, client);  // leaves the page
+  } catch (error) {
+    loginError.textContent = error.message;
+  }
+}
+
+// The end of a sign-in with a provider (the page was opened by its redirect): the account's
+// name from GET /me. Returns whether the page is signed in.
+async function finishSignIn() {
+  let bearer;
+  try {
+    bearer = await completeSignIn();
+  } catch (error) {
+    showLogin(error.message);
+    return true;  // handled: the login box with the reason
+  }
+  if (!bearer) return false;
+  session.save("", bearer);
+  try {
+    const me = await request("me");
+    session.save(me.name ? `${me.name} (${me.user_id})` : me.user_id, bearer);
+  } catch (error) {
+    session.clear();
+    showLogin(`The server does not accept the sign-in: ${error.message}`);
+    return true;
+  }
+  await showApp();
+  return true;
 }
 
 async function showApp() {
@@ -105,4 +150,6 @@ whenUnauthorized(() => {
   showLogin("Your session has ended; please log in again.");
 });
 
-if (session.token) showApp(); else showLogin();
+if (!(await finishSignIn())) {
+  if (session.bearer) showApp(); else showLogin();
+}
