@@ -361,7 +361,7 @@ def test_filter_temporal_is_left_closed(services):
 
 @pytest.mark.parametrize("extent, dimension, code", [
     (["2020-06-09", "2020-06-01"], None, "TemporalExtentEmpty"),
-    (["2020-06-01", "2020-06-01"], None, "TemporalExtentEmpty"),
+    (["2020-06-01T00:00:00Z", "2020-06-01T00:00:00Z"], None, "TemporalExtentEmpty"),
     (["2020-06-01", "2020-06-09"], "time", "DimensionNotAvailable"),
 ])
 def test_filter_temporal_errors(services, extent, dimension, code):
@@ -369,6 +369,12 @@ def test_filter_temporal_errors(services, extent, dimension, code):
     with pytest.raises(errors.OpenEOError) as info:
         run(services, "filter_temporal", data=make_cube(), **args)
     assert info.value.code == code
+
+
+def test_filter_temporal_same_date_twice_is_that_day(services):
+    """["d", "d"] is the whole day d (CDSE; decision 0011), an equal date-time is still empty."""
+    out = run(services, "filter_temporal", data=make_cube(), extent=[str(T[1])[:10]] * 2)
+    np.testing.assert_array_equal(out.data.coords["t"].values, T[1:2])
 
 
 def test_filter_labels_on_numbers_and_dates(services):

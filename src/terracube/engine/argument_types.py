@@ -138,13 +138,20 @@ def _callbacks(value: Any, schema: Any) -> list[tuple[dict[str, Any], list[str]]
                 names += [p["name"] for p in s.get("parameters") or []
                           if isinstance(p, dict) and isinstance(p.get("name"), str)]
         return [(value["process_graph"], names)]
+    # Callbacks nested in objects and arrays (e.g. load_collection's `properties`, a mapping of
+    # property names to callbacks with the parameter `value`) take their parameters from the
+    # schema's `additionalProperties` / `items`.
+    schemas = [s for s in (schema if isinstance(schema, list) else [schema]) if isinstance(s, dict)]
     out = []
     if isinstance(value, dict) and not _is_reference(value):
+        inner = [s["additionalProperties"] for s in schemas
+                 if isinstance(s.get("additionalProperties"), dict)]
         for v in value.values():
-            out += _callbacks(v, None)
+            out += _callbacks(v, inner or None)
     elif isinstance(value, list):
+        inner = [s["items"] for s in schemas if isinstance(s.get("items"), dict)]
         for v in value:
-            out += _callbacks(v, None)
+            out += _callbacks(v, inner or None)
     return out
 
 

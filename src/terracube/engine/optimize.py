@@ -43,7 +43,7 @@ import numpy as np
 
 from terracube.engine import graph as graphs
 from terracube.engine.ports import Collections, CollectionSource
-from terracube.engine.processes.cube_dimensions import parse_instant
+from terracube.engine.processes.cube_dimensions import one_day_extent, parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def _box_of_geojson(value: Any) -> Box | None:
 def _interval_of_extent(extent: Any) -> Interval | None:
     if not isinstance(extent, (list, tuple)) or len(extent) != 2:
         return None
-    start, end = extent
+    start, end = one_day_extent(extent)
     if not all(v is None or isinstance(v, str) for v in (start, end)):
         return None
     if start is None and end is None:

@@ -3,6 +3,7 @@ add/drop/rename dimensions, rename labels, list labels, trim, flatten and unflat
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import replace
@@ -48,6 +49,21 @@ def parse_instant(value: Any, parameter: str = "extent") -> np.datetime64:
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return stamp.to_datetime64().astype("datetime64[ns]")
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def one_day_extent(extent: Any) -> Any:
+    """A temporal extent whose start and end are the same calendar date (`["2022-07-19",
+    "2022-07-19"]`) as that whole day, `[day, next day)`: CDSE loads the day, and its notebooks
+    and users' programs rely on it (decision 0011). Anything else is returned unchanged."""
+    if (isinstance(extent, (list, tuple)) and len(extent) == 2
+            and isinstance(extent[0], str) and extent[0] == extent[1]
+            and _DATE_ONLY.match(extent[0])):
+        day = pd.Timestamp(extent[0])
+        return [extent[0], (day + pd.Timedelta(days=1)).strftime("%Y-%m-%d")]
+    return extent
 
 
 def temporal_index(values: Any) -> pd.DatetimeIndex:
@@ -199,10 +215,17 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
     dates = np.asarray(labels).dtype.kind == "M"
     positions: list[int] = []
     if not source:
-        if not _is_enumerated(labels):
+        # Decision 0011: a dimension with a single label renamed to a single target needs no
+        # source (CDSE renames positionally; users rename one-band cubes this way all the time,
+        # and with one label there is no other meaning). Several named labels keep the
+        # definition's LabelsNotEnumerated (an official test requires it).
+        single = len(labels) == 1 and len(target) == 1
+        if not single and not _is_enumerated(labels):
+            shown = json.dumps([to_python(v) for v in labels_to_json(data, dimension)])
             raise pe.LabelsNotEnumerated(
-                f"The labels of dimension '{dimension}' are not enumerated (0, 1, 2, ...); give "
-                "the labels to rename in the parameter source.", argument="source")
+                f"The labels of dimension '{dimension}' are not enumerated (0, 1, 2, ...) but "
+                f"named; give the labels to rename in the parameter source, e.g. source={shown} "
+                "for the target labels in that order.", argument="source")
         if len(target) > len(labels):
             raise pe.LabelMismatch(
                 f"{len(target)} target labels given, but dimension '{dimension}' has only "

@@ -17,6 +17,7 @@ from terracube.engine.evaluate import Callback, ProcessContext
 from terracube.engine.processes._arguments import list_argument
 from terracube.engine.processes.cube_dimensions import (
     label_to_json,
+    one_day_extent,
     parse_instant,
     temporal_index,
 )
@@ -216,7 +217,7 @@ def filter_temporal(data: RasterCube, extent: list, dimension: str | None = None
     if not isinstance(extent, (list, tuple)) or len(extent) != 2:
         raise errors.ProcessParameterInvalid(
             "The temporal extent must be an array [start, end].", argument="extent")
-    start_raw, end_raw = extent
+    start_raw, end_raw = one_day_extent(extent)
     if start_raw is None and end_raw is None:
         raise errors.ProcessParameterInvalid(
             "The temporal extent needs a start or an end (both are null).", argument="extent")

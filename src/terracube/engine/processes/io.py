@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from terracube import errors
+from terracube import process_errors as pe
 from terracube.datacube.request import BBox, LoadRequest
 from terracube.engine.evaluate import Callback, ProcessContext, SavedResult
+from terracube.engine.processes.cube_dimensions import one_day_extent
 from terracube.engine.registry import process
 
 
@@ -69,14 +71,15 @@ def parse_temporal_extent(extent: Any) -> tuple[str | None, str | None] | None:
         raise errors.ProcessParameterInvalid(
             "temporal_extent must be a list of two dates [start, end] (either may be null).",
             argument="temporal_extent")
-    start, end = extent
+    start, end = one_day_extent(extent)
     if start is None and end is None:
         raise errors.ProcessParameterInvalid(
             "temporal_extent: at most one of start and end may be null.",
             argument="temporal_extent")
     if start is not None and end is not None and str(start) >= str(end):
-        raise errors.ProcessParameterInvalid(
-            f"temporal_extent: the start {start} must be before the end {end}.",
+        raise pe.TemporalExtentEmpty(
+            f"temporal_extent: the start {start} must be before the end {end} (the end is "
+            "excluded; for one day give the next day as the end, or the same date twice).",
             argument="temporal_extent")
     return (None if start is None else str(start), None if end is None else str(end))
 
