@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import requests
 import xarray as xr
+from tests.support.data import data_dir_with_samples, sample_band
 from tests.support.processes import ServerProcess, free_port
 from tests.support.wheels import write_wheel
 
@@ -66,16 +66,14 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def data_folder(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) -> Path:
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
-    return data_dir
+    return data_dir_with_samples(tmp_path_factory.mktemp("data"), sample_data_dir)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sample_data_dir, wheels):
     srv = ServerProcess(data_folder(tmp_path_factory, sample_data_dir), {
         "TERRACUBE_UDF_DEPENDENCIES": "any", "TERRACUBE_UDF_PACKAGE_INDEX": "none",
-        "TERRACUBE_UDF_FIND_LINKS": str(wheels), "TERRACUBE_WORKERS": "0"})
+        "TERRACUBE_UDF_FIND_LINKS": str(wheels), "TERRACUBE_WORKERS": "1"})
     yield srv
     srv.stop()
 
@@ -91,13 +89,7 @@ def envs(srv: ServerProcess) -> list[Path]:
 
 
 def b04(sample_data_dir: Path) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"].startswith(DAY[0])]
-    with rasterio.open(folder / item["assets"]["B04"]) as ds:
-        window = rasterio.windows.from_bounds(SMALL["west"], SMALL["south"], SMALL["east"],
-                                              SMALL["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+    return sample_band(sample_data_dir, "2022-06-07T10:20:00Z", "B04", SMALL).astype("float64")
 
 
 def cube_with(con, code: str, context: dict | None = None):
@@ -141,6 +133,18 @@ def test_a_udf_with_a_declared_dependency_works_and_its_environment_is_reused(
     description = requests.get(server.api + "udf_runtimes", timeout=10).json()["Python"][
         "description"]
     assert "installed from the server's own wheel folder" in description
+
+
+def test_a_batch_job_with_a_declared_dependency(con, server, sample_data_dir,
+                                                tmp_path) -> None:
+    job = cube_with(con, SCALE, {"add": 2}).create_job(out_format="netCDF")
+    job.start_and_wait(max_poll_interval=1)
+    (asset,) = job.get_results().get_assets()
+    asset.download(tmp_path / "job.nc")
+    with xr.open_dataset(tmp_path / "job.nc") as ds:
+        np.testing.assert_allclose(np.squeeze(ds["B04"].values),
+                                   3 * b04(sample_data_dir) + 9, rtol=1e-6)
+    assert len(envs(server)) == 1  # the worker used the environment of the first test
 
 
 def test_an_unknown_package_fails_before_anything_runs(con, server, tmp_path) -> None:
