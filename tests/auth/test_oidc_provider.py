@@ -23,13 +23,12 @@ import httpx
 import openeo
 import pytest
 from openeo.rest import OpenEoApiError
-from tests.support.processes import OidcProviderProcess, ServerProcess, oidc_provider_module
+from tests.support.markers import needs_oidc_provider
+from tests.support.processes import OidcProviderProcess, ServerProcess
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(oidc_provider_module() is None,
-                       reason="node-oidc-provider (npm) or node is not installed: see the "
-                              "Makefile's .installed-test"),
+    needs_oidc_provider,
 ]
 
 AUDIENCE = "https://terracube.example/openeo"

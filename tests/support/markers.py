@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.support.paths import SHARED
 from tests.support.postgres import postgres_missing
+from tests.support.processes import oidc_provider_module as _oidc_provider_module
 
 
 def needs_module(name: str, why: str = "") -> pytest.MarkDecorator:
@@ -32,3 +33,9 @@ needs_linux_proc = pytest.mark.skipif(not Path("/proc/self/status").exists() or
                                       not sys.platform.startswith("linux"),
                                       reason="needs Linux /proc")
 """Linux's /proc (memory figures of processes)."""
+
+needs_oidc_provider = pytest.mark.skipif(
+    _oidc_provider_module() is None,
+    reason="node-oidc-provider (npm) or node is not installed: see the Makefile's "
+           ".installed-test")
+"""A real OpenID Connect provider can be started (tests/support/processes.OidcProviderProcess)."""

@@ -14,18 +14,12 @@ import httpx
 import pytest
 from tests.support.browser import open_browser
 from tests.support.data import data_dir_with_samples
-from tests.support.processes import (
-    OidcProviderProcess,
-    ServerProcess,
-    free_port,
-    oidc_provider_module,
-)
+from tests.support.markers import needs_oidc_provider
+from tests.support.processes import OidcProviderProcess, ServerProcess, free_port
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(oidc_provider_module() is None,
-                       reason="node-oidc-provider (npm) or node is not installed: see the "
-                              "Makefile's .installed-test"),
+    needs_oidc_provider,
 ]
 
 AUDIENCE = "https://terracube.example/openeo"

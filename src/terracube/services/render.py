@@ -524,24 +524,37 @@ def render_file_tile(path: Any, config: TileConfig, z: int, x: int, y: int) -> b
 
 
 class CubeCache:
-    """The lazy results of the last `capacity` small-area graphs (see WHOLE_AREA_MAX_M), by a
-    key the caller makes (service, graph hash, parameters); `forget(service)` drops them."""
+    """The lazy results of the last `capacity` small-area graphs (see WHOLE_AREA_MAX_M) and
+    the stretches of results, by a key the caller makes (service, graph hash, parameters);
+    `forget(service)` drops them."""
 
     def __init__(self, capacity: int = 16) -> None:
         self.capacity = capacity
         self._cubes: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[tuple, threading.Lock] = {}  # one maker per key at a time
 
     def get_or_make(self, key: tuple, make: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._cubes:
                 self._cubes.move_to_end(key)
                 return self._cubes[key]
-        value = make()  # outside the lock: evaluating takes a while; a race evaluates twice
-        with self._lock:
-            self._cubes[key] = value
-            while len(self._cubes) > self.capacity:
-                self._cubes.popitem(last=False)
+            making = self._making.setdefault(key, threading.Lock())
+        # A map asks for a dozen tiles at once: the first makes the value (outside the cache's
+        # lock: evaluating takes a while), the others wait for it instead of repeating it.
+        with making:
+            with self._lock:
+                if key in self._cubes:
+                    return self._cubes[key]
+            try:
+                value = make()
+                with self._lock:
+                    self._cubes[key] = value
+                    while len(self._cubes) > self.capacity:
+                        self._cubes.popitem(last=False)
+            finally:  # after storing: a newcomer finds the value, not a fresh lock
+                with self._lock:
+                    self._making.pop(key, None)
         return value
 
     def forget(self, service_id: str) -> None:
