@@ -132,3 +132,45 @@ def test_rename_the_one_band_without_source(con, sample_data_dir: Path, tmp_path
         two.rename_labels("bands", ["red", "nir"]).download(tmp_path / "two.nc")
     assert info.value.code == "LabelsNotEnumerated"
     assert 'source=["B04", "B08"]' in info.value.message
+
+
+def test_vector_data_from_a_url(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The client's guide 'Handling large vector data sets' (data_access.rst):
+    `vectorcube_from_paths([url], format="parquet")` sends the URL to load_uploaded_files (once
+    'it contains ":"'); `load_url` of a host the administrator allows (once refused as not
+    public whatever TERRACUBE_FETCH_ALLOWED_HOSTS said). Means checked with numpy."""
+    import geopandas as gpd
+    from shapely.geometry import box
+    from tests.support.processes import StaticHttpServer
+
+    cells = [box(680000, 5151200, 680100, 5151300), box(680150, 5151350, 680300, 5151500)]
+    frame = gpd.GeoDataFrame({"name": ["a", "b"]}, geometry=cells, crs=32632)
+    frame.to_parquet(tmp_path / "parcels.pq")
+    frame.to_file(tmp_path / "parcels.geojson", driver="GeoJSON")
+    day = ["2022-07-02", "2022-07-03"]
+    red = stored(sample_data_dir, "B04", *day)[day[0]]  # rows from north, 10 m pixels
+    want = [np.nanmean(red[20:30, 0:10]), np.nanmean(red[0:15, 15:30])]
+    with StaticHttpServer(tmp_path) as http:
+        parcels = con.vectorcube_from_paths([f"{http.url}/parcels.pq"], format="parquet")
+        cube = con.load_collection("SENTINEL2_L2A", bands=["B04"], temporal_extent=day)
+        cube.aggregate_spatial(geometries=parcels, reducer="mean").download(tmp_path / "a.json")
+        geojson = con.load_url(f"{http.url}/parcels.geojson", format="GeoJSON")
+        cube.aggregate_spatial(geometries=geojson, reducer="mean").download(tmp_path / "b.json")
+    for name in ("a.json", "b.json"):
+        (values,) = json.loads((tmp_path / name).read_text()).values()
+        np.testing.assert_allclose([v[0] for v in values], want, rtol=1e-5)
+
+
+def test_python_jep_runtime_runs_python_udfs(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The client's UDF guide names CDSE's runtime "Python-Jep" (`openeo.UDF.from_file(...,
+    runtime="Python-Jep")`): the same Python code runs here (once InvalidRuntime)."""
+    day = ["2022-07-02", "2022-07-03"]
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=day,
+                               bands=["B04"])
+    udf = openeo.UDF("import xarray\n\ndef apply_datacube(cube: xarray.DataArray, context: dict)"
+                     " -> xarray.DataArray:\n    return cube * 0.0001\n", runtime="Python-Jep")
+    cube.apply(process=udf).download(tmp_path / "jep.nc")
+    with xr.open_dataset(tmp_path / "jep.nc") as ds:
+        np.testing.assert_allclose(ds["B04"].isel(t=0).values,
+                                   stored(sample_data_dir, "B04", *day)[day[0]] * 0.0001,
+                                   rtol=1e-5, equal_nan=True)

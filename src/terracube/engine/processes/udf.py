@@ -217,8 +217,14 @@ def inspect_(data: Any, message: str = "", code: str = "User", level: str = "inf
 
 
 # --- run_udf ----------------------------------------------------------------------------------
+# Runtime names of other back-ends for the same Python UDFs: CDSE's "Python-Jep" (Python
+# embedded in the JVM) runs the same code; the openeo client's documentation uses it.
+_RUNTIME_ALIASES = ("python-jep",)
+
+
 def _check_runtime(runtime: str, version: str | None) -> None:
-    if not isinstance(runtime, str) or runtime.lower() != RUNTIME.lower():
+    if not isinstance(runtime, str) or (runtime.lower() != RUNTIME.lower()
+                                        and runtime.lower() not in _RUNTIME_ALIASES):
         raise pe.InvalidRuntime(
             f"The UDF runtime {runtime!r} is not supported; GET /udf_runtimes lists "
             f"'{RUNTIME}'.", argument="runtime")

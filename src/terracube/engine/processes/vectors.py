@@ -39,6 +39,7 @@ from terracube.process_errors import (
     FormatUnsuitable,
     UnitMismatch,
 )
+from terracube.url_policy import FetchPolicy, FetchRefused, check_fetch
 
 PROPERTIES_DIM = "properties"
 MAX_POINTS = 1_000_000  # sampled points per process call
@@ -187,8 +188,10 @@ def load_geojson(data: dict, properties: list | None = None) -> VectorCube:
     return cube.with_values(array, dims)
 
 
-def _check_url(url: Any) -> str:
-    """The URL if it is http(s) to a public host; else ProcessParameterInvalid."""
+def _check_url(url: Any, allowed: Sequence[str] | None = None) -> str:
+    """The URL if it is http(s) to a public host (or one the administrator allows: `allowed`,
+    TERRACUBE_FETCH_ALLOWED_HOSTS, when the server's settings are known); else
+    ProcessParameterInvalid."""
     if not isinstance(url, str):
         raise errors.ProcessParameterInvalid("url must be a string.", argument="url")
     try:
@@ -200,7 +203,12 @@ def _check_url(url: Any) -> str:
     if parts.scheme.lower() not in ("http", "https") or not host:
         raise errors.ProcessParameterInvalid(
             "Only http:// and https:// URLs can be loaded.", argument="url")
-    if not ALLOW_PRIVATE_HOSTS:
+    if allowed is not None and not ALLOW_PRIVATE_HOSTS:
+        try:
+            check_fetch(url, FetchPolicy(tuple(allowed)))
+        except FetchRefused as exc:
+            raise errors.ProcessParameterInvalid(str(exc), argument="url") from None
+    elif not ALLOW_PRIVATE_HOSTS:
         try:
             infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
         except OSError:
@@ -268,9 +276,27 @@ def vector_from_content(body: bytes, fmt: str) -> VectorCube:
     return _from_parquet(body)
 
 
+def allowed_hosts(ctx: Any) -> Sequence[str] | None:
+    """The administrator's fetch allow-list of the evaluation's server (None: not known)."""
+    settings = getattr(getattr(ctx, "services", None), "settings", None)
+    return settings.fetch_allowed() if settings is not None else None
+
+
+def vector_from_url(url: str, fmt: str, allowed: Sequence[str] | None) -> VectorCube:
+    """A vector cube of the GeoJSON or (Geo)Parquet file at an http(s) URL."""
+    _check_url(url, allowed)
+    body = _download(url)
+    try:
+        return vector_from_content(body, fmt)
+    except Exception as exc:  # noqa: BLE001 - unreadable content, said in the user's terms
+        raise FormatUnsuitable(f"Data can't be loaded as {fmt}: {exc}", argument="url") from None
+
+
 @process("load_url")
-def load_url(url: str, format: str, options: dict | None = None) -> VectorCube:
-    _check_url(url)
+def load_url(url: str, format: str, options: dict | None = None, *,
+             ctx: Any = None) -> VectorCube:
+    allowed = allowed_hosts(ctx)
+    _check_url(url, allowed)
     fmt = URL_FORMATS.get(str(format).lower())
     if fmt is None:
         raise FormatUnsuitable(
@@ -279,11 +305,7 @@ def load_url(url: str, format: str, options: dict | None = None) -> VectorCube:
         raise errors.ProcessParameterInvalid(
             f"The input format {fmt} has no options (got {', '.join(sorted(options))}).",
             argument="options")
-    body = _download(url)
-    try:
-        return vector_from_content(body, fmt)
-    except Exception as exc:  # noqa: BLE001 - unreadable content, said in the user's terms
-        raise FormatUnsuitable(f"Data can't be loaded as {fmt}: {exc}", argument="url") from None
+    return vector_from_url(url, fmt, allowed)
 
 
 # --- geometry processes -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from terracube.datacube.cube import BANDS, GEOMETRY, OTHER, TEMPORAL, Dimension,
 from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 from terracube.engine.evaluate import ProcessContext, SavedResult
 from terracube.engine.ports import WorkspaceAccess
-from terracube.engine.processes.vectors import vector_from_content
+from terracube.engine.processes.vectors import allowed_hosts, vector_from_content, vector_from_url
 from terracube.engine.registry import process
 from terracube.process_errors import FormatUnsuitable
 
@@ -47,6 +47,15 @@ def load_uploaded_files(paths: list, format: str, options: dict | None = None, *
     if not isinstance(paths, list) or not paths:
         raise errors.ProcessParameterInvalid("paths must be a non-empty list of file paths.",
                                              argument="paths")
+    if fmt in VECTOR_FORMATS and all(isinstance(p, str) and _is_url(p) for p in paths):
+        # The client's `vectorcube_from_paths([url], format="parquet")` (its guide for large
+        # vector data) sends URLs here; CDSE reads them like load_url does.
+        allowed = allowed_hosts(ctx)
+        try:
+            return _joined([vector_from_url(p, fmt, allowed) for p in paths])
+        except errors.OpenEOError as exc:
+            exc.at(argument="paths")
+            raise
     files = [_workspace_file(workspace, p) for p in paths]
     if fmt == "netCDF" and len(files) != 1:
         raise errors.ProcessParameterInvalid(
@@ -70,9 +79,17 @@ def load_uploaded_files(paths: list, format: str, options: dict | None = None, *
                                argument="paths") from None
 
 
+def _is_url(path: str) -> bool:
+    return path.lower().startswith(("http://", "https://"))
+
+
 def _vector_files(files: list[Path], fmt: str) -> VectorCube:
     """One vector cube with the geometries (and properties) of all files, in order."""
-    cubes = [vector_from_content(f.read_bytes(), fmt) for f in files]
+    return _joined([vector_from_content(f.read_bytes(), fmt) for f in files])
+
+
+def _joined(cubes: list[VectorCube]) -> VectorCube:
+    """One vector cube of the geometries (and properties) of several, in order."""
     if len(cubes) == 1:
         return cubes[0]
     crs = cubes[0].crs
