@@ -15,7 +15,8 @@ Computations can be stopped: code that runs them under `with cancellable(cancel)
 every computation of that block checked against `cancel` (a `Cancel`, set from any thread):
 on local threads before each task starts (no new task starts once it is set; running tasks
 finish), on a cluster by cancelling the futures. The computation then raises `Cancelled` (sync
-requests: over their time limit, or the client went away).
+requests: over their time limit, or the client went away). A `Cancel` with a memory limit also
+stops a computation on local threads whose finished task results held at once exceed it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import dask
 import dask.array as dsa
 import numpy as np
+from dask.sizeof import sizeof
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,17 @@ class Cancelled(BaseException):
 
 
 class Cancel:
-    """A flag that stops the computations run under `cancellable(flag)`, set from any thread."""
+    """A flag that stops the computations run under `cancellable(flag)`, set from any thread.
 
-    def __init__(self) -> None:
+    With a `memory_limit` (bytes) it also sets itself, with the reason "memory", when the task
+    results one computation on local threads holds at once exceed it (checked as each task
+    finishes; `held` is the most it held)."""
+
+    def __init__(self, memory_limit: float | None = None) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self.memory_limit = memory_limit
+        self.held = 0  # bytes: the most the task results of one computation held at once
 
     def set(self, reason: str) -> None:
         if not self._event.is_set():
@@ -173,7 +181,10 @@ class Executor:
         cancel = _CANCEL.get()
         if cancel is not None:
             cancel.check()
-        return dask.compute(*collections, **self._local_kwargs(progress, cancel))
+        results = dask.compute(*collections, **self._local_kwargs(progress, cancel))
+        if cancel is not None:
+            cancel.check()  # e.g. over its memory limit with its last task
+        return results
 
     def _local_kwargs(self, progress: Progress | None, cancel: Cancel | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"scheduler": self.local_scheduler,
@@ -183,6 +194,8 @@ class Executor:
             callbacks.append(_task_progress(progress))
         if cancel is not None:
             callbacks.append(_task_cancel(cancel))
+            if cancel.memory_limit is not None:
+                callbacks.append(_task_memory(cancel, cancel.memory_limit))
         if callbacks:
             kwargs["callbacks"] = callbacks
         return kwargs
@@ -205,6 +218,8 @@ class Executor:
             cancel.check()
         if self.client is None:
             dsa.store(sources, list(targets), lock=False, **self._local_kwargs(progress, cancel))
+            if cancel is not None:
+                cancel.check()
             return
         if self.cluster is not None:  # our in-process cluster: its workers can write too
             self._store_in_process(sources, targets, progress)
@@ -360,6 +375,33 @@ def _task_cancel(cancel: Cancel) -> tuple:
         cancel.check()
 
     return (None, None, pretask, None, None)
+
+
+def _task_memory(cancel: Cancel, limit: float) -> tuple:
+    """A dask local-scheduler callback tuple that measures the task results the computation
+    holds (dask's `sizeof` of each result still in the scheduler's cache, i.e. not yet
+    released by the tasks that need it) as each task finishes, and sets `cancel` ("memory")
+    when they exceed `limit`: no further task starts. Memory inside running tasks and
+    outside dask is not seen."""
+    held: dict[Any, int] = {}
+    total = 0
+
+    def posttask(key: Any, result: Any, dsk: Any, state: dict, worker_id: Any) -> None:
+        # Called by the scheduler's own thread, after it released what `key` no longer
+        # needs: the only results that can have gone are `key`'s dependencies (and `key`).
+        nonlocal total
+        cache = state["cache"]
+        if key in cache:
+            held[key] = int(sizeof(result))
+            total += held[key]
+        for dep in state["dependencies"].get(key, ()):
+            if dep in held and dep not in cache:
+                total -= held.pop(dep)
+        cancel.held = max(cancel.held, total)
+        if total > limit:
+            cancel.set("memory")
+
+    return (None, None, None, posttask, None)
 
 
 def _task_progress(progress: Progress) -> tuple:

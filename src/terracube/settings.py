@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     sync_max_seconds: float = Field(
         300, gt=0, description="Longest estimated duration of a synchronous request; longer "
                                "ones are refused before they run (run them as batch jobs).")
+    sync_max_memory: int = Field(
+        4 * 1024**3, ge=1, description="Most bytes of task results the computation of one "
+                                       "synchronous request may hold at once (checked as its "
+                                       "tasks finish, on local threads); a request over it is "
+                                       "stopped (run it as a batch job).")
     estimate_start_seconds: float = Field(
         2.0, ge=0, description="Fixed part of an estimated duration (start, metadata).")
     estimate_read_bytes_per_second: float = Field(

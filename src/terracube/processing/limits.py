@@ -5,8 +5,10 @@ GET /processing_parameters with their default, maximum and meaning. A synchronou
 (POST /result) is dry-run first (processing/explain.py): when a node would hold, or its loads
 would read, more than the limits allow, or the estimate says it takes too long, the request is
 refused before it runs with ProcessGraphComplexity (400, the spec's code for "use a batch job
-instead"), naming the node. A request may lower its own limits (`max-bytes`, `max-pixels`,
-`max-seconds` as options), never raise them.
+instead"), naming the node. While it runs, `max-seconds` and `max-memory` hold (the route and
+executor.Cancel stop it). A request may lower its own limits (`max-bytes`, `max-pixels`,
+`max-seconds`, `max-memory` as options), never raise them. Batch jobs run under
+`job_max_seconds` (their option `max-seconds` may lower it; jobs/worker.py stops them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from terracube.processing.explain import Explanation, explain_process
 
 # Synchronous options that lower a limit: option name -> setting.
 SYNC_LIMITS = {"max-bytes": "sync_max_bytes", "max-pixels": "sync_max_pixels",
-               "max-seconds": "sync_max_seconds"}
+               "max-seconds": "sync_max_seconds", "max-memory": "sync_max_memory"}
 LIMIT_OPTIONS = frozenset(SYNC_LIMITS)
 
 _SYNC_MEANINGS = {
@@ -30,7 +32,10 @@ _SYNC_MEANINGS = {
     "max-pixels": "Most values (pixels x dates x bands) one node may hold or the loads may "
                   "read.",
     "max-seconds": "Longest estimated duration (GET /jobs/{id}/estimate's rates) of the "
-                   "request.",
+                   "request, and the longest it may compute.",
+    "max-memory": "Most bytes of intermediate results the request's computation may hold at "
+                  "once (measured as its tasks finish); a request over it is stopped: run it "
+                  "as a batch job or make it smaller.",
 }
 # Options that lower a limit of one batch job: option name -> setting.
 JOB_LOWERABLE = {"max-seconds": "job_max_seconds"}

@@ -111,8 +111,9 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
         # The server process's CPU time while the request computes (other requests computing
         # at the same time count too; an external dask cluster's workers do not).
         cpu_before, started = time.process_time(), time.monotonic()
-        seconds = sync_limits(settings, options)["max-seconds"]
-        cancel = Cancel()
+        limits = sync_limits(settings, options)
+        seconds = limits["max-seconds"]
+        cancel = Cancel(memory_limit=limits["max-memory"])
 
         def run() -> Any:
             with cancellable(cancel):
@@ -122,7 +123,7 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
                     check_sync_request(process, services, options)
                     return run_and_compute(process, services)
                 except Cancelled as exc:
-                    raise _stopped_error(str(exc), seconds) from None
+                    raise _stopped_error(str(exc), seconds, cancel) from None
 
         try:
             # Computing blocks, so it runs in a worker thread, not on the event loop.
@@ -175,7 +176,15 @@ async def _run_watched(request: Request, run: Callable[[], Any], cancel: Cancel,
     return task.result()
 
 
-def _stopped_error(reason: str, seconds: float) -> errors.OpenEOError:
+def _stopped_error(reason: str, seconds: float, cancel: Cancel) -> errors.OpenEOError:
+    if reason == "memory":
+        return errors.ProcessGraphComplexity(
+            f"The request was stopped: its computation held {cancel.held / 1e6:,.0f} MB of "
+            f"intermediate results, more than the {(cancel.memory_limit or 0) / 1e6:,.0f} MB "
+            "a synchronous request may (option max-memory, setting TERRACUBE_SYNC_MAX_MEMORY; "
+            "see GET /processing_parameters). Run it as a batch job (POST /jobs, or "
+            "connection.create_job(...) with the client), or make it smaller: a smaller "
+            "extent, fewer dates or bands, a coarser resolution.")
     if reason == "time":
         return errors.ProcessGraphComplexity(
             f"The request was stopped after {seconds:g} s: synchronous requests may compute "

@@ -9,12 +9,11 @@ import re
 from dataclasses import replace
 from typing import Any
 
-import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracube import errors
+from terracube import errors, executor
 from terracube import process_errors as pe
 from terracube.datacube.cube import (
     BANDS,
@@ -300,7 +299,8 @@ def trim_cube(data: RasterCube) -> RasterCube:
     valid = _valid(data)
     names = [d.name for d in data.dimensions]
     vectors = [valid.any(dim=[n for n in names if n != name]).data for name in names]
-    computed = dask.compute(*vectors)
+    # Through the executor: the request's cancel flag and memory budget hold here too.
+    computed = executor.current().compute(*vectors, progress=lambda _: None)
     selection = {}
     for d, has_data in zip(data.dimensions, computed, strict=True):
         has_data = np.asarray(has_data, dtype=bool)
