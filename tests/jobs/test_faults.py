@@ -89,8 +89,9 @@ def test_a_full_results_disk_fails_the_job_truthfully_and_loses_nothing(
 def test_a_locked_database_during_a_job_still_ends_it_truthfully(data_dir, start_server,
                                                                  tmp_path):
     """Another process holds the SQLite database locked for longer than the server waits
-    (busy timeout 30 s) while a job runs: the job still ends `finished` afterwards (re-run if
-    its worker had to give it up), with one set of results, and the API answers again."""
+    (busy timeout 30 s) while a job runs: the worker retries its writes until the lock is
+    gone, so the job ends `finished` after running exactly once (one start, no re-queue),
+    with one set of results, and the API answers again."""
     server: ServerProcess = start_server(data_dir, {
         "TERRACUBE_WORKERS": "1", "TERRACUBE_JOB_HEARTBEAT_TIMEOUT_SECONDS": "10"})
     con = openeo.connect(server.api).authenticate_basic("alice", "wonderland")
@@ -108,6 +109,12 @@ def test_a_locked_database_during_a_job_still_ends_it_truthfully(data_dir, start
     files = job.get_results().download_files(tmp_path / "results")
     assert [p.name for p in files if p.suffix == ".nc"] == ["openEO.nc"]
     with sqlite3.connect(data_dir / "terracube.db") as db:
-        (status,) = db.execute("SELECT status FROM jobs WHERE job_id = ?",
-                               (job.job_id,)).fetchone()
+        (status, attempts) = db.execute("SELECT status, attempts FROM jobs WHERE job_id = ?",
+                                        (job.job_id,)).fetchone()
     assert status == "finished"
+    # It ran once: one start, no re-queue, and the worker waited for the lock.
+    messages = [entry["message"] for entry in job.logs()]
+    assert attempts == 1, messages
+    assert sum(m.startswith("Started on worker") for m in messages) == 1, messages
+    assert not [e for e in job.logs() if e.get("code") == "JobRequeued"], messages
+    assert "the database is locked" in server.log()

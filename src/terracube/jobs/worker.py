@@ -28,7 +28,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy.exc import OperationalError
 
 from terracube.auth.users import UserNotFound, UserStore
 from terracube.catalog import Catalog
@@ -50,6 +52,8 @@ HEARTBEAT_SECONDS = 2.0
 SWEEP_SECONDS = 5.0  # stale-job recovery
 RETENTION_SWEEP_SECONDS = 600.0
 KILL_GRACE_SECONDS = 0.0  # cancel means stop now: the job process is killed at once
+LOCKED_RETRY_SECONDS = 600.0  # how long the worker retries a write while the database is locked
+LOCKED_RETRY_PAUSE = 1.0
 
 
 # --- identity and liveness of workers -----------------------------------------------------------
@@ -130,8 +134,11 @@ class Worker:
                  poll_seconds: float = POLL_SECONDS, watch_stdin: bool = False) -> None:
         self.settings = settings
         self.db = db or open_database(settings.database_url)
-        self.store = JobStore(self.db)
-        self.budgets = billing.ComputeBudgets(self.db)
+        # Every database write of the worker waits out a locked database (see _Patient), so
+        # that a lock longer than SQLite's busy timeout does not make it give the job up.
+        self.store: JobStore = cast(JobStore, _Patient(JobStore(self.db)))
+        self.budgets: billing.ComputeBudgets = cast(
+            billing.ComputeBudgets, _Patient(billing.ComputeBudgets(self.db)))
         self.folders = JobFolders(settings.data_dir)
         self.worker_id = make_worker_id()
         self.poll_seconds = poll_seconds
@@ -594,6 +601,45 @@ class Worker:
                                "from the beginning on the next worker.", code="JobRequeued")
             log.info("job %s: queued again (worker shutdown)", claim.job.job_id)
         self._cleanup_lost(run)
+
+
+# --- a locked database -------------------------------------------------------------------------
+class _Patient:
+    """Calls the methods of a store again while the database is locked.
+
+    SQLite waits for a lock for its busy timeout (30 s, db.py), then fails with "database is
+    locked"; PostgreSQL fails on a lock or serialization conflict only with errors it names
+    likewise. Giving up then would make the worker abandon a job that is running fine (it
+    was re-queued and ran twice): instead the worker keeps retrying, up to
+    LOCKED_RETRY_SECONDS. Every store operation is a single transaction (rolled back when it
+    fails), so repeating it is safe; the job process meanwhile computes on (its messages wait
+    in the pipe)."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def patiently(*args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + LOCKED_RETRY_SECONDS
+            while True:
+                try:
+                    return value(*args, **kwargs)
+                except OperationalError as exc:
+                    if not _is_locked(exc) or time.monotonic() > deadline:
+                        raise
+                    log.warning("the database is locked (%s); retrying %s", exc.orig, name)
+                    time.sleep(LOCKED_RETRY_PAUSE)
+
+        return patiently
+
+
+def _is_locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text or "could not obtain lock" in text
 
 
 # --- helpers ----------------------------------------------------------------------------------
