@@ -101,21 +101,48 @@ def test_neighbouring_result_tiles_share_the_files_stretch(result) -> None:
         assert np.array_equal(image[0], image[1]) and np.array_equal(image[0], image[2])
 
 
-def test_neighbouring_service_tiles_share_one_stretch(result) -> None:
-    con, cube, _, path = result
+def service_fits(con, cube, path: Path) -> tuple[tuple[float, float], ...]:
+    """The linear functions of the two tiles of an XYZ service of `cube` without `rescale`,
+    after checking that they agree: over the result's 2-98 % range the two put every value
+    within 1.5 grey levels of each other."""
     service = cube.tiled_viewing_service(type="XYZ", title="NDVI, default stretch")
-    url = service.describe_service()["url"]
-    images = tiles_of(url)
+    try:
+        images = tiles_of(service.describe_service()["url"])
+    finally:
+        service.delete_service()
     values = [warped(path, t) for t in TILES]
-    (a0, b0), (a1, b1) = (fit(v, image[0]) for v, image in zip(values, images, strict=True))
-    # The same function in both tiles: over the result's value range, the two fits put every
-    # value within 1.5 grey levels of each other.
+    (a0, b0), (a1, b1) = fits = tuple(fit(v, image[0])
+                                      for v, image in zip(values, images, strict=True))
+    lo, hi = file_percentiles(path)
+    probe = np.linspace(lo, hi, 50)
+    assert np.abs((a0 * probe + b0) - (a1 * probe + b1)).max() < 1.5, fits
+    return fits
+
+
+def file_percentiles(path: Path) -> tuple[float, float]:
     with rasterio.open(path) as ds:
         band = ds.read(1, masked=True).astype("float64").filled(np.nan)
     lo, hi = np.percentile(band[np.isfinite(band)], [2, 98])
-    probe = np.linspace(lo, hi, 50)
-    assert np.abs((a0 * probe + b0) - (a1 * probe + b1)).max() < 1.5, (a0, b0, a1, b1)
-    # ... and it is (close to) the 2-98 % stretch of the whole result: it comes from a coarse
-    # view of the result, not every pixel.
-    assert abs(-b0 / a0 - lo) < 0.05 * (hi - lo) and abs((255 - b0) / a0 - hi) < 0.05 * (hi - lo)
-    service.delete_service()
+    return float(lo), float(hi)
+
+
+def test_neighbouring_service_tiles_share_one_stretch(result) -> None:
+    con, cube, _, path = result
+    ((a, b), _) = service_fits(con, cube, path)
+    # It is (close to) the 2-98 % stretch of the whole result: it comes from a coarse view of
+    # the result (at most 256 pixels each way), not every pixel.
+    lo, hi = file_percentiles(path)
+    assert abs(-b / a - lo) < 0.05 * (hi - lo) and abs((255 - b) / a - hi) < 0.05 * (hi - lo)
+
+
+def test_a_large_area_service_shares_one_stretch_from_the_overviews(result) -> None:
+    """Loads over more than 50 km are evaluated per tile; the stretch then comes from the
+    whole area evaluated at ~240 m pixels from the COG overviews (the data: the 3.8 km
+    sample in it)."""
+    con, _, _, path = result
+    x, y = 680200, 5151500
+    big = {"west": x - 30_000, "south": y - 30_000, "east": x + 30_000, "north": y + 30_000,
+           "crs": "EPSG:32632"}
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=big, temporal_extent=DATES,
+                               bands=["B04", "B08"]).ndvi(nir="B08", red="B04").max_time()
+    service_fits(con, cube, path)

@@ -456,8 +456,11 @@ def result_stretch(process: dict[str, Any], config: TileConfig,
                    footprint: tuple[float, float, float, float], services: Services,
                    bound: dict[str, Any], whole: Any = None) -> Ranges | None:
     """The stretch of each layer of a graph's result over its whole footprint (EPSG:3857),
-    from the result rendered onto a grid of at most STRETCH_PIXELS each way (read from the
-    COG overviews, as a zoomed-out tile is); None when the footprint has no pixels."""
+    from the result rendered onto a grid of at most STRETCH_PIXELS each way: cut from `whole`
+    (a small area's lazy result), else evaluated with every load read from the COG overviews
+    at that grid's pixel size. None — each tile then stretches itself — when the footprint
+    has no pixels, or when some load cannot be read so (load_stac, bands of unknown
+    resolution): reading a large area at full resolution would stall the first tiles."""
     left, bottom, right, top = footprint
     res = max(right - left, top - bottom) / STRETCH_PIXELS
     if res <= 0:
@@ -465,6 +468,15 @@ def result_stretch(process: dict[str, Any], config: TileConfig,
     width, height = max(1, math.ceil((right - left) / res)), max(1, math.ceil((top - bottom) / res))
     grid = Grid(crs=WEB_MERCATOR, transform=Affine(res, 0, left, 0, -res, top), width=width,
                 height=height, reference_system=3857)
+    if whole is None:
+        coarse = tile_process(process, grid)
+        nodes = coarse["process_graph"]
+        loads = {nid for nid, node in nodes.items()
+                 if node.get("process_id") in ("load_collection", "load_stac")}
+        if services.catalog is None or set(read_overviews(
+                nodes, grid, services.catalog, MARGIN_PIXELS * res)) != loads:
+            return None
+        whole = evaluate_result(coarse, services, bound)
     values = _layer_values(process, config, grid, services, bound, whole)
     if values is None or not np.isfinite(values).any():
         return None
