@@ -60,10 +60,14 @@ run: $(BIN)/.installed
 lint: $(BIN)/.installed-test
 	$(BIN)/ruff check src tests
 
+# The tests run in TEST_WORKERS pytest-xdist processes (most of their time is spent waiting for
+# the server processes they start); TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+
 test: $(BIN)/.installed-test
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Benchmark W1-W5 of ../shared/bench against a real server, the numpy floor and
 # openeo-processes-dask: table in bench/results/$(SIZE)/ (data cached in ~/.cache/terracube-bench).

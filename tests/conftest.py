@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from filelock import FileLock
+from tests.support.data import data_dir_with_samples
 from tests.support.paths import SHARED
 from tests.support.processes import ServerProcess
 
 from terracube.engine.registry import ProcessRegistry, build_registry
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any | None:
+    """`pytest -n N`: a test module is a unit of work, the notebooks one unit, the longest
+    units first (tests/support/xdist_scheduling.py)."""
+    if config.getoption("dist") != "load":  # another --dist was asked for: xdist's own
+        return None
+    from tests.support.xdist_scheduling import ModuleScheduling
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -31,15 +44,31 @@ def registry() -> ProcessRegistry:
 def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data directory with the generated sample collections for the whole session (both
     generated here, once: a server would otherwise generate the rainfall sample on its first
-    GET /collections, which can outlast a client's timeout on a busy machine)."""
+    GET /collections, which can outlast a client's timeout on a busy machine).
+
+    With pytest-xdist (`make test` runs `-n 2`), the workers share one generation (in the
+    run's common temporary folder, or TERRACUBE_TEST_DATA_DIR, under a file lock: the first
+    worker generates, the others wait for it), and each worker gets a data directory of its
+    own (its servers' databases, jobs and logs) whose samples/ links to the shared one."""
+    env_dir = os.environ.get("TERRACUBE_TEST_DATA_DIR")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        data_dir = Path(env_dir) if env_dir else tmp_path_factory.mktemp("terracube-data")
+        _generate_samples(data_dir)
+        return data_dir
+    shared = (Path(env_dir) if env_dir
+              else tmp_path_factory.getbasetemp().parent / "terracube-samples")
+    shared.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(shared / ".generating.lock")):
+        _generate_samples(shared)
+    return data_dir_with_samples(tmp_path_factory.mktemp("terracube-data"), shared)
+
+
+def _generate_samples(data_dir: Path) -> None:
     from terracube.catalog.samples.rainfall_synthetic import ensure_rainfall_data
     from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 
-    env_dir = os.environ.get("TERRACUBE_TEST_DATA_DIR")
-    data_dir = Path(env_dir) if env_dir else tmp_path_factory.mktemp("terracube-data")
     ensure_sample_data(data_dir)
     ensure_rainfall_data(data_dir)
-    return data_dir
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ import httpx
 import openeo
 import pytest
 from openeo.rest import OpenEoApiError
+from tests.support.data import data_dir_with_samples
 from tests.support.markers import needs_oidc_provider
 from tests.support.processes import OidcProviderProcess, ServerProcess
 
@@ -73,8 +74,9 @@ def provider_settings(providers) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def server(providers, tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("oidc-server")
+def server(providers, tmp_path_factory, sample_data_dir):
+    # The session's samples: a data folder without them would be generated at start (slow).
+    data_dir = data_dir_with_samples(tmp_path_factory.mktemp("oidc-server"), sample_data_dir)
     srv = ServerProcess(data_dir, {"TERRACUBE_WORKERS": "0", "TERRACUBE_OIDC_PROVIDERS":
                                    json.dumps(provider_settings(providers))}, clean=True)
     yield srv

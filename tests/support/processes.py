@@ -149,6 +149,9 @@ class ChildProcess:
                 self.log_path.unlink(missing_ok=True)
 
 
+PORT_ATTEMPTS = 3
+
+
 class ServerProcess(ChildProcess):
     """A `terracube serve` child process on a free loopback port with the dev default user
     demo/demo; its log is server-<port>.log in the data folder.
@@ -163,17 +166,29 @@ class ServerProcess(ChildProcess):
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *,
                  clean: bool = False, host: str | None = "127.0.0.1",
                  port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api = f"{self.url}/openeo/1.2/"
         base = clean_env() if clean else dict(os.environ)
         full_env = {**base, "TERRACUBE_DEV_DEFAULT_USER": "true", **LOOPBACK_FETCH,
                     **(env or {})}
         host_args = ["--host", host] if host else []
-        super().__init__(
-            [sys.executable, "-m", "terracube.cli", "serve", *host_args,
-             "--port", str(self.port), "--data-dir", str(data_dir)],
-            data_dir / f"server-{self.port}.log", env=full_env, ready_url=self.api)
+        # The free port may be taken by someone else (another test worker's connection, a
+        # process of the machine) before the server binds it, seconds later: then again on
+        # another port, a few times (not a port chosen by the caller).
+        attempts = 1 if port else PORT_ATTEMPTS
+        for attempt in range(attempts):
+            self.port = port or free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.api = f"{self.url}/openeo/1.2/"
+            try:
+                super().__init__(
+                    [sys.executable, "-m", "terracube.cli", "serve", *host_args,
+                     "--port", str(self.port), "--data-dir", str(data_dir)],
+                    data_dir / f"server-{self.port}.log", env=full_env, ready_url=self.api)
+                return
+            except RuntimeError:
+                lost_port = "address already in use" in self.log().lower()
+                self.stop()
+                if not lost_port or attempt == attempts - 1:
+                    raise
 
     def stop(self, timeout: float = 15) -> None:
         super().stop(timeout)
