@@ -6,6 +6,7 @@ same time); any SQLAlchemy URL, e.g. PostgreSQL, via TERRACUBE_DATABASE_URL.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,16 +35,22 @@ class Base(DeclarativeBase):
     """Declarative base of all terracube tables (one metadata for the whole database)."""
 
 
+# How long SQLite waits for a lock another connection or process holds before it gives up
+# ("database is locked"); TERRACUBE_DATABASE_BUSY_TIMEOUT_SECONDS for the server and workers.
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
 class Database:
     """One engine and its session factory; build once per process and pass it along."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         kwargs: dict = {}
         if self.is_sqlite:
             # Sessions are used from FastAPI's worker threads; each one is short-lived.
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {"check_same_thread": False,
+                                      "timeout": busy_timeout_seconds}
             if self.url.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database
             else:
@@ -52,7 +59,9 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _configure_sqlite)
+            event.listen(self.engine, "connect",
+                         functools.partial(_configure_sqlite, busy_ms=int(busy_timeout_seconds
+                                                                          * 1000)))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -71,19 +80,19 @@ class Database:
         self.engine.dispose()
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
+def _configure_sqlite(dbapi_connection, _record, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
     finally:
         cursor.close()
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str, busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS) -> Database:
     """The database at `url` with all tables created."""
-    db = Database(url)
+    db = Database(url, busy_timeout_seconds)
     db.create_tables()
     return db

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         "", description="SQLAlchemy URL; default: SQLite file terracube.db in data_dir.")
+    database_busy_timeout_seconds: float = Field(
+        30, gt=0, description="How long the server and its workers wait for the SQLite "
+                              "database while another process holds it locked, before the "
+                              "request (or the job's status update) fails.")
     dask_scheduler: str | None = Field(
         None, description="Address of an external Dask scheduler (tcp://host:8786); "
                           "default: a LocalCluster in the server process.")

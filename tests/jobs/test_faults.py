@@ -18,6 +18,11 @@ from tests.jobs.job_graphs import ndvi_graph, slow_graph
 from tests.support.processes import ServerProcess, wait_for
 
 VOLUME_BYTES = 4 * 1024 * 1024
+# The locked database: the server's SQLite busy timeout and the job heartbeat timeout are
+# shortened (settings) so that the lock can outlast both in seconds rather than a minute.
+BUSY_TIMEOUT_S = 3
+HEARTBEAT_S = 5
+LOCKED_S = 8
 
 
 @pytest.fixture
@@ -89,11 +94,13 @@ def test_a_full_results_disk_fails_the_job_truthfully_and_loses_nothing(
 def test_a_locked_database_during_a_job_still_ends_it_truthfully(data_dir, start_server,
                                                                  tmp_path):
     """Another process holds the SQLite database locked for longer than the server waits
-    (busy timeout 30 s) while a job runs: the worker retries its writes until the lock is
-    gone, so the job ends `finished` after running exactly once (one start, no re-queue),
-    with one set of results, and the API answers again."""
+    (its busy timeout, 3 s here) while a job runs: the worker retries its writes until the lock
+    is gone, so the job ends `finished` after running exactly once (one start, no re-queue),
+    with one set of results, and the API answers again. The lock also outlasts the heartbeat
+    timeout (5 s here)."""
     server: ServerProcess = start_server(data_dir, {
-        "TERRACUBE_WORKERS": "1", "TERRACUBE_JOB_HEARTBEAT_TIMEOUT_SECONDS": "10"})
+        "TERRACUBE_WORKERS": "1", "TERRACUBE_JOB_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_S),
+        "TERRACUBE_DATABASE_BUSY_TIMEOUT_SECONDS": str(BUSY_TIMEOUT_S)})
     con = openeo.connect(server.api).authenticate_basic("alice", "wonderland")
     job = con.create_job(slow_graph(0.25))
     job.start()
@@ -101,7 +108,7 @@ def test_a_locked_database_during_a_job_still_ends_it_truthfully(data_dir, start
     holder = sqlite3.connect(data_dir / "terracube.db", timeout=60, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        time.sleep(35)  # beyond SQLite's busy timeout of 30 s (db.py)
+        time.sleep(LOCKED_S)  # beyond the busy timeout and the heartbeat timeout
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
     non-loopback host.
     """
     settings = settings or Settings()
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, settings.database_busy_timeout_seconds)
     users = UserStore(db)
     check_safe_to_serve(settings, users)
     if settings.dev_default_user:

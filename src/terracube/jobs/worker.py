@@ -133,7 +133,8 @@ class Worker:
     def __init__(self, settings: Settings, db: Database | None = None, *,
                  poll_seconds: float = POLL_SECONDS, watch_stdin: bool = False) -> None:
         self.settings = settings
-        self.db = db or open_database(settings.database_url)
+        self.db = db or open_database(settings.database_url,
+                                      settings.database_busy_timeout_seconds)
         # Every database write of the worker waits out a locked database (see _Patient), so
         # that a lock longer than SQLite's busy timeout does not make it give the job up.
         self.store: JobStore = cast(JobStore, _Patient(JobStore(self.db)))
