@@ -69,7 +69,7 @@ def own_data_dir(tmp_path: Path, sample_data_dir: Path) -> Path:
 def test_execute_batch_gives_the_synchronous_result(server, tmp_path):
     con = connect(server)
     cube = ndvi_cube(con)
-    job = cube.execute_batch(tmp_path / "batch.nc", max_poll_interval=1)
+    job = cube.execute_batch(tmp_path / "batch.nc", max_poll_interval=0.2)
     assert job.status() == "finished"
     cube.download(tmp_path / "sync.nc")
     batch = xr.load_dataset(tmp_path / "batch.nc")
@@ -85,7 +85,7 @@ def test_job_lifecycle_with_the_client(server, tmp_path):
     cube = ndvi_cube(con).reduce_dimension(dimension="t", reducer="max")
     job = con.create_job(cube.save_result("GTiff"), title="NDVI max June")
     assert job.status() == "created"
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     info = job.describe()
     assert info["status"] == "finished" and info["progress"] == 100
     assert info["usage"]["cpu"]["unit"] == "cpu-seconds"
@@ -124,7 +124,7 @@ def test_a_job_with_two_save_results_writes_both_outputs(server, tmp_path):
     nodes = [nid for nid, node in outputs.flat_graph().items()
              if node["process_id"] == "save_result"]
     job = outputs.create_job(title="two outputs")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
 
     results = job.get_results()
     names = sorted(results.get_metadata()["assets"])
@@ -144,7 +144,7 @@ def test_failing_job_has_an_error_log_naming_the_node(server):
     con = connect(server)
     job = con.create_job(ndvi_cube(con, nir="B99").save_result("netCDF"))
     with pytest.raises(openeo.rest.JobFailedException):
-        job.start_and_wait(max_poll_interval=1, show_error_logs=False)
+        job.start_and_wait(max_poll_interval=0.2, show_error_logs=False)
     assert job.status() == "error"
     (error,) = job.logs(level="error")
     node = error["path"][0]["node_id"]
@@ -223,7 +223,7 @@ def test_server_killed_mid_job_resumes_after_restart(start_server, tmp_path, sam
     srv = start_server(data, {"TERRACUBE_WORKERS": "1"})
     con = connect(srv)
     done = con.create_job(ndvi_cube(con).save_result("netCDF"))
-    done.start_and_wait(max_poll_interval=1)
+    done.start_and_wait(max_poll_interval=0.2)
     job = con.create_job(slow_graph())
     job.start()
     record = wait_computing(data, job.job_id)

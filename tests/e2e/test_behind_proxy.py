@@ -166,7 +166,7 @@ def finished_job(public: str):
     cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BBOX, temporal_extent=DATES,
                                bands=["B04", "B08"]).ndvi(nir="B08", red="B04").max_time()
     job = con.create_job(cube.save_result("GTiff"), title="through the proxy")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     return con, job
 
 

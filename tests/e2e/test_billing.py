@@ -80,7 +80,7 @@ def test_a_job_without_a_plan_is_charged_with_the_default_and_costs_nothing(api)
     assert timedelta(minutes=55) < expires - datetime.now(UTC) <= timedelta(hours=1)
     assert api.post(f"/jobs/{job_id}/results").status_code == 202
     job = wait_for(lambda: (d := api.get(f"/jobs/{job_id}").json())["status"] in
-                   ("finished", "error") and d, timeout=300, interval=1)
+                   ("finished", "error") and d, timeout=300, interval=0.2)
     assert job["status"] == "finished" and job["plan"] == "free" and job["costs"] == 0
     assert job["usage"]["cpu"]["value"] > 0
     assert api.get(f"/jobs/{job_id}/results").headers["OpenEO-Costs"] == "0"
@@ -181,7 +181,7 @@ def test_an_allowance_refuses_and_stops_work(paid):
         job_id = api.post("/jobs", json={"process": _graph()}).headers["OpenEO-Identifier"]
         assert api.post(f"/jobs/{job_id}/results").status_code == 202
         job = wait_for(lambda: (d := api.get(f"/jobs/{job_id}").json())["status"] in
-                       ("finished", "error") and d, timeout=300, interval=1)
+                       ("finished", "error") and d, timeout=300, interval=0.2)
         assert job["status"] == "error" and job["costs"] > 0
         (stop,) = [e for e in api.get(f"/jobs/{job_id}/logs").json()["logs"]
                    if e.get("code") == "PaymentRequired"]

@@ -73,7 +73,7 @@ def test_batch_gtiff_is_one_file_per_date_with_truthful_assets(con, sample_data_
     s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=JUNE,
                              bands=["B04", "B08"])
     job = s2.create_job(out_format="GTiff")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     results = job.get_results()
     paths = results.download_files(tmp_path)
     tifs = sorted(p.name for p in paths if p.suffix == ".tif")
@@ -189,7 +189,7 @@ def test_netcdf_sample_by_feature_writes_a_file_per_feature(con, sample_data_dir
     means = s2.aggregate_spatial(geometries=FIELDS, reducer="mean")
     job = means.create_job(out_format="netCDF", sample_by_feature=True,
                            feature_id_property="name")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     paths = job.get_results().download_files(tmp_path)
     names = sorted(p.name for p in paths if p.suffix == ".nc")
     assert names == ["openEO_north-field.nc", "openEO_small-field.nc"]

@@ -140,7 +140,7 @@ def test_finished_job_results_link_a_map_of_each_geotiff(server, sample_data_dir
     cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BBOX, temporal_extent=DATES,
                                bands=["B04", "B08"]).ndvi(nir="B08", red="B04").max_time()
     job = con.create_job(cube.save_result("GTiff"))
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     results = job.get_results().get_metadata()
     (xyz,) = [lk for lk in results["links"] if lk["rel"] == "xyz"]
     assert xyz["type"] == "image/png" and "{z}/{x}/{y}.png?expires=" in xyz["href"]

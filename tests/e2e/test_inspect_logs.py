@@ -54,7 +54,7 @@ def cube(con):
 def test_udf_inspect_reaches_the_job_log(con, sample_data_dir: Path) -> None:
     out = cube(con).apply_dimension(process=openeo.UDF(UDF, runtime="Python"), dimension="t")
     job = out.create_job(out_format="netCDF")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     entries = [e for e in job.logs() if "block statistics" in e["message"]]
     assert entries, [e["message"] for e in job.logs()]
     graph = job.describe()["process"]["process_graph"]
@@ -77,7 +77,7 @@ def test_inspect_process_reaches_the_job_log(con) -> None:
     graph["numbers"] = {"process_id": "inspect",
                         "arguments": {"data": [1, 2.5, None], "message": "numbers"}}
     job = con.create_job(graph)
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     logs = job.logs()
     (looked_entry,) = [e for e in logs if "my cube" in e["message"]]
     (inspect_node,) = [nid for nid, n in graph.items() if n["process_id"] == "inspect"

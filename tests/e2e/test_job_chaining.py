@@ -45,7 +45,7 @@ def results_url(job) -> str:
 
 def run(cube, fmt: str):
     job = cube.create_job(out_format=fmt)
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     return job
 
 

@@ -29,7 +29,7 @@ def ndvi(con):
 @pytest.fixture(scope="module")
 def finished_job(con):
     job = ndvi(con).create_job(out_format="netCDF", job_options={"log_level": "debug"})
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     return job
 
 
@@ -80,7 +80,7 @@ def test_log_level_is_honoured_and_logs_filter_by_level(con, finished_job) -> No
     assert {e["level"] for e in finished_job.logs(level="info")} <= {"info", "warning",
                                                                         "error"}
     quiet = ndvi(con).create_job(out_format="netCDF", job_options={"log_level": "warning"})
-    quiet.start_and_wait(max_poll_interval=1)
+    quiet.start_and_wait(max_poll_interval=0.2)
     assert not [e for e in quiet.logs() if e["level"] in ("debug", "info")]
 
 

@@ -26,7 +26,7 @@ def first(con):
     s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=SMALL, temporal_extent=DATES,
                              bands=["B04", "B08"])
     job = s2.ndvi(nir="B08", red="B04", target_band="NDVI").create_job(out_format="netCDF")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     return job
 
 
@@ -53,6 +53,6 @@ def test_derived_from_links_name_the_inputs(con, first) -> None:
     second = con.load_stac(url, bands=["NDVI"]).reduce_dimension(dimension="t",
                                                                  reducer="max")
     job = second.create_job(out_format="GTiff")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     links = job.get_results().get_metadata()["links"]
     assert [link["href"] for link in links if link["rel"] == "derived_from"] == [url]

@@ -36,7 +36,7 @@ def con(server):
 
 def finished_job(con, cube, fmt: str = "GTiff"):
     job = con.create_job(cube.save_result(fmt))
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     metadata = job.get_results().get_metadata()
     (url,) = [link["href"] for link in metadata["links"] if link["rel"] == "canonical"]
     assert "signature=" in url

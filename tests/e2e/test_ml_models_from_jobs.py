@@ -58,7 +58,7 @@ def training_job(con):
     samples = composite(con).aggregate_spatial(geometries=TRAINING, reducer="mean")
     model = samples.fit_class_random_forest(target=TRAINING, num_trees=10, seed=7)
     job = model.create_job(title="train")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     return job
 
 
@@ -124,7 +124,7 @@ def test_a_model_in_a_batch_prediction_job(con, training_job, tmp_path: Path) ->
     landcover = composite(con, BOX).predict_random_forest(
         model=con.load_ml_model(training_job.job_id), dimension="bands")
     job = landcover.create_job(out_format="netCDF")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     (path,) = [p for p in job.get_results().download_files(tmp_path / "job")
                if p.suffix == ".nc"]
     with xr.open_dataset(path) as ds:

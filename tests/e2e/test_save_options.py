@@ -54,7 +54,7 @@ def test_unknown_option_fails_a_batch_job_before_computing(con) -> None:
     job = s2(con).create_job(out_format="netCDF", tile_grid="wgs84-1degree")
     job.start()
     with pytest.raises(openeo.rest.JobFailedException):
-        job.start_and_wait(max_poll_interval=1)
+        job.start_and_wait(max_poll_interval=0.2)
     assert job.status() == "error"
     errors = [e for e in job.logs() if e["level"] == "error"]
     assert "'tile_grid'" in errors[-1]["message"] and "netCDF" in errors[-1]["message"]
@@ -65,7 +65,7 @@ def test_filename_prefix_and_separate_asset_per_band(con, sample_data_dir: Path,
                                                      tmp_path: Path) -> None:
     job = s2(con).create_job(out_format="GTiff", filename_prefix="s2",
                              separate_asset_per_band=True)
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     results = job.get_results()
     paths = results.download_files(tmp_path)
     names = sorted(p.name for p in paths if p.suffix == ".tif")
