@@ -1,7 +1,8 @@
 """The official openEO test suite (../shared/conformance/run) against a real terracube server.
 
-One run of the suite per test session; one pytest test per suite module. A module's test fails
-when the suite reports a failure that is not listed below with the reason it cannot pass.
+One pytest test per suite module, each a run of the suite with that module only. A module's
+test fails when the suite reports a failure that is not listed below with the reason it cannot
+pass.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
@@ -75,14 +77,13 @@ def _failures(xml_path: Path) -> dict[str, str]:
     return failed
 
 
-@pytest.fixture(scope="module")
-def suite_report(server, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_suite(server: ServerProcess, shared_dir: Path, out: Path, module: str) -> Path:
+    """Run one module of the suite against `server`; its report folder (`out`)."""
     runner = shared_dir / "conformance" / "run"
     if not runner.exists():
         pytest.skip(f"{runner} not found")
-    out = tmp_path_factory.mktemp("conformance-report")
     cmd = ["bash", str(runner), server.api, "--user", "demo", "--password", "demo",
-           *MODULES, "--s2-collection", "SENTINEL2_L2A", "--out", str(out), "--allow-fail",
+           module, "--s2-collection", "SENTINEL2_L2A", "--out", str(out), "--allow-fail",
            "--test-timeout", "300"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
@@ -93,8 +94,11 @@ def suite_report(server, shared_dir: Path, tmp_path_factory: pytest.TempPathFact
     return out
 
 
+# One run of the suite per module (not all five in one run): under pytest-xdist the long
+# modules (wp5, wp6) run on different workers (tests/support/xdist_scheduling.py).
 @pytest.mark.parametrize("module", MODULES)
-def test_official_suite_module(suite_report: Path, module: str) -> None:
+def test_official_suite_module(server, shared_dir: Path, tmp_path: Path, module: str) -> None:
+    suite_report = run_suite(server, shared_dir, tmp_path, module)
     summary = json.loads((suite_report / "summary.json").read_text())
     counts = summary["modules"][module]
     xml_path = suite_report / f"{module}.xml"

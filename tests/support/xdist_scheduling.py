@@ -8,6 +8,9 @@ exceptions:
 * tests/notebooks is one unit: its notebooks run against one course server with the real
   sample packs, and a lesson can run an earlier one first (`after=`); split over workers,
   each would install the packs and run those lessons again.
+* each test of tests/conformance/test_official_suite.py is a unit: each runs one module of the
+  official suite against the worker's session server, and the longest two (wp5, wp6) take
+  minutes each.
 * the longest units go first (longest-processing-time-first), so that none of them starts
   last and leaves the other worker idle while it finishes.
 """
@@ -20,20 +23,26 @@ from xdist.scheduler import LoadScopeScheduling
 
 # Units that take minutes, longest first (relative costs measured with --durations; the
 # rest follow, the modules with the most tests first).
+_SUITE = "tests/conformance/test_official_suite.py"
 LONGEST_FIRST = (
     "tests/notebooks",
-    "tests/conformance/test_official_suite.py",
+    f"{_SUITE}::test_official_suite_module[wp5]",
+    f"{_SUITE}::test_official_suite_module[wp6]",
     "tests/hub/test_hub.py",
 )
 
 SHARED_UNITS = ("tests/notebooks",)
+SPLIT_MODULES = (_SUITE,)
 
 
 class ModuleScheduling(LoadScopeScheduling):
-    """xdist's load-scope scheduling with a test module (or SHARED_UNITS folder) as unit."""
+    """xdist's load-scope scheduling with a test module (a SHARED_UNITS folder, a test of
+    SPLIT_MODULES) as unit."""
 
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
+        if module in SPLIT_MODULES:
+            return nodeid
         for folder in SHARED_UNITS:
             if module.startswith(folder + "/"):
                 return folder
