@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.hub, needs_hub]
 
 USERS = {"alice": "wonderland", "bob": "builder", "carol": "cheshire"}
 QUOTA = 2_000_000  # bytes per workspace: small, so the over-quota test needs little data
+POLL_S = 3  # the hub's check of running labs (TERRACUBE_HUB_POLL_SECONDS; default 30 s)
 
 README_EXAMPLE = """
 import os
@@ -57,7 +58,8 @@ def hub(hub_data_dir: Path, course_samples: Path):
     add_users(hub_data_dir, USERS)
     terracube_cli(hub_data_dir, "users", "admin", "alice")
     hub = HubProcess(hub_data_dir, course_samples, TERRACUBE_STORAGE_QUOTA_BYTES=str(QUOTA),
-                     TERRACUBE_HUB_IDLE_TIMEOUT_SECONDS="0")
+                     TERRACUBE_HUB_IDLE_TIMEOUT_SECONDS="0",
+                     TERRACUBE_HUB_POLL_SECONDS=str(POLL_S))
     yield hub
     hub.stop()
 
@@ -191,7 +193,7 @@ def test_removed_user_cannot_sign_in_and_loses_the_lab(hub: HubProcess, alice: H
         assert again.sign_in(USERS["carol"]).status_code == 403 and not again.signed_in
     finally:
         again.close()
-    # the running lab is stopped at the hub's next poll of it (every 30 s)
+    # the running lab is stopped at the hub's next poll of it (every POLL_S seconds)
     deadline = time.monotonic() + 75
     while alice.hub_api("GET", "/users/carol").json().get("servers"):
         assert time.monotonic() < deadline, "the removed user's lab still runs"

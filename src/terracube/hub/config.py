@@ -85,6 +85,7 @@ def configure(c: Any, settings: HubSettings | None = None) -> HubSettings:
     c.JupyterHub.authenticator_class = "terracube.hub.authenticator.TerracubeAuthenticator"
     c.JupyterHub.spawner_class = "terracube.hub.spawner.TerracubeSpawner"
     c.Spawner.start_timeout = settings.hub_start_timeout_seconds
+    c.Spawner.poll_interval = settings.hub_poll_seconds
     c.Spawner.http_timeout = settings.hub_start_timeout_seconds
     # Labs and the hub's services get SIGINT, then SIGTERM, then SIGKILL; JupyterHub waits
     # 10 + 5 s by default, which makes stopping the hub (and culling) needlessly slow.

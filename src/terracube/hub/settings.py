@@ -39,6 +39,10 @@ class HubSettings(Settings):
     hub_token_renew_seconds: float | None = Field(
         None, gt=0, description="How often a running lab gets a fresh terracube token; "
                                 "default: a quarter of TERRACUBE_TOKEN_TTL_SECONDS.")
+    hub_poll_seconds: int = Field(
+        30, ge=1, description="How often the hub checks each running lab: that its process "
+                              "lives and that its terracube account still exists (the lab "
+                              "of a removed user is stopped at the next check).")
     hub_start_timeout_seconds: int = Field(
         120, ge=10, description="How long a lab may take to start before the spawn fails.")
     hub_memory_limit: str | None = Field(
