@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from tests.hub.conftest import needs_hub
 
 from terracube.hub.settings import HubSettings
 
-config = pytest.importorskip("traitlets.config")
+pytestmark = needs_hub  # configure() needs the proxy program
 
 
 def test_the_hub_checks_running_labs_as_often_as_set(tmp_path: Path) -> None:
+    from traitlets import config
+
     from terracube.hub.config import configure
 
     default = config.Config()
