@@ -138,6 +138,21 @@ def test_a_job_with_two_save_results_writes_both_outputs(server, tmp_path):
         np.testing.assert_allclose(tif.read(1), np.nanmax(ndvi[var].values, axis=0),
                                    rtol=1e-6)
     assert job.logs()[-1]["message"].startswith("Finished: 2 file(s)")
+    # Per-step usage in the log (the API's place for it): one entry per output on its
+    # save_result node, with what writing it took and the bytes of the files it wrote.
+    entries = {e["path"][0]["node_id"]: e for e in job.logs()
+               if e["message"].startswith("Output ")}
+    assert sorted(entries) == sorted(nodes)
+    for node, name in ((nodes[0], f"openEO_{nodes[0]}.nc"), (nodes[1], f"openEO_{nodes[1]}.tif")):
+        usage = entries[node]["usage"]
+        assert entries[node]["path"][0]["process_id"] == "save_result"
+        assert usage["bytes_written"] == {"value": files[name].stat().st_size, "unit": "b"}
+        assert usage["duration"]["unit"] == "seconds" and usage["duration"]["value"] > 0
+        assert usage["cpu"]["value"] >= 0 and usage["bytes_read"]["value"] >= 0
+    (evaluated,) = [e for e in job.logs() if e["message"].startswith("Evaluated")]
+    assert evaluated["usage"]["duration"]["value"] > 0
+    total = job.describe()["usage"]["duration"]["value"]
+    assert sum(e["usage"]["duration"]["value"] for e in entries.values()) < total
 
 
 def test_failing_job_has_an_error_log_naming_the_node(server):

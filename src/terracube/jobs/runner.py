@@ -51,8 +51,10 @@ class Reporter:
             self.send("progress", value=round(percent, 2))
 
     def log(self, level: str, message: str, *, code: str | None = None,
-            path: list | None = None, data: Any = None) -> None:
-        self.send("log", level=level, message=message, code=code, path=path, data=data)
+            path: list | None = None, data: Any = None,
+            usage: dict[str, Any] | None = None) -> None:
+        self.send("log", level=level, message=message, code=code, path=path, data=data,
+                  usage=usage)
 
     def close(self) -> None:
         with self._lock:

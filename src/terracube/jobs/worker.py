@@ -431,7 +431,8 @@ class Worker:
             run.progress = max(run.progress, min(99.0, float(message["value"])))
         elif kind == "log":
             self._log(claim, message["level"], message["message"], code=message.get("code"),
-                      path=message.get("path"), data=message.get("data"))
+                      path=message.get("path"), data=message.get("data"),
+                      usage=message.get("usage"))
         elif kind == "asset":
             run.assets.append(message["asset"])
             self.store.record_assets(claim.job.job_id, claim.run_id, run.assets)
