@@ -182,6 +182,10 @@ def test_allow_list_and_unreachable_index(tmp_path_factory, sample_data_dir, whe
         description = requests.get(srv.api + "udf_runtimes", timeout=10).json()["Python"][
             "description"]
         assert "only these packages: tc-demo-helper, tc-demo-scale" in description
+        parameters = {p["name"]: p for p in requests.get(
+            srv.api + "processing_parameters", timeout=10).json()["create_job_parameters"]}
+        assert parameters["udf-dependencies"]["default"] == "allow-list"
+        assert parameters["udf-allowed-packages"]["default"] == "tc-demo-scale, tc-demo-helper"
     finally:
         srv.stop()
 

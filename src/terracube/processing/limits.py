@@ -57,6 +57,17 @@ _JOB_LIMITS: tuple[tuple[str, str, str, str | list[str]], ...] = (
      "file uploads excepted.", "integer"),
     ("storage-quota-bytes", "storage_quota_bytes", "Storage quota of each user's workspace: "
      "the largest upload (PUT /files) and all files together.", "integer"),
+    # Python UDFs (docs/administration/udf-sandbox.md; GET /udf_runtimes says the same)
+    ("udf-cpu-seconds", "udf_cpu_seconds", "CPU seconds of one UDF process.", "integer"),
+    ("udf-memory-bytes", "udf_memory_bytes", "Memory (address space) of one UDF process.",
+     "integer"),
+    ("udf-timeout-seconds", "udf_timeout_seconds", "Wall-clock seconds a UDF may take for one "
+     "block.", "number"),
+    ("udf-dependencies", "udf_dependencies", "Packages a UDF declares (PEP 723 '# /// script' "
+     "dependencies) that the runtime lacks: 'any' are installed before it runs, 'allow-list' "
+     "only those of udf-allowed-packages, 'off' none (the UDF is refused).", "string"),
+    ("udf-allowed-packages", "udf_allowed_packages", "Packages UDFs may have installed "
+     "(comma-separated) when udf-dependencies is 'allow-list'.", "string"),
 )
 
 
