@@ -174,3 +174,31 @@ def test_python_jep_runtime_runs_python_udfs(con, sample_data_dir: Path, tmp_pat
         np.testing.assert_allclose(ds["B04"].isel(t=0).values,
                                    stored(sample_data_dir, "B04", *day)[day[0]] * 0.0001,
                                    rtol=1e-5, equal_nan=True)
+
+
+def test_sampling_polygons_as_rasters(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The client's cookbook 'Sampling polygons as rasters': filter_spatial, then a batch job
+    with `sample_by_feature=True` in netCDF writes one file per polygon cropped to it, as CDSE
+    does (once: 'the result is a RasterCube'); `feature_id_property` names the files."""
+    from shapely.geometry import box, mapping
+
+    cells = {"north": box(680150, 5151350, 680300, 5151500),
+             "south": box(680000, 5151200, 680100, 5151300)}
+    fields = {"type": "FeatureCollection",  # the GeoJSON 2008 "crs" member: UTM 32N
+              "crs": {"type": "name", "properties": {"name": "EPSG:32632"}},
+              "features": [{"type": "Feature", "properties": {"name": k},
+                            "geometry": mapping(g)} for k, g in cells.items()]}
+    day = ["2022-07-02", "2022-07-03"]
+    cube = con.load_collection("SENTINEL2_L2A", bands=["B04"], temporal_extent=day)
+    cube = cube.filter_spatial(fields)
+    job = cube.create_job(title="Sentinel2", out_format="netCDF", sample_by_feature=True,
+                          feature_id_property="name")
+    job.start_and_wait()
+    results = job.get_results()
+    assert sorted(a.key for a in results.get_assets()) == ["openEO_north.nc", "openEO_south.nc"]
+    results.download_files(tmp_path)
+    red = stored(sample_data_dir, "B04", *day)[day[0]]  # BOX: rows from north, 10 m pixels
+    expected = {"north": red[0:15, 15:30], "south": red[20:30, 0:10]}
+    for name, want in expected.items():
+        with xr.open_dataset(tmp_path / f"openEO_{name}.nc") as ds:
+            np.testing.assert_allclose(ds["B04"].isel(t=0).values, want, equal_nan=True)

@@ -28,6 +28,11 @@ class Dimension:
     reference_system: Any = None  # EPSG code (int), WKT2 or PROJJSON for spatial dimensions
 
 
+# RasterCube.attrs key: the features a cube was cut to by filter_spatial (a VectorCube), so
+# that `sample_by_feature` can write one file per feature as CDSE does.
+SAMPLE_FEATURES = "sample_features"
+
+
 @dataclass(frozen=True)
 class RasterCube:
     """A raster data cube.

@@ -30,8 +30,9 @@ _FILENAME_PREFIX = _param(
     "The start of the file names of a batch job's result files, instead of 'openEO' "
     "(e.g. 'ndvi' gives ndvi_2022-06-01Z.tif).", {"type": ["string", "null"]})
 _SAMPLE_BY_FEATURE = _param(
-    "Vector cubes (aggregate_spatial results): write one file per feature (geometry) "
-    "instead of one file for all.", {"type": "boolean"}, False)
+    "Write one file per feature (geometry) instead of one file for all: of a vector cube "
+    "(aggregate_spatial results), or of a raster cube cut to polygons with filter_spatial "
+    "(each file cropped to its polygon's bounds).", {"type": "boolean"}, False)
 _FEATURE_ID_PROPERTY = _param(
     "With sample_by_feature: the feature property whose value names each feature's file "
     "(default: the feature's position, 0, 1, ...).", {"type": ["string", "null"]})

@@ -19,7 +19,13 @@ from rasterio.transform import Affine
 from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
 
 from terracube import errors, executor
-from terracube.datacube.cube import SPATIAL, TEMPORAL, RasterCube, datetime_labels_to_strings
+from terracube.datacube.cube import (
+    SAMPLE_FEATURES,
+    SPATIAL,
+    TEMPORAL,
+    RasterCube,
+    datetime_labels_to_strings,
+)
 from terracube.datacube.values import ArrayValue, to_python
 from terracube.datacube.vector import VectorCube
 from terracube.results.formats import (
@@ -59,17 +65,42 @@ def write_result(data: Any, format: str, options: dict | None, folder: Path,
     options = check_options(fmt, options)
     folder.mkdir(parents=True, exist_ok=True)
     if options.get("sample_by_feature"):
+        features = data.attrs.get(SAMPLE_FEATURES) if isinstance(data, RasterCube) else None
+        if isinstance(features, VectorCube):
+            # a raster cube cut by filter_spatial: one file per feature, cropped to it (CDSE;
+            # the client's cookbook "Sampling polygons as rasters")
+            written = []
+            for name, feature in feature_files(features, options.get("feature_id_property")):
+                part = _cropped_to(data, feature)
+                stems = (gtiff_parts(part, f"{stem}_{name}", {}, per_date) if fmt == "GTiff"
+                         else [(f"{stem}_{name}", part)])
+                written += [_written(p, fmt, folder, s, {}) for s, p in stems]
+            return written
         if not isinstance(data, VectorCube):
             raise errors.ProcessParameterInvalid(
                 f"The option sample_by_feature of format {fmt} writes one file per feature "
-                "of a vector cube (e.g. an aggregate_spatial result), but the result is a "
-                f"{type(data).__name__}.", argument="options")
+                "of a vector cube (e.g. an aggregate_spatial result) or of a raster cube cut "
+                "to polygons with filter_spatial, but the result is a "
+                f"{type(data).__name__} without such features.", argument="options")
         return [_written(part, fmt, folder, f"{stem}_{name}", {})
                 for name, part in feature_files(data, options.get("feature_id_property"))]
     if fmt == "GTiff" and isinstance(data, RasterCube):
         return [_written(part, fmt, folder, name, options)
                 for name, part in gtiff_parts(data, stem, options, per_date)]
     return [_written(data, fmt, folder, stem, options)]
+
+
+def _cropped_to(cube: RasterCube, feature: VectorCube) -> RasterCube:
+    """The part of `cube` whose pixel centres lie in the bounds of the feature's geometry."""
+    x_dim, y_dim = cube.x_dim, cube.y_dim
+    if x_dim is None or y_dim is None or cube.crs is None:
+        return cube
+    west, south, east, north = feature.geometries_in(cube.crs)[0].bounds
+    xs = np.asarray(cube.data.coords[x_dim.name].values, dtype=float)
+    ys = np.asarray(cube.data.coords[y_dim.name].values, dtype=float)
+    out = cube.data.isel({x_dim.name: np.flatnonzero((xs >= west) & (xs <= east)),
+                          y_dim.name: np.flatnonzero((ys >= south) & (ys <= north))})
+    return cube.with_data(out)
 
 
 def _written(data: Any, fmt: str, folder: Path, stem: str, options: dict) -> ResultFile:

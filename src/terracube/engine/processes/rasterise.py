@@ -18,7 +18,7 @@ from affine import Affine
 from shapely.geometry.base import BaseGeometry
 
 from terracube import errors
-from terracube.datacube.cube import RasterCube
+from terracube.datacube.cube import SAMPLE_FEATURES, RasterCube
 from terracube.datacube.grid import Grid, covering_window, grid_of, spatial_dims
 from terracube.datacube.vector import VectorCube
 from terracube.engine.registry import process
@@ -222,7 +222,9 @@ def filter_spatial(data: RasterCube, geometries: Any) -> RasterCube:
     row_sl = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
     if not len(cols) or not len(rows):
         col_sl = row_sl = slice(0, 0)
-    attrs = {**data.attrs, "resolution": list(grid.resolution)}
+    attrs = {**data.attrs, "resolution": list(grid.resolution),
+             SAMPLE_FEATURES: VectorCube(tuple(vc.geometries_in(grid.crs)), grid.crs,
+                                         properties=vc.properties)}
     cropped = data.with_data(data.data.isel({ydim: row_sl, xdim: col_sl}), attrs=attrs)
     if not cropped.data.sizes[ydim] or not cropped.data.sizes[xdim]:
         values = cropped.data
