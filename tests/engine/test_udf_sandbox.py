@@ -8,11 +8,13 @@ import socket
 import subprocess
 import time
 
+import numpy as np
 import pytest
+import xarray as xr
 
 from terracube import errors
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.udf_sandbox import UdfRefused, sandbox_problem
+from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused, sandbox_problem
 from terracube.settings import Settings
 
 pytestmark = pytest.mark.skipif(sandbox_problem() is not None,
@@ -264,3 +266,74 @@ def test_without_a_sandbox_only_trusted_users_run_udfs(registry) -> None:
     ok = Evaluator(Services(registry=registry, settings=s, user=User("teacher"))).run(graph, {})
     assert ok == [5.0]
     assert "No sandbox is available" in udf_runtimes(s)["Python"]["description"]
+
+
+# --- blocks through shared memory (large blocks: a sealed memfd, not the pipes) -------------
+def big_block(seed: int) -> xr.DataArray:
+    """A 12 x 2 x 128 x 128 float32 block (1.5 MB: through the shared file)."""
+    values = np.random.default_rng(seed).random((12, 2, 128, 128), dtype=np.float32)
+    return xr.DataArray(values, dims=["t", "bands", "y", "x"],
+                        coords={"t": np.arange(12).astype("datetime64[D]"), "bands": ["a", "b"],
+                                "y": np.arange(128.0), "x": np.arange(128.0)})
+
+
+def pool_for(body: str) -> UdfPool:
+    code = ("import os\nimport numpy as np\nimport xarray\n\n"
+            "def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:\n"
+            + "\n".join("    " + line for line in body.strip().splitlines()) + "\n")
+    return UdfPool(code, UdfLimits(), sandboxed=True)
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("return cube", lambda a: a),  # the input itself: not copied by the worker
+    ("cube.values *= 2\nreturn cube", lambda a: a * 2),  # changed in place
+    ("return cube.astype('float64') + 1", lambda a: a.astype("float64") + 1),  # larger
+    ("return xarray.concat([cube] * 4, 't')",  # 4 x larger: through the pipe
+     lambda a: np.concatenate([a] * 4, axis=0)),
+    ("return cube.isel(t=slice(2, 5))", lambda a: a[2:5]),  # a piece of the input
+])
+def test_large_blocks_keep_their_values(body, expected) -> None:
+    pool = pool_for(body)
+    try:
+        # results stay valid while later blocks use the same worker and shared file
+        blocks = [big_block(seed) for seed in range(4)]
+        inputs = [b.values.copy() for b in blocks]
+        results = [pool.call(b, {})[0] for b in blocks]
+        for got, arr in zip(results, inputs, strict=True):
+            np.testing.assert_array_equal(got.values, expected(arr))
+        assert list(results[0].coords["bands"].values) == ["a", "b"]
+        assert len(pool._all) == 1  # noqa: SLF001 - one warm worker served every block
+    finally:
+        pool.close()
+
+
+def test_the_shared_file_cannot_be_shrunk_under_the_server() -> None:
+    # a worker that truncates every descriptor it has (the shared file among them) and
+    # scribbles over it after replying: it is sealed, the server reads nothing outside it
+    pool = pool_for("""
+shrunk = 0
+for fd in range(3, 64):
+    try:
+        os.ftruncate(fd, 0)
+        shrunk += 1
+    except OSError:
+        pass
+return cube * 0 + shrunk
+""")
+    try:
+        out, _ = pool.call(big_block(0), {})
+        assert float(out.max()) == 0.0 and float(out.min()) == 0.0
+        out, _ = pool.call(big_block(1), {})  # and the next block works as well
+        assert out.shape == (12, 2, 128, 128)
+    finally:
+        pool.close()
+
+
+def test_a_dry_run_starts_no_udf_process(registry) -> None:
+    from terracube.datacube.dryrun import dry_run
+    from terracube.engine.processes.udf import _pool
+
+    with dry_run():
+        pool = _pool(udf("result = 1"), None)
+    assert pool._all == []  # noqa: SLF001 - nothing started until a block is computed
+    pool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +38,7 @@ from terracube.auth.users import DEV_PASSWORD, DEV_USER, UserStore, check_safe_t
 from terracube.catalog import Catalog
 from terracube.db import open_database
 from terracube.engine.registry import build_registry
+from terracube.engine.udf_sandbox import UdfLimits, prestart
 from terracube.executor import Executor
 from terracube.jobs.files import JobFolders
 from terracube.jobs.pool import WorkerPool
@@ -84,6 +86,11 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None,
             pool = WorkerPool(settings, settings.workers)
             pool.start()
         _app.state.worker_pool = pool
+        # spare UDF processes, started in the background (a bubblewrap probe, then imports)
+        prestart(UdfLimits.from_settings(settings), settings.udf_spare_runners, now=False)
+        if start_workers and settings.udf_enabled and settings.udf_spares_at_start:
+            threading.Thread(target=prestart, name="udf-spares", daemon=True, args=(
+                UdfLimits.from_settings(settings), settings.udf_spare_runners)).start()
         # One executor for all synchronous results (a dask cluster or local threads).
         _app.state.executor = await run_in_threadpool(Executor.from_settings, settings)
         try:

@@ -6,7 +6,9 @@ its libraries are visible. It applies the resource limits it is given, drops roo
 root, loads the UDF once and then answers requests on a private pipe: one data block in, one
 block (or an error with the UDF's own traceback) out. The wire format is JSON headers plus raw
 array buffers of plain dtypes (never object), so the server never unpickles anything a UDF
-could have produced.
+could have produced. Large buffers do not go through the pipe: they lie in a shared-memory
+file (a sealed memfd only the server and this process hold) at offsets the header gives; the
+input is used in place and a result that is the input (or a piece of it) is not copied.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import mmap
 import os
 import resource
 import select
@@ -64,13 +67,92 @@ def decode_array(desc: dict, buffers: list) -> Any:
                         name=desc.get("name"))
 
 
-def write_message(out: BinaryIO, header: dict, buffers: list) -> None:
+def write_message(out: BinaryIO, header: dict, buffers: list,
+                  shm: SharedBlocks | None = None) -> None:
     header = {**header, "buffers": [memoryview(b).nbytes for b in buffers]}
+    at = shm.place(buffers) if shm is not None else None
+    if at is not None:
+        header["at"], buffers = at, []
     raw = json.dumps(header, default=str).encode()
     out.write(struct.pack("<Q", len(raw)) + raw)
     for b in buffers:
         out.write(b)
     out.flush()
+
+
+def _address(buffer: Any) -> int:
+    view = np.frombuffer(buffer, dtype=np.uint8)
+    return int(view.__array_interface__["data"][0]) if view.size else 0
+
+
+class SharedBlocks:
+    """The shared-memory file of this runner. A request's header gives where its buffers lie
+    in the file ("at", in one page-aligned region) and a region the reply may use ("out"):
+    the reply's buffers are copied there, or stay where they are when they lie in the input
+    already (a no-op or in-place UDF: no copy at all). The server owns the file's layout and
+    size; the runner cannot shrink it (it is sealed)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.mapped: mmap.mmap | None = None
+        self.start = self.base = self.length = 0
+        self.out = (0, 0)
+
+    def receive(self, header: dict) -> list:
+        """The request's buffers, in place in the shared file (writable: the UDF may change
+        its input in place)."""
+        self.release()
+        sizes = [int(n) for n in header["buffers"]]
+        at = [int(o) for o in header["at"]]
+        start, length = (int(v) for v in header["out"])
+        self.out = (start, length)
+        self.start = min(at, default=0) // mmap.ALLOCATIONGRANULARITY \
+            * mmap.ALLOCATIONGRANULARITY
+        self.length = max((o + n for o, n in zip(at, sizes, strict=True)), default=0) \
+            - self.start
+        if self.length <= 0:
+            return [bytearray(0) for _ in sizes]
+        self.mapped = mmap.mmap(self.fd, self.length, offset=self.start)
+        view = memoryview(self.mapped)
+        self.base = _address(view)
+        return [view[o - self.start:o - self.start + n] for o, n in zip(at, sizes, strict=True)]
+
+    def place(self, buffers: list) -> list[int] | None:
+        """Offsets of the reply's buffers in the shared file (copied into the "out" region
+        unless they are in the input already), or None when they go through the pipe: they
+        do not fit, or the request came through the pipe (a small one)."""
+        if self.mapped is None:
+            return None
+        at: list[int] = []
+        copies: list[tuple[int, Any]] = []
+        out_start, out_length = self.out
+        end = 0
+        for b in buffers:
+            n = memoryview(b).nbytes
+            addr = _address(b) if n else 0
+            if addr and self.base <= addr and addr + n <= self.base + self.length:
+                at.append(self.start + addr - self.base)
+                continue
+            at.append(out_start + end)
+            copies.append((end, b))
+            end += -(-n // 64) * 64
+        if end > out_length:
+            return None
+        if copies and end:
+            with mmap.mmap(self.fd, end, offset=out_start) as out:
+                for offset, b in copies:
+                    data = memoryview(b).cast("B")
+                    out[offset:offset + data.nbytes] = data
+        return at
+
+    def release(self) -> None:
+        """Unmaps the last request (unless the UDF kept a reference to it: then later)."""
+        if self.mapped is not None:
+            try:
+                self.mapped.close()
+            except BufferError:  # the UDF still holds the array: unmapped when it lets go
+                pass
+            self.mapped, self.start, self.base, self.length = None, 0, 0, 0
 
 
 def _read_exact(fd: int, n: int, idle: float | None) -> bytearray:
@@ -86,11 +168,16 @@ def _read_exact(fd: int, n: int, idle: float | None) -> bytearray:
     return buf
 
 
-def read_message(fd: int, idle: float | None = None) -> tuple[dict, list]:
+def read_message(fd: int, idle: float | None = None,
+                 shm: SharedBlocks | None = None) -> tuple[dict, list]:
     (size,) = struct.unpack("<Q", _read_exact(fd, 8, idle))
     if size > MAX_HEADER:
         raise ValueError("message header too large")
     header = json.loads(_read_exact(fd, size, None))
+    if shm is not None and "at" in header:
+        return header, shm.receive(header)
+    if shm is not None:
+        shm.release()
     return header, [_read_exact(fd, n, None) for n in header.get("buffers", [])]
 
 
@@ -253,6 +340,52 @@ class _Collect(logging.Handler):
                              "code": getattr(record, "code", None), "data": data})
 
 
+def _lazy_dask_in_xarray() -> None:
+    """Every DataArray xarray builds asks whether its data is a dask array, and the first such
+    question imports dask.array (and scipy.fft with it): ~0.4 s of CPU in every runner, for
+    UDFs that almost never use dask. Here xarray's answer is looked up only once the UDF has
+    imported dask.array itself (no dask array can exist before); module and version still
+    import on request. xarray internals: if they are not as expected, nothing changes."""
+    import importlib.util
+    import sys
+
+    try:
+        from xarray.namedarray import pycompat
+
+        if "dask" in pycompat._cached_duck_array_modules:
+            return
+        base = pycompat.DuckArrayModule
+    except (ImportError, AttributeError):
+        return
+
+    class _DaskArrayType(type):
+        def __instancecheck__(cls, obj: Any) -> bool:
+            module = sys.modules.get("dask.array")
+            return module is not None and isinstance(obj, module.Array)
+
+    class DaskArray(metaclass=_DaskArrayType):
+        pass
+
+    class LazyDask(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:  # noqa: D107 - no import here
+            self.type = (DaskArray,)
+            self.available = importlib.util.find_spec("dask") is not None
+
+        @property
+        def module(self) -> Any:
+            import dask
+
+            return dask
+
+        @property
+        def version(self) -> Any:
+            from packaging.version import Version
+
+            return Version(self.module.__version__)
+
+    pycompat._cached_duck_array_modules["dask"] = LazyDask()
+
+
 def main() -> None:
     # The pipe to the server is kept on private descriptors; what the UDF prints goes to stderr.
     rfd, wfd = os.dup(0), os.dup(1)
@@ -263,12 +396,15 @@ def main() -> None:
     try:  # imported before the code arrives: a spare runner waits warm (udf_sandbox._Spares)
         import pandas  # noqa: F401
         import xarray  # noqa: F401
+
+        _lazy_dask_in_xarray()
     except ImportError:  # pragma: no cover - reported when the UDF loads
         pass
     header, _ = read_message(rfd)
     apply_limits(header.get("limits", {}))
     # packages the UDF declared (a read-only folder): after the runtime's, which always win
     sys.path.extend(str(p) for p in header.get("sys_path") or [])
+    shm = SharedBlocks(int(header["shm_fd"])) if header.get("shm_fd") is not None else None
     idle = header.get("idle_seconds")
     collect = _Collect()
     user_logger = logging.getLogger(_LOGGER_NAME)
@@ -286,7 +422,7 @@ def main() -> None:
     write_message(out, {"ok": True, "kind": kind}, [])
     while True:
         try:
-            request, buffers = read_message(rfd, idle)
+            request, buffers = read_message(rfd, idle, shm)
         except EOFError:
             return
         collect.records = []
@@ -295,7 +431,9 @@ def main() -> None:
             result = call(kind, func, arr, request.get("context") or {})
             reply: list[bytes] = []
             desc = encode_array(result, reply)
-            write_message(out, {"ok": True, "array": desc, "logs": collect.records}, reply)
+            write_message(out, {"ok": True, "array": desc, "logs": collect.records}, reply,
+                          shm)
+            del arr, result, reply, buffers
         except UdfError as exc:
             write_message(out, {"ok": False, "error": str(exc), "logs": collect.records}, [])
         except BaseException as exc:

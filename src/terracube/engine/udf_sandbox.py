@@ -6,7 +6,10 @@ that evaluation and is never seen by another request. Each worker is `udf_runner
 under `bwrap` with no network, a private /tmp, a fresh /proc and /dev, read-only binds of the
 Python runtime only, a clean environment and the rlimits of `UdfLimits`; a block that takes
 longer than the wall-clock limit kills its worker. Nothing a worker sends is unpickled: blocks
-come back as raw buffers of plain dtypes described in a JSON header: nothing is unpickled.
+come back as raw buffers of plain dtypes described in a JSON header. Small blocks go through
+the worker's pipes; large ones through a shared-memory file (a memfd) that only the server
+and that one worker hold, sealed so the worker cannot shrink it under the server: one copy
+in, one copy out, none in the worker when its result is its input (see `_SharedFile`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import concurrent.futures
 import fcntl
 import functools
 import json
+import mmap
 import os
 import queue
 import random
@@ -179,31 +183,142 @@ def _encode(arr: xr.DataArray, buffers: list) -> dict:
             "name": arr.name if isinstance(arr.name, str) else None}
 
 
-def _decode(desc: Any, buffers: list) -> xr.DataArray:
-    """The DataArray a worker sent; anything malformed is the UDF's error."""
-    def load(ref: Any) -> np.ndarray:
+def _decode(desc: Any, buffers: list, shared: bool = False) -> tuple[xr.DataArray, Any]:
+    """The DataArray a worker sent, and the array its values are a view of. `shared`: the
+    buffers lie in the worker's shared file, which it can still write: the labels are copied
+    (they become indexes), numbers are used in place. Anything malformed is the UDF's
+    error."""
+    def load(ref: Any, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
         dtype = np.dtype(str(ref["dtype"]))
         if dtype.hasobject or dtype.kind not in "biufcmMSU":  # plain values only
             raise ValueError(f"unsupported dtype {dtype}")
         shape = tuple(int(n) for n in ref["shape"])
-        return np.frombuffer(buffers[int(ref["i"])], dtype=dtype).reshape(shape)
+        raw = np.frombuffer(buffers[int(ref["i"])], dtype=dtype)
+        if shared and not (in_place and dtype.kind in "biufc"):
+            raw = raw.copy()
+        return raw.reshape(shape), raw
 
     if not isinstance(desc, dict):
         raise ValueError("no array")
-    coords = {str(n): ([str(d) for d in c["dims"]], load(c["data"]))
+    coords = {str(n): ([str(d) for d in c["dims"]], load(c["data"])[0])
               for n, c in dict(desc.get("coords") or {}).items()}
     name = desc.get("name")
-    return xr.DataArray(load(desc["data"]), dims=[str(d) for d in desc["dims"]],
-                        coords=coords, name=name if isinstance(name, str) else None)
+    values, base = load(desc["data"], in_place=True)
+    return xr.DataArray(values, dims=[str(d) for d in desc["dims"]], coords=coords,
+                        name=name if isinstance(name, str) else None), base
 
 
-def _write(stream: Any, header: dict, buffers: list) -> None:
-    raw = json.dumps({**header, "buffers": [memoryview(b).nbytes for b in buffers]},
-                     default=str).encode()
+def _write(stream: Any, header: dict, buffers: list,
+           shm: _SharedFile | None = None) -> None:
+    sizes = [memoryview(b).nbytes for b in buffers]
+    header = {**header, "buffers": sizes}
+    if shm is not None and sum(sizes) >= _SHM_MIN:
+        (header["at"], header["out"]), buffers = shm.put(buffers), []
+    raw = json.dumps(header, default=str).encode()
     stream.write(struct.pack("<Q", len(raw)) + raw)
     for b in buffers:
         stream.write(b)  # memoryviews of the arrays: no copy
     stream.flush()
+
+
+_SHM_MIN = 256 * 1024  # smaller requests go through the pipe (mapping costs more there)
+_ALIGN = 64
+
+
+def _aligned(n: int, to: int = _ALIGN) -> int:
+    return -(-n // to) * to
+
+
+class _SharedFile:
+    """The server's side of a worker's shared-memory file (a memfd passed to the worker when
+    it starts; udf_runner.SharedBlocks is the other side).
+
+    Every request gets a region of the file: its buffers at the start, then room for a
+    result twice that size. The result's data is not copied out: the array the server gets
+    is a view of the region, and the region returns to the free list when that array (and
+    every view of it) is gone; its labels are copied (udf_sandbox._decode). Only this worker
+    can write into the file, so all it can change there is its own input and results (of the
+    same UDF of the same job). The file is sealed against shrinking, so no access of the
+    server can fault; a region is never handed out twice while in use; offsets a worker
+    sends must lie in the region of its request."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+        self.mapped: mmap.mmap | None = None
+        self._free: list[tuple[int, int]] = []  # (start, length), sorted, coalesced
+        self._lock = threading.Lock()
+        self.region: tuple[int, int] | None = None  # of the request in flight
+
+    def _allocate(self, length: int) -> int:
+        with self._lock:
+            for i, (start, size) in enumerate(self._free):
+                if size >= length:
+                    self._free[i:i + 1] = [(start + length, size - length)] \
+                        if size > length else []
+                    return start
+            start = self.size
+            if self._free and sum(self._free[-1]) == self.size:  # grow the last free piece
+                start = self._free.pop()[0]
+            os.ftruncate(self.fd, start + length)
+            self.size = start + length
+            # a new mapping of the whole file; arrays keep the old one alive while they live
+            self.mapped = mmap.mmap(self.fd, self.size)
+            return start
+
+    def free(self, start: int, length: int) -> None:
+        with self._lock:
+            pieces = sorted([*self._free, (start, length)])
+            merged: list[tuple[int, int]] = []
+            for s0, n in pieces:
+                if merged and sum(merged[-1]) == s0:
+                    merged[-1] = (merged[-1][0], merged[-1][1] + n)
+                else:
+                    merged.append((s0, n))
+            self._free = merged
+
+    def put(self, buffers: list) -> tuple[list[int], list[int]]:
+        """Writes a request's buffers into a new region: (their offsets, the region the
+        reply may use)."""
+        page = mmap.ALLOCATIONGRANULARITY
+        at, end = [], 0
+        for b in buffers:
+            at.append(end)
+            end += _aligned(memoryview(b).nbytes)
+        end = _aligned(end, page)
+        room = 2 * end + (1 << 20)  # e.g. float32 in, float64 out, and the labels
+        start = self._allocate(end + room)
+        self.region = (start, end + room)
+        assert self.mapped is not None
+        for offset, b in zip(at, buffers, strict=True):
+            data = memoryview(b).cast("B")
+            self.mapped[start + offset:start + offset + data.nbytes] = data
+        return [start + o for o in at], [start + end, room]
+
+    def take(self, at: Any, sizes: list[int]) -> list[memoryview]:
+        """Views of the reply's buffers at the offsets `at` (ValueError unless all lie in the
+        region of the request)."""
+        assert self.region is not None and self.mapped is not None
+        lo, hi = self.region[0], sum(self.region)
+        offsets = [int(o) for o in at]
+        if len(offsets) != len(sizes) or any(
+                o < lo or n < 0 or o + n > hi for o, n in zip(offsets, sizes, strict=True)):
+            raise ValueError("buffers outside the shared file")
+        view = memoryview(self.mapped)
+        return [view[o:o + n] for o, n in zip(offsets, sizes, strict=True)]
+
+    def done(self, result: np.ndarray | None) -> None:
+        """The request's region is free again once `result` (a view of it, or None) is."""
+        if self.region is None:
+            return
+        region, self.region = self.region, None
+        if result is None:
+            self.free(*region)
+        else:
+            weakref.finalize(result, self.free, *region)
+
+    def close(self) -> None:
+        self.mapped = None  # unmapped when the last array of it is gone
 
 
 class _WorkerDied(Exception):
@@ -218,6 +333,7 @@ class _Worker:
         self.limits = limits
         # spares have the common binds; a sandbox with a package folder is started for its pool
         self.proc = _start(command) if sys_path else _SPARES.take(command)
+        self.shm = _SharedFile(self.proc.shm_fd)
         self.kind: str | None = None
         limits_json = {k: v for k, v in asdict(limits).items()
                        if k in ("cpu_seconds", "memory_bytes", "processes", "file_bytes")}
@@ -225,7 +341,8 @@ class _Worker:
         try:
             _write(self.proc.stdin, {"code": code, "limits": limits_json,
                                      "idle_seconds": limits.idle_seconds,
-                                     "sys_path": sys_path or []}, [])
+                                     "sys_path": sys_path or [],
+                                     "shm_fd": self.proc.shm_fd}, [])
             header, _ = self._read(limits.timeout_seconds)
         except _WorkerDied as exc:
             self.kill()
@@ -241,6 +358,7 @@ class _Worker:
 
     def kill(self) -> None:
         _kill(self.proc)
+        self.shm.close()
 
     def _read_exact(self, n: int, deadline: float) -> bytearray:
         assert self.proc.stdout is not None
@@ -289,32 +407,65 @@ class _Worker:
             self.kill()
             raise _WorkerDied(f"its result is larger than the limit of "
                               f"{self.limits.output_bytes} bytes")
+        if "at" in header:
+            try:
+                return header, self.shm.take(header["at"], sizes)
+            except (ValueError, TypeError):
+                self.kill()
+                raise _WorkerDied("it sent a malformed reply") from None
         return header, [self._read_exact(n, deadline) for n in sizes]
 
     def call(self, arr: xr.DataArray, context: Any) -> tuple[dict, xr.DataArray | None]:
         buffers: list = []
         desc = _encode(arr, buffers)
         try:
-            _write(self.proc.stdin, {"array": desc, "context": context}, buffers)
+            _write(self.proc.stdin, {"array": desc, "context": context}, buffers, self.shm)
         except (BrokenPipeError, OSError):
             raise _WorkerDied(self._death()) from None
-        header, out = self._read(self.limits.timeout_seconds)
-        if not header.get("ok"):
-            return header, None
+        base = None
         try:
-            return header, _decode(header.get("array"), out)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            return {"ok": False, "error": f"The UDF's result could not be read: {exc}",
-                    "logs": header.get("logs")}, None
+            header, out = self._read(self.limits.timeout_seconds)
+            if not header.get("ok"):
+                return header, None
+            try:
+                result, base = _decode(header.get("array"), out, shared="at" in header)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                return {"ok": False, "error": f"The UDF's result could not be read: {exc}",
+                        "logs": header.get("logs")}, None
+            return header, result
+        finally:  # the request's region stays in use while the result's values do
+            self.shm.done(base if base is not None and base.base is not None
+                          and isinstance(base.base, memoryview) else None)
 
 
 _PIPE_BYTES = 1024 * 1024  # blocks are megabytes: 16 x fewer wake-ups than Linux's 64 KiB
 
 
-def _popen(command: list[str]) -> subprocess.Popen:
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=_clean_env(),
-                            start_new_session=True, close_fds=True, cwd="/")
+class _RunnerProcess(subprocess.Popen):
+    """A runner process and the shared-memory file it was given (`shm_fd`, the same number
+    in both processes)."""
+
+    shm_fd: int
+
+
+def _memfd() -> int:
+    """A new shared-memory file, empty and sealed against shrinking (growing stays allowed:
+    the server grows it for larger blocks; the worker only up to its file size limit)."""
+    fd = os.memfd_create("terracube-udf", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    return fd
+
+
+def _popen(command: list[str]) -> _RunnerProcess:
+    fd = _memfd()
+    try:
+        proc = _RunnerProcess(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env=_clean_env(),
+                              start_new_session=True, close_fds=True, cwd="/", pass_fds=(fd,))
+    except BaseException:
+        os.close(fd)
+        raise
+    proc.shm_fd = fd
     for stream in (proc.stdin, proc.stdout):
         try:  # F_SETPIPE_SZ; limited by /proc/sys/fs/pipe-max-size
             fcntl.fcntl(stream.fileno(), 1031, _PIPE_BYTES)  # type: ignore[union-attr]
@@ -340,7 +491,7 @@ class _Launcher:
             except BaseException as exc:  # e.g. OSError: reported to the caller
                 future.set_exception(exc)
 
-    def start(self, command: list[str]) -> subprocess.Popen:
+    def start(self, command: list[str]) -> _RunnerProcess:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="udf-launcher",
@@ -348,14 +499,14 @@ class _Launcher:
                 self._thread.start()
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put((command, future))
-        proc: subprocess.Popen = future.result(timeout=60)
+        proc: _RunnerProcess = future.result(timeout=60)
         return proc
 
 
 _LAUNCHER = _Launcher()
 
 
-def _start(command: list[str]) -> subprocess.Popen:
+def _start(command: list[str]) -> _RunnerProcess:
     return _LAUNCHER.start(command)
 
 
@@ -367,21 +518,31 @@ class _Spares:
 
     def __init__(self, size: int = 2) -> None:
         self.size = size
-        self._stock: dict[tuple[str, ...], list[subprocess.Popen]] = {}
+        self._stock: dict[tuple[str, ...], list[_RunnerProcess]] = {}
         self._lock = threading.Lock()
 
-    def take(self, command: list[str]) -> subprocess.Popen:
+    def take(self, command: list[str]) -> _RunnerProcess:
         key = tuple(command)
         with self._lock:
             stock = self._stock.setdefault(key, [])
             proc = None
             while stock and proc is None:
                 candidate = stock.pop(0)
-                proc = candidate if candidate.poll() is None else None
+                if candidate.poll() is None:
+                    proc = candidate
+                else:
+                    _kill(candidate)  # closes its pipes and shared file
             missing = self.size - len(stock) - (0 if proc is not None else 1)
             for _ in range(max(missing, 0)):
                 stock.append(_start(command))
         return proc if proc is not None else _start(command)
+
+    def fill(self, command: list[str]) -> None:
+        """Starts spares for `command` up to the stock size (at server start)."""
+        with self._lock:
+            stock = self._stock.setdefault(tuple(command), [])
+            for _ in range(self.size - len(stock)):
+                stock.append(_start(command))
 
     def close(self) -> None:
         with self._lock:
@@ -394,7 +555,16 @@ class _Spares:
 _SPARES = _Spares()
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def prestart(limits: UdfLimits, count: int, now: bool = True) -> None:
+    """Keep `count` spare runners (0: none); `now`: start them for `limits` at once if the
+    sandbox works here (at the server's start, so its first UDF finds them warm). Spares for
+    unsandboxed runs (trusted users, no sandbox) are started on first use only."""
+    _SPARES.size = count
+    if now and count and sandbox_problem(limits.bwrap) is None:
+        _SPARES.fill(sandbox_command(limits))
+
+
+def _kill(proc: _RunnerProcess) -> None:
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -410,6 +580,9 @@ def _kill(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover
         pass
+    if proc.shm_fd >= 0:
+        os.close(proc.shm_fd)
+        proc.shm_fd = -1
 
 
 def _kill_all(workers: list[_Worker]) -> None:
@@ -429,11 +602,20 @@ def _pool_by_id(pool_id: str, code: str, limits: UdfLimits, sandboxed: bool,
                                                  env=env)
 
 
+# A caller that finds every worker of a pool busy waits this long for one before it starts
+# another: a start costs ~0.8 s of CPU and 1-3 s (Python and the imports), so UDFs with
+# short calls are served by one warm worker, and only slow ones get more in parallel.
+_SPAWN_AFTER_S = 2.0
+
+
 class UdfPool:
-    """Warm runner processes for one UDF of one evaluation; killed when it is collected."""
+    """Warm runner processes for one UDF of one evaluation; killed when it is collected.
+    `load_now`: start the first worker and load the code at once (its errors show before
+    anything is computed); a dry run does not, it never calls the UDF."""
 
     def __init__(self, code: str, limits: UdfLimits, sandboxed: bool,
-                 pool_id: str | None = None, env: Path | None = None) -> None:
+                 pool_id: str | None = None, env: Path | None = None,
+                 load_now: bool = True) -> None:
         self.code, self.limits, self.sandboxed, self.env = code, limits, sandboxed, env
         self.id = pool_id or uuid.uuid4().hex
         self.command = sandbox_command(limits, env) if sandboxed else plain_command()
@@ -444,31 +626,46 @@ class UdfPool:
         self._idle: list[_Worker] = []
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
+        self._starting = 0  # workers being started
         weakref.finalize(self, _kill_all, self._all)
         _POOLS[self.id] = self
-        self.kind = self._release(self._spawn())  # load now: code errors show at once
+        if load_now:
+            self._release(self._spawn())
 
     def __reduce__(self) -> tuple:
         return _pool_by_id, (self.id, self.code, self.limits, self.sandboxed, self.env)
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.command, self.code, self.limits, self.uid, self.sys_path)
+        with self._lock:
+            self._starting += 1
+        try:
+            worker = _Worker(self.command, self.code, self.limits, self.uid, self.sys_path)
+        finally:
+            with self._lock:
+                self._starting -= 1
         with self._lock:
             self._all.append(worker)
         return worker
 
-    def _release(self, worker: _Worker) -> str:
+    def _release(self, worker: _Worker) -> None:
         with self._lock:
             self._idle.append(worker)
-        return str(worker.kind)
+            self._freed.notify()
 
     def _acquire(self) -> _Worker:
+        deadline = time.monotonic() + _SPAWN_AFTER_S
         with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    return worker
-                self._all.remove(worker)
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        return worker
+                    self._all.remove(worker)
+                wait = deadline - time.monotonic()
+                if not (self._all or self._starting) or wait <= 0:
+                    break
+                self._freed.wait(wait)  # a busy worker may be free before a new one starts
         return self._spawn()
 
     def _discard(self, worker: _Worker) -> None:
@@ -476,6 +673,7 @@ class UdfPool:
         with self._lock:
             if worker in self._all:
                 self._all.remove(worker)
+            self._freed.notify()  # a waiting caller starts a new one at once
 
     def call(self, arr: xr.DataArray, context: Any) -> tuple[xr.DataArray, list[dict]]:
         """The UDF applied to `arr` by a warm worker: (result, what it logged)."""

@@ -43,6 +43,7 @@ import xarray as xr
 from terracube import errors, executor
 from terracube import process_errors as pe
 from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
+from terracube.datacube.dryrun import is_dry_run
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
@@ -293,8 +294,9 @@ _pools_lock = threading.Lock()
 
 def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool,
                  env: Path | None) -> UdfPool:
+    load_now = not is_dry_run()  # a dry run never calls the UDF: start no process for it
     if services is None:
-        return UdfPool(code, limits, sandboxed, env=env)
+        return UdfPool(code, limits, sandboxed, env=env, load_now=load_now)
     key = (code, limits, sandboxed)
     with _pools_lock:
         pools = _EVALUATION_POOLS.get(id(services))
@@ -303,7 +305,7 @@ def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool,
             weakref.finalize(services, _EVALUATION_POOLS.pop, id(services), None)
         pool = pools.get(key)
     if pool is None:
-        pool = UdfPool(code, limits, sandboxed, env=env)
+        pool = UdfPool(code, limits, sandboxed, env=env, load_now=load_now)
         with _pools_lock:
             pool = pools.setdefault(key, pool)
     return pool
@@ -372,6 +374,19 @@ def _block_chunks(data: xr.DataArray, spatial: set, limits: UdfLimits) -> dict[A
     return {d: (min(side, data.sizes[d]) or 1) if d in spatial else -1 for d in data.dims}
 
 
+def _pixelwise_chunks(data: xr.DataArray, spatial: set, limits: UdfLimits) -> dict[Any, Any]:
+    """Chunks for a UDF inside `apply` (pixel by pixel, so any block will do): the chunks the
+    cube has, e.g. one date and band each, rather than regrouping it (which reads every date
+    of a block before the first call, costs copies and holds the cube in memory); spatially
+    smaller only where a chunk would exceed an eighth of the UDF's memory."""
+    if data.chunks is None or not spatial:
+        return _block_chunks(data, spatial, limits)
+    chunks = dict(zip(data.dims, data.chunks, strict=True))
+    depth = 8 * math.prod(max(chunks[d]) for d in data.dims if d not in spatial)
+    side = max(int(math.sqrt(max(limits.memory_bytes // 8, 1) / max(depth, 1))), 16)
+    return {d: (side if d in spatial and max(c) > side else c) for d, c in chunks.items()}
+
+
 def _block_coords(arr: xr.DataArray, location: list | None) -> dict[Any, Any]:
     """The labels of one block of `arr` (its dimension coordinates, cut to the block)."""
     coords: dict[Any, Any] = {}
@@ -386,10 +401,12 @@ def _block_coords(arr: xr.DataArray, location: list | None) -> dict[Any, Any]:
 
 def _blockwise(pool: UdfPool, data: xr.DataArray, spatial: set, context: Any,
                dtype: np.dtype, target: tuple[str, str] | None = None,
-               node_id: str | None = None) -> xr.DataArray:
-    """The UDF applied lazily per spatial block (other dimensions whole); it must keep the
-    dimensions and their sizes."""
-    data = data.chunk(_block_chunks(data, spatial, pool.limits))
+               node_id: str | None = None, pixelwise: bool = False) -> xr.DataArray:
+    """The UDF applied lazily per spatial block (other dimensions whole; `pixelwise`: the
+    blocks the cube has, see _pixelwise_chunks); it must keep the dimensions and their
+    sizes."""
+    chunks = (_pixelwise_chunks if pixelwise else _block_chunks)(data, spatial, pool.limits)
+    data = data.chunk(chunks)
     template = data.astype(dtype)
 
     def run(block: xr.DataArray) -> xr.DataArray:
@@ -560,7 +577,7 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     if isinstance(data, xr.DataArray):  # `x` inside apply: the whole cube, elementwise
         spatial = {d for d in data.dims if d in _SPATIAL_NAMES}
         return _blockwise(pool, data, spatial, context, _result_dtype(data.dtype),
-                          target, node_id)
+                          target, node_id, pixelwise=not _WHOLE_PIECES.get())
     if isinstance(data, ArrayValue) and not data.is_list:
         return _along_dimension(pool, data, context, target, node_id)
     if isinstance(data, ArrayValue):
