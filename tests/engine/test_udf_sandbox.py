@@ -337,3 +337,21 @@ def test_a_dry_run_starts_no_udf_process(registry) -> None:
         pool = _pool(udf("result = 1"), None)
     assert pool._all == []  # noqa: SLF001 - nothing started until a block is computed
     pool.close()
+
+
+def test_a_worker_growing_the_shared_file_changes_nothing() -> None:
+    pool = pool_for("""
+for fd in range(3, 64):
+    try:
+        os.ftruncate(fd, 200 * 1024**2)
+    except OSError:
+        pass
+return cube + 1
+""")
+    try:
+        for seed in range(3):  # later regions of the server lie in the grown part
+            block = big_block(seed)
+            out, _ = pool.call(block, {})
+            np.testing.assert_array_equal(out.values, block.values + 1)
+    finally:
+        pool.close()

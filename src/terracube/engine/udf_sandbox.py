@@ -260,8 +260,11 @@ class _SharedFile:
             start = self.size
             if self._free and sum(self._free[-1]) == self.size:  # grow the last free piece
                 start = self._free.pop()[0]
-            os.ftruncate(self.fd, start + length)
-            self.size = start + length
+            # the worker may have grown the file (up to its file size limit): never shrink it
+            size = max(start + length, os.fstat(self.fd).st_size)
+            if size > os.fstat(self.fd).st_size:
+                os.ftruncate(self.fd, size)
+            self.size = size
             # a new mapping of the whole file; arrays keep the old one alive while they live
             self.mapped = mmap.mmap(self.fd, self.size)
             return start
