@@ -183,13 +183,57 @@ def test_start_and_cancel_a_queued_job(client, alice):
 
 
 # --- results --------------------------------------------------------------------------------------
+def test_results_are_a_stac_collection_with_signed_items(client, alice, data_dir):
+    """GET /jobs/{id}/results answers a STAC Collection (openEO API 1.1+): every file as a
+    collection-level asset (REQUIRED by the API for older clients) and an `item` link to a
+    signed Item per file; its canonical link is the same Collection, signed."""
+    job_id = finished_job(client, alice, data_dir)
+    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    doc = r.json()
+    assert doc["type"] == "Collection" and doc["id"] == job_id
+    assert doc["stac_version"] == "1.0.0" and doc["license"] and doc["description"]
+    assert doc["openeo:status"] == "finished" and doc["expires"].endswith("Z")
+    assert not [k for k, v in doc.items() if v is None]
+    (bbox,) = doc["extent"]["spatial"]["bbox"]
+    ((start, end),) = doc["extent"]["temporal"]["interval"]
+    assert len(bbox) == 4 and bbox[0] < bbox[2] and start and end and start <= end
+    assert list(doc["assets"]) == ["openEO.nc"]
+    (link,) = [lk for lk in doc["links"] if lk["rel"] == "item"]
+    item = client.get(link["href"].replace("http://testserver", "")).json()  # no auth
+    assert item["type"] == "Feature" and item["id"] == "openEO.nc"
+    assert item["collection"] == job_id and item["bbox"] == bbox
+    assert item["assets"]["openEO.nc"]["href"].split("?")[0] == \
+        doc["assets"]["openEO.nc"]["href"].split("?")[0]
+    assert (item["properties"]["start_datetime"], item["properties"]["end_datetime"]) == \
+        (start, end)
+    assert client.get(item["assets"]["openEO.nc"]["href"].replace(
+        "http://testserver", "")).status_code == 200
+    (canonical,) = [lk["href"] for lk in doc["links"] if lk["rel"] == "canonical"]
+    again = client.get(canonical.replace("http://testserver", "")).json()
+    assert again["type"] == "Collection" and again["id"] == job_id
+    assert again["assets"].keys() == doc["assets"].keys()
+    assert [lk["rel"] for lk in again["links"]].count("item") == 1
+    # A signature of the Collection or of one Item opens nothing else.
+    query = urlsplit(canonical).query
+    for path in (f"{API}/jobs/{job_id}/results/items/openEO.nc",
+                 f"{API}/jobs/{job_id}/results/assets/openEO.nc",
+                 f"{API}/jobs/{job_id}/results/item.json"):
+        assert client.get(f"{path}?{query}").status_code == 403
+    missing = client.get(f"{API}/jobs/{job_id}/results/items/nothing.tif?{query}")
+    assert missing.status_code == 403
+
+
 def test_results_are_a_stac_item_with_signed_links(client, alice, bob, data_dir):
     job_id = finished_job(client, alice, data_dir)
     job = client.get(f"{API}/jobs/{job_id}", headers=alice).json()
     assert job["progress"] == 100 and job["usage"]["cpu"]["unit"] == "cpu-seconds"
     assert any(link["rel"] == "result" for link in job["links"])
-    r = client.get(f"{API}/jobs/{job_id}/results", headers=alice)
+    # The Item of openEO API 1.0, by content negotiation (the Collection is the default).
+    r = client.get(f"{API}/jobs/{job_id}/results",
+                   headers={**alice, "Accept": "application/geo+json"})
     assert r.status_code == 200 and r.headers["OpenEO-Costs"] == "0"
+    assert r.headers["content-type"] == "application/geo+json"
     item = r.json()
     assert item["type"] == "Feature" and item["id"] == job_id
     assert item["stac_version"] == "1.0.0"

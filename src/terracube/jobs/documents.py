@@ -11,12 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from terracube import errors
 from terracube.jobs import store as st
 from terracube.jobs.logs import rfc3339, stricter
 from terracube.jobs.requests import LogQuery, is_job_id
-from terracube.jobs.results_stac import inputs, results_item, stac_asset
+from terracube.jobs.results_stac import (
+    inputs,
+    item_files,
+    results_collection,
+    results_item,
+    stac_asset,
+)
 from terracube.jobs.signing import UrlSigner
 from terracube.jobs.store import Job, JobLog, JobStore
 
@@ -167,8 +174,29 @@ def signed_asset_url(url: ApiUrl, signer: UrlSigner, job: Job, asset: str,
 
 
 def signed_item_url(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> str:
+    """The results as one STAC Item (openEO API 1.0 style), signed."""
     signature = signer.sign(job.job_id, job.results_run or "", "", expires)
     return (url(f"/jobs/{job.job_id}/results/item.json")
+            + f"?expires={expires}&signature={signature}")
+
+
+def signed_collection_url(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> str:
+    """The results Collection, signed (its `canonical` link)."""
+    signature = signer.sign(job.job_id, job.results_run or "", COLLECTION_SCOPE, expires)
+    return (url(f"/jobs/{job.job_id}/results/collection.json")
+            + f"?expires={expires}&signature={signature}")
+
+
+COLLECTION_SCOPE = "collection.json"
+ITEM_SCOPE = "items/"
+"""What a signature of the Collection and of its Items covers (asset names have no '/')."""
+
+
+def signed_file_item_url(url: ApiUrl, signer: UrlSigner, job: Job, name: str,
+                         expires: int) -> str:
+    """The Item of one result file in the results Collection, signed."""
+    signature = signer.sign(job.job_id, job.results_run or "", ITEM_SCOPE + name, expires)
+    return (url(f"/jobs/{job.job_id}/results/items/{quote(name, safe='')}")
             + f"?expires={expires}&signature={signature}")
 
 
@@ -178,20 +206,42 @@ def signed_assets(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> dic
             for info in job.assets or []}
 
 
+def _item_links(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> list[dict]:
+    return [{"rel": "item", "type": "application/geo+json", "title": info["name"],
+             "href": signed_file_item_url(url, signer, job, info["name"], expires)}
+            for info in item_files(job)]
+
+
 def results_document(job: Job, url: ApiUrl, signer: UrlSigner,
-                     retention_days: float | None) -> dict[str, Any]:
-    """GET /jobs/{job_id}/results: a STAC Item whose assets are signed download links."""
+                     retention_days: float | None, *, as_item: bool = False) -> dict[str, Any]:
+    """GET /jobs/{job_id}/results: a STAC Collection whose assets are signed download links
+    and whose `item` links lead to one signed Item per file; one STAC Item with all files
+    when `as_item` (a client asking for application/geo+json)."""
     expires = signer.expiry()
+    until = available_until(job, expires, retention_days)
+    assets = signed_assets(url, signer, job, expires)
+    if as_item:
+        links = [
+            _link(url, "self", f"/jobs/{job.job_id}/results", type="application/geo+json"),
+            {"rel": "canonical", "type": "application/geo+json",
+             "href": signed_item_url(url, signer, job, expires)},
+            _link(url, "related", f"/jobs/{job.job_id}", title="The batch job"),
+            *derived_from(job, url),
+        ]
+        return results_item(job, assets, links, status=job.status, expires=until)
+    collection = signed_collection_url(url, signer, job, expires)
     links = [
-        _link(url, "self", f"/jobs/{job.job_id}/results", type="application/geo+json"),
-        {"rel": "canonical", "type": "application/geo+json",
-         "href": signed_item_url(url, signer, job, expires)},
+        _link(url, "self", f"/jobs/{job.job_id}/results"),
+        {"rel": "canonical", "type": "application/json", "href": collection},
+        {"rel": "root", "type": "application/json", "href": collection},
+        {"rel": "alternate", "type": "application/geo+json",
+         "href": signed_item_url(url, signer, job, expires),
+         "title": "All result files in one STAC Item"},
         _link(url, "related", f"/jobs/{job.job_id}", title="The batch job"),
         *derived_from(job, url),
+        *_item_links(url, signer, job, expires),
     ]
-    return results_item(job, signed_assets(url, signer, job, expires), links,
-                        status=job.status,
-                        expires=available_until(job, expires, retention_days))
+    return results_collection(job, assets, links, status=job.status, expires=until)
 
 
 def derived_from(job: Job, url: ApiUrl) -> list[dict[str, str]]:
@@ -209,11 +259,41 @@ def derived_from(job: Job, url: ApiUrl) -> list[dict[str, str]]:
 
 def signed_results_document(job: Job, url: ApiUrl, signer: UrlSigner, expires: int,
                             self_href: str) -> dict[str, Any]:
-    """The results item through its signed `canonical` link."""
+    """The results as one Item through its signed link."""
     return results_item(job, signed_assets(url, signer, job, expires),
                         [{"rel": "self", "type": "application/geo+json", "href": self_href},
                          *derived_from(job, url)],
                         status=job.status, expires=datetime.fromtimestamp(expires, UTC))
+
+
+def signed_results_collection(job: Job, url: ApiUrl, signer: UrlSigner, expires: int,
+                              self_href: str) -> dict[str, Any]:
+    """The results Collection through its signed `canonical` link (links signed until the
+    same time)."""
+    links = [{"rel": "self", "type": "application/json", "href": self_href},
+             {"rel": "root", "type": "application/json", "href": self_href},
+             *derived_from(job, url), *_item_links(url, signer, job, expires)]
+    return results_collection(job, signed_assets(url, signer, job, expires), links,
+                              status=job.status, expires=datetime.fromtimestamp(expires, UTC))
+
+
+def signed_file_item(job: Job, name: str, url: ApiUrl, signer: UrlSigner, expires: int,
+                     self_href: str) -> dict[str, Any]:
+    """The Item of the result file `name` through its signed link; NotFound if the job has
+    no such file (or it has no Item of its own)."""
+    info = next((i for i in item_files(job) if i.get("name") == name), None)
+    if info is None:
+        raise errors.NotFound(f"The batch job '{job.job_id}' has no result item '{name}'.")
+    collection = signed_collection_url(url, signer, job, expires)
+    links = [{"rel": "self", "type": "application/geo+json", "href": self_href},
+             {"rel": "collection", "type": "application/json", "href": collection},
+             {"rel": "parent", "type": "application/json", "href": collection},
+             {"rel": "root", "type": "application/json", "href": collection},
+             *derived_from(job, url)]
+    asset = stac_asset(info, signed_asset_url(url, signer, job, name, expires))
+    return results_item(job, {name: asset}, links, status=job.status,
+                        expires=datetime.fromtimestamp(expires, UTC), infos=[info],
+                        item_id=name)
 
 
 def signed_job(jobs: JobStore, signer: UrlSigner, job_id: str, asset: str,

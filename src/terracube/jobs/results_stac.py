@@ -1,8 +1,12 @@
-"""STAC metadata of job results: one asset per written file, the job as a STAC Item.
+"""STAC metadata of job results: one asset per written file; the job as a STAC Collection
+with one Item per file, or as one STAC Item.
 
 `describe_asset` runs in the job process right after a file is written (it reads only the
-cube's coordinates, never its values); `results_item` builds GET /jobs/{job_id}/results from
-the stored asset descriptions and freshly signed links.
+cube's coordinates, never its values). From the stored asset descriptions and freshly signed
+links, `results_collection` builds GET /jobs/{job_id}/results (a Collection whose `item` links
+lead to one Item per file: `results_item` with that file; all files are collection-level assets
+too, as the API requires), and `results_item` the Item a client gets by asking for
+`application/geo+json` (openEO API 1.0 style: every file in one Item).
 """
 
 from __future__ import annotations
@@ -159,26 +163,94 @@ def stac_asset(info: dict, href: str) -> dict[str, Any]:
     return asset
 
 
-def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
-                 status: str, expires: datetime | None) -> dict[str, Any]:
-    """GET /jobs/{job_id}/results as a STAC Item (a `Feature`) with all files as assets."""
-    infos = list(job.assets or [])
+def item_files(job: Any) -> list[dict]:
+    """The stored descriptions of the files that get an Item of their own in the results
+    Collection: all but pure metadata files (a model's STAC Item, say)."""
+    return [i for i in job.assets or [] if (i.get("roles") or ["data"]) != ["metadata"]]
+
+
+def _bbox(infos: list[dict]) -> list[float] | None:
     boxes = [i["bbox"] for i in infos if i.get("bbox")]
-    bbox = None
+    if not boxes:
+        return None
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def _interval(job: Any, infos: list[dict]) -> tuple[str | None, str | None]:
+    """The time the files cover, else the time the graph asked for."""
+    starts = [i["start"] for i in infos if i.get("start")]
+    ends = [i["end"] for i in infos if i.get("end")]
+    if starts:
+        return min(starts), max(ends)
+    return requested_interval(job.process)
+
+
+def _extensions(infos: list[dict], epsg: bool = False) -> list[str]:
+    used = ["file"]
+    if epsg or any(i.get("proj") for i in infos):
+        used.insert(0, "proj")
+    if any(i.get("bands") for i in infos):
+        used.append("eo")
+    used.append("processing")  # providers[0]: processing:expression, processing:software
+    out = [EXTENSIONS[name] for name in used]
+    if len([i for i in infos if i.get("model")]) == 1:
+        out.append(ML_MODEL_EXTENSION)
+    return out
+
+
+def results_collection(job: Any, assets: dict[str, dict], links: list[dict], *,
+                       status: str, expires: datetime | None) -> dict[str, Any]:
+    """GET /jobs/{job_id}/results as a STAC Collection: every file as a collection-level asset
+    (the API requires them for clients of openEO API 1.0) and `links` with the `item` links.
+    Never a null value: the official suite's OpenAPI 3.1 validator rejects them."""
+    infos = list(job.assets or [])
+    start, end = _interval(job, infos)
+    fallback = rfc3339(job.ended or job.updated)
+    out: dict[str, Any] = {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": _extensions(infos),
+        "id": job.job_id,
+    }
+    if job.title:
+        out["title"] = job.title
+    out.update({
+        "description": job.description or f"Results of the batch job {job.job_id}",
+        # STAC's value for data under terms of its own: the results are the user's, derived
+        # from inputs whose licences are linked (derived_from).
+        "license": "proprietary",
+        "providers": providers(job.process),
+        "extent": {"spatial": {"bbox": [_bbox(infos) or [-180.0, -90.0, 180.0, 90.0]]},
+                   "temporal": {"interval": [[start or end or fallback,
+                                              end or start or fallback]]}},
+        "created": rfc3339(job.created), "updated": rfc3339(job.updated),
+        "openeo:status": status,
+    })
+    if expires is not None:
+        out["expires"] = rfc3339(expires)
+    models = [i["model"] for i in infos if i.get("model")]
+    if len(models) == 1:  # what the model is, as CDSE summarises it
+        out["summaries"] = {k: [v] for k, v in models[0].items()
+                            if k.startswith("ml-model:") and isinstance(v, str)}
+    out.update({"assets": assets, "links": links})
+    return out
+
+
+def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
+                 status: str, expires: datetime | None, infos: list[dict] | None = None,
+                 item_id: str | None = None) -> dict[str, Any]:
+    """GET /jobs/{job_id}/results as a STAC Item (a `Feature`) with all files as assets; with
+    `infos` and `item_id`, the Item of these files in the results Collection."""
+    infos = list(job.assets or []) if infos is None else infos
+    bbox = _bbox(infos)
     geometry = None
-    if boxes:
-        bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
-                max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    if bbox is not None:
         w, s, e, n = bbox
         geometry = {"type": "Polygon",
                     "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
     props: dict[str, Any] = {}
-    starts = [i["start"] for i in infos if i.get("start")]
-    ends = [i["end"] for i in infos if i.get("end")]
-    if starts:
-        start, end = min(starts), max(ends)
-    else:
-        start, end = requested_interval(job.process)
+    start, end = _interval(job, infos)
     if start and end and start != end:
         props.update({"datetime": None, "start_datetime": start, "end_datetime": end})
     else:
@@ -194,17 +266,11 @@ def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
     epsgs = {i["proj"].get("proj:epsg") for i in infos if i.get("proj")}
     if len(epsgs) == 1 and None not in epsgs:
         props["proj:epsg"] = epsgs.pop()
-    used = ["file"]
-    if any(i.get("proj") for i in infos) or "proj:epsg" in props:
-        used.insert(0, "proj")
-    if any(i.get("bands") for i in infos):
-        used.append("eo")
-    used.append("processing")  # providers[0]: processing:expression, processing:software
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": STAC_VERSION,
-        "stac_extensions": [EXTENSIONS[name] for name in used],
-        "id": job.job_id,
+        "stac_extensions": _extensions(infos, epsg="proj:epsg" in props),
+        "id": item_id or job.job_id,
         "geometry": geometry,
     }
     if bbox is not None:
@@ -214,7 +280,8 @@ def results_item(job: Any, assets: dict[str, dict], links: list[dict], *,
     if len(models) == 1:  # the results item is then the model's item (load_ml_model(url))
         props.update({k: v for k, v in models[0].items()
                       if k.startswith(("ml-model:", "terracube:"))})
-        item["stac_extensions"].append(ML_MODEL_EXTENSION)
+    if item_id is not None:
+        item["collection"] = job.job_id
     item.update({"properties": props, "assets": assets, "links": links})
     return item
 

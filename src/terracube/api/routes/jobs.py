@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -182,20 +183,40 @@ def stop_job(job_id: str, user: ActiveUser, jobs: JobsDep) -> Response:
 @router.get("/jobs/{job_id}/results", operation_id="list-results")
 def list_results(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep,
                  signer: SignerDep, settings: SettingsDep) -> Response:
-    """The results as a STAC Item whose assets are signed download links."""
+    """The results as a STAC Collection whose assets are signed download links and whose
+    `item` links lead to one signed Item per file; one STAC Item with all files for a client
+    that asks for application/geo+json (the API's content negotiation)."""
     job = jobs.get(checked_job_id(job_id), user.user_id)
     failed = docs.unavailable_results(jobs, job, wants_partial(request.query_params.get(
         "partial")))
     if failed is not None:
         return JSONResponse(failed, status_code=424)
-    item = docs.results_document(job, _url(request, signed=True), signer,
-                                 settings.job_retention_days)
-    item["links"] = [*item.get("links", []), *result_xyz_links(request, job, signer)]
-    geojson = "application/geo+json" in request.headers.get("accept", "")
+    geojson = wants_geojson(request.headers.get("accept", ""))
+    doc = docs.results_document(job, _url(request, signed=True), signer,
+                                settings.job_retention_days, as_item=geojson)
+    doc["links"] = [*doc.get("links", []), *result_xyz_links(request, job, signer)]
     # OpenEO-Costs here is what downloading the files once costs (the API): downloads are
     # never charged, so 0 (the job's processing costs are in GET /jobs/{job_id}).
-    return JSONResponse(item, media_type="application/geo+json" if geojson
+    return JSONResponse(doc, media_type="application/geo+json" if geojson
                         else "application/json", headers={"OpenEO-Costs": "0"})
+
+
+def wants_geojson(accept: str) -> bool:
+    """Whether the Accept header prefers GeoJSON (the Item) over JSON (the Collection)."""
+    best: dict[str, float] = {}
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best[media.strip().lower()] = max(q, best.get(media.strip().lower(), 0.0))
+    geo = best.get("application/geo+json", 0.0)
+    return geo > 0 and geo >= best.get("application/json", 0.0)
 
 
 @router.api_route("/jobs/{job_id}/results/assets/{asset}", methods=["GET", "HEAD"],
@@ -216,13 +237,43 @@ def download_asset(request: Request, job_id: str, asset: str, jobs: JobsDep,
 @router.get("/jobs/{job_id}/results/item.json", include_in_schema=False)
 def signed_results_item(request: Request, job_id: str, jobs: JobsDep,
                         signer: SignerDep) -> Response:
-    """The results document through its signed `canonical` link (no Authorization needed)."""
+    """The results as one Item through its signed link (no Authorization needed)."""
     job = docs.signed_job(jobs, signer, job_id, "", request.query_params.get("expires"),
                           request.query_params.get("signature"))
     self_href = api_url(request, f"/jobs/{job.job_id}/results/item.json", trusted=True)
     item = docs.signed_results_document(job, _url(request, signed=True), signer,
                                         int(request.query_params["expires"]),
                                         f"{self_href}?{request.url.query}")
+    return JSONResponse(item, media_type="application/geo+json")
+
+
+@router.get("/jobs/{job_id}/results/collection.json", include_in_schema=False)
+def signed_results_collection(request: Request, job_id: str, jobs: JobsDep,
+                              signer: SignerDep) -> Response:
+    """The results Collection through its signed `canonical` link (no Authorization
+    needed): what load_stac and other STAC clients read."""
+    job = docs.signed_job(jobs, signer, job_id, docs.COLLECTION_SCOPE,
+                          request.query_params.get("expires"),
+                          request.query_params.get("signature"))
+    self_href = api_url(request, f"/jobs/{job.job_id}/results/collection.json", trusted=True)
+    doc = docs.signed_results_collection(job, _url(request, signed=True), signer,
+                                         int(request.query_params["expires"]),
+                                         f"{self_href}?{request.url.query}")
+    return JSONResponse(doc)
+
+
+@router.get("/jobs/{job_id}/results/items/{item_id}", include_in_schema=False)
+def signed_file_item(request: Request, job_id: str, item_id: str, jobs: JobsDep,
+                     signer: SignerDep) -> Response:
+    """The Item of one result file through its signed link (no Authorization needed)."""
+    job = docs.signed_job(jobs, signer, job_id, docs.ITEM_SCOPE + item_id,
+                          request.query_params.get("expires"),
+                          request.query_params.get("signature"))
+    self_href = api_url(request, f"/jobs/{job.job_id}/results/items/{quote(item_id, safe='')}",
+                        trusted=True)
+    item = docs.signed_file_item(job, item_id, _url(request, signed=True), signer,
+                                 int(request.query_params["expires"]),
+                                 f"{self_href}?{request.url.query}")
     return JSONResponse(item, media_type="application/geo+json")
 
 

@@ -527,6 +527,10 @@ def _job_item(ctx: ProcessContext, ref: str, argument: str) -> Path:
 
 def _load_url(url: str, key: bytes) -> MlModel:
     item = json.loads(_http_get(url, _MAX_ITEM_BYTES))
+    if isinstance(item, dict) and item.get("type") == "Collection":
+        # A batch job's results Collection (its `canonical` link): the model is the Item
+        # with the ml-model extension among its `item` links.
+        url, item = _model_item_of(url, item)
 
     def fetch(href: str) -> bytes:
         absolute = urllib.parse.urljoin(url, href)
@@ -535,6 +539,22 @@ def _load_url(url: str, key: bytes) -> MlModel:
         return _http_get(absolute, _MAX_MODEL_BYTES)
 
     return read_model(item, fetch, key)
+
+
+def _model_item_of(url: str, collection: dict) -> tuple[str, dict]:
+    hrefs = [urllib.parse.urljoin(url, link["href"]) for link in collection.get("links") or []
+             if isinstance(link, dict) and link.get("rel") == "item"
+             and isinstance(link.get("href"), str)]
+    for href in hrefs[:_MAX_COLLECTION_ITEMS]:
+        item = json.loads(_http_get(href, _MAX_ITEM_BYTES))
+        if isinstance(item, dict) and any(str(k).startswith("ml-model:")
+                                          for k in item.get("properties") or {}):
+            return href, item
+    raise ModelFileInvalid("the STAC Collection links to no Item of a model (ml-model "
+                           "extension)")
+
+
+_MAX_COLLECTION_ITEMS = 50  # items of a results Collection read to find its model
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
