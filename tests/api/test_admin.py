@@ -76,6 +76,15 @@ def test_a_revoked_admin_loses_access(client, alice):
     assert client.get(OVERVIEW, headers=alice).status_code == 403
 
 
-def test_listed_in_the_capabilities(client):
-    endpoints = client.get(f"{API}/").json()["endpoints"]
-    assert {"path": "/terracube/admin/overview", "methods": ["GET"]} in endpoints
+def test_listed_in_the_capabilities_of_administrators_only(client, alice, bob):
+    """GET / lists what works for the requester (profiles requirement 32: nothing listed that
+    fails): the overview for an administrator, not for others or without a token."""
+    entry = {"path": "/terracube/admin/overview", "methods": ["GET"]}
+    r = client.get(f"{API}/", headers=alice)
+    assert entry in r.json()["endpoints"] and "Authorization" in r.headers["vary"]
+    assert entry not in client.get(f"{API}/", headers=bob).json()["endpoints"]
+    anonymous = client.get(f"{API}/").json()["endpoints"]
+    assert entry not in anonymous and {"path": "/jobs", "methods": ["GET", "POST"]} in anonymous
+    # A stale token is no error on GET / (it needs none): the public list.
+    stale = client.get(f"{API}/", headers={"Authorization": "Bearer basic//expired"})
+    assert stale.status_code == 200 and entry not in stale.json()["endpoints"]

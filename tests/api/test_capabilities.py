@@ -132,8 +132,7 @@ def test_capabilities_endpoints_are_exactly_the_routes(client):
         ("/services", "GET"), ("/services", "POST"), ("/services/{service_id}", "GET"),
         ("/services/{service_id}", "PATCH"), ("/services/{service_id}", "DELETE"),
         ("/services/{service_id}/logs", "GET"),
-        ("/terracube/admin/overview", "GET"),  # a terracube extension (tests/api/test_admin.py)
-    }
+    }  # and /terracube/admin/overview for administrators (tests/api/test_admin.py)
     assert listed == expected
     for path, method in listed:
         # Every listed endpoint answers (with something other than 404/405) ...

@@ -37,7 +37,7 @@ from rasterio.io import MemoryFile
 from terracube import errors, executor
 from terracube.datacube.cube import RasterCube
 from terracube.datacube.grid import Grid, warp
-from terracube.engine.evaluate import Services
+from terracube.engine.evaluate import SavedResult, Services
 from terracube.engine.optimize import catalog_bands, catalog_grids
 from terracube.processing.run import check_structure, evaluate_result
 from terracube.results.quicklook import parse_colormap
@@ -421,6 +421,8 @@ def _layer_values(process: dict[str, Any], config: TileConfig, grid: Grid, servi
     has no pixels there."""
     value = whole if whole is not None else evaluate_result(
         tile_process(process, grid, services.catalog), services, bound)
+    if isinstance(value, SavedResult):  # a graph ending in save_result (as editors write
+        value = value.data              # them): the map shows what it would save
     xd = value.x_dim if isinstance(value, RasterCube) else None
     yd = value.y_dim if isinstance(value, RasterCube) else None
     if xd is None or yd is None:

@@ -6,10 +6,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 
 import terracube
-from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, root_url
+from terracube import errors
+from terracube.api.deps import API_PREFIX, API_VERSION, api_url, link, optional_user, root_url
+from terracube.api.routes.admin import ADMIN_PATH
+from terracube.auth.admins import is_admin
 from terracube.engine.processes.udf import udf_runtimes
 from terracube.processing.costs import billing
 from terracube.results.formats import file_formats
@@ -41,8 +44,13 @@ def connect(request: Request) -> dict[str, Any]:
 
 
 @router.get("/", operation_id="capabilities")
-def capabilities(request: Request) -> dict[str, Any]:
-    """General information about the back-end and the endpoints it implements."""
+def capabilities(request: Request, response: Response) -> dict[str, Any]:
+    """General information about the back-end and the endpoints it implements (for the
+    requesting user: the administrators' endpoint is listed for administrators only)."""
+    endpoints = implemented_endpoints(request.app)
+    if not _from_admin(request):
+        endpoints = [e for e in endpoints if e["path"] != ADMIN_PATH]
+    response.headers["Vary"] = "Authorization"
     return {
         "api_version": API_VERSION,
         "backend_version": terracube.__version__,
@@ -56,7 +64,7 @@ def capabilities(request: Request) -> dict[str, Any]:
         "production": False,
         "billing": billing(request.app.state.settings),
         "conformsTo": CONFORMANCE_CLASSES,
-        "endpoints": implemented_endpoints(request.app),
+        "endpoints": endpoints,
         "links": [
             link(request, "self", "/", title="Capabilities"),
             link(request, "root", "/", title="Capabilities"),
@@ -75,6 +83,18 @@ def capabilities(request: Request) -> dict[str, Any]:
              "title": "terracube web page: collections, jobs and files on a map"},
         ],
     }
+
+
+def _from_admin(request: Request) -> bool:
+    """Whether the request carries the token of an administrator. GET / needs no
+    authentication, so a missing, stale or foreign token only means "not an administrator"
+    (the API: endpoints listed are those the back-end implements and that work; the admin
+    overview answers 403 to everybody else)."""
+    try:
+        user = optional_user(request)
+    except errors.OpenEOError:
+        return False
+    return user is not None and is_admin(request.app.state.db, user.user_id)
 
 
 @router.get("/conformance", operation_id="conformance")
