@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +52,17 @@ class _NoCompute(RuntimeError):
 
 
 class _ComputeGuard(DaskCallback):
-    """Aborts any dask computation during the dry run."""
+    """Aborts any dask computation of the dry run. dask's callbacks are global to the
+    process, so the guard aborts only computations started by the thread that runs the dry
+    run: other threads (a map tile, a synchronous request) compute as usual meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._thread = threading.get_ident()
 
     def _start(self, dsk: Any) -> None:
-        raise _NoCompute("the dry run tried to compute values")
+        if threading.get_ident() == self._thread:
+            raise _NoCompute("the dry run tried to compute values")
 
 
 @dataclass
