@@ -101,7 +101,7 @@ def test_job_lifecycle_with_the_client(server, tmp_path):
     metadata = results.get_metadata()
     asset = metadata["assets"]["openEO.tif"]
     assert asset["file:size"] == tifs[0].stat().st_size and asset["proj:epsg"] == 32632
-    assert metadata["properties"]["openeo:status"] == "finished"
+    assert metadata["type"] == "Collection" and metadata["openeo:status"] == "finished"
 
     messages = [entry["message"] for entry in job.logs()]
     assert messages[0] == "Queued." and messages[-1].startswith("Finished")

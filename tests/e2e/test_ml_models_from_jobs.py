@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import xarray as xr
 
 openeo = pytest.importorskip("openeo")
@@ -67,13 +68,20 @@ def test_training_job_publishes_the_model(training_job, tmp_path: Path) -> None:
     metadata = results.get_metadata()
     assert "https://stac-extensions.github.io/ml-model/v1.0.0/schema.json" in \
         metadata["stac_extensions"]
-    props = metadata["properties"]
-    assert props["ml-model:prediction_type"] == "classification"
-    assert props["ml-model:architecture"] == "random-forest"
+    summaries = metadata["summaries"]  # the results Collection summarises the model
+    assert summaries["ml-model:prediction_type"] == ["classification"]
+    assert summaries["ml-model:architecture"] == ["random-forest"]
     assets = metadata["assets"]
     (checkpoint,) = [name for name, a in assets.items()
                      if "ml-model:checkpoint" in a.get("roles", [])]
     assert checkpoint.endswith(".joblib")
+    # The model's own Item (an `item` link, signed) carries its properties.
+    (href,) = [link["href"] for link in metadata["links"]
+               if link["rel"] == "item" and link.get("title") == checkpoint]
+    item = requests.get(href, timeout=60).json()
+    assert item["properties"]["ml-model:prediction_type"] == "classification"
+    assert item["properties"]["ml-model:architecture"] == "random-forest"
+    assert list(item["assets"]) == [checkpoint]
     assert not any(name.endswith("openEO.json") for name in assets)  # not just `true`
     path = tmp_path / checkpoint
     results.get_asset(checkpoint).download(path)

@@ -59,10 +59,12 @@ def _kind(asset: dict) -> str | None:
 
 
 def cube_file_source(collection_id: str, href: str) -> XarraySource | None:
-    """A source for a STAC item whose data assets are netCDF or zipped Zarr files only; None
-    for anything else (GeoTIFF items, collections, STAC APIs go the usual way)."""
+    """A source for a STAC item whose data assets are netCDF or zipped Zarr files only, or a
+    batch job's results Collection with such collection-level assets (the openEO API requires
+    every result file there); None for anything else (GeoTIFF items, other collections, STAC
+    APIs go the usual way)."""
     doc = _read_json(href)
-    if doc.get("type") != "Feature":
+    if doc.get("type") not in ("Feature", "Collection"):
         return None
     assets = {k: a for k, a in (doc.get("assets") or {}).items() if isinstance(a, dict)}
     cubes = {k: a for k, a in assets.items() if _kind(a)}
@@ -78,7 +80,8 @@ def cube_file_source(collection_id: str, href: str) -> XarraySource | None:
     ((key, asset),) = cubes.items()
     local = fetch(urljoin(href, str(asset["href"])), _kind(asset) or "netcdf")
     return XarraySource(collection_id, inspect_cube(local),
-                        title=str(doc.get("properties", {}).get("title") or key))
+                        title=str((doc.get("properties") or {}).get("title") or doc.get("title")
+                                  or key))
 
 
 def fetch(href: str, kind: str) -> Path:

@@ -106,6 +106,8 @@ async function results(job) {
 
 function showResult(job, item, link) {
   shownResults = job.id;
-  if (item.bbox) showFootprints([item.bbox], job.title || job.id);
-  showTiles(`Job ${job.title || job.id}`, link.href, item.bbox);
+  // The results are a STAC Collection (its footprint in extent.spatial), or an Item (bbox).
+  const bbox = item.bbox || (((item.extent || {}).spatial || {}).bbox || [])[0];
+  if (bbox) showFootprints([bbox], job.title || job.id);
+  showTiles(`Job ${job.title || job.id}`, link.href, bbox);
 }
