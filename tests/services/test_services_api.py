@@ -346,3 +346,39 @@ def test_collections_link_a_preview_layer_that_serves_tiles(client) -> None:
     assert client.get(href.format(z=5, x=17, y=11)).status_code == 404
     r = client.get(f"{API}/services/xyz/collections/NOPE/tiles/14/1/1.png")
     assert r.status_code == 404 and r.json()["code"] == "CollectionNotFound"
+
+
+def test_a_graph_ending_in_save_result_shows_what_it_saves(client, alice) -> None:
+    """Editors and the profiles checker write service graphs that end in save_result: the
+    map shows the cube it would save, the same tile as without it."""
+    plain = ndvi_graph()
+    saved = ndvi_graph()
+    saved["process_graph"]["max"].pop("result")
+    saved["process_graph"]["save"] = {"process_id": "save_result", "result": True, "arguments": {
+        "data": {"from_node": "max"}, "format": "PNG"}}
+    config = {"rescale": [0, 1]}
+    tiles = []
+    for process in (plain, saved):
+        sid = create(client, alice, process=process, configuration=config)
+        r = client.get(tile_url(sid, centre_tile(15)), headers=alice)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+        tiles.append(rgba(r.content))
+    assert (tiles[1][3] == 255).mean() > 0.3
+    np.testing.assert_array_equal(tiles[0], tiles[1])
+
+
+def test_usage_counts_the_tiles_rendered(client, alice) -> None:
+    """GET /services/{id} reports `usage` (the API's billing fields): tiles rendered and the
+    seconds spent; a tile served from the cache is free."""
+    sid = create(client, alice, configuration={"rescale": [0, 1]})
+    assert "usage" not in client.get(f"{API}/services/{sid}", headers=alice).json()
+    tile = centre_tile(15)
+    started = time.perf_counter()
+    for _ in range(2):
+        assert client.get(tile_url(sid, tile), headers=alice).status_code == 200
+    elapsed = time.perf_counter() - started
+    doc = client.get(f"{API}/services/{sid}", headers=alice).json()
+    assert doc["usage"]["tiles"] == {"value": 1, "unit": "tiles"}
+    assert doc["usage"]["duration"]["unit"] == "seconds"
+    assert 0 < doc["usage"]["duration"]["value"] <= elapsed
+    assert doc["costs"] == 0 and doc["plan"] and None not in doc.values()

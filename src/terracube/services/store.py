@@ -7,7 +7,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from terracube import errors
@@ -45,6 +57,18 @@ class ServiceLog(Base):
     code: Mapped[str | None] = mapped_column(String(100))
     message: Mapped[str] = mapped_column(Text)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ServiceUsage(Base):
+    """What rendering a service's tiles used so far: tiles rendered (cache hits are free) and
+    the wall time spent rendering them."""
+
+    __tablename__ = "service_usage"
+
+    service_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("services.service_id", ondelete="CASCADE"), primary_key=True)
+    tiles: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 def _not_found(service_id: str) -> errors.OpenEOError:
@@ -112,6 +136,35 @@ class ServiceStore:
                 Service.service_id == service_id)).rowcount  # type: ignore[attr-defined]
         if not deleted:
             raise _not_found(service_id)
+
+    # --- usage ----------------------------------------------------------------------------
+    def add_usage(self, service_id: str, seconds: float) -> None:
+        """Count one rendered tile that took `seconds` (an atomic increment: tiles render in
+        parallel)."""
+        for _ in range(2):  # the first tile of two at once: one insert wins, the other adds
+            with self.db.session() as s:
+                done = s.execute(update(ServiceUsage)
+                                 .where(ServiceUsage.service_id == service_id)
+                                 .values(tiles=ServiceUsage.tiles + 1,
+                                         seconds=ServiceUsage.seconds + seconds)
+                                 ).rowcount  # type: ignore[attr-defined]
+            if done:
+                return
+            try:
+                with self.db.session() as s:
+                    s.add(ServiceUsage(service_id=service_id, tiles=1, seconds=seconds))
+                return
+            except IntegrityError:
+                continue
+
+    def usage(self, service_id: str) -> dict[str, Any] | None:
+        """The service's usage in the API's form, None before its first rendered tile."""
+        with self.db.session() as s:
+            row = s.get(ServiceUsage, service_id)
+            if row is None:
+                return None
+            return {"duration": {"value": round(row.seconds, 3), "unit": "seconds"},
+                    "tiles": {"value": row.tiles, "unit": "tiles"}}
 
     # --- logs -----------------------------------------------------------------------------
     def log(self, service_id: str, level: str, message: str, code: str | None = None) -> None:

@@ -14,6 +14,7 @@ as the owner. See docs/user-guide/maps.md.
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -220,7 +221,13 @@ def list_services(request: Request, user: ActiveUser, services: ServicesDep,
 @router.get("/services/{service_id}", operation_id="describe-service")
 def describe_service(request: Request, service_id: str, user: ActiveUser,
                      services: ServicesDep, signer: SignerDep) -> dict[str, Any]:
-    return service_document(request, services.get(user.user_id, service_id), signer)
+    """The service with what rendering its tiles used so far (`usage`: tiles rendered and
+    the seconds spent; tiles served from the cache are free)."""
+    doc = service_document(request, services.get(user.user_id, service_id), signer)
+    usage = services.usage(service_id)
+    if usage is not None:
+        doc["usage"] = usage
+    return doc
 
 
 @router.patch("/services/{service_id}", operation_id="update-service", status_code=204,
@@ -332,6 +339,7 @@ async def _xyz_tile(request: Request, service_id: str, token: str | None, z: int
             return render_tile(record["process"], config, z, x, y, tile_services, parameters,
                                request.app.state.tile_cubes, (service_id, digest))
 
+        started = time.perf_counter()
         try:
             tile = await run_in_threadpool(render)
         except errors.OpenEOError as exc:
@@ -340,6 +348,8 @@ async def _xyz_tile(request: Request, service_id: str, token: str | None, z: int
                 await run_in_threadpool(services.log, service_id, level,
                                         f"tile {z}/{x}/{y}: {exc.message}", exc.code)
             raise
+        await run_in_threadpool(services.add_usage, service_id,
+                                time.perf_counter() - started)
         cache.put(key, tile)
     return Response(tile, media_type="image/png",
                     headers={"Cache-Control": "max-age=60"})
