@@ -371,7 +371,8 @@ def test_usage_counts_the_tiles_rendered(client, alice) -> None:
     """GET /services/{id} reports `usage` (the API's billing fields): tiles rendered and the
     seconds spent; a tile served from the cache is free."""
     sid = create(client, alice, configuration={"rescale": [0, 1]})
-    assert "usage" not in client.get(f"{API}/services/{sid}", headers=alice).json()
+    assert client.get(f"{API}/services/{sid}", headers=alice).json()["usage"] == {
+        "duration": {"value": 0, "unit": "seconds"}, "tiles": {"value": 0, "unit": "tiles"}}
     tile = centre_tile(15)
     started = time.perf_counter()
     for _ in range(2):

@@ -157,14 +157,13 @@ class ServiceStore:
             except IntegrityError:
                 continue
 
-    def usage(self, service_id: str) -> dict[str, Any] | None:
-        """The service's usage in the API's form, None before its first rendered tile."""
+    def usage(self, service_id: str) -> dict[str, Any]:
+        """The service's usage in the API's form (zeros before its first rendered tile)."""
         with self.db.session() as s:
             row = s.get(ServiceUsage, service_id)
-            if row is None:
-                return None
-            return {"duration": {"value": round(row.seconds, 3), "unit": "seconds"},
-                    "tiles": {"value": row.tiles, "unit": "tiles"}}
+            seconds, tiles = (row.seconds, row.tiles) if row is not None else (0.0, 0)
+        return {"duration": {"value": round(seconds, 3), "unit": "seconds"},
+                "tiles": {"value": tiles, "unit": "tiles"}}
 
     # --- logs -----------------------------------------------------------------------------
     def log(self, service_id: str, level: str, message: str, code: str | None = None) -> None:

@@ -224,9 +224,7 @@ def describe_service(request: Request, service_id: str, user: ActiveUser,
     """The service with what rendering its tiles used so far (`usage`: tiles rendered and
     the seconds spent; tiles served from the cache are free)."""
     doc = service_document(request, services.get(user.user_id, service_id), signer)
-    usage = services.usage(service_id)
-    if usage is not None:
-        doc["usage"] = usage
+    doc["usage"] = services.usage(service_id)
     return doc
 
 
