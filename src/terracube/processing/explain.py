@@ -335,7 +335,7 @@ def explain_process(process: dict[str, Any], services: Services) -> Explanation:
     error: errors.OpenEOError | None = None
     value: Any = None
     try:
-        with dry_run(), _ComputeGuard():  # type: ignore[no-untyped-call]  # dask's Callback
+        with dry_run(), _ComputeGuard():
             value = evaluator.run(optimized, validated=True, all_end_nodes=True)
     except errors.OpenEOError as exc:
         error = exc.at(recorder.running)
