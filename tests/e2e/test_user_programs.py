@@ -3,13 +3,12 @@ official client against one real server; values checked with numpy on the sample
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
+from tests.support.data import sample_series
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -25,20 +24,7 @@ def con(server):
 
 def samples(sample_data_dir: Path, band: str) -> dict[str, np.ndarray]:
     """The band per date of SPAN on BOX, as stored (no-data NaN)."""
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    out = {}
-    for item in json.loads((folder / "items.json").read_text())["items"]:
-        day = item["datetime"][:10]
-        if not SPAN[0] <= day < SPAN[1]:
-            continue
-        with rasterio.open(folder / item["assets"][band]) as ds:
-            window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                                  BOX["north"], ds.transform)
-            values = ds.read(1, window=window.round_offsets().round_lengths()).astype("float32")
-            if ds.nodata is not None:
-                values[values == ds.nodata] = np.nan
-        out[day] = values
-    return out
+    return sample_series(sample_data_dir, band, BOX, *SPAN)
 
 
 def test_rank_composite_month_windows(con, sample_data_dir: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from tests.support.data import sample_series
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -25,21 +26,8 @@ def con(server):
 
 
 def stored(sample_data_dir: Path, band: str, start: str, end: str) -> dict[str, np.ndarray]:
-    """The band per date in [start, end) on BOX as stored (no-data NaN), with cloud covers."""
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    out = {}
-    for item in json.loads((folder / "items.json").read_text())["items"]:
-        day = item["datetime"][:10]
-        if not start <= day < end:
-            continue
-        with rasterio.open(folder / item["assets"][band]) as ds:
-            window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                                  BOX["north"], ds.transform)
-            values = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
-            if ds.nodata is not None:
-                values[values == ds.nodata] = np.nan
-        out[day] = values
-    return out
+    """The band per date in [start, end) on BOX as stored (no-data NaN)."""
+    return sample_series(sample_data_dir, band, BOX, start, end)
 
 
 def cloud_cover(sample_data_dir: Path) -> dict[str, float]:

@@ -35,3 +35,23 @@ def sample_band(sample_data_dir: Path, date: str, band: str, box: dict) -> np.nd
         window = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
                                               box["north"], ds.transform)
         return ds.read(1, window=window.round_offsets().round_lengths())
+
+
+def sample_series(sample_data_dir: Path, band: str, box: dict, start: str,
+                  end: str) -> dict[str, np.ndarray]:
+    """One band of the generated Sentinel-2 sample in `box` for each date in [start, end)
+    (YYYY-MM-DD keys), as float64 with the no-data value as NaN."""
+    folder = sample_data_dir / "samples" / "sentinel2_l2a"
+    out = {}
+    for item in json.loads((folder / "items.json").read_text())["items"]:
+        day = item["datetime"][:10]
+        if not start <= day < end:
+            continue
+        with rasterio.open(folder / item["assets"][band]) as ds:
+            window = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
+                                                  box["north"], ds.transform)
+            values = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+            if ds.nodata is not None:
+                values[values == ds.nodata] = np.nan
+        out[day] = values
+    return out
