@@ -182,3 +182,72 @@ def test_store_refuses_wrong_types_and_undeclared_parameters(http) -> None:
         "result": True}}}
     assert http.put("process_graphs/good_one", json=good).status_code == 200
     assert http.delete("process_graphs/good_one").status_code == 204
+
+
+_SMALL_LOAD = {"process_id": "load_collection", "arguments": {
+    "id": "SENTINEL2_L2A", "temporal_extent": ["2022-06-01", "2022-06-10"], "bands": ["B04"],
+    "spatial_extent": {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500,
+                       "crs": 32632}}}
+_MEAN = {"process_graph": {"m": {"process_id": "mean", "arguments": {
+    "data": {"from_parameter": "data"}}, "result": True}}}
+
+
+@pytest.mark.parametrize("name, graph", [
+    ("a cube where a number must be", {
+        "load": _SMALL_LOAD,
+        "a": {"process_id": "add", "arguments": {"x": {"from_node": "load"}, "y": 1},
+              "result": True}}),
+    ("a number where a cube must be", {
+        "n": {"process_id": "add", "arguments": {"x": 1, "y": 2}},
+        "a": {"process_id": "ndvi", "arguments": {"data": {"from_node": "n"}},
+              "result": True}}),
+    ("a string where a cube must be", {
+        "n": {"process_id": "text_concat", "arguments": {"data": ["a", "b"]}},
+        "a": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "n"}, "dimension": "t", "reducer": _MEAN},
+            "result": True}}),
+])
+def test_wrong_reference_types_are_reported(http, name, graph) -> None:
+    """from_node results whose kind is certain from the process descriptions are checked
+    against the parameter's schema; /result refuses the same graphs."""
+    errors = http.post("validation", json={"process_graph": graph}).json()["errors"]
+    assert [(e["code"], e["message"].split("]")[0]) for e in errors] == [
+        ("ProcessParameterInvalid", f"[node 'a', argument '{next(iter(graph['a']['arguments']))}'")
+    ], (name, errors)
+    assert "that node 'n" in errors[0]["message"] or "that node 'load'" in errors[0]["message"]
+    r = http.post("result", json={"process": {"process_graph": graph}})
+    assert r.status_code == 400 and r.json()["code"] == "ProcessParameterInvalid", r.text
+
+
+def test_right_reference_types_are_accepted(http) -> None:
+    """No false alarm for references: cubes through cube processes, a number saved as JSON
+    (save_result takes more than its schema says), a callback's parameter, a process whose
+    result can be anything."""
+    graphs = [
+        {"load": _SMALL_LOAD,
+         "r": {"process_id": "reduce_dimension", "arguments": {
+             "data": {"from_node": "load"}, "dimension": "t", "reducer": _MEAN}},
+         "s": {"process_id": "save_result", "arguments": {
+             "data": {"from_node": "r"}, "format": "GTiff"}, "result": True}},
+        {"n": {"process_id": "add", "arguments": {"x": 1, "y": 2}},
+         "s": {"process_id": "save_result", "arguments": {
+             "data": {"from_node": "n"}, "format": "JSON"}, "result": True}},
+        {"n": {"process_id": "add", "arguments": {"x": 1, "y": 2}},
+         "m": {"process_id": "multiply", "arguments": {"x": {"from_node": "n"}, "y": 3},
+               "result": True}},
+        {"load": _SMALL_LOAD,
+         "a": {"process_id": "apply", "arguments": {"data": {"from_node": "load"},
+                                                    "process": {"process_graph": {
+             "x": {"process_id": "add", "arguments": {"x": {"from_parameter": "x"}, "y": 1},
+                   "result": True}}}}, "result": True}},
+        {"load": _SMALL_LOAD,
+         "i": {"process_id": "inspect", "arguments": {"data": {"from_node": "load"}}},
+         "r": {"process_id": "reduce_dimension", "arguments": {
+             "data": {"from_node": "i"}, "dimension": "t", "reducer": _MEAN},
+             "result": True}},
+    ]
+    for graph in graphs:
+        assert http.post("validation", json={"process_graph": graph}).json()["errors"] == [], \
+            graph
+        r = http.post("result", json={"process": {"process_graph": graph}})
+        assert r.status_code == 200, (graph, r.text)

@@ -3,7 +3,9 @@
 Without reading data, every literal argument (a JSON value, not a reference or a callback)
 is checked against the schema of its parameter in the process description served at
 GET /processes (or the declared schema of a user-defined process); every `from_parameter`
-inside a callback must name a parameter of that callback or of an enclosing process.
+inside a callback must name a parameter of that callback or of an enclosing process; a
+`from_node` is checked where the kinds are certain (a data cube where only scalars are allowed
+or the other way round: `_reference_problem`).
 
 The check is deliberately lenient where a schema says more than JSON types can tell: a
 `subtype` is only used to know that a literal can never be a data cube or a labeled array's
@@ -121,12 +123,79 @@ def type_problems(graph: dict[str, Any], is_predefined: Callable[[str], bool],
                     f"The value passed for parameter '{name}' in process '{pid}' is invalid: "
                     f"it is {_KIND.get(type(value), 'a value')} ({_short(value)}), but must "
                     f"be {_expected(schema)}.", node_id=nid, argument=name))
+            if schema is not None and isinstance(value, dict) and "from_node" in value \
+                    and _is_reference(value):
+                problem = _reference_problem(graph, value["from_node"], schema,
+                                             is_predefined, pid)
+                if problem:
+                    problems.append(errors.ProcessParameterInvalid(
+                        f"The value passed for parameter '{name}' in process '{pid}' is "
+                        f"invalid: {problem}.", node_id=nid, argument=name))
             for child, params in _callbacks(value, schema):
                 inner = frozenset(params) | (scope or frozenset())
                 for p in type_problems(child, is_predefined, udp_parameters,
                                        inner if scope is not None or params else None):
                     problems.append(p.at(nid, name))
     return problems
+
+
+# What a result or a parameter can be, as far as the checks of references go.
+_CUBES = frozenset({"datacube", "raster-cube", "vector-cube"})
+_SCALARS = frozenset({"number", "integer", "string", "boolean", "null"})
+# Processes that take more than their schema says where it matters here: save_result writes
+# numbers, arrays and objects as JSON too.
+_LENIENT = frozenset({"save_result"})
+
+
+def _alternatives(schema: Any) -> list[dict[str, Any]]:
+    """The alternatives of a schema (a list, anyOf/oneOf flattened); [{}] for 'anything'."""
+    if isinstance(schema, list):
+        return [a for s in schema for a in _alternatives(s)] or [{}]
+    if not isinstance(schema, dict):
+        return [{}]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return _alternatives(schema[key])
+    return [schema]
+
+
+def _kind(schema: dict[str, Any]) -> str:
+    """'cube', 'scalar' (only JSON scalars) or 'other' (anything else, e.g. no type)."""
+    if schema.get("subtype") in _CUBES:
+        return "cube"
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if types and all(isinstance(t, str) and t in _SCALARS for t in types) \
+            and not schema.get("subtype"):
+        return "scalar"
+    return "other"
+
+
+def _reference_problem(graph: dict[str, Any], ref: Any, schema: Any,
+                       is_predefined: Callable[[str], bool], pid: str) -> str | None:
+    """Why the result of node `ref` can never be an argument of this schema, or None.
+
+    Only what is certain from the process descriptions: a node whose result is always a data
+    cube passed where only numbers, strings, booleans or null are allowed, or one whose result
+    is always such a scalar passed where only a data cube is allowed (both are refused at
+    /result too). Results of user-defined processes and of processes that return 'any' value
+    are not checked."""
+    node = graph.get(ref) if isinstance(ref, str) else None
+    source = node.get("process_id") if isinstance(node, dict) else None
+    if not isinstance(source, str) or not is_predefined(source) or pid in _LENIENT:
+        return None
+    description = process_description(source)
+    returns = (description or {}).get("returns") or {}
+    given = {_kind(a) for a in _alternatives(returns.get("schema"))}
+    wanted = {_kind(a) for a in _alternatives(schema)}
+    if given == {"cube"} and wanted == {"scalar"}:
+        return (f"it is the data cube that node '{ref}' ({source}) returns, but must be "
+                f"{_expected(schema)} (a process that works on every pixel of a cube goes in "
+                "a callback, e.g. of apply or reduce_dimension)")
+    if given == {"scalar"} and wanted == {"cube"}:
+        return (f"it is the {_expected(returns.get('schema'))} that node '{ref}' ({source}) "
+                f"returns, but must be {_expected(schema)}")
+    return None
 
 
 def _callbacks(value: Any, schema: Any) -> list[tuple[dict[str, Any], list[str]]]:
