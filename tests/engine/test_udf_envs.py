@@ -6,6 +6,7 @@ come from a folder of wheels written here (pip with --no-index: no network)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def declaring(*requirements: str, body: str = "    return cube\n") -> str:
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
     write_wheel(folder, "tc-plain", "1.0", {"tc_plain/__init__.py": "VALUE = 41\n"})
+    write_wheel(folder, "tc-needs-plain", "1.0", {"tc_needs_plain/__init__.py": ""},
+                requires=["tc-plain>=1"])
     write_wheel(folder, "tc-old-numpy", "1.0", {"tc_old_numpy/__init__.py": ""},
                 requires=["numpy<1.0"])
     return folder
@@ -118,3 +121,25 @@ def test_the_sandboxed_udf_imports_the_package_and_cannot_change_it(registry, tm
         "data": [1.0], "udf": declaring("tc-plain", body=body), "runtime": "Python"},
         "result": True}}
     assert Evaluator(Services(registry=registry, settings=s)).run(graph, {}) == [42.0]
+
+
+def test_allow_list_covers_what_the_packages_require(tmp_path, wheels) -> None:
+    only = policy(tmp_path, wheels, udf_dependencies="allow-list",
+                  udf_allowed_packages="tc-needs-plain")
+    with pytest.raises(errors.ProcessParameterInvalid) as info:
+        environment_for(declaring("tc-needs-plain"), only)
+    assert "require tc-plain, which this server does not install" in info.value.message
+    both = policy(tmp_path, wheels, udf_dependencies="allow-list",
+                  udf_allowed_packages="tc-needs-plain,TC_Plain")
+    env = environment_for(declaring("tc-needs-plain"), both)
+    assert env is not None and (env / "tc_plain" / "__init__.py").is_file()
+
+
+def test_a_killed_installation_leaves_nothing_behind(tmp_path, wheels) -> None:
+    p = policy(tmp_path, wheels)
+    env = environment_for(declaring("tc-plain"), p)
+    assert env is not None
+    shutil.rmtree(env)
+    stale = env.parent / f".tmp-{env.name}-dead"
+    (stale / "half").mkdir(parents=True)
+    assert environment_for(declaring("tc-plain"), p) == env and not stale.exists()

@@ -233,6 +233,8 @@ def _install_locked(folder: Path, normalised: list[str], policy: EnvPolicy) -> P
             if folder.is_dir():  # installed while we waited
                 log.info("UDF environment %s installed by another request", folder.name)
                 return folder
+            for stale in folder.parent.glob(f".tmp-{folder.name}-*"):  # a killed install's
+                shutil.rmtree(stale, ignore_errors=True)  # (we hold its lock: nobody uses it)
             _install(folder, normalised, policy)
             return folder
         finally:
@@ -253,6 +255,13 @@ def _install(folder: Path, normalised: list[str], policy: EnvPolicy) -> None:
             pending = list(_missing(tmp, installed, normalised))
             if not pending:
                 break
+            outside = sorted({canonicalize_name(r.name) for r in pending} - policy.allowed)
+            if policy.mode == "allow-list" and outside:
+                raise errors.ProcessParameterInvalid(
+                    f"The packages the UDF declares ({', '.join(normalised)}) require "
+                    f"{', '.join(outside)}, which this server does not install for UDFs: its "
+                    f"administrator allows only these packages: "
+                    f"{', '.join(sorted(policy.allowed))} (GET /udf_runtimes).", argument="udf")
         else:
             raise errors.ProcessParameterInvalid(
                 f"The packages the UDF declares ({', '.join(normalised)}) need more rounds of "
