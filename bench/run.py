@@ -19,7 +19,8 @@ What it does (the scripts of ../shared/bench are called from there, never copied
    as shipped and with the float32 cast), 3 fresh processes each;
 5. compares every output with the numpy one (compare.py; W5: agreement with the true land
    cover) and writes summary.md, summary.json and results.jsonl to bench/results/<size>/ with
-   the machine and the commit. Outputs and logs stay in the cache folder.
+   the machine and the commit. Outputs and logs stay in a folder of their own per run,
+   out-<size>-<time>-* in the cache folder (remove old ones yourself).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -526,9 +528,11 @@ def main(argv: list[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     out = a.out or REPO / "bench" / "results" / a.size
     out.mkdir(parents=True, exist_ok=True)
-    raw = cache / f"out-{a.size}"
-    shutil.rmtree(raw, ignore_errors=True)
-    raw.mkdir(parents=True)
+    # one folder per run (outputs, logs and the server's data folder): concurrent runs on a
+    # shared machine overwrote each other's outputs and collection registration in out-<size>
+    raw = Path(tempfile.mkdtemp(prefix=f"out-{a.size}-{dt.datetime.now():%Y%m%dT%H%M%S}-",
+                                dir=cache))
+    log(f"outputs and logs in {raw}")
     load_before = [round(v, 2) for v in os.getloadavg()]
     workloads = [w for w in a.workloads.split(",") if w]
     variants = [v for v in a.variants.split(",") if v]
@@ -536,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     data = ensure_data(a.size, cache)
     manifest = json.loads((data / "manifest.json").read_text())
     graphs = collection_graphs(raw, manifest)
-    server_dir = cache / "server"
+    server_dir = raw / "server"
     env: dict[str, str] = {}
     if a.memory_limit:
         env["TERRACUBE_MEMORY_LIMIT"] = a.memory_limit
@@ -577,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rec["status"] != "ok":
                     break
     jsonl.close()
+    shutil.rmtree(server_dir, ignore_errors=True)  # the outputs and logs stay in raw
     rows = summarize(records, data)
     info = machine()
     info["load_average_before"] = load_before
