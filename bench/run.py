@@ -383,6 +383,10 @@ def summarize(records: list[dict], data: Path) -> list[dict]:
                "median_wall_s": round(statistics.median(r["wall_s"] for r in ok), 3)
                if ok else None,
                "peak_rss_mb": max(r["peak_rss_mb"] for r in ok) if ok else None}
+        ttfbs = [r["ttfb_s"] for r in ok if r.get("ttfb_s") is not None]
+        if ttfbs:  # the response starts when the result file is written: the rest is download
+            row["median_ttfb_s"] = round(statistics.median(ttfbs), 3)
+            row["ttfb_s_all"] = ttfbs
         cpus = [r["cpu_s"] for r in ok if r.get("cpu_s") is not None]
         if cpus:
             row["median_cpu_s"] = round(statistics.median(cpus), 2)
@@ -409,9 +413,9 @@ def summarize(records: list[dict], data: Path) -> list[dict]:
 def table(rows: list[dict]) -> str:
     ref = {r["workload"]: r for r in rows if r["variant"] == "numpy"}
     ref.update({w: ref[base] for w, base in REFERENCE.items() if base in ref})
-    lines = ["| workload | variant | median wall s | server CPU s | peak RSS MB | × numpy time | "
-             "× numpy RSS | equal to numpy |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| workload | variant | median wall s | until response s | server CPU s | "
+             "peak RSS MB | × numpy time | × numpy RSS | equal to numpy |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = ref.get(r["workload"], {})
 
@@ -433,7 +437,9 @@ def table(rows: list[dict]) -> str:
         wall = r["median_wall_s"] if r["median_wall_s"] is not None else "–"
         rss = r["peak_rss_mb"] if r["peak_rss_mb"] is not None else "–"
         cpu = r.get("median_cpu_s", "–")
-        lines.append(f"| {r['workload']} | {r['variant']}{status} | {wall} | {cpu} | {rss} | "
+        ttfb = r.get("median_ttfb_s", "–")
+        lines.append(f"| {r['workload']} | {r['variant']}{status} | {wall} | {ttfb} | {cpu} | "
+                     f"{rss} | "
                      f"{ratio('median_wall_s')} | {ratio('peak_rss_mb')} | {equal} |")
     return "\n".join(lines)
 
@@ -494,7 +500,9 @@ def write_summary(out: Path, size: str, data: Path, rows: list[dict], info: dict
         "",
         "median wall s: terracube = the whole `POST /result` request as run_http.py measures "
         "it (graph, compute, write, download), a fresh server per run that has answered one "
-        "small warm-up request; numpy and "
+        "small warm-up request; until response s: terracube's time to the response's first "
+        "byte (graph, compute and writing the file; the rest of the wall time is the download "
+        "of the file, which the others do not have); numpy and "
         "openeo-processes-dask = parse + execute + write in a fresh process (imports "
         "excluded). Peak RSS: terracube = the server process and its children (and the dask "
         "workers if given), the largest of the runs; others: the runner process. opd = "
