@@ -6,6 +6,8 @@ Masks are dask graphs rasterised chunk by chunk from the grid, never from cube v
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,11 +106,48 @@ def burn(geoms: Sequence[BaseGeometry], grid: Grid, rows: slice, cols: slice,
     return out
 
 
+# geometry_pixels remembers its answers for the same geometry on the same grid: a synchronous
+# request rasterises its geometries in the dry run (the size check before /result) and again
+# in the run (W3 medium: 50 polygons, ~35 ms CPU each time), and repeated requests or a
+# service's tiles ask again. Bounded by the bytes of the masks and keys kept.
+_PIXELS_MAX_BYTES = 64 * 2**20
+_pixels: OrderedDict[tuple, tuple[slice, slice, np.ndarray] | None] = OrderedDict()
+_pixels_bytes = 0
+_pixels_lock = threading.Lock()
+
+
 def geometry_pixels(geom: BaseGeometry, grid: Grid,
                     polygons_only: bool = False) -> tuple[slice, slice, np.ndarray] | None:
-    """The smallest grid window around a geometry and its selected pixels (None if none)."""
+    """The smallest grid window around a geometry and its selected pixels (None if none).
+
+    The mask is read-only: answers are shared between calls with the same geometry (its
+    exact coordinates) and grid (transform and size; the geometry is in the grid's CRS)."""
+    global _pixels_bytes
     if geom is None or geom.is_empty:
         return None
+    key = (shapely.to_wkb(geom), tuple(grid.transform)[:6], grid.width, grid.height,
+           polygons_only)
+    with _pixels_lock:
+        if key in _pixels:
+            _pixels.move_to_end(key)
+            return _pixels[key]
+    found = _geometry_pixels(geom, grid, polygons_only)
+    size = len(key[0]) + (found[2].nbytes if found is not None else 0)
+    if found is not None:
+        found[2].flags.writeable = False
+    if size <= _PIXELS_MAX_BYTES // 4:
+        with _pixels_lock:
+            if key not in _pixels:
+                _pixels[key] = found
+                _pixels_bytes += size
+            while _pixels_bytes > _PIXELS_MAX_BYTES:
+                old_key, old = _pixels.popitem(last=False)
+                _pixels_bytes -= len(old_key[0]) + (old[2].nbytes if old is not None else 0)
+    return found
+
+
+def _geometry_pixels(geom: BaseGeometry, grid: Grid,
+                     polygons_only: bool) -> tuple[slice, slice, np.ndarray] | None:
     window = _pixel_window(grid, geom.bounds)
     if window is None:
         return None
@@ -117,7 +156,7 @@ def geometry_pixels(geom: BaseGeometry, grid: Grid,
     if not mask.any():
         return None
     r_any, c_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    mask = mask[r_any[0]:r_any[-1] + 1, c_any[0]:c_any[-1] + 1]
+    mask = mask[r_any[0]:r_any[-1] + 1, c_any[0]:c_any[-1] + 1].copy()  # kept: not a view
     rows = slice(rows.start + int(r_any[0]), rows.start + int(r_any[-1]) + 1)
     cols = slice(cols.start + int(c_any[0]), cols.start + int(c_any[-1]) + 1)
     return rows, cols, mask
