@@ -576,7 +576,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # not implemented in openeo-processes-dask / no such graph there
             for rep in range(a.repeat):
                 if v == "terracube":
-                    rec = run_terracube(w, graphs[w], data, server_dir, raw, rep, env,
+                    # spare UDF runners (~120 MB each) only where a UDF runs: the
+                    # other workloads are measured as a server that serves no UDFs
+                    wenv = env if w == W1_UDF else {**env,
+                                                    "TERRACUBE_UDF_SPARES_AT_START": "false"}
+                    rec = run_terracube(w, graphs[w], data, server_dir, raw, rep, wenv,
                                         a.timeout, worker_pids)
                 else:
                     python = sys.executable if v == "numpy" else opd

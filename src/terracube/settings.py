@@ -256,8 +256,8 @@ class Settings(BaseSettings):
         300, gt=0, description="A warm UDF process unused for this long exits.")
     udf_spare_runners: int = Field(
         2, ge=0, description="UDF processes kept started ahead, each in its own fresh sandbox "
-                             "with Python and the libraries imported (~70 MB each): a UDF "
-                             "takes one instead of waiting for a start (~1 s of CPU). 0: "
+                             "with Python and the libraries imported (~120 MB each): a UDF "
+                             "takes one instead of waiting for a start (~0.8 s of CPU). 0: "
                              "started when needed only.")
     udf_spares_at_start: bool = Field(
         True, description="Start the spare UDF processes when the server starts (else at "
