@@ -84,7 +84,7 @@ class _Step:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.cpu = time.process_time()
-        self.read = _bytes_read()
+        self.read = read_bytes()
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
@@ -93,7 +93,7 @@ class _Step:
         usage: dict[str, Any] = {
             "duration": {"value": round(self.seconds(), 3), "unit": "seconds"},
             "cpu": {"value": round(time.process_time() - self.cpu, 3), "unit": "cpu-seconds"}}
-        read = _bytes_read()
+        read = read_bytes()
         if read is not None and self.read is not None:
             usage["bytes_read"] = {"value": read - self.read, "unit": "b"}
         if bytes_written is not None:
@@ -101,10 +101,11 @@ class _Step:
         return usage
 
 
-def _bytes_read() -> int | None:
-    """Bytes this process has read so far (Linux /proc; None elsewhere)."""
+def read_bytes(pid: int | str = "self") -> int | None:
+    """Bytes a process (default: this one) has read so far (Linux /proc; None elsewhere).
+    The worker samples its job processes with it too."""
     try:
-        with open("/proc/self/io") as f:
+        with open(f"/proc/{pid}/io") as f:
             for line in f:
                 if line.startswith("rchar:"):
                     return int(line.split()[1])

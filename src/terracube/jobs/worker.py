@@ -35,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from terracube.auth.users import UserNotFound, UserStore
 from terracube.catalog import Catalog
 from terracube.db import Database, open_database
+from terracube.jobs.compute import read_bytes as _read_bytes
 from terracube.jobs.files import JobFolders, results_folder_of
 from terracube.jobs.logs import level_rank
 from terracube.jobs.runner import job_process_main
@@ -493,48 +494,46 @@ class Worker:
 
     def _stop_over_budget(self, run: _Run) -> None:
         """The run used the CPU time its budget or its owner's allowance allows: stop it."""
-        _kill_and_reap(run)
-        claim = run.claim
-        job_id, run_id = claim.job.job_id, claim.run_id
-        usage = self._usage(run, None)
-        self._account(run, usage)
-        if not self.store.is_current(job_id, run_id):
-            self._cleanup_lost(run)
-            return
-        costs = billing.costs_of(usage, self.settings)
-        self.store.add_log(job_id, "error", (
-            f"Stopped after {run.cpu_seconds:.1f} CPU-seconds (costs {costs:g} "
-            f"{self.settings.billing_currency}): that is all the job's budget or your weekly "
-            "compute allowance (GET /me) permits. Raise the budget, or wait for the allowance."),
-            code="PaymentRequired", usage=usage)
-        _remove_partial_files(run.out_dir)
-        if self.store.fail(job_id, run_id, usage):
-            log.info("job %s: stopped over budget", job_id)
-        else:
-            self._cleanup_lost(run)
+
+        def why(usage: dict[str, Any]) -> str:
+            costs = billing.costs_of(usage, self.settings)
+            return (f"Stopped after {run.cpu_seconds:.1f} CPU-seconds (costs {costs:g} "
+                    f"{self.settings.billing_currency}): that is all the job's budget or your "
+                    "weekly compute allowance (GET /me) permits. Raise the budget, or wait "
+                    "for the allowance.")
+
+        self._stop_failed(run, why, "PaymentRequired", "stopped over budget")
 
     def _stop_over_time(self, run: _Run) -> None:
         """The run is over its wall-clock limit: stop it; the job ends as error saying which
         limit and how to raise it. The worker then takes the next queued job."""
+        server = self.settings.job_max_seconds
+
+        def why(usage: dict[str, Any]) -> str:
+            return (f"Stopped after {usage['duration']['value']:.1f} s at {run.progress:.0f} "
+                    f"%: the job may run for {run.time_limit:g} s ({run.time_limit_source}). "
+                    "Make it smaller (a smaller extent, fewer dates or bands, a coarser "
+                    "resolution) or split it into several jobs; a job may set its job option "
+                    f"max-seconds up to {server:g} s, and an administrator can raise that "
+                    "(setting TERRACUBE_JOB_MAX_SECONDS).")
+
+        self._stop_failed(run, why, "ProcessGraphComplexity",
+                          f"stopped after its time limit of {run.time_limit:g} s")
+
+    def _stop_failed(self, run: _Run, why: Any, code: str, outcome: str) -> None:
+        """Stop a run over one of its limits now: its usage is recorded and charged, the job
+        ends as error with one log entry (`why(usage)`, `code`), its partial files go."""
         _kill_and_reap(run)
-        claim = run.claim
-        job_id, run_id = claim.job.job_id, claim.run_id
+        job_id, run_id = run.claim.job.job_id, run.claim.run_id
         usage = self._usage(run, None)
         self._account(run, usage)
         if not self.store.is_current(job_id, run_id):
             self._cleanup_lost(run)
             return
-        server = self.settings.job_max_seconds
-        self.store.add_log(job_id, "error", (
-            f"Stopped after {usage['duration']['value']:.1f} s at {run.progress:.0f} %: the "
-            f"job may run for {run.time_limit:g} s ({run.time_limit_source}). Make it smaller "
-            "(a smaller extent, fewer dates or bands, a coarser resolution) or split it into "
-            f"several jobs; a job may set its job option max-seconds up to {server:g} s, and "
-            "an administrator can raise that (setting TERRACUBE_JOB_MAX_SECONDS)."),
-            code="ProcessGraphComplexity", usage=usage)
+        self.store.add_log(job_id, "error", why(usage), code=code, usage=usage)
         _remove_partial_files(run.out_dir)
         if self.store.fail(job_id, run_id, usage):
-            log.info("job %s: stopped after its time limit of %g s", job_id, run.time_limit)
+            log.info("job %s: %s", job_id, outcome)
         else:
             self._cleanup_lost(run)
 
@@ -725,14 +724,3 @@ def _cpu_seconds(pid: int) -> float | None:
         return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _read_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/io") as f:
-            for line in f:
-                if line.startswith("rchar:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
