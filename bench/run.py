@@ -560,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "terracube.cli", "collections", "add", COLLECTION,
                         "--from", manifest["stac_collection"], "--data-dir", str(server_dir),
                         "--replace"], check=True, capture_output=True, text=True)
+        # the server's own sample collection, made here: a server whose first start made
+        # it would have that in its peak RSS
+        subprocess.run([sys.executable, "-c", "import sys; from terracube.catalog.samples."
+                        "sentinel2_synthetic import ensure_sample_data as e; e(sys.argv[1])",
+                        str(server_dir)], check=True, capture_output=True, text=True)
     opd = None
     if any(v.startswith("opd") for v in variants):
         opd = opd_python(cache, install=not a.no_install)
