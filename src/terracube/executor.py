@@ -34,6 +34,7 @@ from typing import Any
 import dask
 import dask.array as dsa
 import numpy as np
+from dask.callbacks import Callback
 from dask.sizeof import sizeof
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,9 @@ class Executor:
     def _local_kwargs(self, progress: Progress | None, cancel: Cancel | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"scheduler": self.local_scheduler,
                                   "num_workers": self.threads}
-        callbacks = []
+        # dask uses either the callbacks it is given or the global ones (`with Callback():`,
+        # e.g. the dry run's guard that refuses any computation): keep the global ones too.
+        callbacks: list[tuple] = list(Callback.active)
         if progress is not None:
             callbacks.append(_task_progress(progress))
         if cancel is not None:
