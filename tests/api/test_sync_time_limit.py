@@ -72,6 +72,16 @@ def headers(server) -> dict[str, str]:
     return login(server)
 
 
+def slack(server: ServerProcess, headers: dict[str, str]) -> float:
+    """What a stopped request may take beyond its limit: the request is checked by a dry run
+    before it starts (timed here through /explain, which runs the same one) plus a few seconds
+    to notice the limit. The bound grows with the machine's load, as the dry run does, while
+    the whole computation (~15 s more than the limit) stays far beyond it."""
+    begun = time.monotonic()
+    requests.post(server.api + "explain", json=SLOW, headers=headers, timeout=60)
+    return 2 * (time.monotonic() - begun) + 5
+
+
 def idle(pid: int, within: float) -> bool:
     """Whether the process's CPU use drops below a fifth of a core within `within` seconds."""
     process = psutil.Process(pid)
@@ -100,6 +110,7 @@ def test_slow_request_is_stopped_at_the_time_limit(server, headers) -> None:
         requests.get(server.api + "jobs", headers=headers, timeout=30).raise_for_status()
         answered.append(time.monotonic() - started)
 
+    allowed = LIMIT_S + slack(server, headers)
     poller = threading.Thread(target=poll)
     poller.start()
     started = time.monotonic()
@@ -111,20 +122,21 @@ def test_slow_request_is_stopped_at_the_time_limit(server, headers) -> None:
     assert error["code"] == "ProcessGraphComplexity"
     assert "TERRACUBE_SYNC_MAX_SECONDS" in error["message"]
     assert f"after {LIMIT_S} s" in error["message"] and "batch job" in error["message"]
-    assert LIMIT_S <= took < LIMIT_S + 8, took
+    assert LIMIT_S <= took < allowed, (took, allowed)
     assert answered and answered[0] < 2, answered
     # The computation stopped: the server goes back to idle (it would compute ~15 s more).
     assert idle(server.pid, within=6)
 
 
 def test_lower_max_seconds_option_stops_earlier(server, headers) -> None:
+    allowed = 1 + slack(server, headers)
     started = time.monotonic()
     r = requests.post(server.api + "result", json={**SLOW, "max-seconds": 1}, headers=headers,
                       timeout=120)
     took = time.monotonic() - started
     assert r.status_code == 400, r.text
     assert "after 1 s" in r.json()["message"]
-    assert took < LIMIT_S + 4, took
+    assert took < allowed, (took, allowed)
     assert idle(server.pid, within=6)
 
 
@@ -133,11 +145,13 @@ def test_time_limit_on_a_dask_cluster(sample_data_dir: Path) -> None:
     the request's futures are cancelled instead."""
     srv = started(sample_data_dir, LIMIT_S, TERRACUBE_MEMORY_LIMIT="2GB")
     try:
+        headers = login(srv)
+        allowed = LIMIT_S + slack(srv, headers)
         begun = time.monotonic()
-        r = requests.post(srv.api + "result", json=SLOW, headers=login(srv), timeout=120)
+        r = requests.post(srv.api + "result", json=SLOW, headers=headers, timeout=120)
         took = time.monotonic() - begun
         assert r.status_code == 400 and f"after {LIMIT_S} s" in r.json()["message"], r.text
-        assert took < LIMIT_S + 8, took
+        assert took < allowed, (took, allowed)
         assert idle(srv.pid, within=6)
     finally:
         srv.stop()
