@@ -29,6 +29,8 @@ LONGEST_FIRST = (
     f"{_SUITE}::test_official_suite_module[wp5]",
     f"{_SUITE}::test_official_suite_module[wp6]",
     "tests/hub/test_hub.py",
+    "tests/jobs/test_faults.py",
+    "tests/auth/test_oidc_provider.py",
 )
 
 SHARED_UNITS = ("tests/notebooks",)
