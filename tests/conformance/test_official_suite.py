@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from tests.support.data import data_dir_with_samples
 from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
@@ -94,11 +95,23 @@ def run_suite(server: ServerProcess, shared_dir: Path, out: Path, module: str) -
     return out
 
 
+@pytest.fixture(scope="session")
+def suite_server(sample_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A server of its own for the suite: what other tests leave on the shared session server
+    (e.g. demo's user-defined processes, listed by WP4's GET /process_graphs) is not part of
+    what the suite checks. Session-scoped: one per xdist worker that runs a suite module."""
+    srv = ServerProcess(data_dir_with_samples(tmp_path_factory.mktemp("conformance-data"),
+                                              sample_data_dir))
+    yield srv
+    srv.stop()
+
+
 # One run of the suite per module (not all five in one run): under pytest-xdist the long
 # modules (wp5, wp6) run on different workers (tests/support/xdist_scheduling.py).
 @pytest.mark.parametrize("module", MODULES)
-def test_official_suite_module(server, shared_dir: Path, tmp_path: Path, module: str) -> None:
-    suite_report = run_suite(server, shared_dir, tmp_path, module)
+def test_official_suite_module(suite_server: ServerProcess, shared_dir: Path, tmp_path: Path,
+                               module: str) -> None:
+    suite_report = run_suite(suite_server, shared_dir, tmp_path, module)
     summary = json.loads((suite_report / "summary.json").read_text())
     counts = summary["modules"][module]
     xml_path = suite_report / f"{module}.xml"

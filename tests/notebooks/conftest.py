@@ -175,6 +175,11 @@ def run_notebook(course_server: CourseServer, tmp_path_factory: pytest.TempPathF
                 kept = out_dir / f"{name}.json"
                 results = json.loads(kept.read_text()) if kept.exists() else {}
                 done[name] = NotebookRun(name, nb, results, seconds)
+            finally:
+                # nbclient stops only kernels of its own kernel manager: this one would keep
+                # running (~250 MB each) until the test process ends.
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
         outcome = done[name]
         if isinstance(outcome, BaseException):
             raise outcome

@@ -31,6 +31,9 @@ LONGEST_FIRST = (
     "tests/hub/test_hub.py",
     "tests/jobs/test_faults.py",
     "tests/auth/test_oidc_provider.py",
+    f"{_SUITE}::test_official_suite_module[wp4]",
+    f"{_SUITE}::test_official_suite_module[wp2]",
+    f"{_SUITE}::test_official_suite_module[wp3]",
 )
 
 SHARED_UNITS = ("tests/notebooks",)
