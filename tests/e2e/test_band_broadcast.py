@@ -45,7 +45,7 @@ def band(sample_data_dir: Path, name: str) -> np.ndarray:
 def download(cube, path: Path) -> xr.Dataset:
     cube.download(path, format="netCDF")
     with xr.open_dataset(path) as ds:
-        return ds.drop_vars("spatial_ref", errors="ignore").load()
+        return ds.drop_vars(["crs", "spatial_ref"], errors="ignore").load()
 
 
 def test_a_mask_with_the_band_scl_masks_every_band(con, sample_data_dir: Path,

@@ -71,7 +71,7 @@ def dilation_oracle(scl: np.ndarray, params: dict = DILATION) -> tuple[np.ndarra
 def download(cube, path: Path) -> xr.Dataset:
     cube.download(path, format="netCDF")
     with xr.open_dataset(path) as ds:
-        return ds.drop_vars("spatial_ref", errors="ignore").load()
+        return ds.drop_vars(["crs", "spatial_ref"], errors="ignore").load()
 
 
 def test_processes_lists_the_cdse_processes_with_metadata(con) -> None:

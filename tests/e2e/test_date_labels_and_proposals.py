@@ -37,7 +37,7 @@ def sample_items(sample_data_dir: Path) -> tuple[Path, list[dict]]:
 def download(cube, path: Path) -> xr.Dataset:
     cube.download(path, format="netCDF")
     with xr.open_dataset(path) as ds:
-        return ds.drop_vars("spatial_ref", errors="ignore").load()
+        return ds.drop_vars(["crs", "spatial_ref"], errors="ignore").load()
 
 
 def test_date_processes_on_the_labels_of_array_apply(con, sample_data_dir: Path,

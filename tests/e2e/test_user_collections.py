@@ -86,7 +86,7 @@ def download_netcdf(cube, path: Path) -> xr.Dataset:
 
 
 def crs_of(ds: xr.Dataset) -> CRS:
-    return CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"])
+    return CRS.from_wkt(ds["crs"].attrs["crs_wkt"])
 
 
 # --- folders of files -----------------------------------------------------------------------

@@ -40,7 +40,10 @@ def test_netcdf_single_band_keeps_a_bands_dimension_for_dataarray_readers(tmp_pa
     ds = xr.open_dataset(f.path)
     # The grid mapping is a data variable (as on CDSE), so a reader can't mistake the file
     # for one DataArray without bands.
-    assert set(ds.data_vars) == {"B04", "spatial_ref"}
+    assert set(ds.data_vars) == {"B04", "crs"}
+    # ... named `crs` as CDSE names it: users' code drops it by that name.
+    assert ds["B04"].attrs["grid_mapping"] == "crs"
+    assert set(ds.drop_vars("crs").data_vars) == {"B04"}
     with pytest.raises(ValueError):
         xr.open_dataarray(f.path)
     full = xr.open_dataset(f.path, decode_coords="all")

@@ -420,11 +420,14 @@ def _cf_dataset(cube: RasterCube) -> xr.Dataset:
     xd, yd = cube.x_dim, cube.y_dim
     if xd is not None and yd is not None and cube.crs is not None:
         ds = ds.rio.set_spatial_dims(x_dim=xd.name, y_dim=yd.name)
-        ds = ds.rio.write_crs(_rasterio_crs(cube.crs).to_wkt())
+        # Named `crs` as CDSE names it (users' code drops or reads it by that name),
+        # unless a band is called so.
+        mapping = "crs" if "crs" not in ds.variables else "spatial_ref"
+        ds = ds.rio.write_crs(_rasterio_crs(cube.crs).to_wkt(), grid_mapping_name=mapping)
         ds[xd.name].attrs.update({"standard_name": "projection_x_coordinate", "units": "m"})
         ds[yd.name].attrs.update({"standard_name": "projection_y_coordinate", "units": "m"})
     for name in ds.data_vars:
-        if name != "spatial_ref" and ds[name].dtype.kind == "f":
+        if name not in ("spatial_ref", "crs") and ds[name].dtype.kind == "f":
             ds[name].encoding["_FillValue"] = np.nan
     # The grid mapping is a data variable, as CF files from other back-ends (CDSE) have it;
     # readers that open the file as one DataArray then see the band variables as a bands

@@ -126,7 +126,7 @@ def download_netcdf(cube, path: Path) -> xr.Dataset:
 
 
 def crs_of(ds: xr.Dataset) -> CRS:
-    return CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"])
+    return CRS.from_wkt(ds["crs"].attrs["crs_wkt"])
 
 
 # --- the install ----------------------------------------------------------------------------
