@@ -15,16 +15,13 @@ import pytest
 import requests
 import xarray as xr
 from tests.support.data import data_dir_with_samples, sample_band
+from tests.support.markers import needs_sandbox
 from tests.support.processes import ServerProcess, free_port
 from tests.support.wheels import write_wheel
 
-from terracube.engine.udf_sandbox import sandbox_problem
-
 openeo = pytest.importorskip("openeo")
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
-              pytest.mark.skipif(sandbox_problem() is not None,
-                                 reason=f"no UDF sandbox here: {sandbox_problem()}")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sandbox]
 
 SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
 DAY = ["2022-06-07", "2022-06-08"]

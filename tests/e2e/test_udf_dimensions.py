@@ -18,15 +18,12 @@ import rasterio
 import rasterio.windows
 import xarray as xr
 from scipy.signal import savgol_filter
+from tests.support.markers import needs_sandbox
 from tests.support.processes import ServerProcess, clean_env
-
-from terracube.engine.udf_sandbox import sandbox_problem
 
 openeo = pytest.importorskip("openeo")
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
-              pytest.mark.skipif(sandbox_problem() is not None,
-                                 reason=f"no UDF sandbox here: {sandbox_problem()}")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sandbox]
 
 # 30 x 30 pixels of 10 m: blocks of 16 + 14 pixels a side (4 blocks); 12 dates
 SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}

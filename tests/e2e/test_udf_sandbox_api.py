@@ -12,14 +12,11 @@ import pytest
 import rasterio
 import requests
 import xarray as xr
-
-from terracube.engine.udf_sandbox import sandbox_problem
+from tests.support.markers import needs_sandbox
 
 openeo = pytest.importorskip("openeo")
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
-              pytest.mark.skipif(sandbox_problem() is not None,
-                                 reason=f"no UDF sandbox here: {sandbox_problem()}")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sandbox]
 
 SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
 DAY = ["2022-06-07", "2022-06-08"]

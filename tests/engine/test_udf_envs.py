@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.support.markers import needs_sandbox
 from tests.support.wheels import write_wheel
 
 from terracube import errors
@@ -22,7 +23,7 @@ from terracube.engine.udf_envs import (
     to_install,
     udf_codes,
 )
-from terracube.engine.udf_sandbox import UdfLimits, sandbox_command, sandbox_problem
+from terracube.engine.udf_sandbox import UdfLimits, sandbox_command
 from terracube.settings import Settings
 
 
@@ -109,7 +110,7 @@ def test_the_environment_is_bound_read_only(tmp_path) -> None:
     assert command[i - 1:i + 2] == ["--ro-bind", str(env), "/udf/env"]
 
 
-@pytest.mark.skipif(sandbox_problem() is not None, reason="no UDF sandbox here")
+@needs_sandbox
 def test_the_sandboxed_udf_imports_the_package_and_cannot_change_it(registry, tmp_path,
                                                                    wheels) -> None:
     body = ("    import tc_plain\n    try:\n        open(tc_plain.__file__, 'a').write('x')\n"

@@ -11,14 +11,14 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from tests.support.markers import needs_sandbox
 
 from terracube import errors
 from terracube.engine.evaluate import Evaluator, Services
-from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused, sandbox_problem
+from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused
 from terracube.settings import Settings
 
-pytestmark = pytest.mark.skipif(sandbox_problem() is not None,
-                                reason=f"no UDF sandbox here: {sandbox_problem()}")
+pytestmark = needs_sandbox
 
 
 def udf(body: str) -> str:

@@ -12,6 +12,8 @@ from tests.support.paths import SHARED
 from tests.support.postgres import postgres_missing
 from tests.support.processes import oidc_provider_module as _oidc_provider_module
 
+from terracube.engine.udf_sandbox import sandbox_problem
+
 
 def needs_module(name: str, why: str = "") -> pytest.MarkDecorator:
     """Skip unless the Python module `name` can be imported."""
@@ -23,6 +25,11 @@ def needs_module(name: str, why: str = "") -> pytest.MarkDecorator:
 _NO_POSTGRES = postgres_missing()
 needs_postgres = pytest.mark.skipif(_NO_POSTGRES is not None, reason=_NO_POSTGRES or "")
 """A PostgreSQL server can be started (psycopg, initdb/pg_ctl, a 'postgres' user as root)."""
+
+_NO_SANDBOX = sandbox_problem()
+needs_sandbox = pytest.mark.skipif(_NO_SANDBOX is not None,
+                                   reason=f"no UDF sandbox here: {_NO_SANDBOX}")
+"""The UDF sandbox (bubblewrap with user namespaces) works on this machine."""
 
 needs_shared = pytest.mark.skipif(not (SHARED / "openeo-api").is_dir(),
                                   reason=f"reference material not found at {SHARED} "
