@@ -166,25 +166,27 @@ def available_until(job: Job, expires: int, retention_days: float | None) -> dat
     return until
 
 
+def _signed_url(url: ApiUrl, signer: UrlSigner, job: Job, path: str, scope: str,
+                expires: int) -> str:
+    """`path` under the job's results, with a signature of `scope` (what the link opens)."""
+    signature = signer.sign(job.job_id, job.results_run or "", scope, expires)
+    return (url(f"/jobs/{job.job_id}/results/{path}")
+            + f"?expires={expires}&signature={signature}")
+
+
 def signed_asset_url(url: ApiUrl, signer: UrlSigner, job: Job, asset: str,
                      expires: int) -> str:
-    signature = signer.sign(job.job_id, job.results_run or "", asset, expires)
-    return (url(f"/jobs/{job.job_id}/results/assets/{asset}")
-            + f"?expires={expires}&signature={signature}")
+    return _signed_url(url, signer, job, f"assets/{asset}", asset, expires)
 
 
 def signed_item_url(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> str:
     """The results as one STAC Item (openEO API 1.0 style), signed."""
-    signature = signer.sign(job.job_id, job.results_run or "", "", expires)
-    return (url(f"/jobs/{job.job_id}/results/item.json")
-            + f"?expires={expires}&signature={signature}")
+    return _signed_url(url, signer, job, "item.json", "", expires)
 
 
 def signed_collection_url(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> str:
     """The results Collection, signed (its `canonical` link)."""
-    signature = signer.sign(job.job_id, job.results_run or "", COLLECTION_SCOPE, expires)
-    return (url(f"/jobs/{job.job_id}/results/collection.json")
-            + f"?expires={expires}&signature={signature}")
+    return _signed_url(url, signer, job, COLLECTION_SCOPE, COLLECTION_SCOPE, expires)
 
 
 COLLECTION_SCOPE = "collection.json"
@@ -195,9 +197,8 @@ ITEM_SCOPE = "items/"
 def signed_file_item_url(url: ApiUrl, signer: UrlSigner, job: Job, name: str,
                          expires: int) -> str:
     """The Item of one result file in the results Collection, signed."""
-    signature = signer.sign(job.job_id, job.results_run or "", ITEM_SCOPE + name, expires)
-    return (url(f"/jobs/{job.job_id}/results/items/{quote(name, safe='')}")
-            + f"?expires={expires}&signature={signature}")
+    return _signed_url(url, signer, job, f"items/{quote(name, safe='')}", ITEM_SCOPE + name,
+                       expires)
 
 
 def signed_assets(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> dict[str, dict]:
