@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import dask.array as dsa
 import numpy as np
 import xarray as xr
 
@@ -24,6 +25,34 @@ from terracube.engine.evaluate import Callback
 def drop_dim_coords(value: xr.DataArray, dim: str) -> xr.DataArray:
     stale = [c for c in value.coords if c == dim or dim in value.coords[c].dims]
     return value.drop_vars(stale) if stale else value
+
+
+def take_positions(data: xr.DataArray, dim: str, positions: Any) -> xr.DataArray:
+    """`data.isel({dim: positions})` without copying blocks for dask-backed data.
+
+    dask's integer indexing copies every block it touches (a shuffle of the chunks), even
+    for positions that are consecutive; a run of consecutive positions is a slice instead
+    (views of the blocks) and the runs are concatenated, which only refers to the blocks.
+    Same values, dims and coordinates as isel.
+    """
+    positions = np.asarray(positions, dtype=int)
+    if not isinstance(data.data, dsa.Array) or positions.ndim != 1 or not len(positions):
+        return data.isel({dim: positions})
+    size = data.sizes[dim]
+    positions = np.where(positions < 0, positions + size, positions)
+    if positions.min() < 0 or positions.max() >= size:
+        return data.isel({dim: positions})  # isel raises its own IndexError
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(positions, breaks)]
+    if len(runs) == 1:
+        return data.isel({dim: slice(*runs[0])})
+    parts = [data.isel({dim: slice(a, b)}) for a, b in runs]
+    axis = data.get_axis_num(dim)
+    values = dsa.concatenate([p.data for p in parts], axis=axis)
+    coords = {k: xr.concat([p.coords[k] for p in parts], dim=dim) if dim in c.dims else c
+              for k, c in data.coords.items()}
+    return xr.DataArray(values, dims=data.dims, coords=coords, name=data.name,
+                        attrs=data.attrs)
 
 
 def unwrap_data(value: Any) -> Any:
@@ -169,7 +198,7 @@ def reduce_groups(cube: RasterCube, dim: str, groups: Sequence[np.ndarray], labe
             parts.append(empty.expand_dims({_GROUP: len(members)}))
         elif batched and len(members) > 1:
             positions = np.concatenate([np.asarray(groups[i], dtype=int) for i in members])
-            stacked = data.isel({dim: positions}).drop_vars(dim, errors="ignore")
+            stacked = take_positions(data, dim, positions).drop_vars(dim, errors="ignore")
             stacked = stacked.coarsen({dim: size}).construct({dim: (_GROUP, dim)})
             value = reducer(data=ArrayValue(stacked, dim, labeled=True), context=context)
             group_template = template.expand_dims({_GROUP: len(members)})
@@ -177,13 +206,13 @@ def reduce_groups(cube: RasterCube, dim: str, groups: Sequence[np.ndarray], labe
                 *stacked.isel({dim: 0}).dims), dim))
         else:
             for i in members:
-                part = data.isel({dim: np.asarray(groups[i], dtype=int)})
+                part = take_positions(data, dim, groups[i])
                 value = reducer(data=ArrayValue(part, dim, labeled=True), context=context)
                 parts.append(reducer_output(value, template, dim).expand_dims({_GROUP: 1}))
         order.extend(members)
     if parts:
         out = xr.concat(parts, dim=_GROUP, coords="minimal", compat="override", join="override")
-        out = out.isel({_GROUP: np.argsort(np.asarray(order), kind="stable")})
+        out = take_positions(out, _GROUP, np.argsort(np.asarray(order), kind="stable"))
     else:
         out = template.astype(float).expand_dims({_GROUP: 0})
     out = out.rename({_GROUP: dim}).assign_coords({dim: labels}).transpose(*cube.data.dims)

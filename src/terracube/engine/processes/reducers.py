@@ -85,29 +85,68 @@ def _reduce(data: Any, ignore_nodata: bool, how: str, keep_int: bool = True,
 _NETWORK_MAX = 8  # up to this many values per pixel a sorting network beats np.sort
 
 
+def _halfway(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(lower + upper) / 2, and the value itself where both are the same value (doubling a
+    value above half the float maximum would overflow to ±inf)."""
+    out = np.add(lower, upper)
+    np.true_divide(out, 2, out=out)
+    overflow = np.isinf(out)
+    if overflow.any():  # rare: those pixels only
+        at = np.flatnonzero(overflow)
+        lo, up = lower.ravel()[at], upper.ravel()[at]
+        out.ravel()[at] = np.where(lo == up, lo, out.ravel()[at])
+    return out
+
+
+def _nan_median_two(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The NaN-skipping median of two arrays: their mean, the valid one, or NaN.
+
+    Branch-free: fmin/fmax give the valid value twice where the other is NaN, and its
+    double halved is itself. Masked selections (np.where, copyto with a mask) cost 10-20 ms
+    per 2048² block on scattered no-data, against 2 ms for a ufunc pass. The only pixels
+    where this differs from the mean-or-valid formula are those whose double overflows
+    (|v| > max/2 gives ±inf): they are recomputed with that formula."""
+    out = np.fmax(x, y)
+    lower = np.fmin(x, y)
+    np.add(out, lower, out=out)  # x + y where both are valid (addition commutes)
+    np.true_divide(out, 2, out=out)
+    overflow = np.isinf(out)
+    if overflow.any():
+        at = np.flatnonzero(overflow)
+        a, b = x.ravel()[at], y.ravel()[at]
+        out.ravel()[at] = np.where(np.isnan(a) | (a == b), b,
+                                   np.where(np.isnan(b), a, out.ravel()[at]))
+    return out
+
+
 def _nan_median_rows(rows: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
     """The NaN-skipping median of up to _NETWORK_MAX arrays of the same shape, pixel by
-    pixel (the rows of `_nan_median_last_axis`, or the blocks of one chunk per date)."""
+    pixel (the rows of `_nan_median_last_axis`, or the blocks of one chunk per date).
+    The rows may be views of dask's blocks: they are read, never written."""
     n = len(rows)
     if n == 1:
         return rows[0].copy()
     if n == 2:
-        x, y = rows
-        return np.where(np.isnan(x), y, np.where(np.isnan(y), x, (x + y) / 2))
-    nan = [np.isnan(r) for r in rows]
-    valid = n - sum(m.astype(np.intp) for m in nan)
-    rows = [np.where(nan[i], np.inf, rows[i]) for i in range(n)]
+        return _nan_median_two(*rows)
+    missing = np.zeros(rows[0].shape, dtype=np.uint8)  # no-data values per pixel
+    work = []
+    for r in rows:
+        np.add(missing, np.isnan(r), out=missing)
+        work.append(np.fmin(r, np.inf))  # no-data sorts last (as +inf); a new array
+    spare = np.empty_like(work[0])
     for lap in range(n):  # odd-even transposition sort: n laps of compare-exchange
         for i in range(lap % 2, n - 1, 2):
-            low, high = np.minimum(rows[i], rows[i + 1]), np.maximum(rows[i], rows[i + 1])
-            rows[i], rows[i + 1] = low, high
-    lower = np.full(valid.shape, np.nan, dtype=dtype)
-    upper = np.full(valid.shape, np.nan, dtype=dtype)
+            a, b = work[i], work[i + 1]
+            np.minimum(a, b, out=spare)
+            np.maximum(a, b, out=b)
+            work[i], spare = spare, a
+    lower = np.full(missing.shape, np.nan, dtype=dtype)
+    upper = np.full(missing.shape, np.nan, dtype=dtype)
     for count in range(1, n + 1):
-        here = valid == count
-        lower = np.where(here, rows[(count - 1) // 2], lower)
-        upper = np.where(here, rows[count // 2], upper)
-    return (lower + upper) / 2
+        here = missing == n - count
+        lower = np.where(here, work[(count - 1) // 2], lower)
+        upper = np.where(here, work[count // 2], upper)
+    return _halfway(lower, upper)
 
 
 def _nan_median_last_axis(a: np.ndarray) -> np.ndarray:
@@ -129,7 +168,7 @@ def _nan_median_last_axis(a: np.ndarray) -> np.ndarray:
     high = np.where(valid == 0, 0, valid // 2)[..., None]
     lower = np.take_along_axis(ordered, low, axis=-1)[..., 0]
     upper = np.take_along_axis(ordered, high, axis=-1)[..., 0]
-    return (lower + upper) / 2  # all-NaN pixels: NaN, as ordered[..., 0] is NaN
+    return _halfway(lower, upper)  # all-NaN pixels: NaN, as ordered[..., 0] is NaN
 
 
 # NaN-skipping extremes folded chunk after chunk: a tree reduction would first concatenate
