@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 import xarray as xr
 
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
-from terracube.results.writers import write_result
+from terracube.results.writers import _scratch_overviews, write_result
 
 
 def cube(bands: list[str]) -> RasterCube:
@@ -86,3 +87,53 @@ def test_zarr_is_one_zip_file_that_xarray_opens(tmp_path) -> None:
     assert ds["B08"].dims == ("t", "y", "x") and ds.rio.crs.to_epsg() == 32632
     np.testing.assert_array_equal(ds["B08"].values, c.data.sel(bands="B08").values)
     np.testing.assert_array_equal(ds["t"].values, c.data["t"].values)
+
+
+def _single_band(height: int, width: int) -> RasterCube:
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(height, width)).astype("float32")
+    values[rng.random((height, width)) < 0.05] = np.nan
+    da = xr.DataArray(values, dims=["y", "x"], coords={
+        "y": 5_000_000.0 - 10 * (np.arange(height) + 0.5),
+        "x": 600_000.0 + 10 * (np.arange(width) + 0.5)}).chunk({"y": 300, "x": 300})
+    return RasterCube(da, (Dimension("y", SPATIAL, "y", 32631),
+                           Dimension("x", SPATIAL, "x", 32631)))
+
+
+def _cog_offsets(ds) -> tuple[list[int], list[int]]:
+    """(IFD offsets, first tile offsets) of the full resolution and then each overview."""
+    levels = [None, *range(len(ds.overviews(1)))]
+    ifds = [int(ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1, ovr=o)) for o in levels]
+    tiles = [int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1, ovr=o)) for o in levels]
+    return ifds, tiles
+
+
+@pytest.mark.parametrize("height, width", [(1024, 1536), (1000, 1030)])
+def test_gtiff_overviews_are_those_of_the_cog_driver(tmp_path, height, width) -> None:
+    """The writer builds the overviews itself where that gives the COG driver's own (sizes a
+    power of two times the smallest overview); the file is the driver's COG either way."""
+    c = _single_band(height, width)
+    cog = {"blocksize": 256, "overview_resampling": "nearest"}
+    assert _scratch_overviews(width, height, cog) == ([2, 4, 8] if width == 1536 else [])
+    (f,) = write_result(c, "GTiff", {"tile_size": 256}, tmp_path)
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=width, height=height, count=1,
+                       dtype="float32", crs="EPSG:32631", nodata=float("nan"),
+                       transform=rasterio.Affine(10, 0, 600_000, 0, -10, 5_000_000)) as dst:
+        dst.write(c.data.values, 1)
+    reference = tmp_path / "reference.tif"
+    rasterio.shutil.copy(plain, reference, driver="COG", compress="DEFLATE", level=1,
+                         blocksize=256, overview_resampling="nearest")
+    with rasterio.open(f.path) as ours, rasterio.open(reference) as ref:
+        assert ours.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert ours.overviews(1) == ref.overviews(1) and len(ours.overviews(1)) >= 2
+        np.testing.assert_array_equal(ours.read(1), c.data.values)
+        for level in range(len(ref.overviews(1))):
+            with rasterio.open(f.path, overview_level=level) as o, \
+                    rasterio.open(reference, overview_level=level) as r:
+                np.testing.assert_array_equal(o.read(1), r.read(1))
+        ifds, tiles = _cog_offsets(ours)
+        # COG layout: the IFDs first (after GDAL's ghost header), in order; tile data from the
+        # smallest overview to the full resolution
+        assert ifds == sorted(ifds) and ifds[0] < 1024 and max(ifds) < min(tiles)
+        assert tiles == sorted(tiles, reverse=True)

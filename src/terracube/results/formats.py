@@ -48,8 +48,9 @@ _GTIFF = {
         "compression": _param("The compression of the GeoTIFF.",
                               {"type": "string",
                                "enum": ["deflate", "lzw", "zstd", "none"]}, "deflate"),
-        "ZLEVEL": _param("Compression level: 1-9 for deflate, 1-22 for zstd.",
-                         {"type": "integer", "minimum": 1, "maximum": 22}, 6),
+        "ZLEVEL": _param("Compression level: 1-9 for deflate (default 1, the fastest; "
+                         "level 6 makes files about 1 % smaller), 1-22 for zstd (default 9).",
+                         {"type": "integer", "minimum": 1, "maximum": 22}, 1),
         "predictor": _param("GeoTIFF predictor: 1 none, 2 horizontal differencing, "
                             "3 floating point.",
                             {"type": "integer", "enum": [1, 2, 3]}, 1),

@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
+from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
 
@@ -139,6 +140,8 @@ def _write_one(data: Any, fmt: str, tmp: Path, options: dict) -> None:
 
 
 # --- GeoTIFF ----------------------------------------------------------------------------------
+DEFAULT_DEFLATE_LEVEL = 1  # the GTiff option ZLEVEL's default for deflate (/file_formats)
+
 def gtiff_parts(cube: RasterCube, stem: str, options: dict, per_date: bool
                 ) -> list[tuple[str, RasterCube]]:
     """The GeoTIFF files of a cube: (stem, part of the cube) each.
@@ -293,10 +296,35 @@ def _write_gtiff(cube: RasterCube, path: Path, options: dict) -> None:
                 dst.write_colormap(1, colormap)
             data = data.rechunk({0: max(1, min(count, 16)), 1: 1024, 2: 1024})
             executor.current().store([data], [_WindowWriter(dst)])
+            cog = _cog_options(options, dtype)
+            factors = _scratch_overviews(width, height, cog)
+            if factors:
+                dst.build_overviews(factors, Resampling.nearest)
         rasterio.shutil.copy(plain, path, driver="COG", BIGTIFF="IF_SAFER",
-                             NUM_THREADS="ALL_CPUS", **_cog_options(options, dtype))
+                             NUM_THREADS="ALL_CPUS", **cog)
     finally:
         plain.unlink(missing_ok=True)
+
+
+def _scratch_overviews(width: int, height: int, cog: dict[str, Any]) -> list[int]:
+    """The overview factors to build in the scratch file, which the COG driver then copies
+    instead of making them itself (through a compressed temporary file: a third of the COG
+    step's CPU for 2048² float32).
+
+    Only where the result is exactly what the COG driver would make: the same levels (halving
+    until the overview fits in a tile, as the driver counts them) and sizes that every factor
+    divides, where nearest is `a[::f, ::f]` in both (for other sizes the two round the
+    overviews' sizes and pixel positions differently). Otherwise [] and the driver makes them.
+    """
+    if cog.get("overviews") == "NONE" or cog.get("overview_resampling") != "nearest":
+        return []
+    block, factors, factor = int(cog["blocksize"]), [], 1
+    while width // factor > block or height // factor > block:
+        factor *= 2
+        factors.append(factor)
+    if not factors or width % factor or height % factor:
+        return []
+    return factors
 
 
 def _cog_options(options: dict, dtype: np.dtype) -> dict[str, Any]:
@@ -307,6 +335,10 @@ def _cog_options(options: dict, dtype: np.dtype) -> dict[str, Any]:
                            "overview_resampling": "nearest"}
     if options.get("overviews") == "OFF":
         out["overviews"] = "NONE"
+    if compress == "DEFLATE":
+        # GDAL's default is 6; level 1 compresses a float32 result ~30 % faster into a file
+        # < 1 % larger (NDVI 2048², 18.51 MB vs 18.61 MB).
+        out["level"] = DEFAULT_DEFLATE_LEVEL
     if options.get("ZLEVEL") is not None and compress in ("DEFLATE", "ZSTD"):
         level = int(options["ZLEVEL"])
         if compress == "DEFLATE" and level > 9:
