@@ -59,6 +59,17 @@ class Grid:
     def y_coords(self) -> np.ndarray:
         return self.transform.f + (np.arange(self.height) + 0.5) * self.transform.e
 
+    def scaled(self, fx: Any, fy: Any) -> Grid:
+        """The same area in `fx` times as many columns and `fy` times as many rows (pixels
+        1/fx and 1/fy of the size; the counts must come out whole)."""
+        width, height = self.width * fx, self.height * fy
+        if int(width) != width or int(height) != height:
+            raise ValueError(f"{self.width} x {self.height} pixels cannot be scaled by "
+                             f"{fx} x {fy}")
+        t = self.transform
+        return Grid(self.crs, Affine(t.a / float(fx), t.b, t.c, t.d, t.e / float(fy), t.f),
+                    int(width), int(height), self.reference_system)
+
     def same_as(self, other: Grid) -> bool:
         return (self.crs == other.crs and self.width == other.width
                 and self.height == other.height
@@ -127,6 +138,19 @@ def with_grid(cube: RasterCube, data: xr.DataArray, grid: Grid) -> RasterCube:
     dims = tuple(replace_dim(d, reference_system=grid.reference_system)
                  if d.name in (xdim, ydim) else d for d in cube.dimensions)
     return RasterCube(data, dims, cube.nodata, dict(cube.attrs))
+
+
+def with_scaled_grid(cube: RasterCube, data: xr.DataArray, scale: dict[str, Any]) -> RasterCube:
+    """A cube with values `data` on the grid of `cube` with `scale[name]` times as many pixels
+    along its spatial dimensions (same area, smaller pixels for a factor above one: what a
+    UDF that upsamples gives); dimensions missing from `scale` keep their pixels."""
+    ydim, xdim = spatial_dims(cube)
+    grid = grid_of(cube).scaled(scale.get(xdim, 1), scale.get(ydim, 1))
+    out = with_grid(cube, data, grid)
+    if cube.attrs.get("resolution") is not None:
+        rx, ry = grid.resolution
+        out.attrs["resolution"] = rx if rx == ry else [rx, ry]
+    return out
 
 
 def replace_dim(dim: Dimension, **changes: Any) -> Dimension:

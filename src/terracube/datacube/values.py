@@ -35,6 +35,9 @@ class ArrayValue:
     data: xr.DataArray
     dim: str
     labeled: bool = False  # True for labeled arrays (dimension labels are meaningful)
+    # labels the process that made the array declared for `dim` (a UDF's apply_metadata),
+    # which apply_dimension gives the target dimension instead of 0, 1, 2, ...
+    declared_labels: tuple[Any, ...] | None = None
 
     @property
     def is_list(self) -> bool:

@@ -215,10 +215,9 @@ class UdfError(Exception):
     """An error of the user's UDF, with the message the user gets."""
 
 
-def load(code: str) -> tuple[str, Any]:
-    """(kind, entry function) of the UDF module `code`."""
-    import inspect as pyinspect
-
+def load(code: str) -> tuple[str, Any, Any]:
+    """(kind, entry function, its `apply_metadata` function or None) of the UDF module
+    `code`."""
     import pandas
     import xarray as xr
 
@@ -236,6 +235,14 @@ def load(code: str) -> tuple[str, Any]:
     except BaseException as exc:
         raise UdfError(f"The UDF code failed while loading: {type(exc).__name__}: {exc}"
                        f"{_udf_traceback(exc)}") from exc
+    kind, func = _entry_point(namespace)
+    meta = namespace.get("apply_metadata")
+    return kind, func, meta if callable(meta) else None
+
+
+def _entry_point(namespace: dict) -> tuple[str, Any]:
+    import inspect as pyinspect
+
     for name in ("apply_datacube", "apply_hypercube"):
         func = namespace.get(name)
         if callable(func):
@@ -258,6 +265,10 @@ def load(code: str) -> tuple[str, Any]:
         if len(params) == 1 and _annotation_name(
                 params[0].annotation).split(".")[-1] == "UdfData":
             return "udfdata", func
+    if callable(namespace.get("apply_vectorcube")):
+        raise UdfError("apply_vectorcube(geometries, cube, context) is not supported (UDFs "
+                       "run on raster data cubes only): define apply_datacube(cube, context), "
+                       "apply_timeseries(series, context) or a function taking one UdfData.")
     raise UdfError("The UDF defines no entry point: define apply_datacube(cube, context), "
                    "apply_timeseries(series, context) or a function taking one UdfData.")
 
@@ -313,6 +324,40 @@ def _per_timeseries(func: Any, arr: Any, context: Any) -> Any:
         result = func(series=pandas.Series(row, index=index), context=context)
         out[i] = np.asarray(result, dtype=float)
     return moved.copy(data=out.reshape(values.shape)).transpose(*arr.dims)
+
+
+def apply_metadata(func: Any, described: dict, context: Any) -> dict:
+    """The UDF's `apply_metadata(metadata, context)` applied to the cube described by the
+    server (`{"dimensions": [{name, type, extent, step, reference_system | values}]}`, the
+    STAC datacube fields), as an openeo CollectionMetadata; its answer described the same
+    way (spatial: step and reference system; bands: names; others: name and type)."""
+    if func is None:
+        raise UdfError("The UDF defines no apply_metadata(metadata, context).")
+    from openeo.metadata import CollectionMetadata
+
+    dims = {str(d["name"]): {k: v for k, v in d.items() if k != "name"}
+            for d in described.get("dimensions", [])}
+    metadata = CollectionMetadata({"cube:dimensions": dims})
+    result = func(metadata, context)
+    dimensions = getattr(result, "_dimensions", None)
+    if not isinstance(dimensions, list):
+        raise UdfError(f"The UDF's apply_metadata returned {type(result).__name__}; it must "
+                       f"return the metadata it was given, changed (e.g. "
+                       f"metadata.rename_labels(...) or metadata.resample_spatial(...)).")
+    out = []
+    for d in dimensions:
+        entry: dict[str, Any] = {"name": str(getattr(d, "name", "")),
+                                 "type": str(getattr(d, "type", "other"))}
+        if entry["type"] == "spatial":
+            step = getattr(d, "step", None)
+            entry["step"] = float(step) if isinstance(step, (int, float)) else None
+            crs = getattr(d, "crs", None)
+            entry["reference_system"] = crs if isinstance(crs, (int, str, dict)) else None
+        elif entry["type"] == "bands":
+            entry["values"] = [None if n is None else str(n)
+                               for n in getattr(d, "band_names", [])]
+        out.append(entry)
+    return {"dimensions": out}
 
 
 class _Collect(logging.Handler):
@@ -412,20 +457,36 @@ def main() -> None:
     user_logger.addHandler(collect)
     user_logger.propagate = False
     try:
-        kind, func = load(header["code"])
+        kind, func, meta_func = load(header["code"])
     except UdfError as exc:
         write_message(out, {"ok": False, "error": str(exc)}, [])
         return
     except BaseException as exc:  # e.g. MemoryError while importing
         write_message(out, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, [])
         return
-    write_message(out, {"ok": True, "kind": kind}, [])
+    write_message(out, {"ok": True, "kind": kind, "apply_metadata": meta_func is not None}, [])
     while True:
         try:
             request, buffers = read_message(rfd, idle, shm)
         except EOFError:
             return
         collect.records = []
+        if "metadata" in request:  # what the UDF's apply_metadata says of its result
+            try:
+                answer = apply_metadata(meta_func, request["metadata"],
+                                        request.get("context") or {})
+                write_message(out, {"ok": True, "metadata": answer, "logs": collect.records},
+                              [])
+            except UdfError as exc:
+                write_message(out, {"ok": False, "error": str(exc), "logs": collect.records},
+                              [])
+            except BaseException as exc:
+                write_message(out, {"ok": False, "error": f"The UDF's apply_metadata failed: "
+                                    f"{type(exc).__name__}: {exc}{_udf_traceback(exc)}",
+                                    "logs": collect.records}, [])
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    return
+            continue
         try:
             arr = decode_array(request["array"], buffers)
             result = call(kind, func, arr, request.get("context") or {})

@@ -355,6 +355,7 @@ class _Worker:
             self.kill()
             raise errors.ProcessParameterInvalid(str(header.get("error")), argument="udf")
         self.kind = str(header.get("kind"))
+        self.has_apply_metadata = bool(header.get("apply_metadata"))
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -439,6 +440,16 @@ class _Worker:
         finally:  # the request's region stays in use while the result's values do
             self.shm.done(base if base is not None and base.base is not None
                           and isinstance(base.base, memoryview) else None)
+
+
+    def call_metadata(self, described: dict, context: Any) -> dict:
+        """The reply of the UDF's apply_metadata for the cube `described`."""
+        try:
+            _write(self.proc.stdin, {"metadata": described, "context": context}, [])
+        except (BrokenPipeError, OSError):
+            raise _WorkerDied(self._death()) from None
+        header, _ = self._read(self.limits.timeout_seconds)
+        return header
 
 
 _PIPE_BYTES = 1024 * 1024  # blocks are megabytes: 16 x fewer wake-ups than Linux's 64 KiB
@@ -631,6 +642,7 @@ class UdfPool:
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
         self._starting = 0  # workers being started
+        self._metadata_answers: dict[str, dict] = {}  # apply_metadata's, by described cube
         weakref.finalize(self, _kill_all, self._all)
         _POOLS[self.id] = self
         if load_now:
@@ -698,6 +710,37 @@ class UdfPool:
             error.udf_logs = logs  # type: ignore[attr-defined]  # forwarded before raising
             raise error
         return out, logs
+
+    def metadata(self, described: dict, context: Any) -> tuple[dict, list[dict]]:
+        """What the UDF's `apply_metadata(metadata, context)` says of its result for the cube
+        `described` (udf_runner.apply_metadata gives the format): (answer, what it logged)."""
+        # one answer per node: the pieces of apply_neighborhood differ only by their extent
+        key = json.dumps([{k: v for k, v in d.items() if k != "extent"}
+                          for d in described.get("dimensions", [])] + [context],
+                         sort_keys=True, default=str)
+        known = self._metadata_answers.get(key)
+        if known is not None:
+            return known, []
+        worker = self._acquire()
+        try:
+            header = worker.call_metadata(described, context)
+        except _WorkerDied as exc:
+            self._discard(worker)
+            raise errors.ProcessParameterInvalid(f"The UDF's apply_metadata failed: {exc}.",
+                                                 argument="udf") from None
+        except BaseException:
+            self._discard(worker)
+            raise
+        self._release(worker)
+        logs: list[dict] = header["logs"] if isinstance(header.get("logs"), list) else []
+        answer = header.get("metadata")
+        if not header.get("ok") or not isinstance(answer, dict):
+            error = errors.ProcessParameterInvalid(str(header.get("error"))[:4000],
+                                                   argument="udf")
+            error.udf_logs = logs  # type: ignore[attr-defined]  # forwarded before raising
+            raise error
+        self._metadata_answers[key] = answer
+        return answer, logs
 
     def close(self) -> None:
         _kill_all(self._all)

@@ -297,10 +297,15 @@ def apply_dimension(data: RasterCube, process: Callback, dimension: str,
     arr = _values_along_axis(result, template, "process")
     n = arr.sizes[_NEW_AXIS]
     names = [d.name for d in cube.dimensions]
+    declared = result.declared_labels if isinstance(result, ArrayValue) else None
     if target_name == dimension:
         same = n == values.sizes[dimension]
         labels = values.coords[dimension].values if (same and dimension in values.coords) \
             else np.arange(n)
+        if declared is not None and len(declared) == n:  # a UDF's apply_metadata names them
+            labels = np.asarray(declared)
+            same = same and dimension in values.coords \
+                and list(labels) == list(values.coords[dimension].values)
         new_dim = source if same else replace(source, reference_system=None)
         order = names
         dims = tuple(new_dim if d.name == dimension else d for d in cube.dimensions)

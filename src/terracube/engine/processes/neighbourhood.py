@@ -8,6 +8,7 @@ Kernels and windows run lazily chunk by chunk (dask overlap); callbacks get whol
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
 import dask.array as da
@@ -17,12 +18,20 @@ import scipy.ndimage
 import xarray as xr
 
 from terracube import errors
-from terracube.datacube.cube import SPATIAL, TEMPORAL, Dimension, RasterCube
-from terracube.datacube.grid import as_dask, assemble_blocks, grid_of, spatial_dims, splits
+from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+from terracube.datacube.grid import (
+    as_dask,
+    assemble_blocks,
+    grid_of,
+    spatial_dims,
+    splits,
+    with_scaled_grid,
+)
 from terracube.datacube.values import ArrayValue
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import number_argument
 from terracube.engine.processes._reducing import drop_dim_coords, reducer_output, unwrap_data
+from terracube.engine.processes.cube_filters import with_bands
 from terracube.engine.processes.udf import udf_whole_pieces
 from terracube.engine.registry import process
 from terracube.process_errors import (
@@ -290,6 +299,57 @@ def callback_cube(value: Any, expected: xr.DataArray, argument: str = "process")
     return value
 
 
+def _neighbourhood_result(value: Any, piece: xr.DataArray,
+                          spatial: set[str]) -> tuple[xr.DataArray, dict[str, Fraction]]:
+    """The callback's result for one neighbourhood, in the piece's dimension order, and how
+    many times the piece's pixels it has along each spatial dimension that changed. Only a
+    cube a UDF returned (whose apply_metadata declared another resolution or other bands) may
+    differ from the piece in size; a process graph keeps the sizes (callback_cube)."""
+    if not isinstance(value, RasterCube) or set(value.data.dims) != set(piece.dims):
+        return callback_cube(value, piece), {}
+    out = value.data.transpose(*piece.dims)
+    scale: dict[str, Fraction] = {}
+    for d in piece.dims:
+        before, after = piece.sizes[d], out.sizes[d]
+        if before == after:
+            continue
+        if d in spatial and before:
+            scale[str(d)] = Fraction(after, before)
+        elif d not in out.coords:
+            return callback_cube(value, piece), {}
+    return out, scale
+
+
+def _labels_after(first: xr.DataArray, scale: dict[str, Fraction], values: xr.DataArray,
+                  whole: set[Any]) -> tuple[dict[Any, Any], list[Any]]:
+    """Coordinates of apply_neighborhood's result but those of scaled dimensions: of the
+    dimensions every neighbourhood has `whole` that the callback relabelled, from its first
+    result; the others from the input. And the dimensions whose labels changed."""
+    coords, changed = {}, []
+    for d in values.dims:
+        if d in scale or d not in values.coords:
+            continue
+        if d in whole and d in first.coords and (
+                first.sizes[d] != values.sizes[d] or not np.array_equal(
+                np.asarray(first.coords[d].values), np.asarray(values.coords[d].values))):
+            coords[d] = first.coords[d].values
+            changed.append(d)
+        else:
+            coords[d] = values.coords[d].values
+    return coords, changed
+
+
+def _finished(data: RasterCube, out: xr.DataArray, scale: dict[str, Fraction],
+              changed: list[Any]) -> RasterCube:
+    """apply_neighborhood's result cube: the grid scaled where the callback changed the
+    resolution, the band metadata of relabelled bands."""
+    cube = with_scaled_grid(data, out, dict(scale)) if scale else data.with_data(out)
+    for d in changed:
+        if (dim := data.dim(str(d))) is not None and dim.type == BANDS:
+            cube = with_bands(cube, [str(v) for v in out.coords[d].values])
+    return cube
+
+
 @process("apply_neighborhood")
 def apply_neighborhood(data: RasterCube, process: Callback, size: list,
                        overlap: list | None = None, context: Any = None) -> RasterCube:
@@ -298,11 +358,17 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
     dims = list(data.data.dims)
     sizes = [data.data.sizes[d] for d in dims]
     whole = [len(c) == 1 for c in chunks]
+    spatial = {d.name for d in data.dimensions if d.type == SPATIAL}
     if all(whole) and not any(depth):
         # One neighbourhood holds everything: a single call on the whole lazy cube.
         with udf_whole_pieces():
-            out = callback_cube(process(data=data, context=context), data.data)
-        return data.with_data(out.assign_coords(data.data.coords))
+            out, scale = _neighbourhood_result(process(data=data, context=context), data.data,
+                                               spatial)
+        coords, changed = _labels_after(out, scale, data.data, set(data.data.dims))
+        if not scale and not changed:
+            return data.with_data(out.assign_coords(data.data.coords))
+        out = out.drop_vars(list(out.coords)).assign_coords(coords)
+        return _finished(data, out, scale, changed)
     long = [i for i, c in enumerate(chunks) if max(c) > 1 or depth[i]]
     one_dimensional = len(long) == 1 and len(dims) > 1
     if one_dimensional:
@@ -323,6 +389,8 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
     label_arrays = {d: np.asarray(values.coords[d].values) for d in dims if d in values.coords}
     starts = [np.cumsum((0, *c)) for c in chunks]
     blocks: dict[tuple[int, ...], da.Array] = {}
+    first: xr.DataArray | None = None
+    scale: dict[str, Fraction] = {}
     for idx in np.ndindex(*[len(c) for c in chunks]):
         lo = [int(starts[a][i]) for a, i in enumerate(idx)]
         hi = [lo[a] + chunks[a][i] for a, i in enumerate(idx)]
@@ -333,17 +401,51 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
         argument = ArrayValue(piece, dims[long[0]], labeled=True) if one_dimensional \
             else data.with_data(piece)
         with udf_whole_pieces():  # a UDF gets the neighbourhood with its overlap in one call
-            result = callback_cube(process(data=argument, context=context), piece)
-        core = tuple(slice(depth[a], depth[a] + hi[a] - lo[a]) for a in range(len(dims)))
+            value = process(data=argument, context=context)
+        result, piece_scale = _neighbourhood_result(value, piece, spatial) \
+            if not one_dimensional else (callback_cube(value, piece), {})
+        if first is None:
+            first, scale = result, piece_scale
+        elif piece_scale != scale or any(
+                result.sizes[d] != first.sizes[d] for d in dims if d not in spatial):
+            raise DataCubePropertiesImmutable(
+                f"The process returned {dict(result.sizes)} for a neighbourhood of "
+                f"{dict(piece.sizes)}, where the first neighbourhood gave "
+                f"{dict(first.sizes)}: every neighbourhood must change the same way.",
+                argument="process")
+        core = tuple(_core(dims[a], depth[a], hi[a] - lo[a], scale, result.sizes[dims[a]])
+                     for a in range(len(dims)))
         blocks[idx] = as_dask(result)[core]
     dtypes = {b.dtype for b in blocks.values()}
     if len(dtypes) > 1:
         common = np.result_type(*dtypes)
         blocks = {k: b.astype(common) for k, b in blocks.items()}
     out = assemble_blocks(blocks, [len(c) for c in chunks])
-    assert tuple(out.shape) == tuple(sizes)
-    return data.with_data(xr.DataArray(out, dims=dims, coords=values.coords,
-                                       attrs=dict(data.data.attrs)))
+    whole_dims = {d for d, c, p in zip(dims, chunks, depth, strict=True) if len(c) == 1 and not p}
+    coords, changed = _labels_after(first, scale, values, whole_dims) if first is not None \
+        else ({}, [])
+    if not scale and not changed:
+        assert tuple(out.shape) == tuple(sizes)
+        return data.with_data(xr.DataArray(out, dims=dims, coords=values.coords,
+                                           attrs=dict(data.data.attrs)))
+    return _finished(data, xr.DataArray(out, dims=dims, coords=coords,
+                                        attrs=dict(data.data.attrs)), scale, changed)
+
+
+def _core(dim: Any, depth: int, length: int, scale: dict[str, Fraction], size: int) -> slice:
+    """The part of a neighbourhood's result without its overlap: the overlap and the
+    neighbourhood's length scaled like the result's pixels (a UDF that doubles the
+    resolution returns 2 x overlap on each side); a relabelled dimension whole."""
+    factor = scale.get(str(dim), Fraction(1))
+    start, stop = depth * factor, (depth + length) * factor
+    if start.denominator != 1 or stop.denominator != 1:
+        raise DataCubePropertiesImmutable(
+            f"The process returned {factor} times the pixels of the neighbourhood along "
+            f"'{dim}': its overlap of {depth} and size of {length} pixels do not become whole "
+            f"pixels; choose sizes and overlaps that do.", argument="process")
+    if not depth and factor == 1 and size != length:
+        return slice(0, size)
+    return slice(int(start), int(stop))
 
 
 # --- spatial reductions -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,24 @@ from terracube import errors, executor
 from terracube import process_errors as pe
 from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
 from terracube.datacube.dryrun import is_dry_run
+from terracube.datacube.grid import with_scaled_grid
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
 from terracube.engine.udf_envs import EnvPolicy, environment_for
+from terracube.engine.udf_metadata import (
+    SPATIAL_NAMES,
+    MetadataChange,
+    defines_apply_metadata,
+    describe,
+    read_change,
+)
 from terracube.engine.udf_sandbox import UdfLimits, UdfPool, UdfRefused, sandbox_problem
 
 log = logging.getLogger(__name__)
 
 RUNTIME = "Python"
-_SPATIAL_NAMES = ("x", "y", "lon", "lat", "longitude", "latitude")
+_SPATIAL_NAMES = SPATIAL_NAMES
 RUNTIME_VERSIONS = ("3",)  # the interpreter's major version; "3.x" of the server matches too
 
 
@@ -410,26 +419,107 @@ def _blockwise(pool: UdfPool, data: xr.DataArray, spatial: set, context: Any,
     template = data.astype(dtype)
 
     def run(block: xr.DataArray) -> xr.DataArray:
-        out = _call_udf(pool, block, context, target, node_id)
-        if set(out.dims) != set(block.dims):
-            raise errors.ProcessParameterInvalid(
-                f"The UDF returned a cube with the dimensions {tuple(out.dims)}; on a data cube "
-                f"it must keep the dimensions {tuple(block.dims)}.", node_id=node_id,
-                argument="udf")
-        out = out.transpose(*block.dims)
+        out = _with_dims_of(_call_udf(pool, block, context, target, node_id), block, node_id)
         if out.shape != block.shape:
             raise errors.ProcessParameterInvalid(
                 f"The UDF returned a block of shape {out.shape} for a block of shape "
-                f"{block.shape}; on a data cube it must keep the sizes.", node_id=node_id,
-                argument="udf")
+                f"{block.shape}; on a data cube it must keep the sizes (a UDF that changes "
+                f"the resolution or the bands declares it in apply_metadata(metadata, "
+                f"context)).", node_id=node_id, argument="udf")
         return xr.DataArray(np.asarray(out.values).astype(dtype, copy=False), dims=block.dims,
                             coords=block.coords, name=block.name)
 
     return xr.map_blocks(run, data, template=template)
 
 
+def _with_dims_of(out: xr.DataArray, block: xr.DataArray, node_id: str | None) -> xr.DataArray:
+    """The UDF's result in the dimension order of its input `block`; a dimension of length one
+    that the UDF dropped (the client documentation's upsampling example returns
+    `cube[0]` for one date) is put back."""
+    missing = [d for d in block.dims if d not in out.dims]
+    if set(out.dims) - set(block.dims) or any(block.sizes[d] != 1 for d in missing):
+        raise errors.ProcessParameterInvalid(
+            f"The UDF returned a cube with the dimensions {tuple(map(str, out.dims))}; on a "
+            f"data cube it must keep the dimensions {tuple(map(str, block.dims))}.",
+            node_id=node_id, argument="udf")
+    for d in missing:
+        out = out.expand_dims(d)
+    return out.transpose(*block.dims)
+
+
+def _declared_change(pool: UdfPool, code: str, data: RasterCube | xr.DataArray, context: Any,
+                     target: tuple[str, str] | None,
+                     node_id: str | None) -> MetadataChange | None:
+    """What the UDF's apply_metadata declares for `data` (None when it defines none, declares
+    no change, or in a dry run, which starts no UDF process)."""
+    if is_dry_run() or not defines_apply_metadata(code):
+        return None
+    described = describe(data)
+    try:
+        answer, logs = pool.metadata(described, context)
+    except errors.ProcessParameterInvalid as exc:
+        _forward_logs(getattr(exc, "udf_logs", None), target)
+        raise exc.at(node_id, "udf") from None
+    _forward_logs(logs, target)
+    change = read_change(described, answer, node_id)
+    return change if change.changes_anything else None
+
+
+def _blockwise_declared(pool: UdfPool, cube: RasterCube, change: MetadataChange, context: Any,
+                        target: tuple[str, str] | None, node_id: str | None) -> RasterCube:
+    """The UDF applied lazily per spatial block (as _blockwise) where its apply_metadata
+    declares another resolution or other band labels: each block of the result is the
+    input's block times the declared factor (e.g. 2 x 2 as many pixels for a resolution
+    halved), with the declared labels; the grid keeps its origin and extent."""
+    arr = cube.data
+    dims = list(arr.dims)
+    spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
+    scale = {d: change.scale.get(str(d), Fraction(1)) for d in dims}
+    chunks = _block_chunks(arr, spatial, pool.limits)
+    for d in spatial:  # block sides that scale to whole pixels
+        den = scale[d].denominator
+        if chunks[d] != -1 and den > 1:
+            chunks[d] = max(den, chunks[d] // den * den)
+    lazy = arr.chunk(chunks)
+    in_chunks = dict(zip(dims, lazy.data.chunks, strict=True))
+    for d in change.scale:
+        if any((c * scale[d]).denominator != 1 for c in in_chunks[d]):
+            raise errors.ProcessParameterInvalid(
+                f"The UDF's apply_metadata gives '{d}' {scale[d]} times as many pixels, but "
+                f"the cube has {arr.sizes[d]} pixels there (blocks of {in_chunks[d]}): the "
+                f"result would not have whole pixels.", node_id=node_id, argument="udf")
+    labels = {d: change.labels[str(d)] for d in dims if str(d) in change.labels}
+    out_chunks = tuple((len(labels[d]),) if d in labels
+                       else tuple(int(c * scale[d]) for c in in_chunks[d]) for d in dims)
+    dtype = _result_dtype(arr.dtype)
+
+    def run(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        location = block_info[0]["array-location"] if block_info else None
+        piece = xr.DataArray(block, dims=dims, coords=_block_coords(arr, location),
+                             name=arr.name)
+        out = _with_dims_of(_call_udf(pool, piece, context, target, node_id), piece, node_id)
+        expected = tuple(len(labels[d]) if d in labels else int(piece.sizes[d] * scale[d])
+                         for d in dims)
+        if out.shape != expected:
+            raise errors.ProcessParameterInvalid(
+                f"The UDF returned {dict(out.sizes)} for a block of {dict(piece.sizes)}; its "
+                f"apply_metadata declares {dict(zip(map(str, dims), expected, strict=True))}.",
+                node_id=node_id, argument="udf")
+        return np.asarray(out.values).astype(dtype, copy=False)
+
+    result = dsa.map_blocks(run, lazy.data, chunks=out_chunks, dtype=dtype,
+                            meta=np.array((), dtype=dtype))
+    coords = {d: (np.asarray(labels[d]) if d in labels else arr.coords[d].values)
+              for d in dims if d in labels or (d in arr.coords and d not in change.scale)}
+    out = xr.DataArray(result, dims=dims, coords=coords, name=arr.name, attrs=dict(arr.attrs))
+    if change.scale:
+        return with_scaled_grid(cube, out, dict(change.scale))
+    return cube.with_data(out, cube.dimensions)
+
+
 def _along_dimension(pool: UdfPool, value: ArrayValue, context: Any,
-                     target: tuple[str, str] | None, node_id: str | None) -> Any:
+                     target: tuple[str, str] | None, node_id: str | None,
+                     declared: tuple[str, ...] | None = None) -> Any:
     """`run_udf` as the callback of reduce_dimension / apply_dimension: the UDF gets the
     dimension `value.dim` whole (and every other non-spatial dimension), one call per spatial
     block, lazily. It may drop that dimension (a reduction) or change its length (the new
@@ -466,6 +556,11 @@ def _along_dimension(pool: UdfPool, value: ArrayValue, context: Any,
                 argument="udf")
     keep = dim in probe.dims
     n = probe.sizes[dim] if keep else 1
+    if declared is not None and keep and len(declared) != n:
+        raise errors.ProcessParameterInvalid(
+            f"The UDF returned {n} values along '{dim}' but its apply_metadata names "
+            f"{len(declared)} labels ({', '.join(declared)}).", node_id=node_id,
+            argument="udf")
     out_dtype = probe.dtype if probe.dtype.kind in "biuf" else np.dtype(np.float64)
     axis = dims.index(dim)
     first_result = {"values": _as_block(probe, dims, dim, keep, out_dtype)}
@@ -495,10 +590,12 @@ def _along_dimension(pool: UdfPool, value: ArrayValue, context: Any,
         labels = probe.coords[dim].values if dim in probe.coords else None
         if n == arr.sizes[dim] and dim in arr.coords:
             labels = arr.coords[dim].values
+        if declared is not None:
+            labels = np.asarray(declared)
         if labels is not None and len(labels) == n:
             coords[dim] = labels
         return ArrayValue(xr.DataArray(result, dims=dims, coords=coords, name=arr.name),
-                          dim, value.labeled)
+                          dim, value.labeled, declared)
     reduced = result[tuple(0 if a == axis else slice(None) for a in range(len(dims)))]
     return xr.DataArray(reduced, dims=[d for d in dims if d != dim], coords=coords,
                         name=arr.name)
@@ -570,6 +667,9 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
         return _whole_piece(pool, nodata_as_nan(data), context, target, node_id)
     if isinstance(data, RasterCube):
         cube = nodata_as_nan(data)
+        change = _declared_change(pool, code, cube, context, target, node_id)
+        if change is not None:
+            return _blockwise_declared(pool, cube, change, context, target, node_id)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
         out = _blockwise(pool, cube.data, spatial, context,
                          _result_dtype(cube.data.dtype), target, node_id)
@@ -579,7 +679,9 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
         return _blockwise(pool, data, spatial, context, _result_dtype(data.dtype),
                           target, node_id, pixelwise=not _WHOLE_PIECES.get())
     if isinstance(data, ArrayValue) and not data.is_list:
-        return _along_dimension(pool, data, context, target, node_id)
+        change = _declared_change(pool, code, data.data, context, target, node_id)
+        labels = change.labels.get(str(data.dim)) if change is not None else None
+        return _along_dimension(pool, data, context, target, node_id, labels)
     if isinstance(data, ArrayValue):
         arr = data.data
         if arr.dtype == object:
