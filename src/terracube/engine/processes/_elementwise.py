@@ -19,7 +19,7 @@ import xarray as xr
 from dask.array.core import elemwise
 
 from terracube import errors
-from terracube.datacube.values import JSON_DIMS, is_number
+from terracube.datacube.values import JSON_DIMS, ArrayValue, is_number
 from terracube.engine.registry import kind_of
 
 ARRAY_TYPES = (np.ndarray, xr.DataArray, da.Array)
@@ -84,6 +84,16 @@ def numeric(func: Callable, integral: bool = False, **operands: Any) -> Any:
     processes) is set.
     Arrays: None becomes NaN (the no-data value of arrays) and `func` runs elementwise.
     """
+    cube_arrays = [v for v in operands.values() if isinstance(v, ArrayValue) and not v.is_list]
+    if cube_arrays:
+        # A cube's values along a dimension (the `data` of an apply_dimension callback) in a
+        # math process: elementwise over the array, as CDSE and openeo-processes-dask do (the
+        # client's append_and_rescale_indices scales every band with linear_scale_range(data),
+        # users write `lambda x: x * 0.0001`). Plain JSON arrays stay refused (the spec).
+        first = cube_arrays[0]
+        plain = {k: v.data if isinstance(v, ArrayValue) and not v.is_list else v
+                 for k, v in operands.items()}
+        return first.with_data(numeric(func, integral, **plain))
     values = list(operands.values())
     if any(is_array(v) for v in values):
         for name, v in operands.items():
