@@ -66,8 +66,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     status = exc.status_code
-    if status == 404:
+    if status == 404 and request.url.path.rstrip("/").endswith("/credentials/oidc"):
+        # The openeo client's authenticate_oidc() (CDSE users' first line) asks here: say
+        # what to use instead of a bare "no endpoint".
         error: errors.OpenEOError = errors.NotFound(
+            "This back-end offers no OpenID Connect sign-in (its administrator has configured "
+            "no provider); sign in with your user name and password: "
+            "connection.authenticate_basic(username, password).")
+    elif status == 404:
+        error = errors.NotFound(
             f"There is no endpoint {request.url.path}; GET /openeo/1.2/ lists the endpoints.")
     elif status == 405:
         allowed = headers.get("Allow") or headers.get("allow") or ""
