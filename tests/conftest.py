@@ -16,6 +16,7 @@ from tests.support.processes import ServerProcess
 from terracube.engine.registry import ProcessRegistry, build_registry
 
 
+@pytest.hookimpl(optionalhook=True)  # `-p no:xdist`: no such hook, nothing to schedule
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any | None:
     """`pytest -n N`: a test module is a unit of work, the notebooks one unit, the longest
     units first (tests/support/xdist_scheduling.py)."""

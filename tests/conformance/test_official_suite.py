@@ -7,15 +7,21 @@ pass.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
 from tests.support.data import data_dir_with_samples
 from tests.support.processes import ServerProcess
+
+from terracube.catalog.registry import add_collection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
@@ -95,13 +101,35 @@ def run_suite(server: ServerProcess, shared_dir: Path, out: Path, module: str) -
     return out
 
 
+def add_wp4_job_collection(data_dir: Path, folder: Path) -> None:
+    """Register a stand-in for the collection WP4's batch jobs load (its only payload,
+    payload_examples/post_jobs: CGLS_SSM_1KM, band B01, around Vienna, 2020): daily 1 km files
+    as the real soil moisture product. Without it every WP4 job fails within a second, before
+    the suite (polling once a second) sees it `running`; its cancel test then waits out its
+    120 s for a running job and cancels nothing, and three other tests wait 10 s each."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    profile = {"driver": "GTiff", "width": 60, "height": 40, "count": 1, "dtype": "uint8",
+               "nodata": 255, "crs": "EPSG:4326",
+               "transform": from_origin(16.1, 48.4, 0.01, 0.01)}
+    day = dt.date(2020, 1, 1)
+    while day.year == 2020:
+        with rasterio.open(folder / f"{day:%Y%m%d}_B01.tif", "w", **profile) as dst:
+            dst.write(rng.integers(0, 100, (40, 60), dtype="uint8"), 1)
+        day += dt.timedelta(days=1)
+    add_collection(data_dir, "CGLS_SSM_1KM", str(folder), pattern="{date:%Y%m%d}_{band}.tif",
+                   title="Surface soil moisture (test stand-in for WP4's batch jobs)")
+
+
 @pytest.fixture(scope="session")
 def suite_server(sample_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A server of its own for the suite: what other tests leave on the shared session server
     (e.g. demo's user-defined processes, listed by WP4's GET /process_graphs) is not part of
     what the suite checks. Session-scoped: one per xdist worker that runs a suite module."""
-    srv = ServerProcess(data_dir_with_samples(tmp_path_factory.mktemp("conformance-data"),
-                                              sample_data_dir))
+    data_dir = data_dir_with_samples(tmp_path_factory.mktemp("conformance-data"),
+                                     sample_data_dir)
+    add_wp4_job_collection(data_dir, tmp_path_factory.mktemp("cgls-ssm") / "files")
+    srv = ServerProcess(data_dir)
     yield srv
     srv.stop()
 
