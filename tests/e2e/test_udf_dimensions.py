@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import rasterio
-import rasterio.windows
 import xarray as xr
 from scipy.signal import savgol_filter
+from tests.support.data import data_dir_with_samples, sample_series
 from tests.support.markers import needs_sandbox
 from tests.support.processes import ServerProcess, clean_env
 
@@ -81,8 +80,7 @@ def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
 
 @pytest.fixture(scope="module")
 def server(sample_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    data_dir = tmp_path_factory.mktemp("udf-blocks")
-    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    data_dir = data_dir_with_samples(tmp_path_factory.mktemp("udf-blocks"), sample_data_dir)
     srv = ServerProcess(data_dir, {"TERRACUBE_UDF_BLOCK_SIZE": str(BLOCK),
                                    "TERRACUBE_WORKERS": "0"})
     yield srv
@@ -96,20 +94,9 @@ def con(server):
 
 def read_band(sample_data_dir: Path, band: str) -> xr.DataArray:
     """The band over SMALL and DATES from the sample files (no-data as NaN), dims (t, y, x)."""
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    items = [i for i in json.loads((folder / "items.json").read_text())["items"]
-             if DATES[0] <= i["datetime"][:10] < DATES[1]]
-    layers, times = [], []
-    for item in sorted(items, key=lambda i: i["datetime"]):
-        with rasterio.open(folder / item["assets"][band]) as ds:
-            window = rasterio.windows.from_bounds(SMALL["west"], SMALL["south"], SMALL["east"],
-                                                  SMALL["north"], ds.transform)
-            values = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
-            if ds.nodata is not None:
-                values[values == ds.nodata] = np.nan
-        layers.append(values)
-        times.append(np.datetime64(item["datetime"][:19]))
-    return xr.DataArray(np.stack(layers), dims=["t", "y", "x"], coords={"t": times})
+    series = sample_series(sample_data_dir, band, SMALL, *DATES, times=True)
+    return xr.DataArray(np.stack(list(series.values())), dims=["t", "y", "x"],
+                        coords={"t": [np.datetime64(time) for time in series]})
 
 
 def load(con, bands: list[str]):

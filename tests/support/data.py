@@ -37,13 +37,15 @@ def sample_band(sample_data_dir: Path, date: str, band: str, box: dict) -> np.nd
         return ds.read(1, window=window.round_offsets().round_lengths())
 
 
-def sample_series(sample_data_dir: Path, band: str, box: dict, start: str,
-                  end: str) -> dict[str, np.ndarray]:
-    """One band of the generated Sentinel-2 sample in `box` for each date in [start, end)
-    (YYYY-MM-DD keys), as float64 with the no-data value as NaN."""
+def sample_series(sample_data_dir: Path, band: str, box: dict, start: str, end: str, *,
+                  times: bool = False) -> dict[str, np.ndarray]:
+    """One band of the generated Sentinel-2 sample in `box` for each date in [start, end), in
+    time order, as float64 with the no-data value as NaN. Keys: the day (YYYY-MM-DD), or with
+    `times` the item's date and time (YYYY-MM-DDTHH:MM:SS)."""
     folder = sample_data_dir / "samples" / "sentinel2_l2a"
     out = {}
-    for item in json.loads((folder / "items.json").read_text())["items"]:
+    items = json.loads((folder / "items.json").read_text())["items"]
+    for item in sorted(items, key=lambda i: i["datetime"]):
         day = item["datetime"][:10]
         if not start <= day < end:
             continue
@@ -53,5 +55,5 @@ def sample_series(sample_data_dir: Path, band: str, box: dict, start: str,
             values = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
             if ds.nodata is not None:
                 values[values == ds.nodata] = np.nan
-        out[day] = values
+        out[item["datetime"][:19] if times else day] = values
     return out

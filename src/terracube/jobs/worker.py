@@ -382,10 +382,10 @@ class Worker:
                 if run.cpu_limit is not None and run.cpu_seconds > run.cpu_limit:
                     self._stop_over_budget(run)
                     return
-                if time.monotonic() - run.started > run.time_limit:
+                now = time.monotonic()
+                if now - run.started > run.time_limit:
                     self._stop_over_time(run)
                     return
-                now = time.monotonic()
                 if now - last_check >= CHECK_SECONDS:
                     last_check = now
                     if run.progress > run.saved_progress or now - last_beat >= HEARTBEAT_SECONDS:
