@@ -284,6 +284,10 @@ class Settings(BaseSettings):
         """What user fetches may reach beyond the public internet: the administrator's
         TERRACUBE_FETCH_ALLOWED_HOSTS and this server's own API port ("host:port"), so the
         signed results link of a batch job can be read back with load_stac."""
+        return [*self.fetch_allowed_hosts, *self.own_addresses()]
+
+    def own_addresses(self) -> list[str]:
+        """"host:port" of this server's API: where it listens and its public URL."""
         own = {(self.host, self.port)}
         if self.host in ("0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
             own |= {("127.0.0.1", self.port), ("localhost", self.port)}
@@ -292,8 +296,7 @@ class Settings(BaseSettings):
             if parts.hostname:
                 default = 443 if parts.scheme == "https" else 80
                 own.add((parts.hostname, parts.port or default))
-        return [*self.fetch_allowed_hosts,
-                *sorted(f"{host.lower()}:{port}" for host, port in own if port)]
+        return sorted(f"{host.lower()}:{port}" for host, port in own if port)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -437,12 +437,16 @@ def test_load_by_batch_job_id(workspace_services, model, tmp_path):
     key = signing_key(workspace_services.settings.data_dir)
     write_model(model, results, "openEO", key)
 
-    def job_results(job_id: str) -> Path:
-        if job_id != "j-1":
-            raise JobNotFound(f"The batch job '{job_id}' does not exist.")
-        return results
+    class JobResults:  # the port (engine/ports.py) as jobs/ fills it: only j-1 is ours
+        def folder(self, job_id: str) -> Path:
+            if job_id != "j-1":
+                raise JobNotFound(f"The batch job '{job_id}' does not exist.")
+            return results
 
-    workspace_services = dataclasses.replace(workspace_services, job_results=job_results)
+        def collection(self, job_id: str) -> None:
+            raise AssertionError("load_ml_model reads the folder only")
+
+    workspace_services = dataclasses.replace(workspace_services, job_results=JobResults())
     loaded = load(workspace_services, id="j-1")  # the openeo client's predict_random_forest(job)
     assert loaded.features == model.features
     features = np.array([[1200.0, 1100.0, 900.0, 2500.0], [900.0, 700.0, 500.0, 300.0]])

@@ -1,5 +1,6 @@
 """The catalog's side of the engine's data ports (engine/ports.py): STAC documents at a URL
-(load_stac) and files from a user's workspace (load_uploaded_files) as cubes.
+(load_stac), files from a user's workspace (load_uploaded_files) and a batch job's result files
+(load_result) as cubes.
 
 The `Catalog` itself is the engine's `Collections`; the classes here are stateless readers.
 """
@@ -10,12 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import pystac
+
 from terracube.catalog.base import CollectionSource
 from terracube.catalog.files import build_items, inspect_file
 from terracube.catalog.netcdf_zarr_inspect import inspect_cube
 from terracube.catalog.netcdf_zarr_source import XarraySource
 from terracube.catalog.stac import StacSource, source_from_href
-from terracube.catalog.stac_cube_files import cube_file_source
+from terracube.catalog.stac_cube_files import cube_document_source, cube_file_source
+from terracube.catalog.stac_documents import normalise_items
 from terracube.datacube.cube import RasterCube
 from terracube.datacube.request import LoadRequest
 from terracube.process_errors import FormatUnsuitable
@@ -82,3 +86,21 @@ class UploadedFileReader:
 
     def read_netcdf(self, file: Path, collection_id: str) -> RasterCube:
         return XarraySource(collection_id, inspect_cube(file)).load(LoadRequest())
+
+
+def result_files_source(collection_id: str, item: dict[str, Any]) -> CollectionSource:
+    """A batch job's result files as a collection, from the STAC Item that describes them
+    (jobs/results_stac.py; asset hrefs are paths on this server's disk, read in place): one
+    netCDF or Zarr file is a whole cube; GeoTIFFs (one per date, or per date and band) are
+    items with their dates and bands. CollectionInputError says why files cannot be read."""
+    source = cube_document_source(collection_id, item, "")
+    if source is not None:
+        return source
+    items, bands, crs = normalise_items([pystac.Item.from_dict(item)], collection_id)
+    # A cube without a time dimension (a composite) was written without dates: load it so.
+    timeless = not any(isinstance(a, dict) and ("datetime" in a or "start_datetime" in a)
+                       for a in (item.get("assets") or {}).values())
+    title = (item.get("properties") or {}).get("title")
+    return StacSource(collection_id, items, bands, crs,
+                      f"Results of the batch job {collection_id}", title=title,
+                      timeless=timeless)

@@ -63,7 +63,11 @@ def cube_file_source(collection_id: str, href: str) -> XarraySource | None:
     batch job's results Collection with such collection-level assets (the openEO API requires
     every result file there); None for anything else (GeoTIFF items, other collections, STAC
     APIs go the usual way)."""
-    doc = _read_json(href)
+    return cube_document_source(collection_id, _read_json(href), href)
+
+
+def cube_document_source(collection_id: str, doc: dict, href: str) -> XarraySource | None:
+    """`cube_file_source` of a document already read; asset hrefs are relative to `href`."""
     if doc.get("type") not in ("Feature", "Collection"):
         return None
     assets = {k: a for k, a in (doc.get("assets") or {}).items() if isinstance(a, dict)}
@@ -87,6 +91,8 @@ def cube_file_source(collection_id: str, href: str) -> XarraySource | None:
 def fetch(href: str, kind: str) -> Path:
     """The file at `href` in the local cache (a zipped Zarr store unpacked); fetched once."""
     check_fetch(href)  # before the cache: a user must not get what an administrator fetched
+    if kind != "zarr" and not _is_url(href):
+        return Path(href)  # a file of this server's (a job's results): read where it is
     digest = hashlib.sha256(href.encode()).hexdigest()[:32]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     target = CACHE_DIR / (f"{digest}.zarr" if kind == "zarr" else f"{digest}.nc")

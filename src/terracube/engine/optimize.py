@@ -47,7 +47,7 @@ from terracube.engine.processes.cube_dimensions import one_day_extent, parse_ins
 
 log = logging.getLogger(__name__)
 
-LOAD_PROCESSES = frozenset({"load_collection", "load_stac"})
+LOAD_PROCESSES = frozenset({"load_collection", "load_stac", "load_result"})
 
 SPACE, TIME, BANDS = "space", "time", "bands"
 _ALL_KINDS = frozenset({SPACE, TIME, BANDS})

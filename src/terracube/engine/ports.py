@@ -121,9 +121,19 @@ class Account(Protocol):
     def user_id(self) -> str: ...
 
 
-JobResults = Callable[[str], Path]
-"""job id -> the results folder of one of the user's finished batch jobs (load_ml_model);
-JobNotFound / JobNotFinished otherwise."""
+class JobResults(Protocol):
+    """The finished batch jobs of the user a graph runs for, by job id. Another user's job is
+    not found (`errors.JobNotFound`, never their data); a job that has not finished raises
+    `errors.JobNotFinished` saying its status."""
+
+    def folder(self, job_id: str) -> Path:
+        """The folder holding the job's result files (load_ml_model)."""
+        ...
+
+    def collection(self, job_id: str) -> CollectionSource:
+        """The job's raster results as a collection (load_result): its files with their
+        dates and bands, read lazily where they are."""
+        ...
 
 JobLog = Callable[..., None]
 """(level, message, node id, *, data=None, code=None) -> an entry in the log of the job that

@@ -246,12 +246,17 @@ def results_document(job: Job, url: ApiUrl, signer: UrlSigner,
 
 
 def derived_from(job: Job, url: ApiUrl) -> list[dict[str, str]]:
-    """`derived_from` links to what the job read: its collections and load_stac URLs."""
+    """`derived_from` links to what the job read: its collections, load_stac URLs and the
+    results of jobs it loaded (load_result)."""
     links = []
     for kind, ref in inputs(job.process):
         if kind == "collection":
             links.append({"rel": "derived_from", "href": url(f"/collections/{ref}"),
                           "type": "application/json", "title": f"Collection {ref}"})
+        elif kind == "job":
+            links.append({"rel": "derived_from", "href": url(f"/jobs/{ref}/results"),
+                          "type": "application/json",
+                          "title": f"Results of the batch job {ref} (load_result)"})
         else:
             links.append({"rel": "derived_from", "href": ref, "type": "application/json",
                           "title": "STAC input (load_stac)"})

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-
-from terracube import errors
-from terracube.jobs.store import FINISHED, JobStore
 
 _SAFE_NAME = re.compile(r"^[\w\-.~]+$")
 
@@ -67,19 +63,3 @@ def _checked(name: str) -> str:
     if not name or name in (".", "..") or not _SAFE_NAME.match(name):
         raise ValueError(f"invalid job file name {name!r}")
     return name
-
-
-def results_folder_of(store: JobStore, folders: JobFolders,
-                      user_id: str) -> Callable[[str], Path]:
-    """The engine's JobResults port for one user: job id -> the results folder of that user's
-    finished job (load_ml_model by job id); JobNotFound / JobNotFinished otherwise."""
-
-    def folder(job_id: str) -> Path:
-        job = store.get(job_id, user_id)  # JobNotFound, also for another user's job
-        if job.status != FINISHED or not job.results_run:
-            raise errors.JobNotFinished(
-                f"The batch job '{job_id}' is {job.status}; a model it saves can be loaded "
-                "once it has finished.")
-        return folders.run_dir(job_id, job.results_run)
-
-    return folder

@@ -309,7 +309,8 @@ def software_versions() -> dict[str, str]:
 
 def inputs(process: dict | None) -> list[tuple[str, str]]:
     """What the graph reads, in order and without repeats: ("collection", id) of every
-    load_collection and ("url", href) of every load_stac, callbacks included."""
+    load_collection, ("url", href) of every load_stac and ("job", id) of every load_result
+    (("url", href) when given a URL), callbacks included."""
     found: list[tuple[str, str]] = []
 
     def walk(graph: Any) -> None:
@@ -324,6 +325,9 @@ def inputs(process: dict | None) -> list[tuple[str, str]]:
                 found.append(("collection", arguments["id"]))
             elif pid == "load_stac" and isinstance(arguments.get("url"), str):
                 found.append(("url", arguments["url"]))
+            elif pid == "load_result" and isinstance(arguments.get("id"), str):
+                ref = arguments["id"]
+                found.append(("url" if ref.startswith(("http://", "https://")) else "job", ref))
             for value in arguments.values():
                 if isinstance(value, dict) and isinstance(value.get("process_graph"), dict):
                     walk(value["process_graph"])

@@ -36,8 +36,9 @@ from terracube.auth.users import UserNotFound, UserStore
 from terracube.catalog import Catalog
 from terracube.db import Database, open_database
 from terracube.jobs.compute import read_bytes as _read_bytes
-from terracube.jobs.files import JobFolders, results_folder_of
+from terracube.jobs.files import JobFolders
 from terracube.jobs.logs import level_rank
+from terracube.jobs.results_access import UserJobResults
 from terracube.jobs.runner import job_process_main
 from terracube.jobs.store import Claim, JobStore
 from terracube.processing import costs as billing
@@ -323,8 +324,8 @@ class Worker:
                                       self.budgets.allowance(claim.job.user_id).remaining)
         time_limit, time_source = limits.job_seconds(settings,
                                                      self.store.max_seconds(claim.job.job_id))
-        # load_ml_model(<job id>) reads the models of the owner's finished jobs
-        job_results = results_folder_of(self.store, self.folders, claim.job.user_id)
+        # load_ml_model(<job id>) and load_result(<job id>) read the owner's finished jobs
+        job_results = UserJobResults(self.store, self.folders, claim.job.user_id)
 
         def services_factory(**extra: Any) -> Any:
             return build_services(settings, Catalog(settings), registry, user,

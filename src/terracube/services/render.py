@@ -347,7 +347,7 @@ def load_footprint(process: dict[str, Any]) -> tuple[float, float, float, float]
     has no plain box (then every tile must be evaluated)."""
     boxes = []
     for node in check_structure(process).values():
-        if node.get("process_id") not in ("load_collection", "load_stac"):
+        if node.get("process_id") not in ("load_collection", "load_stac", "load_result"):
             continue
         extent = node.get("arguments", {}).get("spatial_extent")
         if not isinstance(extent, dict) or not all(
@@ -474,7 +474,7 @@ def result_stretch(process: dict[str, Any], config: TileConfig,
         coarse = tile_process(process, grid)
         nodes = coarse["process_graph"]
         loads = {nid for nid, node in nodes.items()
-                 if node.get("process_id") in ("load_collection", "load_stac")}
+                 if node.get("process_id") in ("load_collection", "load_stac", "load_result")}
         if services.catalog is None or set(read_overviews(
                 nodes, grid, services.catalog, MARGIN_PIXELS * res)) != loads:
             return None

@@ -45,6 +45,7 @@ from terracube.jobs.requests import (
     processing_parameters,
     wants_partial,
 )
+from terracube.jobs.results_access import UserJobResults
 from terracube.jobs.store import ACTIVE
 from terracube.processing import costs as billing
 from terracube.processing.estimate import estimate_if_possible
@@ -154,8 +155,9 @@ def start_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep,
         budgets.check(user.user_id)
         prepare_graph(job.process, settings)  # packages its UDFs declare, before it is queued
         if job.budget is not None and settings.billing_rate > 0:
-            guess = estimate_if_possible(job.process,
-                                         build_services(settings, catalog, registry, user))
+            guess = estimate_if_possible(job.process, build_services(
+                settings, catalog, registry, user,
+                job_results=UserJobResults(jobs, folders, user.user_id)))
             if guess is not None:  # a UDF, say: its usage is stopped at the budget instead
                 billing.check_budget(job.budget,
                                      billing.estimate_billing(guess, settings)["costs"],
@@ -287,14 +289,17 @@ def debug_job(request: Request, job_id: str, user: ActiveUser, jobs: JobsDep) ->
 
 
 @router.get("/jobs/{job_id}/estimate", operation_id="estimate-job")
-async def estimate_job(job_id: str, user: ActiveUser, jobs: JobsDep, settings: SettingsDep,
-                       catalog: CatalogDep, registry: RegistryDep) -> dict[str, Any]:
+async def estimate_job(job_id: str, user: ActiveUser, jobs: JobsDep, folders: FoldersDep,
+                       settings: SettingsDep, catalog: CatalogDep,
+                       registry: RegistryDep) -> dict[str, Any]:
     """Data to read, output size and a rough duration, from a dry run of the graph (no pixel
     is read); EstimateComplexity when the duration cannot be known (a UDF, say)."""
     job = await run_in_threadpool(jobs.get, checked_job_id(job_id), user.user_id)
 
     def run() -> dict[str, Any]:
-        result = estimate(job.process, build_services(settings, catalog, registry, user))
+        result = estimate(job.process, build_services(
+            settings, catalog, registry, user,
+            job_results=UserJobResults(jobs, folders, user.user_id)))
         return {**result, **billing.estimate_billing(result, settings)}
 
     return await run_in_threadpool(run)

@@ -35,8 +35,8 @@ from terracube.api.deps import (
 from terracube.api.responses import FileDownload
 from terracube.api.user_limits import ConcurrencyLimiter
 from terracube.executor import Cancel, Cancelled, cancellable
-from terracube.jobs.files import results_folder_of
 from terracube.jobs.requests import job_options
+from terracube.jobs.results_access import UserJobResults
 from terracube.jobs.sync_logs import SyncLog
 from terracube.processing import costs as billing
 from terracube.processing.estimate import estimate_if_possible
@@ -99,7 +99,7 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
     request_id = f"r-{uuid.uuid4().hex}"
     log = SyncLog(options.get("log_level"), process.get("process_graph"))
     services = build_services(settings, catalog, registry, user, executor=executor, log=log,
-                              job_results=results_folder_of(jobs, folders, user.user_id))
+                              job_results=UserJobResults(jobs, folders, user.user_id))
     if budget is not None and settings.billing_rate > 0:
         guess = await run_in_threadpool(estimate_if_possible, process, services)
         if guess is not None:  # a UDF, say: its usage is stopped at the budget instead
@@ -265,12 +265,14 @@ _EXPLAIN_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
              openapi_extra={"requestBody": _RESULT_BODY}, responses=_EXPLAIN_RESPONSE)
 async def explain_custom_process(user: OptionalUser, body: JsonObjectBody,
                                  settings: SettingsDep, catalog: CatalogDep,
-                                 registry: RegistryDep) -> dict[str, Any]:
+                                 registry: RegistryDep, jobs: JobsDep,
+                                 folders: FoldersDep) -> dict[str, Any]:
     """A dry run (terracube extension): what every node of the process would hold, from
     metadata only — no pixel is read. The body is that of POST /result (or of /validation).
     Errors of the process are listed in `errors` (status 200), as /validation lists them."""
     def explain() -> dict[str, Any]:
-        services = build_services(settings, catalog, registry, user)
+        owned = UserJobResults(jobs, folders, user.user_id) if user is not None else None
+        services = build_services(settings, catalog, registry, user, job_results=owned)
         return explain_process(body, services).to_json()
 
     return await run_in_threadpool(explain)

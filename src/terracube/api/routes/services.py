@@ -34,12 +34,15 @@ from terracube.api.deps import (
     SignerDep,
     UsersDep,
     api_url,
+    get_job_folders,
+    get_jobs,
     paginate,
 )
 from terracube.auth.users import User, UserStore
 from terracube.jobs import documents as job_docs
 from terracube.jobs.logs import levels_from
 from terracube.jobs.requests import log_query
+from terracube.jobs.results_access import UserJobResults
 from terracube.jobs.signing import ResultLinkInvalid, UrlSigner
 from terracube.processing.costs import default_plan
 from terracube.processing.run import check_structure, validate_process
@@ -332,8 +335,10 @@ async def _xyz_tile(request: Request, service_id: str, token: str | None, z: int
         def render() -> bytes:
             config = check_configuration(record.get("configuration"))
             owner = users.get(owner_id)
+            # load_result(<job id>) reads the owner's finished jobs
+            owner_jobs = UserJobResults(get_jobs(request), get_job_folders(request), owner_id)
             tile_services = build_services(settings, catalog, registry, owner,
-                                           executor=executor)
+                                           executor=executor, job_results=owner_jobs)
             return render_tile(record["process"], config, z, x, y, tile_services, parameters,
                                request.app.state.tile_cubes, (service_id, digest))
 

@@ -493,7 +493,7 @@ def _workspace_item(workspace: WorkspaceAccess | None, ref: str,
 def _job_item(ctx: ProcessContext, ref: str, argument: str) -> Path:
     """The model STAC Item in the results of the user's batch job `ref`.
 
-    `Services.job_results(job_id)` gives the results folder of one of the user's finished
+    `Services.job_results.folder(job_id)` gives the results folder of one of the user's finished
     jobs (JobNotFound / JobNotFinished otherwise); without it only URLs and workspace paths
     can be loaded.
     """
@@ -505,7 +505,7 @@ def _job_item(ctx: ProcessContext, ref: str, argument: str) -> Path:
             "job: listed at GET /jobs/{job_id}/results) or its path in your workspace "
             f"(save_ml_model stores models as {MODEL_FOLDER}/<name>.json).", argument=argument)
     try:
-        folder = Path(job_results(ref))
+        folder = Path(job_results.folder(ref))
     except errors.JobNotFound:
         raise errors.FileNotFound(
             f"No model '{ref}': it is neither a model in your workspace "

@@ -1,7 +1,9 @@
-"""load_stac: a cube from a STAC item, a static STAC collection/catalog or a STAC API collection."""
+"""load_stac: a cube from a STAC item, a static STAC collection/catalog or a STAC API collection;
+load_result: a cube from the results of a batch job (by id, or by the URL of its results)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,3 +34,57 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
     except ValueError as exc:  # the document at the URL is not STAC; the message says why
         raise errors.ProcessParameterInvalid(str(exc), argument="url") from None
     return source.load(request, check_property=_property_check)
+
+
+# A job id as load_result's definition allows it (parameter `id`, schema "ID").
+_JOB_ID = re.compile(r"^[\w\-.~]+$")
+# The path of a job's results in this API (GET /jobs/{job_id}/results), under any root path.
+_RESULTS_PATH = re.compile(r"/jobs/([\w\-.~]+)/results/?$")
+
+
+@process("load_result")
+def load_result(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
+                bands: list[str] | None = None, *, ctx: ProcessContext) -> Any:
+    """The results of a finished batch job as a cube. By job id: one of the user's own jobs
+    (`Services.job_results`, the lookup load_ml_model uses; another user's job is not found).
+    By URL: the STAC document of a job's results, read as load_stac reads it — the signed
+    `canonical` link of our own results (what CDSE users pass on) or another back-end's; the
+    unsigned GET /jobs/{id}/results URL of this server means the user's own job of that id."""
+    if not isinstance(id, str) or not id:
+        raise errors.ProcessParameterInvalid(
+            "id must be the id of one of your finished batch jobs (GET /jobs) or the URL of "
+            "a batch job's results (their 'canonical' link).", argument="id")
+    request = load_request(spatial_extent, temporal_extent, bands, None)
+    if urlparse(id).scheme in ("http", "https"):
+        job_id = _own_results_job(id, ctx)
+        if job_id is None:
+            return load_stac(id, spatial_extent, temporal_extent, bands, ctx=ctx)
+    elif _JOB_ID.match(id):
+        job_id = id
+    else:
+        raise errors.ProcessParameterInvalid(
+            f"'{id}' is neither a batch job id (letters, digits, '-', '_', '.', '~') nor an "
+            "http(s) URL of a batch job's results.", argument="id")
+    job_results = ctx.services.job_results
+    if job_results is None:
+        raise errors.ProcessUnsupported("load_result needs the user's batch jobs, which this "
+                                        "evaluation was not given.")
+    try:
+        source = job_results.collection(job_id)
+    except errors.OpenEOError as exc:
+        raise exc.at(argument="id") from None
+    return source.load(request)
+
+
+def _own_results_job(url: str, ctx: ProcessContext) -> str | None:
+    """The job id of an unsigned GET /jobs/{id}/results URL of this server (it needs the
+    user's token, which a process cannot send: the job is looked up as the user's own);
+    None for any other URL (signed links work without a token)."""
+    parts = urlparse(url)
+    match = _RESULTS_PATH.search(parts.path)
+    settings = ctx.services.settings
+    if match is None or parts.query or settings is None:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    return match.group(1) if f"{host}:{port}" in settings.own_addresses() else None
