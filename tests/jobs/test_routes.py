@@ -69,6 +69,16 @@ def test_create_job(client, alice):
             "type": "application/json", "title": "Batch job logs"} in job["links"]
 
 
+def test_a_job_without_a_budget_shows_null(client, alice):
+    # the API's budget: nullable, default null = no limit; shown by GET /jobs/{id} (profile
+    # requirement 753), left out of the list like every unset property (decision record 0012)
+    job_id = create(client, alice)
+    assert client.get(f"{API}/jobs/{job_id}", headers=alice).json()["budget"] is None
+    (listed,) = [j for j in client.get(f"{API}/jobs", headers=alice).json()["jobs"]
+                 if j["id"] == job_id]
+    assert "budget" not in listed
+
+
 @pytest.mark.parametrize("body, code", [
     ({}, "ProcessGraphMissing"),
     ({"process": {}}, "ProcessGraphMissing"),

@@ -382,4 +382,7 @@ def test_usage_counts_the_tiles_rendered(client, alice) -> None:
     assert doc["usage"]["tiles"] == {"value": 1, "unit": "tiles"}
     assert doc["usage"]["duration"]["unit"] == "seconds"
     assert 0 < doc["usage"]["duration"]["value"] <= elapsed
-    assert doc["costs"] == 0 and doc["plan"] and None not in doc.values()
+    assert doc["costs"] == 0 and doc["plan"]
+    # no budget: null, the API's "no limit" (decision record 0012); nothing else is null
+    assert doc["budget"] is None
+    assert None not in [v for k, v in doc.items() if k != "budget"]

@@ -71,6 +71,9 @@ def job_document(job: Job, url: ApiUrl, *, costs: float = 0.0,
         out["plan"] = default_plan
     out["process"] = job.process
     out["costs"] = costs  # always a number: the client indexes describe()['costs']
+    # The API's `budget` is nullable with default null, null meaning no limit: shown even
+    # when unset (decision record 0012; the list leaves unset properties out).
+    out["budget"] = job.budget
     if job.usage:
         out["usage"] = job.usage
     links = [_link(url, "monitor", f"/jobs/{job.job_id}/logs", title="Batch job logs")]

@@ -109,8 +109,9 @@ def estimate_billing(estimate: dict[str, Any], settings: Settings,
     The estimated duration is taken as the CPU time of one core (how a job process computes
     by default); the estimate holds for an hour (collections and the user's files can
     change). Downloads are not charged, so their number is unlimited: `downloads_included`
-    is left out, which the API defines as null, unlimited (a literal null fails the official
-    test suite's schema check, which ignores OpenAPI 3.0's `nullable`)."""
+    is left out, which the API defines as null, unlimited. A literal null fails the official
+    suite's wp4 (`test_GET_jobs_job_id_estimate`: "None is not of type 'integer'", its
+    OpenAPI 3.1 validator ignores 3.0's `nullable`): decision record 0012."""
     now = now or datetime.now(UTC)
     seconds = duration_seconds(estimate.get("duration"))
     costs = 0.0 if seconds is None else round(seconds * settings.billing_rate, 6)

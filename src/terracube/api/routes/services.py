@@ -228,6 +228,9 @@ def describe_service(request: Request, service_id: str, user: ActiveUser,
     the seconds spent; tiles served from the cache are free)."""
     doc = service_document(request, services.get(user.user_id, service_id), signer)
     doc["usage"] = services.usage(service_id)
+    # The API's `budget` is nullable with default null, null meaning no limit; shown even
+    # when unset, as billing clients read it here (decision record 0012).
+    doc.setdefault("budget", None)
     return doc
 
 
