@@ -248,3 +248,29 @@ def test_authenticate_oidc_without_providers_says_to_use_basic(server) -> None:
         connection.authenticate_oidc()
     assert info.value.http_status_code == 404
     assert "authenticate_basic" in info.value.message
+
+
+def test_aggregate_spatial_with_a_quantiles_reducer(con, sample_data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """processes page, 'callback' reducers of aggregate_spatial: `reducer=lambda x:
+    quantiles(x, probabilities=[0.25, 0.75])` gives both statistics per band (once 'must
+    return a single value per group'), named by percent in CSV; `q=4` names quartiles too."""
+    from openeo.processes import quantiles
+    from shapely.geometry import box, mapping
+
+    fields = {"type": "FeatureCollection",  # the GeoJSON 2008 "crs" member: UTM 32N
+              "crs": {"type": "name", "properties": {"name": "EPSG:32632"}},
+              "features": [{"type": "Feature", "properties": {},
+                            "geometry": mapping(box(680000, 5151200, 680100, 5151300))}]}
+    cube = con.load_collection("SENTINEL2_L2A", temporal_extent=DAY, bands=["B04", "B08"])
+    spread = cube.aggregate_spatial(
+        geometries=fields, reducer=lambda x: quantiles(x, probabilities=[0.25, 0.75]))
+    b = bands(sample_data_dir, "B04", "B08")  # BOX: rows from north, 10 m pixels
+    want = [q for name in ("B04", "B08")
+            for q in np.nanquantile(b[name][20:30, 0:10], [0.25, 0.75])]
+    (values,) = spread.execute().values()
+    np.testing.assert_allclose(values[0], want, rtol=1e-6)
+    cube.aggregate_spatial(geometries=fields, reducer=lambda x: quantiles(x, q=4)).download(
+        tmp_path / "quartiles.csv")
+    header = (tmp_path / "quartiles.csv").read_text().splitlines()[0].split(",")
+    assert header[2:] == [f"{band}_p{p}" for band in ("B04", "B08") for p in (25, 50, 75)]

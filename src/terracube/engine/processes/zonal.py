@@ -67,6 +67,7 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
                              dims=[GEOMETRY_DIM]).broadcast_like(out)
         return _zonal_vector_cube(vc, data, others, out, total, valid, target_dimension)
     results, totals, valids = [], [], []
+    quantiles_only = _result_process(reducer) == "quantiles"
     for geom in geoms:
         found = geometry_pixels(geom, grid)
         if found is None:  # empty or outside the data: no-data
@@ -79,6 +80,10 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
         if not mask.all():
             pixels = pixels.isel({PIXELS: np.flatnonzero(mask.ravel())})
         value = reducer(data=ArrayValue(pixels, PIXELS), context=context)
+        if quantiles_only and isinstance(value, ArrayValue) and value.dim == PIXELS:
+            # quantiles(x, probabilities=[...]) as the reducer: its array is along the pixels'
+            # axis, but it holds one statistic per probability, as array_create([...]) does
+            value = ArrayValue(value.data.rename({PIXELS: _STATS}), _STATS)
         results.append(_statistics_output(value, template))
         if target_dimension is not None:
             totals.append(xr.full_like(template, int(mask.sum())))
@@ -127,19 +132,39 @@ def _statistics_output(value: Any, template: xr.DataArray) -> xr.DataArray:
     return reducer_output(value, template, PIXELS)
 
 
+def _result_node(reducer: Callback) -> dict | None:
+    graph = getattr(reducer, "graph", None) or {}
+    return next((n for n in graph.values() if n.get("result")), None)
+
+
+def _result_process(reducer: Callback) -> str | None:
+    """The process id of the reducer graph's result node (None for a non-graph reducer)."""
+    node = _result_node(reducer)
+    return node.get("process_id") if node else None
+
+
 def statistic_names(reducer: Callback, count: int) -> list[str]:
     """Names of the statistics a reducer returns: the processes of its array_create elements
-    (quantiles by percent, e.g. `p25`), else `stat_0`, `stat_1`... (identifiers: they end up
-    as column and property names)."""
+    (quantiles by percent, e.g. `p25`, also as the reducer itself), else `stat_0`,
+    `stat_1`... (identifiers: they end up as column and property names)."""
     graph = getattr(reducer, "graph", None) or {}
-    result = next((n for n in graph.values() if n.get("result")), None)
+    result = _result_node(reducer)
     names: list[str] = []
+    items: Any = None
     if result is not None and result.get("process_id") == "array_create":
         items = (result.get("arguments") or {}).get("data")
-        for item in items if isinstance(items, list) else []:
-            node = graph.get(item.get("from_node")) if isinstance(item, dict) else None
+    elif result is not None and result.get("process_id") == "quantiles":
+        items = [result]
+    if isinstance(items, list):
+        for item in items:
+            node = item if item is result else (
+                graph.get(item.get("from_node")) if isinstance(item, dict) else None)
             pid = node.get("process_id") if node else None
-            probabilities = ((node or {}).get("arguments") or {}).get("probabilities")
+            arguments = (node or {}).get("arguments") or {}
+            probabilities = arguments.get("probabilities")
+            q = arguments.get("q")
+            if probabilities is None and isinstance(q, int) and not isinstance(q, bool) and q > 1:
+                probabilities = [k / q for k in range(1, q)]  # quantiles(q=4): quartiles
             if pid == "quantiles" and isinstance(probabilities, list):
                 names += ["p" + f"{p * 100:g}".replace(".", "_")
                           if isinstance(p, (int, float)) else "quantile" for p in probabilities]
