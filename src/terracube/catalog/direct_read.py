@@ -27,6 +27,8 @@ import rasterio
 from dask.base import tokenize
 from rasterio.windows import Window
 
+from terracube.datacube.band_reads import BAND_READS, BandReads, Block, IntBand
+
 # Idle open datasets, shared by the threads of a process: a thread takes one for a read and
 # gives it back (a rasterio dataset must not be used by two threads at once). Bounded in
 # number, least recently used paths closed first; a graph reading chunk by chunk across many
@@ -80,13 +82,11 @@ def _dataset(path: str) -> Iterator[rasterio.io.DatasetReader]:
             old.close()
 
 
-def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
-                nodata: float | None, factor: int = 1) -> np.ndarray:
-    """Band 1 of a file in a window of the load's pixels, as float32 with no-data as NaN,
-    shape (1, 1, rows, cols). The load's pixels are `factor` times finer than the file's
-    (nearest neighbour: each file pixel repeated); the window may reach beyond the file
-    (NaN there)."""
-    shape = (1, 1, rows[1] - rows[0], cols[1] - cols[0])
+def _read_part(path: str, rows: tuple[int, int], cols: tuple[int, int],
+               factor: int) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """The file's values in a window of the load's pixels: the part inside the file and
+    where it lies in the window (None: the window is outside the file). The load's pixels
+    are `factor` times finer than the file's (nearest neighbour: each file pixel repeated)."""
     # the window in file pixels
     fr0, fr1 = rows[0] // factor, -(-rows[1] // factor)
     fc0, fc1 = cols[0] // factor, -(-cols[1] // factor)
@@ -94,23 +94,73 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
         r0, r1 = max(fr0, 0), min(fr1, ds.height)
         c0, c1 = max(fc0, 0), min(fc1, ds.width)
         if r0 >= r1 or c0 >= c1:
-            return np.full(shape, np.nan, dtype=np.float32)
+            return None
         raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     if factor > 1:
         raw = np.repeat(np.repeat(raw, factor, axis=0), factor, axis=1)
     # where the file's part starts and ends, in the load's pixels
     y0, x0 = r0 * factor - rows[0], c0 * factor - cols[0]
     sy, sx = max(-y0, 0), max(-x0, 0)
-    h = min(raw.shape[0] - sy, shape[2] - max(y0, 0))
-    w = min(raw.shape[1] - sx, shape[3] - max(x0, 0))
-    inside = (h, w) == shape[2:]
+    h = min(raw.shape[0] - sy, rows[1] - rows[0] - max(y0, 0))
+    w = min(raw.shape[1] - sx, cols[1] - cols[0] - max(x0, 0))
+    target = (slice(max(y0, 0), max(y0, 0) + h), slice(max(x0, 0), max(x0, 0) + w))
+    return raw[sy:sy + h, sx:sx + w], target
+
+
+def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
+                nodata: float | None, factor: int = 1) -> np.ndarray:
+    """Band 1 of a file in a window of the load's pixels, as float32 with no-data as NaN,
+    shape (1, 1, rows, cols). The load's pixels are `factor` times finer than the file's
+    (nearest neighbour: each file pixel repeated); the window may reach beyond the file
+    (NaN there)."""
+    shape = (1, 1, rows[1] - rows[0], cols[1] - cols[0])
+    found = _read_part(path, rows, cols, factor)
+    if found is None:
+        return np.full(shape, np.nan, dtype=np.float32)
+    part, (ys, xs) = found
+    inside = part.shape == shape[2:]
     out = np.empty(shape, np.float32) if inside else np.full(shape, np.nan, np.float32)
-    target = out[0, 0, max(y0, 0):max(y0, 0) + h, max(x0, 0):max(x0, 0) + w]
-    part = raw[sy:sy + h, sx:sx + w]
+    target = out[0, 0, ys, xs]
     np.copyto(target, part, casting="unsafe")  # cast in place: no float copy of the block
     if nodata is not None and not np.isnan(nodata):
         np.putmask(target, part == nodata, np.nan)
     return out
+
+
+def read_band(path: str, rows: tuple[int, int], cols: tuple[int, int],
+              nodata: float | None, factor: int = 1) -> Block:
+    """The same window as `read_window`, shape (rows, cols): for files of integers of at
+    most 16 bits their values with where they are invalid (no-data, outside the file), for
+    others float32 with NaN (read_window's)."""
+    shape = (rows[1] - rows[0], cols[1] - cols[0])
+    found = _read_part(path, rows, cols, factor)
+    if found is None or found[0].dtype.kind not in "iu" or found[0].dtype.itemsize > 2:
+        return read_window(path, rows, cols, nodata, factor)[0, 0]
+    part, (ys, xs) = found
+    has_nodata = nodata is not None and not np.isnan(nodata)
+    if part.shape == shape:
+        return IntBand(part, part == nodata if has_nodata else None)
+    values = np.zeros(shape, part.dtype)
+    values[ys, xs] = part
+    invalid = np.ones(shape, bool)
+    invalid[ys, xs] = part == nodata if has_nodata else False
+    return IntBand(values, invalid)
+
+
+class _AlignedReads:
+    """`BandReads.read` of an aligned load: block (t, band, yi, xi) by `read_band`."""
+
+    def __init__(self, reads: list[list[tuple[str, int, int, int]]], bands: Sequence[str],
+                 nodata: dict[str, float | None], ysplits: list[tuple[int, int]],
+                 xsplits: list[tuple[int, int]]) -> None:
+        self.reads, self.bands, self.nodata = reads, list(bands), nodata
+        self.ysplits, self.xsplits = ysplits, xsplits
+
+    def __call__(self, t: int, band: int, yi: int, xi: int) -> Block:
+        path, r_off, c_off, factor = self.reads[t][band]
+        (y0, y1), (x0, x1) = self.ysplits[yi], self.xsplits[xi]
+        return read_band(path, (r_off + y0, r_off + y1), (c_off + x0, c_off + x1),
+                         self.nodata[self.bands[band]], factor)
 
 
 def _local_path(asset: pystac.Asset) -> str | None:
@@ -164,7 +214,8 @@ def _splits(size: int, step: int) -> list[tuple[int, int]]:
 def load_aligned(items: Sequence[pystac.Item], bands: Sequence[str],
                  nodata: dict[str, float | None], geobox: Any, chunk: int) -> Any:
     """A lazy (t, bands, y, x) float32 DataArray read straight from local files, or None
-    when the items do not qualify (then odc-stac loads them)."""
+    when the items do not qualify (then odc-stac loads them). Its attrs hold the
+    `BandReads` of its blocks (under BAND_READS), for the cube's attrs."""
     import xarray as xr
     from odc.geo.xr import xr_coords
 
@@ -200,9 +251,12 @@ def load_aligned(items: Sequence[pystac.Item], bands: Sequence[str],
     chunks = ((1,) * len(items), (1,) * len(bands), tuple(b - a for a, b in ysplits),
               tuple(b - a for a, b in xsplits))
     arr = da.Array(graph, name, chunks=chunks, dtype=np.float32)
+    reads_of_bands = BandReads(name, arr.chunks,
+                               _AlignedReads(reads, bands, nodata, ysplits, xsplits))
     coords = xr_coords(geobox)
     # odc-geo names the axes of a geographic grid latitude/longitude; the cube's are y/x.
     ydim, xdim = geobox.dimensions
     return xr.DataArray(arr, dims=("t", "bands", "y", "x"),
                         coords={"t": times.values, "bands": list(bands),
-                                "y": coords[ydim].values, "x": coords[xdim].values})
+                                "y": coords[ydim].values, "x": coords[xdim].values},
+                        attrs={BAND_READS: reads_of_bands})

@@ -16,6 +16,7 @@ import xarray as xr
 from terracube import errors
 from terracube.catalog import direct_read
 from terracube.catalog.base import CollectionSource, PropertyCheck, queryables_schema
+from terracube.datacube.band_reads import BAND_READS
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.grid import GRID_READER
 from terracube.datacube.request import BBox, LoadRequest
@@ -217,8 +218,11 @@ class StacItemsSource(CollectionSource):
         # float32 so band math cannot wrap around and no-data can be NaN.
         data = direct_read.load_aligned(items, bands, {b: self.bands[b].nodata for b in bands},
                                         geobox, SPATIAL_CHUNK)
+        reads = None
         if data is None:
             data = self._load_odc(items, bands, geobox)
+        else:  # how its blocks are read: fused callbacks read the bands they use themselves
+            reads = data.attrs.pop(BAND_READS, None)
         epsg = _epsg(crs)
         ref = epsg if epsg else str(crs)
         dims = (
@@ -230,9 +234,10 @@ class StacItemsSource(CollectionSource):
         band_meta = {b: self.bands[b] for b in bands}
         # resample_spatial straight after this load may read these items onto its own grid
         reader = GridReader(data, partial(self._load_on_grid, items, bands))
-        return RasterCube(data, dims, nodata=None, attrs={"band_metadata": band_meta,
-                                                          "collection": self.id,
-                                                          GRID_READER: reader})
+        attrs = {"band_metadata": band_meta, "collection": self.id, GRID_READER: reader}
+        if reads is not None:
+            attrs[BAND_READS] = reads
+        return RasterCube(data, dims, nodata=None, attrs=attrs)
 
     def _load_on_grid(self, items: list[pystac.Item], bands: list[str], shape: tuple[int, int],
                       transform: Any, crs: Any, resampling: str) -> xr.DataArray:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.band_reads import Block, IntBand
+
 log = logging.getLogger(__name__)
 
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("fusion_enabled", default=True)
@@ -56,11 +58,20 @@ def is_enabled() -> bool:
 
 
 # --- values inside a fused function --------------------------------------------------------------
-@dataclass
 class _Num:
-    """Float cube values, NaN = no-data (or plain numbers when `const`)."""
+    """Float cube values, NaN = no-data. A band read as integers (`ints`) becomes float32
+    only when something needs its float values (`a`); comparisons with numbers use the
+    integers."""
 
-    a: Any
+    def __init__(self, a: Any = None, ints: IntBand | None = None) -> None:
+        self._a = a
+        self.ints = ints
+
+    @property
+    def a(self) -> Any:
+        if self._a is None and self.ints is not None:
+            self._a = self.ints.as_float()
+        return self._a
 
 
 @dataclass
@@ -103,7 +114,7 @@ def _number_const(value: Any) -> bool:
 class _Block:
     """Evaluation state of one call of a fused function: the bands and cached masks."""
 
-    def __init__(self, bands: dict[int, np.ndarray]) -> None:
+    def __init__(self, bands: dict[int, Block]) -> None:
         self.bands = bands
         self._nan: dict[int, np.ndarray] = {}
 
@@ -137,12 +148,18 @@ class FusedCube:
     name: str
     function: FusedFunction
     inputs: tuple[Any, ...]  # the dask arrays of the function's bands
+    # when the function reads its bands itself: the dask array of one of its methods
+    # ("truth"), one task per chunk
+    reading: Callable[[str], Any] | None = None
 
 
 class FusedFunction:
     """A callback compiled to a function of numpy blocks: `__call__(*band_blocks)`.
 
     `bands`: the positions (along the reduced dimension) of the blocks it takes, in order.
+    A block is float values with NaN as no-data, or an IntBand (the integers a band was
+    read as, with where they are invalid): the function casts it where the callback's
+    arithmetic needs floats, and compares it with numbers as integers.
     """
 
     def __init__(self, nodes: dict[str, _Node], order: list[str], result: str,
@@ -158,7 +175,7 @@ class FusedFunction:
         # (60 ms per request for the README example); the compiled graph names it.
         return self.key
 
-    def _evaluate(self, blocks: tuple[np.ndarray, ...]) -> Any:
+    def _evaluate(self, blocks: tuple[Block, ...]) -> Any:
         block = _Block(dict(zip(self.bands, blocks)))
         values: dict[str, Any] = {}
         for nid in self.order:
@@ -167,11 +184,11 @@ class FusedFunction:
             values[nid] = node.op(block, args)
         return values[self.result]
 
-    def __call__(self, *blocks: np.ndarray) -> np.ndarray:
+    def __call__(self, *blocks: Block) -> np.ndarray:
         with np.errstate(all="ignore"):
             return np.asarray(_materialise(self._evaluate(blocks)))
 
-    def truth(self, *blocks: np.ndarray) -> np.ndarray:
+    def truth(self, *blocks: Block) -> np.ndarray:
         """Where the result is true: non-zero and not no-data, as `mask` reads a mask cube
         (`(m != 0) & notnull(m)`), without making the 1.0 / 0.0 / NaN float array first."""
         with np.errstate(all="ignore"):
@@ -204,8 +221,69 @@ def _float_arrays(values: list[Any]) -> list[Any]:
     return [v for v in values if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
 
 
-def _compare(func: Callable[[Any, Any], Any], negate: bool = False) -> Op:
+# Integers a band may hold exactly in float32, and numbers a comparison with them is done on
+# the integers for: a float32 of such a number is an exact double.
+_EXACT = 2**24
+
+
+def _integer_comparison(name: str, values: np.ndarray, number: float) -> np.ndarray:
+    """`values <name> number` for integer `values`, as the float32 comparison of the cast
+    values gives it (the number rounded to float32, as numpy does for a float32 array and
+    a Python number), computed on the integers: `==` needs an integral number, `>` and `<=`
+    compare with its floor, `>=` and `<` with its ceiling."""
+    c = float(np.float32(number))
+    info = np.iinfo(values.dtype)
+    if name == "eq":
+        if not c.is_integer() or not info.min <= c <= info.max:
+            return np.zeros(values.shape, dtype=bool)
+        return values == values.dtype.type(int(c))
+    k = math.floor(c) if name in ("gt", "lte") else math.ceil(c)
+    below, above = k < info.min, k > info.max
+    if name == "gt":  # values > k
+        if below or above or k == info.max:
+            return np.full(values.shape, below)
+    elif name == "gte":  # values >= k
+        if below or above:
+            return np.full(values.shape, below)
+    elif name == "lt":  # values < k
+        if below or above:
+            return np.full(values.shape, above)
+    elif name == "lte":  # values <= k
+        if below or above or k == info.max:
+            return np.full(values.shape, not below)
+    bound = values.dtype.type(k)
+    return {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
+            "lte": operator.le}[name](values, bound)
+
+
+_FLIPPED = {"eq": "eq", "gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}
+
+
+def _on_integers(name: str, args: list[Any]) -> tuple[IntBand, np.ndarray] | None:
+    """A comparison of a band read as integers with a plain number, done on the integers:
+    the band and the bool result; None when it is not such a comparison."""
+    x, y = args
+    if isinstance(x, _Num) and x.ints is not None and type(y) in (int, float):
+        band, number, op = x.ints, y, name
+    elif isinstance(y, _Num) and y.ints is not None and type(x) in (int, float):
+        band, number, op = y.ints, x, _FLIPPED[name]
+    else:
+        return None
+    if not math.isfinite(number) or abs(number) > _EXACT:
+        return None
+    return band, _integer_comparison(op, band.values, number)
+
+
+def _compare(func: Callable[[Any, Any], Any], negate: bool = False,
+             name: str = "") -> Op:
     def op(block: _Block, args: list[Any]) -> Any:
+        found = _on_integers(name, args) if name in _FLIPPED else None
+        if found is not None:
+            band, result = found
+            if negate:
+                result = np.logical_not(result)
+            # the float path's dtype: the comparison of float32 band values
+            return _Bool(result, band.invalid, np.dtype(np.float32))
         x, y = (_num_operand(block, a) for a in args)
         arrays = _float_arrays([x, y])
         if not arrays:
@@ -293,6 +371,7 @@ _BINARY: dict[str, Callable[..., Any]] = {
     "divide": np.true_divide, "normalized_difference": lambda a, b: (a - b) / (a + b)}
 _COMPARE = {"eq": (operator.eq, False), "neq": (operator.eq, True), "gt": (operator.gt, False),
             "gte": (operator.ge, False), "lt": (operator.lt, False), "lte": (operator.le, False)}
+_COMPARE_NAME = {"eq": "eq", "neq": "eq", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte"}
 _BINARY_PARAMS = {"add": ("x", "y"), "subtract": ("x", "y"), "multiply": ("x", "y"),
                   "divide": ("x", "y"), "normalized_difference": ("x", "y")}
 
@@ -374,7 +453,7 @@ class _Compiler:
             inputs = operands("x", "y")
             self._no_null(inputs)
             func, negate = _COMPARE[pid]
-            op = _compare(func, negate)
+            op = _compare(func, negate, _COMPARE_NAME[pid])
         elif pid == "between":
             exclude = args.get("exclude_max", False)
             if not isinstance(exclude, bool) or not all(
@@ -439,7 +518,8 @@ class _Compiler:
 
 def _band_op(position: int) -> Op:
     def op(block: _Block, args: list[Any]) -> Any:
-        return _Num(block.bands[position])
+        value = block.bands[position]
+        return _Num(ints=value) if isinstance(value, IntBand) else _Num(value)
     return op
 
 

@@ -18,6 +18,7 @@ import xarray as xr
 
 from terracube import errors
 from terracube import process_errors as pe
+from terracube.datacube.band_reads import BAND_READS, BandReads, Block, IntBand
 from terracube.datacube.cube import (
     BANDS,
     OTHER,
@@ -153,7 +154,7 @@ def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
     cube = nodata_as_nan(data)
     template = _template_without(cube.data, dimension)
     dims = tuple(d for d in cube.dimensions if d.name != dimension)
-    fused = _fused(cube.data, dimension, reducer, context)
+    fused = _fused(cube.data, dimension, reducer, context, cube.attrs.get(BAND_READS))
     if fused is not None:
         return _with_fused(cube, fused, dims)
     result = reducer(data=ArrayValue(cube.data, dimension, labeled=True), context=context)
@@ -174,13 +175,15 @@ _PROBE = np.array([np.nan, 0, 1, 2, 3, 4, 8, 9, 10, 11, -1, -2.5, 0.5, 1e4, np.i
 
 
 def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
-           context: Any) -> tuple[xr.DataArray, fusion.FusedCube] | None:
+           context: Any, reads: Any = None) -> tuple[xr.DataArray, fusion.FusedCube] | None:
     """The callback as one function per chunk (engine/fusion.py), or None.
 
     `dimension`: reduce_dimension's reduced dimension (the callback gets `data`); None:
     apply (the callback gets `x`, the whole cube). The compiled function is checked against
     the callback itself on a small probe first; any difference or error: None (the
-    process-by-process path then runs, and raises what it raises)."""
+    process-by-process path then runs, and raises what it raises). `reads`: the cube's
+    BandReads, if it has them: a reduction over the bands of a cube still as loaded then
+    reads its bands in its own task (`_read_and_apply`)."""
     if not isinstance(callback, Callback) or not isinstance(values.data, dsa.Array) or \
             values.dtype.kind != "f" or not fusion.is_enabled():
         return None
@@ -226,10 +229,85 @@ def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
         index = (slice(None),) * axis
         inputs = [data[(*index, p)] for p in function.bands]
         template = _template_without(values, dimension)
-    out = dsa.map_blocks(function, *inputs, dtype=expected_values.dtype)
-    made = fusion.FusedCube(out.name, function, tuple(inputs))
+    if dimension is not None and isinstance(reads, BandReads) and values.ndim == 4 and \
+            values.get_axis_num(dimension) == 1 and reads.matches(data) and \
+            _integers_probe_agrees(function, callback, context, probe, dimension):
+        reading = _ReadAndApply(function, reads, expected_values.dtype)
+        out = reading.array("__call__")
+        made = fusion.FusedCube(out.name, function, tuple(inputs), reading.array)
+    else:
+        out = dsa.map_blocks(function, *inputs, dtype=expected_values.dtype)
+        made = fusion.FusedCube(out.name, function, tuple(inputs))
     return xr.DataArray(out, dims=template.dims, coords=template.coords,
                         name=template.name), made
+
+
+# Probe values of integer bands (the first is no-data): the classification codes, the ends of
+# the types, values around them.
+_INT_PROBES = {np.dtype(np.uint8): [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 254, 255, 3, 8],
+               np.dtype(np.uint16): [0, 1, 3, 8, 10, 11, 100, 1000, 9999, 10000, 65534, 65535,
+                                     2, 9, 0, 7],
+               np.dtype(np.int16): [-9999, -32768, -1, 0, 1, 3, 8, 10, 11, 100, 32767, -3, 9,
+                                    2, 10000, -9999]}
+
+
+def _integers_probe_agrees(function: fusion.FusedFunction, callback: Callback, context: Any,
+                           like: xr.DataArray, dimension: str) -> bool:
+    """The compiled function given integer bands (IntBand) gives what the callback gives
+    for the same bands as the load holds them (float32, NaN for no-data)."""
+    axis = like.get_axis_num(dimension)
+    rng = np.random.default_rng(1)
+    for dtype, values in _INT_PROBES.items():
+        ints = np.empty((*like.shape[:-1], len(values)), dtype=dtype)
+        flat = ints.reshape(-1, len(values))
+        for i in range(flat.shape[0]):
+            flat[i] = np.roll(values, i) if i % 2 == 0 else rng.permutation(values)
+        invalid = ints == dtype.type(values[0])
+        floats = ints.astype(np.float32)
+        floats[invalid] = np.nan
+        probe = xr.DataArray(floats, dims=like.dims,
+                             coords={dimension: like.coords[dimension].values})
+        try:
+            expected = conform(callback(data=ArrayValue(probe, dimension, labeled=True),
+                                        context=context),
+                               _template_without(probe, dimension), "reducer")
+            got = function(*[IntBand(np.take(ints, p, axis=axis),
+                                     np.take(invalid, p, axis=axis)) for p in function.bands])
+        except Exception:  # noqa: BLE001 - the float path is used then
+            return False
+        if not fusion.same_values(got, np.asarray(expected.values)):
+            return False
+    return True
+
+
+class _ReadAndApply:
+    """A task per chunk of a (t, bands, y, x) cube reduced over its bands: reads the bands
+    the fused function uses (the BandReads of the load: integers stay integers) and applies
+    one of the function's methods, so the read, the cast and the band math are one task."""
+
+    def __init__(self, function: fusion.FusedFunction, reads: BandReads,
+                 dtype: np.dtype) -> None:
+        self.function, self.reads, self.dtype = function, reads, dtype
+
+    def _block(self, t: int, band: int, yi: int, xi: int) -> Block:
+        value = self.reads.read(t, band, yi, xi)
+        if isinstance(value, IntBand):  # the reduced axis gone: (1, rows, cols) like data[:, p]
+            return IntBand(value.values[None],
+                           None if value.invalid is None else value.invalid[None])
+        return value[None]
+
+    def array(self, method: str) -> dsa.Array:
+        chunks = self.reads.chunks
+        dtype = np.dtype(bool) if method == "truth" else self.dtype
+        run = getattr(self.function, method)
+
+        def task(block_id: tuple[int, int, int]) -> np.ndarray:
+            t, yi, xi = block_id
+            return run(*[self._block(t, p, yi, xi) for p in self.function.bands])
+
+        name = f"fused-read-{method.strip('_')}-{self.function.key[6:]}-{self.reads.name[-32:]}"
+        return dsa.map_blocks(task, chunks=(chunks[0], chunks[2], chunks[3]), dtype=dtype,
+                              meta=np.empty((0, 0, 0), dtype), name=name)
 
 
 def _fused_truth(mask: RasterCube) -> xr.DataArray | None:
@@ -239,7 +317,10 @@ def _fused_truth(mask: RasterCube) -> xr.DataArray | None:
     if not isinstance(made, fusion.FusedCube) or mask.nodata is not None or \
             not isinstance(data.data, dsa.Array) or data.data.name != made.name:
         return None
-    truth = dsa.map_blocks(made.function.truth, *made.inputs, dtype=bool)
+    if made.reading is not None:  # reads its bands itself: SCL compared as integers
+        truth = made.reading("truth")
+    else:
+        truth = dsa.map_blocks(made.function.truth, *made.inputs, dtype=bool)
     return xr.DataArray(truth, dims=data.dims, coords=data.coords, name=data.name)
 
 

@@ -1,0 +1,177 @@
+"""Fused band reducers that read their bands themselves (one task per chunk) and compare
+integer bands as integers give exactly what the processes give one by one.
+
+The cubes are real loads of the sample collection (uint16 reflectances, uint8 SCL, no-data
+0) through the aligned reader (catalog/direct_read.py), including a window that reaches
+beyond the files (no-data there); every result is compared with the same graph evaluated
+with fusion disabled. The comparisons on integers are checked against the float32
+comparisons for every operator, operand order, integer type and awkward number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+
+from terracube.catalog import Catalog
+from terracube.datacube.band_reads import BAND_READS, IntBand
+from terracube.datacube.request import BBox, LoadRequest
+from terracube.engine import fusion
+from terracube.engine.evaluate import Evaluator, Services
+from terracube.engine.registry import ProcessRegistry
+
+BOXES = {
+    "window inside": BBox(679720, 5151080, 680680, 5151920, "EPSG:32632"),
+    "across the edge": BBox(677500, 5149000, 678730, 5150210, "EPSG:32632"),
+}
+
+
+def p(name: str) -> dict:
+    return {"from_parameter": name}
+
+
+def n(node: str) -> dict:
+    return {"from_node": node}
+
+
+def band(label: str) -> dict:
+    return {"process_id": "array_element", "arguments": {"data": p("data"), "label": label}}
+
+
+def node(pid: str, **arguments) -> dict:
+    return {"process_id": pid, "arguments": arguments}
+
+
+def graph(result: str, **nodes: dict) -> dict:
+    nodes[result] = {**nodes[result], "result": True}
+    return {"process_graph": nodes}
+
+
+CLOUD = graph("o3", scl=band("SCL"),
+              e3=node("eq", x=n("scl"), y=3), e8=node("eq", x=n("scl"), y=8),
+              e9=node("eq", x=n("scl"), y=9), e10=node("eq", x=n("scl"), y=10),
+              o1=node("or", x=n("e3"), y=n("e8")), o2=node("or", x=n("e9"), y=n("e10")),
+              o3=node("or", x=n("o1"), y=n("o2")))
+REDUCERS = {
+    "w2 cloud mask": CLOUD,
+    "w1 ndvi": graph("nd", r=band("B04"), i=band("B08"),
+                     nd=node("normalized_difference", x=n("i"), y=n("r"))),
+    "comparisons on both sides, fractions": graph(
+        "x", s=band("SCL"), a=band("B04"), g=node("gt", x=4.5, y=n("s")),
+        e=node("neq", x=n("s"), y=0), c=node("and", x=n("g"), y=n("e")),
+        l=node("lte", x=n("a"), y=1200.5), x=node("xor", x=n("c"), y=n("l"))),
+    "comparison in arithmetic": graph(
+        "m", s=band("SCL"), a=band("B08"), e=node("gte", x=n("s"), y=8),
+        m=node("multiply", x=n("e"), y=n("a"))),
+    "is_nodata of an integer band": graph("i", a=band("SCL"), i=node("is_nodata", x=n("a"))),
+}
+
+
+@pytest.fixture(scope="module")
+def services(registry: ProcessRegistry) -> Services:
+    return Services(registry=registry)
+
+
+@pytest.fixture(scope="module")
+def source(sample_data_dir: Path):
+    return Catalog(sample_data_dir).get("SENTINEL2_L2A")
+
+
+def _load(source, box: str):
+    return source.load(LoadRequest(bbox=BOXES[box], temporal_extent=("2022-05-01", "2022-07-01"),
+                                   bands=("B04", "B08", "SCL")))
+
+
+def _evaluate(services: Services, g: dict, data) -> np.ndarray:
+    out = Evaluator(services).run(g, {"cube": data})
+    return out
+
+
+@pytest.mark.parametrize("box", BOXES, ids=list(BOXES))
+@pytest.mark.parametrize("name", list(REDUCERS))
+def test_reducer_reading_its_bands_equals_process_by_process(services, source, box, name):
+    data = _load(source, box)
+    assert BAND_READS in data.attrs
+    g = {"r": {"process_id": "reduce_dimension", "arguments": {
+        "data": p("cube"), "dimension": "bands", "reducer": REDUCERS[name]}, "result": True}}
+    fused = _evaluate(services, g, data)
+    with fusion.disabled():
+        plain = _evaluate(services, g, data)
+    layers = list(fused.data.data.dask.layers)
+    # one task per chunk: the read is inside the fused function's layer
+    assert any(layer.startswith("fused-read-") for layer in layers), layers
+    assert not any(layer.startswith("read-aligned-") for layer in layers), layers
+    with dask.config.set(scheduler="threads"):
+        a, b = fused.data.compute(), plain.data.compute()
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a.values, b.values)
+    if box == "across the edge":
+        assert np.isnan(b.values).any() or b.dtype == bool
+
+
+@pytest.mark.parametrize("box", BOXES, ids=list(BOXES))
+def test_mask_from_integer_scl_equals_process_by_process(services, source, box):
+    """W2: the SCL cloud mask of the load masks its reflectances; the mask is computed from
+    the uint8 SCL in its own read task (no float32 SCL)."""
+    data = _load(source, box)
+    g = {"cloud": {"process_id": "reduce_dimension", "arguments": {
+            "data": p("cube"), "dimension": "bands", "reducer": CLOUD}},
+         "refl": {"process_id": "filter_bands", "arguments": {
+             "data": p("cube"), "bands": ["B04", "B08"]}},
+         "m": {"process_id": "mask", "arguments": {"data": n("refl"), "mask": n("cloud")},
+               "result": True}}
+    fused = _evaluate(services, g, data)
+    with fusion.disabled():
+        plain = _evaluate(services, g, data)
+    assert any(layer.startswith("fused-read-truth-") for layer in fused.data.data.dask.layers)
+    with dask.config.set(scheduler="threads"):
+        a, b = fused.data.compute(), plain.data.compute()
+    np.testing.assert_array_equal(a.values, b.values)
+    assert np.isnan(a.values).sum() > 0
+
+
+def test_a_changed_cube_does_not_read_the_files_again(services, source):
+    """Band reads are only used while the cube holds the loaded array itself."""
+    data = _load(source, "window inside")
+    g = {"a": {"process_id": "apply", "arguments": {"data": p("cube"), "process": graph(
+            "m", m=node("multiply", x=p("x"), y=2))}},
+         "r": {"process_id": "reduce_dimension", "arguments": {
+             "data": n("a"), "dimension": "bands", "reducer": CLOUD}, "result": True}}
+    out = _evaluate(services, g, data)
+    assert not any(layer.startswith("fused-read-") for layer in out.data.data.dask.layers)
+
+
+NUMBERS = [0, 1, 3, 8, -1, 2.5, -0.5, 2.9999999, 3.0000001, 7.99999999, 254.5, 255, 256,
+           65535, 65535.5, 65536, -32768, -32769, 32767.2, 1e6, -1e6, 16777216, 0.0]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])
+@pytest.mark.parametrize("pid", ["eq", "neq", "gt", "gte", "lt", "lte"])
+def test_integer_comparisons_equal_float32_comparisons(dtype, pid):
+    info = np.iinfo(dtype)
+    values = np.unique(np.concatenate([np.arange(-3, 12), [info.min, info.min + 1,
+                                       info.max - 1, info.max, 254, 255, 256, 32767]]))
+    values = values[(values >= info.min) & (values <= info.max)].astype(dtype)
+    invalid = values == values[len(values) // 2]  # one no-data value
+    as_float = values.astype(np.float32)
+    as_float[invalid] = np.nan
+    for number in NUMBERS:
+        for order in (("x", "y"), ("y", "x")):
+            args = {order[0]: {"from_node": "a"}, order[1]: number}
+            g = {"a": band("A"), "c": {"process_id": pid, "arguments": args, "result": True}}
+            function = fusion.compile_graph(g, labels=["A"])
+            assert function is not None
+            got = function(IntBand(values, invalid))
+            expected = function(as_float)
+            assert got.dtype == expected.dtype == np.float32
+            np.testing.assert_array_equal(got, expected, err_msg=f"{pid} {order} {number}")
+            # and the float path is numpy's float32 comparison
+            ref = {"eq": np.equal, "neq": np.not_equal, "gt": np.greater,
+                   "gte": np.greater_equal, "lt": np.less, "lte": np.less_equal}[pid]
+            with np.errstate(all="ignore"):
+                cmp = ref(as_float, number) if order[0] == "x" else ref(number, as_float)
+            np.testing.assert_array_equal(
+                np.where(invalid, np.nan, cmp.astype(np.float32)), expected)
