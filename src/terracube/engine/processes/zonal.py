@@ -248,9 +248,11 @@ _SUM, _COUNT, _MIN, _MAX = range(4)
 
 
 def _zonal_partials(block: np.ndarray, bounds: np.ndarray, masks: list[np.ndarray | None],
-                    block_info: dict | None = None) -> np.ndarray:
+                    statistic: str, block_info: dict | None = None) -> np.ndarray:
     """Sum, count, min and max of the valid pixels of every geometry in one spatial chunk:
-    shape (*leading, 1, 1, geometries, 4)."""
+    shape (*leading, 1, 1, geometries, 4). Only the count and what `statistic` needs are
+    computed (a mean needs no extremes: half the passes over the pixels); the others stay
+    0, inf, -inf."""
     (r0, r1), (c0, c1) = block_info[0]["array-location"][-2:]
     lead = block.shape[:-2]
     out = np.zeros((*lead, 1, 1, len(masks), 4))
@@ -269,9 +271,11 @@ def _zonal_partials(block: np.ndarray, bounds: np.ndarray, masks: list[np.ndarra
         valid = ~np.isnan(pixels)
         target = out[..., 0, 0, i, :]
         target[..., _COUNT] = valid.sum(axis=-1)
-        target[..., _SUM] = np.where(valid, pixels, 0).sum(axis=-1, dtype=np.float64)
-        if pixels.shape[-1]:
+        if statistic in ("mean", "sum"):
+            target[..., _SUM] = np.where(valid, pixels, 0).sum(axis=-1, dtype=np.float64)
+        if pixels.shape[-1] and statistic == "min":
             target[..., _MIN] = np.where(valid, pixels, np.inf).min(axis=-1)
+        if pixels.shape[-1] and statistic == "max":
             target[..., _MAX] = np.where(valid, pixels, -np.inf).max(axis=-1)
     return out
 
@@ -288,7 +292,7 @@ def _zonal_statistic(values: xr.DataArray, windows: list, statistic: str,
     masks = [None if w is None else w[2] for w in windows]
     chunks = (*arr.chunks[:-2], (1,) * len(arr.chunks[-2]), (1,) * len(arr.chunks[-1]),
               (n,), (4,))
-    parts = da.map_blocks(_zonal_partials, arr, bounds, masks, chunks=chunks,
+    parts = da.map_blocks(_zonal_partials, arr, bounds, masks, statistic, chunks=chunks,
                           new_axis=[arr.ndim, arr.ndim + 1], dtype=np.float64,
                           meta=np.array((), dtype=np.float64))
     spatial = (arr.ndim - 2, arr.ndim - 1)
