@@ -229,6 +229,32 @@ def test_apply_kernel_equals_scipy_correlation(registry, dem, border, mode, cval
     np.testing.assert_allclose(out.data.values, expected * 0.5, rtol=1e-12)
 
 
+def _gaussian(size: int) -> np.ndarray:
+    g = np.exp(-0.5 * ((np.arange(size) - size // 2) / (size / 6)) ** 2)
+    return np.outer(g, g) / np.outer(g, g).sum()
+
+
+@pytest.mark.parametrize(("kernel", "border", "mode", "chunks"), [
+    # separable (the community BAP example's Gaussian), chunks smaller than its halo
+    (_gaussian(31), 0, "constant", (40, 33)),
+    (_gaussian(9), "reflect", "reflect", (40, 33)),
+    (np.outer([1, 2, 3, 2, 1, 0, 1], [1, 0, -1, 0, 2, 1, 3]), 0, "constant", (64, 64)),
+    # not separable, large: by FFT
+    (np.arange(17 * 15, dtype=float).reshape(17, 15) % 7 - 3, 0, "constant", (40, 33)),
+    (np.arange(17 * 15, dtype=float).reshape(17, 15) % 7 - 3, "replicate", "nearest", (64, 64)),
+])
+def test_large_kernels_equal_the_direct_correlation(registry, dem, kernel, border, mode, chunks):
+    """Large kernels take two 1-D passes (separable) or an FFT: the values are still scipy's
+    weight-by-weight correlation."""
+    values, transform, _, _, _ = dem
+    cube = raster_cube(values, transform, 4326, chunks=chunks)
+    out = run(registry, "apply_kernel", data=cube, kernel=kernel.tolist(), border=border)
+    clean = np.where(np.isfinite(values), values, 0).astype(np.float64)
+    expected = scipy.ndimage.correlate(clean, kernel, mode=mode, cval=0.0)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(out.data.values, expected, rtol=1e-5, atol=1e-6 * scale)
+
+
 def test_apply_kernel_factor_is_applied_in_float_on_integer_data(dem):
     _, transform, _, raw, _ = dem
     cube = raster_cube(raw[:30, :30].astype(np.int32), transform, 4326, chunks=(7, 9))
