@@ -90,6 +90,17 @@ def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
     return xarray.DataArray(values, dims=cube.dims)
 '''  # noqa: E501
 
+# The same without apply_metadata (CDSE learns the new size from the tiles the UDF returns)
+UPSAMPLE_UNDECLARED = UPSAMPLE.split("def apply_metadata")[0] + "def apply_datacube" + \
+    UPSAMPLE.split("def apply_datacube")[1]
+
+NDVI_UNDECLARED = '''import xarray
+
+def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+    red, nir = cube.sel(bands="B04"), cube.sel(bands="B08")
+    return ((nir - red) / (nir + red)).expand_dims(bands=["NDVI"])
+'''
+
 # 2 x 2 means: half the pixels (resolution 20 m)
 COARSEN = '''import xarray
 
@@ -227,6 +238,31 @@ def test_upsampling_with_overlap_over_several_dates(con, sample_data_dir, tmp_pa
     assert got.shape == (2, 2, 128, 128)
     np.testing.assert_allclose(got, raw.repeat(2, axis=-1).repeat(2, axis=-2), rtol=1e-6)
     assert [str(v)[:10] for v in out["t"].values] == ["2022-06-02", "2022-06-07"]
+
+
+def test_upsampling_without_apply_metadata_is_learnt_from_the_first_neighbourhood(
+        con, sample_data_dir, tmp_path) -> None:
+    assert "apply_metadata" not in UPSAMPLE_UNDECLARED
+    p = pixels(24, overlap=4)
+    out = download(load(con, ["B04"], TWO_DAYS).apply_neighborhood(
+        openeo.UDF(UPSAMPLE_UNDECLARED, runtime="Python"), size=p["size"],
+        overlap=p["overlap"]), tmp_path)
+    raw = read_bands(sample_data_dir, ["B04"], TWO_DAYS)
+    np.testing.assert_allclose(out["x"].values, AREA["west"] + 2.5 + 5 * np.arange(128))
+    np.testing.assert_allclose(stacked(out, ["B04"]), raw.repeat(2, axis=-1).repeat(2, axis=-2),
+                               rtol=1e-6)
+
+
+def test_bands_without_apply_metadata_are_named_by_the_udf(con, sample_data_dir,
+                                                            tmp_path) -> None:
+    p = pixels(32, overlap=8)
+    out = download(load(con, ["B04", "B08"]).apply_neighborhood(
+        openeo.UDF(NDVI_UNDECLARED, runtime="Python"), size=p["size"], overlap=p["overlap"]),
+        tmp_path)
+    raw = read_bands(sample_data_dir, ["B04", "B08"], DAY)
+    red, nir = raw[:, 0], raw[:, 1]
+    np.testing.assert_allclose(out["NDVI"].transpose("t", "y", "x").values,
+                               (nir - red) / (nir + red), rtol=1e-5)
 
 
 def test_run_udf_on_a_cube_at_half_the_resolution(con, sample_data_dir, tmp_path) -> None:

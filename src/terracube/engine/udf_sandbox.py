@@ -643,6 +643,8 @@ class UdfPool:
         self._freed = threading.Condition(self._lock)
         self._starting = 0  # workers being started
         self._metadata_answers: dict[str, dict] = {}  # apply_metadata's, by described cube
+        # what the UDF was seen to change (udf.py _inferred_change), by node and dimensions
+        self.inferred: dict[tuple, Any] = {}
         weakref.finalize(self, _kill_all, self._all)
         _POOLS[self.id] = self
         if load_now:

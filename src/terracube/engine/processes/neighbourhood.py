@@ -438,6 +438,7 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
     blocks: dict[tuple[int, ...], da.Array] = {}
     first: xr.DataArray | None = None
     scale: dict[str, Fraction] = {}
+    relabelled: set[Any] = set()  # dimensions whose labels the callback changed
     for idx in np.ndindex(*[len(c) for c in chunks]):
         lo = [int(starts[a][i]) for a, i in enumerate(idx)]
         hi = [lo[a] + chunks[a][i] for a, i in enumerate(idx)]
@@ -453,8 +454,11 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
             if not one_dimensional else (callback_cube(value, piece), {})
         if first is None:
             first, scale = result, piece_scale
-        elif piece_scale != scale or any(
-                result.sizes[d] != first.sizes[d] for d in dims if d not in spatial):
+            relabelled = {d for d in dims if d not in spatial
+                          and result.sizes[d] != piece.sizes[d]}
+        if piece_scale != scale or any(
+                result.sizes[d] != (first.sizes[d] if d in relabelled else piece.sizes[d])
+                for d in dims if d not in spatial):
             raise DataCubePropertiesImmutable(
                 f"The process returned {dict(result.sizes)} for a neighbourhood of "
                 f"{dict(piece.sizes)}, where the first neighbourhood gave "

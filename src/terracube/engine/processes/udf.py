@@ -47,6 +47,7 @@ from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
 from terracube.datacube.dryrun import is_dry_run
 from terracube.datacube.grid import with_scaled_grid
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
+from terracube.datacube.vector import VectorCube
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
 from terracube.engine.udf_envs import EnvPolicy, environment_for
@@ -465,6 +466,50 @@ def _declared_change(pool: UdfPool, code: str, data: RasterCube | xr.DataArray, 
     return change if change.changes_anything else None
 
 
+def _inferred_change(pool: UdfPool, cube: RasterCube, context: Any,
+                     target: tuple[str, str] | None,
+                     node_id: str | None) -> tuple[MetadataChange | None, RasterCube | None]:
+    """For a UDF without apply_metadata in apply_neighborhood: what it changes, learnt from its
+    result for the node's first neighbourhood (computed now, as CDSE learns it from the tiles
+    the UDF returns): another number of pixels (a resolution changed by a simple factor) or
+    of bands (named as the UDF names them). Returns (the change or None, the first
+    neighbourhood's result cube) for the first call of a node, (change, None) afterwards."""
+    key = (node_id, tuple(cube.data.dims))
+    if key in pool.inferred:
+        return pool.inferred[key], None
+    arr = cube.data
+    (values,) = executor.current().compute(arr.data, progress=lambda _: None)
+    piece = xr.DataArray(np.asarray(values), dims=arr.dims, coords=_block_coords(arr, None),
+                         name=arr.name)
+    out = _with_dims_of(_call_udf(pool, piece, context, target, node_id), piece, node_id)
+    spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
+    scale: dict[str, Fraction] = {}
+    labels: dict[str, tuple[str, ...]] = {}
+    for d in arr.dims:
+        before, after = piece.sizes[d], out.sizes[d]
+        if before == after:
+            continue
+        if d in spatial and before:
+            scale[str(d)] = Fraction(after, before)
+        elif d in out.coords:
+            labels[str(d)] = tuple(str(v) for v in out.coords[d].values)
+        else:
+            labels[str(d)] = tuple(str(i) for i in range(after))
+    change = MetadataChange(scale, labels) if scale or labels else None
+    pool.inferred[key] = change
+    dtype = _result_dtype(arr.dtype)
+    result = xr.DataArray(dsa.from_array(np.asarray(out.values).astype(dtype, copy=False)),
+                          dims=arr.dims, name=arr.name, attrs=dict(arr.attrs))
+    if change is None:
+        return None, cube.with_data(result.assign_coords(_block_coords(arr, None)))
+    coords = {d: (np.asarray(labels[str(d)]) if str(d) in labels else arr.coords[d].values)
+              for d in arr.dims if str(d) in labels or (d in arr.coords and str(d) not in scale)}
+    result = result.assign_coords(coords)
+    if scale:
+        return change, with_scaled_grid(cube, result, dict(scale))
+    return change, cube.with_data(result, cube.dimensions)
+
+
 def _blockwise_declared(pool: UdfPool, cube: RasterCube, change: MetadataChange, context: Any,
                         target: tuple[str, str] | None, node_id: str | None) -> RasterCube:
     """The UDF applied lazily per spatial block (as _blockwise) where its apply_metadata
@@ -668,6 +713,11 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     if isinstance(data, RasterCube):
         cube = nodata_as_nan(data)
         change = _declared_change(pool, code, cube, context, target, node_id)
+        if change is None and _WHOLE_PIECES.get() == "same" and not is_dry_run() \
+                and not defines_apply_metadata(code):
+            change, first = _inferred_change(pool, cube, context, target, node_id)
+            if first is not None:
+                return first
         if change is not None:
             return _blockwise_declared(pool, cube, change, context, target, node_id)
         spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
@@ -700,6 +750,12 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
         arr = xr.DataArray(np.nan if data is None else float(data))
         out = _call_udf(pool, arr, context, target, node_id)
         return to_python(out.values)
+    if isinstance(data, VectorCube):
+        raise errors.ProcessParameterInvalid(
+            "run_udf on a vector cube (e.g. the result of aggregate_spatial) is not supported: "
+            "Python UDFs run on raster data cubes (apply_datacube, apply_timeseries or a "
+            "function taking UdfData with one data cube) and on arrays; apply_vectorcube and "
+            "UdfData feature collections or structured data are not.", argument="data")
     raise errors.ProcessParameterInvalid(
-        f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF.",
-        argument="data")
+        f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF: it takes "
+        f"raster data cubes, arrays and numbers.", argument="data")
