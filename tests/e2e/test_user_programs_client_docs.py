@@ -274,3 +274,55 @@ def test_aggregate_spatial_with_a_quantiles_reducer(con, sample_data_dir: Path,
         tmp_path / "quartiles.csv")
     header = (tmp_path / "quartiles.csv").read_text().splitlines()[0].split(",")
     assert header[2:] == [f"{band}_p{p}" for band in ("B04", "B08") for p in (25, 50, 75)]
+
+
+def test_vector_cube_methods_of_the_client(con, sample_data_dir: Path) -> None:
+    """The client's VectorCube methods on aggregate_spatial's statistics (processes 2.0 take
+    any data cube; once 'must be a raster data cube'): filter_bands, filter_labels,
+    apply_dimension, filter_bbox (the geometries fully within the box), and reduce_dimension
+    through `process`."""
+    from openeo.processes import date_between
+    from shapely.geometry import box, mapping
+
+    cells = [box(680000, 5151200, 680100, 5151300), box(680150, 5151350, 680300, 5151500)]
+    fields = {"type": "FeatureCollection",
+              "crs": {"type": "name", "properties": {"name": "EPSG:32632"}},
+              "features": [{"type": "Feature", "properties": {"name": n},
+                            "geometry": mapping(g)} for n, g in zip("ab", cells, strict=True)]}
+    span = ["2022-06-01", "2022-06-10"]  # two dates
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span,
+                               bands=["B04", "B08"])
+    stats = cube.aggregate_spatial(geometries=fields, reducer="mean")
+    windows = [(slice(20, 30), slice(0, 10)), (slice(0, 15), slice(15, 30))]
+    means = {band: {d: [float(np.nanmean(v[w])) for w in windows] for d, v in
+                    sample_series(sample_data_dir, band, BOX, *span).items()}
+             for band in ("B04", "B08")}
+    dates = sorted(means["B04"])
+
+    def by_date(result: dict) -> dict[str, list]:
+        return {k[:10]: v for k, v in result.items()}
+
+    nir = by_date(stats.filter_bands(["B08"]).execute())
+    for d in dates:
+        np.testing.assert_allclose([row[0] for row in nir[d]], means["B08"][d], rtol=1e-6)
+    first = by_date(stats.filter_labels(
+        lambda t: date_between(t, "2022-06-01", "2022-06-05"), dimension="t").execute())
+    assert list(first) == dates[:1]
+    difference = by_date(stats.apply_dimension(
+        dimension="bands", process=lambda x: x.array_element(1) - x.array_element(0)).execute())
+    for d in dates:
+        np.testing.assert_allclose(
+            [row[0] for row in difference[d]],
+            np.subtract(means["B08"][d], means["B04"][d]), rtol=1e-6)
+    north = by_date(stats.filter_bbox(west=680140, south=5151340, east=680310, north=5151510,
+                                      crs=32632).execute())
+    for d in dates:
+        np.testing.assert_allclose(north[d], [[means["B04"][d][1], means["B08"][d][1]]],
+                                   rtol=1e-6)
+    mean = {"process_graph": {"mean1": {"process_id": "mean", "result": True,
+                                        "arguments": {"data": {"from_parameter": "data"}}}}}
+    over_time = stats.process("reduce_dimension", data=stats, dimension="t",
+                              reducer=mean).execute()
+    np.testing.assert_allclose(
+        over_time, [[np.mean([means[b][d][i] for d in dates]) for b in ("B04", "B08")]
+                    for i in range(2)], rtol=1e-6)

@@ -13,8 +13,10 @@ from terracube import errors
 from terracube import process_errors as pe
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, RasterCube, require_dimension
 from terracube.datacube.values import ArrayValue, to_python
+from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Callback, ProcessContext
 from terracube.engine.processes._arguments import list_argument
+from terracube.engine.processes._vector_values import on_values, take_geometries
 from terracube.engine.processes.cube_dimensions import (
     label_to_json,
     one_day_extent,
@@ -95,10 +97,14 @@ def _positions(data: xr.DataArray, dim: str, keep: np.ndarray) -> xr.DataArray:
 
 # --- filter_bands -----------------------------------------------------------------------------
 @process()
-def filter_bands(data: RasterCube, bands: list | None = None, wavelengths: list | None = None,
-                 ctx: ProcessContext | None = None) -> RasterCube:
+def filter_bands(data: RasterCube | VectorCube, bands: list | None = None,
+                 wavelengths: list | None = None,
+                 ctx: ProcessContext | None = None) -> RasterCube | VectorCube:
     """Keep the bands named (by name or common name) or within the wavelength ranges, in the
     order given."""
+    if isinstance(data, VectorCube):
+        return on_values(data, "filter_bands",
+                         lambda cube: filter_bands(cube, bands, wavelengths, ctx))
     bands = list_argument(bands, "bands") if bands is not None else []
     wavelengths = list_argument(wavelengths, "wavelengths") if wavelengths is not None else []
     if not bands and not wavelengths:
@@ -181,11 +187,19 @@ def bbox_in_crs(extent: dict, target_crs: Any) -> tuple[float, float, float, flo
 
 
 @process()
-def filter_bbox(data: RasterCube, extent: dict) -> RasterCube:
-    """Keep the pixels whose centre lies in the bounding box (borders included)."""
+def filter_bbox(data: RasterCube | VectorCube, extent: dict) -> RasterCube | VectorCube:
+    """Keep the pixels whose centre lies in the bounding box (borders included); of a vector
+    cube the geometries fully within the box (the definition)."""
     if not isinstance(extent, dict):
         raise errors.ProcessParameterInvalid("The extent must be a bounding box object.",
                                              argument="extent")
+    if isinstance(data, VectorCube):
+        import shapely
+
+        area = shapely.box(*bbox_in_crs(extent, data.crs))
+        candidates = np.array(data.geometries, dtype=object)
+        keep = shapely.within(candidates, area) & ~shapely.is_empty(candidates)
+        return take_geometries(data, np.flatnonzero(keep))
     x_dim, y_dim = data.x_dim, data.y_dim
     if x_dim is None or y_dim is None:
         raise pe.DimensionMissing(
@@ -212,8 +226,12 @@ def filter_bbox(data: RasterCube, extent: dict) -> RasterCube:
 
 # --- filter_temporal --------------------------------------------------------------------------
 @process()
-def filter_temporal(data: RasterCube, extent: list, dimension: str | None = None) -> RasterCube:
+def filter_temporal(data: RasterCube | VectorCube, extent: list,
+                    dimension: str | None = None) -> RasterCube | VectorCube:
     """Keep the labels in the left-closed interval [start, end) of the temporal dimension(s)."""
+    if isinstance(data, VectorCube):
+        return on_values(data, "filter_temporal",
+                         lambda cube: filter_temporal(cube, extent, dimension))
     if not isinstance(extent, (list, tuple)) or len(extent) != 2:
         raise errors.ProcessParameterInvalid(
             "The temporal extent must be an array [start, end].", argument="extent")
@@ -262,8 +280,8 @@ def _truthy(value: Any) -> bool:
 
 
 @process()
-def filter_labels(data: RasterCube, condition: Callback, dimension: str,
-                  context: Any = None) -> RasterCube:
+def filter_labels(data: RasterCube | VectorCube, condition: Callback, dimension: str,
+                  context: Any = None) -> RasterCube | VectorCube:
     """Keep the labels for which the condition is true.
 
     Numeric labels first go to the condition once as an array (vectorised); when that does not
@@ -271,6 +289,9 @@ def filter_labels(data: RasterCube, condition: Callback, dimension: str,
     labels (dates as RFC 3339 strings), the condition runs once per label. Labels are
     metadata, so this never touches the cube's values.
     """
+    if isinstance(data, VectorCube):
+        return on_values(data, "filter_labels",
+                         lambda cube: filter_labels(cube, condition, dimension, context))
     dim = require_dimension(data, dimension)
     coords = data.data.coords
     raw = coords[dimension].values if dimension in coords else np.arange(data.data.sizes[dimension])

@@ -29,9 +29,11 @@ from terracube.datacube.cube import (
     require_dimension,
 )
 from terracube.datacube.values import ArrayValue, is_number
+from terracube.datacube.vector import VectorCube
 from terracube.engine import fusion
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import text_argument
+from terracube.engine.processes._vector_values import on_values
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
 from terracube.engine.registry import kind_of, process
 
@@ -147,9 +149,12 @@ def apply(data: RasterCube, process: Callback, context: Any = None) -> RasterCub
 
 
 @process()
-def reduce_dimension(data: RasterCube, reducer: Callback, dimension: str,
-                     context: Any = None) -> RasterCube:
+def reduce_dimension(data: RasterCube | VectorCube, reducer: Callback, dimension: str,
+                     context: Any = None) -> RasterCube | VectorCube:
     """Collapse `dimension` with the reducer, called once with the dimension as an array axis."""
+    if isinstance(data, VectorCube):
+        return on_values(data, "reduce_dimension",
+                         lambda cube: reduce_dimension(cube, reducer, dimension, context))
     require_dimension(data, dimension)
     cube = nodata_as_nan(data)
     template = _template_without(cube.data, dimension)
@@ -359,14 +364,18 @@ def _values_along_axis(result: Any, template: xr.DataArray, what: str) -> xr.Dat
 
 
 @process()
-def apply_dimension(data: RasterCube, process: Callback, dimension: str,
-                    target_dimension: str | None = None, context: Any = None) -> RasterCube:
+def apply_dimension(data: RasterCube | VectorCube, process: Callback, dimension: str,
+                    target_dimension: str | None = None,
+                    context: Any = None) -> RasterCube | VectorCube:
     """Apply an array process along `dimension`; the callback gets the dimension as an axis.
 
     The target dimension's labels follow the spec: kept when it is the source dimension and
     the number of values is unchanged, otherwise integers from zero. An existing target
     dimension is filled label by label (see the decision below).
     """
+    if isinstance(data, VectorCube):
+        return on_values(data, "apply_dimension", lambda cube: apply_dimension(
+            cube, process, dimension, target_dimension, context))
     source = require_dimension(data, dimension)
     if target_dimension is not None:
         text_argument(target_dimension, "target_dimension")

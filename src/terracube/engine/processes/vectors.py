@@ -31,6 +31,7 @@ from shapely.geometry.base import BaseGeometry
 from terracube import errors
 from terracube.datacube.cube import GEOMETRY, OTHER, Dimension
 from terracube.datacube.vector import GEOJSON_CRS, GEOMETRY_DIM, VectorCube, reproject_geometries
+from terracube.engine.processes._vector_values import take_geometries
 from terracube.engine.processes.rasterise import vector_input
 from terracube.engine.registry import process
 from terracube.process_errors import (
@@ -60,14 +61,7 @@ def _geometry_dim_name(cube: VectorCube) -> str:
 def _select(cube: VectorCube, index: Sequence[int],
             geometries: Sequence[BaseGeometry] | None = None) -> VectorCube:
     """The cube with the geometries at `index` (repeats allowed), optionally replaced."""
-    index = [int(i) for i in index]
-    geoms = list(geometries) if geometries is not None else [cube.geometries[i] for i in index]
-    props = tuple(dict(cube.properties[i]) for i in index)
-    values = cube.values
-    if values is not None:
-        values = values.isel({GEOMETRY_DIM: np.asarray(index, dtype=int)})
-        values = values.assign_coords({GEOMETRY_DIM: np.arange(len(index))})
-    return replace(cube, geometries=tuple(geoms), values=values, properties=props)
+    return take_geometries(cube, index, geometries)
 
 
 def _metric(crs: Any) -> bool:
