@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -622,6 +623,17 @@ def _pool_by_id(pool_id: str, code: str, limits: UdfLimits, sandboxed: bool,
 _SPAWN_AFTER_S = 2.0
 
 
+def _logs_or_error(header: dict, failed: bool) -> list[dict]:
+    """What the UDF logged during a request; when the request `failed`, its error (which
+    carries the logs, forwarded before it is raised)."""
+    logs: list[dict] = header["logs"] if isinstance(header.get("logs"), list) else []
+    if failed:
+        error = errors.ProcessParameterInvalid(str(header.get("error"))[:4000], argument="udf")
+        error.udf_logs = logs  # type: ignore[attr-defined]
+        raise error
+    return logs
+
+
 class UdfPool:
     """Warm runner processes for one UDF of one evaluation; killed when it is collected.
     `load_now`: start the first worker and load the code at once (its errors show before
@@ -692,25 +704,26 @@ class UdfPool:
                 self._all.remove(worker)
             self._freed.notify()  # a waiting caller starts a new one at once
 
-    def call(self, arr: xr.DataArray, context: Any) -> tuple[xr.DataArray, list[dict]]:
-        """The UDF applied to `arr` by a warm worker: (result, what it logged)."""
+    def _on_worker(self, request: Callable[[_Worker], Any], what: str) -> Any:
+        """`request` made of a warm worker; a worker that died (limits, crash) is discarded
+        and reported as `what` failing."""
         worker = self._acquire()
         try:
-            header, out = worker.call(arr, context)
+            reply = request(worker)
         except _WorkerDied as exc:
             self._discard(worker)
-            raise errors.ProcessParameterInvalid(f"The UDF failed: {exc}.",
+            raise errors.ProcessParameterInvalid(f"{what} failed: {exc}.",
                                                  argument="udf") from None
         except BaseException:
             self._discard(worker)
             raise
         self._release(worker)
-        logs: list[dict] = header["logs"] if isinstance(header.get("logs"), list) else []
-        if out is None:
-            error = errors.ProcessParameterInvalid(str(header.get("error"))[:4000],
-                                                   argument="udf")
-            error.udf_logs = logs  # type: ignore[attr-defined]  # forwarded before raising
-            raise error
+        return reply
+
+    def call(self, arr: xr.DataArray, context: Any) -> tuple[xr.DataArray, list[dict]]:
+        """The UDF applied to `arr` by a warm worker: (result, what it logged)."""
+        header, out = self._on_worker(lambda worker: worker.call(arr, context), "The UDF")
+        logs = _logs_or_error(header, failed=out is None)
         return out, logs
 
     def metadata(self, described: dict, context: Any) -> tuple[dict, list[dict]]:
@@ -723,24 +736,11 @@ class UdfPool:
         known = self._metadata_answers.get(key)
         if known is not None:
             return known, []
-        worker = self._acquire()
-        try:
-            header = worker.call_metadata(described, context)
-        except _WorkerDied as exc:
-            self._discard(worker)
-            raise errors.ProcessParameterInvalid(f"The UDF's apply_metadata failed: {exc}.",
-                                                 argument="udf") from None
-        except BaseException:
-            self._discard(worker)
-            raise
-        self._release(worker)
-        logs: list[dict] = header["logs"] if isinstance(header.get("logs"), list) else []
+        header = self._on_worker(lambda worker: worker.call_metadata(described, context),
+                                 "The UDF's apply_metadata")
         answer = header.get("metadata")
-        if not header.get("ok") or not isinstance(answer, dict):
-            error = errors.ProcessParameterInvalid(str(header.get("error"))[:4000],
-                                                   argument="udf")
-            error.udf_logs = logs  # type: ignore[attr-defined]  # forwarded before raising
-            raise error
+        logs = _logs_or_error(header, failed=not header.get("ok") or not isinstance(answer,
+                                                                                     dict))
         self._metadata_answers[key] = answer
         return answer, logs
 
