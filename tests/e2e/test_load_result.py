@@ -248,3 +248,30 @@ def test_listed_in_processes(con) -> None:
     described = con.describe_process("load_result")
     assert [p["name"] for p in described["parameters"]] == ["id", "spatial_extent",
                                                             "temporal_extent", "bands"]
+
+
+def test_netcdf_results_in_sync_and_as_tiles(con, tmp_path: Path) -> None:
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                             temporal_extent=["2022-06-01", "2022-06-10"], bands=["B04"])
+    job = s2.create_job(out_format="netCDF")
+    job.start_and_wait(max_poll_interval=0.2)
+    (nc,) = [p for p in job.get_results().download_files(tmp_path / "job") if p.suffix == ".nc"]
+    con.load_result(job.job_id).reduce_dimension(dimension="t", reducer="max").download(
+        tmp_path / "max.nc", format="netCDF")
+    with xr.open_dataset(nc) as want, xr.open_dataset(tmp_path / "max.nc") as got:
+        np.testing.assert_array_equal(got["B04"].values, want["B04"].max("t").values)
+
+    service = con.load_result(job.job_id).max_time().tiled_viewing_service(
+        type="XYZ", configuration={"rescale": [0, 3000]})
+    try:
+        template = service.describe_service()["url"]
+        inside, beside = centre_tile(15), morecantile.Tile(x=100, y=100, z=15)
+        r = httpx.get(template.format(z=15, x=inside.x, y=inside.y), timeout=120)
+        assert r.status_code == 200, r.text
+        shown = read_png(r.content)
+        assert (shown[3] == 255).sum() > 1000
+        # a tile beside the results is empty, not an error (the job's footprint is known)
+        r = httpx.get(template.format(z=15, x=beside.x, y=beside.y), timeout=120)
+        assert r.status_code == 200 and (read_png(r.content)[3] == 0).all()
+    finally:
+        service.delete_service()

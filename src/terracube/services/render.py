@@ -342,14 +342,18 @@ def _repoint(graph: dict[str, Any], old: str, new: str) -> None:
         node["arguments"] = swap(node.get("arguments", {}))
 
 
-def load_footprint(process: dict[str, Any]) -> tuple[float, float, float, float] | None:
-    """The union of the graph's load_collection boxes in EPSG:3857, or None when some load
-    has no plain box (then every tile must be evaluated)."""
+def load_footprint(process: dict[str, Any], services: Services | None = None
+                   ) -> tuple[float, float, float, float] | None:
+    """The union of the graph's load boxes in EPSG:3857, or None when some load has no plain
+    box (then every tile must be evaluated). A load_result without a box covers its job's
+    results (looked up through `services`), so tiles beside them are empty, not errors."""
     boxes = []
     for node in check_structure(process).values():
         if node.get("process_id") not in ("load_collection", "load_stac", "load_result"):
             continue
         extent = node.get("arguments", {}).get("spatial_extent")
+        if extent is None and node.get("process_id") == "load_result":
+            extent = _results_box(node.get("arguments", {}).get("id"), services)
         if not isinstance(extent, dict) or not all(
                 _is_number(extent.get(k)) for k in ("west", "south", "east", "north")):
             return None
@@ -364,6 +368,25 @@ def load_footprint(process: dict[str, Any]) -> tuple[float, float, float, float]
         return None
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
             max(b[3] for b in boxes))
+
+
+def _loads_results(process: dict[str, Any]) -> bool:
+    return any(node.get("process_id") == "load_result"
+               for node in check_structure(process).values())
+
+
+def _results_box(job_id: Any, services: Services | None) -> dict[str, Any] | None:
+    """The longitude/latitude box of the results of one of the user's jobs, or None (a URL,
+    no such job: the evaluation then reports what is wrong)."""
+    if services is None or services.job_results is None or not isinstance(job_id, str) \
+            or job_id.startswith(("http://", "https://")):
+        return None
+    try:
+        bbox = services.job_results.collection(job_id).stac()["extent"]["spatial"]["bbox"][0]
+        west, south, east, north = (float(v) for v in bbox[:4])
+    except Exception:  # noqa: BLE001 - no footprint; the tile's evaluation gives the error
+        return None
+    return {"west": west, "south": south, "east": east, "north": north, "crs": 4326}
 
 
 def outside(grid: Grid, footprint: tuple[float, float, float, float] | None) -> bool:
@@ -390,14 +413,17 @@ def render_tile(process: dict[str, Any], config: TileConfig, z: int, x: int, y: 
     uses) for the next tiles, and so is the result's one stretch (see result_stretch)."""
     check_tile(z, x, y, config)
     grid = tile_grid(z, x, y, config.tile_size)
-    footprint = load_footprint(process)
+    footprint = load_footprint(process, services)
     if outside(grid, footprint):
         return empty_png(config.tile_size)
     bound = bound_parameters(process, parameters)
     used = referenced_parameters(process)
     bound = {k: v for k, v in bound.items() if k in used}  # e.g. no cache-busting `?v=2`
+    # A job's results are not kept as a whole-area cube: running the job again replaces the
+    # files such a cube would still read.
     small = footprint is not None and max(footprint[2] - footprint[0],
-                                          footprint[3] - footprint[1]) <= WHOLE_AREA_MAX_M
+                                          footprint[3] - footprint[1]) <= WHOLE_AREA_MAX_M \
+        and not _loads_results(process)
     whole = None
     if cubes is not None and cube_key is not None:
         key = (*cube_key, json.dumps(bound, sort_keys=True, default=str))
