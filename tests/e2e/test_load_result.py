@@ -224,7 +224,7 @@ def test_errors(server, con, composite, sample_data_dir: Path) -> None:
     try:
         waiting = post_result(server, demo, created.job_id)
         assert waiting.status_code == 400 and waiting.json()["code"] == "JobNotFinished"
-        assert "is created" in waiting.json()["message"]
+        assert "has status 'created'" in waiting.json()["message"]
     finally:
         created.delete()
 

@@ -32,8 +32,8 @@ class UserJobResults:
         job = self.store.get(job_id, self.user_id)  # JobNotFound, also for another user's job
         if job.status != FINISHED or not job.results_run:
             raise errors.JobNotFinished(
-                f"The batch job '{job_id}' is {job.status}: its results can be used once it "
-                f"has finished (GET /jobs/{job_id} shows its status).")
+                f"The batch job '{job_id}' has status '{job.status}': its results can be used "
+                f"once it has finished (GET /jobs/{job_id} shows its status).")
         folder = self.folders.run_dir(job_id, job.results_run)
         if not folder.is_dir():
             raise errors.JobNotFound(f"The results of the batch job '{job_id}' are no longer "
