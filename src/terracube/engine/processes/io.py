@@ -6,6 +6,7 @@ from typing import Any
 
 from terracube import errors
 from terracube import process_errors as pe
+from terracube.datacube.cube import RasterCube
 from terracube.datacube.request import BBox, LoadRequest
 from terracube.engine.evaluate import Callback, ProcessContext, SavedResult
 from terracube.engine.processes.cube_dimensions import one_day_extent
@@ -98,6 +99,22 @@ def load_request(spatial_extent: Any, temporal_extent: Any, bands: Any,
     )
 
 
+def masked_to_polygons(loaded: Any, spatial_extent: Any) -> Any:
+    """A cube loaded with GeoJSON polygons as its spatial extent: the pixels (centres) outside
+    every polygon set to no-data, as the definitions of load_collection and load_stac say
+    (the load itself reads the polygons' bounding box)."""
+    if not (isinstance(loaded, RasterCube) and isinstance(spatial_extent, dict)
+            and "type" in spatial_extent and loaded.x_dim is not None
+            and loaded.y_dim is not None):
+        return loaded
+    kinds = {g.get("type") for g in _geojson_geometries(spatial_extent) if isinstance(g, dict)}
+    if not kinds or not kinds <= {"Polygon", "MultiPolygon"}:
+        return loaded  # no polygons to mask with: the bounding box alone
+    from terracube.engine.processes.rasterise import mask_polygon
+
+    return mask_polygon(loaded, spatial_extent)
+
+
 def _property_check(name: str, condition: Any, value: Any) -> bool:
     if isinstance(condition, Callback):
         return bool(condition(value=value))
@@ -113,7 +130,8 @@ def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = 
         raise errors.CollectionNotFound(f"Collection '{id}' does not exist (no catalog).")
     source = catalog.get(id)
     request = load_request(spatial_extent, temporal_extent, bands, properties)
-    return source.load(request, check_property=_property_check)
+    return masked_to_polygons(source.load(request, check_property=_property_check),
+                              spatial_extent)
 
 
 @process("save_result")

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from terracube import errors
 from terracube.engine.evaluate import ProcessContext
-from terracube.engine.processes.io import _property_check, load_request
+from terracube.engine.processes.io import _property_check, load_request, masked_to_polygons
 from terracube.engine.registry import process
 
 
@@ -33,7 +33,8 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
         source = reader.open(url)
     except ValueError as exc:  # the document at the URL is not STAC; the message says why
         raise errors.ProcessParameterInvalid(str(exc), argument="url") from None
-    return source.load(request, check_property=_property_check)
+    return masked_to_polygons(source.load(request, check_property=_property_check),
+                              spatial_extent)
 
 
 # A job id as load_result's definition allows it (parameter `id`, schema "ID").
