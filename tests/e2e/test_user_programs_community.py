@@ -188,3 +188,91 @@ def test_best_available_pixel_composite(con, sample_data_dir: Path, tmp_path: Pa
                 assert got.shape == (30, 30)
                 np.testing.assert_allclose(got, first, equal_nan=True, err_msg=f"{band} {month}")
     assert len(chosen) >= 3  # several dates win somewhere: the scores decide
+
+
+def to_10m(values: np.ndarray) -> np.ndarray:
+    """A 20 m band of BOX on the 10 m grid of the load (each pixel as 2 x 2)."""
+    return np.repeat(np.repeat(values, 2, axis=0), 2, axis=1)
+
+
+def test_forest_fire_nbr_three_results(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """ForestFire/ForestFire.ipynb: NBR by the client's compute_indices, the SCL cloud mask
+    smoothed by an 11 x 11 Gaussian apply_kernel and thresholded, reduce_dimension over t with
+    "first"/"last", three save_result with a `filename_prefix` in one MultiResult job."""
+    import scipy.signal
+    from openeo import MultiResult
+    from openeo.extra.spectral_indices import compute_indices
+
+    connection = con
+    extent = BOX
+    pre_temporal_extent = ["2022-05-03", "2022-08-03"]
+    nrt_temporal_extent = ["2022-08-03", "2022-08-08"]
+    post_temporal_extent = ["2022-08-03", "2022-11-03"]
+
+    def get_cloud_free_pixels(scl, data, reducer="first"):
+        mask = (scl == 3) | (scl == 8) | (scl == 9) | (scl == 10)
+        g = scipy.signal.windows.gaussian(11, std=1.6)
+        kernel = np.outer(g, g)
+        kernel = kernel / kernel.sum()
+        mask = mask.apply_kernel(kernel)
+        mask = mask > 0.1
+        data_masked = data.mask(mask)
+        return data_masked.reduce_dimension(reducer=reducer, dimension="t")
+
+    def cal_nbr(temporal_extent, reducer):
+        s2_cube = connection.load_collection(
+            "SENTINEL2_L2A", temporal_extent=temporal_extent, spatial_extent=extent,
+            bands=["B08", "B12"], max_cloud_cover=90)
+        scl = connection.load_collection(
+            "SENTINEL2_L2A", temporal_extent=temporal_extent, spatial_extent=extent,
+            bands=["SCL"], max_cloud_cover=90)
+        nbr = compute_indices(s2_cube, indices=["NBR"])
+        return get_cloud_free_pixels(scl, nbr, reducer=reducer)
+
+    nbr_pre = cal_nbr(pre_temporal_extent, "last")
+    nbr_nrt = cal_nbr(nrt_temporal_extent, "first")
+    nbr_post = cal_nbr(post_temporal_extent, "first")
+    nbr_pre_result = nbr_pre.save_result(format="GTiff", options={"filename_prefix": "NBR"})
+    nbr_nrt_result = nbr_nrt.save_result(format="GTiff",
+                                         options={"filename_prefix": "NRT_NBR"})
+    nbr_post_result = nbr_post.save_result(format="GTiff",
+                                           options={"filename_prefix": "Post_NBR"})
+    multi_result_nbr = MultiResult([nbr_pre_result, nbr_nrt_result, nbr_post_result])
+    nbr_job = multi_result_nbr.create_job(title="Multiple save result NBR")
+    nbr_job.start_and_wait()
+    results = nbr_job.get_results()
+    results.download_files(tmp_path / "out")
+
+    covers = items_of(sample_data_dir)
+    g = scipy.signal.windows.gaussian(11, std=1.6)
+    kernel = np.outer(g, g) / np.outer(g, g).sum()
+
+    def expected(start: str, end: str, reducer: str) -> np.ndarray:
+        nir = sample_series(sample_data_dir, "B08", BOX, start, end)
+        swir = sample_series(sample_data_dir, "B12", BOX, start, end)
+        scl = sample_series(sample_data_dir, "SCL", BOX, start, end)
+        days = sorted(d for d in nir if covers[d] <= 90)
+        layers = []
+        for d in days:
+            s = to_10m(swir[d])
+            cloud = np.isin(to_10m(scl[d]), [3, 8, 9, 10]).astype("float64")
+            smooth = scipy.ndimage.correlate(cloud, kernel, mode="constant", cval=0.0)
+            layers.append(np.where(smooth > 0.1, np.nan, (nir[d] - s) / (nir[d] + s)))
+        out = np.full(layers[0].shape, np.nan)
+        for layer in (layers if reducer == "last" else layers[::-1]):
+            out = np.where(np.isnan(layer), out, layer)
+        return out
+
+    import rasterio
+
+    for name, (start, end), reducer in (("NBR", pre_temporal_extent, "last"),
+                                        ("NRT_NBR", nrt_temporal_extent, "first"),
+                                        ("Post_NBR", post_temporal_extent, "first")):
+        with rasterio.open(tmp_path / "out" / f"{name}.tif") as ds:
+            got = ds.read(1).astype("float64")
+            if ds.nodata is not None and not np.isnan(ds.nodata):
+                got[got == ds.nodata] = np.nan
+        want = expected(start, end, reducer)
+        assert got.shape == want.shape == (30, 30)
+        assert np.isfinite(want).sum() > 100
+        np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True, err_msg=name)
