@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -236,3 +237,39 @@ def test_w1_and_w2_on_a_dask_cluster_equal_the_local_run(dask_cluster: str, serv
     ran_on = {r["worker"] for r in records}
     assert len(records) > 10 and ran_on <= workers and ran_on
     print(f"{len(records)} tasks on {len(ran_on)} of {len(workers)} workers")
+
+
+_MEMORY_PROBE = """
+import ctypes, sys
+import numpy as np
+from numpy._core.multiarray import _set_madvise_hugepage
+from terracube.executor import Executor
+from terracube.settings import Settings
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = MallInfo2
+Executor.from_settings(Settings(data_dir=sys.argv[1]))
+before = mallinfo2().hblks
+block = np.ones((2048, 2048), np.float32)  # 16 MB: a chunk of W1
+print(_set_madvise_hugepage(True), mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.parametrize("env, expected", [({}, "False 0"),
+                                           ({"NUMPY_MADVISE_HUGEPAGE": "1",
+                                             "MALLOC_MMAP_THRESHOLD_": "131072"}, "True 1")])
+def test_computing_processes_reuse_their_heap_for_blocks(tmp_path: Path, env: dict,
+                                                         expected: str) -> None:
+    """A process with an executor keeps blocks of up to 32 MB on its heap (not a fresh
+    mapping each) in 4 KB pages (not numpy's 2 MB pages); the environment's settings win."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc only")
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tmp_path)], text=True,
+                         capture_output=True, env={**os.environ, **env}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == expected.split()

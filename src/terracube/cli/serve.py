@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -92,6 +93,11 @@ def serve_command(args: argparse.Namespace) -> int:
 
     retention = RetentionThread(settings, app.state.db)
     retention.start()
+    # What is loaded by now (the app, the processes' libraries, the catalog) lives as long as
+    # the server: frozen out of the cyclic collector, the full collections that a request's
+    # allocations trigger walk only what was made since (0.04-0.16 CPU-s each before).
+    gc.collect()
+    gc.freeze()
     try:
         # Keep idle connections longer than uvicorn's 5 s: a client (requests' pool) that
         # sends on a connection the server is just closing gets "Remote end closed
