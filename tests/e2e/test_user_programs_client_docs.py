@@ -279,8 +279,8 @@ def test_aggregate_spatial_with_a_quantiles_reducer(con, sample_data_dir: Path,
 def test_vector_cube_methods_of_the_client(con, sample_data_dir: Path) -> None:
     """The client's VectorCube methods on aggregate_spatial's statistics (processes 2.0 take
     any data cube; once 'must be a raster data cube'): filter_bands, filter_labels,
-    apply_dimension, filter_bbox (the geometries fully within the box), and reduce_dimension
-    through `process`."""
+    apply_dimension, filter_bbox (the geometries fully within the box), filter_labels on the
+    geometry dimension, and reduce_dimension through `process`."""
     from openeo.processes import date_between
     from shapely.geometry import box, mapping
 
@@ -321,6 +321,9 @@ def test_vector_cube_methods_of_the_client(con, sample_data_dir: Path) -> None:
                                    rtol=1e-6)
     mean = {"process_graph": {"mean1": {"process_id": "mean", "result": True,
                                         "arguments": {"data": {"from_parameter": "data"}}}}}
+    second = by_date(stats.filter_labels(lambda g: g > 0, dimension="geometry").execute())
+    for d in dates:
+        np.testing.assert_allclose(second[d], north[d], rtol=1e-6)
     over_time = stats.process("reduce_dimension", data=stats, dimension="t",
                               reducer=mean).execute()
     np.testing.assert_allclose(

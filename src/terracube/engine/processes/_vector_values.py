@@ -38,11 +38,11 @@ def on_values(data: VectorCube, process_id: str,
             f"{process_id} cannot remove the geometry dimension of a vector data cube.",
             argument="dimension")
     kept = np.asarray(out.data.coords[GEOMETRY_DIM].values, dtype=int)
-    cube = replace(data, values=out.data.assign_coords(
-        {GEOMETRY_DIM: np.arange(len(kept))}), dimensions=out.dimensions)
-    if len(kept) == len(data.geometries) and (kept == np.arange(len(kept))).all():
-        return cube
-    return replace(cube, geometries=tuple(data.geometries[i] for i in kept),
+    # one replace: the cube checks that there is a value per geometry (filter_labels on the
+    # geometry dimension keeps some of them)
+    return replace(data, values=out.data.assign_coords({GEOMETRY_DIM: np.arange(len(kept))}),
+                   dimensions=out.dimensions,
+                   geometries=tuple(data.geometries[i] for i in kept),
                    properties=tuple(dict(data.properties[i]) for i in kept))
 
 
