@@ -149,3 +149,38 @@ def test_apply_metadata_inspect_reaches_the_job_log(con, sample_data_dir, tmp_pa
         renamed = np.stack([ds[b].squeeze().transpose("y", "x").values
                             for b in ("blue", "green", "red")])
     np.testing.assert_allclose(renamed, read_bands(sample_data_dir), rtol=1e-6)
+
+
+# openeo.udf.udf_signatures.apply_vectorcube, through the client's VectorCube.run_udf
+VECTORCUBE = """
+import geopandas
+import xarray
+
+def apply_vectorcube(geometries: geopandas.GeoDataFrame, cube: xarray.DataArray,
+                     context: dict) -> (geopandas.GeoDataFrame, xarray.DataArray):
+    geometries["area_m2"] = geometries.area
+    return geometries, cube * context["factor"]
+"""
+
+
+def test_apply_vectorcube_on_aggregate_spatial_results(con, sample_data_dir, tmp_path) -> None:
+    # two rectangles on the pixel grid: rows/columns 0-9 and 10-29 of AREA
+    polygons = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name},
+         "geometry": {"type": "Polygon", "coordinates": [[
+             [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+        for name, (x0, y0, x1, y1) in [("a", (680000, 5151400, 680100, 5151500)),
+                                       ("b", (680100, 5151200, 680300, 5151400))]],
+        "crs": {"type": "name", "properties": {"name": "EPSG:32632"}}}
+    means = s2_cube(con).aggregate_spatial(geometries=polygons, reducer="mean")
+    doubled = means.run_udf(udf=VECTORCUBE, runtime="Python", context={"factor": 2})
+    doubled.download(tmp_path / "out.geojson", format="GeoJSON")
+    features = json.loads((tmp_path / "out.geojson").read_text())["features"]
+    raw = read_bands(sample_data_dir)
+    expected = [np.nanmean(raw[:, :10, :10], axis=(1, 2)),
+                np.nanmean(raw[:, 10:, 10:], axis=(1, 2))]
+    assert [f["properties"]["name"] for f in features] == ["a", "b"]
+    assert [f["properties"]["area_m2"] for f in features] == [10_000, 40_000]
+    for feature, values in zip(features, expected, strict=True):
+        got = [v for k, v in sorted(feature["properties"].items()) if k.endswith(tuple(BANDS))]
+        np.testing.assert_allclose(got, 2 * values, rtol=1e-5)

@@ -163,8 +163,9 @@ def con(server):
     return openeo.connect(server.url).authenticate_basic("demo", "demo")
 
 
-def read_bands(sample_data_dir: Path, bands: list[str], days: list[str]) -> np.ndarray:
-    """(t, bands, y, x) of AREA from the sample files, no-data as NaN."""
+def read_bands(sample_data_dir: Path, bands: list[str], days: list[str],
+               area: dict = AREA) -> np.ndarray:
+    """(t, bands, y, x) of `area` from the sample files, no-data as NaN."""
     folder = sample_data_dir / "samples" / "sentinel2_l2a"
     items = sorted((i for i in json.loads((folder / "items.json").read_text())["items"]
                     if days[0] <= i["datetime"][:10] < days[1]), key=lambda i: i["datetime"])
@@ -173,8 +174,8 @@ def read_bands(sample_data_dir: Path, bands: list[str], days: list[str]) -> np.n
         layers = []
         for band in bands:
             with rasterio.open(folder / item["assets"][band]) as ds:
-                window = rasterio.windows.from_bounds(AREA["west"], AREA["south"],
-                                                      AREA["east"], AREA["north"],
+                window = rasterio.windows.from_bounds(area["west"], area["south"],
+                                                      area["east"], area["north"],
                                                       ds.transform)
                 values = ds.read(1, window=window.round_offsets().round_lengths())
                 values = values.astype("float64")
@@ -225,6 +226,30 @@ def test_the_client_docs_upsampling_example_runs_unchanged(con, sample_data_dir,
         for c in range(0, 128, 64):
             expected[:, r:r + 64, c:c + 64] = np.swapaxes(up[:, r:r + 64, c:c + 64], 1, 2)
     np.testing.assert_allclose(stacked(out, bands)[0], expected, rtol=1e-6)
+
+
+def test_the_docs_example_on_an_extent_that_is_no_multiple_of_the_size(con, sample_data_dir,
+                                                                         tmp_path) -> None:
+    # 70 x 50 pixels: the neighbourhoods at the right and bottom edges are padded to 32 x 32
+    # with no-data before the UDF gets them (as CDSE's tiles are), so the example's square
+    # assumption holds there too
+    area = {**AREA, "east": AREA["west"] + 700, "south": AREA["north"] - 500}
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=area, temporal_extent=DAY,
+                               bands=["B04"])
+    out = download(cube.apply_neighborhood(openeo.UDF(MODIFY_SPATIAL, runtime="Python-Jep"),
+                                           size=pixels(32)["size"], overlap=[]), tmp_path)
+    raw = read_bands(sample_data_dir, ["B04"], DAY, area)[0] + 60
+    assert raw.shape == (1, 50, 70)
+    padded = np.full((1, 64, 96), np.nan)
+    padded[:, :50, :70] = raw
+    up = padded.repeat(2, axis=-1).repeat(2, axis=-2)
+    expected = up.copy()
+    for r in range(0, 128, 64):
+        for c in range(0, 192, 64):
+            expected[:, r:r + 64, c:c + 64] = np.swapaxes(up[:, r:r + 64, c:c + 64], 1, 2)
+    got = out["B04"].transpose("t", "y", "x").values[0]
+    assert got.shape == (100, 140)
+    np.testing.assert_allclose(got, expected[0, :100, :140], rtol=1e-6)
 
 
 def test_upsampling_with_overlap_over_several_dates(con, sample_data_dir, tmp_path) -> None:

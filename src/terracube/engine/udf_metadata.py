@@ -30,15 +30,20 @@ SPATIAL_NAMES = ("x", "y", "lon", "lat", "longitude", "latitude")
 _MAX_DENOMINATOR = 64
 
 
-def defines_apply_metadata(code: str) -> bool:
-    """True when the UDF's code defines a top-level `apply_metadata` function (read from its
-    syntax tree; nothing is run)."""
+def defines_function(code: str, name: str) -> bool:
+    """True when the UDF's code defines a top-level function `name` (read from its syntax
+    tree; nothing is run)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return False
     return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-               and node.name == "apply_metadata" for node in tree.body)
+               and node.name == name for node in tree.body)
+
+
+def defines_apply_metadata(code: str) -> bool:
+    """True when the UDF's code defines a top-level `apply_metadata` function."""
+    return defines_function(code, "apply_metadata")
 
 
 @dataclass(frozen=True)

@@ -266,11 +266,10 @@ def _entry_point(namespace: dict) -> tuple[str, Any]:
                 params[0].annotation).split(".")[-1] == "UdfData":
             return "udfdata", func
     if callable(namespace.get("apply_vectorcube")):
-        raise UdfError("apply_vectorcube(geometries, cube, context) is not supported (UDFs "
-                       "run on raster data cubes only): define apply_datacube(cube, context), "
-                       "apply_timeseries(series, context) or a function taking one UdfData.")
+        return "vectorcube", namespace["apply_vectorcube"]
     raise UdfError("The UDF defines no entry point: define apply_datacube(cube, context), "
-                   "apply_timeseries(series, context) or a function taking one UdfData.")
+                   "apply_timeseries(series, context), a function taking one UdfData or "
+                   "apply_vectorcube(geometries, cube, context).")
 
 
 def _udf_traceback(exc: BaseException) -> str:
@@ -282,9 +281,38 @@ def _udf_traceback(exc: BaseException) -> str:
     return " (UDF traceback: " + "; ".join(lines) + ")"
 
 
+def call_vector(func: Any, arr: Any, vector: dict, context: Any) -> tuple[Any, dict]:
+    """`apply_vectorcube(geometries, cube, context)` on a vector cube: its geometries as a
+    GeoDataFrame (GeoJSON features with their properties, in `vector["crs"]`) and its values;
+    returns (values, the geometries it returned as a GeoJSON FeatureCollection with "crs")."""
+    import geopandas
+    import xarray as xr
+
+    frame = geopandas.GeoDataFrame.from_features(vector["features"], crs=vector.get("crs"))
+    result = func(frame, arr, context)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise UdfError(f"apply_vectorcube returned {type(result).__name__}; it must return "
+                       f"(geometries, cube): a GeoDataFrame and an xarray.DataArray.")
+    geometries, cube = result
+    if not isinstance(geometries, geopandas.GeoDataFrame):
+        raise UdfError(f"apply_vectorcube returned {type(geometries).__name__} as its "
+                       f"geometries, not a geopandas.GeoDataFrame.")
+    if callable(getattr(cube, "get_array", None)):
+        cube = cube.get_array()
+    if not isinstance(cube, xr.DataArray):
+        raise UdfError(f"apply_vectorcube returned {type(cube).__name__} as its cube, not an "
+                       f"xarray.DataArray.")
+    crs = geometries.crs.to_epsg() if geometries.crs is not None else None
+    collection = json.loads(geometries.to_json(na="null", drop_id=True))
+    return cube, {"features": collection.get("features", []), "crs": crs}
+
+
 def call(kind: str, func: Any, arr: Any, context: Any) -> Any:
     import xarray as xr
 
+    if kind == "vectorcube":
+        raise UdfError("apply_vectorcube runs on vector cubes (e.g. the result of "
+                       "aggregate_spatial), not on raster data cubes: use apply_datacube.")
     if kind == "dataarray":
         out = func(cube=arr, context=context)
     elif kind == "timeseries":
@@ -489,11 +517,16 @@ def main() -> None:
             continue
         try:
             arr = decode_array(request["array"], buffers)
-            result = call(kind, func, arr, request.get("context") or {})
+            vector = None
+            if kind == "vectorcube" and isinstance(request.get("vector"), dict):
+                result, vector = call_vector(func, arr, request["vector"],
+                                             request.get("context") or {})
+            else:
+                result = call(kind, func, arr, request.get("context") or {})
             reply: list[bytes] = []
             desc = encode_array(result, reply)
-            write_message(out, {"ok": True, "array": desc, "logs": collect.records}, reply,
-                          shm)
+            write_message(out, {"ok": True, "array": desc, "vector": vector,
+                                "logs": collect.records}, reply, shm)
             del arr, result, reply, buffers
         except UdfError as exc:
             write_message(out, {"ok": False, "error": str(exc), "logs": collect.records}, [])

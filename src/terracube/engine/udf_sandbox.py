@@ -420,11 +420,15 @@ class _Worker:
                 raise _WorkerDied("it sent a malformed reply") from None
         return header, [self._read_exact(n, deadline) for n in sizes]
 
-    def call(self, arr: xr.DataArray, context: Any) -> tuple[dict, xr.DataArray | None]:
+    def call(self, arr: xr.DataArray, context: Any,
+             vector: dict | None = None) -> tuple[dict, xr.DataArray | None]:
         buffers: list = []
         desc = _encode(arr, buffers)
+        request = {"array": desc, "context": context}
+        if vector is not None:  # the geometries of a vector cube (apply_vectorcube)
+            request["vector"] = vector
         try:
-            _write(self.proc.stdin, {"array": desc, "context": context}, buffers, self.shm)
+            _write(self.proc.stdin, request, buffers, self.shm)
         except (BrokenPipeError, OSError):
             raise _WorkerDied(self._death()) from None
         base = None
@@ -725,6 +729,20 @@ class UdfPool:
         header, out = self._on_worker(lambda worker: worker.call(arr, context), "The UDF")
         logs = _logs_or_error(header, failed=out is None)
         return out, logs
+
+    def call_vector(self, arr: xr.DataArray, vector: dict,
+                    context: Any) -> tuple[xr.DataArray, dict, list[dict]]:
+        """apply_vectorcube on a vector cube (its values `arr`, its geometries `vector` as
+        GeoJSON features and crs): (values, geometries, what it logged)."""
+        header, out = self._on_worker(lambda worker: worker.call(arr, context, vector),
+                                      "The UDF")
+        logs = _logs_or_error(header, failed=out is None)
+        geometries = header.get("vector")
+        if not isinstance(geometries, dict):
+            raise errors.ProcessParameterInvalid(
+                "The UDF returned no geometries: on a vector cube it must define "
+                "apply_vectorcube(geometries, cube, context).", argument="udf")
+        return out, geometries, logs
 
     def metadata(self, described: dict, context: Any) -> tuple[dict, list[dict]]:
         """What the UDF's `apply_metadata(metadata, context)` says of its result for the cube

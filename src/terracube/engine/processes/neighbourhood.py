@@ -232,8 +232,9 @@ def _pixels(cube: RasterCube, dim: Dimension, value: Any, unit: str | None,
 
 
 def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
-        list[tuple[int, ...]], list[int]]:
-    """Per dimension: the sizes of the windows along it, and the overlap (both in pixels)."""
+        list[tuple[int, ...]], list[int], list[int | None]]:
+    """Per dimension: the sizes of the windows along it, the overlap (both in pixels) and the
+    size asked for in pixels (None where not given as a number)."""
     sizes: dict[str, Any] = {}
     overlaps: dict[str, int] = {}
     for argument, items in (("size", size), ("overlap", overlap or [])):
@@ -299,7 +300,9 @@ def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
             step = n if spec is None else min(spec, max(n, 1))
             chunks.append(tuple(b - a for a, b in splits(n, step)))
         depth.append(overlaps.get(d.name, 0))
-    return chunks, depth
+    asked = [sizes.get(d.name) if isinstance(sizes.get(d.name), int) else None
+             for d in cube.dimensions]
+    return chunks, depth, asked
 
 
 def _extended_labels(labels: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -401,12 +404,20 @@ def _finished(data: RasterCube, out: xr.DataArray, scale: dict[str, Fraction],
 def apply_neighborhood(data: RasterCube, process: Callback, size: list,
                        overlap: list | None = None, context: Any = None) -> RasterCube:
     spatial_dims(data)
-    chunks, depth = _neighbourhood_chunks(data, size, overlap)
+    chunks, depth, asked = _neighbourhood_chunks(data, size, overlap)
     dims = list(data.data.dims)
     sizes = [data.data.sizes[d] for d in dims]
     whole = [len(c) == 1 for c in chunks]
     spatial = {d.name for d in data.dimensions if d.type == SPATIAL}
-    if all(whole) and not any(depth):
+    # A UDF gets every neighbourhood at the full size asked for, the part beyond the cube
+    # no-data (as CDSE cuts the cube into tiles of that size): models with a fixed input
+    # size, and UDFs such as the client docs' example that assume square pieces, work at
+    # the edges too. The padding is cut off the result.
+    full = [0] * len(dims)
+    if getattr(process, "single_process", None) == "run_udf":
+        full = [max(0, n - c[-1]) if n is not None and dims[a] in spatial else 0
+                for a, (n, c) in enumerate(zip(asked, chunks, strict=True))]
+    if all(whole) and not any(depth) and not any(full):
         # One neighbourhood holds everything: a single call on the whole lazy cube.
         with udf_whole_pieces():
             out, scale = _neighbourhood_result(process(data=data, context=context), data.data,
@@ -425,14 +436,14 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
 
     values = data.data
     fill: Any = np.nan
-    if any(depth) and not np.issubdtype(values.dtype, np.floating):
+    if (any(depth) or any(full)) and not np.issubdtype(values.dtype, np.floating):
         if data.nodata is not None and np.issubdtype(values.dtype, np.integer):
             fill = data.nodata
         else:
             values = values.astype(np.float64)
     arr = as_dask(values)
-    padded = da.pad(arr, [(p, p) for p in depth], mode="constant", constant_values=fill) \
-        if any(depth) else arr
+    padded = da.pad(arr, [(p, p + e) for p, e in zip(depth, full, strict=True)],
+                    mode="constant", constant_values=fill) if any(depth) or any(full) else arr
     label_arrays = {d: np.asarray(values.coords[d].values) for d in dims if d in values.coords}
     starts = [np.cumsum((0, *c)) for c in chunks]
     blocks: dict[tuple[int, ...], da.Array] = {}
@@ -442,8 +453,11 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
     for idx in np.ndindex(*[len(c) for c in chunks]):
         lo = [int(starts[a][i]) for a, i in enumerate(idx)]
         hi = [lo[a] + chunks[a][i] for a, i in enumerate(idx)]
-        window = tuple(slice(lo[a], hi[a] + 2 * depth[a]) for a in range(len(dims)))
-        coords = {d: _extended_labels(label_arrays[d], lo[a] - depth[a], hi[a] + depth[a])
+        # the window at its full size where the edge of the cube cuts it (see `full`)
+        end = [max(hi[a], lo[a] + (asked[a] or 0)) if full[a] else hi[a]
+               for a in range(len(dims))]
+        window = tuple(slice(lo[a], end[a] + 2 * depth[a]) for a in range(len(dims)))
+        coords = {d: _extended_labels(label_arrays[d], lo[a] - depth[a], end[a] + depth[a])
                   for a, d in enumerate(dims) if d in label_arrays}
         piece = xr.DataArray(padded[window], dims=dims, coords=coords)
         argument = ArrayValue(piece, dims[long[0]], labeled=True) if one_dimensional \
@@ -464,7 +478,8 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
                 f"{dict(piece.sizes)}, where the first neighbourhood gave "
                 f"{dict(first.sizes)}: every neighbourhood must change the same way.",
                 argument="process")
-        core = tuple(_core(dims[a], depth[a], hi[a] - lo[a], scale, result.sizes[dims[a]])
+        core = tuple(slice(None) if dims[a] in relabelled
+                     else _core(dims[a], depth[a], hi[a] - lo[a], scale)
                      for a in range(len(dims)))
         blocks[idx] = as_dask(result)[core]
     dtypes = {b.dtype for b in blocks.values()}
@@ -472,7 +487,8 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
         common = np.result_type(*dtypes)
         blocks = {k: b.astype(common) for k, b in blocks.items()}
     out = assemble_blocks(blocks, [len(c) for c in chunks])
-    whole_dims = {d for d, c, p in zip(dims, chunks, depth, strict=True) if len(c) == 1 and not p}
+    whole_dims = {d for d, c, p in zip(dims, chunks, depth, strict=True)
+                  if len(c) == 1 and not p and d not in spatial}
     coords, changed = _labels_after(first, scale, values, whole_dims) if first is not None \
         else ({}, [])
     if not scale and not changed:
@@ -483,10 +499,10 @@ def apply_neighborhood(data: RasterCube, process: Callback, size: list,
                                         attrs=dict(data.data.attrs)), scale, changed)
 
 
-def _core(dim: Any, depth: int, length: int, scale: dict[str, Fraction], size: int) -> slice:
-    """The part of a neighbourhood's result without its overlap: the overlap and the
-    neighbourhood's length scaled like the result's pixels (a UDF that doubles the
-    resolution returns 2 x overlap on each side); a relabelled dimension whole."""
+def _core(dim: Any, depth: int, length: int, scale: dict[str, Fraction]) -> slice:
+    """The part of a neighbourhood's result without its overlap (and the padding of a window
+    cut by the cube's edge): the overlap and the neighbourhood's length scaled like the
+    result's pixels (a UDF that doubles the resolution returns 2 x overlap on each side)."""
     factor = scale.get(str(dim), Fraction(1))
     start, stop = depth * factor, (depth + length) * factor
     if start.denominator != 1 or stop.denominator != 1:
@@ -494,8 +510,6 @@ def _core(dim: Any, depth: int, length: int, scale: dict[str, Fraction], size: i
             f"The process returned {factor} times the pixels of the neighbourhood along "
             f"'{dim}': its overlap of {depth} and size of {length} pixels do not become whole "
             f"pixels; choose sizes and overlaps that do.", argument="process")
-    if not depth and factor == 1 and size != length:
-        return slice(0, size)
     return slice(int(start), int(stop))
 
 

@@ -39,15 +39,17 @@ from typing import Any
 
 import dask.array as dsa
 import numpy as np
+import pyproj
+import shapely.geometry
 import xarray as xr
 
 from terracube import errors, executor
 from terracube import process_errors as pe
-from terracube.datacube.cube import SPATIAL, Dimension, RasterCube
+from terracube.datacube.cube import OTHER, SPATIAL, Dimension, RasterCube
 from terracube.datacube.dryrun import is_dry_run
 from terracube.datacube.grid import with_scaled_grid
 from terracube.datacube.values import LIST_DIM, ArrayValue, to_python
-from terracube.datacube.vector import VectorCube
+from terracube.datacube.vector import GEOMETRY_DIM, VectorCube
 from terracube.engine.processes.cubes import nodata_as_nan
 from terracube.engine.registry import process
 from terracube.engine.udf_envs import EnvPolicy, environment_for
@@ -55,6 +57,7 @@ from terracube.engine.udf_metadata import (
     SPATIAL_NAMES,
     MetadataChange,
     defines_apply_metadata,
+    defines_function,
     describe,
     read_change,
 )
@@ -448,6 +451,49 @@ def _with_dims_of(out: xr.DataArray, block: xr.DataArray, node_id: str | None) -
     return out.transpose(*block.dims)
 
 
+def _on_vector_cube(pool: UdfPool, cube: VectorCube, context: Any,
+                    target: tuple[str, str] | None, node_id: str | None) -> VectorCube:
+    """apply_vectorcube on a vector cube: its geometries (GeoJSON features with their
+    properties) and its values (computed now: a vector cube is small) in one call; the
+    geometries and values it returns make the new vector cube."""
+    if cube.values is None:
+        values = xr.DataArray(np.full(len(cube), np.nan), dims=[GEOMETRY_DIM])
+    else:
+        (computed,) = executor.current().compute(cube.values.data, progress=lambda _: None)
+        values = xr.DataArray(np.asarray(computed), dims=cube.values.dims,
+                              coords=_block_coords(cube.values, None), name=cube.values.name)
+    values = values.assign_coords({GEOMETRY_DIM: np.arange(len(cube))})
+    crs = cube.crs
+    vector = {"crs": crs if isinstance(crs, (int, str)) else pyproj.CRS.from_user_input(
+        crs).to_string(),
+        "features": [{"type": "Feature", "geometry": shapely.geometry.mapping(g),
+                      "properties": p} for g, p in zip(cube.geometries, cube.properties,
+                                                       strict=True)]}
+    try:
+        out, geometries, logs = pool.call_vector(values, vector, context)
+    except errors.ProcessParameterInvalid as exc:
+        _forward_logs(getattr(exc, "udf_logs", None), target)
+        raise exc.at(node_id, "udf") from None
+    _forward_logs(logs, target)
+    features = geometries.get("features") or []
+    shapes = tuple(shapely.geometry.shape(f["geometry"]) if f.get("geometry")
+                   else shapely.geometry.GeometryCollection() for f in features)
+    if GEOMETRY_DIM not in out.dims or out.sizes[GEOMETRY_DIM] != len(shapes):
+        raise errors.ProcessParameterInvalid(
+            f"apply_vectorcube returned {len(shapes)} geometries and a cube with "
+            f"{dict(out.sizes)}: the cube needs a '{GEOMETRY_DIM}' dimension with one value "
+            f"per geometry.", node_id=node_id, argument="udf")
+    out = out.assign_coords({GEOMETRY_DIM: np.arange(len(shapes))})
+    out = out.transpose(GEOMETRY_DIM, ...)
+    by_name = {d.name: d for d in cube.dimensions}
+    dims = tuple(by_name.get(str(d)) or Dimension(str(d), OTHER) for d in out.dims)
+    return VectorCube(shapes, geometries.get("crs") or cube.crs,
+                      values=xr.DataArray(dsa.from_array(np.asarray(out.values)),
+                                          dims=out.dims, coords=out.coords, name=out.name),
+                      dimensions=dims, properties=tuple(dict(f.get("properties") or {})
+                                                        for f in features))
+
+
 def _declared_change(pool: UdfPool, code: str, data: RasterCube | xr.DataArray, context: Any,
                      target: tuple[str, str] | None,
                      node_id: str | None) -> MetadataChange | None:
@@ -751,11 +797,12 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
         out = _call_udf(pool, arr, context, target, node_id)
         return to_python(out.values)
     if isinstance(data, VectorCube):
-        raise errors.ProcessParameterInvalid(
-            "run_udf on a vector cube (e.g. the result of aggregate_spatial) is not supported: "
-            "Python UDFs run on raster data cubes (apply_datacube, apply_timeseries or a "
-            "function taking UdfData with one data cube) and on arrays; apply_vectorcube and "
-            "UdfData feature collections or structured data are not.", argument="data")
+        if not defines_function(code, "apply_vectorcube"):
+            raise errors.ProcessParameterInvalid(
+                "On a vector cube (e.g. the result of aggregate_spatial) a UDF must define "
+                "apply_vectorcube(geometries, cube, context); UdfData feature collections and "
+                "structured data are not supported.", argument="udf")
+        return data if is_dry_run() else _on_vector_cube(pool, data, context, target, node_id)
     raise errors.ProcessParameterInvalid(
         f"run_udf cannot pass data of type {type(data).__name__} to a Python UDF: it takes "
         f"raster data cubes, arrays and numbers.", argument="data")
