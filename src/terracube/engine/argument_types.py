@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from terracube import errors
-from terracube.engine.specs import process_description
+from terracube.engine.specs import shared_description
 
 # Subtypes whose values only references can give (a literal JSON value never is one).
 _NOT_LITERAL = frozenset({"datacube", "raster-cube", "vector-cube", "ml-model"})
@@ -92,7 +92,7 @@ def matches(value: Any, schema: Any) -> bool:
 
 
 def _parameter_schemas(pid: str) -> list[dict[str, Any]] | None:
-    description = process_description(pid)
+    description = shared_description(pid)  # read only
     return None if description is None else description.get("parameters") or []
 
 
@@ -184,7 +184,7 @@ def _reference_problem(graph: dict[str, Any], ref: Any, schema: Any,
     source = node.get("process_id") if isinstance(node, dict) else None
     if not isinstance(source, str) or not is_predefined(source) or pid in _LENIENT:
         return None
-    description = process_description(source)
+    description = shared_description(source)  # read only
     returns = (description or {}).get("returns") or {}
     given = {_kind(a) for a in _alternatives(returns.get("schema"))}
     wanted = {_kind(a) for a in _alternatives(schema)}

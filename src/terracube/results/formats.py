@@ -49,7 +49,8 @@ _GTIFF = {
                               {"type": "string",
                                "enum": ["deflate", "lzw", "zstd", "none"]}, "deflate"),
         "ZLEVEL": _param("Compression level: 1-9 for deflate (default 1, the fastest; "
-                         "level 6 makes files about 1 % smaller), 1-22 for zstd (default 9).",
+                         "higher levels take longer for files at most a few % smaller), 1-22 "
+                         "for zstd (default 9).",
                          {"type": "integer", "minimum": 1, "maximum": 22}, 1),
         "predictor": _param("GeoTIFF predictor: 1 none, 2 horizontal differencing, "
                             "3 floating point.",

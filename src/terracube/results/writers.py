@@ -337,7 +337,7 @@ def _cog_options(options: dict, dtype: np.dtype) -> dict[str, Any]:
         out["overviews"] = "NONE"
     if compress == "DEFLATE":
         # GDAL's default is 6; level 1 compresses a float32 result ~30 % faster into a file
-        # < 1 % larger (NDVI 2048², 18.51 MB vs 18.61 MB).
+        # of the same size (W1's NDVI 2048² with overviews: 18.51 MB, 18.61 MB at level 6).
         out["level"] = DEFAULT_DEFLATE_LEVEL
     if options.get("ZLEVEL") is not None and compress in ("DEFLATE", "ZSTD"):
         level = int(options["ZLEVEL"])
