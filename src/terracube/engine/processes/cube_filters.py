@@ -16,6 +16,7 @@ from terracube.datacube.values import ArrayValue, to_python
 from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Callback, ProcessContext
 from terracube.engine.processes._arguments import list_argument
+from terracube.engine.processes._reducing import take_positions
 from terracube.engine.processes._vector_values import on_values, take_geometries
 from terracube.engine.processes.cube_dimensions import (
     label_to_json,
@@ -92,7 +93,7 @@ def _positions(data: xr.DataArray, dim: str, keep: np.ndarray) -> xr.DataArray:
         return data.isel({dim: slice(0, 0)})
     if idx[-1] - idx[0] + 1 == len(idx):
         return data.isel({dim: slice(int(idx[0]), int(idx[-1]) + 1)})
-    return data.isel({dim: idx})
+    return take_positions(data, dim, idx)
 
 
 # --- filter_bands -----------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def filter_bands(data: RasterCube | VectorCube, bands: list | None = None,
         low, high = pair
         take([i for i, label in enumerate(labels)
               if _within(meta.get(str(label), {}).get("center_wavelength"), low, high)])
-    out = data.data.isel({name: np.asarray(chosen, dtype=int)})
+    out = take_positions(data.data, name, chosen)  # no block copies for dask data
     return with_bands(data.with_data(out, data.dimensions), [labels[i] for i in chosen])
 
 
