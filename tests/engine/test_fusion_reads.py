@@ -175,3 +175,39 @@ def test_integer_comparisons_equal_float32_comparisons(dtype, pid):
                 cmp = ref(as_float, number) if order[0] == "x" else ref(number, as_float)
             np.testing.assert_array_equal(
                 np.where(invalid, np.nan, cmp.astype(np.float32)), expected)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mask_with_nan_is_np_where_bit_for_bit(services, dtype):
+    """mask's NaN replacement (bit arithmetic instead of a selection) gives exactly
+    np.where(mask, nan, data): negative zeros, infinities and NaN kept where not masked; a
+    mask without the bands dimension masks every band."""
+    import pandas as pd
+    import xarray as xr
+
+    from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
+
+    rng = np.random.default_rng(3)
+    shape = (3, 2, 5, 6)
+    v = rng.normal(size=shape).astype(dtype)
+    v.flat[:4] = [-0.0, np.inf, -np.inf, np.nan]
+    m = rng.random((3, 5, 6)) < 0.4
+    m[0, 0, :4] = False
+    coords = {"t": pd.date_range("2023-01-01", periods=3), "bands": ["a", "b"],
+              "y": 10.0 - np.arange(5), "x": np.arange(6.0)}
+    dims = (Dimension("t", TEMPORAL), Dimension("bands", BANDS),
+            Dimension("y", SPATIAL, "y", 32631), Dimension("x", SPATIAL, "x", 32631))
+    data = RasterCube(xr.DataArray(v, dims=list(coords), coords=coords).chunk(
+        {"t": 1, "bands": 1, "y": 3}), dims)
+    mask = RasterCube(xr.DataArray(m, dims=["t", "y", "x"], coords={
+        k: coords[k] for k in ("t", "y", "x")}).chunk({"t": 1, "y": 3}),
+        tuple(d for d in dims if d.name != "bands"))
+    g = {"m": {"process_id": "mask", "arguments": {"data": p("d"), "mask": p("k")},
+               "result": True}}
+    for cube, cmask in ((data, mask), (data.with_data(data.data.compute()),
+                                       mask.with_data(mask.data.compute()))):
+        out = Evaluator(services).run(g, {"d": cube, "k": cmask}).data
+        assert out.dims == ("t", "bands", "y", "x") and out.dtype == np.dtype(dtype)
+        expected = np.where(m[:, None], np.array(np.nan, dtype=dtype), v)
+        uint = np.uint32 if dtype == "float32" else np.uint64
+        np.testing.assert_array_equal(np.asarray(out.values).view(uint), expected.view(uint))
