@@ -123,7 +123,9 @@ def read_window(path: str, rows: tuple[int, int], cols: tuple[int, int],
     target = out[0, 0, ys, xs]
     np.copyto(target, part, casting="unsafe")  # cast in place: no float copy of the block
     if nodata is not None and not np.isnan(nodata):
-        np.putmask(target, part == nodata, np.nan)
+        invalid = part == nodata
+        if invalid.any():  # putmask costs 3 ms per 2048² block even with nothing to set
+            np.putmask(target, invalid, np.nan)
     return out
 
 
@@ -139,7 +141,8 @@ def read_band(path: str, rows: tuple[int, int], cols: tuple[int, int],
     part, (ys, xs) = found
     has_nodata = nodata is not None and not np.isnan(nodata)
     if part.shape == shape:
-        return IntBand(part, part == nodata if has_nodata else None)
+        invalid = part == nodata if has_nodata else None
+        return IntBand(part, invalid if invalid is not None and invalid.any() else None)
     values = np.zeros(shape, part.dtype)
     values[ys, xs] = part
     invalid = np.ones(shape, bool)

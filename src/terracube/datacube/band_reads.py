@@ -38,7 +38,7 @@ class IntBand:
     def as_float(self) -> np.ndarray:
         if self._float is None:
             out = self.values.astype(np.float32)
-            if self.invalid is not None:
+            if self.invalid is not None and self.invalid.any():
                 np.putmask(out, self.invalid, np.nan)
             self._float = out
         return self._float

@@ -362,13 +362,23 @@ def _check(func: Callable[[np.ndarray], Any], others: bool) -> Op:
     return op
 
 
+def _normalized_difference(a: Any, b: Any) -> Any:
+    """(a - b) / (a + b), divided in place into the difference (a fresh array) when that
+    keeps the dtype: one 16 MB array less per 2048² float32 block (W1's NDVI)."""
+    difference, total = np.subtract(a, b), np.add(a, b)
+    if isinstance(difference, np.ndarray) and difference.ndim and \
+            difference.dtype == np.result_type(difference, total):
+        return np.true_divide(difference, total, out=difference)
+    return difference / total
+
+
 _UNARY: dict[str, Callable[..., Any]] = {
     "absolute": np.abs, "sqrt": np.sqrt, "exp": np.exp, "ln": np.log, "sin": np.sin,
     "cos": np.cos, "tan": np.tan, "arctan": np.arctan, "arcsin": np.arcsin,
     "arccos": np.arccos, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh}
 _BINARY: dict[str, Callable[..., Any]] = {
     "add": np.add, "subtract": np.subtract, "multiply": np.multiply,
-    "divide": np.true_divide, "normalized_difference": lambda a, b: (a - b) / (a + b)}
+    "divide": np.true_divide, "normalized_difference": lambda a, b: _normalized_difference(a, b)}
 _COMPARE = {"eq": (operator.eq, False), "neq": (operator.eq, True), "gt": (operator.gt, False),
             "gte": (operator.ge, False), "lt": (operator.lt, False), "lte": (operator.le, False)}
 _COMPARE_NAME = {"eq": "eq", "neq": "eq", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte"}
