@@ -353,8 +353,9 @@ def _neighbourhood_result(value: Any, piece: xr.DataArray,
                           spatial: set[str]) -> tuple[xr.DataArray, dict[str, Fraction]]:
     """The callback's result for one neighbourhood, in the piece's dimension order, and how
     many times the piece's pixels it has along each spatial dimension that changed. Only a
-    cube a UDF returned (whose apply_metadata declared another resolution or other bands) may
-    differ from the piece in size; a process graph keeps the sizes (callback_cube)."""
+    cube a UDF returned (another resolution or other bands, declared by its apply_metadata or
+    seen in its first result) may differ from the piece in size; a process graph keeps the
+    sizes (callback_cube)."""
     if not isinstance(value, RasterCube) or set(value.data.dims) != set(piece.dims):
         return callback_cube(value, piece), {}
     out = value.data.transpose(*piece.dims)

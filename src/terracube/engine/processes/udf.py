@@ -341,16 +341,24 @@ def _forward_logs(records: Any, target: tuple[str, str] | None) -> None:
             log.exception("UDF log entry lost")
 
 
-def _call_udf(pool: UdfPool, arr: xr.DataArray, context: Any,
-              target: tuple[str, str] | None = None, node_id: str | None = None) -> xr.DataArray:
-    """The UDF applied to one DataArray in a worker of `pool`; what it logs reaches `target`
-    (_udf_log_token). Whatever goes wrong in the user's code is ProcessParameterInvalid on
-    `udf` of node `node_id` (with the lines of the UDF's own traceback)."""
+@contextlib.contextmanager
+def _reported(target: tuple[str, str] | None, node_id: str | None) -> Iterator[None]:
+    """Whatever goes wrong in the user's code is ProcessParameterInvalid on `udf` of node
+    `node_id` (with the lines of the UDF's own traceback); what it logged before reaches
+    `target` all the same."""
     try:
-        out, logs = pool.call(arr, context)
+        yield
     except errors.ProcessParameterInvalid as exc:
         _forward_logs(getattr(exc, "udf_logs", None), target)
         raise exc.at(node_id, "udf") from None
+
+
+def _call_udf(pool: UdfPool, arr: xr.DataArray, context: Any,
+              target: tuple[str, str] | None = None, node_id: str | None = None) -> xr.DataArray:
+    """The UDF applied to one DataArray in a worker of `pool`; what it logs reaches `target`
+    (_udf_log_token)."""
+    with _reported(target, node_id):
+        out, logs = pool.call(arr, context)
     _forward_logs(logs, target)
     return out
 
@@ -469,11 +477,8 @@ def _on_vector_cube(pool: UdfPool, cube: VectorCube, context: Any,
         "features": [{"type": "Feature", "geometry": shapely.geometry.mapping(g),
                       "properties": p} for g, p in zip(cube.geometries, cube.properties,
                                                        strict=True)]}
-    try:
+    with _reported(target, node_id):
         out, geometries, logs = pool.call_vector(values, vector, context)
-    except errors.ProcessParameterInvalid as exc:
-        _forward_logs(getattr(exc, "udf_logs", None), target)
-        raise exc.at(node_id, "udf") from None
     _forward_logs(logs, target)
     features = geometries.get("features") or []
     shapes = tuple(shapely.geometry.shape(f["geometry"]) if f.get("geometry")
@@ -502,11 +507,8 @@ def _declared_change(pool: UdfPool, code: str, data: RasterCube | xr.DataArray, 
     if is_dry_run() or not defines_apply_metadata(code):
         return None
     described = describe(data)
-    try:
+    with _reported(target, node_id):
         answer, logs = pool.metadata(described, context)
-    except errors.ProcessParameterInvalid as exc:
-        _forward_logs(getattr(exc, "udf_logs", None), target)
-        raise exc.at(node_id, "udf") from None
     _forward_logs(logs, target)
     change = read_change(described, answer, node_id)
     return change if change.changes_anything else None
