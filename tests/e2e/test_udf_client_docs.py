@@ -132,7 +132,7 @@ def test_inspect_of_the_chunk_shape_is_in_the_job_logs(con, sample_data_dir, tmp
     # one chunk here: every band, the one date and all 30 x 30 pixels
     assert entries[0]["data"] == [[1, 3, 30, 30]]
     assert entries[0]["level"] == "info" and entries[0]["code"] == "User"
-    (result,) = [a for a in job.get_results().get_assets() if a.name.endswith(".nc")]
+    (result,) = [a for a in job.get_results().get_assets() if a.key.endswith(".nc")]
     path = result.download(tmp_path / "job.nc")
     np.testing.assert_allclose(bands_of(path), 0.0001 * read_bands(sample_data_dir),
                                rtol=1e-6)
@@ -144,7 +144,7 @@ def test_apply_metadata_inspect_reaches_the_job_log(con, sample_data_dir, tmp_pa
     job.start_and_wait(max_poll_interval=0.2)
     (entry,) = [e for e in job.logs() if e["message"] == "bands before"]
     assert entry["data"] == BANDS
-    (result,) = [a for a in job.get_results().get_assets() if a.name.endswith(".nc")]
+    (result,) = [a for a in job.get_results().get_assets() if a.key.endswith(".nc")]
     with xr.open_dataset(result.download(tmp_path / "job.nc")) as ds:
         renamed = np.stack([ds[b].squeeze().transpose("y", "x").values
                             for b in ("blue", "green", "red")])
