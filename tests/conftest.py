@@ -79,6 +79,15 @@ def server(sample_data_dir: Path):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def con(server: ServerProcess):
+    """The official `openeo` client logged in as demo on `server`: the session server, or the
+    module's own where a test module defines a `server` fixture."""
+    import openeo
+
+    return openeo.connect(server.url).authenticate_basic("demo", "demo")
+
+
 @pytest.fixture
 def start_server():
     """Starts servers of its own for a test (e.g. to kill them); stops them afterwards."""

@@ -44,11 +44,6 @@ def huge_graph(resolution: float = 0.01) -> dict:
             "data": {"from_node": "red"}, "format": "GTiff"}, "result": True}}
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def raw_post(con, path: str, body: dict) -> requests.Response:
     """A POST whose error the test reads (the client would raise it)."""
     return requests.post(con.root_url.rstrip("/") + path, json=body, timeout=300,

@@ -4,15 +4,14 @@ through the official client against a real server, checked with numpy on the sam
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
 from openeo.processes import apply
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -21,22 +20,9 @@ BOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs"
 DAY = ["2022-06-17", "2022-06-18"]
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def band(sample_data_dir: Path, name: str) -> np.ndarray:
     """The band of the sample date on the 10 m grid of BOX (20 m bands repeated), no-data NaN."""
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    items = json.loads((folder / "items.json").read_text())["items"]
-    item = next(i for i in items if i["datetime"].startswith(DAY[0]))
-    with rasterio.open(folder / item["assets"][name]) as ds:
-        window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                              BOX["north"], ds.transform)
-        values = ds.read(1, window=window.round_offsets().round_lengths()).astype("float32")
-        factor = int(round(ds.transform.a / 10))
-    values = np.repeat(np.repeat(values, factor, axis=0), factor, axis=1)
+    values = sample_band(sample_data_dir, DAY[0], name, BOX, resolution=10).astype("float32")
     if name != "SCL":
         values[values == 0] = np.nan
     return values

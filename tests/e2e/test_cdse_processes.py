@@ -4,17 +4,16 @@ expected values from scipy.ndimage (2-D convolution) and numpy (Horn's formula) 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import scipy.ndimage
 import xarray as xr
 from pyproj import Geod
+from tests.support.data import sample_band
 from tests.support.paths import SHARED
 
 openeo = pytest.importorskip("openeo")
@@ -29,19 +28,8 @@ DILATION = {"kernel1_size": 17, "kernel2_size": 77, "mask1_values": [2, 4, 5, 6,
             "mask2_values": [3, 8, 9, 10, 11], "erosion_kernel_size": 3}
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def sample_window(sample_data_dir: Path, band: str) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    items = json.loads((folder / "items.json").read_text())["items"]
-    item = next(i for i in items if i["datetime"].startswith(DAY[0]))
-    with rasterio.open(folder / item["assets"][band]) as ds:
-        window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                              BOX["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+    return sample_band(sample_data_dir, DAY[0], band, BOX).astype("float64")
 
 
 def dilation_oracle(scl: np.ndarray, params: dict = DILATION) -> tuple[np.ndarray, np.ndarray]:
@@ -116,15 +104,7 @@ def test_mask_scl_dilation_masks_every_band(con, sample_data_dir: Path,
                   tmp_path / "masked.nc")
 
     def window(band: str) -> np.ndarray:
-        folder = sample_data_dir / "samples" / "sentinel2_l2a"
-        items = json.loads((folder / "items.json").read_text())["items"]
-        item = next(i for i in items if i["datetime"].startswith(DAY[0]))
-        with rasterio.open(folder / item["assets"][band]) as src:
-            w = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
-                                             box["north"], src.transform)
-            v = src.read(1, window=w.round_offsets().round_lengths()).astype("float64")
-            k = int(round(src.transform.a / 10))
-        return np.repeat(np.repeat(v, k, axis=0), k, axis=1)
+        return sample_band(sample_data_dir, DAY[0], band, box, resolution=10).astype("float64")
 
     scl = window("SCL")
     expected, close = dilation_oracle(scl, params)

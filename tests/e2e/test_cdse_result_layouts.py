@@ -30,11 +30,6 @@ DATES = ["2022-06-02T10:20:00Z", "2022-06-07T10:20:00Z"]
 TO_LL = Transformer.from_crs(32632, 4326, always_xy=True)
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def sample(sample_data_dir: Path, date: str, band: str) -> np.ndarray:
     """One band of one date of the sample collection in BOX, as stored (raw integers)."""
     return sample_band(sample_data_dir, date, band, BOX)

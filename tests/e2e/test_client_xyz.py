@@ -6,7 +6,6 @@ the same stretch)."""
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 
@@ -19,42 +18,13 @@ import rasterio
 import rasterio.warp
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
+from tests.support.data import cloud_free_ndvi_median
 
 openeo = pytest.importorskip("openeo")
 
 BBOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": "EPSG:32632"}
 DATES = ["2022-06-01", "2022-06-16"]
-CLOUDY = (3, 8, 9, 10)
 TMS = morecantile.tms.get("WebMercatorQuad")
-
-
-def read_window(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        window = rasterio.windows.from_bounds(BBOX["west"], BBOX["south"], BBOX["east"],
-                                              BBOX["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths())
-
-
-def expected_composite(folder: Path) -> np.ndarray:
-    """The cloud-masked NDVI median of DATES, computed with numpy from the sample COGs."""
-    index = json.loads((folder / "items.json").read_text())
-    stack = []
-    for item in index["items"]:
-        if not DATES[0] <= item["datetime"][:10] < DATES[1]:
-            continue
-        red = read_window(folder / item["assets"]["B04"]).astype("float32")
-        nir = read_window(folder / item["assets"]["B08"]).astype("float32")
-        scl = read_window(folder / item["assets"]["SCL"])
-        scl = np.repeat(np.repeat(scl, 2, axis=0), 2, axis=1)  # 20 m -> 10 m, nearest
-        red[red == 0] = np.nan
-        nir[nir == 0] = np.nan
-        ndvi = (nir - red) / (nir + red)
-        ndvi[np.isin(scl, CLOUDY)] = np.nan
-        stack.append(ndvi)
-    assert len(stack) >= 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
-        return np.nanmedian(np.stack(stack), axis=0)
 
 
 def centre_tile(z: int) -> morecantile.Tile:
@@ -117,8 +87,8 @@ def test_ndvi_composite_as_xyz_service(server, sample_data_dir: Path) -> None:
     # At zoom 12 the 960 m box is a few tile pixels wide; at 15 it fills much of the tile.
     assert (tiles[12][3] == 255).sum() < (tiles[15][3] == 255).sum()
 
-    expected = independent_tile(expected_composite(sample_data_dir / "samples" /
-                                                   "sentinel2_l2a"), centre_tile(15))
+    expected = independent_tile(cloud_free_ndvi_median(sample_data_dir, BBOX, *DATES),
+                                centre_tile(15))
     got = tiles[15]
     ours, theirs = got[3] == 255, np.isfinite(expected)
     # Footprints agree but for a rim of resampling at the box's and the clouds' edges.

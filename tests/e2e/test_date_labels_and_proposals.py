@@ -10,22 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
 from openeo.processes import absolute, array_apply, date_difference, date_shift, process
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
 
 BOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": 32632}
 PERIOD = ["2022-06-01", "2022-07-10"]
-
-
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
 
 
 def sample_items(sample_data_dir: Path) -> tuple[Path, list[dict]]:
@@ -110,10 +105,7 @@ def test_vector_to_raster_burns_zonal_means(con, sample_data_dir: Path,
         inside.append(np.array([[poly.contains(Point(x, y)) for x in xs] for y in ys]))
     assert burnt["B04"].shape == (len(items), 84, 96)
     for t, item in enumerate(items):
-        with rasterio.open(folder / item["assets"]["B04"]) as ds:
-            window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                                  BOX["north"], ds.transform)
-            b04 = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+        b04 = sample_band(sample_data_dir, item["datetime"], "B04", BOX).astype("float64")
         b04[b04 == 0] = np.nan
         expected = np.full(b04.shape, np.nan)
         for mask in inside:

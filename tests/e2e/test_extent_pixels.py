@@ -24,11 +24,6 @@ BOX = {"west": 679727, "south": 5151087, "east": 680673, "north": 5151913, "crs"
 DAY = ["2022-06-02", "2022-06-03"]
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def centre_inside(path: Path, west: float, south: float, east: float, north: float,
                   band: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x centres, y centres, values) of the file's pixels whose centre is in the box."""

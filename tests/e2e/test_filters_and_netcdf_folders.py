@@ -50,11 +50,6 @@ def server(data_dir: Path):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def add(data_dir: Path, collection_id: str, origin: Path | str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "terracube.cli", "collections", "add", collection_id, "--from",

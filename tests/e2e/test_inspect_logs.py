@@ -4,12 +4,11 @@ logs is checked against the sample files read with rasterio."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -31,19 +30,8 @@ def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
 '''
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def b08(sample_data_dir: Path) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"].startswith(DAY[0])]
-    with rasterio.open(folder / item["assets"]["B08"]) as ds:
-        window = rasterio.windows.from_bounds(SMALL["west"], SMALL["south"], SMALL["east"],
-                                              SMALL["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths())
+    return sample_band(sample_data_dir, DAY[0], "B08", SMALL)
 
 
 def cube(con):

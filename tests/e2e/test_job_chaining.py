@@ -4,13 +4,12 @@ Zarr), with its extents and bands applied; values checked against the sample fil
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -19,21 +18,6 @@ BOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs"
 SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
 JUNE = ["2022-06-01", "2022-06-20"]  # 2022-06-02, -07, -12, -17
 LATER = ["2022-06-05", "2022-06-15"]  # 2022-06-07, -12
-
-
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
-def sample(sample_data_dir: Path, day: str, band: str, box: dict) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"].startswith(day)]
-    with rasterio.open(folder / item["assets"][band]) as ds:
-        window = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
-                                              box["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths())
 
 
 def results_url(job) -> str:
@@ -61,7 +45,7 @@ def test_load_stac_of_results_in_every_raster_format(con, sample_data_dir: Path,
         assert [str(t)[:10] for t in ds.t.values] == ["2022-06-07", "2022-06-12"]
         assert list(ds.data_vars.keys() - {"spatial_ref", "crs"}) == ["B08"]
         for i, day in enumerate(["2022-06-07", "2022-06-12"]):
-            expected = sample(sample_data_dir, day, "B08", SMALL).astype("float64")
+            expected = sample_band(sample_data_dir, day, "B08", SMALL).astype("float64")
             got = ds["B08"].values[i].astype("float64")
             np.testing.assert_array_equal(np.nan_to_num(got), expected)
 
@@ -80,8 +64,8 @@ def test_a_chain_of_three_jobs(con, sample_data_dir: Path, tmp_path: Path) -> No
     days = ["2022-06-02", "2022-06-07", "2022-06-12", "2022-06-17"]
     stack = []
     for day in days:
-        red = sample(sample_data_dir, day, "B04", BOX).astype("float64")
-        nir = sample(sample_data_dir, day, "B08", BOX).astype("float64")
+        red = sample_band(sample_data_dir, day, "B04", BOX).astype("float64")
+        nir = sample_band(sample_data_dir, day, "B08", BOX).astype("float64")
         red[red == 0] = np.nan
         nir[nir == 0] = np.nan
         stack.append((nir - red) / (nir + red))
@@ -112,7 +96,7 @@ def test_chaining_on_a_server_with_default_fetch_rules(sample_data_dir: Path, tm
     again.download(tmp_path / "again.nc", format="netCDF")
     with xr.open_dataset(tmp_path / "again.nc") as ds:
         got = ds["B08"].values
-    want = np.stack([sample(sample_data_dir, day, "B08", SMALL)
+    want = np.stack([sample_band(sample_data_dir, day, "B08", SMALL)
                      for day in ("2022-06-07", "2022-06-12")]).astype(float)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want)

@@ -15,11 +15,6 @@ BOX = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs"
 DATES = ["2022-06-01", "2022-06-10"]
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def ndvi(con):
     s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=DATES,
                              bands=["B04", "B08"])

@@ -17,11 +17,6 @@ DATES = ["2022-06-01", "2022-06-10"]
 
 
 @pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
-@pytest.fixture(scope="module")
 def first(con):
     s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=SMALL, temporal_extent=DATES,
                              bands=["B04", "B08"])

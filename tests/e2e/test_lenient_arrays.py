@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
 from openeo.processes import array_create, max, mean, quantiles, sd
 from pyproj import Transformer
+from tests.support.data import sample_series
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -24,26 +24,9 @@ BOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs"
 JUNE = ["2022-06-01", "2022-06-10"]  # two dates
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def stack(sample_data_dir: Path, band: str) -> np.ndarray:
     """The band over the dates of JUNE in BOX, no-data as NaN: (t, y, x)."""
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    items = json.loads((folder / "items.json").read_text())["items"]
-    planes = []
-    for item in items:
-        if not JUNE[0] <= item["datetime"][:10] < JUNE[1]:
-            continue
-        with rasterio.open(folder / item["assets"][band]) as ds:
-            window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                                  BOX["north"], ds.transform)
-            v = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
-        v[v == 0] = np.nan
-        planes.append(v)
-    return np.stack(planes)
+    return np.stack(list(sample_series(sample_data_dir, band, BOX, *JUNE).values()))
 
 
 def test_array_create_flattens_numbers_and_arrays(con, sample_data_dir: Path,

@@ -29,11 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def finished_job(con, cube, fmt: str = "GTiff"):
     job = con.create_job(cube.save_result(fmt))
     job.start_and_wait(max_poll_interval=0.2)

@@ -43,11 +43,6 @@ TRAINING = {"type": "FeatureCollection", "features": [
     for cls, centres in CENTRES.items() for lon, lat in centres]}
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def composite(con, box: dict | None = None):
     cube = con.load_collection("SENTINEL2_L2A", temporal_extent=DATES, bands=BANDS,
                                spatial_extent=box)

@@ -75,11 +75,6 @@ def server(tmp_path_factory, sample_data_dir, wheels):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def envs(srv: ServerProcess) -> list[Path]:
     folder = srv.log_path.parent / "udf-envs"
     return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

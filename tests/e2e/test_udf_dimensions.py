@@ -87,11 +87,6 @@ def server(sample_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def read_band(sample_data_dir: Path, band: str) -> xr.DataArray:
     """The band over SMALL and DATES from the sample files (no-data as NaN), dims (t, y, x)."""
     series = sample_series(sample_data_dir, band, SMALL, *DATES, times=True)

@@ -4,14 +4,13 @@ those computed with numpy from the sample files, and the server carries on."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import requests
 import xarray as xr
+from tests.support.data import sample_band
 from tests.support.markers import needs_sandbox
 
 openeo = pytest.importorskip("openeo")
@@ -55,19 +54,8 @@ def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
 """
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def b04(sample_data_dir: Path) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"].startswith(DAY[0])]
-    with rasterio.open(folder / item["assets"]["B04"]) as ds:
-        window = rasterio.windows.from_bounds(SMALL["west"], SMALL["south"], SMALL["east"],
-                                              SMALL["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+    return sample_band(sample_data_dir, DAY[0], "B04", SMALL).astype("float64")
 
 
 def run(con, code: str, context: dict, tmp_path: Path) -> xr.DataArray:

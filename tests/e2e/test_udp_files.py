@@ -43,11 +43,6 @@ def second_user(server, sample_data_dir) -> tuple[str, str]:
     return name, "eve-password"
 
 
-@pytest.fixture
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 

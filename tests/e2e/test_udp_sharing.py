@@ -5,16 +5,15 @@ NDVI computed with numpy from the sample files."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import requests
 import xarray as xr
 from tests.e2e.test_udp_files import add_user
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 from openeo.api.process import Parameter  # noqa: E402
@@ -46,13 +45,7 @@ def store(con, process_id: str, public: bool):
 
 
 def sample(sample_data_dir: Path, band: str) -> np.ndarray:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    (item,) = [i for i in json.loads((folder / "items.json").read_text())["items"]
-               if i["datetime"].startswith(DAY[0])]
-    with rasterio.open(folder / item["assets"][band]) as ds:
-        window = rasterio.windows.from_bounds(SMALL["west"], SMALL["south"], SMALL["east"],
-                                              SMALL["north"], ds.transform)
-        return ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+    return sample_band(sample_data_dir, DAY[0], band, SMALL).astype("float64")
 
 
 def canonical(udp) -> str:

@@ -10,11 +10,11 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import rasterio
 from openeo.internal.graph_building import PGNode
 from openeo.rest.vectorcube import VectorCube
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon, shape
+from tests.support.data import sample_band
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -23,11 +23,6 @@ BOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs"
 DAY = ["2022-06-02", "2022-06-03"]
 SQUARES = [[(679800, 5151200), (680100, 5151200), (680100, 5151500), (679800, 5151500)],
            [(680200, 5151600), (680500, 5151600), (680500, 5151850), (680200, 5151850)]]
-
-
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +40,7 @@ def uploaded(con, path: str, fmt: str) -> VectorCube:
 
 
 def expected_means(sample_data_dir: Path, fields: dict) -> list[float]:
-    folder = sample_data_dir / "samples" / "sentinel2_l2a"
-    items = json.loads((folder / "items.json").read_text())["items"]
-    item = next(i for i in items if i["datetime"].startswith(DAY[0]))
-    with rasterio.open(folder / item["assets"]["B04"]) as ds:
-        window = rasterio.windows.from_bounds(BOX["west"], BOX["south"], BOX["east"],
-                                              BOX["north"], ds.transform)
-        b04 = ds.read(1, window=window.round_offsets().round_lengths()).astype("float64")
+    b04 = sample_band(sample_data_dir, DAY[0], "B04", BOX).astype("float64")
     b04[b04 == 0] = np.nan
     xs = BOX["west"] + 5 + 10 * np.arange(96)
     ys = BOX["north"] - 5 - 10 * np.arange(84)

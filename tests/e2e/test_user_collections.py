@@ -63,11 +63,6 @@ def server(data_dir: Path):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "terracube.cli", "collections", *args, "--data-dir",
