@@ -66,7 +66,7 @@ def result(server, tmp_path_factory):
     cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BBOX, temporal_extent=DATES,
                                bands=["B04", "B08"]).ndvi(nir="B08", red="B04").max_time()
     job = con.create_job(cube.save_result("GTiff"))
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     results = job.get_results()
     (xyz,) = [lk for lk in results.get_metadata()["links"] if lk["rel"] == "xyz"]
     folder = tmp_path_factory.mktemp("stretch")

@@ -130,7 +130,7 @@ def test_a_udf_with_a_declared_dependency_works_and_its_environment_is_reused(
 def test_a_batch_job_with_a_declared_dependency(con, server, sample_data_dir,
                                                 tmp_path) -> None:
     job = cube_with(con, SCALE, {"add": 2}).create_job(out_format="netCDF")
-    job.start_and_wait(max_poll_interval=1)
+    job.start_and_wait(max_poll_interval=0.2)
     (asset,) = job.get_results().get_assets()
     asset.download(tmp_path / "job.nc")
     with xr.open_dataset(tmp_path / "job.nc") as ds:

@@ -180,8 +180,8 @@ def test_retention_removes_old_results(data_dir, jobs, workers):
     job = jobs.get(job_id)
     run_dir = JobFolders(data_dir).run_dir(job_id, job.results_run)
     assert run_dir.is_dir()
-    time.sleep(1.0)
-    env = clean_env(TERRACUBE_JOB_RETENTION_DAYS="0.00001")  # 0.86 s
+    time.sleep(0.1)
+    env = clean_env(TERRACUBE_JOB_RETENTION_DAYS="0.000001")  # 0.086 s
     r = subprocess.run([sys.executable, "-m", "terracube.cli", "jobs", "sweep", "--data-dir",
                         str(data_dir)], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
