@@ -14,6 +14,7 @@ import pytest
 import rasterio
 import xarray as xr
 from tests.jobs.job_graphs import slow_graph
+from tests.support.data import data_dir_with_samples
 from tests.support.processes import pid_alive, wait_for
 
 from terracube.db import open_database
@@ -59,9 +60,7 @@ def worker_pids(srv) -> list[int]:
 
 
 def own_data_dir(tmp_path: Path, sample_data_dir: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    data = data_dir_with_samples(tmp_path / "data", sample_data_dir)
     return data
 
 

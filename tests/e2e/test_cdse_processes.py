@@ -13,7 +13,7 @@ import pytest
 import scipy.ndimage
 import xarray as xr
 from pyproj import Geod
-from tests.support.data import sample_band
+from tests.support.data import data_dir_with_samples, sample_band
 from tests.support.paths import SHARED
 
 openeo = pytest.importorskip("openeo")
@@ -139,9 +139,7 @@ def test_slope_and_aspect_of_the_gebco_dem(start_server, sample_data_dir: Path,
                                            tmp_path: Path) -> None:
     if not GEBCO.exists():
         pytest.skip(f"real test data not found: {GEBCO}")
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    data_dir = data_dir_with_samples(tmp_path / "data", sample_data_dir)
     done = subprocess.run(
         [sys.executable, "-m", "terracube.cli", "collections", "add", "GEBCO", "--from",
          str(GEBCO), "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=300)

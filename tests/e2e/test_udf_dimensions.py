@@ -237,9 +237,7 @@ def test_execute_local_udf_of_the_client_gives_the_servers_values(con, tmp_path)
 
 
 def test_terracube_udf_run_prints_shape_and_values(sample_data_dir, tmp_path) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    data_dir = data_dir_with_samples(tmp_path / "data", sample_data_dir)
     udf = tmp_path / "scale.py"
     udf.write_text("import xarray\n\ndef apply_datacube(cube: xarray.DataArray, context: dict)"
                    " -> xarray.DataArray:\n    return cube * context['factor']\n")

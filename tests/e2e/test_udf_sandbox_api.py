@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 import xarray as xr
-from tests.support.data import sample_band
+from tests.support.data import data_dir_with_samples, sample_band
 from tests.support.markers import needs_sandbox
 
 openeo = pytest.importorskip("openeo")
@@ -93,9 +93,7 @@ def test_udf_errors_name_the_udfs_lines(con, tmp_path) -> None:
 
 
 def test_udfs_switched_off_by_the_administrator(start_server, sample_data_dir, tmp_path) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "samples").symlink_to(sample_data_dir / "samples", target_is_directory=True)
+    data_dir = data_dir_with_samples(tmp_path / "data", sample_data_dir)
     srv = start_server(data_dir, {"TERRACUBE_UDF_ENABLED": "false", "TERRACUBE_WORKERS": "0"})
     off = openeo.connect(srv.url).authenticate_basic("demo", "demo")
     with pytest.raises(openeo.rest.OpenEoApiError) as info:
