@@ -54,6 +54,11 @@ class OidcProviderSettings(BaseModel):
                           "userinfo endpoint; false refuses them.")
     clock_skew_seconds: float = Field(
         10, ge=0, le=300, description="Tolerance for the token's exp/nbf/iat against our clock.")
+    keys_refetch_seconds: float = Field(
+        10, ge=1, le=3600, description="A JWT signed with a key id we do not know makes us fetch "
+                                       "the provider's keys again (it rotated them), but not "
+                                       "more often than this: random key ids must not turn us "
+                                       "into a request amplifier.")
     user_id_claims: list[str] = Field(
         default_factory=lambda: ["preferred_username", "email", "sub"],
         description="Claims tried in order for the user id of a new account.")

@@ -27,12 +27,17 @@ from tests.support.data import data_dir_with_samples
 from tests.support.markers import needs_oidc_provider
 from tests.support.processes import OidcProviderProcess, ServerProcess
 
+from terracube import errors
+from terracube.auth.oidc import OidcVerifier
+from terracube.settings import OidcProviderSettings
+
 pytestmark = [
     pytest.mark.e2e,
     needs_oidc_provider,
 ]
 
 AUDIENCE = "https://terracube.example/openeo"
+KEYS_REFETCH_S = 1  # the short provider's keys_refetch_seconds (default 10)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 CLIENTS = [
     {"client_id": "terracube-cli", "client_secret": "cli-secret",
@@ -67,7 +72,7 @@ def provider_settings(providers) -> list[dict]:
                               "grant_types": [DEVICE_GRANT, "refresh_token"]}]},
         {"id": "short", "issuer": providers["short"].issuer, "title": "Short-lived tokens",
          "scopes": ["openid", "profile", "email"], "audience": [AUDIENCE],
-         "clock_skew_seconds": 0,
+         "clock_skew_seconds": 0, "keys_refetch_seconds": KEYS_REFETCH_S,
          "default_clients": [{"id": "openeo-public",
                               "grant_types": [DEVICE_GRANT, "refresh_token"]}]},
     ]
@@ -307,12 +312,33 @@ def test_new_signing_keys_are_fetched_and_old_tokens_refused(server, providers):
     old_token = bearer(old)
     user_id = old.describe_account()["user_id"]
     providers["short"] = providers["short"].restarted()  # same issuer, a new key
-    time.sleep(10)  # keys are fetched again for an unknown key id at most every 10 s
+    time.sleep(KEYS_REFETCH_S + 0.5)  # an unknown key id: the keys are fetched again, at most
+    # every keys_refetch_seconds (default 10 s)
     new = password_login(server, "erin", provider="short")
     assert new.describe_account()["user_id"] == user_id  # the same person, the same account
     status, body = error_of(server, old_token)
     assert (status, body["code"]) == (403, "TokenInvalid")
     assert "not signed by a key" in body["message"]
+
+
+def test_unknown_keys_are_fetched_at_most_every_keys_refetch_seconds(server, providers):
+    """The rate limit of the refetch, on the verifier's own clock (the provider and its
+    tokens are real): a token of a new key is refused until keys_refetch_seconds have passed
+    since the last fetch, then the keys are fetched again and it passes."""
+    settings = OidcProviderSettings(**provider_settings(providers)[1])
+    clock = [10_000.0]
+    verifier = OidcVerifier([settings], clock=lambda: clock[0])
+
+    def token() -> str:  # the short provider's tokens live 3 s (of real time)
+        return bearer(password_login(server, "frank", provider="short")).split("/", 2)[2]
+
+    assert verifier.verify("short", token())["sub"]  # the keys fetched at 10 000 s
+    providers["short"] = providers["short"].restarted()  # same issuer, a new key
+    clock[0] += KEYS_REFETCH_S - 0.1
+    with pytest.raises(errors.TokenInvalid, match="not signed by a key"):
+        verifier.verify("short", token())
+    clock[0] += 0.2
+    assert verifier.verify("short", token())["sub"]
 
 
 # --- the official suite's wp4 --------------------------------------------------------------------

@@ -4,8 +4,9 @@ terracube accounts (docs/administration/oidc.md).
 openEO clients send `Authorization: Bearer oidc/<provider id>/<access token>`. A JWT access
 token is verified with the provider's signing keys (JWKS, found through its
 `.well-known/openid-configuration`; fetched again when a token names an unknown key id, at most
-every `JWKS_MIN_REFETCH_SECONDS`): signature, `iss`, `exp` (and `nbf`), `aud` when the provider
-setting names audiences. An opaque token is asked about at the provider's userinfo endpoint.
+every `keys_refetch_seconds` of the provider's settings): signature, `iss`, `exp` (and `nbf`),
+`aud` when the provider setting names audiences. An opaque token is asked about at the
+provider's userinfo endpoint.
 
 A person is their issuer and `sub`. The first sign-in creates an account (a row of `users`
 without a password, so basic login is impossible) whose id comes from the token's claims
@@ -44,9 +45,6 @@ ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", 
                                    "ES256", "ES384", "ES512", "EdDSA"})
 DISCOVERY_TTL_SECONDS = 3600.0
 JWKS_TTL_SECONDS = 3600.0
-# A token naming an unknown key makes us fetch the keys again (the provider rotated them),
-# but not more often than this: random key ids must not turn us into a request amplifier.
-JWKS_MIN_REFETCH_SECONDS = 10.0
 # Answers of the userinfo endpoint are kept this long (per token) so that a client's requests
 # do not each cost a round trip to the provider.
 USERINFO_CACHE_SECONDS = 30.0
@@ -144,7 +142,7 @@ class OidcVerifier:
             now = self._now()
             stale = now - state.keys_at > JWKS_TTL_SECONDS
             unknown = _find_key(state.keys, kid) is None
-            if stale or (unknown and now - state.keys_at > JWKS_MIN_REFETCH_SECONDS):
+            if stale or (unknown and now - state.keys_at > provider.keys_refetch_seconds):
                 state.keys = self._fetch_keys(provider)
                 state.keys_at = now
             key = _find_key(state.keys, kid)
