@@ -50,10 +50,12 @@ def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     With pytest-xdist (`make test` runs `-n 2`), the workers share one generation (in the
     run's common temporary folder, or TERRACUBE_TEST_DATA_DIR, under a file lock: the first
     worker generates, the others wait for it), and each worker gets a data directory of its
-    own (its servers' databases, jobs and logs) whose samples/ links to the shared one."""
+    own (its servers' databases, jobs and logs) whose samples/ links to the shared one. So
+    does a run with TERRACUBE_TEST_DATA_DIR: what tests write (users, jobs) stays in the run's
+    folder, and the next run, or one beside it, starts from the samples alone."""
     env_dir = os.environ.get("TERRACUBE_TEST_DATA_DIR")
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        data_dir = Path(env_dir) if env_dir else tmp_path_factory.mktemp("terracube-data")
+    if env_dir is None and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        data_dir = tmp_path_factory.mktemp("terracube-data")
         _generate_samples(data_dir)
         return data_dir
     shared = (Path(env_dir) if env_dir
