@@ -10,6 +10,7 @@ comparisons for every operator, operand order, integer type and awkward number.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import dask
@@ -211,3 +212,27 @@ def test_mask_with_nan_is_np_where_bit_for_bit(services, dtype):
         expected = np.where(m[:, None], np.array(np.nan, dtype=dtype), v)
         uint = np.uint32 if dtype == "float32" else np.uint64
         np.testing.assert_array_equal(np.asarray(out.values).view(uint), expected.view(uint))
+
+
+def test_probes_run_once_per_registry_and_graph(registry, source):
+    """The probes (the compiled function against the callback) are answered once for a
+    graph and registry: the dry run and the run of a request, and later requests, reuse it."""
+    original = registry.get("eq").func
+    calls = []
+
+    @functools.wraps(original)
+    def eq(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    counting = Services(registry=ProcessRegistry({**registry.functions(), "eq": eq}))
+    data = _load(source, "window inside")
+    g = {"r": {"process_id": "reduce_dimension", "arguments": {
+        "data": p("cube"), "dimension": "bands", "reducer": CLOUD}, "result": True}}
+    first = _evaluate(counting, g, data)
+    probed = len(calls)
+    assert probed >= 4 * 4  # four eq, float probe and three integer types
+    second = _evaluate(counting, g, data)
+    assert len(calls) == probed
+    assert first.data.data.name == second.data.data.name
+    assert any(layer.startswith("fused-read-") for layer in second.data.data.dask.layers)

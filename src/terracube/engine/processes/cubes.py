@@ -8,6 +8,9 @@ Every callback (reducer, process, overlap resolver) is called once with whole la
 from __future__ import annotations
 
 import math
+import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -199,31 +202,20 @@ def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
     if function is None or not function.bands:
         return None
     # the probe: the cube's dimensions, the reduced one whole, the last one the probe values
-    sizes = [values.sizes[d] if d == dimension else 1 for d in values.dims]
-    sizes[-1] = len(_PROBE) if values.dims[-1] != dimension else sizes[-1]
     if values.dims[-1] == dimension:
         return None
-    rng = np.random.default_rng(0)
-    probe_values = np.empty(sizes, dtype=values.dtype)
-    flat = probe_values.reshape(-1, len(_PROBE))
-    for i in range(flat.shape[0]):
-        flat[i] = np.roll(_PROBE, i) if i % 2 == 0 else rng.permutation(_PROBE)
+    sizes = [values.sizes[d] if d == dimension else 1 for d in values.dims]
+    sizes[-1] = len(_PROBE)
     coords = {dimension: values.coords[dimension].values} if dimension else None
-    probe = xr.DataArray(probe_values, dims=values.dims, coords=coords)
-    try:
-        if dimension is None:
-            expected = conform(callback(x=probe, context=context), probe, "process")
-            got = function(probe_values)
-        else:
-            template = _template_without(probe, dimension)
-            expected = conform(callback(data=ArrayValue(probe, dimension, labeled=True),
-                                        context=context), template, "reducer")
-            axis = values.get_axis_num(dimension)
-            got = function(*[np.take(probe_values, p, axis=axis) for p in function.bands])
-    except Exception:  # noqa: BLE001 - the process path raises it with its node and argument
-        return None
-    expected_values = np.asarray(expected.values)
-    if not fusion.same_values(got, expected_values):
+    like = xr.DataArray(np.empty(sizes, dtype=values.dtype), dims=values.dims, coords=coords)
+    # The probes' answers depend on the compiled graph (its key holds the labels), the
+    # probe's shape and dtype and the processes (the registry): kept per registry, so the
+    # dry run and the run of a request, and later requests, probe once.
+    key = (function.key, values.dims, dimension, values.dtype.str, tuple(sizes))
+    registry = callback.evaluator.services.registry
+    dtype = _probed(registry, ("float", *key),
+                    lambda: _float_probe(function, callback, context, like, dimension))
+    if dtype is None:
         return None
     data = values.data
     if dimension is None:
@@ -236,15 +228,63 @@ def _fused(values: xr.DataArray, dimension: str | None, callback: Callback,
         template = _template_without(values, dimension)
     if dimension is not None and isinstance(reads, BandReads) and values.ndim == 4 and \
             values.get_axis_num(dimension) == 1 and reads.matches(data) and \
-            _integers_probe_agrees(function, callback, context, probe, dimension):
-        reading = _ReadAndApply(function, reads, expected_values.dtype)
+            _probed(registry, ("integers", *key), lambda: _integers_probe_agrees(
+                function, callback, context, like, dimension)):
+        reading = _ReadAndApply(function, reads, dtype)
         out = reading.array("__call__")
         made = fusion.FusedCube(out.name, function, tuple(inputs), reading.array)
     else:
-        out = dsa.map_blocks(function, *inputs, dtype=expected_values.dtype)
+        out = dsa.map_blocks(function, *inputs, dtype=dtype)
         made = fusion.FusedCube(out.name, function, tuple(inputs))
     return xr.DataArray(out, dims=template.dims, coords=template.coords,
                         name=template.name), made
+
+
+_PROBED: weakref.WeakKeyDictionary[Any, dict[tuple, Any]] = weakref.WeakKeyDictionary()
+_PROBED_MAX = 512  # answers kept per registry (a few bytes each)
+_probed_lock = threading.Lock()
+
+
+def _probed(registry: Any, key: tuple, probe: Callable[[], Any]) -> Any:
+    """The answer of `probe`, computed once per registry and key."""
+    with _probed_lock:
+        answers = _PROBED.setdefault(registry, {})
+        if key in answers:
+            return answers[key]
+    answer = probe()
+    with _probed_lock:
+        if len(answers) >= _PROBED_MAX:
+            answers.clear()
+        answers[key] = answer
+    return answer
+
+
+def _float_probe(function: fusion.FusedFunction, callback: Callback, context: Any,
+                 like: xr.DataArray, dimension: str | None) -> np.dtype | None:
+    """The dtype of the callback's result when the compiled function gives exactly what the
+    callback gives on the probe values (NaN, zero, codes, fractions, ±inf); None if not."""
+    rng = np.random.default_rng(0)
+    probe_values = np.empty(like.shape, dtype=like.dtype)
+    flat = probe_values.reshape(-1, len(_PROBE))
+    for i in range(flat.shape[0]):
+        flat[i] = np.roll(_PROBE, i) if i % 2 == 0 else rng.permutation(_PROBE)
+    probe = like.copy(data=probe_values)
+    try:
+        if dimension is None:
+            expected = conform(callback(x=probe, context=context), probe, "process")
+            got = function(probe_values)
+        else:
+            template = _template_without(probe, dimension)
+            expected = conform(callback(data=ArrayValue(probe, dimension, labeled=True),
+                                        context=context), template, "reducer")
+            axis = like.get_axis_num(dimension)
+            got = function(*[np.take(probe_values, p, axis=axis) for p in function.bands])
+    except Exception:  # noqa: BLE001 - the process path raises it with its node and argument
+        return None
+    expected_values = np.asarray(expected.values)
+    if not fusion.same_values(got, expected_values):
+        return None
+    return expected_values.dtype
 
 
 # Probe values of integer bands (the first is no-data): the classification codes, the ends of
