@@ -9,8 +9,8 @@ exceptions:
   sample packs, and a lesson can run an earlier one first (`after=`); split over workers,
   each would install the packs and run those lessons again.
 * each test of tests/conformance/test_official_suite.py is a unit: each runs one module of the
-  official suite against the worker's session server, and the longest two (wp5, wp6) take
-  minutes each.
+  official suite (against a server of its own, one per worker), and the longest two (wp5,
+  wp6) take a minute or two each.
 * the longest units go first (longest-processing-time-first), so that none of them starts
   last and leaves the other worker idle while it finishes.
 """
@@ -21,19 +21,32 @@ from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling
 
-# Units that take minutes, longest first (relative costs measured with --durations; the
-# rest follow, the modules with the most tests first).
+# Units that take minutes, longest first (the rest follow, the modules with the most tests
+# first). Measured one directory at a time in one process (--durations), seconds at a load of
+# 6-13 on the 2-core development machine (2026-12-04; relative costs): user_collections 384
+# (about 20 `terracube collections ...` processes), notebooks 318, batch_jobs 212+,
+# jobs/test_worker 180, hub (a JupyterHub and labs; kept near the top, not measured this
+# time), test_profiles 140 (its own server and the profiles script), jobs/test_routes 117,
+# test_faults 106, test_fair_queue 100,
+# wp6 94, wp5 87, filters_and_netcdf_folders 89, billing 80, udf_dependencies 75; the suite's
+# first module on a worker also starts its server (~40 s). wp4 (39 s since its job's
+# collection exists), wp2, wp3 and test_oidc_provider (48 s) no longer take minutes.
 _SUITE = "tests/conformance/test_official_suite.py"
 LONGEST_FIRST = (
+    "tests/e2e/test_user_collections.py",
     "tests/notebooks",
-    f"{_SUITE}::test_official_suite_module[wp5]",
-    f"{_SUITE}::test_official_suite_module[wp6]",
     "tests/hub/test_hub.py",
+    "tests/e2e/test_batch_jobs.py",
+    "tests/jobs/test_worker.py",
+    "tests/conformance/test_profiles.py",
+    f"{_SUITE}::test_official_suite_module[wp6]",
+    f"{_SUITE}::test_official_suite_module[wp5]",
+    "tests/jobs/test_routes.py",
     "tests/jobs/test_faults.py",
-    "tests/auth/test_oidc_provider.py",
-    f"{_SUITE}::test_official_suite_module[wp4]",
-    f"{_SUITE}::test_official_suite_module[wp2]",
-    f"{_SUITE}::test_official_suite_module[wp3]",
+    "tests/jobs/test_fair_queue.py",
+    "tests/e2e/test_filters_and_netcdf_folders.py",
+    "tests/e2e/test_billing.py",
+    "tests/e2e/test_udf_dependencies.py",
 )
 
 SHARED_UNITS = ("tests/notebooks",)
