@@ -26,6 +26,11 @@ class Dimension:
     type: str  # spatial | temporal | bands | other | geometry
     axis: str | None = None  # x | y | z for spatial dimensions
     reference_system: Any = None  # EPSG code (int), WKT2 or PROJJSON for spatial dimensions
+    # aggregate_temporal_period: the period ("month", "dekad", ...) and, per label it gave
+    # ("2022-06"), the first instant of that period. The labels stay as the definition says;
+    # outputs show the starts as dates, as CDSE does (docs/decisions/0013-period-labels.md).
+    period: str | None = None
+    period_starts: tuple[tuple[str, np.datetime64], ...] = ()
 
 
 # RasterCube.attrs key: the features a cube was cut to by filter_spatial (a VectorCube), so

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -278,6 +279,28 @@ def _period_label(ordinal: int, period: str) -> str:
     raise ValueError(period)
 
 
+def _period_start(ordinal: int, period: str) -> np.datetime64:
+    """The first instant of the period with this ordinal (a dekad starts on day 1, 11 or 21,
+    a week on its Monday, the winter season on 1 December)."""
+    if period == "hour":
+        return np.datetime64(ordinal, "h").astype("datetime64[s]")
+    if period == "day":
+        return np.datetime64(ordinal, "D").astype("datetime64[s]")
+    if period == "week":
+        return np.datetime64(ordinal * 7 - 3, "D").astype("datetime64[s]")
+    if period == "dekad":
+        year, k = divmod(ordinal, 36)
+        month, part = divmod(k, 3)
+        return np.datetime64(f"{year:04d}-{month + 1:02d}-{part * 10 + 1:02d}T00:00:00")
+    if period in ("month", "season", "tropical-season"):
+        first = {"month": ordinal, "season": ordinal * 3 - 1,
+                 "tropical-season": ordinal * 6 - 2}[period]  # year * 12 + month - 1
+        year, month0 = divmod(first, 12)
+        return np.datetime64(f"{year:04d}-{month0 + 1:02d}-01T00:00:00")
+    year = {"year": ordinal, "decade": ordinal * 10, "decade-ad": ordinal * 10 + 1}[period]
+    return np.datetime64(f"{year:04d}-01-01T00:00:00")
+
+
 @process("aggregate_temporal_period")
 def aggregate_temporal_period(data: RasterCube, period: str, reducer: Callback,
                               dimension: str | None = None, context: Any = None) -> RasterCube:
@@ -293,7 +316,12 @@ def aggregate_temporal_period(data: RasterCube, period: str, reducer: Callback,
     bounds = np.searchsorted(sorted_ords, np.concatenate([every, [every[-1] + 1]]))
     groups = [np.sort(order[bounds[i]:bounds[i + 1]]) for i in range(len(every))]
     labels = np.array([_period_label(int(o), period) for o in every], dtype=str)
-    return reduce_groups(data, dim.name, groups, labels, reducer, context)
+    out = reduce_groups(data, dim.name, groups, labels, reducer, context)
+    # Outputs show each period by its start, as CDSE does (decision 0013); the labels stay.
+    starts = tuple((str(label), _period_start(int(o), period)) for label, o in zip(labels, every))
+    marked = tuple(replace(d, period=period, period_starts=starts) if d.name == dim.name else d
+                   for d in out.dimensions)
+    return replace(out, dimensions=marked)
 
 
 # --- climatology ------------------------------------------------------------------------------
