@@ -62,14 +62,15 @@ def test_no2_covid_daily_means_of_a_polygon(connection, sample_data_dir: Path,
     s5covid.execute_batch(title="NO2 during Covid", outputfile=tmp_path / "during_covid.nc")
 
     series = sample_series(sample_data_dir, "B04", BOX, "2022-06-01", "2022-06-10")
-    # the spec's day labels: YYYY-DDD (day of the year)
-    days = {f"{d[:4]}-{dt.date.fromisoformat(d).timetuple().tm_yday:03d}": float(np.nanmean(v))
-            for d, v in series.items()}
+    days = {d: float(np.nanmean(v)) for d, v in series.items()}
     duringdata = xr.load_dataset(tmp_path / "during_covid.nc")
-    labels = [str(t) for t in duringdata.t.values]
-    # every day from the first to the last date with data; the days between without values
+    # t holds the days as dates, as on CDSE (decision 0013); t_label the spec's YYYY-DDD labels
+    labels = [str(t)[:10] for t in duringdata.t.values]
     assert labels[0] == min(days) and labels[-1] == max(days)
-    assert len(labels) == int(max(days)[5:]) - int(min(days)[5:]) + 1
+    assert len(labels) == (dt.date.fromisoformat(max(days))
+                           - dt.date.fromisoformat(min(days))).days + 1
+    assert [str(v) for v in duringdata.t_label.values] == [
+        f"{d[:4]}-{dt.date.fromisoformat(d).timetuple().tm_yday:03d}" for d in labels]
     values = duringdata.B04.to_numpy().flatten()
     for label, value in zip(labels, values, strict=True):
         if label in days:

@@ -8,7 +8,7 @@ by its first day as a date-time, as CDSE does (docs/decisions/0013-period-labels
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -17,9 +17,6 @@ from terracube.datacube.vector import VectorCube
 
 # The coordinate (along the temporal dimension) that keeps the openEO labels in netCDF/Zarr.
 LABEL_COORD_SUFFIX = "_label"
-
-Cube = TypeVar("Cube", RasterCube, VectorCube)
-
 
 def period_start_times(dim: Dimension, labels: np.ndarray) -> np.ndarray | None:
     """The start of each label's period (datetime64[ns]) when `dim` carries the periods of
@@ -37,7 +34,8 @@ def period_start_times(dim: Dimension, labels: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def with_period_starts(cube: Cube, *, keep_labels: bool = True) -> Cube:
+def with_period_starts(cube: RasterCube | VectorCube, *,
+                       keep_labels: bool = True) -> RasterCube | VectorCube:
     """`cube` with period labels replaced by their start date-times on every temporal
     dimension that has them; with `keep_labels` the openEO labels stay as a text coordinate
     `<dim>_label` along that dimension (netCDF/Zarr keep them so)."""
@@ -52,9 +50,10 @@ def with_period_starts(cube: Cube, *, keep_labels: bool = True) -> Cube:
         starts = period_start_times(dim, labels)
         if starts is None:
             continue
-        coords = {dim.name: starts}
+        coords: dict[str, Any] = {dim.name: starts}
         if keep_labels:
-            coords[dim.name + LABEL_COORD_SUFFIX] = (dim.name, labels.astype(str))
+            # variable-length text: fixed-width unicode has no Zarr v3 specification
+            coords[dim.name + LABEL_COORD_SUFFIX] = (dim.name, labels.astype(str).astype(object))
         changed = changed.assign_coords(coords)
         changed.coords[dim.name].attrs["openeo_period"] = dim.period or ""
     if changed is values:
