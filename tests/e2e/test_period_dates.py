@@ -22,11 +22,6 @@ pytestmark = pytest.mark.e2e
 BOX = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
 
 
-@pytest.fixture(scope="module")
-def con(server):
-    return openeo.connect(server.url).authenticate_basic("demo", "demo")
-
-
 def windows(sample_data_dir: Path, start: str, end: str, starts: list[str]) -> list[np.ndarray]:
     """Per window [starts[i], starts[i+1]) (the last up to `end`): the per-pixel mean of B04."""
     series = sample_series(sample_data_dir, "B04", BOX, start, end)
