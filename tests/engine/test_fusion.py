@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from tests.support.callbacks import CLOUD, band, graph, n, node, p
 
 from terracube import errors
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
@@ -51,27 +52,6 @@ def cube(dtype: str = "float32", nodata: float | None = None, seed: int = 1) -> 
     return RasterCube(data, dims, nodata=nodata)
 
 
-def p(name: str) -> dict:
-    return {"from_parameter": name}
-
-
-def n(node: str) -> dict:
-    return {"from_node": node}
-
-
-def band(label: str) -> dict:
-    return {"process_id": "array_element", "arguments": {"data": p("data"), "label": label}}
-
-
-def node(pid: str, **arguments) -> dict:
-    return {"process_id": pid, "arguments": arguments}
-
-
-def graph(result: str, **nodes: dict) -> dict:
-    nodes[result] = {**nodes[result], "result": True}
-    return {"process_graph": nodes}
-
-
 def run(services: Services, pid: str, data: RasterCube, **arguments) -> RasterCube:
     g = {"n": {"process_id": pid, "arguments": {"data": p("cube"), **arguments},
                "result": True}}
@@ -104,11 +84,6 @@ def assert_same(fused: RasterCube, plain: RasterCube) -> None:
     np.testing.assert_array_equal(av, bv)
 
 
-CLOUD = graph("o3", scl=band("SCL"),
-              e3=node("eq", x=n("scl"), y=3), e8=node("eq", x=n("scl"), y=8),
-              e9=node("eq", x=n("scl"), y=9), e10=node("eq", x=n("scl"), y=10),
-              o1=node("or", x=n("e3"), y=n("e8")), o2=node("or", x=n("e9"), y=n("e10")),
-              o3=node("or", x=n("o1"), y=n("o2")))
 NDVI = graph("nd", r=band("B04"), i=band("B08"), nd=node("normalized_difference", x=n("i"),
                                                         y=n("r")))
 REDUCERS = {

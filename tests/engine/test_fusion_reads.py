@@ -16,6 +16,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import pytest
+from tests.support.callbacks import CLOUD, band, graph, n, node, p
 
 from terracube.catalog import Catalog
 from terracube.datacube.band_reads import BAND_READS, IntBand
@@ -30,32 +31,6 @@ BOXES = {
 }
 
 
-def p(name: str) -> dict:
-    return {"from_parameter": name}
-
-
-def n(node: str) -> dict:
-    return {"from_node": node}
-
-
-def band(label: str) -> dict:
-    return {"process_id": "array_element", "arguments": {"data": p("data"), "label": label}}
-
-
-def node(pid: str, **arguments) -> dict:
-    return {"process_id": pid, "arguments": arguments}
-
-
-def graph(result: str, **nodes: dict) -> dict:
-    nodes[result] = {**nodes[result], "result": True}
-    return {"process_graph": nodes}
-
-
-CLOUD = graph("o3", scl=band("SCL"),
-              e3=node("eq", x=n("scl"), y=3), e8=node("eq", x=n("scl"), y=8),
-              e9=node("eq", x=n("scl"), y=9), e10=node("eq", x=n("scl"), y=10),
-              o1=node("or", x=n("e3"), y=n("e8")), o2=node("or", x=n("e9"), y=n("e10")),
-              o3=node("or", x=n("o1"), y=n("o2")))
 REDUCERS = {
     "w2 cloud mask": CLOUD,
     "w1 ndvi": graph("nd", r=band("B04"), i=band("B08"),
