@@ -174,14 +174,28 @@ def output_format(name: str) -> str | None:
     return _ALIASES.get(str(name).lower())
 
 
+# Options that only repeat the format (client keywords passed on as format options).
+_FORMAT_REPEATED = frozenset({"format", "output_format", "out_format"})
+
+
 def check_options(fmt: str, options: dict | None) -> dict:
     """The save_result options of `fmt`, checked against its /file_formats parameters.
 
     An option the format does not have, or a value of the wrong kind, is an openEO error
     naming the option and the format: a misspelt option must not be ignored in silence.
+    The exception: the format named again as an option (`execute_batch(...,
+    output_format="GTiff")` puts the keyword the client does not know into the options, as in
+    the CDSE notebooks), dropped when it names this same format.
     """
     options = dict(options or {})
     params = OUTPUT_FORMATS[fmt]["parameters"]
+    for name in _FORMAT_REPEATED & options.keys():
+        if output_format(options[name]) != fmt:
+            raise errors.ProcessParameterInvalid(
+                f"The option '{name}' ({options[name]!r}) names another format than {fmt}: "
+                "set the format with save_result's `format` (the client's `out_format`).",
+                argument="options")
+        del options[name]
     for name, value in options.items():
         if name not in params:
             known = ", ".join(sorted(params)) or "none"
