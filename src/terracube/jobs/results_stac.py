@@ -293,7 +293,15 @@ def providers(process: dict | None) -> list[dict[str, Any]]:
              "description": "openEO back-end terracube",
              "processing:facility": "terracube",
              "processing:software": software_versions(),
-             "processing:expression": {"format": "openeo", "expression": process or {}}}]
+             "processing:expression": {"format": "openeo",
+                                       "expression": _flat_graph(process)}}]
+
+
+def _flat_graph(process: dict | None) -> dict[str, Any]:
+    """The job's flat process graph (node id -> node), as CDSE writes the expression: course
+    code reads `expression["loadcollection1"]["arguments"]` (Cubes & Clouds MOOC)."""
+    graph = (process or {}).get("process_graph")
+    return graph if isinstance(graph, dict) else (process or {})
 
 
 def software_versions() -> dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from terracube import errors, executor
+from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import SavedResult, Services
 from terracube.engine.mlmodel import MODEL_FORMAT
 from terracube.processing.explain import memory_advice
@@ -60,7 +61,8 @@ def output_stems(outputs: list[SavedResult], stem: str) -> list[str]:
     output's position instead where it has no node id or shares one, e.g. two calls of a
     user-defined process that saves). An output's `filename_prefix` option replaces `stem`
     (CDSE); the node id is added only where two outputs would have the same prefix."""
-    prefixes = [str(o.options.get("filename_prefix") or stem) for o in outputs]
+    prefixes = [str(o.options.get("filename_prefix") or _default_stem(o, stem))
+                for o in outputs]
     ids = [o.node_id for o in outputs]
     out = []
     for i, (prefix, node_id) in enumerate(zip(prefixes, ids)):
@@ -71,6 +73,16 @@ def output_stems(outputs: list[SavedResult], stem: str) -> list[str]:
         else:
             out.append(f"{prefix}_{i + 1}")
     return out
+
+
+def _default_stem(output: SavedResult, stem: str) -> str:
+    """`stem`, except for the JSON or CSV of a vector cube (aggregate_spatial) in a job:
+    "timeseries", the name CDSE gives it (timeseries.json), which course code opens by name
+    (the Cubes & Clouds MOOC's snow cover notebook)."""
+    if (stem == JOB_STEM and isinstance(output.data, VectorCube)
+            and output.format in ("JSON", "CSV")):
+        return "timeseries"
+    return stem
 
 
 def write_outputs(outputs: list[SavedResult], folder: Path, services: Services, *,

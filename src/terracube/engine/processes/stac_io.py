@@ -9,7 +9,12 @@ from urllib.parse import urlparse
 
 from terracube import errors
 from terracube.engine.evaluate import ProcessContext
-from terracube.engine.processes.io import _property_check, load_request, masked_to_polygons
+from terracube.engine.processes.io import (
+    _property_check,
+    load_collection,
+    load_request,
+    masked_to_polygons,
+)
 from terracube.engine.registry import process
 
 
@@ -24,6 +29,13 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
             f"url must be an http(s) URL of a STAC item, collection or catalog, or of a STAC "
             f"API collection; got {url!r}. Files on the server are offered as collections "
             "(load_collection).", argument="url")
+    own_collection = _own_collection(url, ctx)
+    if own_collection is not None:
+        # GET /collections/{id} of this server is a STAC collection too (what users copy
+        # into load_stac, e.g. the Cubes & Clouds MOOC); its items are served by no STAC
+        # API, so it is loaded as load_collection loads it.
+        return load_collection(own_collection, spatial_extent, temporal_extent, bands,
+                               properties, ctx=ctx)
     reader = ctx.services.stac
     if reader is None:
         raise errors.ProcessUnsupported("load_stac needs a STAC reader, which this evaluation "
@@ -41,6 +53,8 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
 _JOB_ID = re.compile(r"^[\w\-.~]+$")
 # The path of a job's results in this API (GET /jobs/{job_id}/results), under any root path.
 _RESULTS_PATH = re.compile(r"/jobs/([\w\-.~]+)/results/?$")
+# The path of a collection in this API (GET /collections/{collection_id}).
+_COLLECTION_PATH = re.compile(r"/collections/([\w\-.~:]+)/?$")
 
 
 @process("load_result")
@@ -81,8 +95,18 @@ def _own_results_job(url: str, ctx: ProcessContext) -> str | None:
     """The job id of an unsigned GET /jobs/{id}/results URL of this server (it needs the
     user's token, which a process cannot send: the job is looked up as the user's own);
     None for any other URL (signed links work without a token)."""
+    return _own_path_match(url, _RESULTS_PATH, ctx)
+
+
+def _own_collection(url: str, ctx: ProcessContext) -> str | None:
+    """The collection id of a GET /collections/{id} URL of this server, else None."""
+    return _own_path_match(url, _COLLECTION_PATH, ctx)
+
+
+def _own_path_match(url: str, path: re.Pattern[str], ctx: ProcessContext) -> str | None:
+    """The first group of `path` in a query-less URL of this server, else None."""
     parts = urlparse(url)
-    match = _RESULTS_PATH.search(parts.path)
+    match = path.search(parts.path)
     settings = ctx.services.settings
     if match is None or parts.query or settings is None:
         return None
