@@ -251,3 +251,15 @@ def test_right_reference_types_are_accepted(http) -> None:
             graph
         r = http.post("result", json={"process": {"process_graph": graph}})
         assert r.status_code == 200, (graph, r.text)
+
+
+def test_geojson_is_accepted_where_a_vector_cube_is() -> None:
+    """The community RandomForest and DynamicLandCoverMapping examples pass GeoJSON as the
+    `target` of fit_class_random_forest (a vector-cube): CDSE and our engine take it, so
+    /validation (the client's preflight) does not call it wrong; other objects still are."""
+    schema = {"type": "object", "subtype": "vector-cube"}
+    collection = {"type": "FeatureCollection", "features": []}
+    assert matches(collection, schema)
+    assert matches({"type": "Point", "coordinates": [1, 2]}, schema)
+    assert not matches({"a": 1}, schema)
+    assert not matches({"type": "Point"}, {"type": "object", "subtype": "raster-cube"})

@@ -276,3 +276,40 @@ def test_forest_fire_nbr_three_results(con, sample_data_dir: Path, tmp_path: Pat
         assert got.shape == want.shape == (30, 30)
         assert np.isfinite(want).sum() > 100
         np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True, err_msg=name)
+
+
+def test_model_found_by_its_metadata_link(con, tmp_path: Path) -> None:
+    """RandomForest-ForestFire and DynamicLandCoverMapping (and the client's ML guide) find a
+    trained model as the results link whose href contains 'ml_model_metadata.json' (CDSE's
+    name; once no such link: IndexError) and load it from that URL; it predicts as the model
+    loaded by job id does."""
+    from openeo.rest.mlmodel import MlModel
+
+    box = {"west": 680000, "south": 5151000, "east": 680600, "north": 5151600, "crs": 32632}
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=box, bands=["B04", "B08"],
+                               temporal_extent=["2022-06-01", "2022-06-15"]).median_time()
+    from pyproj import Transformer
+
+    to_wgs84 = Transformer.from_crs(32632, 4326, always_xy=True)
+    rng = np.random.default_rng(1)
+    points = [{"type": "Feature", "properties": {"target": i % 3}, "geometry": {
+        "type": "Point", "coordinates": list(to_wgs84.transform(
+            680050 + 500 * rng.random(), 5151050 + 500 * rng.random()))}} for i in range(24)]
+    training = {"type": "FeatureCollection", "features": points}
+    model = cube.aggregate_spatial(training, reducer="mean").fit_class_random_forest(
+        target=training, num_trees=20, seed=2082).save_ml_model()
+    training_job = model.create_job(title="training")
+    training_job.start_and_wait()
+    links = training_job.get_results().get_metadata()["links"]
+    ml_model_metadata_url = [link for link in links
+                             if "ml_model_metadata.json" in link["href"]][0]["href"]
+    by_link = MlModel.load_ml_model(connection=con, id=ml_model_metadata_url)
+    by_job = con.load_ml_model(training_job.job_id)
+    for name, loaded in (("link", by_link), ("job", by_job)):
+        cube.predict_random_forest(model=loaded, dimension="bands").download(
+            tmp_path / f"{name}.nc")
+    with xr.open_dataset(tmp_path / "link.nc") as a, xr.open_dataset(tmp_path / "job.nc") as b:
+        (var,) = [v for v in a.data_vars if v != "crs"]
+        values = a[var].values
+        np.testing.assert_array_equal(values, b[var].values)
+        assert set(np.unique(values[np.isfinite(values)])) <= {0, 1, 2}

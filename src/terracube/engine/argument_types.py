@@ -34,6 +34,14 @@ def _is_reference(value: Any) -> bool:
         "from_node", "from_parameter", "from_argument")
 
 
+_GEOJSON_TYPES = frozenset({"FeatureCollection", "Feature", "Point", "MultiPoint", "LineString",
+                            "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"})
+
+
+def _is_geojson(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") in _GEOJSON_TYPES
+
+
 def _has_references(value: Any) -> bool:
     if isinstance(value, dict):
         if _is_reference(value) or "process_graph" in value:
@@ -77,6 +85,8 @@ def matches(value: Any, schema: Any) -> bool:
         return False
     if _has_references(value):
         return True  # values only known when it runs
+    if schema.get("subtype") == "vector-cube" and _is_geojson(value):
+        return True  # GeoJSON becomes a vector cube, as on CDSE (fit_*_random_forest target)
     if schema.get("subtype") in _NOT_LITERAL:
         return False
     types = schema.get("type")

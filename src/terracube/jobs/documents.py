@@ -210,9 +210,22 @@ def signed_assets(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> dic
             for info in job.assets or []}
 
 
+MODEL_ITEM = "ml_model_metadata.json"
+"""The Item id of a trained model in the results Collection, CDSE's name: users' programs find
+the model's URL as the link whose href contains it (the openeo client's ML guide, the community
+RandomForest and DynamicLandCoverMapping examples)."""
+
+
+def _item_name(job: Job, info: dict) -> str:
+    """The id of a result file's Item: its file name, MODEL_ITEM for the one model."""
+    if info.get("model") and sum(1 for i in job.assets or [] if i.get("model")) == 1:
+        return MODEL_ITEM
+    return str(info["name"])
+
+
 def _item_links(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> list[dict]:
-    return [{"rel": "item", "type": "application/geo+json", "title": info["name"],
-             "href": signed_file_item_url(url, signer, job, info["name"], expires)}
+    return [{"rel": "item", "type": "application/geo+json", "title": _item_name(job, info),
+             "href": signed_file_item_url(url, signer, job, _item_name(job, info), expires)}
             for info in item_files(job)]
 
 
@@ -290,17 +303,18 @@ def signed_file_item(job: Job, name: str, url: ApiUrl, signer: UrlSigner, expire
                      self_href: str) -> dict[str, Any]:
     """The Item of the result file `name` through its signed link; NotFound if the job has
     no such file (or it has no Item of its own)."""
-    info = next((i for i in item_files(job) if i.get("name") == name), None)
+    info = next((i for i in item_files(job) if _item_name(job, i) == name), None)
     if info is None:
         raise errors.NotFound(f"The batch job '{job.job_id}' has no result item '{name}'.")
+    file_name = str(info["name"])
     collection = signed_collection_url(url, signer, job, expires)
     links = [{"rel": "self", "type": "application/geo+json", "href": self_href},
              {"rel": "collection", "type": "application/json", "href": collection},
              {"rel": "parent", "type": "application/json", "href": collection},
              {"rel": "root", "type": "application/json", "href": collection},
              *derived_from(job, url)]
-    asset = stac_asset(info, signed_asset_url(url, signer, job, name, expires))
-    return results_item(job, {name: asset}, links, status=job.status,
+    asset = stac_asset(info, signed_asset_url(url, signer, job, file_name, expires))
+    return results_item(job, {file_name: asset}, links, status=job.status,
                         expires=datetime.fromtimestamp(expires, UTC), infos=[info],
                         item_id=name)
 
