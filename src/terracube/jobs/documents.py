@@ -224,7 +224,7 @@ def _item_name(job: Job, info: dict) -> str:
 
 
 def _item_links(url: ApiUrl, signer: UrlSigner, job: Job, expires: int) -> list[dict]:
-    return [{"rel": "item", "type": "application/geo+json", "title": _item_name(job, info),
+    return [{"rel": "item", "type": "application/geo+json", "title": info["name"],
              "href": signed_file_item_url(url, signer, job, _item_name(job, info), expires)}
             for info in item_files(job)]
 
