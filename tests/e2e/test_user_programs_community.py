@@ -313,3 +313,48 @@ def test_model_found_by_its_metadata_link(con, tmp_path: Path) -> None:
         values = a[var].values
         np.testing.assert_array_equal(values, b[var].values)
         assert set(np.unique(values[np.isfinite(values)])) <= {0, 1, 2}
+
+
+# processes/array_find_nodata.json and array_contains_nodata.json of the examples, as published
+def _nodata_udp(pid: str, final: str) -> dict:
+    return {"id": pid, "parameters": [{"name": "data", "description": "An array.",
+                                       "schema": {"type": "array"}}],
+            "process_graph": {
+                "apply": {"process_id": "array_apply", "arguments": {
+                    "data": {"from_parameter": "data"},
+                    "process": {"process_graph": {"is_null": {
+                        "process_id": "is_nodata", "arguments": {"x": {"from_parameter": "x"}},
+                        "result": True}}}}},
+                "find": {"process_id": final, "arguments": {
+                    "data": {"from_node": "apply"}, "value": True}, "result": True}}}
+
+
+def test_nodata_udps_over_time(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The example UDPs array_find_nodata / array_contains_nodata (array_apply of is_nodata,
+    then array_find / array_contains) stored and called as reducers over t of a cloud-masked
+    series: the index of the first masked date (null if none) and whether there is one."""
+    from openeo.processes import process
+
+    for pid, final in (("array_find_nodata", "array_find"),
+                       ("array_contains_nodata", "array_contains")):
+        udp = _nodata_udp(pid, final)
+        con.save_user_defined_process(pid, udp["process_graph"], parameters=udp["parameters"])
+    span = ["2022-06-01", "2022-07-15"]
+    red = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span,
+                              bands=["B04"])
+    scl = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span,
+                              bands=["SCL"]).band("SCL")
+    masked = red.mask((scl == 3) | (scl == 8) | (scl == 9) | (scl == 10))
+    for pid in ("array_find_nodata", "array_contains_nodata"):
+        masked.reduce_dimension(dimension="t", reducer=lambda data, pid=pid: process(
+            pid, data=data, namespace="user")).download(tmp_path / f"{pid}.nc")
+    b04 = sample_series(sample_data_dir, "B04", BOX, *span)
+    cls = sample_series(sample_data_dir, "SCL", BOX, *span)
+    days = sorted(b04)
+    gone = np.stack([np.isnan(b04[d]) | np.isin(to_10m(cls[d]), [3, 8, 9, 10]) for d in days])
+    first = np.where(gone.any(axis=0), gone.argmax(axis=0), np.nan)
+    assert 0 < np.isnan(first).sum() < first.size  # some pixels never masked, some masked
+    with xr.open_dataset(tmp_path / "array_find_nodata.nc") as ds:
+        np.testing.assert_array_equal(ds["B04"].values, first)
+    with xr.open_dataset(tmp_path / "array_contains_nodata.nc") as ds:
+        np.testing.assert_array_equal(ds["B04"].values.astype(bool), gone.any(axis=0))
