@@ -15,6 +15,7 @@ import xarray as xr
 from pyproj import Geod
 from tests.support.data import data_dir_with_samples, sample_band
 from tests.support.paths import SHARED
+from tests.support.terrain import horn
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -114,25 +115,6 @@ def test_mask_scl_dilation_masks_every_band(con, sample_data_dir: Path,
     for name, values in (("B04", b04), ("SCL", scl)):
         got = ds[name].values[0]
         np.testing.assert_array_equal(got[~close], np.where(expected, np.nan, values)[~close])
-
-
-def horn(z: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Slope and aspect in degrees with numpy slicing; rows north to south."""
-    p = np.pad(z, 1, constant_values=np.nan)
-    c = p[1:-1, 1:-1]
-
-    def nb(dr: int, dc: int) -> np.ndarray:
-        v = p[1 + dr:p.shape[0] - 1 + dr, 1 + dc:p.shape[1] - 1 + dc]
-        return np.where(np.isnan(v), c, v)
-
-    w, h = widths[:, None], heights[:, None]
-    dzdx = ((nb(-1, 1) + 2 * nb(0, 1) + nb(1, 1)) - (nb(-1, -1) + 2 * nb(0, -1) + nb(1, -1))) \
-        / (8 * w)
-    dzdy = ((nb(-1, -1) + 2 * nb(-1, 0) + nb(-1, 1)) - (nb(1, -1) + 2 * nb(1, 0) + nb(1, 1))) \
-        / (8 * h)
-    aspect = (np.degrees(np.arctan2(-dzdx, -dzdy)) + 360) % 360
-    aspect[(dzdx == 0) & (dzdy == 0)] = np.nan
-    return np.degrees(np.arctan(np.hypot(dzdx, dzdy))), aspect
 
 
 def test_slope_and_aspect_of_the_gebco_dem(start_server, sample_data_dir: Path,

@@ -10,6 +10,7 @@ import pytest
 import scipy.ndimage
 import xarray as xr
 from pyproj import Geod
+from tests.support.terrain import horn
 
 from terracube import errors
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube, is_lazy
@@ -92,27 +93,6 @@ def test_scl_dilation_mask_defaults_and_bad_arguments() -> None:
         to_scl_dilation_mask(cube(scl[None, None], xs, ys, 32632, "SCL", 16),
                              kernel1_size=-3)
     assert info.value.argument == "kernel1_size"
-
-
-def horn(z: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Horn's slope and aspect (degrees) with numpy slicing; neighbours beyond the edge or
-    no-data take the centre's value."""
-    p = np.pad(z, 1, constant_values=np.nan)
-    c = p[1:-1, 1:-1]
-
-    def nb(dr: int, dc: int) -> np.ndarray:
-        v = p[1 + dr:p.shape[0] - 1 + dr, 1 + dc:p.shape[1] - 1 + dc]
-        return np.where(np.isnan(v), c, v)
-
-    w, h = widths[:, None], heights[:, None]
-    dzdx = ((nb(-1, 1) + 2 * nb(0, 1) + nb(1, 1)) - (nb(-1, -1) + 2 * nb(0, -1) + nb(1, -1))) \
-        / (8 * w)
-    dzdy = ((nb(-1, -1) + 2 * nb(-1, 0) + nb(-1, 1)) - (nb(1, -1) + 2 * nb(1, 0) + nb(1, 1))) \
-        / (8 * h)
-    slope_deg = np.degrees(np.arctan(np.sqrt(dzdx**2 + dzdy**2)))
-    aspect_deg = (np.degrees(np.arctan2(-dzdx, -dzdy)) + 360) % 360
-    aspect_deg[(dzdx == 0) & (dzdy == 0)] = np.nan
-    return slope_deg, aspect_deg
 
 
 def test_slope_and_aspect_of_a_projected_dem() -> None:
