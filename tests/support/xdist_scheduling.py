@@ -26,11 +26,11 @@ from xdist.scheduler import LoadScopeScheduling
 # 6-13 on the 2-core development machine (2026-12-04; relative costs): user_collections 384
 # (about 20 `terracube collections ...` processes), notebooks 318, batch_jobs 212+,
 # jobs/test_worker 180, hub (a JupyterHub and labs; kept near the top, not measured this
-# time), test_profiles 140 (its own server and the profiles script), jobs/test_routes 117,
-# test_faults 106, test_fair_queue 100,
-# wp6 94, wp5 87, filters_and_netcdf_folders 89, billing 80, udf_dependencies 75; the suite's
-# first module on a worker also starts its server (~40 s). wp4 (39 s since its job's
-# collection exists), wp2, wp3 and test_oidc_provider (48 s) no longer take minutes.
+# time), test_profiles 140 (its own server and the profiles script), api/test_hostile_input
+# 126, api/test_files 120, wp6 94 and wp5 87 (+ ~40 for the suite's server when first on a
+# worker), jobs/test_routes 117, test_faults 106, api/test_explain 105, test_fair_queue 100,
+# filters_and_netcdf_folders 89, billing 80, udf_dependencies 75. wp4 (39 since its job's
+# collection exists), wp2, wp3 and test_oidc_provider (48) no longer take minutes.
 _SUITE = "tests/conformance/test_official_suite.py"
 LONGEST_FIRST = (
     "tests/e2e/test_user_collections.py",
@@ -41,8 +41,11 @@ LONGEST_FIRST = (
     "tests/conformance/test_profiles.py",
     f"{_SUITE}::test_official_suite_module[wp6]",
     f"{_SUITE}::test_official_suite_module[wp5]",
+    "tests/api/test_hostile_input.py",
+    "tests/api/test_files.py",
     "tests/jobs/test_routes.py",
     "tests/jobs/test_faults.py",
+    "tests/api/test_explain.py",
     "tests/jobs/test_fair_queue.py",
     "tests/e2e/test_filters_and_netcdf_folders.py",
     "tests/e2e/test_billing.py",
