@@ -335,3 +335,84 @@ def test_33_snow_map_sharing(con, sample_data_dir: Path, tmp_path: Path) -> None
         scl = at_centres(sample_data_dir, item, "SCL", xs, ys)
         stack.append(np.where(np.isin(scl, (3, 8, 9)), 2.0, (((g - sw) / (g + sw)) > 0.4) * 1.0))
     np.testing.assert_allclose(got, np.median(np.stack(stack), axis=0))
+
+
+# --- openEO Platform sample notebooks (github.com/openEOPlatform/sample-notebooks) -----------
+SIMPLE_UDF = '''from openeo.udf import XarrayDataCube
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    """
+    A trivial UDF that scales values, can also be done without UDF!
+    """
+    array = cube.get_array()
+    array.values = 0.0001 * array.values
+    return cube
+'''
+
+
+def test_platform_basics_and_python_udf(server, sample_data_dir: Path, tmp_path: Path) -> None:
+    # "openEO Platfrom - Basics.ipynb" (Sentinel-1 there; the sample's Sentinel-2 here)
+    connection = openeo.connect(server.url)
+    assert "SENTINEL2_L2A" in connection.list_collection_ids()
+    assert connection.list_collections()[1]["id"]
+    processes_list = connection.list_processes()
+    assert processes_list[1]["id"]
+    assert connection.describe_process("add")["id"] == "add"
+    connection.authenticate_basic("demo", "demo")
+    assert connection.describe_account()["roles"] == ["user"]
+    datacube = connection.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                          temporal_extent=["2022-06-01", "2022-06-20"],
+                                          bands=["B04", "B08"])
+    datacube = datacube.min_time()
+    datacube.download(tmp_path / "min.nc")
+    # python_udf.ipynb: simple_udf.py applied to the cube
+    (tmp_path / "simple_udf.py").write_text(SIMPLE_UDF)
+    s2_cube = connection.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                         temporal_extent=["2022-06-01", "2022-06-10"],
+                                         bands=["B02", "B03", "B04"])
+    simple_udf = openeo.UDF.from_file(tmp_path / "simple_udf.py")
+    rescaled = s2_cube.apply(simple_udf)
+    rescaled.download(tmp_path / "apply-udf-scaling.nc")
+
+    xs, ys = box_centres(BOX)
+    with xr.open_dataset(tmp_path / "min.nc") as ds:
+        stack = np.stack([at_centres(sample_data_dir, i, "B08", xs, ys)
+                          for i in items(sample_data_dir, "2022-06-01", "2022-06-20")])
+        np.testing.assert_allclose(ds["B08"].values, stack.min(axis=0))
+    with xr.open_dataset(tmp_path / "apply-udf-scaling.nc") as ds:
+        its = items(sample_data_dir, "2022-06-01", "2022-06-10")
+        assert ds.sizes["t"] == len(its)
+        for k, item in enumerate(its):
+            np.testing.assert_allclose(
+                ds["B03"].isel(t=k).values,
+                0.0001 * at_centres(sample_data_dir, item, "B03", xs, ys), rtol=1e-5)
+
+
+def test_platform_on_demand_preview(con) -> None:
+    """on-demand_preview.ipynb: an XYZ service of a JPEG-saved, rescaled cube (the notebook's
+    `preview()` needs Jupyter and ipyleaflet; it creates this service and shows its tiles)."""
+    import requests
+
+    datacube = con.load_collection(
+        collection_id="SENTINEL2_L2A", bands=["B04", "B03", "B02"],
+        spatial_extent={"west": 11.33, "south": 46.49, "east": 11.34, "north": 46.50,
+                        "crs": 4326},
+        temporal_extent=["2022-06-01", "2022-06-04"]).linear_scale_range(0, 0.4, 0, 255)
+    datacube = datacube.save_result("jpeg")
+    assert "XYZ" in con.list_service_types()
+    service = con.create_service(datacube, type="XYZ")
+    url = service.describe_service()["url"]
+    z = 15
+    lon, lat = 11.335, 46.495
+    x = int((lon + 180) / 360 * 2 ** z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2 ** z)
+    tile = requests.get(url.format(z=z, x=x, y=y), timeout=60)
+    assert tile.status_code == 200
+    assert tile.headers["content-type"].startswith("image/")
+    from io import BytesIO
+
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(BytesIO(tile.content)).convert("RGBA"))
+    assert pixels[..., 3].any() and pixels[..., :3].any()  # the sample is drawn there
+    service.delete_service()

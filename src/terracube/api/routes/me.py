@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from terracube.api.deps import ActiveUser, BudgetsDep, OidcDep, SettingsDep, UserWorkspace
+from terracube.auth.admins import is_admin
 from terracube.processing.costs import default_plan
 
 router = APIRouter(tags=["Account Management"])
@@ -15,7 +16,7 @@ router = APIRouter(tags=["Account Management"])
 
 # Sync: FastAPI runs it in a worker thread, so summing up the workspace blocks no one.
 @router.get("/me", operation_id="describe-account")
-def describe_account(user: ActiveUser, workspace: UserWorkspace, oidc: OidcDep,
+def describe_account(request: Request, user: ActiveUser, workspace: UserWorkspace, oidc: OidcDep,
                      budgets: BudgetsDep, settings: SettingsDep) -> dict[str, Any]:
     # `free` is the quota minus the files in the workspace (/files).
     storage = {"free": workspace.free(), "quota": workspace.quota}
@@ -24,6 +25,10 @@ def describe_account(user: ActiveUser, workspace: UserWorkspace, oidc: OidcDep,
     name = (identity.name or identity.email or user.name) if identity is not None else user.name
     out: dict[str, Any] = {"user_id": user.user_id, "name": name, "storage": storage,
                            "default_plan": default_plan(settings)}
+    # openEO Platform's account field, which its sample notebooks print
+    # (`describe_account()["roles"]`): what the account may do here.
+    out["roles"] = ["user", "admin"] if is_admin(request.app.state.db, user.user_id) \
+        else ["user"]
     allowance = budgets.allowance(user.user_id)
     if allowance.remaining is not None:
         # What an administrator granted (`terracube users budget`), in CPU-seconds per week;
