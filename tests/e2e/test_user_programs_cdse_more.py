@@ -5,16 +5,23 @@ client against the shared server, values computed independently with numpy/scipy
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import scipy.ndimage
 import scipy.signal
+import shapely.geometry
+import xarray as xr
+from pyproj import Transformer
 from tests.support.data import sample_series
 
 openeo = pytest.importorskip("openeo")
+from openeo.rest.conversions import timeseries_json_to_pandas  # noqa: E402
+
 pytestmark = pytest.mark.e2e
 
 BOX = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
@@ -152,3 +159,124 @@ def test_landslides_ndvi_difference_of_mean_times(connection, sample_data_dir: P
         diff.save_result(format="GTiff", options={"output_format": "netCDF"}).download()
     assert info.value.code == "ProcessParameterInvalid"
     assert "output_format" in info.value.message and "netCDF" in info.value.message
+
+
+SMOOTHING_UDF = """
+from scipy.signal import savgol_filter
+from openeo.udf import XarrayDataCube
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    array = cube.get_array()
+    filled = array.interpolate_na(dim='t')
+    smoothed_array = savgol_filter(filled.values, 5, 2, axis=0)
+    return DataCube(xarray.DataArray(smoothed_array, dims=array. dims,coords=array.coords))
+"""
+
+
+def lonlat_rectangle(west: float, south: float, east: float, north: float) -> dict:
+    """A UTM (32632) rectangle as a lon/lat GeoJSON polygon (its edges bend by far less than a
+    millimetre: the pixels whose centres are inside are exactly the rectangle's)."""
+    to_ll = Transformer.from_crs(32632, 4326, always_xy=True)
+    ring = [list(to_ll.transform(x, y)) for x, y in
+            ((west, north), (west, south), (east, south), (east, north))]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+
+def test_ndvi_timeseries_udf_smoothing(connection, sample_data_dir: Path,
+                                       tmp_path: Path) -> None:
+    """NDVI_Timeseries_UDF_Smoothing.ipynb: no spatial extent, a GeometryCollection of fields
+    (shapely), a mask of SCL dilated by apply_kernel, a Savitzky-Golay UDF along t in
+    apply_dimension(code=...), aggregate_spatial mean to JSON read with
+    timeseries_json_to_pandas. The notebook's UDF fails (savgol_filter's default edge mode
+    refuses the NaN of pixels masked at every date; then the undefined `DataCube`): an openEO
+    error with the UDF's line; fixed (mode="nearest", XarrayDataCube), the values."""
+    fields = shapely.geometry.shape({"type": "GeometryCollection", "geometries": [
+        lonlat_rectangle(680000, 5151200, 680150, 5151500),
+        lonlat_rectangle(680150, 5151300, 680300, 5151500)]})
+    dates = ("2022-06-01", "2022-07-01")
+    cube = connection.load_collection("SENTINEL2_L2A", temporal_extent=dates,
+                                      bands=["B04", "B08", "SCL"])
+    red = cube.band("B04")
+    nir = cube.band("B08")
+    ndvi_cube = (nir - red) / (nir + red)
+    classification = cube.band("SCL")
+    mask = ~ ((classification == 4) | (classification == 5))
+    mask = mask.apply_kernel(gaussian_kernel())
+    mask = mask > 0.1
+    masked_ndvi = ndvi_cube.mask(mask)
+
+    def timeseries(code: str) -> pd.DataFrame:
+        smoothed_ndvi = masked_ndvi.apply_dimension(code=openeo.UDF(code), dimension="t")
+        smoothed_timeseries = smoothed_ndvi.aggregate_spatial(geometries=fields,
+                                                              reducer="mean")
+        smoothed_timeseries.download(tmp_path / "timeseries-smoothed.json", format="JSON")
+        with open(tmp_path / "timeseries-smoothed.json") as f:
+            ts = timeseries_json_to_pandas(json.load(f))
+        ts.index = pd.to_datetime(ts.index)
+        return ts
+
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        timeseries(SMOOTHING_UDF)
+    assert info.value.code == "ProcessParameterInvalid"
+    assert "infs or NaNs" in info.value.message and "line 8" in info.value.message
+    ts = timeseries(SMOOTHING_UDF.replace("return DataCube(", "import xarray\n"
+                                          "    return XarrayDataCube(")
+                    .replace("5, 2, axis=0", "5, 2, axis=0, mode='nearest'"))
+
+    # independently: the neighbours outside the fields count in the kernel (no extent)
+    pad = 60
+    box = {"west": BOX["west"] - pad, "south": BOX["south"] - pad,
+           "east": BOX["east"] + pad, "north": BOX["north"] + pad}
+    raw = {b: sample_series(sample_data_dir, b, box, *dates) for b in ("B04", "B08", "SCL")}
+    days = list(raw["B04"])
+    r, n = np.stack(list(raw["B04"].values())), np.stack(list(raw["B08"].values()))
+    scl = np.stack(list(raw["SCL"].values())).repeat(2, axis=1).repeat(2, axis=2)
+    clouds = (~np.isin(scl, (4, 5))).astype(float)
+    dilated = np.stack([scipy.ndimage.correlate(c, gaussian_kernel(), mode="constant",
+                                                cval=0) for c in clouds]) > 0.1
+    masked = xr.DataArray(np.where(dilated, np.nan, (n - r) / (n + r))[:, 6:-6, 6:-6],
+                          dims=("t", "y", "x"), coords={"t": pd.to_datetime(days)})
+    smoothed = scipy.signal.savgol_filter(masked.interpolate_na(dim="t").values, 5, 2, axis=0,
+                                          mode="nearest")
+    expected = pd.DataFrame({0: np.nanmean(smoothed[:, :, :15], axis=(1, 2)),
+                             1: np.nanmean(smoothed[:, :20, 15:], axis=(1, 2))},
+                            index=pd.to_datetime(days))
+    assert list(ts.index.strftime("%Y-%m-%d")) == days
+    np.testing.assert_allclose(ts.to_numpy(dtype=float), expected.to_numpy(), rtol=1e-5,
+                               equal_nan=True)
+    assert np.isfinite(ts.to_numpy(dtype=float)).any()
+
+
+def test_load_collection_v1_scl_cloud_mask_max_time(connection, sample_data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """Load_Collection_v1.ipynb: max_cloud_cover, a mask of SCL 7|8 resampled onto the cube
+    itself and applied to all its bands, max_time, both images downloaded to .tiff."""
+    cube = connection.load_collection(
+        "SENTINEL2_L2A", bands=["B04", "B03", "B02", "SCL"],
+        temporal_extent=("2022-05-01", "2022-05-30"), spatial_extent=BOX, max_cloud_cover=50)
+    scl_cube = cube.band("SCL")
+    mask = (scl_cube == 7) | (scl_cube == 8)
+    mask_resampled = mask.resample_cube_spatial(cube)
+    cube_masked = cube.mask(mask_resampled)
+    final_image = cube_masked.max_time()
+    image = cube.max_time()
+    final_image.download(tmp_path / "RGB_masked.tiff")
+    image.download(tmp_path / "RGB_withoutmask.tiff")
+    img = rasterio.open(tmp_path / "RGB_withoutmask.tiff").read()
+    masked_img = rasterio.open(tmp_path / "RGB_masked.tiff").read()
+
+    folder = sample_data_dir / "samples" / "sentinel2_l2a"
+    clear = {i["datetime"][:10] for i in json.loads((folder / "items.json").read_text())["items"]
+             if i["eo:cloud_cover"] <= 50}
+    stacks = {b: {d: v for d, v in sample_series(sample_data_dir, b, BOX, "2022-05-01",
+                                                 "2022-05-30").items() if d in clear}
+              for b in ("B04", "B03", "B02", "SCL")}
+    scl = np.stack(list(stacks["SCL"].values())).repeat(2, axis=1).repeat(2, axis=2)
+    cloud = np.isin(scl, (7, 8))
+    assert img.shape == masked_img.shape == (4, 30, 30)
+    for i, band in enumerate(("B04", "B03", "B02")):
+        values = np.stack(list(stacks[band].values()))
+        np.testing.assert_allclose(img[i], values.max(axis=0))
+        with np.errstate(all="ignore"):
+            expected = np.nanmax(np.where(cloud, np.nan, values), axis=0)
+        np.testing.assert_allclose(masked_img[i], expected, equal_nan=True)

@@ -48,7 +48,7 @@ def aggregate_spatial(data: RasterCube, geometries: Any, reducer: Callback,
                       target_dimension: str | None = None, context: Any = None) -> VectorCube:
     grid = grid_of(data)
     ydim, xdim = spatial_dims(data)
-    vc = vector_input(geometries, "geometries")
+    vc = vector_input(_collection_members(geometries), "geometries")
     if target_dimension is not None and data.dim(target_dimension) is not None:
         raise TargetDimensionExists(
             f"The data cube already has a dimension '{target_dimension}'.",
@@ -317,6 +317,18 @@ def _zonal_statistic(values: xr.DataArray, windows: list, statistic: str,
     as_array = (lambda a: xr.DataArray(a, dims=dims, coords=coords)  # noqa: E731
                 .transpose(GEOMETRY_DIM, *template.dims))
     return as_array(result), as_array(count)
+
+
+def _collection_members(geometries: Any) -> Any:
+    """A GeoJSON GeometryCollection as a FeatureCollection of its members: openEO API 1.0's
+    aggregate_spatial took one (a value per member), and so do CDSE and the client's shapely
+    conversions (the NDVI_Timeseries notebooks); anything else unchanged."""
+    if isinstance(geometries, dict) and geometries.get("type") == "GeometryCollection":
+        members = geometries.get("geometries")
+        if isinstance(members, list):
+            return {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "geometry": g, "properties": {}} for g in members]}
+    return geometries
 
 
 @process("apply_polygon")
