@@ -358,3 +358,56 @@ def test_nodata_udps_over_time(con, sample_data_dir: Path, tmp_path: Path) -> No
         np.testing.assert_array_equal(ds["B04"].values, first)
     with xr.open_dataset(tmp_path / "array_contains_nodata.nc") as ds:
         np.testing.assert_array_equal(ds["B04"].values.astype(bool), gone.any(axis=0))
+
+
+def test_dimensionality_reduction_statistics_cube(con, sample_data_dir: Path,
+                                                  tmp_path: Path) -> None:
+    """DimensionalityReduction's statistics cube (its SCL dilation mask left out): ndvi with
+    `target_band` appended, apply_dimension over t into bands with array_create of mean,
+    median, min, max and four quantiles, rename_labels by the client's band names,
+    filter_bands of the means written as a GeoTIFF with band descriptions."""
+    import openeo.processes as eop
+    import rasterio
+
+    span = ["2022-06-01", "2022-07-15"]
+    data_cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span,
+                                    bands=["B04", "B08"])
+    data_cube = data_cube.ndvi(red="B04", nir="B08", target_band="NDVI")
+    band_labels = data_cube.metadata.band_names
+
+    def combined_reducer(t_array):
+        return eop.array_create([
+            eop.mean(t_array), eop.median(t_array), eop.min(t_array), eop.max(t_array),
+            eop.quantiles(t_array, probabilities=[0.05]),
+            eop.quantiles(t_array, probabilities=[0.25]),
+            eop.quantiles(t_array, probabilities=[0.75]),
+            eop.quantiles(t_array, probabilities=[0.95])])
+
+    stats = ["mean", "median", "min", "max", "q05", "q25", "q75", "q95"]
+    target_bands = [f"{b}_{s}" for b in band_labels for s in stats]
+    master = data_cube.apply_dimension(process=combined_reducer, dimension="t",
+                                       target_dimension="bands").rename_labels(
+        "bands", target=target_bands)
+    mean_bands = [b for b in master.metadata.band_names if b.endswith("_mean")]
+    master.download(tmp_path / "master.nc")
+    master.filter_bands(mean_bands).download(tmp_path / "means.tiff")
+
+    red = sample_series(sample_data_dir, "B04", BOX, *span)
+    nir = sample_series(sample_data_dir, "B08", BOX, *span)
+    days = sorted(red)
+    series = {"B04": np.stack([red[d] for d in days]), "B08": np.stack([nir[d] for d in days])}
+    series["NDVI"] = (series["B08"] - series["B04"]) / (series["B08"] + series["B04"])
+    oracle = {"mean": lambda a: np.nanmean(a, axis=0), "median": lambda a: np.nanmedian(a, 0),
+              "min": lambda a: np.nanmin(a, axis=0), "max": lambda a: np.nanmax(a, axis=0),
+              **{f"q{p:02d}": (lambda a, p=p: np.nanquantile(a, p / 100, axis=0))
+                 for p in (5, 25, 75, 95)}}
+    with xr.open_dataset(tmp_path / "master.nc") as ds:
+        assert [v for v in ds.data_vars if v != "crs"] == target_bands
+        for band in band_labels:
+            for stat in stats:
+                np.testing.assert_allclose(ds[f"{band}_{stat}"].values,
+                                           oracle[stat](series[band]), rtol=1e-5,
+                                           err_msg=f"{band}_{stat}")
+    with rasterio.open(tmp_path / "means.tiff") as src:
+        assert list(src.descriptions) == mean_bands
+        np.testing.assert_allclose(src.read(3), oracle["mean"](series["NDVI"]), rtol=1e-5)
