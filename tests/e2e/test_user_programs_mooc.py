@@ -416,3 +416,56 @@ def test_platform_on_demand_preview(con) -> None:
     pixels = np.asarray(Image.open(BytesIO(tile.content)).convert("RGBA"))
     assert pixels[..., 3].any() and pixels[..., :3].any()  # the sample is drawn there
     service.delete_service()
+
+
+# --- openeo.org "Getting started with Python" (documentation/1.0/python) ---------------------
+def test_openeo_org_getting_started(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The guide's step-by-step graph (Sentinel-1 VV/VH there; B08/B04 here) and its monthly
+    composite example (its GEE format "GTIFF-THUMB" is GTiff here)."""
+    w, s, e, n = BOX["west"], BOX["south"], BOX["east"], BOX["north"]
+    datacube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                   temporal_extent=["2022-06-01", "2022-07-01"],
+                                   bands=["B08", "B04"])
+    datacube = datacube.filter_bbox(west=w, south=s, east=e, north=n, crs=32632)
+    datacube = datacube.filter_temporal(start_date="2022-06-01", end_date="2022-07-01")
+    datacube = datacube.filter_bands(["B08", "B04"])
+    datacube = datacube.min_time()
+    datacube = datacube.process(process_id="ndvi",
+                                arguments={"data": datacube, "nir": "B08", "red": "B04"})
+    result = datacube.save_result("GTiff")
+    job = result.create_job()
+    job.start_and_wait(max_poll_interval=0.5)
+    job.get_results().download_files(tmp_path / "output")
+
+    datacube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                   temporal_extent=["2022-04-01", "2022-07-01"], bands=["B04"])
+    march = datacube.filter_temporal("2022-04-01", "2022-05-01")
+    april = datacube.filter_temporal("2022-05-01", "2022-06-01")
+    may = datacube.filter_temporal("2022-06-01", "2022-07-01")
+    R_band = march.mean_time().rename_labels(dimension="bands", target=["R"])  # noqa: N806
+    G_band = april.mean_time().rename_labels(dimension="bands", target=["G"])  # noqa: N806
+    B_band = may.mean_time().rename_labels(dimension="bands", target=["B"])  # noqa: N806
+    RGB = R_band.merge_cubes(G_band).merge_cubes(B_band)  # noqa: N806
+    RGB = RGB.save_result(format="GTiff")  # noqa: N806
+    job = RGB.create_job()
+    job.start_and_wait(max_poll_interval=0.5).download_results(tmp_path / "rgb.tif")
+
+    xs, ys = box_centres(BOX)
+
+    def series(band: str, start: str, end: str) -> np.ndarray:
+        return np.stack([at_centres(sample_data_dir, i, band, xs, ys)
+                         for i in items(sample_data_dir, start, end)])
+
+    nir, red = series("B08", "2022-06-01", "2022-07-01"), series("B04", "2022-06-01",
+                                                                 "2022-07-01")
+    nir_min, red_min = nir.min(axis=0), red.min(axis=0)
+    with rasterio.open(tmp_path / "output" / "openEO.tif") as ds:
+        np.testing.assert_allclose(ds.read(1), (nir_min - red_min) / (nir_min + red_min),
+                                   rtol=1e-5)
+    with rasterio.open(tmp_path / "rgb.tif") as ds:
+        assert ds.descriptions == ("R", "G", "B")
+        for k, (start, end) in enumerate([("2022-04-01", "2022-05-01"),
+                                          ("2022-05-01", "2022-06-01"),
+                                          ("2022-06-01", "2022-07-01")]):
+            np.testing.assert_allclose(ds.read(k + 1), series("B04", start, end).mean(axis=0),
+                                       rtol=1e-5)
