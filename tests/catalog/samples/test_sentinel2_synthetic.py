@@ -28,8 +28,10 @@ SIZE_BY_RESOLUTION = {10: 384, 20: 192, 60: 64}
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("terracube-data")
+def data_dir(sample_data_dir: Path) -> Path:
+    """The session's data folder, whose sample this generator made once for the whole run
+    (tests/conftest.py); a second generation here took most of a minute."""
+    return sample_data_dir
 
 
 @pytest.fixture(scope="session")
