@@ -67,7 +67,11 @@ class Catalog:
     def _ensure_sample(self) -> None:
         if self._sample_loaded:
             return
-        from terracube.catalog.samples import rainfall_synthetic, sentinel2_synthetic
+        from terracube.catalog.samples import (
+            dem_landcover_synthetic,
+            rainfall_synthetic,
+            sentinel2_synthetic,
+        )
 
         folder = sentinel2_synthetic.ensure_sample_data(self.data_dir)
         source = sample_source(folder)
@@ -79,6 +83,13 @@ class Catalog:
             log.exception("the synthetic radar rainfall sample cannot be generated")
         else:
             self._sources[rain.id] = rain
+        try:
+            maps = dem_landcover_synthetic.static_map_sources(
+                dem_landcover_synthetic.ensure_dem_landcover_data(self.data_dir))
+        except Exception:  # noqa: BLE001 - the other samples must stay usable
+            log.exception("the synthetic DEM and land cover samples cannot be generated")
+        else:
+            self._sources.update((m.id, m) for m in maps)
         self._sample_loaded = True
 
     def add(self, source: CollectionSource) -> None:
