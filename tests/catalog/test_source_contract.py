@@ -31,6 +31,10 @@ from terracube import errors
 from terracube.catalog.base import CollectionSource
 from terracube.catalog.catalog import sample_source
 from terracube.catalog.registry import inspect_source
+from terracube.catalog.samples.dem_landcover_synthetic import (
+    ensure_dem_landcover_data,
+    static_map_sources,
+)
 from terracube.catalog.samples.rainfall_synthetic import ensure_rainfall_data, rainfall_source
 from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, RasterCube, is_lazy
@@ -44,6 +48,14 @@ def _sentinel2_sample(sample_data_dir: Path, _tmp: Path) -> CollectionSource:
 
 def _rainfall_sample(sample_data_dir: Path, _tmp: Path) -> CollectionSource:
     return rainfall_source(ensure_rainfall_data(sample_data_dir))
+
+
+def _static_map(collection_id: str) -> Callable[[Path, Path], CollectionSource]:
+    def make(sample_data_dir: Path, _tmp: Path) -> CollectionSource:
+        sources = static_map_sources(ensure_dem_landcover_data(sample_data_dir))
+        return next(s for s in sources if s.id == collection_id)
+
+    return make
 
 
 def _cog_folder(_samples: Path, tmp: Path) -> CollectionSource:
@@ -80,6 +92,8 @@ def _how_to_example(_samples: Path, _tmp: Path) -> CollectionSource:
 SOURCES: dict[str, Callable[[Path, Path], CollectionSource]] = {
     "sentinel2-sample": _sentinel2_sample,
     "rainfall-sample": _rainfall_sample,
+    "dem-sample": _static_map("COPERNICUS_30"),
+    "worldcover-sample": _static_map("ESA_WORLDCOVER_10M_2021_V2"),
     "cog-folder": _cog_folder,
     "netcdf": _netcdf,
     "zarr": _zarr,
