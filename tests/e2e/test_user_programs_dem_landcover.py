@@ -260,49 +260,67 @@ def s2_grid(sample_data_dir: Path, box: dict) -> tuple[rasterio.Affine, int, int
     return transform, c1 - c0 + 1, r1 - r0 + 1, utm
 
 
-def test_dem_resampled_onto_sentinel2_and_merged(conn, files: Path, sample_data_dir: Path,
-                                                 tmp_path: Path) -> None:
-    """LoadBiomassSTAC.ipynb's pattern with the DEM on the Sentinel-2 grid: load_stac of this
-    server's SENTINEL2_L2A (for the notebook's external biomass), COPERNICUS_30 with its band,
-    mean_time of both, the DEM resampled onto Sentinel-2 (bilinear) and merged; the GeoTIFF's
-    first band is B08, the second the elevation, as the notebook plots them."""
+def dem_on_s2(files: Path, box: dict, transform: rasterio.Affine, width: int, height: int,
+              resampling: rasterio.warp.Resampling) -> np.ndarray:
+    """The DEM as loaded with `box` (pixel centres in it) warped by GDAL onto a 10 m UTM grid
+    (NaN where the box has no DEM pixel)."""
+    z, z_t = centres_in(files / "copernicus_30.tif", box)
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    rasterio.warp.reproject(z.astype(np.float32), out, src_transform=z_t, src_crs="EPSG:4326",
+                            src_nodata=np.nan, dst_transform=transform, dst_crs="EPSG:32632",
+                            dst_nodata=np.nan, resampling=resampling)
+    return out
+
+
+def test_load_biomass_stac_notebook_merges_the_dem_with_sentinel2(
+        conn, files: Path, sample_data_dir: Path, tmp_path: Path) -> None:
+    """LoadBiomassSTAC.ipynb (openeo-community-examples): load_stac of this server's
+    SENTINEL2_L2A (B08) for the notebook's external Planetary Computer biomass, COPERNICUS_30
+    with its band, mean_time of both, merge_cubes: the DEM (EPSG:4326) is aligned implicitly
+    onto the first cube's grid (UTM, 10 m) by nearest neighbour, as the definition of
+    merge_cubes says; the GeoTIFF's first band is B08, the second the elevation, as the
+    notebook plots them. The same with an explicit bilinear resample_cube_spatial."""
     spatial_extent = dict(SMALL)
     temporal_extent = ["2022-06-02", "2022-06-02"]
-    s2 = conn.load_stac(f"{conn.root_url.rstrip('/')}/collections/SENTINEL2_L2A",
-                        spatial_extent=spatial_extent, temporal_extent=temporal_extent,
-                        bands=["B08"])
+    biomass_2010 = conn.load_stac(f"{conn.root_url.rstrip('/')}/collections/SENTINEL2_L2A",
+                                  spatial_extent=spatial_extent,
+                                  temporal_extent=temporal_extent, bands=["B08"])
     elevation = conn.load_collection("COPERNICUS_30", spatial_extent=spatial_extent,
                                      bands=["DEM"])
     elevation = elevation.mean_time()
-    s2 = s2.mean_time()
-    merged = s2.merge_cubes(elevation.resample_cube_spatial(s2, method="bilinear"))
+    biomass_2010 = biomass_2010.mean_time()
+    merged = biomass_2010.merge_cubes(elevation)
     merged.download(tmp_path / "biomass_elevation.tiff")
-    img = rasterio.open(tmp_path / "biomass_elevation.tiff").read()
-    b08 = img[0].flatten()
-    elev = img[1].flatten()
+    bilinear = biomass_2010.merge_cubes(
+        elevation.resample_cube_spatial(biomass_2010, method="bilinear"))
+    bilinear.download(tmp_path / "bilinear.tiff")
 
     transform, width, height, utm = s2_grid(sample_data_dir, spatial_extent)
-    assert img.shape == (2, height, width)
-    np.testing.assert_array_equal(
-        b08, sample_band(sample_data_dir, "2022-06-02", "B08", utm).astype(np.float32).ravel())
-    # The DEM as loaded (pixel centres in the box) warped with GDAL onto the same grid.
-    z, z_t = centres_in(files / "copernicus_30.tif", spatial_extent)
-    expected = np.full((height, width), np.nan, dtype=np.float32)
-    rasterio.warp.reproject(z.astype(np.float32), expected, src_transform=z_t,
-                            src_crs="EPSG:4326", src_nodata=np.nan, dst_transform=transform,
-                            dst_crs="EPSG:32632", dst_nodata=np.nan,
-                            resampling=rasterio.warp.Resampling.bilinear)
-    both = ~np.isnan(expected.ravel()) & ~np.isnan(elev)
-    assert both.mean() > 0.95  # the corners of the UTM envelope lie outside the lon/lat box
-    np.testing.assert_allclose(elev[both], expected.ravel()[both], atol=0.05)
-    assert 240 < np.nanmin(elev) and np.nanmax(elev) < 1700
+    b08 = sample_band(sample_data_dir, "2022-06-02", "B08", utm).astype(np.float32)
+    for name, method in (("biomass_elevation", rasterio.warp.Resampling.nearest),
+                         ("bilinear", rasterio.warp.Resampling.bilinear)):
+        img = rasterio.open(tmp_path / f"{name}.tiff").read()
+        assert img.shape == (2, height, width)
+        np.testing.assert_array_equal(img[0], b08)
+        elev = img[1]
+        expected = dem_on_s2(files, spatial_extent, transform, width, height, method)
+        both = ~np.isnan(expected) & ~np.isnan(elev)
+        # The corners of the UTM envelope lie outside the lon/lat box the DEM was loaded
+        # with: no elevation there (CDSE reads the DEM onto the whole envelope).
+        assert both.mean() > 0.95
+        assert np.isnan(expected[np.isnan(elev)]).mean() > 0.99
+        if method == rasterio.warp.Resampling.nearest:  # but for ties on pixel borders
+            assert (np.abs(elev[both] - expected[both]) < 0.01).mean() > 0.999
+        else:
+            np.testing.assert_allclose(elev[both], expected[both], atol=0.05)
+        assert 240 < np.nanmin(elev) and np.nanmax(elev) < 1700
 
 
 def test_sentinel2_masked_by_land_cover_and_terrain(conn, files: Path, sample_data_dir: Path,
                                                     tmp_path: Path) -> None:
-    """CDSE's land cover mask: WorldCover's cropland (40) resampled onto Sentinel-2 (near)
-    keeps the fields' NDVI; the forest (10) is green and steep, water dark; a terrain mask
-    (DEM above 400 m) hides the mountain side."""
+    """CDSE's land cover mask: WorldCover's cropland (40), aligned with Sentinel-2 by mask
+    itself (nearest neighbour, as its definition says), keeps the fields' NDVI; the forest
+    (10) is green, water dark; a terrain mask (DEM above 400 m) hides the mountain side."""
     box = SMALL
     s2 = conn.load_collection("SENTINEL2_L2A", spatial_extent=box,
                               temporal_extent=["2022-06-02", "2022-06-03"],
@@ -310,9 +328,10 @@ def test_sentinel2_masked_by_land_cover_and_terrain(conn, files: Path, sample_da
     ndvi = s2.ndvi(red="B04", nir="B08")
     wc = conn.load_collection("ESA_WORLDCOVER_10M_2021_V2", spatial_extent=box,
                               temporal_extent=["2021-01-01", "2021-12-31"], bands=["MAP"])
-    wc = wc.reduce_dimension(dimension="t", reducer="first").resample_cube_spatial(
-        s2, method="near")
+    wc = wc.reduce_dimension(dimension="t", reducer="first")
+    # (the mask in EPSG:4326 is aligned with the data implicitly, nearest neighbour)
     not_cropland = wc.band("MAP") != 40
+    wc = wc.resample_cube_spatial(s2, method="near")
     dem = conn.load_collection("COPERNICUS_30", spatial_extent=box).max_time()
     high = dem.resample_cube_spatial(s2, method="bilinear").band("DEM") > 400
     cropland_ndvi = ndvi.mask(not_cropland)
@@ -346,12 +365,8 @@ def test_sentinel2_masked_by_land_cover_and_terrain(conn, files: Path, sample_da
     assert expected_ndvi[got_wc == 10].mean() > 0.6
     assert expected_ndvi[got_wc == 80].mean() < 0.1
 
-    z, z_t = centres_in(files / "copernicus_30.tif", box)
-    z_on_s2 = np.full((height, width), np.nan, dtype=np.float32)
-    rasterio.warp.reproject(z.astype(np.float32), z_on_s2, src_transform=z_t,
-                            src_crs="EPSG:4326", src_nodata=np.nan, dst_transform=transform,
-                            dst_crs="EPSG:32632", dst_nodata=np.nan,
-                            resampling=rasterio.warp.Resampling.bilinear)
+    z_on_s2 = dem_on_s2(files, box, transform, width, height,
+                        rasterio.warp.Resampling.bilinear)
     (low,) = [v.values.squeeze() for v in got_low.data_vars.values() if v.ndim >= 2]
     sure = ~np.isnan(z_on_s2) & (np.abs(z_on_s2 - 400) > 1)
     np.testing.assert_allclose(low[sure & (z_on_s2 <= 400)],

@@ -31,6 +31,7 @@ from terracube.datacube.cube import (
     RasterCube,
     require_dimension,
 )
+from terracube.datacube.grid import grid_of, warp
 from terracube.datacube.values import ArrayValue, is_number
 from terracube.datacube.vector import VectorCube
 from terracube.engine import fusion
@@ -560,6 +561,19 @@ def _same_crs(a: Any, b: Any) -> bool:
         return False
 
 
+def _in_crs_of(cube: RasterCube, target: RasterCube, argument: str) -> RasterCube:
+    """`cube` on the grid of `target` (nearest neighbour) when its x/y are in another
+    reference system: mask and merge_cubes align x/y implicitly with resample_cube_spatial's
+    defaults (openEO processes 2.0, as CDSE programs expect when they merge a DEM in EPSG:4326
+    with Sentinel-2 in UTM). Grids in the same reference system are aligned by their labels
+    (_align_spatial_labels), so that cubes of neighbouring areas still merge side by side."""
+    own, theirs = cube.x_dim, target.x_dim
+    if own is None or theirs is None or cube.y_dim is None or target.y_dim is None \
+            or _same_crs(own.reference_system, theirs.reference_system):
+        return cube
+    return warp(cube, grid_of(target, argument), "near")
+
+
 @process()
 def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterCube:
     """Replace the values of `data` where `mask` is true or non-zero (per spec; null does not
@@ -572,7 +586,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
         raise errors.ProcessParameterInvalid(
             f"'replacement' must be a number, a boolean, a string or null, got "
             f"{kind_of(replacement)}.", argument="replacement")
-    mask = _mask_bands_like(mask, data)
+    mask = _in_crs_of(_mask_bands_like(mask, data), data, "data")
     for md in mask.dimensions:
         dd = data.dim(md.name)
         if dd is None or dd.type != md.type:
@@ -742,6 +756,7 @@ def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback
                 context: Any = None) -> RasterCube:
     """Merge two cubes; overlapping values go through `overlap_resolver` (called once with
     the whole overlapping parts as `x` and `y`)."""
+    cube2 = _in_crs_of(cube2, cube1, "cube1")
     if overlap_resolver is not None:
         cube1, cube2 = _bands_paired(cube1, cube2)
     order = _check_mergeable(cube1, cube2)
