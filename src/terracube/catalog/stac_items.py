@@ -192,6 +192,15 @@ class StacItemsSource(CollectionSource):
                 f"{', '.join(self.bands)}.", argument="bands")
         items = self.select_items(request, check_property)
         if not items:
+            known = {name for item in self.items for name in item.properties}
+            unknown_properties = sorted(set(request.properties) - known)
+            if unknown_properties:  # e.g. CDSE's grid:code or tileId filters
+                raise NoDataForRequest(
+                    f"The items of collection '{self.id}' have no property "
+                    f"{', '.join(map(repr, unknown_properties))}, so the properties filter "
+                    "leaves nothing to load; properties to filter on (GET /collections/"
+                    f"{self.id}/queryables): {', '.join(sorted(known - {'datetime'}))}.",
+                    argument="properties")
             raise NoDataForRequest(
                 f"No data in collection '{self.id}' for the given temporal extent and "
                 "properties.", argument="temporal_extent")

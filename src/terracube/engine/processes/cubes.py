@@ -587,6 +587,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
             f"'replacement' must be a number, a boolean, a string or null, got "
             f"{kind_of(replacement)}.", argument="replacement")
     mask = _in_crs_of(_mask_bands_like(mask, data), data, "data")
+    unmasked_dates: list[str] = []  # temporal dimensions whose labels differ
     for md in mask.dimensions:
         dd = data.dim(md.name)
         if dd is None or dd.type != md.type:
@@ -602,6 +603,9 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
                     argument="mask")
         elif not np.array_equal(np.asarray(mask.labels(md.name)),
                                 np.asarray(data.labels(md.name))):
+            if md.type == TEMPORAL:
+                unmasked_dates.append(md.name)
+                continue
             raise pe.IncompatibleDataCubes(
                 f"The labels of dimension '{md.name}' differ between the mask and the data cube.",
                 argument="mask")
@@ -615,6 +619,11 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
                                             and math.isnan(mask.nodata)):
             m = m & (mask.data != mask.nodata)
     m = _align_spatial_labels(m, data, mask, False, reindex_all=True)
+    for name in unmasked_dates:
+        # As CDSE joins them (a left outer join): a date the mask lacks is not masked, a date
+        # only the mask has is ignored (e.g. the mask's load had max_cloud_cover, the data's
+        # not: CDSE's Whittaker notebook).
+        m = m.reindex({name: data.data.coords[name].values}, fill_value=False)
     m = m.transpose(*[d.name for d in data.dimensions if d.name in m.dims])
     m = _drop_extra_coords(m)
     if replacement is None:  # the cube's no-data: NaN for float data (see RasterCube)

@@ -36,6 +36,14 @@ def load_stac(url: str, spatial_extent: Any = None, temporal_extent: Any = None,
         # API, so it is loaded as load_collection loads it.
         return load_collection(own_collection, spatial_extent, temporal_extent, bands,
                                properties, ctx=ctx)
+    own_job = _own_results_job(url, ctx)
+    if own_job is not None:
+        # The unsigned results URL of one of the user's jobs on this server (CDSE reads it
+        # as the user's own job too); a process cannot send the user's token to it.
+        request = load_request(spatial_extent, temporal_extent, bands, properties)
+        return masked_to_polygons(_job_results(own_job, request, ctx, argument="url",
+                                               check_property=_property_check),
+                                  spatial_extent)
     reader = ctx.services.stac
     if reader is None:
         raise errors.ProcessUnsupported("load_stac needs a STAC reader, which this evaluation "
@@ -80,15 +88,23 @@ def load_result(id: str, spatial_extent: Any = None, temporal_extent: Any = None
         raise errors.ProcessParameterInvalid(
             f"'{id}' is neither a batch job id (letters, digits, '-', '_', '.', '~') nor an "
             "http(s) URL of a batch job's results.", argument="id")
+    return _job_results(job_id, request, ctx)
+
+
+def _job_results(job_id: str, request: Any, ctx: ProcessContext, *, argument: str = "id",
+                 check_property: Any = None) -> Any:
+    """The results of the user's own finished job `job_id` as a cube."""
     job_results = ctx.services.job_results
     if job_results is None:
-        raise errors.ProcessUnsupported("load_result needs the user's batch jobs, which this "
-                                        "evaluation was not given.")
+        raise errors.ProcessUnsupported("Loading the results of batch jobs needs the user's "
+                                        "batch jobs, which this evaluation was not given.")
     try:
         source = job_results.collection(job_id)
     except errors.OpenEOError as exc:
-        raise exc.at(argument="id") from None
-    return source.load(request)
+        raise exc.at(argument=argument) from None
+    if check_property is None:
+        return source.load(request)
+    return source.load(request, check_property=check_property)
 
 
 def _own_results_job(url: str, ctx: ProcessContext) -> str | None:

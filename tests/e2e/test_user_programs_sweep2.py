@@ -1,0 +1,347 @@
+"""Real users' programs that failed on terracube, found by a second sweep of the openeo client's
+documentation (udp, udp_sharing, data_access, batch_jobs), the CDSE notebook samples
+(Whittaker) and the openEO Platform sample notebooks (Dynamic land cover mapping), each
+adapted only in URL, login, collection extent and dates to the Sentinel-2 sample; run through
+the official client against the shared server, values checked with numpy on the sample files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from pyproj import Transformer
+from tests.support.data import sample_series
+
+openeo = pytest.importorskip("openeo")
+pd = pytest.importorskip("pandas")
+pytestmark = pytest.mark.e2e
+
+# 30 x 30 pixels of 10 m, on the pixel edges of the sample's grid.
+BOX = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
+JUNE = ["2022-06-01", "2022-06-15"]
+
+
+def box_ring() -> list[list[float]]:
+    """BOX's corners in longitude/latitude as a closed ring: a polygon whose pixels (centres
+    inside) are exactly BOX's."""
+    to_ll = Transformer.from_crs(32632, 4326, always_xy=True)
+    corners = [(BOX["west"], BOX["north"]), (BOX["west"], BOX["south"]),
+               (BOX["east"], BOX["south"]), (BOX["east"], BOX["north"])]
+    ring = [list(to_ll.transform(x, y)) for x, y in corners]
+    return [*ring, ring[0]]
+
+
+def box_lonlat() -> dict[str, float]:
+    lons, lats = zip(*box_ring(), strict=True)
+    return {"west": min(lons), "south": min(lats), "east": max(lons), "north": max(lats)}
+
+
+def in_box(ds: xr.Dataset | xr.DataArray) -> xr.Dataset | xr.DataArray:
+    """The pixels of BOX in a cube on the sample's UTM grid (x ascending, y descending)."""
+    return ds.sel(x=slice(BOX["west"], BOX["east"]), y=slice(BOX["north"], BOX["south"]))
+
+
+def item_cloud_cover(sample_data_dir: Path) -> dict[str, float]:
+    items = json.loads((sample_data_dir / "samples" / "sentinel2_l2a" / "items.json")
+                       .read_text())["items"]
+    return {i["datetime"][:10]: i["eo:cloud_cover"] for i in items}
+
+
+def test_whittaker_mask_whose_dates_differ(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """CDSE notebook openeo/Whittaker.ipynb: the SCL load has max_cloud_cover=95, the B04/B08
+    load has none, so the dilation mask lacks the dates of cloudier scenes; CDSE joins the mask
+    to the data (a left outer join) and leaves those dates unmasked (once "The labels of
+    dimension 't' differ between the mask and the data cube"). Then mask_polygon, ndvi with
+    target_band and the batch job's netCDF read as the notebook reads it."""
+    temp_ext = ["2022-08-01", "2022-09-01"]
+    cover = item_cloud_cover(sample_data_dir)
+    cloudiest = [d for d in cover if temp_ext[0] <= d < temp_ext[1] and cover[d] > 95]
+    assert cloudiest == ["2022-08-16"]  # the sample's 96 % cloudy scene
+
+    spat_ext = {"type": "Polygon", "coordinates": [box_ring()]}
+    scl = con.load_collection("SENTINEL2_L2A", temporal_extent=temp_ext, bands=["SCL"],
+                              max_cloud_cover=95)
+    cloud_mask = scl.process("to_scl_dilation_mask", data=scl, kernel1_size=17,
+                             kernel2_size=77, mask1_values=[2, 4, 5, 6, 7],
+                             mask2_values=[3, 8, 9, 10, 11], erosion_kernel_size=3)
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=temp_ext, bands=["B04", "B08"])
+    s2 = s2.mask(cloud_mask)
+    s2 = s2.mask_polygon(spat_ext)
+    ndvi_cube = s2.ndvi(red="B04", nir="B08", target_band="NDVI")
+    out = tmp_path / "raw_s2_ndvi_field.nc"
+    ndvi_cube.execute_batch(out, title="FUSETS-Raw NDVI", max_poll_interval=0.2)
+
+    raw_ndvi_ds = xr.load_dataset(out)
+    raw_ndvi = raw_ndvi_ds.NDVI.rename({"t": "time"})
+    assert raw_ndvi.median(dim=["x", "y"]).sizes["time"] == 7
+    red = sample_series(sample_data_dir, "B04", BOX, *temp_ext)
+    nir = sample_series(sample_data_dir, "B08", BOX, *temp_ext)
+    assert [str(t)[:10] for t in raw_ndvi_ds.t.values] == list(red)
+    inside = in_box(raw_ndvi_ds.NDVI)
+    assert inside.sizes["x"] == inside.sizes["y"] == 30
+    for i, day in enumerate(red):
+        expected = ((nir[day] - red[day]) / (nir[day] + red[day])).astype("float32")
+        got = inside.isel(t=i).values
+        if day == "2022-08-16":  # not in the mask: not masked at all
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+        else:  # masking only removes values
+            kept = ~np.isnan(got)
+            np.testing.assert_allclose(got[kept], expected[kept], rtol=1e-6)
+    # mask_polygon: nothing outside the polygon
+    outside = raw_ndvi_ds.NDVI.where((raw_ndvi_ds.x < BOX["west"]) | (raw_ndvi_ds.x > BOX["east"])
+                                     | (raw_ndvi_ds.y < BOX["south"])
+                                     | (raw_ndvi_ds.y > BOX["north"]))
+    assert int(outside.notnull().sum()) == 0
+
+
+def test_load_stac_of_the_unsigned_results_url_of_an_own_job(con, sample_data_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """Client docs (data_access: load_stac; batch_jobs): `load_stac` of the GET
+    /jobs/{id}/results URL a user copies from their own job (no signature; CDSE reads it as the
+    user's job) once failed with '401 Unauthorized'."""
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=JUNE,
+                               bands=["B04", "B08"])
+    job = cube.execute_batch(out_format="GTiff", max_poll_interval=0.2)
+    url = job.get_results_metadata_url(full=True)
+    assert "signature" not in url and url.endswith(f"/jobs/{job.job_id}/results")
+
+    loaded = con.load_stac(url, temporal_extent=["2022-06-05", "2022-06-15"], bands=["B08"])
+    loaded.download(tmp_path / "again.nc")
+    expected = sample_series(sample_data_dir, "B08", BOX, "2022-06-05", "2022-06-15")
+    with xr.open_dataset(tmp_path / "again.nc") as ds:
+        assert [str(t)[:10] for t in ds.t.values] == list(expected)
+        assert list(ds.data_vars) == ["crs", "B08"]
+        for i, values in enumerate(expected.values()):
+            np.testing.assert_array_equal(ds.B08.isel(t=i).values, values)
+
+
+def test_properties_filters_of_the_client_docs(con, sample_data_dir: Path) -> None:
+    """Client docs (data_access, "Filter on collection properties"): `collection_property`
+    conditions and the dict-of-lambdas form select the items by eo:cloud_cover; a property the
+    items do not have (`grid:code`, CDSE's tile) is named in the error with the properties
+    there are, instead of 'No data for the given temporal extent'."""
+    cover = item_cloud_cover(sample_data_dir)
+    span = ["2022-04-01", "2022-06-01"]
+    clear = [d for d in sorted(cover) if span[0] <= d < span[1] and cover[d] <= 60]
+    assert 0 < len(clear) < len([d for d in cover if span[0] <= d < span[1]])
+    for properties in ([openeo.collection_property("eo:cloud_cover") <= 60],
+                       {"eo:cloud_cover": lambda x: x <= 60}):
+        cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span,
+                                   bands=["B04"], properties=properties)
+        answer = cube.aggregate_spatial({"type": "Polygon", "coordinates": [box_ring()]},
+                                        "mean").execute()
+        assert sorted(k[:10] for k in answer) == clear
+
+    tiles = con.load_collection(
+        "SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span, bands=["B04"],
+        properties=[openeo.collection_property("grid:code").is_one_of(["MGRS-32TPS"])])
+    with pytest.raises(openeo.rest.OpenEoApiError) as failure:
+        tiles.download()
+    assert failure.value.http_status_code == 400
+    message = failure.value.message
+    assert "'grid:code'" in message and "eo:cloud_cover" in message
+    assert "properties" in message
+
+
+def test_user_defined_processes_of_the_client_docs(con, sample_data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """Client docs udp.rst and cookbook/udp_sharing.rst: fahrenheit_to_celsius stored from
+    process functions, from a dict and from a JSON file (build_process_dict); published and
+    used through its public URL as `namespace` and with datacube_from_json; a parameterised
+    load_collection (`bbox` with a default) and the "EVI timeseries" UDP with a temporal
+    interval and a GeoJSON geometry as parameters, checked with numpy."""
+    from openeo.api.process import Parameter
+    from openeo.processes import divide, process, subtract
+    from openeo.rest.udp import build_process_dict
+
+    f = Parameter.number("f", description="Degrees Fahrenheit.")
+    fahrenheit_to_celsius = divide(x=subtract(x=f, y=32), y=1.8)
+    udp = con.save_user_defined_process("fahrenheit_to_celsius", fahrenheit_to_celsius,
+                                        parameters=[f], public=True)
+    assert con.execute(process("fahrenheit_to_celsius", f=70)) == pytest.approx(21.1111111)
+    (public_url,) = [lk["href"] for lk in udp.describe()["links"] if lk["rel"] == "canonical"]
+    cube = con.datacube_from_process(process_id="fahrenheit_to_celsius",
+                                     namespace=public_url, f=86)
+    assert cube.execute() == pytest.approx(30.0)
+    assert con.datacube_from_json(public_url, parameters={"f": 86}).execute() == \
+        pytest.approx(30.0)
+
+    con.save_user_defined_process(
+        user_defined_process_id="fahrenheit_to_celsius_dict",
+        process_graph={
+            "subtract1": {"process_id": "subtract",
+                          "arguments": {"x": {"from_parameter": "f"}, "y": 32}},
+            "divide1": {"process_id": "divide",
+                        "arguments": {"x": {"from_node": "subtract1"}, "y": 1.8},
+                        "result": True}},
+        parameters=[Parameter.number(name="f", description="Degrees Fahrenheit")])
+    assert con.execute(process("fahrenheit_to_celsius_dict", f=50)) == pytest.approx(10.0)
+    spec = build_process_dict(process_id="fahrenheit_to_celsius",
+                              process_graph=fahrenheit_to_celsius, parameters=[f])
+    (tmp_path / "fahrenheit_to_celsius.json").write_text(json.dumps(spec, indent=2))
+    assert con.datacube_from_json(str(tmp_path / "fahrenheit_to_celsius.json"),
+                                  parameters={"f": 212}).execute() == pytest.approx(100.0)
+
+    # "From a parameterized data cube": the bbox parameter's default is the area loaded
+    spatial_extent = Parameter(name="bbox", schema="object", default=BOX,
+                               description="The area to load")
+    fancy = con.load_collection("SENTINEL2_L2A", spatial_extent=spatial_extent, bands=["B04"])
+    con.save_user_defined_process("fancy_load_collection", fancy, parameters=[spatial_extent])
+    cube = con.datacube_from_process("fancy_load_collection")
+    cube = cube.filter_temporal("2022-06-02", "2022-06-03")
+    cube.download(tmp_path / "fancy.tiff", format="GTiff")
+    with rasterio.open(tmp_path / "fancy.tiff") as src:
+        np.testing.assert_array_equal(
+            src.read(1), sample_series(sample_data_dir, "B04", BOX, "2022-06-02",
+                                       "2022-06-03")["2022-06-02"])
+
+    # "UDP Example: EVI timeseries"
+    temporal_extent = Parameter(
+        name="temporal_extent", description="The date range to calculate the EVI for.",
+        schema={"type": "array", "subtype": "temporal-interval"},
+        default=["2018-06-15", "2018-06-27"])
+    geometry = Parameter(
+        name="geometry", description="The geometry to calculate the EVI for.",
+        schema={"type": "object", "subtype": "geojson"})
+    sentinel2_cube = con.load_collection("SENTINEL2_L2A", temporal_extent=temporal_extent,
+                                         bands=["B02", "B04", "B08"])
+    blue = sentinel2_cube.band("B02") * 0.0001
+    red = sentinel2_cube.band("B04") * 0.0001
+    nir = sentinel2_cube.band("B08") * 0.0001
+    evi = 2.5 * (nir - red) / (nir + 6.0 * red - 7.5 * blue + 1.0)
+    evi_aggregation = evi.aggregate_spatial(geometries=geometry, reducer="mean")
+    con.save_user_defined_process(user_defined_process_id="evi_timeseries",
+                                  process_graph=evi_aggregation,
+                                  parameters=[temporal_extent, geometry])
+    evi_timeseries = con.datacube_from_process(
+        process_id="evi_timeseries", temporal_extent=JUNE,
+        geometry={"type": "Polygon", "coordinates": [box_ring()]})
+    evi_timeseries.download(tmp_path / "evi-aggregation.json")
+    got = json.loads((tmp_path / "evi-aggregation.json").read_text())
+    b02, b04, b08 = (sample_series(sample_data_dir, b, BOX, *JUNE)
+                     for b in ("B02", "B04", "B08"))
+    assert sorted(k[:10] for k in got) == list(b04)
+    for key, value in got.items():
+        day = key[:10]
+        bl, r, n = b02[day] * 0.0001, b04[day] * 0.0001, b08[day] * 0.0001
+        expected = np.nanmean(2.5 * (n - r) / (n + 6.0 * r - 7.5 * bl + 1.0))
+        assert value[0][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_dynamic_land_cover_features_and_random_forest(con, tmp_path: Path) -> None:
+    """openEO Platform sample-notebooks "Dynamic land cover mapping", its Sentinel-2 part
+    (the Sentinel-1 half needs sar_backscatter): mask_scl_dilation, compute_and_rescale_indices
+    appended, dekad medians, array_interpolate_linear over t, the statistics of
+    compute_statistics_fill_nan (quantiles, sd and six time steps filled with if_/is_nodata by
+    array_concat into bands, renamed), a random forest trained on points and used by the
+    BatchJob itself, its predictions aggregated to CSV as the notebook reads them. The
+    statistics are checked with numpy against the dekad cube the same graph gives."""
+    import datetime
+
+    from openeo.extra.spectral_indices.spectral_indices import compute_and_rescale_indices
+    from openeo.processes import array_concat, if_, is_nodata
+
+    start_date, end_date = datetime.date(2022, 4, 1), datetime.date(2022, 7, 1)
+    area = box_lonlat()
+
+    def sentinel2_composite(index_dict: dict, s2_list: list[str]):
+        props = {"eo:cloud_cover": lambda v: v <= 80}
+        bands = ["B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12", "SCL"]
+        s2 = con.load_collection("SENTINEL2_L2A",
+                                 temporal_extent=[start_date.isoformat(), end_date.isoformat()],
+                                 bands=bands, properties=props, spatial_extent=area)
+        s2 = s2.process("mask_scl_dilation", data=s2, scl_band_name="SCL").filter_bands(
+            s2.metadata.band_names[:-1])
+        # the client's signature today: append is keyword-only
+        indices = compute_and_rescale_indices(s2, index_dict, append=True).filter_bands(
+            s2_list + list(index_dict["indices"].keys()))
+        idx_dekad = indices.aggregate_temporal_period("dekad", reducer="median")
+        return idx_dekad.apply_dimension(dimension="t", process="array_interpolate_linear")
+
+    def compute_statistics_fill_nan(base_features, stepsize: int):
+        def compute_stats(input_timeseries, sample_stepsize, offset):
+            tsteps = [input_timeseries.array_element(offset + sample_stepsize * index)
+                      for index in range(0, 6)]
+            tsteps[1] = if_(is_nodata(tsteps[1]), tsteps[2], tsteps[1])
+            tsteps[4] = if_(is_nodata(tsteps[4]), tsteps[3], tsteps[4])
+            tsteps[0] = if_(is_nodata(tsteps[0]), tsteps[1], tsteps[0])
+            tsteps[5] = if_(is_nodata(tsteps[5]), tsteps[4], tsteps[5])
+            return array_concat(array_concat(
+                input_timeseries.quantiles(probabilities=[0.25, 0.5, 0.75]),
+                input_timeseries.sd()), tsteps)
+
+        tot_samples = (end_date - start_date).days // stepsize
+        sample_stepsize = tot_samples // 6
+        offset = int(sample_stepsize / 2 + (tot_samples % 6) / 2)
+        features = base_features.apply_dimension(
+            dimension="t", target_dimension="bands",
+            process=lambda x: compute_stats(x, sample_stepsize, offset))
+        tstep_labels = ["t" + str(offset + sample_stepsize * index) for index in range(0, 6)]
+        all_bands = [band + "_" + stat for band in base_features.metadata.band_names
+                     for stat in ["p25", "p50", "p75", "sd"] + tstep_labels]
+        return features.rename_labels("bands", all_bands), offset, sample_stepsize
+
+    # NDGI of the notebook needs wavelength constants the client no longer fills in
+    index_dict = {idx: [-1, 1] for idx in ["NDVI", "NDMI", "NDRE1"]}
+    index_dict["ANIR"] = [0, 1]
+    final_index_dict = {
+        "collection": {"input_range": [0, 8000], "output_range": [0, 30000]},
+        "indices": {index: {"input_range": index_dict[index], "output_range": [0, 30000]}
+                    for index in index_dict}}
+    idx_dekad = sentinel2_composite(final_index_dict, ["B06", "B12"])
+    features, offset, step = compute_statistics_fill_nan(idx_dekad, stepsize=10)
+    idx_dekad.download(tmp_path / "dekads.nc")
+    features.download(tmp_path / "features.nc")
+
+    with xr.open_dataset(tmp_path / "dekads.nc") as dekads, \
+            xr.open_dataset(tmp_path / "features.nc") as feats:
+        assert dekads.sizes["t"] == 9  # April to June
+        names = ["B06", "B12", "NDVI", "NDMI", "NDRE1", "ANIR"]
+        assert [v for v in feats.data_vars if v != "crs"] == [
+            f"{b}_{s}" for b in names
+            for s in ["p25", "p50", "p75", "sd"] + [f"t{offset + step * i}" for i in range(6)]]
+        for band in ("B06", "NDVI"):
+            series = dekads[band].values  # t, y, x
+            assert np.isfinite(series).any()
+            with np.errstate(invalid="ignore"):
+                q = np.quantile(series, [0.25, 0.5, 0.75], axis=0)
+            for stat, values in zip(("p25", "p50", "p75"), q, strict=True):
+                np.testing.assert_allclose(feats[f"{band}_{stat}"].values, values, rtol=1e-5)
+            np.testing.assert_allclose(feats[f"{band}_sd"].values,
+                                       np.std(series, axis=0, ddof=1), rtol=1e-4)
+            steps = [series[offset + step * i] for i in range(6)]
+            for i, j in ((1, 2), (4, 3), (0, 1), (5, 4)):
+                steps[i] = np.where(np.isnan(steps[i]), steps[j], steps[i])
+            for i in range(6):
+                np.testing.assert_allclose(feats[f"{band}_t{offset + step * i}"].values,
+                                           steps[i], rtol=1e-6)
+
+    ring = box_ring()
+    lon0, lat0 = ring[1]  # south-west corner
+    dlon, dlat = (ring[2][0] - lon0) / 6, (ring[0][1] - lat0) / 6
+    points = [{"type": "Feature", "properties": {"target": (i + j) % 3},
+               "geometry": {"type": "Point",
+                            "coordinates": [lon0 + dlon * (i + 0.5), lat0 + dlat * (j + 0.5)]}}
+              for i in range(6) for j in range(6)]
+    y_train = {"type": "FeatureCollection", "features": points[:24]}
+    y_test = {"type": "FeatureCollection", "features": points[24:]}
+    X = features.aggregate_spatial(y_train, reducer="mean")
+    ml_model = X.fit_class_random_forest(target=y_train, num_trees=200)
+    training_job = ml_model.save_ml_model().create_job()
+    training_job.start_and_wait(max_poll_interval=0.2)
+
+    predicted = features.predict_random_forest(model=training_job, dimension="bands") \
+        .linear_scale_range(0, 255, 0, 255).aggregate_spatial(y_test, reducer="mean")
+    test_job = predicted.execute_batch(out_format="CSV", max_poll_interval=0.2)
+    test_job.get_results().download_files(tmp_path / "validation")
+    df = pd.read_csv(tmp_path / "validation" / "timeseries.csv")
+    df.index = df.feature_index
+    df = df.sort_index()
+    df.columns = ["feature_index", "predicted"]
+    assert list(df.feature_index) == list(range(12))
+    assert set(df.predicted.astype(int)) <= {0, 1, 2}
