@@ -69,11 +69,13 @@ def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _generate_samples(data_dir: Path) -> None:
     from terracube.catalog.samples.dem_landcover_synthetic import ensure_dem_landcover_data
     from terracube.catalog.samples.rainfall_synthetic import ensure_rainfall_data
+    from terracube.catalog.samples.sentinel1_synthetic import ensure_sentinel1_data
     from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 
     ensure_sample_data(data_dir)
     ensure_rainfall_data(data_dir)
     ensure_dem_landcover_data(data_dir)
+    ensure_sentinel1_data(data_dir)
 
 
 @pytest.fixture(scope="session")

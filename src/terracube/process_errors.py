@@ -60,6 +60,10 @@ DataCubePropertiesImmutable = _declare(
     "A neighbourhood process changed the dimensions of its data cube.")
 GeometriesOverlap = _declare("GeometriesOverlap", "Two polygons of apply_polygon share a pixel.")
 
+DigitalElevationModelInvalid = _declare(
+    "DigitalElevationModelInvalid",
+    "The digital elevation model is not a DEM or cannot be used with the data cube.")
+
 # --- arrays and reducers ----------------------------------------------------------------------
 ArrayElementNotAvailable = _declare("ArrayElementNotAvailable",
                                     "The array has no element with the specified index or label.")

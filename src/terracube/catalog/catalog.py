@@ -70,6 +70,7 @@ class Catalog:
         from terracube.catalog.samples import (
             dem_landcover_synthetic,
             rainfall_synthetic,
+            sentinel1_synthetic,
             sentinel2_synthetic,
         )
 
@@ -90,6 +91,13 @@ class Catalog:
             log.exception("the synthetic DEM and land cover samples cannot be generated")
         else:
             self._sources.update((m.id, m) for m in maps)
+        try:
+            s1 = sentinel1_synthetic.sentinel1_source(
+                sentinel1_synthetic.ensure_sentinel1_data(self.data_dir))
+        except Exception:  # noqa: BLE001 - the other samples must stay usable
+            log.exception("the synthetic Sentinel-1 GRD sample cannot be generated")
+        else:
+            self._sources[s1.id] = s1
         self._sample_loaded = True
 
     def add(self, source: CollectionSource) -> None:

@@ -33,8 +33,8 @@ CUBE = "cube"  # a CF NetCDF file or Zarr store
 
 
 # The generated sample collections (catalog/samples/sentinel2_synthetic.py,
-# rainfall_synthetic.py and dem_landcover_synthetic.py): their ids cannot be registered (the
-# built-in one would hide the registered one).
+# rainfall_synthetic.py, dem_landcover_synthetic.py and sentinel1_synthetic.py): their ids
+# cannot be registered (the built-in one would hide the registered one).
 BUILT_IN_COLLECTIONS = {
     "SENTINEL2_L2A": "synthetic Sentinel-2 L2A sample",
     "RADAR_RAINFALL_SYNTHETIC": "synthetic 5-minute radar rainfall with rain gauges",
@@ -42,6 +42,7 @@ BUILT_IN_COLLECTIONS = {
     "COPERNICUS_90": "synthetic Copernicus DEM (90 m) of the Sentinel-2 sample's valley",
     "ESA_WORLDCOVER_10M_2020_V1": "synthetic ESA WorldCover 2020 of the same valley",
     "ESA_WORLDCOVER_10M_2021_V2": "synthetic ESA WorldCover 2021 of the same valley",
+    "SENTINEL1_GRD": "synthetic Sentinel-1 GRD sample",
 }
 
 class CollectionExists(CollectionInputError):

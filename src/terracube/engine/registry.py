@@ -47,6 +47,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.date_components",
     "terracube.engine.processes.vector_rasters",
     "terracube.engine.processes.polygons_cdse",
+    "terracube.engine.processes.sar",
 )
 
 
