@@ -1,8 +1,9 @@
 """The CDSE notebook samples (eu-cdse/notebook-samples, openeo/) not covered by
-test_user_programs_cdse.py: basics, and the programs of NO2Covid, load_ESA_WorldCover,
-Sentinel_3 and Radar_ARD with the collection, bands and extent adapted to the Sentinel-2 sample
-(their Sentinel-5P, WorldCover, Sentinel-3 and Sentinel-1 collections are not shipped); run
-through the official client against the shared server, values checked with numpy."""
+test_user_programs_cdse.py: basics, and the programs of NO2Covid, load_ESA_WorldCover and
+Sentinel_3 with the collection, bands and extent adapted to the Sentinel-2 sample (their
+Sentinel-5P, WorldCover and Sentinel-3 collections are not shipped); run through the official
+client against the shared server, values checked with numpy. Radar_ARD runs on the Sentinel-1
+sample in test_user_programs_sentinel1.py."""
 
 from __future__ import annotations
 
@@ -140,19 +141,3 @@ def test_sentinel3_download_as_a_bands_array(connection, sample_data_dir: Path,
                                   "2022-07-03").values()
         np.testing.assert_allclose(first.sel(bands=name).values, stored, equal_nan=True)
     assert np.isfinite(first.sel(bands="B06").values).any()
-
-
-def test_radar_ard_says_what_is_missing(connection) -> None:
-    """Radar_ARD.ipynb needs Sentinel-1 GRD and sar_backscatter, which terracube does not
-    have: both are refused with errors naming what exists instead."""
-    with pytest.raises(openeo.rest.OpenEoApiError) as info:
-        connection.load_collection("SENTINEL1_GRD", bands=["VV", "VH"]).download(format="GTiff")
-    assert info.value.code == "CollectionNotFound"
-    assert "SENTINEL2_L2A" in info.value.message
-    s2 = connection.load_collection("SENTINEL2_L2A", spatial_extent=BOX, bands=["B04"],
-                                    temporal_extent=["2022-07-02", "2022-07-02"])
-    with pytest.raises(openeo.rest.OpenEoApiError) as info:
-        s2.process("sar_backscatter", data=s2, coefficient="sigma0-ellipsoid").download(
-            format="GTiff")
-    assert info.value.code == "ProcessUnsupported"
-    assert "sar_backscatter" in info.value.message

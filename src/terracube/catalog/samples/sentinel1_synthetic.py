@@ -246,8 +246,8 @@ class Sentinel1Source(StacItemsSource):
                 "['VV', 'VH'].", argument="bands")
         check = _case_insensitive(check_property) if check_property else None
         cube = super().load(request, check_property=check)
-        geometry = SarGeometry(self._geometry, partial_terrain(self.folder), STORED_BACKSCATTER,
-                               DEM_COLLECTION)
+        geometry = SarGeometry(acquisitions=self._geometry, terrain=partial_terrain(self.folder),
+                               dem_id=DEM_COLLECTION, backscatter=STORED_BACKSCATTER)
         return RasterCube(cube.data, cube.dimensions, cube.nodata,
                           {**cube.attrs, SAR_GEOMETRY: geometry})
 

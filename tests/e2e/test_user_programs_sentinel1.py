@@ -1,0 +1,437 @@
+"""Users' Sentinel-1 programs on the synthetic SENTINEL1_GRD sample: CDSE's Radar_ARD notebook,
+the openEO community examples RVI, Sentinel1_Stats, SurfaceSoilMoisture, DynamicLandCoverMapping
+and RandomForest-ForestFire (their Sentinel-1 parts), the openEO Platform Basics notebook and
+the openeo client's documentation (property filters, ard_normalized_radar_backscatter). Run
+through the official client against the shared server, unchanged but for URL, login and
+extent; values checked with numpy on the sample's files, the angles computed here from the
+geometry the collection publishes (`terracube:synthetic`) and the terrain file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+openeo = pytest.importorskip("openeo")
+pytestmark = pytest.mark.e2e
+
+WEST, NORTH, PIXEL = 678000.0, 5153520.0, 10.0  # the sample's 10 m grid (EPSG:32632)
+# Inside the sample, in longitude/latitude as the notebooks give extents (Sentinel1_Stats's own
+# extent lies in the valley already).
+LONLAT_BOX = {"west": 11.3409, "east": 11.353779, "south": 46.48772, "north": 46.493924,
+              "crs": 4326}
+
+
+@pytest.fixture(scope="module")
+def connection(server):
+    return openeo.connect(server.url).authenticate_basic("demo", "demo")
+
+
+# --- the oracle: the sample's files and the published geometry -------------------------------
+
+
+class Sample:
+    """The sample as stored, and the angles of its documented viewing geometry."""
+
+    def __init__(self, data_dir: Path, metadata: dict) -> None:
+        self.folder = data_dir / "samples" / "sentinel1_grd"
+        self.items = json.loads((self.folder / "items.json").read_text())["items"]
+        self.meta = metadata["terracube:synthetic"]
+        with rasterio.open(self.folder / "terrain.tif") as ds:
+            heights = ds.read(1).astype(np.float64)
+        d_row, d_col = np.gradient(heights)
+        self.dzdx, self.dzdy = d_col / PIXEL, -d_row / PIXEL
+        centres = WEST + PIXEL * (np.arange(heights.shape[1]) + 0.5)
+        self.x, self.y = np.meshgrid(centres, NORTH - PIXEL * (np.arange(heights.shape[0]) + 0.5))
+
+    def item(self, date: str) -> dict:
+        (item,) = [i for i in self.items if i["datetime"].startswith(date)]
+        return item
+
+    def dates(self, start: str, end: str, orbit_state: str | None = None) -> list[str]:
+        return [i["datetime"] for i in self.items if start <= i["datetime"] < end
+                and orbit_state in (None, i["properties"]["sat:orbit_state"])]
+
+    def stored(self, date: str, band: str) -> np.ndarray:
+        with rasterio.open(self.folder / self.item(date)["assets"][band]) as ds:
+            return ds.read(1).astype(np.float64)
+
+    def angles(self, date: str) -> tuple[np.ndarray, np.ndarray]:
+        """Ellipsoid and local incidence angles (radians) over the whole sample."""
+        state = self.item(date)["properties"]["sat:orbit_state"]
+        (orbit,) = [o for o in self.meta["orbits"] if o["sat:orbit_state"] == state]
+        phi = np.radians(orbit["look_azimuth"])
+        centre = self.meta["scene_centre"]
+        along = (self.x - centre["x"]) * np.sin(phi) + (self.y - centre["y"]) * np.cos(phi)
+        theta_e = np.radians(orbit["incidence_angle_at_centre"]
+                             + self.meta["incidence_angle_gradient_per_m"] * along)
+        to_sat = np.stack([-np.sin(phi) * np.sin(theta_e), -np.cos(phi) * np.sin(theta_e),
+                           np.cos(theta_e)])
+        normal = np.stack([-self.dzdx, -self.dzdy, np.ones_like(self.dzdx)])
+        normal /= np.linalg.norm(normal, axis=0)
+        return theta_e, np.arccos(np.clip((normal * to_sat).sum(axis=0), -1, 1))
+
+    def coefficient(self, date: str, band: str, coefficient: str) -> np.ndarray:
+        theta_e, theta_l = self.angles(date)
+        beta0 = self.stored(date, band) / np.tan(theta_e)
+        if coefficient == "sigma0-ellipsoid":
+            return beta0 * np.sin(theta_e)
+        assert coefficient == "gamma0-terrain"
+        return np.where(theta_l < np.pi / 2, beta0 * np.tan(theta_l), np.nan)
+
+
+def window(full: np.ndarray, ds: xr.Dataset) -> np.ndarray:
+    """`full` (the sample's 10 m grid) at the pixels of a result's x/y labels."""
+    cols = np.rint((ds.x.values - WEST) / PIXEL - 0.5).astype(int)
+    rows = np.rint((NORTH - ds.y.values) / PIXEL - 0.5).astype(int)
+    return full[np.ix_(rows, cols)]
+
+
+@pytest.fixture(scope="module")
+def sample(connection, sample_data_dir: Path) -> Sample:
+    return Sample(sample_data_dir, connection.describe_collection("SENTINEL1_GRD"))
+
+
+def dates_of(ds: xr.Dataset) -> list[str]:
+    return [str(t)[:19] + "Z" for t in ds.t.values.astype("datetime64[s]")]
+
+
+# --- the collection --------------------------------------------------------------------------
+
+
+def test_collection_metadata_as_cdse_publishes_it(connection) -> None:
+    """Band names, summaries and properties the programs rely on."""
+    assert "SENTINEL1_GRD" in connection.list_collection_ids()
+    meta = connection.describe_collection("SENTINEL1_GRD")
+    assert meta["cube:dimensions"]["bands"]["values"] == ["VV", "VH", "HV", "HH"]
+    summaries = meta["summaries"]
+    assert summaries["sat:orbit_state"] == ["ascending", "descending"]
+    assert summaries["sar:instrument_mode"] == ["IW"] and summaries["polarization"] == ["DV"]
+    queryables = connection.get("/collections/SENTINEL1_GRD/queryables").json()
+    assert {"sat:orbit_state", "sat:relative_orbit", "polarization"} <= set(
+        queryables["properties"])
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        connection.load_collection("SENTINEL1_GRD", bands=["HH"]).download(format="netCDF")
+    assert info.value.code == "ProcessParameterInvalid" and "VV+VH" in info.value.message
+
+
+# --- CDSE notebook-samples: openeo/Radar_ARD.ipynb --------------------------------------------
+
+
+def test_radar_ard(connection, sample: Sample, tmp_path: Path) -> None:
+    """Radar_ARD.ipynb: ascending passes only (Sentinel Hub's "ASCENDING"), sigma0 on the
+    ellipsoid with COPERNICUS_30, to dB with log(base=10); its own extent (Bolzano) holds the
+    whole sample, the dates are 2022's."""
+    spatial_extent = {
+        "west": 11.293602,
+        "east": 11.382866,
+        "south": 46.460163,
+        "north": 46.514768,
+        "crs": "EPSG:4326",
+    }
+
+    s1 = connection.load_collection(
+        "SENTINEL1_GRD",
+        spatial_extent=spatial_extent,
+        bands=["VV", "VH"],
+        temporal_extent=["2022-06-01", "2022-06-08"],
+        properties={"sat:orbit_state": lambda od: od == "ASCENDING"},
+    )
+    s1_scatter = s1.sar_backscatter(
+        coefficient="sigma0-ellipsoid", elevation_model="COPERNICUS_30"
+    )
+    s1bs = s1_scatter.apply(lambda x: 10 * x.log(base=10))
+    s1bs.download(tmp_path / "sar_bs.nc")
+
+    S1_ard = xr.open_dataset(tmp_path / "sar_bs.nc")
+    (date,) = sample.dates("2022-06-01", "2022-06-08", "ascending")
+    assert dates_of(S1_ard) == [date]
+    assert S1_ard.VV.shape == (1, 384, 384)
+    for band in ("VV", "VH"):
+        expected = 10 * np.log10(window(sample.coefficient(date, band, "sigma0-ellipsoid"),
+                                        S1_ard))
+        np.testing.assert_allclose(S1_ard[band][0].values, expected, atol=2e-4)
+    # Water is dark, the town bright (the Sentinel-2 sample's river and town).
+    assert -30 < float(np.nanmedian(S1_ard.VV[0].values)) < 0
+
+
+def test_sar_backscatter_refuses_what_it_cannot_compute(connection) -> None:
+    """Optical data, contributing_area, another DEM: openEO errors naming what to do."""
+    s2 = connection.load_collection("SENTINEL2_L2A", spatial_extent=LONLAT_BOX, bands=["B04"],
+                                    temporal_extent=["2022-07-02", "2022-07-03"])
+    s1 = connection.load_collection("SENTINEL1_GRD", spatial_extent=LONLAT_BOX,
+                                    temporal_extent=["2022-06-01", "2022-06-03"])
+    cases = [
+        (s2.sar_backscatter(coefficient="sigma0-ellipsoid"), "ProcessParameterInvalid",
+         "SENTINEL1_GRD"),
+        (s1.sar_backscatter(contributing_area=True), "ProcessParameterInvalid",
+         "contributing_area"),
+        (s1.sar_backscatter(elevation_model="SRTM"), "DigitalElevationModelInvalid",
+         "COPERNICUS_30"),
+        (s1.process("sar_backscatter", data=s1, coefficient="sigma0"), "ProcessParameterInvalid",
+         "gamma0-terrain"),
+    ]
+    for cube, code, hint in cases:
+        with pytest.raises(openeo.rest.OpenEoApiError) as info:
+            cube.download(format="netCDF")
+        assert info.value.code == code and hint in info.value.message, info.value.message
+        assert info.value.http_status_code == 400
+
+
+# --- openeo-community-examples -----------------------------------------------------------------
+
+
+def test_rvi(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/RVI/RVI.ipynb: RVI = 4 VH / (VV + VH) of sigma0 over three months (both
+    orbits), downloaded as netCDF and read as the notebook reads it (variable "var")."""
+    s1 = connection.load_collection(
+        "SENTINEL1_GRD",
+        temporal_extent=["2022-05-03", "2022-08-03"],
+        spatial_extent=LONLAT_BOX,
+        bands=["VV", "VH"],
+    )
+    s1 = s1.sar_backscatter(coefficient="sigma0-ellipsoid")
+    rvi = (4 * s1.band("VH")) / (s1.band("VV") + s1.band("VH"))
+    rvi.download(tmp_path / "RVI.nc")
+
+    ds = xr.load_dataset(tmp_path / "RVI.nc")
+    data = ds[["var"]].to_array(dim="bands")
+    dates = sample.dates("2022-05-03", "2022-08-03")
+    assert dates_of(ds) == dates and len(dates) == 15
+    for k in (0, 7, 14):
+        vv = sample.coefficient(dates[k], "VV", "sigma0-ellipsoid")
+        vh = sample.coefficient(dates[k], "VH", "sigma0-ellipsoid")
+        np.testing.assert_allclose(data[0, k].values, window(4 * vh / (vv + vh), ds),
+                                   rtol=1e-5)
+    series = data.mean(dim=("x", "y"))[0]
+    assert series.shape == (15,) and bool(((series > 0) & (series < 1)).all())
+
+
+def test_sentinel1_stats(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/Sentinel1_Stats: the raw cube downloaded, then min/max/mean/sd/quantiles over
+    time with apply_dimension(target_dimension="bands") and rename_labels from the client's
+    band names, as a batch job; its own extent (Bolzano), 2022's dates."""
+    from openeo.processes import ProcessBuilder, array_concat, array_create
+
+    spatial_extent = {
+        "west": 11.3409,
+        "east": 11.353779,
+        "south": 46.48772,
+        "north": 46.493924,
+        "crs": 4326,
+    }
+    temporal_extent = ["2022-05-01", "2022-07-01"]
+    s1_raw = connection.load_collection(
+        collection_id="SENTINEL1_GRD",
+        temporal_extent=temporal_extent,
+        spatial_extent=spatial_extent,
+        bands=["VH", "VV"],
+    )
+    s1_raw.download(tmp_path / "s1sar-raw.nc")
+    ds = xarray_load(tmp_path / "s1sar-raw.nc")
+    dates = sample.dates("2022-05-01", "2022-07-01")
+    assert dates_of(ds) == dates
+    np.testing.assert_allclose(ds["VH"].isel(t=0).values,
+                               window(sample.stored(dates[0], "VH"), ds), rtol=1e-6)
+
+    def get_stats(data: ProcessBuilder) -> ProcessBuilder:
+        scalar_stats = array_create([data.min(), data.max(), data.mean(), data.sd()])
+        quantile_stats = data.quantiles([0.1, 0.5, 0.9])
+        return array_concat(array1=scalar_stats, array2=quantile_stats)
+
+    s1_stats = s1_raw.apply_dimension(process=get_stats, dimension="t",
+                                      target_dimension="bands")
+    s1_stats = s1_stats.rename_labels(
+        "bands",
+        [f"{b}_{s}" for b in s1_raw.metadata.band_names
+         for s in ["min", "max", "mean", "sd", "q10", "q50", "q90"]],
+    )
+    job = s1_stats.execute_batch(title="Sentinel1_GRD_Statistics",
+                                 outputfile=tmp_path / "S1grd-stats.nc", max_poll_interval=0.2)
+    assert job.get_results().get_assets()[0].href
+    stats = xarray_load(tmp_path / "S1grd-stats.nc")
+    for band in ("VH", "VV"):
+        series = np.stack([window(sample.stored(d, band), stats) for d in dates])
+        expected = {"min": series.min(0), "max": series.max(0), "mean": series.mean(0),
+                    "sd": series.std(0, ddof=1), "q10": np.quantile(series, 0.1, axis=0),
+                    "q50": np.quantile(series, 0.5, axis=0),
+                    "q90": np.quantile(series, 0.9, axis=0)}
+        for name, values in expected.items():
+            np.testing.assert_allclose(stats[f"{band}_{name}"].values.squeeze(), values,
+                                       rtol=1e-4, err_msg=f"{band}_{name}")
+
+
+def xarray_load(path: Path) -> xr.Dataset:
+    ds = xr.load_dataset(path)
+    return ds.drop_vars([v for v in ("crs", "spatial_ref") if v in ds.variables])
+
+
+def test_surface_soil_moisture(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/SurfaceSoilMoisture: change detection of sigma0 VV between the driest and the
+    wettest pass of a reference period, masked where the mean backscatter is very bright or
+    dark, as a batch job; the reference is the season, the current date September's."""
+    import openeo.processes
+
+    spatial_extent = LONLAT_BOX
+    s1_ref = connection.load_collection(
+        "SENTINEL1_GRD",
+        temporal_extent=["2022-04-01", "2022-09-01"],
+        spatial_extent=spatial_extent,
+        bands=["VV"],
+    )
+    s1_ref = s1_ref.sar_backscatter(coefficient="sigma0-ellipsoid")
+    s1_cur = connection.load_collection(
+        "SENTINEL1_GRD",
+        temporal_extent=["2022-09-01", "2022-09-28"],
+        spatial_extent=spatial_extent,
+        bands=["VV"],
+    )
+    s1_cur = s1_cur.sar_backscatter(coefficient="sigma0-ellipsoid")
+    s1_cur = s1_cur.reduce_dimension(dimension="t", reducer="last")
+    dry_ref = s1_ref.reduce_dimension(dimension="t", reducer="min")
+    wet_ref = s1_ref.reduce_dimension(dimension="t", reducer="max")
+    SSM = (s1_cur - dry_ref) / (wet_ref - dry_ref)
+    average_ref = s1_ref.reduce_dimension(dimension="t", reducer="mean")
+    average_ref = average_ref.apply(process=lambda data: 10 * openeo.processes.log(data, base=10))
+    VV = average_ref.band("VV")
+    mask = (VV > -6) | (VV < -17)
+    SSM = SSM.mask(mask)
+    SSM.execute_batch(title="Surface Soil Moisture Australia",
+                      outputfile=tmp_path / "SoilMoisture.nc", max_poll_interval=0.2)
+
+    ds = xr.load_dataset(tmp_path / "SoilMoisture.nc")
+    data = ds[["VV"]].to_array(dim="bands")
+    ref = np.stack([sample.coefficient(d, "VV", "sigma0-ellipsoid")
+                    for d in sample.dates("2022-04-01", "2022-09-01")])
+    cur = sample.coefficient(sample.dates("2022-09-01", "2022-09-28")[-1], "VV",
+                             "sigma0-ellipsoid")
+    ssm = (cur - ref.min(0)) / (ref.max(0) - ref.min(0))
+    mean_db = 10 * np.log10(ref.mean(0))
+    ssm[(mean_db > -6) | (mean_db < -17)] = np.nan
+    np.testing.assert_allclose(data[0].values.squeeze(), window(ssm, ds), rtol=1e-4,
+                               atol=1e-6)
+    assert np.isfinite(data[0].values).mean() > 0.5
+
+
+def test_dynamic_land_cover_sentinel1_composite(connection, sample: Sample,
+                                                tmp_path: Path) -> None:
+    """python/DynamicLandCoverMapping's sentinel1_composite (the same steps as
+    RandomForest-ForestFire's s1_features): ascending passes by collection_property, sigma0,
+    a VH/VV ratio and both bands in dB shifted by 30 with apply_dimension(bands) and
+    array_create, labels renamed from the client's metadata, scaled to 0..30000, dekad
+    medians gap-filled with array_interpolate_linear."""
+    from openeo.processes import array_create
+
+    s1 = connection.load_collection(
+        "SENTINEL1_GRD", temporal_extent=["2022-05-01", "2022-06-30"], bands=["VH", "VV"],
+        spatial_extent=LONLAT_BOX,
+        properties=[openeo.collection_property("sat:orbit_state") == "ascending"])
+    s1 = s1.sar_backscatter(coefficient="sigma0-ellipsoid")
+    s1 = s1.apply_dimension(
+        dimension="bands",
+        process=lambda x: array_create([
+            30.0 * x[0] / x[1],
+            30.0 + 10.0 * x[0].log(base=10),
+            30.0 + 10.0 * x[1].log(base=10),
+        ]),
+    )
+    s1 = s1.rename_labels("bands", ["ratio"] + s1.metadata.band_names)
+    s1 = s1.linear_scale_range(0, 30, 0, 30000)
+    s1_dekad = s1.aggregate_temporal_period(period="dekad", reducer="median")
+    s1_dekad = s1_dekad.apply_dimension(dimension="t", process="array_interpolate_linear")
+    s1_dekad.download(tmp_path / "s1_dekad.nc")
+
+    ds = xarray_load(tmp_path / "s1_dekad.nc")
+    assert [str(t)[:10] for t in ds.t.values] == [
+        "2022-05-01", "2022-05-11", "2022-05-21", "2022-06-01", "2022-06-11", "2022-06-21"]
+    dates = sample.dates("2022-05-01", "2022-07-01", "ascending")
+    assert [d[:10] for d in dates] == ["2022-05-08", "2022-05-20", "2022-06-01", "2022-06-13",
+                                       "2022-06-25"]
+
+    def expected(date: str) -> dict[str, np.ndarray]:
+        vh = window(sample.coefficient(date, "VH", "sigma0-ellipsoid"), ds)
+        vv = window(sample.coefficient(date, "VV", "sigma0-ellipsoid"), ds)
+        features = {"ratio": 30.0 * vh / vv, "VH": 30.0 + 10.0 * np.log10(vh),
+                    "VV": 30.0 + 10.0 * np.log10(vv)}
+        return {k: np.clip(v, 0, 30) * 1000 for k, v in features.items()}
+
+    first, second, third = (expected(d) for d in dates[:3])
+    for band in ("ratio", "VH", "VV"):
+        np.testing.assert_allclose(ds[band][0].values, first[band], rtol=1e-4)
+        np.testing.assert_allclose(ds[band][1].values, second[band], rtol=1e-4)
+        # the empty dekad of 21-31 May lies halfway between its neighbours
+        np.testing.assert_allclose(ds[band][2].values, (second[band] + third[band]) / 2,
+                                   rtol=1e-4)
+
+
+def test_platform_basics_min_time(connection, sample: Sample, tmp_path: Path) -> None:
+    """openEO Platform Basics: the minimum over a month of VV and VH (raw, gamma0 on the
+    ellipsoid); the valley instead of Vienna, April 2022 instead of March 2017."""
+    datacube = connection.load_collection(
+        "SENTINEL1_GRD",
+        spatial_extent=LONLAT_BOX,
+        temporal_extent=["2022-04-01", "2022-05-01"],
+        bands=["VV", "VH"],
+    )
+    datacube = datacube.min_time()
+    datacube.download(tmp_path / "min.nc")
+    ds = xarray_load(tmp_path / "min.nc")
+    for band in ("VV", "VH"):
+        series = np.stack([window(sample.stored(d, band), ds)
+                           for d in sample.dates("2022-04-01", "2022-05-01")])
+        np.testing.assert_allclose(ds[band].values.squeeze(), series.min(0), rtol=1e-6)
+
+
+# --- openeo-python-client documentation -----------------------------------------------------
+
+
+def test_property_filters_of_the_client_docs(connection, sample: Sample, tmp_path: Path) -> None:
+    """data_access.rst filters SAR data on the relative orbit with `properties` (adapted: this
+    sample's descending orbit is 168); flood_sar_udf filters polarization "DV"."""
+    cube = connection.load_collection(
+        "SENTINEL1_GRD", spatial_extent=LONLAT_BOX, temporal_extent=["2022-06-01", "2022-07-01"],
+        bands=["VV"],
+        properties={
+            "sat:relative_orbit": lambda x: x == 168,
+        },
+    )
+    cube.download(tmp_path / "orbit.nc")
+    with xr.open_dataset(tmp_path / "orbit.nc") as ds:
+        assert dates_of(ds) == sample.dates("2022-06-01", "2022-07-01", "descending")
+    dv = connection.load_collection(
+        "SENTINEL1_GRD", spatial_extent=LONLAT_BOX, temporal_extent=["2022-06-01", "2022-06-10"],
+        bands=["VV"], properties={"polarization": lambda p: p == "DV"})
+    dv.download(tmp_path / "dv.nc")
+    with xr.open_dataset(tmp_path / "dv.nc") as ds:
+        assert dates_of(ds) == sample.dates("2022-06-01", "2022-06-10")
+
+
+def test_ard_normalized_radar_backscatter(connection, sample: Sample, tmp_path: Path) -> None:
+    """cookbook/ard.rst: CARD4L backscatter as a batch job, the assets downloaded: gamma0 on
+    the terrain with the data mask and the local incidence angle."""
+    s1grd = (connection.load_collection("SENTINEL1_GRD", bands=["VH", "VV"])
+             .filter_bbox(west=11.3409, east=11.353779, north=46.493924, south=46.48772)
+             .filter_temporal(extent=["2022-06-01", "2022-06-02"]))
+    job = s1grd.ard_normalized_radar_backscatter().execute_batch(max_poll_interval=0.2)
+    paths = [asset.download(tmp_path / asset.name) for asset in job.get_results().get_assets()]
+    (nc,) = [p for p in paths if str(p).endswith((".nc", ".tif", ".tiff"))]
+    (date,) = sample.dates("2022-06-01", "2022-06-02")
+    theta_e, theta_l = sample.angles(date)
+    with rasterio.open(nc) as src:
+        names = list(src.descriptions)
+        values = {name: src.read(k + 1) for k, name in enumerate(names)}
+        xs = src.transform.c + PIXEL * (np.arange(src.width) + 0.5)
+        ys = src.transform.f - PIXEL * (np.arange(src.height) + 0.5)
+    assert names == ["VH", "VV", "mask", "local_incidence_angle"]
+    grid = xr.Dataset(coords={"x": xs, "y": ys})
+    for band in ("VH", "VV"):
+        np.testing.assert_allclose(values[band], window(sample.coefficient(date, band,
+                                                                           "gamma0-terrain"),
+                                                        grid), rtol=2e-4, equal_nan=True)
+    np.testing.assert_allclose(values["local_incidence_angle"],
+                               window(np.degrees(theta_l), grid), atol=1e-3)
+    assert set(np.unique(values["mask"])) <= {0.0, 1.0}
