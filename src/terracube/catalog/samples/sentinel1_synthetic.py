@@ -37,6 +37,7 @@ from rasterio.warp import transform_bounds
 
 from terracube import errors
 from terracube.catalog.base import PropertyCheck
+from terracube.catalog.samples.dem_landcover_synthetic import elevation_metres
 from terracube.catalog.samples.sentinel2_synthetic import (
     _FIELD,
     _FOREST,
@@ -150,11 +151,9 @@ def acquisition_geometry(orbit: Orbit) -> SarAcquisition:
 
 
 def terrain_heights(landscape: _Landscape) -> np.ndarray:
-    """Heights (m) of the landscape on the 10 m grid: a gently rising valley floor and a
-    mountain side. The same formula as the COPERNICUS_30 sample's (dem_landcover_synthetic
-    .elevation_metres), which samples these heights onto its own grid."""
-    e = landscape.elevation
-    return 240.0 + 45.0 * np.clip(e, 0.0, None) + 4000.0 * np.clip(e - 0.6, 0.0, None) ** 1.5
+    """Heights (m) of the landscape on the 10 m grid: those that the COPERNICUS_30 sample
+    samples onto its own grid, so that the radar's terrain is the DEM's."""
+    return elevation_metres(landscape)
 
 
 def ensure_sentinel1_data(data_dir: Path) -> Path:
