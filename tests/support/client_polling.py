@@ -1,0 +1,41 @@
+"""Batch jobs polled quickly by the official `openeo` client in every test.
+
+`BatchJob.start_and_wait` (and `execute_batch`, `run_synchronous`... which call it) sleeps
+5 s before its second status poll and up to `max_poll_interval` (default 60 s) later on. Our
+test jobs finish in seconds, so most of that time is pure waiting. Users' programs run in the
+tests unchanged (no `max_poll_interval=` added to their calls): instead the test run caps the
+client's interval here, once, for every test and every test file added later.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+TEST_MAX_POLL_INTERVAL = 0.2  # seconds; the client starts at min(5, max_poll_interval)
+
+
+def fast_start_and_wait(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`original` (BatchJob.start_and_wait) with its poll interval capped at
+    TEST_MAX_POLL_INTERVAL, whatever the caller (the client's execute_batch passes 60) asks."""
+
+    @functools.wraps(original)
+    def start_and_wait(self: Any, *args: Any, max_poll_interval: float = 60,
+                       **kwargs: Any) -> Any:
+        capped = min(max_poll_interval, TEST_MAX_POLL_INTERVAL)
+        return original(self, *args, max_poll_interval=capped, **kwargs)
+
+    start_and_wait.__wrapped_for_tests__ = True  # type: ignore[attr-defined]
+    return start_and_wait
+
+
+def install() -> None:
+    """Cap the interval of the installed client's BatchJob (nothing without the client)."""
+    try:
+        from openeo.rest.job import BatchJob
+    except ImportError:
+        return
+    if not getattr(BatchJob.start_and_wait, "__wrapped_for_tests__", False):
+        BatchJob.start_and_wait = fast_start_and_wait(  # type: ignore[method-assign]
+            BatchJob.start_and_wait)
