@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from terracube.datacube.request import BBox
+# numpy, pandas and pyproj (datacube/request.py) are imported by the functions that use them:
+# the collection records (registry.py: `terracube collections list|remove`) need only
+# CollectionInputError and check_collection_id from here.
 
 
 class CollectionInputError(ValueError):
@@ -88,12 +87,16 @@ def reference_system(crs: Any) -> int | str:
 def lonlat_bbox(west: float, south: float, east: float, north: float,
                 crs: Any) -> list[float]:
     """The WGS84 box enclosing a box in `crs` (clipped to the valid range)."""
+    from terracube.datacube.request import BBox
+
     b = BBox(west, south, east, north, crs).to_crs(4326)
     return [max(-180.0, b.west), max(-90.0, b.south), min(180.0, b.east), min(90.0, b.north)]
 
 
 # --- time -----------------------------------------------------------------------------------
 def rfc3339(t: Any) -> str:
+    import pandas as pd
+
     ts = pd.Timestamp(t)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
@@ -122,6 +125,9 @@ def temporal_step(times: Sequence[Any]) -> str | None:
 
     Monthly and yearly series (calendar months have different lengths) are recognised.
     """
+    import numpy as np
+    import pandas as pd
+
     idx = pd.DatetimeIndex([pd.Timestamp(t).tz_localize(None) if pd.Timestamp(t).tzinfo is None
                             else pd.Timestamp(t).tz_convert("UTC").tz_localize(None)
                             for t in times]).sort_values()

@@ -14,11 +14,15 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from terracube.catalog.base import CollectionSource
 from terracube.catalog.metadata import CollectionInputError, check_collection_id
-from terracube.catalog.stac_items import StacItemsSource
+
+if TYPE_CHECKING:
+    from terracube.catalog.base import CollectionSource
+
+# The sources (xarray, odc-stac, rasterio) are imported by the functions that build them:
+# `terracube collections list|remove` read and write records only.
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +181,7 @@ def _apply_fields(source: CollectionSource, fields: dict) -> None:
 def make_record(collection_id: str, kind: str, source: CollectionSource, origin: str,
                 pattern: str | None = None, bands: list[str] | None = None) -> dict:
     from terracube.catalog import netcdf_zarr_source, stac
+    from terracube.catalog.stac_items import StacItemsSource
 
     record: dict[str, Any] = {
         "version": RECORD_VERSION,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from terracube.settings import Settings
+if TYPE_CHECKING:
+    from terracube.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -21,6 +22,8 @@ def usage(parser: argparse.ArgumentParser) -> int:
 
 def settings_from(args: argparse.Namespace, **fields: Any) -> Settings:
     """Settings from the environment, overridden by the command-line flags that were given."""
+    from terracube.settings import Settings  # pydantic: not for `terracube --help`
+
     overrides = {k: v for k, v in fields.items() if v is not None}
     if getattr(args, "data_dir", None) is not None:
         overrides["data_dir"] = args.data_dir

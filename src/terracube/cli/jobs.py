@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from terracube import errors
 from terracube.cli.common import EXIT_FAILED, EXIT_OK, settings_from, usage
-from terracube.db import open_database
-from terracube.jobs.files import JobFolders
-from terracube.jobs.logs import rfc3339
-from terracube.jobs.store import JobStore
-from terracube.settings import Settings
+
+if TYPE_CHECKING:
+    from terracube.settings import Settings
+
+# The job store (SQLAlchemy) is imported by the handler: every `terracube` command builds this
+# parser (cli/main.py).
 
 
 def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
@@ -44,6 +44,12 @@ def jobs_command(args: argparse.Namespace) -> int:
 
 
 def run_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    from terracube import errors
+    from terracube.db import open_database
+    from terracube.jobs.files import JobFolders
+    from terracube.jobs.logs import rfc3339
+    from terracube.jobs.store import JobStore
+
     db = open_database(settings.database_url)
     store = JobStore(db)
     folders = JobFolders(settings.data_dir)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from terracube.cli.common import EXIT_OK, EXIT_USAGE, settings_from
-from terracube.settings import UnsafeToServe
 
 log = logging.getLogger("terracube")
 
@@ -64,6 +63,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from terracube.api.app import create_app
+    from terracube.settings import UnsafeToServe
 
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers,
                              root_path=args.root_path,

@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from terracube import errors
 from terracube.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, settings_from, usage
 
-# The engine and catalog are imported inside the handler: they load xarray, dask and rasterio,
-# which the other commands of the CLI do not need.
+# The engine and catalog are imported inside the handler (numpy too): they load xarray, dask
+# and rasterio, which the other commands of the CLI do not need.
 
 
 def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
@@ -109,6 +107,8 @@ def udf_run(args: argparse.Namespace) -> int:
 
 def _describe(data: Any) -> None:
     """Dimensions, shape, labels (short ones), statistics and the first values."""
+    import numpy as np
+
     print("dimensions: " + ", ".join(f"{d} ({n})" for d, n in data.sizes.items()))
     print(f"shape: {tuple(data.shape)}")
     print(f"dtype: {data.dtype}")

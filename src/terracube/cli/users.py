@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from terracube.auth.admins import set_admin
-from terracube.auth.oidc import oidc_identities
-from terracube.auth.users import UserExists, UserNotFound, UserStore, check_user_id
 from terracube.cli.common import EXIT_FAILED, EXIT_OK, settings_from, usage
-from terracube.db import open_database
-from terracube.processing.costs import ComputeBudgets
-from terracube.workspace.retention import remove_workspace
+
+if TYPE_CHECKING:
+    from terracube.auth.users import UserStore
+
+# The handlers import what they use (the database, the OIDC and budget modules...): every
+# `terracube` command builds this parser, and most need none of them (cli/main.py).
 
 
 def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
@@ -58,6 +58,9 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
 
 
 def _user_store(args: argparse.Namespace) -> UserStore:
+    from terracube.auth.users import UserStore
+    from terracube.db import open_database
+
     settings = settings_from(args)
     return UserStore(open_database(settings.database_url))
 
@@ -73,6 +76,8 @@ def _read_password(confirm: bool = True) -> str:
 
 
 def users_add(args: argparse.Namespace) -> int:
+    from terracube.auth.users import UserExists, check_user_id
+
     try:
         check_user_id(args.name)
         store = _user_store(args)
@@ -85,6 +90,8 @@ def users_add(args: argparse.Namespace) -> int:
 
 
 def users_list(args: argparse.Namespace) -> int:
+    from terracube.auth.oidc import oidc_identities
+
     store = _user_store(args)
     identities = oidc_identities(store.db)
     for user in store.list():
@@ -99,6 +106,9 @@ def users_list(args: argparse.Namespace) -> int:
 
 
 def users_remove(args: argparse.Namespace) -> int:
+    from terracube.auth.users import UserNotFound
+    from terracube.workspace.retention import remove_workspace
+
     try:
         _user_store(args).remove(args.name)
     except UserNotFound as exc:
@@ -112,6 +122,8 @@ def users_remove(args: argparse.Namespace) -> int:
 
 
 def users_passwd(args: argparse.Namespace) -> int:
+    from terracube.auth.users import UserNotFound
+
     try:
         store = _user_store(args)
         if not store.exists(args.name):
@@ -125,6 +137,9 @@ def users_passwd(args: argparse.Namespace) -> int:
 
 
 def users_admin(args: argparse.Namespace) -> int:
+    from terracube.auth.admins import set_admin
+    from terracube.auth.users import UserNotFound
+
     try:
         set_admin(_user_store(args).db, args.name, not args.revoke)
     except UserNotFound as exc:
@@ -135,6 +150,8 @@ def users_admin(args: argparse.Namespace) -> int:
 
 
 def users_budget(args: argparse.Namespace) -> int:
+    from terracube.processing.costs import ComputeBudgets
+
     store = _user_store(args)
     budgets = ComputeBudgets(store.db)
     seconds = (args.cpu_hours * 3600 if args.cpu_hours is not None else args.cpu_seconds)

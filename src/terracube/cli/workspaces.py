@@ -6,8 +6,9 @@ import argparse
 from typing import Any
 
 from terracube.cli.common import EXIT_OK, settings_from, usage
-from terracube.db import open_database
-from terracube.workspace.retention import sweep, workspace_status
+
+# The database and the retention module are imported by the handlers: every `terracube`
+# command builds this parser (cli/main.py).
 
 
 def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
@@ -27,6 +28,9 @@ def add_commands(commands: Any, data_dir: argparse.ArgumentParser) -> None:
 
 
 def workspaces_list(args: argparse.Namespace) -> int:
+    from terracube.db import open_database
+    from terracube.workspace.retention import workspace_status
+
     settings = settings_from(args)
     rows = workspace_status(settings, open_database(settings.database_url))
     print(f"{'user':<24} {'used bytes':>14} {'quota bytes':>14}  {'last active':<20} "
@@ -39,6 +43,9 @@ def workspaces_list(args: argparse.Namespace) -> int:
 
 
 def workspaces_sweep(args: argparse.Namespace) -> int:
+    from terracube.db import open_database
+    from terracube.workspace.retention import sweep
+
     settings = settings_from(args)
     report = sweep(settings, open_database(settings.database_url))
     if settings.workspace_inactive_days <= 0:

@@ -194,7 +194,7 @@ class Worker:
         import odc.stac  # noqa: F401
         import rioxarray  # noqa: F401
 
-        import terracube.catalog  # noqa: F401
+        import terracube.catalog.catalog  # noqa: F401
         import terracube.processing.outputs  # noqa: F401
 
     def _idle(self, seconds: float) -> None:

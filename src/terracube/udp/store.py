@@ -14,7 +14,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from terracube import errors
 from terracube.db import Base, Database
-from terracube.engine.argument_types import type_problems
 from terracube.udp.definition import (
     IsPredefined,
     check_definition,
@@ -59,6 +58,11 @@ class UdpStore:
     def store(self, user_id: str, process_id: str, body: Any,
               is_predefined: IsPredefined) -> dict:
         """Check and store (create or fully replace) a process; returns what was stored."""
+        # Imported here: the argument checks load every process module (xarray, dask...), and
+        # this module is imported wherever the database is opened (db.MODEL_MODULES), e.g. by
+        # `terracube users add`, which stores no process.
+        from terracube.engine.argument_types import type_problems
+
         process = check_definition(process_id, body)
         problems = type_problems(process["process_graph"], is_predefined,
                                  scope=declared_parameters(process))
