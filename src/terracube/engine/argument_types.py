@@ -42,6 +42,15 @@ def _is_geojson(value: Any) -> bool:
     return isinstance(value, dict) and value.get("type") in _GEOJSON_TYPES
 
 
+def _is_vector_cube(schema: dict) -> bool:
+    """A vector cube: subtype vector-cube, or a datacube with a geometry dimension."""
+    if schema.get("subtype") == "vector-cube":
+        return True
+    dims = schema.get("dimensions")
+    return schema.get("subtype") == "datacube" and isinstance(dims, list) and any(
+        isinstance(d, dict) and d.get("type") == "geometry" for d in dims)
+
+
 def _has_references(value: Any) -> bool:
     if isinstance(value, dict):
         if _is_reference(value) or "process_graph" in value:
@@ -85,8 +94,10 @@ def matches(value: Any, schema: Any) -> bool:
         return False
     if _has_references(value):
         return True  # values only known when it runs
-    if schema.get("subtype") == "vector-cube" and _is_geojson(value):
-        return True  # GeoJSON becomes a vector cube, as on CDSE (fit_*_random_forest target)
+    if _is_vector_cube(schema) and _is_geojson(value):
+        # GeoJSON becomes a vector cube, as on CDSE (fit_*_random_forest target,
+        # apply_polygon's geometries in the community examples)
+        return True
     if schema.get("subtype") in _NOT_LITERAL:
         return False
     types = schema.get("type")

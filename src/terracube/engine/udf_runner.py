@@ -307,7 +307,7 @@ def call_vector(func: Any, arr: Any, vector: dict, context: Any) -> tuple[Any, d
     return cube, {"features": collection.get("features", []), "crs": crs}
 
 
-def call(kind: str, func: Any, arr: Any, context: Any) -> Any:
+def call(kind: str, func: Any, arr: Any, context: Any, proj: Any = None) -> Any:
     import xarray as xr
 
     if kind == "vectorcube":
@@ -323,7 +323,8 @@ def call(kind: str, func: Any, arr: Any, context: Any) -> Any:
         if kind == "datacube":
             out = func(cube=XarrayDataCube(arr), context=context)
         else:
-            udf_data = UdfData(datacube_list=[XarrayDataCube(arr)], user_context=context)
+            udf_data = UdfData(proj=proj, datacube_list=[XarrayDataCube(arr)],
+                               user_context=context)
             func(udf_data)
             cubes = udf_data.get_datacube_list() or []
             if len(cubes) != 1:
@@ -522,7 +523,8 @@ def main() -> None:
                 result, vector = call_vector(func, arr, request["vector"],
                                              request.get("context") or {})
             else:
-                result = call(kind, func, arr, request.get("context") or {})
+                result = call(kind, func, arr, request.get("context") or {},
+                              request.get("proj"))
             reply: list[bytes] = []
             desc = encode_array(result, reply)
             write_message(out, {"ok": True, "array": desc, "vector": vector,

@@ -420,11 +420,13 @@ class _Worker:
                 raise _WorkerDied("it sent a malformed reply") from None
         return header, [self._read_exact(n, deadline) for n in sizes]
 
-    def call(self, arr: xr.DataArray, context: Any,
-             vector: dict | None = None) -> tuple[dict, xr.DataArray | None]:
+    def call(self, arr: xr.DataArray, context: Any, vector: dict | None = None,
+             proj: dict | None = None) -> tuple[dict, xr.DataArray | None]:
         buffers: list = []
         desc = _encode(arr, buffers)
         request = {"array": desc, "context": context}
+        if proj is not None:  # UdfData.proj, e.g. {"EPSG": 32632}
+            request["proj"] = proj
         if vector is not None:  # the geometries of a vector cube (apply_vectorcube)
             request["vector"] = vector
         try:
@@ -614,11 +616,11 @@ _POOLS: weakref.WeakValueDictionary[str, UdfPool] = weakref.WeakValueDictionary(
 
 
 def _pool_by_id(pool_id: str, code: str, limits: UdfLimits, sandboxed: bool,
-                env: Path | None = None) -> UdfPool:
+                env: Path | None = None, proj: dict | None = None) -> UdfPool:
     """The pool of this process with that id (a dask graph was pickled), or a new one."""
     pool = _POOLS.get(pool_id)
     return pool if pool is not None else UdfPool(code, limits, sandboxed, pool_id=pool_id,
-                                                 env=env)
+                                                 env=env, proj=proj)
 
 
 # A caller that finds every worker of a pool busy waits this long for one before it starts
@@ -645,8 +647,9 @@ class UdfPool:
 
     def __init__(self, code: str, limits: UdfLimits, sandboxed: bool,
                  pool_id: str | None = None, env: Path | None = None,
-                 load_now: bool = True) -> None:
+                 load_now: bool = True, proj: dict | None = None) -> None:
         self.code, self.limits, self.sandboxed, self.env = code, limits, sandboxed, env
+        self.proj = proj  # the cube's CRS as UdfData.proj ({"EPSG": 32632}), as CDSE gives it
         self.id = pool_id or uuid.uuid4().hex
         self.command = sandbox_command(limits, env) if sandboxed else plain_command()
         self.sys_path = [] if env is None else [ENV_PATH if sandboxed else str(env)]
@@ -667,7 +670,8 @@ class UdfPool:
             self._release(self._spawn())
 
     def __reduce__(self) -> tuple:
-        return _pool_by_id, (self.id, self.code, self.limits, self.sandboxed, self.env)
+        return _pool_by_id, (self.id, self.code, self.limits, self.sandboxed, self.env,
+                             self.proj)
 
     def _spawn(self) -> _Worker:
         with self._lock:
@@ -726,7 +730,8 @@ class UdfPool:
 
     def call(self, arr: xr.DataArray, context: Any) -> tuple[xr.DataArray, list[dict]]:
         """The UDF applied to `arr` by a warm worker: (result, what it logged)."""
-        header, out = self._on_worker(lambda worker: worker.call(arr, context), "The UDF")
+        header, out = self._on_worker(
+            lambda worker: worker.call(arr, context, proj=self.proj), "The UDF")
         logs = _logs_or_error(header, failed=out is None)
         return out, logs
 

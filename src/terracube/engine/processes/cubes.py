@@ -766,6 +766,7 @@ def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback
     """Merge two cubes; overlapping values go through `overlap_resolver` (called once with
     the whole overlapping parts as `x` and `y`)."""
     cube2 = _in_crs_of(cube2, cube1, "cube1")
+    cube1, cube2 = _bandless_paired(cube1, cube2, overlap_resolver is not None)
     if overlap_resolver is not None:
         cube1, cube2 = _bands_paired(cube1, cube2)
     order = _check_mergeable(cube1, cube2)
@@ -815,6 +816,41 @@ def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback
         both = in1 & _membership(union, labels2, differing)
         out = r_u.where(both, out)
     return RasterCube(out.transpose(*order), dims, nodata=nodata, attrs=attrs)
+
+
+# The label of a band-less cube's values when merge_cubes puts them beside named bands: the
+# name our writers (and CDSE's) give the values of a cube without bands ("var" in netCDF).
+BANDLESS_LABEL = "var"
+
+
+def _bandless_paired(cube1: RasterCube, cube2: RasterCube,
+                     resolving: bool) -> tuple[RasterCube, RasterCube]:
+    """merge_cubes of a cube without bands (e.g. after reduce_dimension over bands, or ndvi)
+    and a cube with bands, as CDSE merges them: its values count as one band. With an overlap
+    resolver and a one-band cube the two are combined value by value and the result has
+    cube1's shape (band-less if cube1 is: CDSE's rank_composites reads the variable `var`);
+    a resolver with several bands combines the band-less values with each band (the
+    definition's broadcast). Without a resolver the band-less values become a band labelled
+    `var` beside the other cube's bands (the definition would call that an overlap; CDSE
+    appends them)."""
+    b1, b2 = cube1.first_dim_of_type(BANDS), cube2.first_dim_of_type(BANDS)
+    if (b1 is None) == (b2 is None):
+        return cube1, cube2
+    banded = cube1 if b1 is not None else cube2
+    bdim = b1 or b2
+    assert bdim is not None
+    if resolving:
+        if b1 is None and banded.data.sizes[bdim.name] == 1:
+            values = cube2.data.isel({bdim.name: 0}, drop=True)
+            return cube1, cube2.with_data(
+                values, tuple(d for d in cube2.dimensions if d.name != bdim.name))
+        return cube1, cube2
+    if BANDLESS_LABEL in [str(v) for v in banded.labels(bdim.name)]:
+        return cube1, cube2  # a band of that name already: the definition's overlap error
+    bandless = cube2 if b1 is not None else cube1
+    values = bandless.data.expand_dims({bdim.name: np.array([BANDLESS_LABEL], dtype=object)})
+    labelled = bandless.with_data(values, (bdim, *bandless.dimensions))
+    return (cube1, labelled) if b1 is not None else (labelled, cube2)
 
 
 def _membership(union: dict, labels: dict, names: list[str]) -> xr.DataArray:

@@ -210,6 +210,21 @@ def _duration(value: str, argument: str) -> pd.DateOffset:
                          microseconds=int(round((seconds - int(seconds)) * 1e6)))
 
 
+def _period_start(first: pd.Timestamp, name: str | None) -> pd.Timestamp:
+    """Where the windows of a period name begin: the calendar day, month or year (a week on
+    the Sunday) that holds the first label, as CDSE's windows do (its rank-composites example
+    loads from 2022-06-04 and compares the dates of each calendar month); a duration (P1M)
+    starts at the first label."""
+    day = first.normalize()
+    if name == "month":
+        return day.replace(day=1)
+    if name == "year":
+        return day.replace(month=1, day=1)
+    if name == "week":
+        return day - pd.Timedelta(days=(day.dayofweek + 1) % 7)
+    return day if name == "day" else first
+
+
 def _pixels(cube: RasterCube, dim: Dimension, value: Any, unit: str | None,
             argument: str) -> int:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
@@ -236,6 +251,7 @@ def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
     """Per dimension: the sizes of the windows along it, the overlap (both in pixels) and the
     size asked for in pixels (None where not given as a number)."""
     sizes: dict[str, Any] = {}
+    period_names: dict[str, str] = {}
     overlaps: dict[str, int] = {}
     for argument, items in (("size", size), ("overlap", overlap or [])):
         if not isinstance(items, list):
@@ -264,6 +280,8 @@ def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
                             f"A duration is only valid for temporal dimensions, not "
                             f"'{dim.name}'.", argument=argument)
                     sizes[dim.name] = _duration(value, argument)
+                    if value in _PERIOD_NAMES:
+                        period_names[dim.name] = value
                 else:
                     sizes[dim.name] = _pixels(cube, dim, value, unit, argument)
                     if sizes[dim.name] < 1:
@@ -285,7 +303,7 @@ def _neighbourhood_chunks(cube: RasterCube, size: Any, overlap: Any) -> tuple[
         spec = sizes.get(d.name)
         if isinstance(spec, pd.DateOffset):
             times = pd.DatetimeIndex(cube.data.coords[d.name].values)
-            edges, start = [], times.min()
+            edges, start = [], _period_start(times.min(), period_names.get(d.name))
             while start <= times.max():
                 edges.append(start)
                 start = start + spec

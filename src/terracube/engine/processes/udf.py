@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import math
 import threading
@@ -278,7 +279,7 @@ def _trusted(settings: Any, user: Any) -> bool:
     return str(getattr(user, "user_id", "")) in names
 
 
-def _pool(code: str, ctx: Any) -> UdfPool:
+def _pool(code: str, ctx: Any, proj: dict | None = None) -> UdfPool:
     """The warm UDF processes of this node: sandboxed, or for trusted users plain processes
     where the sandbox is missing; UdfRefused when UDFs are off or cannot be sandboxed."""
     services = getattr(ctx, "services", None)
@@ -296,7 +297,7 @@ def _pool(code: str, ctx: Any) -> UdfPool:
         log.warning("UDF runs without a sandbox for a trusted user: %s", problem)
     # declared packages the runtime lacks: installed (or found cached) before anything runs
     env = environment_for(code, EnvPolicy.from_settings(settings))
-    return _shared_pool(services, code, limits, sandboxed, env)
+    return _shared_pool(services, code, limits, sandboxed, env, proj)
 
 
 # The pools of one evaluation (its Services: one request or job), by UDF: a process that calls
@@ -306,11 +307,11 @@ _pools_lock = threading.Lock()
 
 
 def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool,
-                 env: Path | None) -> UdfPool:
+                 env: Path | None, proj: dict | None = None) -> UdfPool:
     load_now = not is_dry_run()  # a dry run never calls the UDF: start no process for it
     if services is None:
-        return UdfPool(code, limits, sandboxed, env=env, load_now=load_now)
-    key = (code, limits, sandboxed)
+        return UdfPool(code, limits, sandboxed, env=env, load_now=load_now, proj=proj)
+    key = (code, limits, sandboxed, json.dumps(proj))
     with _pools_lock:
         pools = _EVALUATION_POOLS.get(id(services))
         if pools is None:
@@ -318,7 +319,7 @@ def _shared_pool(services: Any, code: str, limits: UdfLimits, sandboxed: bool,
             weakref.finalize(services, _EVALUATION_POOLS.pop, id(services), None)
         pool = pools.get(key)
     if pool is None:
-        pool = UdfPool(code, limits, sandboxed, env=env, load_now=load_now)
+        pool = UdfPool(code, limits, sandboxed, env=env, load_now=load_now, proj=proj)
         with _pools_lock:
             pool = pools.setdefault(key, pool)
     return pool
@@ -745,6 +746,21 @@ def _result_dtype(dtype: np.dtype) -> np.dtype:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
+def _udf_proj(data: Any) -> dict | None:
+    """UdfData.proj of a raster cube as CDSE gives it: {"EPSG": code} of its spatial
+    dimensions' reference system (None without one, or one without an EPSG code)."""
+    if not isinstance(data, RasterCube):
+        return None
+    crs = data.crs
+    if crs is None:
+        return None
+    try:
+        epsg = pyproj.CRS.from_user_input(crs).to_epsg()
+    except pyproj.exceptions.CRSError:
+        return None
+    return None if epsg is None else {"EPSG": epsg}
+
+
 @process()
 def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
             context: Any = None, ctx: Any = None) -> Any:
@@ -752,7 +768,7 @@ def run_udf(data: Any, udf: str, runtime: str, version: str | None = None,
     logs with openeo.udf.inspect reaches the job's log, with this node's id."""
     _check_runtime(runtime, version)
     code = _check_code(udf)
-    pool = _pool(code, ctx)
+    pool = _pool(code, ctx, _udf_proj(data))
     target = _udf_log_token(ctx)
     context = {} if context is None else context
     node_id = getattr(ctx, "node_id", None)

@@ -1,0 +1,326 @@
+"""More of the openEO community examples (github.com/Open-EO/openeo-community-examples): its
+stored-process JSONs (burntmapping_chunks, rescale_chunks: chunk_polygon with UDFs), the
+BurntMapping and RankComposites/rank_composites notebooks, and the UDF API as CDSE gives it in
+apply_polygon (UdfData.proj, apply_metadata labels). Run through the official client against
+the shared server, adapted only in URL, login, collection id and extent; values checked with
+numpy on the sample files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.windows
+import xarray as xr
+from tests.support.data import sample_band, sample_series
+
+openeo = pytest.importorskip("openeo")
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = "https://github.com/Open-EO/openeo-community-examples"
+# 30 x 30 pixels of 10 m on the sample's grid (its 20 m pixels whole), in the Bolzano valley.
+BOX = {"west": 680400, "south": 5151120, "east": 680700, "north": 5151420, "crs": 32632}
+# A second, smaller polygon beside BOX (20 x 18 pixels).
+BOX2 = {"west": 681000, "south": 5151120, "east": 681200, "north": 5151300, "crs": 32632}
+
+
+def polygon_wgs84(box: dict, inset: float = 1.0) -> dict:
+    """`box` as a GeoJSON polygon in WGS 84, its corners `inset` metres inside: the pixels of
+    `box` (and only they) have their centres inside it."""
+    from pyproj import Transformer
+
+    to_wgs84 = Transformer.from_crs(32632, 4326, always_xy=True)
+    w, s, e, n = (box["west"] + inset, box["south"] + inset, box["east"] - inset,
+                  box["north"] - inset)
+    return {"type": "Polygon", "coordinates": [[list(to_wgs84.transform(x, y))
+                                                for x, y in ((w, s), (e, s), (e, n), (w, n),
+                                                             (w, s))]]}
+
+
+def feature_collection(*boxes: dict) -> dict:
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": polygon_wgs84(b)} for b in boxes]}
+
+
+def window_of(path: Path, box: dict, band: int = 1) -> np.ndarray:
+    """The pixels of `box` in a GeoTIFF written by the server (no-data as NaN)."""
+    with rasterio.open(path) as ds:
+        window = rasterio.windows.from_bounds(box["west"], box["south"], box["east"],
+                                              box["north"], ds.transform)
+        values = ds.read(band, window=window.round_offsets().round_lengths()).astype("float64")
+        if ds.nodata is not None and not np.isnan(ds.nodata):
+            values[values == ds.nodata] = np.nan
+    return values
+
+
+def nbr_mean(sample_data_dir: Path, box: dict, start: str, end: str) -> np.ndarray:
+    """The mean over the dates in [start, end) of (B08 - B12) / (B08 + B12) on the 10 m grid
+    (B12 repeated from 20 m), no-data skipped."""
+    days = sorted(sample_series(sample_data_dir, "B08", box, start, end))
+    layers = []
+    for day in days:
+        nir = sample_band(sample_data_dir, day, "B08", box).astype("float64")
+        swir = sample_band(sample_data_dir, day, "B12", box, resolution=10).astype("float64")
+        nir[nir == 0], swir[swir == 0] = np.nan, np.nan
+        layers.append((nir - swir) / (nir + swir))
+    assert len(layers) >= 2
+    return np.nanmean(np.stack(layers), axis=0)
+
+
+# --- merge_cubes of a band-less cube and a one-band cube --------------------------------------
+def test_merge_bandless_and_one_band_cube(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """`ndvi.merge_cubes(b04)` (ndvi without bands, B04 one band): CDSE appends the band-less
+    values as a band, which the definition would call an overlap. Here they become the band
+    `var` (the name netCDF gives band-less values, here and on CDSE) beside B04, in cube1's
+    order; `.band("B04")` and `rename_labels(source=["var"])` then work as on any cube."""
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                             temporal_extent=["2022-06-01", "2022-06-12"], bands=["B04", "B08"])
+    ndvi = s2.ndvi()
+    b04 = s2.filter_bands(["B04"])
+    red = sample_series(sample_data_dir, "B04", BOX, "2022-06-01", "2022-06-12")
+    nir = sample_series(sample_data_dir, "B08", BOX, "2022-06-01", "2022-06-12")
+    days = sorted(red)
+    want_ndvi = np.stack([(nir[d] - red[d]) / (nir[d] + red[d]) for d in days])
+    want_red = np.stack([red[d] for d in days])
+
+    ndvi.merge_cubes(b04).download(tmp_path / "a.nc")
+    b04.merge_cubes(ndvi).download(tmp_path / "b.nc")
+    with xr.open_dataset(tmp_path / "a.nc") as a, xr.open_dataset(tmp_path / "b.nc") as b:
+        assert [v for v in a.data_vars if v != "crs"] == ["var", "B04"]
+        assert [v for v in b.data_vars if v != "crs"] == ["B04", "var"]
+        for ds in (a, b):
+            np.testing.assert_allclose(ds["var"].values, want_ndvi, rtol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(ds["B04"].values, want_red, equal_nan=True)
+
+    named = ndvi.merge_cubes(b04).rename_labels("bands", target=["NDVI"], source=["var"])
+    (named.band("NDVI") * 2 - named.band("B04") * 0).download(tmp_path / "c.nc")
+    with xr.open_dataset(tmp_path / "c.nc") as c:
+        np.testing.assert_allclose(c["var"].values, 2 * want_ndvi, rtol=1e-6, equal_nan=True)
+
+
+def test_rank_composites_mask_is_bandless(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """RankComposites/rank_composites.ipynb: a band-less rank mask (ndvi, apply_neighborhood
+    per month, `x != max`) merged with the one-band SCL dilation mask by `max`: one value per
+    pixel, band-less as on CDSE (the notebook reads the netCDF variable `var`), then used as
+    the mask of the RGB bands and `aggregate_temporal_period("month", "first")`."""
+    c = con
+    spatial_extent = BOX
+    temporal_extent = ["2022-06-04", "2022-07-20"]
+    scl = c.load_collection("SENTINEL2_L2A", temporal_extent=temporal_extent, bands=["SCL"],
+                            max_cloud_cover=95, spatial_extent=spatial_extent)
+    cloud_mask = scl.process("to_scl_dilation_mask", data=scl, kernel1_size=17,
+                             kernel2_size=77, mask1_values=[2, 4, 5, 6, 7],
+                             mask2_values=[3, 8, 9, 10, 11], erosion_kernel_size=3)
+    ndvi_bands = c.load_collection("SENTINEL2_L2A", temporal_extent=temporal_extent,
+                                   bands=["B04", "B08", "SCL"], max_cloud_cover=95,
+                                   spatial_extent=spatial_extent)
+    ndvi_bands = ndvi_bands.mask(cloud_mask)
+    ndvi = ndvi_bands.ndvi(nir="B08", red="B04")
+
+    def max_ndvi_selection(ndvi):
+        max_ndvi = ndvi.max()
+        return ndvi.array_apply(lambda x: x != max_ndvi)
+
+    rank_mask = ndvi.apply_neighborhood(
+        max_ndvi_selection,
+        size=[{"dimension": "x", "unit": "px", "value": 1},
+              {"dimension": "y", "unit": "px", "value": 1},
+              {"dimension": "t", "value": "month"}],
+        overlap=[]).linear_scale_range(0, 200, 0, 200)
+    combined_mask = rank_mask.merge_cubes(cloud_mask, overlap_resolver="max")
+    combined_mask.filter_bbox(spatial_extent).execute_batch(tmp_path / "the_mask.nc",
+                                                            max_poll_interval=0.2)
+    cloud_mask.download(tmp_path / "cloud.nc")
+    mask_ds = xr.open_dataset(tmp_path / "the_mask.nc")
+    mask_ds["var"] = mask_ds["var"].where(mask_ds["var"] != 129)  # the notebook's next cell
+
+    with xr.open_dataset(tmp_path / "cloud.nc") as cloud_ds:
+        cloud = cloud_ds["SCL"].values.astype(bool)  # on the 20 m grid of SCL
+    cloud = np.repeat(np.repeat(cloud, 2, axis=1), 2, axis=2)  # as the 10 m bands see it
+    red = sample_series(sample_data_dir, "B04", BOX, *temporal_extent)
+    nir = sample_series(sample_data_dir, "B08", BOX, *temporal_extent)
+    days = sorted(red)
+    assert [str(t)[:10] for t in mask_ds.t.values] == days
+    ndvi_np = np.stack([(nir[d] - red[d]) / (nir[d] + red[d]) for d in days])
+    ndvi_np[cloud] = np.nan
+    want = np.empty_like(ndvi_np)
+    for month in ("06", "07"):
+        idx = [i for i, d in enumerate(days) if d[5:7] == month]
+        with np.errstate(invalid="ignore"):
+            best = np.nanmax(ndvi_np[idx], axis=0) if len(idx) else None
+        for i in idx:
+            rank = np.where(np.isnan(ndvi_np[i]), np.nan, (ndvi_np[i] != best).astype(float))
+            want[i] = np.where(np.isnan(rank), cloud[i], np.fmax(rank, cloud[i]))
+    assert list(mask_ds.data_vars) == ["crs", "var"]
+    np.testing.assert_array_equal(mask_ds["var"].values, want)
+    assert 0 < (want == 0).sum() < want.size  # some pixels are the month's best
+
+    rgb_bands = c.load_collection("SENTINEL2_L2A", temporal_extent=temporal_extent,
+                                  bands=["B02", "B03", "B04"], max_cloud_cover=95,
+                                  spatial_extent=spatial_extent)
+    composite = rgb_bands.mask(combined_mask).aggregate_temporal_period("month", "first")
+    composite.filter_bbox(spatial_extent).execute_batch(tmp_path / "composite.nc",
+                                                        max_poll_interval=0.2)
+    composite = xr.open_dataset(tmp_path / "composite.nc")
+    rgb_array = composite.to_array(dim="bands").sel(bands=["B04", "B03", "B02"]).astype(
+        np.float32) / 10000
+    assert rgb_array.shape == (3, 2, 30, 30)
+    for t, month in enumerate(("06", "07")):
+        idx = [i for i, d in enumerate(days) if d[5:7] == month]
+        first = np.full((30, 30), np.nan)
+        for i in idx[::-1]:
+            layer = np.where(want[i] == 0, red[days[i]], np.nan)
+            first = np.where(np.isnan(layer), first, layer)
+        np.testing.assert_allclose(composite["B04"].isel(t=t).values, first, equal_nan=True)
+
+
+# --- chunk_polygon / apply_polygon with UDFs --------------------------------------------------
+def stored_example(con, name: str) -> None:
+    """processes/<name>.json of the community examples, stored as the user's own process with
+    its collection replaced by the sample (SENTINEL2_L1C has no sample here)."""
+    folder = Path(__file__).parent / "data"
+    definition = json.loads((folder / f"community_{name}.json").read_text())
+    for node in definition["process_graph"].values():
+        if node["process_id"] == "load_collection":
+            node["arguments"]["id"] = "SENTINEL2_L2A"
+    con.save_user_defined_process(name, definition["process_graph"],
+                                  parameters=definition["parameters"],
+                                  returns=definition.get("returns"),
+                                  summary=definition.get("summary"))
+
+
+def test_burntmapping_chunks_udp(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """processes/burntmapping_chunks.json: two chunk_polygon of an NBR UDF (XarrayDataCube,
+    `inarr.loc[:, 'B08']`, a new band `nbr`) on loads without a spatial extent, means over
+    time, merge_cubes with `subtract`. Called as the notebook calls stored processes
+    (datacube_from_process); pixels outside the polygons are no-data."""
+    stored_example(con, "burntmapping_chunks")
+    aoi = feature_collection(BOX, BOX2)
+    before, after = ["2022-06-01", "2022-06-15"], ["2022-07-01", "2022-07-15"]
+    cube = con.datacube_from_process("burntmapping_chunks", Previous_date=before,
+                                     After_date=after, aoi=aoi)
+    cube.download(tmp_path / "burnt.tif")
+    with rasterio.open(tmp_path / "burnt.tif") as ds:
+        assert ds.count == 1 and ds.descriptions == ("nbr",)
+        everything = ds.read(1)
+    for box in (BOX, BOX2):
+        want = nbr_mean(sample_data_dir, box, *after) - nbr_mean(sample_data_dir, box, *before)
+        got = window_of(tmp_path / "burnt.tif", box)
+        assert np.isfinite(want).sum() > 300
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True)
+    assert np.isfinite(everything).sum() == np.isfinite(
+        nbr_mean(sample_data_dir, BOX, *after) - nbr_mean(sample_data_dir, BOX, *before)).sum() \
+        + np.isfinite(nbr_mean(sample_data_dir, BOX2, *after)
+                      - nbr_mean(sample_data_dir, BOX2, *before)).sum()
+
+
+def test_burntmapping_notebook_apply_polygon(con, sample_data_dir: Path,
+                                             tmp_path: Path) -> None:
+    """BurntMapping/burntmapping.ipynb: the same UDF through apply_polygon(geometries=...,
+    process=lambda data: data.run_udf(...)) on each period, means over time, `post_n - pre_n`
+    (cube arithmetic: merge_cubes of the two one-band cubes), GeoTIFF."""
+    before_cube = con.load_collection("SENTINEL2_L2A", temporal_extent=["2022-06-01",
+                                                                         "2022-06-15"],
+                                      bands=["B08", "B12"])
+    after_cube = con.load_collection("SENTINEL2_L2A", temporal_extent=["2022-07-01",
+                                                                        "2022-07-15"],
+                                     bands=["B08", "B12"])
+    my_code = """
+from openeo.udf import XarrayDataCube
+
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    # access the underlying xarray
+    inarr = cube.get_array()
+
+    # nbr
+    nir = inarr.loc[:,'B08']
+    swir = inarr.loc[:,'B12']
+    nbr = (nir-swir)/(nir+swir)
+
+    # extend bands dim
+    nbr=nbr.expand_dims(dim='bands', axis=-3).assign_coords(bands=['nbr'])
+
+    # wrap back to datacube and return
+    return XarrayDataCube(nbr)
+"""
+    udf_process = lambda data: data.run_udf(udf=my_code, runtime="python")  # noqa: E731
+    spatial_param = feature_collection(BOX)
+    pre_nbr = before_cube.apply_polygon(geometries=spatial_param, process=udf_process)
+    post_nbr = after_cube.apply_polygon(geometries=spatial_param, process=udf_process)
+    pre_n = pre_nbr.reduce_dimension(dimension="t", reducer="mean")
+    post_n = post_nbr.reduce_dimension(dimension="t", reducer="mean")
+    sub = post_n - pre_n
+    sub.download(tmp_path / "sub_nbr_udf.tiff")
+    want = (nbr_mean(sample_data_dir, BOX, "2022-07-01", "2022-07-15")
+            - nbr_mean(sample_data_dir, BOX, "2022-06-01", "2022-06-15"))
+    np.testing.assert_allclose(window_of(tmp_path / "sub_nbr_udf.tiff", BOX), want,
+                               rtol=1e-4, atol=1e-6, equal_nan=True)
+    with rasterio.open(tmp_path / "sub_nbr_udf.tiff") as ds:
+        img = ds.read()
+    assert img.shape[0] == 1 and np.isfinite(img).sum() == np.isfinite(want).sum()
+
+
+def test_rescale_chunks_udp(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """processes/rescale_chunks.json: chunk_polygon of a UDF that scales the values in place
+    (`array.values = 0.0001 * array.values; return cube`), then the mean over time."""
+    stored_example(con, "rescale_chunks")
+    cube = con.datacube_from_process("rescale_chunks", date=["2022-06-01", "2022-06-15"],
+                                     aoi=feature_collection(BOX))
+    cube.download(tmp_path / "rescaled.nc")
+    with xr.open_dataset(tmp_path / "rescaled.nc") as ds:
+        assert [v for v in ds.data_vars if v != "crs"] == ["B02", "B03", "B04"]
+        inside = ds.sel(x=slice(BOX["west"], BOX["east"]), y=slice(BOX["north"], BOX["south"]))
+        for band in ("B02", "B03", "B04"):
+            series = sample_series(sample_data_dir, band, BOX, "2022-06-01", "2022-06-15")
+            want = 0.0001 * np.nanmean(np.stack(list(series.values())), axis=0)
+            np.testing.assert_allclose(inside[band].values, want, rtol=1e-5, equal_nan=True)
+            assert np.isfinite(ds[band].values).sum() == np.isfinite(want).sum()
+
+
+def test_udf_data_proj_and_apply_metadata_in_apply_polygon(con, sample_data_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """The UDF API in apply_polygon as CDSE gives it: `UdfData.proj` is {"EPSG": code} of the
+    cube's grid (apply_udf_data), and labels renamed by apply_metadata name the bands of the
+    result."""
+    extent = {"west": 680300, "south": 5151020, "east": 680800, "north": 5151520, "crs": 32632}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=extent,
+                             temporal_extent=["2022-06-01", "2022-06-12"], bands=["B04", "B08"])
+    aoi = feature_collection(BOX)
+    proj_code = """
+from openeo.udf import UdfData, XarrayDataCube
+
+def apply_udf_data(data: UdfData):
+    arr = data.get_datacube_list()[0].get_array()
+    data.set_datacube_list([XarrayDataCube(arr * 0 + data.proj["EPSG"])])
+"""
+    s2.apply_polygon(geometries=aoi, process=openeo.UDF(proj_code, runtime="Python")) \
+        .download(tmp_path / "proj.nc")
+    with xr.open_dataset(tmp_path / "proj.nc") as ds:
+        values = ds["B04"].values
+        assert set(np.unique(values[np.isfinite(values)])) == {32632}
+        assert np.isfinite(values).sum() == 2 * 30 * 30  # BOX's pixels on two dates
+
+    rename_code = """
+import xarray
+from openeo.metadata import CollectionMetadata
+
+def apply_metadata(metadata: CollectionMetadata, context: dict) -> CollectionMetadata:
+    return metadata.rename_labels(dimension="bands", target=["ndvi"])
+
+def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+    nir, red = cube.sel(bands="B08"), cube.sel(bands="B04")
+    return ((nir - red) / (nir + red)).expand_dims(bands=["ndvi"]).transpose(*cube.dims)
+"""
+    s2.apply_polygon(geometries=aoi, process=openeo.UDF(rename_code, runtime="Python")) \
+        .download(tmp_path / "renamed.nc")
+    red = sample_series(sample_data_dir, "B04", BOX, "2022-06-01", "2022-06-12")
+    nir = sample_series(sample_data_dir, "B08", BOX, "2022-06-01", "2022-06-12")
+    want = np.stack([(nir[d] - red[d]) / (nir[d] + red[d]) for d in sorted(red)])
+    with xr.open_dataset(tmp_path / "renamed.nc") as ds:
+        assert [v for v in ds.data_vars if v != "crs"] == ["ndvi"]
+        inside = ds.sel(x=slice(BOX["west"], BOX["east"]), y=slice(BOX["north"], BOX["south"]))
+        np.testing.assert_allclose(inside["ndvi"].values, want, rtol=1e-6, equal_nan=True)
