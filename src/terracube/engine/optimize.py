@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from terracube.engine import graph as graphs
+from terracube.engine.alignment import widen_aligned_loads
 from terracube.engine.ports import Collections, CollectionSource
 from terracube.engine.processes.cube_dimensions import one_day_extent, parse_instant
 
@@ -652,6 +653,9 @@ def optimize(graph: dict, catalog: Collections | None = None, *,
         return out
     bands = band_lookup or (catalog_bands(catalog) if catalog is not None else None)
     grids = catalog_grids(catalog) if catalog is not None else None
+    if grids is not None:  # loads put onto another CRS's grid cover that grid (alignment.py)
+        for nid in widen_aligned_loads(out, grids):
+            log.debug("widened %s to %s", nid, out[nid]["arguments"]["spatial_extent"])
     consumers = _consumers(out)
     needs = _Needs(out, consumers)
     needs.fill()
