@@ -435,3 +435,158 @@ def test_ard_normalized_radar_backscatter(connection, sample: Sample, tmp_path: 
     np.testing.assert_allclose(values["local_incidence_angle"],
                                window(np.degrees(theta_l), grid), atol=1e-3)
     assert set(np.unique(values["mask"])) <= {0.0, 1.0}
+
+
+def test_sentinel1_stats_as_a_public_udp(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/Sentinel1_Stats, second part: the statistics of sigma0 as a public
+    user-defined process with temporal and spatial extent parameters (defaults: the valley,
+    2022), run by its URL with datacube_from_process (the notebook's `public_url`: the
+    process's canonical link)."""
+    from openeo.api.process import Parameter
+    from openeo.processes import array_concat, array_create
+
+    temporal_extent = Parameter(
+        name="temporal_extent",
+        description="The time window to calculate the stats for.",
+        schema={"type": "array", "subtype": "temporal-interval"},
+        default=["2022-05-01", "2022-07-30"],
+    )
+    spatial_extent = Parameter(
+        name="spatial_extent",
+        description="The spatial extent to calculate the stats for.",
+        schema={"type": "object", "subtype": "bounding-box"},
+        default={"west": 11.34, "south": 46.487, "east": 11.35, "north": 46.492},
+    )
+    s1_raw = connection.load_collection(
+        collection_id="SENTINEL1_GRD",
+        temporal_extent=temporal_extent,
+        spatial_extent=spatial_extent,
+        bands=["VH", "VV"],
+    )
+    s1_raw = s1_raw.sar_backscatter(coefficient="sigma0-ellipsoid")
+    s1_stats = s1_raw.apply_dimension(
+        process=lambda data: array_concat(
+            array1=array_create([data.min(), data.max(), data.mean(), data.sd()]),
+            array2=data.quantiles([0.1, 0.5, 0.9]),
+        ),
+        dimension="t",
+        target_dimension="bands",
+    )
+    s1_stats = s1_stats.rename_labels(
+        "bands",
+        [f"{b}_{s}" for b in s1_stats.metadata.band_names
+         for s in ["min", "max", "mean", "sd", "q10", "q50", "q90"]],
+    )
+    udp_sar = connection.save_user_defined_process(
+        user_defined_process_id="s1_stats",
+        process_graph=s1_stats,
+        parameters=[temporal_extent, spatial_extent],
+        summary="S1 SAR stats",
+        description="Calculate S1 SAR stats (min, max, mean, sd, q10, q50, q90).",
+        public=True,
+    )
+    (public_url,) = [link["href"] for link in udp_sar.describe()["links"]
+                     if link["rel"] == "canonical"]
+    sar = connection.datacube_from_process(
+        "s1_stats",
+        namespace=public_url,
+        temporal_extent=["2022-05-01", "2022-07-30"],
+        spatial_extent={"west": 11.34, "south": 46.487, "east": 11.35, "north": 46.492},
+    )
+    sar.download(tmp_path / "sar_udp.nc")
+    ds = xarray_load(tmp_path / "sar_udp.nc")
+    series = np.stack([window(sample.coefficient(d, "VV", "sigma0-ellipsoid"), ds)
+                       for d in sample.dates("2022-05-01", "2022-07-30")])
+    np.testing.assert_allclose(ds["VV_mean"].values.squeeze(), series.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(ds["VV_q90"].values.squeeze(), np.quantile(series, 0.9, axis=0),
+                               rtol=1e-4)
+
+
+def test_rvi_with_compute_indices(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/RVI/RVI.ipynb, second part: the client's spectral indices (DpRVIVV) of the
+    sigma0 cube."""
+    from openeo.extra.spectral_indices import compute_indices
+
+    s1 = connection.load_collection(
+        "SENTINEL1_GRD",
+        temporal_extent=["2022-05-03", "2022-08-03"],
+        spatial_extent=LONLAT_BOX,
+        bands=["VV", "VH"],
+    )
+    s1 = s1.sar_backscatter(coefficient="sigma0-ellipsoid")
+    indices = compute_indices(
+        s1,
+        indices=["DpRVIVV"],
+    )
+    indices.download(tmp_path / "RVI_direct.nc")
+    ds_indices = xr.load_dataset(tmp_path / "RVI_direct.nc")
+    data = ds_indices[["DpRVIVV"]].to_array(dim="bands")
+    date = sample.dates("2022-05-03", "2022-08-03")[3]
+    vv = window(sample.coefficient(date, "VV", "sigma0-ellipsoid"), ds_indices)
+    vh = window(sample.coefficient(date, "VH", "sigma0-ellipsoid"), ds_indices)
+    # the client's awesome-spectral-indices: DpRVIVV = 4 VH / (VV + VH), the notebook's RVI
+    np.testing.assert_allclose(data[0, 3].values, 4 * vh / (vv + vh), rtol=1e-5)
+
+
+def test_oil_spill_mapping(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/OilSpill: sigma0 VV in dB darker than its 601 x 601 pixel mean minus 3.5 dB
+    (apply_kernel), as a batch job; the area of interest is a polygon around the valley,
+    the date a pass of August 2022. The kernel is larger than the valley, so its zero border
+    weighs in everywhere (the notebook crops 600 pixels off each edge of a larger scene); the
+    calm water of the lake and the river is flagged all the same."""
+    import openeo.processes
+
+    aoi = {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [11.31, 46.52],
+                [11.31, 46.47],
+                [11.38, 46.47],
+                [11.38, 46.52],
+                [11.31, 46.52],
+            ]
+        ],
+    }
+    s1_image = connection.load_collection(
+        "SENTINEL1_GRD",
+        temporal_extent=["2022-08-09", "2022-08-13"],
+        spatial_extent=aoi,
+        bands=["VV"],
+    )
+    s1_image = s1_image.sar_backscatter(coefficient="sigma0-ellipsoid")
+    s1_image = s1_image.apply(process=lambda data: 10 * openeo.processes.log(data, base=10))
+    filter_window = np.ones([601, 601])
+    factor = 1 / np.prod(filter_window.shape)
+    thresholds = s1_image.apply_kernel(kernel=filter_window, factor=factor)
+    threshold_shift = 3.5
+    thresholds = thresholds - threshold_shift
+    thresholds = thresholds.rename_labels(dimension="bands", target=["threshold"])
+    s1_image = s1_image.rename_labels(dimension="bands", target=["amplitude"])
+    s1_image = s1_image.merge_cubes(thresholds)
+    oil_spill = s1_image.band("amplitude") < s1_image.band("threshold")
+    oil_spill.execute_batch(title="Oil Spill Data", outputfile=tmp_path / "OilSpill.nc",
+                            max_poll_interval=0.2)
+
+    oilspill = xr.load_dataset(tmp_path / "OilSpill.nc")
+    data = oilspill[["var"]].to_array(dim="bands")
+    (date,) = sample.dates("2022-08-09", "2022-08-13")
+    with np.errstate(divide="ignore"):
+        db = 10 * np.log10(sample.coefficient(date, "VV", "sigma0-ellipsoid"))
+    import scipy.ndimage
+
+    valid = np.where(np.isfinite(db), db, 0.0)
+    mean = scipy.ndimage.uniform_filter1d(valid, 601, axis=0, mode="constant")
+    mean = scipy.ndimage.uniform_filter1d(mean, 601, axis=1, mode="constant")
+    expected = window(db < mean - threshold_shift, oilspill)
+    got = data.squeeze().values
+    assert got.shape == expected.shape == (384, 384)
+    assert (got.astype(bool) == expected).mean() > 0.999
+    water = sample_landscape_water(oilspill)
+    assert got[water].mean() > 0.95 and got[water].mean() > got[~water].mean()
+
+
+def sample_landscape_water(ds: xr.Dataset) -> np.ndarray:
+    from terracube.catalog.samples.sentinel2_synthetic import _WATER, _build_landscape
+
+    return window(_build_landscape().cover == _WATER, ds)
