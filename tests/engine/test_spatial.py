@@ -339,6 +339,39 @@ def test_one_dimensional_neighbourhoods_are_one_vectorised_call(ndvi):
     np.testing.assert_allclose(windows.data.values, expected)
 
 
+def test_month_windows_of_different_lengths_rank_composite(registry, ndvi):
+    """The community RankComposites program as the openeo client sends it (array_apply's
+    process reads apply_neighborhood's `data`): month windows with different numbers of dates
+    (a window must be compared with its own length, not the first window's: commit 32579a1
+    refused every month after the first with DataCubePropertiesImmutable)."""
+    cube, values, _ = ndvi
+    small = cube.with_data(cube.data.isel(y=slice(0, 6), x=slice(0, 5)))
+    rank = {"process_graph": {"arrayapply1": {"process_id": "array_apply", "arguments": {
+        "data": {"from_parameter": "data"},
+        "process": {"process_graph": {
+            "max1": {"process_id": "max", "arguments": {"data": {"from_parameter": "data"}}},
+            "neq1": {"process_id": "neq", "arguments": {"x": {"from_parameter": "x"},
+                                                        "y": {"from_node": "max1"}},
+                     "result": True}}}}, "result": True}}}
+    out = run(registry, "apply_neighborhood", data=small, process=rank, size=[
+        {"dimension": "x", "unit": "px", "value": 1}, {"dimension": "y", "unit": "px", "value": 1},
+        {"dimension": "t", "value": "month"}], overlap=[])
+    times = pd.DatetimeIndex(small.data.t.values)
+    ends = [times[0] + pd.DateOffset(months=1)]  # windows of a month (P1M) from the first date
+    while ends[-1] <= times[-1]:
+        ends.append(ends[-1] + pd.DateOffset(months=1))
+    window = np.searchsorted(ends, times, side="right")
+    counts = np.bincount(window)
+    assert len(set(counts[counts > 0])) > 1  # the case: windows of different lengths
+    expected = np.empty((len(times), 6, 5))
+    for w in np.unique(window):
+        stack = values[window == w, :6, :5]
+        expected[window == w] = stack != np.nanmax(stack, axis=0)
+    got = out.data.values
+    valid = ~np.isnan(values[:, :6, :5])
+    np.testing.assert_array_equal(got[valid], expected[valid])
+
+
 def test_neighbourhood_errors(registry, ndvi):
     cube, _, _ = ndvi
     with pytest.raises(OpenEOError) as info:
