@@ -19,6 +19,7 @@ from scipy.signal import savgol_filter
 from tests.support.data import data_dir_with_samples, sample_series
 from tests.support.markers import needs_sandbox
 from tests.support.processes import ServerProcess, clean_env
+from tests.support.results import download_netcdf
 
 openeo = pytest.importorskip("openeo")
 
@@ -99,20 +100,13 @@ def load(con, bands: list[str]):
                                bands=bands)
 
 
-def download(cube, tmp_path: Path) -> xr.Dataset:
-    target = tmp_path / "out.nc"
-    cube.download(target, format="netCDF")
-    with xr.open_dataset(target) as ds:
-        return ds.load()
-
-
 def test_savitzky_golay_example_of_the_client_docs(con, sample_data_dir, tmp_path) -> None:
     b04 = load(con, ["B04"])
     # gaps for interpolate_na, as the docs' masked EVI has (none on the first and last date:
     # savgol_filter refuses the NaN that interpolate_na leaves at the ends)
     masked = b04.mask(b04 > 1800)
-    out = download(masked.apply_dimension(openeo.UDF(SAVGOL, runtime="Python"), dimension="t"),
-                   tmp_path)
+    out = download_netcdf(
+        masked.apply_dimension(openeo.UDF(SAVGOL, runtime="Python"), dimension="t"), tmp_path)
     raw = read_band(sample_data_dir, "B04")
     raw = raw.where(raw <= 1800)
     assert raw.sizes["t"] == 12 and 0.05 < float(raw.isnull().mean()) < 0.6
@@ -123,7 +117,7 @@ def test_savitzky_golay_example_of_the_client_docs(con, sample_data_dir, tmp_pat
 
 
 def test_udf_over_t_is_called_per_spatial_block_with_t_whole(con, tmp_path) -> None:
-    out = download(load(con, ["B04"]).apply_dimension(
+    out = download_netcdf(load(con, ["B04"]).apply_dimension(
         openeo.UDF(SHAPE, runtime="Python"), dimension="t"), tmp_path)
     got = out["B04"].transpose("t", "y", "x").values
     # block sizes along y and x: 16 then 14; every call had all 12 dates
@@ -134,7 +128,7 @@ def test_udf_over_t_is_called_per_spatial_block_with_t_whole(con, tmp_path) -> N
 
 
 def test_reduce_dimension_with_apply_ufunc_over_t(con, sample_data_dir, tmp_path) -> None:
-    out = download(load(con, ["B04"]).reduce_dimension(
+    out = download_netcdf(load(con, ["B04"]).reduce_dimension(
         dimension="t", reducer=openeo.UDF(MAX_OVER_T, runtime="Python")), tmp_path)
     raw = read_band(sample_data_dir, "B04")
     got = np.squeeze(out["B04"].values)
@@ -148,7 +142,7 @@ def test_apply_neighborhood_gives_the_neighbourhood_with_its_overlap(con, tmp_pa
               {"dimension": "y", "value": 10, "unit": "px"}],
         overlap=[{"dimension": "x", "value": 4, "unit": "px"},
                  {"dimension": "y", "value": 4, "unit": "px"}])
-    got = download(cube, tmp_path)["B04"].values
+    got = download_netcdf(cube, tmp_path)["B04"].values
     # 10 pixels plus 4 of overlap on each side, in one call, all dates
     assert np.all(got == 12_000_000 + 18 * 1000 + 18)
 
@@ -158,7 +152,7 @@ def test_a_neighbourhood_larger_than_the_cube_is_one_call(con, tmp_path) -> None
         openeo.UDF(SHAPE, runtime="Python"),
         size=[{"dimension": "x", "value": 64, "unit": "px"},
               {"dimension": "y", "value": 64, "unit": "px"}], overlap=[])
-    got = download(cube, tmp_path)["B04"].values
+    got = download_netcdf(cube, tmp_path)["B04"].values
     # not blocks of 16: one call, at the size asked for (the rest no-data), as on CDSE
     assert got.shape[-2:] == (30, 30) and np.all(got == 12_000_000 + 64 * 1000 + 64)
 
@@ -173,7 +167,7 @@ def test_apply_polygon_gives_each_polygon_in_one_call(con, tmp_path) -> None:
         "crs": {"type": "name", "properties": {"name": "EPSG:32632"}}}
     cube = load(con, ["B04"]).apply_polygon(
         geometries=polygons, process=openeo.UDF(SHAPE, runtime="Python"))
-    got = download(cube, tmp_path)["B04"].transpose("t", "y", "x").values
+    got = download_netcdf(cube, tmp_path)["B04"].transpose("t", "y", "x").values
     assert np.all(got[:, :10, :10] == 12_000_000 + 10 * 1000 + 10)
     assert np.all(got[:, 10:, 10:] == 12_000_000 + 20 * 1000 + 20)
 
@@ -185,7 +179,7 @@ def test_apply_polygon_returning_another_number_of_bands(con, sample_data_dir,
         [680100, 5151200]]], "crs": {"type": "name", "properties": {"name": "EPSG:32632"}}}
     cube = load(con, ["B04", "B08"]).apply_polygon(
         geometries=polygon, process=openeo.UDF(NDVI, runtime="Python"))
-    out = download(cube, tmp_path)
+    out = download_netcdf(cube, tmp_path)
     assert "NDVI" in out.data_vars and "B04" not in out.data_vars  # the UDF's band name
     red, nir = read_band(sample_data_dir, "B04"), read_band(sample_data_dir, "B08")
     expected = ((nir - red) / (nir + red)).values.copy()
@@ -210,7 +204,7 @@ def test_apply_dimension_12_dates_into_4_seasons(con, sample_data_dir, tmp_path)
 
 
 def test_apply_dimension_2_bands_into_1(con, sample_data_dir, tmp_path) -> None:
-    out = download(load(con, ["B04", "B08"]).apply_dimension(
+    out = download_netcdf(load(con, ["B04", "B08"]).apply_dimension(
         openeo.UDF(NDVI, runtime="Python"), dimension="bands"), tmp_path)
     red, nir = read_band(sample_data_dir, "B04"), read_band(sample_data_dir, "B08")
     (name,) = [v for v in out.data_vars if v != "crs" and out[v].ndim == 3]
@@ -226,8 +220,8 @@ def test_execute_local_udf_of_the_client_gives_the_servers_values(con, tmp_path)
     b04 = load(con, ["B04", "B08"])
     masked = b04.mask(b04.band("B04") > 1800)
     masked.download(tmp_path / "input.nc", format="netCDF")
-    on_server = download(masked.apply_dimension(openeo.UDF(SAVGOL, runtime="Python"),
-                                                dimension="t"), tmp_path)
+    on_server = download_netcdf(masked.apply_dimension(openeo.UDF(SAVGOL, runtime="Python"),
+                                                       dimension="t"), tmp_path)
     local = execute_local_udf(SAVGOL, tmp_path / "input.nc", fmt="netcdf")
     array = local.get_datacube_list()[0].get_array()
     for band in ("B04", "B08"):
@@ -283,7 +277,7 @@ def scale(data: UdfData):
 
 def test_apply_timeseries_with_context(con, sample_data_dir, tmp_path) -> None:
     b04 = load(con, ["B04"])
-    out = download(b04.mask(b04 > 1800).apply_dimension(
+    out = download_netcdf(b04.mask(b04 > 1800).apply_dimension(
         openeo.UDF(TIMESERIES, runtime="Python", context={"factor": 2}), dimension="t"),
         tmp_path)
     raw = read_band(sample_data_dir, "B04")
@@ -295,7 +289,7 @@ def test_apply_timeseries_with_context(con, sample_data_dir, tmp_path) -> None:
 
 
 def test_udf_data_signature_with_context(con, sample_data_dir, tmp_path) -> None:
-    out = download(load(con, ["B04"]).reduce_dimension(
+    out = download_netcdf(load(con, ["B04"]).reduce_dimension(
         dimension="t", reducer=openeo.UDF(MAX_OVER_T, runtime="Python")).apply(
         openeo.UDF(UDF_DATA, runtime="Python", context={"offset": 5})), tmp_path)
     raw = read_band(sample_data_dir, "B04")
@@ -308,8 +302,8 @@ def test_errors_in_a_block_name_the_node_and_the_udfs_lines(con, tmp_path) -> No
            "    if cube.sizes['x'] < 16:\n        raise ValueError('a narrow block')\n" \
            "    return cube\n"
     with pytest.raises(openeo.rest.OpenEoApiError) as info:
-        download(load(con, ["B04"]).apply_dimension(openeo.UDF(code, runtime="Python"),
-                                                    dimension="t"), tmp_path)
+        download_netcdf(load(con, ["B04"]).apply_dimension(openeo.UDF(code, runtime="Python"),
+                                                           dimension="t"), tmp_path)
     message = info.value.message
     assert info.value.code == "ProcessParameterInvalid"
     assert "node 'runudf1'" in message and "argument 'udf'" in message

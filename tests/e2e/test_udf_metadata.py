@@ -16,6 +16,7 @@ import rasterio
 import rasterio.windows
 import xarray as xr
 from tests.support.markers import needs_sandbox
+from tests.support.results import download_netcdf
 
 openeo = pytest.importorskip("openeo")
 
@@ -191,13 +192,6 @@ def load(con, bands: list[str], days: list[str] = DAY):
                                bands=bands)
 
 
-def download(cube, tmp_path: Path) -> xr.Dataset:
-    target = tmp_path / "out.nc"
-    cube.download(target, format="netCDF")
-    with xr.open_dataset(target) as ds:
-        return ds.load()
-
-
 def pixels(size: int, overlap: int = 0) -> dict:
     return {"size": [{"dimension": d, "value": size, "unit": "px"} for d in ("x", "y")],
             "overlap": [{"dimension": d, "value": overlap, "unit": "px"} for d in ("x", "y")]}
@@ -211,8 +205,8 @@ def test_the_client_docs_upsampling_example_runs_unchanged(con, sample_data_dir,
                                                            tmp_path) -> None:
     bands = ["B02", "B03", "B04"]
     udf = openeo.UDF(MODIFY_SPATIAL, runtime="Python-Jep")
-    out = download(load(con, bands).apply_neighborhood(udf, size=pixels(32)["size"],
-                                                       overlap=[]), tmp_path)
+    out = download_netcdf(load(con, bands).apply_neighborhood(udf, size=pixels(32)["size"],
+                                                              overlap=[]), tmp_path)
     # 5 m pixels over the same area: 128 x 128, x and y labels on the new grid
     assert out.sizes["x"] == out.sizes["y"] == 128
     np.testing.assert_allclose(out["x"].values, AREA["west"] + 2.5 + 5 * np.arange(128))
@@ -236,8 +230,8 @@ def test_the_docs_example_on_an_extent_that_is_no_multiple_of_the_size(con, samp
     area = {**AREA, "east": AREA["west"] + 700, "south": AREA["north"] - 500}
     cube = con.load_collection("SENTINEL2_L2A", spatial_extent=area, temporal_extent=DAY,
                                bands=["B04"])
-    out = download(cube.apply_neighborhood(openeo.UDF(MODIFY_SPATIAL, runtime="Python-Jep"),
-                                           size=pixels(32)["size"], overlap=[]), tmp_path)
+    out = download_netcdf(cube.apply_neighborhood(openeo.UDF(MODIFY_SPATIAL, runtime="Python-Jep"),
+                                                  size=pixels(32)["size"], overlap=[]), tmp_path)
     raw = read_bands(sample_data_dir, ["B04"], DAY, area)[0] + 60
     assert raw.shape == (1, 50, 70)
     padded = np.full((1, 64, 96), np.nan)
@@ -254,7 +248,7 @@ def test_the_docs_example_on_an_extent_that_is_no_multiple_of_the_size(con, samp
 
 def test_upsampling_with_overlap_over_several_dates(con, sample_data_dir, tmp_path) -> None:
     p = pixels(24, overlap=4)
-    out = download(load(con, ["B04", "B08"], TWO_DAYS).apply_neighborhood(
+    out = download_netcdf(load(con, ["B04", "B08"], TWO_DAYS).apply_neighborhood(
         openeo.UDF(UPSAMPLE, runtime="Python"), size=p["size"], overlap=p["overlap"]),
         tmp_path)
     raw = read_bands(sample_data_dir, ["B04", "B08"], TWO_DAYS)
@@ -269,7 +263,7 @@ def test_upsampling_without_apply_metadata_is_learnt_from_the_first_neighbourhoo
         con, sample_data_dir, tmp_path) -> None:
     assert "apply_metadata" not in UPSAMPLE_UNDECLARED
     p = pixels(24, overlap=4)
-    out = download(load(con, ["B04"], TWO_DAYS).apply_neighborhood(
+    out = download_netcdf(load(con, ["B04"], TWO_DAYS).apply_neighborhood(
         openeo.UDF(UPSAMPLE_UNDECLARED, runtime="Python"), size=p["size"],
         overlap=p["overlap"]), tmp_path)
     raw = read_bands(sample_data_dir, ["B04"], TWO_DAYS)
@@ -281,7 +275,7 @@ def test_upsampling_without_apply_metadata_is_learnt_from_the_first_neighbourhoo
 def test_bands_without_apply_metadata_are_named_by_the_udf(con, sample_data_dir,
                                                             tmp_path) -> None:
     p = pixels(32, overlap=8)
-    out = download(load(con, ["B04", "B08"]).apply_neighborhood(
+    out = download_netcdf(load(con, ["B04", "B08"]).apply_neighborhood(
         openeo.UDF(NDVI_UNDECLARED, runtime="Python"), size=p["size"], overlap=p["overlap"]),
         tmp_path)
     raw = read_bands(sample_data_dir, ["B04", "B08"], DAY)
@@ -294,7 +288,7 @@ def test_run_udf_on_a_cube_at_half_the_resolution(con, sample_data_dir, tmp_path
     from openeo.rest.datacube import THIS
 
     cube = load(con, ["B04"]).process("run_udf", data=THIS, udf=COARSEN, runtime="Python")
-    out = download(cube, tmp_path)
+    out = download_netcdf(cube, tmp_path)
     assert out.sizes["x"] == out.sizes["y"] == 32
     np.testing.assert_allclose(out["x"].values, AREA["west"] + 10 + 20 * np.arange(32))
     raw = read_bands(sample_data_dir, ["B04"], DAY)[0, 0]
@@ -305,7 +299,7 @@ def test_run_udf_on_a_cube_at_half_the_resolution(con, sample_data_dir, tmp_path
 
 def test_apply_dimension_over_bands_names_the_bands_apply_metadata_gives(
         con, sample_data_dir, tmp_path) -> None:
-    out = download(load(con, ["B04", "B08"]).apply_dimension(
+    out = download_netcdf(load(con, ["B04", "B08"]).apply_dimension(
         openeo.UDF(TWO_BANDS, runtime="Python"), dimension="bands"), tmp_path)
     raw = read_bands(sample_data_dir, ["B04", "B08"], DAY)
     red, nir = raw[:, 0], raw[:, 1]
@@ -319,7 +313,7 @@ def test_apply_neighborhood_renames_bands_as_apply_metadata_says(con, sample_dat
                                                                  tmp_path) -> None:
     udf = openeo.UDF(RENAME_ONLY, runtime="Python", context={"names": ["red2", "nir2"]})
     p = pixels(32, overlap=8)
-    out = download(load(con, ["B04", "B08"]).apply_neighborhood(
+    out = download_netcdf(load(con, ["B04", "B08"]).apply_neighborhood(
         udf, size=p["size"], overlap=p["overlap"]), tmp_path)
     raw = read_bands(sample_data_dir, ["B04", "B08"], DAY)
     np.testing.assert_allclose(stacked(out, ["red2", "nir2"]), raw * 2, rtol=1e-6)

@@ -33,7 +33,7 @@ from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import number_argument
 from terracube.engine.processes._reducing import drop_dim_coords, reducer_output, unwrap_data
 from terracube.engine.processes.cube_filters import with_bands
-from terracube.engine.processes.udf import udf_whole_pieces
+from terracube.engine.processes.udf import size_change, udf_whole_pieces
 from terracube.engine.registry import process
 from terracube.process_errors import (
     DataCubePropertiesImmutable,
@@ -377,15 +377,9 @@ def _neighbourhood_result(value: Any, piece: xr.DataArray,
     if not isinstance(value, RasterCube) or set(value.data.dims) != set(piece.dims):
         return callback_cube(value, piece), {}
     out = value.data.transpose(*piece.dims)
-    scale: dict[str, Fraction] = {}
-    for d in piece.dims:
-        before, after = piece.sizes[d], out.sizes[d]
-        if before == after:
-            continue
-        if d in spatial and before:
-            scale[str(d)] = Fraction(after, before)
-        elif d not in out.coords:
-            return callback_cube(value, piece), {}
+    scale, relabelled = size_change(piece, out, spatial)
+    if any(labels is None for labels in relabelled.values()):  # other sizes, no labels
+        return callback_cube(value, piece), {}
     return out, scale
 
 

@@ -384,6 +384,27 @@ def udf_whole_pieces(may_reshape: bool = False) -> Iterator[None]:
         _WHOLE_PIECES.reset(token)
 
 
+def size_change(before: xr.DataArray, after: xr.DataArray, spatial: set[str]
+                ) -> tuple[dict[str, Fraction], dict[Any, tuple[str, ...] | None]]:
+    """How a UDF or callback changed a piece `before` into `after` (the same dimensions): the
+    factor of the pixels along each spatial dimension whose size changed, and the labels
+    `after` has along each other dimension whose size changed (None where it has no
+    coordinate). apply_neighborhood's results and the first neighbourhood of a UDF without
+    apply_metadata are read this way."""
+    scale: dict[str, Fraction] = {}
+    labels: dict[Any, tuple[str, ...] | None] = {}
+    for d in before.dims:
+        n, m = before.sizes[d], after.sizes[d]
+        if n == m:
+            continue
+        if d in spatial and n:
+            scale[str(d)] = Fraction(m, n)
+        else:
+            labels[d] = tuple(str(v) for v in after.coords[d].values) \
+                if d in after.coords else None
+    return scale, labels
+
+
 def _block_chunks(data: xr.DataArray, spatial: set, limits: UdfLimits) -> dict[Any, int]:
     """Chunks for the UDF's calls: every non-spatial dimension whole, spatial blocks of at most
     `limits.block_size` pixels a side and about an eighth of the UDF's memory (input, output
@@ -532,18 +553,9 @@ def _inferred_change(pool: UdfPool, cube: RasterCube, context: Any,
                          name=arr.name)
     out = _with_dims_of(_call_udf(pool, piece, context, target, node_id), piece, node_id)
     spatial = {d.name for d in cube.dimensions if d.type == SPATIAL}
-    scale: dict[str, Fraction] = {}
-    labels: dict[str, tuple[str, ...]] = {}
-    for d in arr.dims:
-        before, after = piece.sizes[d], out.sizes[d]
-        if before == after:
-            continue
-        if d in spatial and before:
-            scale[str(d)] = Fraction(after, before)
-        elif d in out.coords:
-            labels[str(d)] = tuple(str(v) for v in out.coords[d].values)
-        else:
-            labels[str(d)] = tuple(str(i) for i in range(after))
+    scale, relabelled = size_change(piece, out, spatial)
+    labels = {str(d): names if names is not None else tuple(map(str, range(out.sizes[d])))
+              for d, names in relabelled.items()}
     change = MetadataChange(scale, labels) if scale or labels else None
     pool.inferred[key] = change
     dtype = _result_dtype(arr.dtype)
