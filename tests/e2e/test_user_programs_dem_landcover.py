@@ -155,6 +155,14 @@ def test_slope_of_the_dem_agrees_with_the_landscape(conn, files: Path, tmp_path:
     z, transform = centres_in(files / "copernicus_30.tif", BBOX)
     expected, _ = horn(z.astype(np.float64), *pixel_metres(transform, z.shape[0]))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    # GLO-90: the same terrain on 3" pixels, so gentler slopes
+    dem90 = conn.load_collection("COPERNICUS_90", spatial_extent=BBOX).max_time()
+    dem90.process("slope", data=dem90).download(tmp_path / "slope90.nc")
+    got90 = xr.load_dataset(tmp_path / "slope90.nc")["DEM_slope"].values.squeeze()
+    z90, t90 = centres_in(files / "copernicus_90.tif", BBOX)
+    expected90, _ = horn(z90.astype(np.float64), *pixel_metres(t90, z90.shape[0]))
+    np.testing.assert_allclose(got90, expected90, rtol=1e-5, atol=1e-4)
+    assert np.percentile(expected90, 99) < np.percentile(expected, 99)
 
     cover, cover_t = centres_in(files / "esa_worldcover_2021_v200.tif", BBOX)
     # WorldCover pixels onto the DEM grid (nearest) to compare cover with terrain.
@@ -382,3 +390,103 @@ def test_sentinel2_masked_by_land_cover_and_terrain(conn, files: Path, sample_da
     np.testing.assert_allclose(low[sure & (z_on_s2 <= 400)],
                                expected_ndvi[sure & (z_on_s2 <= 400)], rtol=1e-5)
     assert np.isnan(low[sure & (z_on_s2 > 400)]).all() and (z_on_s2 > 400).any()
+
+
+def test_random_forest_trained_on_worldcover_labels(conn, files: Path, sample_data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """Training labels from the land cover map, as openEO Platform's land cover examples take
+    them: the WorldCover class at random points (aggregate_spatial to CSV), a random forest
+    on summer median Sentinel-2 bands at those points, predicted over the box in the same
+    graph. The labels are the file's classes at the points; the prediction matches the map
+    on most pixels (the sample's covers have distinct spectra)."""
+    import pandas as pd
+
+    box = SMALL
+    rng = np.random.default_rng(7)
+    points = [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [
+        float(rng.uniform(box["west"], box["east"])),
+        float(rng.uniform(box["south"], box["north"]))]}} for _ in range(150)]
+    wc = conn.load_collection("ESA_WORLDCOVER_10M_2021_V2", spatial_extent=box,
+                              temporal_extent=["2021-01-01", "2021-12-31"], bands=["MAP"])
+    wc.max_time().aggregate_spatial({"type": "FeatureCollection", "features": points},
+                                    reducer="mean").download(tmp_path / "labels.csv",
+                                                             format="CSV")
+    labels = pd.read_csv(tmp_path / "labels.csv").sort_values("feature_index").MAP
+    classes, c_t = whole(files / "esa_worldcover_2021_v200.tif")
+    lon = [p["geometry"]["coordinates"][0] for p in points]
+    lat = [p["geometry"]["coordinates"][1] for p in points]
+    rows, cols = rasterio.transform.rowcol(c_t, lon, lat)
+    np.testing.assert_array_equal(labels.to_numpy(), classes[rows, cols])
+
+    train = {"type": "FeatureCollection", "features": [
+        {**p, "properties": {"target": int(label)}} for p, label in zip(points, labels)]}
+    s2 = conn.load_collection("SENTINEL2_L2A", spatial_extent=box,
+                              temporal_extent=["2022-05-01", "2022-08-31"],
+                              bands=["B02", "B03", "B04", "B08", "B11", "B12"],
+                              max_cloud_cover=20)
+    features = s2.reduce_dimension(dimension="t", reducer="median")
+    model = features.aggregate_spatial(train, reducer="mean").fit_class_random_forest(
+        target=train, num_trees=50, seed=3)
+    features.predict_random_forest(model=model, dimension="bands").download(
+        tmp_path / "predicted.tif")
+    with rasterio.open(tmp_path / "predicted.tif") as ds:
+        predicted, transform, crs = ds.read(1), ds.transform, ds.crs
+    truth = np.zeros(predicted.shape, dtype=np.uint8)
+    rasterio.warp.reproject(classes, truth, src_transform=c_t, src_crs="EPSG:4326",
+                            dst_transform=transform, dst_crs=crs,
+                            resampling=rasterio.warp.Resampling.nearest)
+    assert set(np.unique(predicted)) <= set(labels)
+    assert (predicted == truth).mean() > 0.85
+
+
+def test_zonal_statistics_per_land_cover_class(conn, files: Path, sample_data_dir: Path,
+                                               tmp_path: Path) -> None:
+    """Mean NDVI and elevation per WorldCover class inside an area: NDVI masked with each
+    class in turn (the map aligned by mask), merged with the DEM, aggregate_spatial over a
+    lon/lat polygon, to CSV; checked with numpy over the pixels whose centre is inside."""
+    import pandas as pd
+    from pyproj import Transformer
+
+    box = BBOX  # with the town
+    ring = [[box["west"], box["south"]], [box["east"], box["south"]],
+            [box["east"], box["north"]], [box["west"], box["north"]],
+            [box["west"], box["south"]]]
+    area = {"type": "Polygon", "coordinates": [ring]}
+    s2 = conn.load_collection("SENTINEL2_L2A", spatial_extent=box,
+                              temporal_extent=["2022-06-02", "2022-06-03"],
+                              bands=["B04", "B08"])
+    ndvi = s2.ndvi(red="B04", nir="B08", target_band="NDVI").max_time()
+    dem = conn.load_collection("COPERNICUS_30", spatial_extent=box).max_time()
+    wc = conn.load_collection("ESA_WORLDCOVER_10M_2021_V2", spatial_extent=box).max_time()
+    got = {}
+    for code in (10, 30, 40, 50):
+        per_class = ndvi.merge_cubes(dem).mask(wc.band("MAP") != code)
+        per_class.aggregate_spatial(area, reducer="mean").download(
+            tmp_path / f"class{code}.csv", format="CSV")
+        got[code] = pd.read_csv(tmp_path / f"class{code}.csv").iloc[0]
+
+    transform, width, height, utm = s2_grid(sample_data_dir, box)
+    red = sample_band(sample_data_dir, "2022-06-02", "B04", utm).astype(np.float64)
+    nir = sample_band(sample_data_dir, "2022-06-02", "B08", utm).astype(np.float64)
+    ndvi_np = (nir - red) / (nir + red)
+    classes, c_t = whole(files / "esa_worldcover_2021_v200.tif")
+    on_s2 = np.zeros((height, width), dtype=np.uint8)
+    rasterio.warp.reproject(classes, on_s2, src_transform=c_t, src_crs="EPSG:4326",
+                            dst_transform=transform, dst_crs="EPSG:32632",
+                            resampling=rasterio.warp.Resampling.nearest)
+    z, z_t = whole(files / "copernicus_30.tif")
+    z_on_s2 = np.zeros((height, width), dtype=np.float32)
+    rasterio.warp.reproject(z, z_on_s2, src_transform=z_t, src_crs="EPSG:4326",
+                            dst_transform=transform, dst_crs="EPSG:32632",
+                            resampling=rasterio.warp.Resampling.nearest)
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    x, y = transform * (cols, rows)
+    lon, lat = Transformer.from_crs(32632, 4326, always_xy=True).transform(x, y)
+    inside = contains_xy(shape(area), lon, lat)
+    for code, row in got.items():
+        pixels = inside & (on_s2 == code)
+        assert pixels.sum() > 20
+        assert row["NDVI"] == pytest.approx(ndvi_np[pixels].mean(), rel=2e-3)
+        assert row["DEM"] == pytest.approx(z_on_s2[pixels].mean(), rel=2e-3)
+    assert got[10]["NDVI"] > got[40]["NDVI"] > got[50]["NDVI"]
+    assert got[10]["DEM"] > got[40]["DEM"] + 200
