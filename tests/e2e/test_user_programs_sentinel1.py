@@ -590,3 +590,97 @@ def sample_landscape_water(ds: xr.Dataset) -> np.ndarray:
     from terracube.catalog.samples.sentinel2_synthetic import _WATER, _build_landscape
 
     return window(_build_landscape().cover == _WATER, ds)
+
+
+def test_basic_sentinel_merge(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/BasicSentinelMerge: Sentinel-2 (SCL dilation mask) and Sentinel-1 (sigma0, as
+    SENTINEL1_GRD_SIGMA0 is not there) as dekad medians gap-filled by linear interpolation,
+    merged, scaled by a UDF in apply_neighborhood, cut to a box and run as a batch job; the
+    box in the valley, the notebook's dates."""
+    c = connection
+
+    scl = c.load_collection(
+        "SENTINEL2_L2A",
+        temporal_extent=["2022-06-04", "2022-08-04"],
+        bands=["SCL"],
+        max_cloud_cover=95,
+    )
+    cloud_mask = scl.process(
+        "to_scl_dilation_mask",
+        data=scl,
+        kernel1_size=17, kernel2_size=77,
+        mask1_values=[2, 4, 5, 6, 7],
+        mask2_values=[3, 8, 9, 10, 11],
+        erosion_kernel_size=3)
+    sentinel2 = c.load_collection(
+        "SENTINEL2_L2A",
+        temporal_extent=["2022-06-04", "2022-08-04"],
+        bands=["B02", "B03", "B04"],
+        max_cloud_cover=95,
+    )
+    sentinel2 = sentinel2.mask(cloud_mask)
+    sentinel2 = sentinel2.aggregate_temporal_period(
+        "dekad", reducer="median"
+    ).apply_dimension(dimension="t", process="array_interpolate_linear")
+
+    S1_collection = "SENTINEL1_GRD"
+    if "SENTINEL1_GRD_SIGMA0" in c.list_collection_ids():
+        S1_collection = "SENTINEL1_GRD_SIGMA0"
+    sentinel1 = c.load_collection(
+        S1_collection, temporal_extent=["2022-06-04", "2022-08-04"], bands=["VV", "VH"]
+    )
+    if S1_collection == "SENTINEL1_GRD":
+        sentinel1 = sentinel1.sar_backscatter(
+            coefficient="sigma0-ellipsoid",
+            local_incidence_angle=False,
+            elevation_model="COPERNICUS_30",
+        )
+    sentinel1 = sentinel1.aggregate_temporal_period(
+        "dekad", reducer="median"
+    ).apply_dimension(dimension="t", process="array_interpolate_linear")
+
+    merged = sentinel2.merge_cubes(sentinel1)
+    my_udf = openeo.UDF(
+        """
+from openeo.udf import XarrayDataCube
+from openeo.udf.debug import inspect
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    array = cube.get_array()
+    inspect(array,level="ERROR",message="inspecting input cube")
+    array.values = 0.0001 * array.values
+    return cube
+"""
+    )
+    fused = merged.apply_neighborhood(
+        my_udf,
+        size=[
+            {"dimension": "x", "value": 112, "unit": "px"},
+            {"dimension": "y", "value": 112, "unit": "px"},
+        ],
+        overlap=[
+            {"dimension": "x", "value": 8, "unit": "px"},
+            {"dimension": "y", "value": 8, "unit": "px"},
+        ],
+    )
+    spatial_extent = LONLAT_BOX
+    job = fused.filter_bbox(spatial_extent).execute_batch(
+        tmp_path / "result.nc", title="Sentinel composite", filename_prefix="merged_cube",
+        max_poll_interval=0.2,
+    )
+    assert job.status() == "finished"
+
+    ds = xarray_load(tmp_path / "result.nc")
+    assert [v for v in ds.data_vars] == ["B02", "B03", "B04", "VV", "VH"]
+    labels = [str(t)[:10] for t in ds.t.values]
+    assert labels == ["2022-06-01", "2022-06-11", "2022-06-21", "2022-07-01", "2022-07-11",
+                      "2022-07-21", "2022-08-01"]
+    # Sentinel-1: one pass or more per dekad; the dekad median of sigma0, times 0.0001.
+    for k, (start, end) in enumerate([("2022-06-04", "2022-06-11"), ("2022-06-11", "2022-06-21")]):
+        series = np.stack([window(sample.coefficient(d, "VV", "sigma0-ellipsoid"), ds)
+                           for d in sample.dates(start, end)])
+        np.testing.assert_allclose(ds["VV"][k].values, 0.0001 * np.median(series, axis=0),
+                                   rtol=1e-4)
+    # (the dilated cloud mask leaves some dekads without a clear view at either end)
+    assert np.isfinite(ds["B04"].values).mean() > 0.5
+    assert 0 < float(np.nanmedian(ds["B04"].values)) < 0.3  # reflectance after the UDF
