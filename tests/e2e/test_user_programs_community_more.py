@@ -324,3 +324,152 @@ def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
         assert [v for v in ds.data_vars if v != "crs"] == ["ndvi"]
         inside = ds.sel(x=slice(BOX["west"], BOX["east"]), y=slice(BOX["north"], BOX["south"]))
         np.testing.assert_allclose(inside["ndvi"].values, want, rtol=1e-6, equal_nan=True)
+
+
+# --- 1. GettingStarted, StatisticalDataFill, the crop_polygon process ------------------------
+def test_getting_started_evi_max_composite(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """1. GettingStarted/GettingStarted.ipynb: discovery calls, then EVI from band math on
+    scaled bands (`cube.band("B02") * 0.0001`, ...), `max_time()`, GeoTIFF."""
+    connection = con
+    assert "SENTINEL2_L2A" in connection.list_collection_ids()
+    assert connection.describe_collection("SENTINEL2_L2A")["id"] == "SENTINEL2_L2A"
+    assert any(p["id"] == "aggregate_temporal" for p in connection.list_processes())
+    assert connection.describe_process("aggregate_temporal")["id"] == "aggregate_temporal"
+    sentinel2_cube = connection.load_collection(
+        "SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=["2022-04-01", "2022-05-15"],
+        bands=["B02", "B04", "B08"])
+    blue = sentinel2_cube.band("B02") * 0.0001
+    red = sentinel2_cube.band("B04") * 0.0001
+    nir = sentinel2_cube.band("B08") * 0.0001
+    evi_cube = 2.5 * (nir - red) / (nir + 6.0 * red - 7.5 * blue + 1.0)
+    evi_composite = evi_cube.max_time()
+    evi_composite.download(tmp_path / "evi_composite.tiff")
+    with rasterio.open(tmp_path / "evi_composite.tiff") as ds:
+        img2 = ds.read()
+    series = {b: sample_series(sample_data_dir, b, BOX, "2022-04-01", "2022-05-15")
+              for b in ("B02", "B04", "B08")}
+    assert [list(v) for v in series.values()][0][0] == "2022-04-03"
+    evi = [2.5 * (n - r) / (n + 6.0 * r - 7.5 * b + 1.0)
+           for b, r, n in zip(*(np.stack(list(series[k].values())) * 0.0001
+                                for k in ("B02", "B04", "B08")), strict=True)]
+    assert len(evi) >= 5
+    want = np.nanmax(np.stack(evi), axis=0)
+    assert img2.shape == (1, 30, 30)
+    np.testing.assert_allclose(img2[0], want, rtol=1e-5, equal_nan=True)
+
+
+LOWESS_UDF = '''
+import xarray as xr
+import numpy as np
+from openeo.udf import inspect
+from openeo.metadata import CollectionMetadata
+from statsmodels.nonparametric.smoothers_lowess import lowess
+
+def lowess_along_axis(arr: np.ndarray) -> np.ndarray:
+    if not np.all(np.isnan(arr)):
+        # Get non-NaN indices
+        not_nan_indices = np.where(~np.isnan(arr))[0]
+
+        # Interpolate NaN values using lowess
+        smoothed = lowess(arr[not_nan_indices], not_nan_indices, frac=0.2)
+
+        # Create a copy of the original series
+        filled_series = arr.copy()
+
+        # Replace NaN values with interpolated values
+        filled_series[np.isnan(filled_series)] = np.interp(np.arange(len(filled_series)),
+                                                smoothed[:, 0],
+                                                smoothed[:, 1])[np.isnan(filled_series)]
+    else:
+        filled_series = arr.copy()
+    return filled_series
+
+def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+
+    res_arr = xr.apply_ufunc(lowess_along_axis,
+    cube,
+    input_core_dims=[['t']],
+    output_core_dims=[['t']],
+    vectorize=True)
+    return res_arr
+
+'''
+
+
+def test_statistical_data_fill_lowess_udf(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """StatisticalDataFill/StatisticalDataFill.ipynb (SENTINEL_5P_L2 / NO2 -> SENTINEL2_L2A /
+    B04): daily means by aggregate_temporal_period, the gaps filled by a statsmodels LOWESS
+    UDF in apply_dimension over t (xr.apply_ufunc, `xarray` not imported by the UDF), two
+    batch jobs to netCDF, the job's `costs`."""
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    connection = con
+    No2 = connection.load_collection("SENTINEL2_L2A", temporal_extent=["2022-04-01",
+                                                                        "2022-05-01"],
+                                     spatial_extent=BOX, bands=["B04"])
+    No2 = No2.aggregate_temporal_period(reducer="mean", period="day")
+    udf = openeo.UDF(LOWESS_UDF)
+    No2_filled = No2.apply_dimension(process=udf, dimension="t")
+    No2_filled.execute_batch(title="Filled NO2 data with Lowess",
+                             outputfile=tmp_path / "NO2_Interpolated.nc")
+    job = No2.execute_batch(title="Observed NO2 data before Lowess",
+                            outputfile=tmp_path / "NO2_withNAN.nc")
+    assert job.describe()["costs"] is not None
+    filled = xr.load_dataset(tmp_path / "NO2_Interpolated.nc")
+    observed = xr.load_dataset(tmp_path / "NO2_withNAN.nc")
+    assert np.isfinite(observed.B04.mean(dim=["y", "x"]).values).sum() >= 5
+    assert np.isfinite(filled.B04.mean(dim=["y", "x"]).values).all()
+
+    days = [str(t)[:10] for t in observed.t.values]
+    stored = sample_series(sample_data_dir, "B04", BOX, "2022-04-01", "2022-05-01")
+    stack = np.stack([stored.get(d, np.full((30, 30), np.nan)) for d in days])
+    np.testing.assert_allclose(observed.B04.values, stack, equal_nan=True)
+    want = stack.copy()
+    index = np.arange(len(days))
+    for y in range(30):
+        for x in range(30):
+            arr = stack[:, y, x]
+            ok = ~np.isnan(arr)
+            smoothed = lowess(arr[ok], index[ok], frac=0.2)
+            want[~ok, y, x] = np.interp(index, smoothed[:, 0], smoothed[:, 1])[~ok]
+    np.testing.assert_allclose(filled.B04.values, want, rtol=1e-6)
+
+
+def test_crop_polygon_process(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """processes/crop_polygon.json (filter_spatial then mask_polygon with `inside: false`):
+    stored as the user's process and called with a triangle; the result is the triangle's
+    bounding box, pixels outside the triangle no-data. A `replacement` changes nothing: the
+    pixels outside are no-data after filter_spatial already, and mask_polygon leaves no-data
+    untouched (its definition)."""
+    definition = json.loads((Path(__file__).parent / "data" / "community_crop_polygon.json")
+                            .read_text())
+    con.save_user_defined_process("crop_polygon", definition["process_graph"],
+                                  parameters=definition["parameters"],
+                                  returns=definition.get("returns"))
+    from pyproj import Transformer
+
+    to_wgs84 = Transformer.from_crs(32632, 4326, always_xy=True)
+    corners = [(680451, 5151171), (680633, 5151171), (680451, 5151354)]  # 18 x 18 pixels
+    triangle = {"type": "Polygon", "coordinates": [[list(to_wgs84.transform(x, y))
+                                                    for x, y in [*corners, corners[0]]]]}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                             temporal_extent=["2022-06-01", "2022-06-05"], bands=["B04"])
+    s2.process("crop_polygon", data=s2, mask=triangle).download(tmp_path / "crop.nc")
+    s2.process("crop_polygon", data=s2, mask=triangle, replacement=5) \
+        .download(tmp_path / "crop0.nc")
+    inner = {"west": 680450, "south": 5151170, "east": 680630, "north": 5151350}
+    (stored,) = sample_series(sample_data_dir, "B04", inner, "2022-06-01", "2022-06-05").values()
+    import shapely.geometry
+
+    xs = inner["west"] + 5 + 10 * np.arange(18)
+    ys = inner["north"] - 5 - 10 * np.arange(18)
+    shape = shapely.geometry.Polygon(corners)
+    centres = [[shapely.geometry.Point(x, y) for x in xs] for y in ys]
+    inside = np.array([[shape.contains(p) for p in row] for row in centres])
+    nearest = min(shape.exterior.distance(p) for row in centres for p in row)
+    assert nearest > 0.5 and 120 < inside.sum() < 200  # no centre on the edge
+    with xr.open_dataset(tmp_path / "crop.nc") as ds, xr.open_dataset(tmp_path / "crop0.nc") \
+            as ds0:
+        assert ds.B04.shape == (1, 18, 18)
+        np.testing.assert_array_equal(ds.B04.values[0], np.where(inside, stored, np.nan))
+        np.testing.assert_array_equal(ds0.B04.values[0], np.where(inside, stored, np.nan))
