@@ -684,3 +684,68 @@ def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
     # (the dilated cloud mask leaves some dekads without a clear view at either end)
     assert np.isfinite(ds["B04"].values).mean() > 0.5
     assert 0 < float(np.nanmedian(ds["B04"].values)) < 0.3  # reflectance after the UDF
+
+
+def test_openeo_org_ard_page(connection, sample: Sample, tmp_path: Path) -> None:
+    """openeo.org's ARD documentation: ard_normalized_radar_backscatter of one day
+    (temporal extent from a date to the same date), batch job, results downloaded."""
+    s1grd = connection.load_collection(
+        'SENTINEL1_GRD',
+        spatial_extent={'west': 11.3409, 'east': 11.353779, 'south': 46.48772,
+                        'north': 46.493924},
+        temporal_extent=['2022-06-05', '2022-06-05'],
+        bands=['VH', 'VV']
+    )
+    normalized = s1grd.ard_normalized_radar_backscatter()
+    job = normalized.execute_batch(max_poll_interval=0.2)
+    job.get_results().download_files(tmp_path / "output")
+    (tif,) = [p for p in (tmp_path / "output").iterdir() if p.suffix in (".tif", ".tiff")]
+    (date,) = sample.dates("2022-06-05", "2022-06-06")
+    with rasterio.open(tif) as src:
+        assert list(src.descriptions) == ["VH", "VV", "mask", "local_incidence_angle"]
+        vv = src.read(2)
+        grid = xr.Dataset(coords={"x": src.transform.c + PIXEL * (np.arange(src.width) + 0.5),
+                                  "y": src.transform.f - PIXEL * (np.arange(src.height) + 0.5)})
+    np.testing.assert_allclose(vv, window(sample.coefficient(date, "VV", "gamma0-terrain"),
+                                          grid), rtol=2e-4, equal_nan=True)
+
+
+def test_forest_fire_s1_features(connection, sample: Sample, tmp_path: Path) -> None:
+    """python/RandomForest-ForestFire's eo_extractor.s1_features as written (sigma0, ratio and
+    dB bands, scaled, the median over time); a box in the valley for the training AOI."""
+    from openeo.processes import array_create
+
+    def s1_features(connection, date, aoi, reducer):
+        s1_cube = connection.load_collection(
+            "SENTINEL1_GRD",
+            temporal_extent=date,
+            spatial_extent=aoi,
+            bands=["VH", "VV"]
+        )
+        s1_cube = s1_cube.sar_backscatter(coefficient="sigma0-ellipsoid")
+        s1_cube = s1_cube.apply_dimension(
+            dimension="bands",
+            process=lambda x: array_create(
+                [
+                    30.0 * x[0] / x[1],  # Ratio of VH to VV
+                    30.0 + 10.0 * x[0].log(base=10),  # Log-transformed VH
+                    30.0 + 10.0 * x[1].log(base=10),  # Log-transformed VV
+                ]
+            ),
+        )
+        s1_cube = s1_cube.rename_labels("bands", ["ratio"] + s1_cube.metadata.band_names)
+        s1_cube = s1_cube.linear_scale_range(0, 30, 0, 30000)
+        return s1_cube.reduce_dimension(reducer=reducer, dimension="t")
+
+    training_date = ["2022-08-15", "2022-09-30"]
+    s1_feature_cube = s1_features(connection, training_date, LONLAT_BOX, "median")
+    s1_feature_cube.download(tmp_path / "s1_features.nc")
+    ds = xarray_load(tmp_path / "s1_features.nc")
+    dates = sample.dates("2022-08-15", "2022-09-30")
+    vh = np.stack([window(sample.coefficient(d, "VH", "sigma0-ellipsoid"), ds) for d in dates])
+    vv = np.stack([window(sample.coefficient(d, "VV", "sigma0-ellipsoid"), ds) for d in dates])
+    scaled = {"ratio": 30.0 * vh / vv, "VH": 30.0 + 10.0 * np.log10(vh),
+              "VV": 30.0 + 10.0 * np.log10(vv)}
+    for band, values in scaled.items():
+        expected = np.median(np.clip(values, 0, 30) * 1000, axis=0)
+        np.testing.assert_allclose(ds[band].values.squeeze(), expected, rtol=1e-4)
