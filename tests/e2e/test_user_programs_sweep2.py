@@ -345,3 +345,96 @@ def test_dynamic_land_cover_features_and_random_forest(con, tmp_path: Path) -> N
     df.columns = ["feature_index", "predicted"]
     assert list(df.feature_index) == list(range(12))
     assert set(df.predicted.astype(int)) <= {0, 1, 2}
+
+
+def test_forest_dynamics_curve_fitting_and_change_alarms(con, sample_data_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """openEO Platform SRR2 notebook "UC6 - Forest Dynamics" (South Tyrol; the Platform docs'
+    forest change detection page): the client's DataCube.fit_curve / predict_curve (the openEO
+    1.x cube forms with `dimension` and `data`, once 'has no parameter'), the fit saved by a
+    job and read back with load_result, predictions masked by merge_cubes(multiply) and
+    subtracted with merge_cubes(subtract), the RMSE of the residuals over the bands, its sd
+    over time as a job, and the alarms `residual > 3 * sd` with merge_cubes(gt) of a band-less
+    cube and the one-band cube load_result gives (once 'share no common set of dimensions').
+    Checked with numpy: the harmonic model is linear in its parameters (least squares)."""
+    import math
+
+    from openeo.processes import ProcessBuilder, cos, gt, multiply, sd, sin, subtract
+
+    bands = ["B02", "B03", "B04", "B05", "B08"]
+    training = ["2022-04-01", "2022-07-01"]
+    l2a_bands = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, bands=bands,
+                                    temporal_extent=training)
+    l2a_bands_clipped = l2a_bands.apply(lambda x: x.clip(0, 5000))
+
+    def fitFunction(x: ProcessBuilder, parameters: ProcessBuilder):  # noqa: N802 - as written
+        t = 2 * math.pi / 31557600 * x
+        return parameters[0] + parameters[1] * cos(t) + parameters[2] * sin(t)
+
+    curve_fitting = l2a_bands_clipped.fit_curve(parameters=[1, 1, 1], dimension="t",
+                                                function=fitFunction)
+    job = curve_fitting.save_result(format="NetCDF").create_job(title="S2_curve_fitting_SRR2")
+    job.start_and_wait(max_poll_interval=0.2)
+    job_id_fitting = job.job_id
+    job.get_results().download_files(tmp_path / "fit")
+
+    curve_fitting_loaded = con.load_result(id=job_id_fitting)
+    temporal_labels = l2a_bands_clipped.dimension_labels("t")
+    curve_prediction = l2a_bands_clipped.predict_curve(
+        parameters=curve_fitting_loaded, dimension="t", function=fitFunction,
+        labels=temporal_labels)
+    force_cloud_mask = l2a_bands.apply(lambda x: x.gt(0))
+    predicted_masked = curve_prediction.merge_cubes(force_cloud_mask, overlap_resolver=multiply)
+    merged_cubes = l2a_bands_clipped.merge_cubes(predicted_masked, overlap_resolver=subtract)
+    rmse = merged_cubes.band(bands[0]) ** 2  # change_detection_utils.compute_residual
+    for b in bands[1:]:
+        rmse = merged_cubes.band(b) ** 2 + rmse
+    rmse = (rmse / len(bands)) ** 0.5
+    rmse_std = rmse.reduce_dimension(dimension="t", reducer=sd)
+    job = rmse_std.save_result(format="NetCDF").create_job(title="S2_curve_predicting_SRR2")
+    job.start_and_wait(max_poll_interval=0.2)
+    job_id_predicting = job.job_id
+
+    training_std_loaded = con.load_result(id=job_id_predicting)
+    alarm_threshhold = training_std_loaded.apply(lambda x: x * 3)
+    alarm_cubes = rmse.merge_cubes(alarm_threshhold, overlap_resolver=gt)
+    job = alarm_cubes.save_result(format="NetCDF").create_job(title="S2_change_detection")
+    job.start_and_wait(max_poll_interval=0.2)
+    job.get_results().download_files(tmp_path / "results")
+
+    # numpy: per pixel least squares of the clipped series on [1, cos(wt), sin(wt)]
+    series = {b: sample_series(sample_data_dir, b, BOX, *training, times=True) for b in bands}
+    stamps = list(series["B02"])
+    seconds = np.array([pd.Timestamp(s, tz="UTC").timestamp() for s in stamps])
+    w = 2 * math.pi / 31557600 * seconds
+    design = np.stack([np.ones_like(w), np.cos(w), np.sin(w)], axis=1)
+    raw = {b: np.stack(list(series[b].values())) for b in bands}  # t, y, x; no-data NaN
+    # B05 (20 m) on the 10 m grid of the cube, as the server reads it (nearest neighbour)
+    raw["B05"] = np.repeat(np.repeat(raw["B05"], 2, axis=1), 2, axis=2)
+    clipped = {b: np.clip(raw[b], 0, 5000) for b in bands}
+    with xr.open_dataset(next((tmp_path / "fit").glob("*.nc"))) as fit:
+        assert fit.B02.dims == ("param", "y", "x") and fit.sizes["param"] == 3
+        fitted = {b: fit[b].values for b in bands}
+    residuals = {}
+    for b in bands:
+        values = clipped[b]
+        params = np.full((3, *values.shape[1:]), np.nan)
+        for r in range(values.shape[1]):
+            for c in range(values.shape[2]):
+                ok = ~np.isnan(values[:, r, c])
+                params[:, r, c] = np.linalg.lstsq(design[ok], values[ok, r, c], rcond=None)[0]
+        np.testing.assert_allclose(fitted[b], params, rtol=1e-4, atol=1e-3 * 5000)
+        predicted = np.einsum("tp,pyx->tyx", design, fitted[b])
+        residuals[b] = values - predicted * (raw[b] > 0)
+    rmse_np = np.sqrt(sum(residuals[b] ** 2 for b in bands) / len(bands))
+    std_np = np.nanstd(rmse_np, axis=0, ddof=1)
+    with xr.open_dataset(next((tmp_path / "results").glob("*.nc"))) as alarms:
+        (name,) = [v for v in alarms.data_vars if v != "crs"]
+        got = alarms[name].transpose("t", "y", "x").values
+    expected = rmse_np > 3 * std_np
+    decided = ~np.isnan(rmse_np)
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got[decided].astype(bool), expected[decided])
+    # the notebook's plot: the alarms smoothed over 3 dates
+    smoothed = alarms[name].rolling(t=3, center=False).mean().fillna(0)
+    assert smoothed.sizes["t"] == len(stamps)

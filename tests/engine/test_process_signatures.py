@@ -29,6 +29,10 @@ DEVIATIONS = {
                        "other back-ends do",
     "load_ml_model": "also takes the openEO 1.x parameter 'id' for 'uri'; the function "
                      "requires one of them",
+    "fit_curve": "also takes the openEO 1.x 'dimension' (data a cube), which the openeo "
+                 "client's DataCube.fit_curve sends",
+    "predict_curve": "also takes the openEO 1.x 'data', which the openeo client's "
+                     "DataCube.predict_curve sends (not needed: labels say where to predict)",
     "fit_class_random_forest": "max_variables (required, nullable) defaults to null: sqrt",
     "fit_regr_random_forest": "max_variables (required, nullable) defaults to null: onethird",
     "ml_fit_class_random_forest": "max_variables (required, nullable) defaults to null: sqrt",

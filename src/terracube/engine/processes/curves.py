@@ -159,10 +159,25 @@ def levenberg_marquardt(function: Callback, x: np.ndarray, y: np.ndarray, p0: np
 
 
 # --- processes ------------------------------------------------------------------------------
+# The dimension that holds the fitted parameters in the openEO 1.x cube form of fit_curve
+# (as openeo-processes-dask names it); predict_curve takes it as its only `other` dimension.
+PARAM_CUBE_DIM = "param"
+
+
 @process()
 def fit_curve(data: Any, parameters: Any, function: Callback,
-              ignore_nodata: bool = True) -> Any:
-    """Least-squares parameters of `function` for the labeled array `data` (x = labels)."""
+              ignore_nodata: bool = True, dimension: str | None = None) -> Any:
+    """Least-squares parameters of `function` for the labeled array `data` (x = labels).
+
+    Also the openEO 1.x form that the openeo client's `DataCube.fit_curve` sends (and the
+    openEO Platform curve fitting examples use): `data` a cube and `dimension` the dimension to
+    fit along, replaced in the result by the dimension `param` (labels 0, 1, ...)."""
+    if isinstance(data, RasterCube):
+        return _fit_curve_of_cube(data, parameters, function, bool(ignore_nodata), dimension)
+    if dimension is not None:
+        raise errors.ProcessParameterInvalid(
+            "dimension is only for a data cube as data (openEO 1.x); inside apply_dimension "
+            "the array is fitted along its own dimension.", argument="dimension")
     p0 = _initial(parameters)
     arr = as_array(data)
     if arr.dim not in arr.data.coords:
@@ -188,6 +203,29 @@ def fit_curve(data: Any, parameters: Any, function: Callback,
     return ArrayValue(out, PARAM_DIM)
 
 
+def _fit_curve_of_cube(data: RasterCube, parameters: Any, function: Callback,
+                       ignore_nodata: bool, dimension: str | None) -> RasterCube:
+    if dimension is None:
+        raise errors.ProcessParameterInvalid(
+            "fit_curve of a data cube needs the dimension to fit along (e.g. 't'), or use "
+            "fit_curve as the process of apply_dimension.", argument="dimension")
+    if data.dim(dimension) is None:
+        raise pe.DimensionNotAvailable(
+            f"The data cube has no dimension '{dimension}'; dimensions: "
+            f"{', '.join(d.name for d in data.dimensions)}.", argument="dimension")
+    cube = nodata_as_nan(data)
+    fitted = fit_curve(ArrayValue(cube.data, dimension, labeled=True), parameters, function,
+                       ignore_nodata)
+    names = [d.name for d in cube.dimensions]
+    order = [PARAM_CUBE_DIM if n == dimension else n for n in names]
+    out = fitted.data.rename({PARAM_DIM: PARAM_CUBE_DIM}).transpose(*order)
+    kept = {k: v for k, v in cube.data.coords.items() if dimension not in v.dims}
+    out = out.assign_coords({**kept, PARAM_CUBE_DIM: np.arange(out.sizes[PARAM_CUBE_DIM])})
+    dims = tuple(Dimension(PARAM_CUBE_DIM, OTHER) if d.name == dimension else d
+                 for d in cube.dimensions)
+    return cube.with_data(out, dims)
+
+
 def _parameter_dimension(cube: RasterCube, dimension: str) -> str:
     if cube.dim(dimension) is not None:
         return dimension
@@ -202,12 +240,14 @@ def _parameter_dimension(cube: RasterCube, dimension: str) -> str:
 
 @process()
 def predict_curve(parameters: RasterCube, function: Callback, dimension: str,
-                  labels: list | None = None) -> RasterCube:
+                  labels: list | None = None, data: Any = None) -> RasterCube:
     """The model function evaluated for `labels` with the per-pixel parameters.
 
     The parameters are the values along `dimension` (as apply_dimension(fit_curve) leaves
-    them) or, if the cube lacks `dimension`, along its only dimension of type other; that
-    dimension is replaced by `dimension` with the given labels.
+    them) or, if the cube lacks `dimension`, along its only dimension of type other (`param`
+    of the 1.x fit_curve); that dimension is replaced by `dimension` with the given labels.
+    `data` (openEO 1.x, what the client's `DataCube.predict_curve` sends) is not needed: the
+    labels say where to predict.
     """
     if not isinstance(parameters, RasterCube):
         raise errors.ProcessParameterInvalid("parameters must be a data cube.",
