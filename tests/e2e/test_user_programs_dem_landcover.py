@@ -274,6 +274,25 @@ def s2_grid(sample_data_dir: Path, box: dict) -> tuple[rasterio.Affine, int, int
     return transform, c1 - c0 + 1, r1 - r0 + 1, utm
 
 
+def file_on_grid(path: Path, transform: rasterio.Affine, width: int, height: int,
+                 resampling: rasterio.warp.Resampling) -> np.ndarray:
+    """A whole sample file warped by GDAL onto a 10 m UTM grid (float32 for the DEM, the
+    class codes for WorldCover)."""
+    values, src_transform = whole(path)
+    out = np.zeros((height, width), dtype=values.dtype)
+    rasterio.warp.reproject(values, out, src_transform=src_transform, src_crs="EPSG:4326",
+                            dst_transform=transform, dst_crs="EPSG:32632",
+                            resampling=resampling)
+    return out
+
+
+def s2_ndvi(sample_data_dir: Path, utm: dict) -> np.ndarray:
+    """NDVI of the Sentinel-2 sample on 2022-06-02 in `utm` (a box in EPSG:32632)."""
+    red = sample_band(sample_data_dir, "2022-06-02", "B04", utm).astype(np.float64)
+    nir = sample_band(sample_data_dir, "2022-06-02", "B08", utm).astype(np.float64)
+    return (nir - red) / (nir + red)
+
+
 def dem_on_s2(files: Path, box: dict, transform: rasterio.Affine, width: int, height: int,
               resampling: rasterio.warp.Resampling) -> np.ndarray:
     """The DEM as loaded with `box` (pixel centres in it) warped by GDAL onto a 10 m UTM grid
@@ -358,16 +377,11 @@ def test_sentinel2_masked_by_land_cover_and_terrain(conn, files: Path, sample_da
     got_wc = xr.load_dataset(tmp_path / "wc.nc")["MAP"].values.squeeze()
 
     transform, width, height, utm = s2_grid(sample_data_dir, box)
-    red = sample_band(sample_data_dir, "2022-06-02", "B04", utm).astype(np.float64)
-    nir = sample_band(sample_data_dir, "2022-06-02", "B08", utm).astype(np.float64)
-    expected_ndvi = (nir - red) / (nir + red)
+    expected_ndvi = s2_ndvi(sample_data_dir, utm)
     # The map and the DEM are loaded over the whole Sentinel-2 extent (the UTM envelope of the
     # box), as on CDSE (engine/alignment.py): no empty corners.
-    classes, c_t = whole(files / "esa_worldcover_2021_v200.tif")
-    on_s2 = np.zeros((height, width), dtype=np.uint8)
-    rasterio.warp.reproject(classes, on_s2, src_transform=c_t, src_crs="EPSG:4326",
-                            src_nodata=0, dst_transform=transform, dst_crs="EPSG:32632",
-                            dst_nodata=0, resampling=rasterio.warp.Resampling.nearest)
+    on_s2 = file_on_grid(files / "esa_worldcover_2021_v200.tif", transform, width, height,
+                         rasterio.warp.Resampling.nearest)
     assert (on_s2 != 0).all() and not np.isnan(got_wc).any()
     # nearest neighbour: the same class as GDAL's warp but for ties on pixel borders
     assert (got_wc == on_s2).mean() > 0.999
@@ -379,12 +393,9 @@ def test_sentinel2_masked_by_land_cover_and_terrain(conn, files: Path, sample_da
     assert expected_ndvi[got_wc == 10].mean() > 0.6
     assert expected_ndvi[got_wc == 80].mean() < 0.1
 
-    z, z_t = whole(files / "copernicus_30.tif")
-    z_on_s2 = np.full((height, width), np.nan, dtype=np.float32)
-    rasterio.warp.reproject(z, z_on_s2, src_transform=z_t, src_crs="EPSG:4326",
-                            dst_transform=transform, dst_crs="EPSG:32632",
-                            resampling=rasterio.warp.Resampling.bilinear)
-    assert not np.isnan(z_on_s2).any()
+    z_on_s2 = file_on_grid(files / "copernicus_30.tif", transform, width, height,
+                           rasterio.warp.Resampling.bilinear)
+    assert (z_on_s2 > 200).all()
     (low,) = [v.values.squeeze() for v in got_low.data_vars.values() if v.ndim >= 2]
     sure = ~np.isnan(z_on_s2) & (np.abs(z_on_s2 - 400) > 1)
     np.testing.assert_allclose(low[sure & (z_on_s2 <= 400)],
@@ -430,11 +441,11 @@ def test_random_forest_trained_on_worldcover_labels(conn, files: Path, sample_da
     features.predict_random_forest(model=model, dimension="bands").download(
         tmp_path / "predicted.tif")
     with rasterio.open(tmp_path / "predicted.tif") as ds:
-        predicted, transform, crs = ds.read(1), ds.transform, ds.crs
-    truth = np.zeros(predicted.shape, dtype=np.uint8)
-    rasterio.warp.reproject(classes, truth, src_transform=c_t, src_crs="EPSG:4326",
-                            dst_transform=transform, dst_crs=crs,
-                            resampling=rasterio.warp.Resampling.nearest)
+        predicted, transform = ds.read(1), ds.transform
+        assert ds.crs.to_epsg() == 32632
+    truth = file_on_grid(files / "esa_worldcover_2021_v200.tif", transform,
+                         predicted.shape[1], predicted.shape[0],
+                         rasterio.warp.Resampling.nearest)
     assert set(np.unique(predicted)) <= set(labels)
     assert (predicted == truth).mean() > 0.85
 
@@ -466,19 +477,11 @@ def test_zonal_statistics_per_land_cover_class(conn, files: Path, sample_data_di
         got[code] = pd.read_csv(tmp_path / f"class{code}.csv").iloc[0]
 
     transform, width, height, utm = s2_grid(sample_data_dir, box)
-    red = sample_band(sample_data_dir, "2022-06-02", "B04", utm).astype(np.float64)
-    nir = sample_band(sample_data_dir, "2022-06-02", "B08", utm).astype(np.float64)
-    ndvi_np = (nir - red) / (nir + red)
-    classes, c_t = whole(files / "esa_worldcover_2021_v200.tif")
-    on_s2 = np.zeros((height, width), dtype=np.uint8)
-    rasterio.warp.reproject(classes, on_s2, src_transform=c_t, src_crs="EPSG:4326",
-                            dst_transform=transform, dst_crs="EPSG:32632",
-                            resampling=rasterio.warp.Resampling.nearest)
-    z, z_t = whole(files / "copernicus_30.tif")
-    z_on_s2 = np.zeros((height, width), dtype=np.float32)
-    rasterio.warp.reproject(z, z_on_s2, src_transform=z_t, src_crs="EPSG:4326",
-                            dst_transform=transform, dst_crs="EPSG:32632",
-                            resampling=rasterio.warp.Resampling.nearest)
+    ndvi_np = s2_ndvi(sample_data_dir, utm)
+    on_s2 = file_on_grid(files / "esa_worldcover_2021_v200.tif", transform, width, height,
+                         rasterio.warp.Resampling.nearest)
+    z_on_s2 = file_on_grid(files / "copernicus_30.tif", transform, width, height,
+                           rasterio.warp.Resampling.nearest)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     x, y = transform * (cols, rows)
     lon, lat = Transformer.from_crs(32632, 4326, always_xy=True).transform(x, y)

@@ -90,9 +90,10 @@ def _widen(source: dict, target: dict, grids: GridLookup) -> bool:
     if source_grid is None or target_grid is None or _same_crs(source_grid[0], target_grid[0]):
         return False
     args = source.setdefault("arguments", {})
-    have = _literal_box(args.get("spatial_extent"))
-    wanted = _literal_box((target.get("arguments") or {}).get("spatial_extent"))
-    if have is None or wanted is None:
+    have = literal_bounds(args.get("spatial_extent"))
+    wanted = literal_bounds((target.get("arguments") or {}).get("spatial_extent"))
+    if have is None or wanted is None or not all(
+            w < e and s < n for (w, s, e, n), _ in (have, wanted)):
         return False
     crs, pixel = source_grid
     # The target's extent: its box's envelope in its own CRS (what it loads).
@@ -111,18 +112,18 @@ def _widen(source: dict, target: dict, grids: GridLookup) -> bool:
     return True
 
 
-def _literal_box(extent: Any) -> tuple[Bounds, Any] | None:
-    """(bounds, crs) of a literal bounding-box spatial_extent, else None (GeoJSON, a
-    parameter, nothing)."""
+def literal_bounds(extent: Any) -> tuple[Bounds, Any] | None:
+    """(bounds, crs) of a literal bounding-box spatial_extent (crs 4326 if not given), else
+    None (GeoJSON, a parameter, nothing, non-finite numbers)."""
     if not isinstance(extent, dict) or not {"west", "south", "east", "north"} <= set(extent):
         return None
     try:
         w, s, e, n = (float(extent[k]) for k in ("west", "south", "east", "north"))
     except (TypeError, ValueError):
         return None
-    crs = extent.get("crs", 4326)
-    if not all(math.isfinite(v) for v in (w, s, e, n)) or not (w < e and s < n) \
-            or isinstance(crs, dict) and "from_parameter" in crs:
+    crs = extent.get("crs")
+    if not all(math.isfinite(v) for v in (w, s, e, n)) \
+            or isinstance(crs, dict) and len(crs) == 1 and "from_parameter" in crs:
         return None
     return (w, s, e, n), 4326 if crs is None else crs
 

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from terracube.engine import graph as graphs
-from terracube.engine.alignment import widen_aligned_loads
+from terracube.engine.alignment import literal_bounds, widen_aligned_loads
 from terracube.engine.ports import Collections, CollectionSource
 from terracube.engine.processes.cube_dimensions import one_day_extent, parse_instant
 
@@ -215,18 +215,11 @@ def _hashable_crs(crs: Any) -> Any:
 # --- reading restrictions out of arguments ---------------------------------------------------
 def _box_of_extent(extent: Any) -> Box | None:
     """A Box for a literal bounding-box object, else None."""
-    if not isinstance(extent, dict) or not {"west", "south", "east", "north"} <= set(extent):
+    found = literal_bounds(extent)
+    if found is None:
         return None
-    try:
-        w, s, e, n = (float(extent[k]) for k in ("west", "south", "east", "north"))
-    except (TypeError, ValueError):
-        return None
-    if not all(math.isfinite(v) for v in (w, s, e, n)):
-        return None
-    crs = extent.get("crs")
-    if isinstance(crs, dict) and len(crs) == 1 and "from_parameter" in crs:
-        return None
-    return Box(w, s, e, n, _hashable_crs(4326 if crs is None else crs))
+    (w, s, e, n), crs = found
+    return Box(w, s, e, n, _hashable_crs(crs))
 
 
 def _box_of_geojson(value: Any) -> Box | None:
