@@ -1,9 +1,10 @@
 """The CDSE notebook samples (eu-cdse/notebook-samples, openeo/) not covered by
 test_user_programs_cdse.py: basics, and the programs of NO2Covid, load_ESA_WorldCover and
 Sentinel_3 with the collection, bands and extent adapted to the Sentinel-2 sample (their
-Sentinel-5P, WorldCover and Sentinel-3 collections are not shipped); run through the official
-client against the shared server, values checked with numpy. Radar_ARD runs on the Sentinel-1
-sample in test_user_programs_sentinel1.py."""
+Sentinel-5P and Sentinel-3 collections are not shipped); run through the official client
+against the shared server, values checked with numpy. Radar_ARD runs on the Sentinel-1 sample
+in test_user_programs_sentinel1.py, load_ESA_WorldCover also on the WorldCover sample as
+written in test_user_programs_dem_landcover.py."""
 
 from __future__ import annotations
 
