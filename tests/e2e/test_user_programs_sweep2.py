@@ -438,3 +438,103 @@ def test_forest_dynamics_curve_fitting_and_change_alarms(con, sample_data_dir: P
     # the notebook's plot: the alarms smoothed over 3 dates
     smoothed = alarms[name].rolling(t=3, center=False).mean().fillna(0)
     assert smoothed.sizes["t"] == len(stamps)
+
+
+def test_openeo_org_cookbook(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """openeo.org's openEO Cookbook (documentation/1.0/cookbook), the Python examples of
+    chapters 1 and 2: mean_time, linear_scale_range in apply, aggregate_spatial, save_result
+    as GTiff, as PNG with the options red/green/blue (once "The format PNG has no option
+    'red'") and as JSON in batch jobs; band math with array_element by index and by label and
+    normalized_difference, SCL and threshold masks, apply_kernel with a 5 x 5 high-pass."""
+    from openeo.processes import ProcessBuilder, array_element, normalized_difference
+
+    t = ["2022-06-01", "2022-06-15"]
+    cube_s2_b348 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=t,
+                                       bands=["B03", "B04", "B08"])
+    cube_s2_b8 = cube_s2_b348.filter_bands(bands=["B08"])
+    cube_s2_b8_red = cube_s2_b8.mean_time()
+    cube_s2_b348_red = cube_s2_b348.mean_time()
+
+    def scale_function(x: ProcessBuilder):
+        return x.linear_scale_range(0, 6000, 0, 255)
+
+    cube_s2_b348_red_lin = cube_s2_b348_red.apply(scale_function)
+    polygons = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon",
+                                                           "coordinates": [box_ring()]}}]}
+    cube_s2_b8_agg = cube_s2_b8.aggregate_spatial(geometries=polygons, reducer="mean")
+
+    jobs = {
+        "tif": cube_s2_b8_red.save_result(format="GTiff").create_job(
+            title="temporal_mean_as_GTiff_py"),
+        "png": cube_s2_b348_red_lin.save_result(
+            format="PNG", options={"red": "B08", "green": "B04", "blue": "B03"}).create_job(
+            title="temporal_mean_as_PNG_py"),
+        "json": cube_s2_b8_agg.save_result(format="JSON").create_job(
+            title="timeseries_as_JSON_py"),
+    }
+    for name, job in jobs.items():
+        job.start_and_wait(max_poll_interval=0.2)
+        job.get_results().download_files(tmp_path / name)
+
+    means = {b: np.nanmean(np.stack(list(sample_series(sample_data_dir, b, BOX, *t).values())),
+                           axis=0) for b in ("B03", "B04", "B08")}
+    with rasterio.open(next((tmp_path / "tif").glob("*.tif"))) as src:
+        np.testing.assert_allclose(src.read(1), means["B08"], rtol=1e-5)
+    with rasterio.open(next((tmp_path / "png").glob("*.png"))) as src:
+        png = src.read()
+    assert png.shape == (4, 30, 30)  # RGB and alpha
+    for layer, band in zip(png[:3], ("B08", "B04", "B03"), strict=True):
+        scaled = np.clip(means[band], 0, 6000) / 6000 * 255
+        lo, hi = np.percentile(scaled, [2, 98])
+        expected = np.clip(np.round((scaled - lo) / (hi - lo) * 254) + 1, 1, 255)
+        assert np.abs(layer.astype(float) - expected).max() <= 1
+    series = json.loads(next((tmp_path / "json").glob("*.json")).read_text())
+    b08 = sample_series(sample_data_dir, "B08", BOX, *t)
+    assert sorted(k[:10] for k in series) == list(b08)
+    for key, value in series.items():
+        assert value[0][0] == pytest.approx(np.nanmean(b08[key[:10]]), rel=1e-6)
+
+    # chapter 2: band math, masks, pixel operations, kernels (one day)
+    day = ["2022-06-02", "2022-06-02"]
+    cube_s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=day,
+                                  bands=["B02", "B04", "B08", "SCL"])
+
+    def ndvi_function(data):
+        B04 = array_element(data, index=1)  # noqa: N806 - as written
+        B08 = array_element(data, label="B08")  # noqa: N806
+        return normalized_difference(B08, B04)
+
+    cube_s2_ndvi = cube_s2.reduce_dimension(reducer=ndvi_function, dimension="bands")
+    scl = cube_s2.band("SCL")
+    cube_s2_masked = cube_s2.mask(~((scl == 4) | (scl == 5)))
+    cube_s2_ndvi_masked = cube_s2_ndvi.mask(cube_s2_ndvi < 0.3)
+    highpass = [[-1, -1, -1, -1, -1], [-1, -1, -1, -1, -1], [-1, -1, 24, -1, -1],
+                [-1, -1, -1, -1, -1], [-1, -1, -1, -1, -1]]
+    cube_s2_highpass = cube_s2.filter_bands(["B08"]).apply_kernel(highpass)
+    for name, cube in (("ndvi", cube_s2_ndvi), ("masked", cube_s2_masked),
+                       ("thr", cube_s2_ndvi_masked), ("hp", cube_s2_highpass)):
+        cube.download(tmp_path / f"{name}.nc")
+
+    one = {b: sample_series(sample_data_dir, b, BOX, "2022-06-02", "2022-06-03")["2022-06-02"]
+           for b in ("B02", "B04", "B08")}
+    scl10 = np.repeat(np.repeat(sample_series(sample_data_dir, "SCL", BOX, "2022-06-02",
+                                              "2022-06-03")["2022-06-02"], 2, 0), 2, 1)
+    ndvi = (one["B08"] - one["B04"]) / (one["B08"] + one["B04"])
+    with xr.open_dataset(tmp_path / "ndvi.nc") as ds:
+        (var,) = [v for v in ds.data_vars if v != "crs"]
+        np.testing.assert_allclose(ds[var].isel(t=0).values, ndvi, rtol=1e-5)
+    with xr.open_dataset(tmp_path / "thr.nc") as ds:
+        (var,) = [v for v in ds.data_vars if v != "crs"]
+        got = ds[var].isel(t=0).values
+        np.testing.assert_array_equal(np.isnan(got), ndvi < 0.3)
+    with xr.open_dataset(tmp_path / "masked.nc") as ds:
+        keep = np.isin(scl10, (4, 5))
+        np.testing.assert_array_equal(ds.B02.isel(t=0).values[keep], one["B02"][keep])
+        assert np.isnan(ds.B02.isel(t=0).values[~keep]).all()
+    with xr.open_dataset(tmp_path / "hp.nc") as ds:
+        got = ds.B08.isel(t=0).values
+    b = one["B08"]
+    inner = sum(-b[2 + dy:28 + dy, 2 + dx:28 + dx] for dy in range(-2, 3)
+                for dx in range(-2, 3)) + 25 * b[2:28, 2:28]
+    np.testing.assert_allclose(got[2:28, 2:28], inner, rtol=1e-5)

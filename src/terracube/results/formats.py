@@ -127,6 +127,11 @@ _PNG = {
         "max": _param("The value shown white (default: the 98th percentile of each layer).",
                       {"type": ["number", "null"]}),
         "colormap": _COLORMAP,
+        "red": _param("The band shown red (with green and blue: an RGB picture of these three "
+                      "bands of a cube with more; the openEO cookbook's PNG options).",
+                      {"type": ["string", "null"]}),
+        "green": _param("The band shown green (see red).", {"type": ["string", "null"]}),
+        "blue": _param("The band shown blue (see red).", {"type": ["string", "null"]}),
         "filename_prefix": _FILENAME_PREFIX,
     },
 }

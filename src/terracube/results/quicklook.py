@@ -10,7 +10,7 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from terracube import errors, executor
-from terracube.datacube.cube import RasterCube
+from terracube.datacube.cube import BANDS, RasterCube
 
 
 def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) -> None:
@@ -20,6 +20,7 @@ def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) ->
     if xd is None or yd is None:
         raise errors.ProcessParameterInvalid(
             f"{driver} needs a cube with x and y dimensions.", argument="data")
+    cube = _rgb_bands(cube, driver, options)
     other = [d for d in cube.data.dims if d not in (xd.name, yd.name)]
     arr = cube.data.transpose(*other, yd.name, xd.name)
     layers = int(np.prod([arr.sizes[d] for d in other])) if other else 1
@@ -53,6 +54,30 @@ def write_quicklook(cube: RasterCube, path: Path, driver: str, options: dict) ->
             rasterio.shutil.copy(src, path, driver=driver)
     for aux in path.parent.glob(path.name + ".aux.xml"):
         aux.unlink()
+
+
+_RGB = ("red", "green", "blue")
+
+
+def _rgb_bands(cube: RasterCube, driver: str, options: dict[str, Any]) -> RasterCube:
+    """The bands the options red/green/blue name, in that order (all three or none)."""
+    named = {c: options.get(c) for c in _RGB if options.get(c) is not None}
+    if not named:
+        return cube
+    bands = cube.first_dim_of_type(BANDS)
+    if len(named) != 3 or bands is None:
+        raise errors.ProcessParameterInvalid(
+            f"The {driver} options red, green and blue name three bands of the cube together"
+            + ("" if bands is not None else "; this cube has no bands dimension") + ".",
+            argument="options")
+    have = [str(v) for v in cube.labels(bands.name)]
+    missing = [f"{c} '{b}'" for c, b in named.items() if str(b) not in have]
+    if missing:
+        raise errors.ProcessParameterInvalid(
+            f"The {driver} option(s) {', '.join(missing)} name no band of the cube; its bands: "
+            f"{', '.join(have)}.", argument="options")
+    picked = [have.index(str(named[c])) for c in _RGB]
+    return cube.with_data(cube.data.isel({bands.name: picked}), cube.dimensions)
 
 
 def _range(values: np.ndarray, options: dict[str, Any]) -> tuple[float, float]:
