@@ -1,4 +1,5 @@
-"""The terracube command: users add / list / passwd / remove, and serve (incl. its refusals)."""
+"""The terracube command: users add / list / passwd / remove, and serve (incl. its refusals);
+the commands that only read or write records start without the engine and the catalog."""
 
 from __future__ import annotations
 
@@ -119,3 +120,33 @@ def test_serve_on_loopback(tmp_path, sample_data_dir):
     text = srv.log()
     assert f"terracube serving openEO API 1.2 at http://127.0.0.1:{port}/openeo/1.2/" in text
     assert "dev default user demo/demo created — do not expose" in text
+
+
+# What a command that only reads or writes records may import: ~20 CLI processes start in the
+# tests (and every administrator's command), and the engine, xarray and pandas took 2-6 s of
+# them on a busy machine.
+HEAVY = ("xarray", "pandas", "dask", "rasterio", "odc.stac", "terracube.engine.registry",
+         "terracube.catalog.catalog", "fastapi")
+LIGHT_COMMANDS = (["--help"], ["users", "list"], ["collections", "list"], ["jobs", "list"],
+                  ["workspaces", "list"])
+
+
+def test_light_commands_import_no_engine_or_catalog(tmp_path):
+    # one process runs them in turn (each after the previous one's imports): the first that
+    # loads a heavy module is named
+    probe = ("import sys, contextlib, io\n"
+             "from terracube.cli import main\n"
+             f"for command in {LIGHT_COMMANDS!r}:\n"
+             f"    args = command if command == ['--help'] else [*command, '--data-dir', "
+             f"{str(tmp_path)!r}]\n"
+             "    with contextlib.redirect_stdout(io.StringIO()):\n"
+             "        try:\n"
+             "            main(args)\n"
+             "        except SystemExit:\n"
+             "            pass\n"
+             f"    print(command, sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TERRACUBE_")}
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{c} []" for c in LIGHT_COMMANDS], r.stdout
