@@ -83,3 +83,28 @@ def test_a_replaced_file_is_read_again(tmp_path: Path, sample_data_dir: Path) ->
     second = direct_read.read_window(str(copy), (0, 10), (0, 10), 0)
     assert not np.array_equal(first, second, equal_nan=True)
     np.testing.assert_array_equal(second[0, 0], np.where(nir == 0, np.nan, nir))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+@pytest.mark.parametrize("nodata", [0, 0.0, 3, 255, -9999, 0.5, 1e6, -1.0, None, float("nan")])
+def test_nodata_where_is_where_the_block_equals_the_nodata_value(dtype: str, nodata) -> None:
+    """Integer blocks are compared in their own type and only when the value can be there;
+    the answer is that of numpy's `block == nodata` (None: nowhere)."""
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    low, high = (info.min, info.max) if info else (-10000, 10000)
+    for values in (rng.integers(low, high, (64, 48), endpoint=True),  # both ends, maybe nodata
+                   rng.integers(1, 200, (64, 48)),  # no zero
+                   np.full((5, 7), 3),  # every pixel the same
+                   np.array([[low, high]])):  # only the ends of the type
+        block = values.astype(dtype)
+        got = direct_read.nodata_where(block, nodata)
+        if nodata is None or np.isnan(nodata):
+            assert got is None
+            continue
+        with np.errstate(invalid="ignore"):
+            expected = block == nodata
+        if expected.any():
+            assert got is not None and got.dtype == bool and np.array_equal(got, expected)
+        else:
+            assert got is None
