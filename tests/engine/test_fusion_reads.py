@@ -109,6 +109,37 @@ def test_mask_from_integer_scl_equals_process_by_process(services, source, box):
     assert np.isnan(a.values).sum() > 0
 
 
+@pytest.mark.parametrize("box", BOXES, ids=list(BOXES))
+def test_ndvi_process_reads_its_bands_and_equals_process_by_process(services, source, box):
+    """The ndvi process of a cube as loaded reads B08/B04 in one task per chunk (integers
+    cast once), bit for bit what (nir - red) / (nir + red) of the loaded float32 bands is."""
+    data = _load(source, box)
+    g = {"v": {"process_id": "ndvi", "arguments": {"data": p("cube")}, "result": True}}
+    fused = _evaluate(services, g, data)
+    with fusion.disabled():
+        plain = _evaluate(services, g, data)
+    layers = list(fused.data.data.dask.layers)
+    assert any(layer.startswith("fused-read-") for layer in layers), layers
+    assert not any(layer.startswith("read-aligned-") for layer in layers), layers
+    assert fused.data.dims == plain.data.dims == ("t", "y", "x")
+    assert [d.name for d in fused.dimensions] == ["t", "y", "x"]
+    with dask.config.set(scheduler="threads"):
+        a, b = fused.data.compute(), plain.data.compute()
+    assert a.dtype == b.dtype == np.float32
+    np.testing.assert_array_equal(a.values, b.values)
+    for name in ("t", "y", "x"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    loaded = data.data.compute()
+    nir, red = loaded.sel(bands="B08").values, loaded.sel(bands="B04").values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.testing.assert_array_equal(a.values, (nir - red) / (nir + red))
+    if box == "across the edge":
+        assert np.isnan(a.values).any()
+    kept = _evaluate(services, {"v": {"process_id": "ndvi", "arguments": {
+        "data": p("cube"), "target_band": "NDVI"}, "result": True}}, data)
+    assert list(kept.data.bands.values) == ["B04", "B08", "SCL", "NDVI"]
+
+
 def test_a_changed_cube_does_not_read_the_files_again(services, source):
     """Band reads are only used while the cube holds the loaded array itself."""
     data = _load(source, "window inside")

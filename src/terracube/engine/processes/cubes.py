@@ -898,6 +898,10 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
                             argument="target_band")
     cube = nodata_as_nan(data)
     values = cube.data
+    if target_band is None:
+        read = _ndvi_reading_bands(cube, bdim, labels.index(nir_label), labels.index(red_label))
+        if read is not None:
+            return cube.with_data(read, tuple(d for d in cube.dimensions if d.name != bdim))
     if values.dtype.kind != "f":
         values = values.astype(np.float32 if values.dtype.itemsize <= 2 else np.float64)
     n = values.isel({bdim: labels.index(nir_label)}, drop=True)
@@ -913,6 +917,30 @@ def ndvi(data: RasterCube, nir: str = "nir", red: str = "red",
                                             dtype=object)})
     cube = cube.with_data(out, cube.dimensions)
     return with_bands(cube, [*raw_labels, target_band])
+
+
+def _ndvi_reading_bands(cube: RasterCube, bdim: str, nir: int, red: int) -> xr.DataArray | None:
+    """ndvi of a float32 (t, bands, y, x) cube still as loaded: one task per chunk reads the
+    two bands (integers cast once, no-data found on the integers), subtracts, adds and
+    divides — the fused reducer normalized_difference(nir, red), the same numpy calls as
+    `(n - r) / (n + r)` on the loaded float32 bands, bit for bit. None: not such a cube."""
+    reads, values = cube.attrs.get(BAND_READS), cube.data
+    if not fusion.is_enabled() or not isinstance(reads, BandReads) or values.ndim != 4 or \
+            values.get_axis_num(bdim) != 1 or values.dtype != np.float32 or \
+            not reads.matches(values.data):
+        return None
+    graph = {"nir": {"process_id": "array_element",
+                     "arguments": {"data": {"from_parameter": "data"}, "index": nir}},
+             "red": {"process_id": "array_element",
+                     "arguments": {"data": {"from_parameter": "data"}, "index": red}},
+             "nd": {"process_id": "normalized_difference", "result": True,
+                    "arguments": {"x": {"from_node": "nir"}, "y": {"from_node": "red"}}}}
+    function = fusion.compile_graph(graph, list(values.coords[bdim].values))
+    if function is None:
+        return None
+    template = _template_without(values, bdim)
+    out = _ReadAndApply(function, reads, np.dtype(np.float32)).array("__call__")
+    return xr.DataArray(out, dims=template.dims, coords=template.coords, name=template.name)
 
 
 # --- create_data_cube -------------------------------------------------------------------------
