@@ -366,9 +366,10 @@ def _generate(folder: Path) -> None:
         # Shadow sends nothing back but noise, which noise removal takes off.
         ratio = np.where(theta_l >= 90.0, 0.0, ratio)
         views[orbit.state] = (ratio, hidden)
+    static = _static_backscatter(landscape)
     items = []
     for i, (orbit, absolute, when) in enumerate(acquisitions()):
-        gamma0 = _gamma0_terrain(landscape, i, when)
+        gamma0 = _gamma0_terrain(landscape, static, i, when)
         ratio, _ = views[orbit.state]
         stamp = when.strftime("%Y%m%dT%H%M%S")
         assets = {}
@@ -400,29 +401,44 @@ def _generate(folder: Path) -> None:
     os.replace(tmp, folder / INDEX_NAME)
 
 
-def _gamma0_terrain(landscape: _Landscape, index: int, when: dt.datetime) -> np.ndarray:
-    """(VV, VH) terrain-flattened gamma0, linear, with speckle, on the 10 m grid."""
-    rng = np.random.default_rng([_SEED, index])
-    doy = when.timetuple().tm_yday
-    f = _cover_fractions(landscape, doy)  # crop forest soil straw water urban snow
+@dataclass(frozen=True)
+class _Static:
+    """What the backscatter of a pixel owes to its place, per polarisation (VV, VH)."""
+
+    crop: np.ndarray  # linear gamma0 of its green canopy
+    urban: np.ndarray  # linear gamma0 of its town surface
+    forest: np.ndarray  # forest pixels
+
+
+def _static_backscatter(landscape: _Landscape) -> _Static:
     cover = landscape.cover
     field_crop = landscape.crop[landscape.parcel]
-    moisture = _soil_moisture(when.date())
-    wind = float(rng.uniform(0.0, 1.0))
-    out = np.empty((2, *cover.shape))
+    crop, urban = np.empty((2, *cover.shape)), np.empty((2, *cover.shape))
     for p in range(2):
         crop_db = np.choose(field_crop, [_CROP_DB[c][p] for c in range(5)])
         # Green cover outside the fields (margins, gardens) is grass.
-        crop_db = np.where(cover == _FIELD, crop_db, _CROP_DB[MEADOW][p])
+        crop[p] = _lin(np.where(cover == _FIELD, crop_db, _CROP_DB[MEADOW][p]))
+        urban[p] = _lin(_URBAN_DB[p]) * np.where(cover == _URBAN, landscape.texture**2, 1.0)
+    return _Static(crop, urban, cover == _FOREST)
+
+
+def _gamma0_terrain(landscape: _Landscape, static: _Static, index: int,
+                    when: dt.datetime) -> np.ndarray:
+    """(VV, VH) terrain-flattened gamma0, linear, with speckle, on the 10 m grid."""
+    rng = np.random.default_rng([_SEED, index])
+    f = _cover_fractions(landscape, when.timetuple().tm_yday)
+    # (crop forest soil straw water urban snow)
+    moisture = _soil_moisture(when.date())
+    wind = float(rng.uniform(0.0, 1.0))
+    out = np.empty((2, *landscape.cover.shape))
+    for p in range(2):
         soil_db = _DRY_SOIL_DB[p] + _WET_SOIL_GAIN_DB[p] * moisture
-        urban = _lin(_URBAN_DB[p]) * np.where(cover == _URBAN, landscape.texture**2, 1.0)
         water_db = _CALM_WATER_DB[p] + _WIND_GAIN_DB[p] * wind
-        mixed = (f[0] * _lin(crop_db) + f[1] * _lin(_FOREST_DB[p]) + f[2] * _lin(soil_db)
-                 + f[3] * _lin(_STRAW_DB[p]) + f[4] * _lin(water_db) + f[5] * urban
-                 + f[6] * _lin(_WET_SNOW_DB[p]))
-        out[p] = mixed
+        out[p] = (f[0] * static.crop[p] + f[1] * _lin(_FOREST_DB[p]) + f[2] * _lin(soil_db)
+                  + f[3] * _lin(_STRAW_DB[p]) + f[4] * _lin(water_db) + f[5] * static.urban[p]
+                  + f[6] * _lin(_WET_SNOW_DB[p]))
     # Leaf-on forest is a little brighter in VH (more volume scattering).
-    out[1] *= np.where(cover == _FOREST, 1.0 + 0.15 * (f[1] > 0.85), 1.0)
+    out[1] *= np.where(static.forest, 1.0 + 0.15 * (f[1] > 0.85), 1.0)
     # Multi-looked speckle: Gamma distributed intensity with mean 1 (the cover fractions
     # are blurred already, as the sensor resolution blends neighbouring covers).
     speckle = rng.standard_gamma(LOOKS, size=out.shape, dtype=np.float32) / np.float32(LOOKS)
