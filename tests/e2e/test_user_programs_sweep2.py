@@ -347,6 +347,17 @@ def test_dynamic_land_cover_features_and_random_forest(con, tmp_path: Path) -> N
     assert set(df.predicted.astype(int)) <= {0, 1, 2}
 
 
+def harmonic_fit(values: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """Per pixel least squares of a (t, y, x) series on the columns of `design` (t, k), no-data
+    left out: (k, y, x)."""
+    params = np.full((design.shape[1], *values.shape[1:]), np.nan)
+    for r in range(values.shape[1]):
+        for c in range(values.shape[2]):
+            ok = ~np.isnan(values[:, r, c])
+            params[:, r, c] = np.linalg.lstsq(design[ok], values[ok, r, c], rcond=None)[0]
+    return params
+
+
 def test_forest_dynamics_curve_fitting_and_change_alarms(con, sample_data_dir: Path,
                                                          tmp_path: Path) -> None:
     """openEO Platform SRR2 notebook "UC6 - Forest Dynamics" (South Tyrol; the Platform docs'
@@ -418,12 +429,8 @@ def test_forest_dynamics_curve_fitting_and_change_alarms(con, sample_data_dir: P
     residuals = {}
     for b in bands:
         values = clipped[b]
-        params = np.full((3, *values.shape[1:]), np.nan)
-        for r in range(values.shape[1]):
-            for c in range(values.shape[2]):
-                ok = ~np.isnan(values[:, r, c])
-                params[:, r, c] = np.linalg.lstsq(design[ok], values[ok, r, c], rcond=None)[0]
-        np.testing.assert_allclose(fitted[b], params, rtol=1e-4, atol=1e-3 * 5000)
+        np.testing.assert_allclose(fitted[b], harmonic_fit(values, design), rtol=1e-4,
+                                   atol=1e-3 * 5000)
         predicted = np.einsum("tp,pyx->tyx", design, fitted[b])
         residuals[b] = values - predicted * (raw[b] > 0)
     rmse_np = np.sqrt(sum(residuals[b] ** 2 for b in bands) / len(bands))
@@ -538,3 +545,88 @@ def test_openeo_org_cookbook(con, sample_data_dir: Path, tmp_path: Path) -> None
     inner = sum(-b[2 + dy:28 + dy, 2 + dx:28 + dx] for dy in range(-2, 3)
                 for dx in range(-2, 3)) + 25 * b[2:28, 2:28]
     np.testing.assert_allclose(got[2:28, 2:28], inner, rtol=1e-5)
+
+
+def seasonal_graph(variable: str) -> dict:
+    """a0 + a1 cos(2 pi / year * v) + a2 sin(2 pi / year * v) of the parameter `variable`, as
+    the openEO Platform's UC6 process graphs write the model function (openEO 1.x called the
+    independent variable `data`)."""
+    def element(i: int) -> dict:
+        return {"process_id": "array_element",
+                "arguments": {"data": {"from_parameter": "parameters"}, "index": i}}
+    return {"process_graph": {
+        "a0": element(0), "a1": element(1), "a2": element(2),
+        "w": {"process_id": "divide", "arguments": {"x": 6.283185307179586, "y": 31557600}},
+        "wt": {"process_id": "multiply", "arguments": {"x": {"from_node": "w"},
+                                                        "y": {"from_parameter": variable}}},
+        "cos": {"process_id": "cos", "arguments": {"x": {"from_node": "wt"}}},
+        "sin": {"process_id": "sin", "arguments": {"x": {"from_node": "wt"}}},
+        "c1": {"process_id": "multiply", "arguments": {"x": {"from_node": "a1"},
+                                                        "y": {"from_node": "cos"}}},
+        "c2": {"process_id": "multiply", "arguments": {"x": {"from_node": "a2"},
+                                                        "y": {"from_node": "sin"}}},
+        "s1": {"process_id": "add", "arguments": {"x": {"from_node": "a0"},
+                                                   "y": {"from_node": "c1"}}},
+        "s2": {"process_id": "add", "arguments": {"x": {"from_node": "s1"},
+                                                   "y": {"from_node": "c2"}}, "result": True}}}
+
+
+def test_uc6_process_graphs_of_openeo_1x(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The openEO Platform SRR2 repository's UC6 process graphs (UC6_process_graphs/*_EURAC
+    and *_EODC), sent as JSON: the model function's variable called `data` (openEO 1.x; once
+    "The parameter 'data' is used, but it is no parameter here"), resample_cube_temporal with
+    1.0's `method: "nearest"` (once "has no parameter 'method'"), predict_curve with `data` and
+    `labels: []` (the labels of data; once "labels must be a non-empty array") and with labels
+    null (the gaps of data filled). Checked with numpy least squares."""
+    span = ["2022-04-01", "2022-07-01"]
+    load = {"process_id": "load_collection", "arguments": {
+        "id": "SENTINEL2_L2A", "spatial_extent": BOX, "temporal_extent": span,
+        "bands": ["B04", "B08"], "properties": {}}}
+    clip = {"process_graph": {"c": {"process_id": "clip", "arguments": {
+        "x": {"from_parameter": "x"}, "min": 0, "max": 5000}, "result": True}}}
+    fit_graph = {
+        "load": load,
+        "again": {"process_id": "resample_cube_temporal", "arguments": {
+            "data": {"from_node": "load"}, "target": {"from_node": "load"},
+            "method": "nearest"}},
+        "clip": {"process_id": "apply", "arguments": {"data": {"from_node": "again"},
+                                                      "process": clip, "context": ""}},
+        "fit": {"process_id": "fit_curve", "arguments": {
+            "data": {"from_node": "clip"}, "function": seasonal_graph("data"),
+            "parameters": [1, 1, 1], "dimension": "t"}},
+        "save": {"process_id": "save_result", "arguments": {
+            "data": {"from_node": "fit"}, "format": "NETCDF"}, "result": True}}
+    fit_job = con.create_job({"process_graph": fit_graph}, title="UC6 fit")
+    fit_job.start_and_wait(max_poll_interval=0.2)
+
+    def predict_graph(labels: list | None, variable: str) -> dict:
+        return {
+            "load": load,
+            "clip": {"process_id": "apply", "arguments": {"data": {"from_node": "load"},
+                                                          "process": clip}},
+            "params": {"process_id": "load_result", "arguments": {"id": fit_job.job_id}},
+            "predict": {"process_id": "predict_curve", "arguments": {
+                "data": {"from_node": "clip"}, "parameters": {"from_node": "params"},
+                "function": seasonal_graph(variable), "dimension": "t", "labels": labels}},
+            "save": {"process_id": "save_result", "arguments": {
+                "data": {"from_node": "predict"}, "format": "netCDF"}, "result": True}}
+
+    con.download({"process_graph": predict_graph([], "data")}, tmp_path / "all.nc")
+    con.download({"process_graph": predict_graph(None, "x")}, tmp_path / "gaps.nc")
+
+    series = {b: sample_series(sample_data_dir, b, BOX, *span, times=True) for b in ("B04",
+                                                                                    "B08")}
+    stamps = list(series["B04"])
+    seconds = np.array([pd.Timestamp(s, tz="UTC").timestamp() for s in stamps])
+    w = 2 * np.pi / 31557600 * seconds
+    design = np.stack([np.ones_like(w), np.cos(w), np.sin(w)], axis=1)
+    with xr.open_dataset(tmp_path / "all.nc") as every, \
+            xr.open_dataset(tmp_path / "gaps.nc") as gaps:
+        assert [str(t)[:19] for t in every.t.values] == stamps
+        for b in ("B04", "B08"):
+            values = np.clip(np.stack(list(series[b].values())), 0, 5000)
+            expected = np.einsum("tp,pyx->tyx", design, harmonic_fit(values, design))
+            np.testing.assert_allclose(every[b].values, expected, rtol=1e-4, atol=0.5)
+            np.testing.assert_allclose(gaps[b].values,
+                                       np.where(np.isnan(values), expected, values),
+                                       rtol=1e-4, atol=0.5)

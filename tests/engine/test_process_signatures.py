@@ -33,6 +33,8 @@ DEVIATIONS = {
                  "client's DataCube.fit_curve sends",
     "predict_curve": "also takes the openEO 1.x 'data', which the openeo client's "
                      "DataCube.predict_curve sends (not needed: labels say where to predict)",
+    "resample_cube_temporal": "also takes openEO 1.0's 'method' (only 'nearest', what the "
+                              "process does), which older graphs pass",
     "fit_class_random_forest": "max_variables (required, nullable) defaults to null: sqrt",
     "fit_regr_random_forest": "max_variables (required, nullable) defaults to null: onethird",
     "ml_fit_class_random_forest": "max_variables (required, nullable) defaults to null: sqrt",

@@ -153,12 +153,19 @@ def type_problems(graph: dict[str, Any], is_predefined: Callable[[str], bool],
                         f"The value passed for parameter '{name}' in process '{pid}' is "
                         f"invalid: {problem}.", node_id=nid, argument=name))
             for child, params in _callbacks(value, schema):
+                params = [*params, *_OLDER_CALLBACK_PARAMETERS.get((pid, name), ())]
                 inner = frozenset(params) | (scope or frozenset())
                 for p in type_problems(child, is_predefined, udp_parameters,
                                        inner if scope is not None or params else None):
                     problems.append(p.at(nid, name))
     return problems
 
+
+# Callback parameters of older definitions that the processes still pass: the model function
+# of fit_curve/predict_curve called its variable `data` in openEO 1.x (the openEO Platform's
+# UC6 graphs and change_detection_utils), `x` now.
+_OLDER_CALLBACK_PARAMETERS = {("fit_curve", "function"): ("data",),
+                              ("predict_curve", "function"): ("data",)}
 
 # What a result or a parameter can be, as far as the checks of references go.
 _CUBES = frozenset({"datacube", "raster-cube", "vector-cube"})

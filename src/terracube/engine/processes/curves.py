@@ -75,7 +75,7 @@ def _model(function: Callback, x: np.ndarray, p: np.ndarray, dim: str) -> np.nda
     """f(x, p) for every pixel: p is (M, k), the result (M, n)."""
     xs = xr.DataArray(x, dims=[dim])
     ps = ArrayValue(xr.DataArray(p, dims=[_PIXEL_DIM, PARAM_DIM]), PARAM_DIM)
-    out = function(x=xs, parameters=ps)
+    out = function(x=xs, data=xs, parameters=ps)  # data: x's name in openEO 1.x
     if isinstance(out, ArrayValue):
         out = out.data
     if not isinstance(out, xr.DataArray):
@@ -252,10 +252,21 @@ def predict_curve(parameters: RasterCube, function: Callback, dimension: str,
     if not isinstance(parameters, RasterCube):
         raise errors.ProcessParameterInvalid("parameters must be a data cube.",
                                              argument="parameters")
+    fill_gaps = False
+    observed = data if isinstance(data, RasterCube) else None  # `data` is reused below
+    if observed is not None and (labels is None or labels == []):
+        # openEO 1.x with `data`: null labels predict the no-data values of `data` (its
+        # description), an empty array every label of `data` (the openEO Platform's UC6
+        # graphs); both need the labels of `data`.
+        if observed.dim(dimension) is None:
+            raise pe.DimensionNotAvailable(
+                f"data has no dimension '{dimension}'.", argument="dimension")
+        fill_gaps = labels is None
+        labels = _label_list(observed.labels(dimension))
     if labels is None:
         raise errors.ProcessParameterInvalid(
             "predict_curve needs labels: predicting only the no-data values of the fitted "
-            "data (labels null) is not supported.", argument="labels")
+            "data (labels null) needs that data as `data`.", argument="labels")
     if not isinstance(labels, (list, tuple)) or not labels:
         raise errors.ProcessParameterInvalid("labels must be a non-empty array.",
                                              argument="labels")
@@ -278,8 +289,8 @@ def predict_curve(parameters: RasterCube, function: Callback, dimension: str,
     pos = names.index(pdim)
     template = pvals.isel({PARAM_DIM: 0}, drop=True).expand_dims({dimension: len(x)}, axis=pos)
     template = template.assign_coords({dimension: coords})
-    result = function(x=xr.DataArray(x, dims=[dimension]),
-                      parameters=ArrayValue(pvals, PARAM_DIM))
+    xs = xr.DataArray(x, dims=[dimension])
+    result = function(x=xs, data=xs, parameters=ArrayValue(pvals, PARAM_DIM))  # data: 1.x
     if isinstance(result, ArrayValue) and result.dim == PARAM_DIM:
         raise errors.ProcessParameterInvalid(
             "The model function returned an array; it must return one number for x.",
@@ -287,4 +298,15 @@ def predict_curve(parameters: RasterCube, function: Callback, dimension: str,
     out = conform(result, template, "function")
     new_dim = Dimension(dimension, TEMPORAL if temporal else OTHER)
     dims = tuple(new_dim if d.name == pdim else d for d in cube.dimensions)
+    if fill_gaps and observed is not None:
+        given = nodata_as_nan(observed).data.transpose(*out.dims)
+        out = given.where(given.notnull(), out.assign_coords(given.coords))
     return cube.with_data(out, dims)
+
+
+def _label_list(labels: Any) -> list[Any]:
+    """Dimension labels as predict_curve's `labels` takes them: dates as RFC 3339 strings."""
+    arr = np.asarray(labels)
+    if arr.dtype.kind == "M":
+        return [f"{v}Z" for v in np.datetime_as_string(arr.astype("datetime64[s]"))]
+    return [v.item() if isinstance(v, np.generic) else v for v in arr.tolist()]

@@ -564,7 +564,13 @@ def _take(data: xr.DataArray, dim: str, positions: np.ndarray) -> xr.DataArray:
 
 @process("resample_cube_temporal")
 def resample_cube_temporal(data: RasterCube, target: RasterCube, dimension: str | None = None,
-                           valid_within: float | None = None) -> RasterCube:
+                           valid_within: float | None = None, method: Any = None) -> RasterCube:
+    # method: openEO 1.0's parameter (graphs of that time pass "nearest", e.g. the openEO
+    # Platform UC6 graphs); the definition now always takes the nearest date.
+    if method is not None and method != "nearest":
+        raise errors.ProcessParameterInvalid(
+            f"resample_cube_temporal takes the nearest date (the definition has no 'method' "
+            f"any more); '{method}' is not available.", argument="method")
     for name, cube in (("data", data), ("target", target)):
         if not isinstance(cube, RasterCube):
             raise errors.ProcessParameterInvalid(f"'{name}' must be a raster data cube.",
