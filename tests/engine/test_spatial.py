@@ -264,6 +264,41 @@ def test_apply_kernel_factor_is_applied_in_float_on_integer_data(dem):
     assert not np.allclose(out.data.values, np.floor(out.data.values))
 
 
+@pytest.mark.parametrize(("kernel", "values", "border"), [
+    ([[1, 1, 1]] * 3, "whole", 0),  # W4: reflectances stored as uint16, read as float32 + NaN
+    ([[2, 2, 2]] * 5, "whole", 3),
+    ([[1, 1, 1, 1, 1]], "whole", 0),
+    ([[1], [1], [1]], "whole", 0),
+    ([[1, 1, 1]] * 3, "whole", -5.5),  # a fraction beyond the edges: scipy's way there
+    ([[1, 1, 1]] * 3, "whole", "replicate"),
+    ([[1, 1, 1]] * 3, "fractions", 0),  # not whole numbers: scipy's way
+    ([[1, 1, 1]] * 3, "huge", 0),  # sums beyond float32's exact integers: scipy's way
+])
+def test_box_kernels_equal_scipy_bit_for_bit(registry, kernel, values, border):
+    """Kernels of equal whole-number weights sum shifted views in strips (`_box_block`):
+    the values are scipy's float64 correlation rounded to float32, bit for bit, also across
+    chunk edges and at the cube's border."""
+    rng = np.random.default_rng(17)
+    data = rng.integers(0, 65536, (2, 70, 90)).astype(np.float32)
+    data[rng.random(data.shape) < 0.05] = np.nan
+    if values == "fractions":
+        data[0, 40, 50] = 0.5
+    elif values == "huge":
+        data[1, 3, 4] = 2.0 ** 24
+    transform = Affine(10, 0, 500000, 0, -10, 5000000)
+    cube = raster_cube(data, transform, 32631, chunks=(1, 33, 40),
+                       leading=[("t", "temporal", pd.date_range("2023-01-01", periods=2))])
+    out = run(registry, "apply_kernel", data=cube, kernel=kernel, factor=1 / 9, border=border)
+    weights = np.array(kernel, dtype=float)[None]
+    clean = np.where(np.isfinite(data), data, np.float32(0))
+    mode = {"replicate": "nearest"}.get(border, "constant")  # type: ignore[call-overload]
+    expected = scipy.ndimage.correlate(clean, weights, mode=mode,
+                                       cval=0.0 if isinstance(border, str) else border)
+    expected *= np.float32(1 / 9)
+    assert out.data.dtype == np.float32
+    np.testing.assert_array_equal(out.data.values, expected)
+
+
 def test_even_kernel_is_rejected(registry, dem_cube):
     with pytest.raises(OpenEOError) as info:
         run(registry, "apply_kernel", data=dem_cube, kernel=[[1, 1], [1, 1]])

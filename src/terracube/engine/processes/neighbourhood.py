@@ -7,6 +7,7 @@ Kernels and windows run lazily chunk by chunk (dask overlap); callbacks get whol
 
 from __future__ import annotations
 
+import operator
 import re
 from fractions import Fraction
 from typing import Any
@@ -17,6 +18,8 @@ import pandas as pd
 import scipy.ndimage
 import scipy.signal
 import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from terracube import errors
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
@@ -75,9 +78,14 @@ _FFT = 225
 
 
 def _kernel_method(weights: np.ndarray) -> tuple[str, Any]:
-    """How to correlate with `weights`: ("separable", (column, row)) for a large kernel that
-    is the outer product of two vectors, ("fft", None) for another very large one, else
-    ("direct", None): weight by weight, exactly as scipy.ndimage correlates."""
+    """How to correlate with `weights`: ("box", weight) for a kernel whose weights are all the
+    same whole number (mean filters: W4's 3x3 ones), ("separable", (column, row)) for a large
+    kernel that is the outer product of two vectors, ("fft", None) for another very large
+    one, else ("direct", None): weight by weight, exactly as scipy.ndimage correlates."""
+    first = float(weights.flat[0])
+    if weights.size > 1 and np.isfinite(first) and first == int(first) and first != 0 and \
+            bool(np.all(weights == first)):
+        return "box", first
     if weights.size < _SEPARABLE:
         return "direct", None
     # rank 1 <=> every row is a multiple of the row through the largest weight (no SVD:
@@ -92,10 +100,170 @@ def _kernel_method(weights: np.ndarray) -> tuple[str, Any]:
     return ("fft", None) if weights.size >= _FFT else ("direct", None)
 
 
+_BOX_STRIP = 64  # rows per step of the box sums: a step's arrays stay in the CPU's cache
+
+
+def _box_block(block: np.ndarray, shape: tuple[int, int], weight: float, factor: float,
+               invalid: float, nodata: float | None) -> np.ndarray | None:
+    """apply_kernel with a ky x kx kernel of equal whole-number weights on one block with its
+    halo, as `_kernel_block` computes it (the rim, the halo, left 0: the caller cuts it off),
+    or None where `_box_sums` cannot be exact."""
+    ky, kx = shape
+    height, width = block.shape[-2:]
+    if height < ky or width < kx:
+        return None
+    out = np.zeros_like(block)
+    hy, hx = ky // 2, kx // 2
+
+    def rows(target: np.ndarray, first: int, stop: int) -> None:
+        np.copyto(target, block[..., first:stop + 2 * hy, :])
+
+    inner = out[..., hy:height - hy, hx:width - hx]
+    return out if _box_sums(rows, inner, shape, weight, factor, invalid, nodata) else None
+
+
+def _box_sums(rows: Any, out: np.ndarray, shape: tuple[int, int], weight: float,
+              factor: float, invalid: float, nodata: float | None) -> bool:
+    """apply_kernel with a ky x kx kernel of equal whole-number weights into `out`
+    (..., h, w); `rows(target, a, b)` writes the rows a - hy .. b + hy of the padded input
+    (row 0 = out's first, w + 2 hx wide) into `target`. False (out unfinished) where this
+    is not exactly scipy's correlation.
+
+    scipy multiplies and adds in float64 and rounds once to the block's dtype. For whole
+    numbers whose sums stay below 2**(mantissa bits), every partial sum is exact in the
+    block's own dtype, in any order: then (ky - 1) + (kx - 1) additions of shifted views
+    (W4's 3x3: four) give the values of ky * kx multiply-adds per pixel in double. Done in
+    strips of rows so that each step's arrays stay in the cache: the input copied in,
+    invalid values replaced, the whole-number and range checks, the sums and the factor are
+    one pass over the block (W4's 2048² float32 blocks: 8 ms instead of 48 ms)."""
+    ky, kx = shape
+    dtype = out.dtype.type
+    if out.dtype.kind != "f" or out.size == 0:
+        return False
+    limit = 2.0 ** (np.finfo(out.dtype).nmant + 1) / (ky * kx * abs(weight))
+    height, width = out.shape[-2:]
+    lead = out.shape[:-2]
+    values = np.empty(lead + (_BOX_STRIP + ky - 1, width + kx - 1), out.dtype)
+    whole = np.empty_like(values)
+    column = np.empty(lead + (_BOX_STRIP, width + kx - 1), out.dtype)
+    for top in range(0, height, _BOX_STRIP):
+        n = min(_BOX_STRIP, height - top)
+        source = values[..., :n + ky - 1, :]
+        rows(source, top, top + n)
+        bad = ~np.isfinite(source)
+        if nodata is not None:
+            bad |= source == nodata
+        np.copyto(source, dtype(invalid), where=bad)
+        check = whole[..., :n + ky - 1, :]
+        np.floor(source, out=check)
+        if not np.array_equal(check, source) or \
+                max(abs(float(source.max())), abs(float(source.min()))) >= limit:
+            return False  # fractions, or sums too large to be exact in this dtype
+        sums = column[..., :n, :]
+        _shifted_sum(source, ky, n, -2, sums)
+        strip = out[..., top:top + n, :]
+        _shifted_sum(sums, kx, width, -1, strip)
+        if weight != 1:
+            strip *= dtype(weight)
+        if factor != 1:
+            strip *= dtype(factor)
+    return True
+
+
+def _box_map(arr: da.Array, weights: np.ndarray, border: float, block: dict[str, Any]
+             ) -> da.Array:
+    """apply_kernel with a box kernel and a constant border over a dask array whose chunks are
+    at least the halo: one task per chunk, given the chunk and the edges of its neighbours
+    (the border value beyond the array), whose strips are copied straight from those pieces
+    (map_overlap first concatenated each chunk with its halo: a copy of the whole chunk)."""
+    hy, hx = weights.shape[0] // 2, weights.shape[1] // 2
+    ny, nx = arr.numblocks[-2:]
+    name = "apply_kernel-" + tokenize(arr.name, weights, border, block)
+    halo = name + "-halo"
+    dsk: dict[Any, Any] = {}
+    for index in np.ndindex(*arr.numblocks):
+        lead, iy, ix = index[:-2], index[-2], index[-1]
+        pieces: list[list[Any]] = []
+        for dy in (-1, 0, 1):
+            row: list[Any] = []
+            for dx in (-1, 0, 1):
+                jy, jx = iy + dy, ix + dx
+                if not (0 <= jy < ny and 0 <= jx < nx) or (dy and not hy) or (dx and not hx):
+                    row.append(None)
+                    continue
+                source = (arr.name, *lead, jy, jx)
+                if dy == dx == 0:
+                    row.append(source)
+                    continue
+                ys = slice(-hy, None) if dy < 0 else slice(0, hy) if dy > 0 else slice(None)
+                xs = slice(-hx, None) if dx < 0 else slice(0, hx) if dx > 0 else slice(None)
+                key = (halo, *index, dy, dx)
+                dsk[key] = (operator.getitem, source, (Ellipsis, ys, xs))
+                row.append(key)
+            pieces.append(row)
+        dsk[(name, *index)] = (_box_task, pieces, weights, border, block)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[arr])
+    return da.Array(graph, name, arr.chunks, dtype=arr.dtype)
+
+
+def _box_task(pieces: list[list[np.ndarray | None]], weights: np.ndarray, border: float,
+              block: dict[str, Any]) -> np.ndarray:
+    """One chunk of `_box_map`: by `_box_sums`, else (fractions) by `_kernel_block` on the
+    chunk with its halo, as map_overlap gives it."""
+    core = pieces[1][1]
+    assert core is not None
+    hy, hx = weights.shape[0] // 2, weights.shape[1] // 2
+    height, width = core.shape[-2:]
+    bands = ((pieces[0], -hy, 0, hy), (pieces[1], 0, height, 0), (pieces[2], height,
+                                                                   height + hy, -height))
+    columns = ((0, hx), (hx, hx + width), (hx + width, width + 2 * hx))
+
+    def rows(target: np.ndarray, first: int, stop: int) -> None:
+        """Rows first - hy .. stop + hy of the padded chunk into target."""
+        first, stop = first - hy, stop + hy
+        for row, low, high, offset in bands:
+            a, b = max(first, low), min(stop, high)
+            if a >= b:
+                continue
+            for piece, (left, right) in zip(row, columns):
+                if left == right:
+                    continue
+                part = target[..., a - first:b - first, left:right]
+                if piece is None:
+                    part[...] = border
+                else:
+                    part[...] = piece[..., a + offset:b + offset, :]
+
+    out = np.empty_like(core)
+    if block["method"] == "box" and _box_sums(rows, out, weights.shape, block["parts"],
+                                                block["factor"], block["invalid"],
+                                                block["nodata"]):
+        return out
+    padded = np.empty(core.shape[:-2] + (height + 2 * hy, width + 2 * hx), core.dtype)
+    rows(padded, 0, height)
+    return _kernel_block(padded, weights, block["factor"], block["invalid"], block["nodata"],
+                         "direct")[..., hy:hy + height, hx:hx + width]
+
+
+def _shifted_sum(values: np.ndarray, k: int, n: int, axis: int, out: np.ndarray) -> None:
+    """out = the sum of the k views of `values` shifted by 0 .. k-1 along `axis` (n long)."""
+    def view(i: int) -> np.ndarray:
+        index: list[Any] = [slice(None)] * values.ndim
+        index[axis] = slice(i, i + n)
+        return values[tuple(index)]
+
+    if k == 1:
+        np.copyto(out, view(0))
+        return
+    np.add(view(0), view(1), out=out)
+    for i in range(2, k):
+        out += view(i)
+
+
 def _correlate(block: np.ndarray, weights: np.ndarray, method: str, parts: Any) -> np.ndarray:
     """The zero-padded correlation of the last two axes of `block` with the 2-D `weights`
     (any leading axes are correlated one by one), in the block's dtype."""
-    if method == "direct":
+    if method in ("direct", "box"):
         full = np.reshape(weights, (1,) * (block.ndim - 2) + weights.shape)
         return scipy.ndimage.correlate(block, full, mode="constant", cval=0.0)
     if method == "separable":
@@ -116,6 +284,10 @@ def _kernel_block(block: np.ndarray, weights: np.ndarray, factor: float, invalid
                   ) -> np.ndarray:
     """apply_kernel on one chunk with its halo: NaN, infinities and no-data become
     `invalid` (spec), then the weighted sum, times the factor (in float, so 1/9 is kept)."""
+    if method == "box":
+        boxed = _box_block(block, weights.shape, parts, factor, invalid, nodata)
+        if boxed is not None:
+            return boxed
     bad = ~np.isfinite(block)
     if nodata is not None:
         bad |= block == nodata
@@ -165,7 +337,10 @@ def apply_kernel(data: RasterCube, kernel: list, factor: float = 1, border: Any 
     block = {"weights": weights, "factor": float(factor), "invalid": float(replace_invalid),
              "nodata": nodata, "method": method, "parts": parts}
     small = any(c < h for i, h in ((lead, hy), (lead + 1, hx)) for c in arr.chunks[i])
-    if pad_kw["mode"] == "constant" and not small:
+    if method == "box" and pad_kw["mode"] == "constant" and not small and \
+            np.issubdtype(work, np.floating):
+        core = _box_map(arr, weights, pad_kw["constant_values"], block)
+    elif pad_kw["mode"] == "constant" and not small:
         # One pass per chunk: neighbours from the adjacent chunks, the border value beyond
         # the edges of the cube.
         depth = {i: (hy if i == lead else hx if i == lead + 1 else 0) for i in range(arr.ndim)}
