@@ -224,6 +224,17 @@ class Settings(BaseSettings):
                                        "synchronous request may hold at once (checked as its "
                                        "tasks finish, on local threads); a request over it is "
                                        "stopped (run it as a batch job).")
+    sync_result_ram_dir: str = Field(
+        "/dev/shm", description="RAM-backed folder (tmpfs) the results of synchronous requests "
+                                "are written to while they fit sync_result_ram_bytes (never "
+                                "written back to a disk); empty: always the temporary folder "
+                                "on disk. Used only if it exists and is writable.")
+    sync_result_ram_bytes: int = Field(
+        4 * 1024**3, ge=0, description="Most bytes the results of all running synchronous "
+                                       "requests may take in sync_result_ram_dir at once (by "
+                                       "their size in the dry run); a result that does not "
+                                       "fit, or does not fit the folder's free space, is "
+                                       "written to the temporary folder on disk. 0: never.")
     estimate_start_seconds: float = Field(
         2.0, ge=0, description="Fixed part of an estimated duration (start, metadata).")
     estimate_read_bytes_per_second: float = Field(

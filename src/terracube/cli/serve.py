@@ -77,9 +77,9 @@ def serve_command(args: argparse.Namespace) -> int:
     from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 
     ensure_sample_data(settings.data_dir)
-    from terracube.processing.outputs import remove_stale_result_folders
+    from terracube.processing.scratch import ResultScratch, remove_stale_result_folders
 
-    if stale := remove_stale_result_folders():
+    if stale := remove_stale_result_folders(ResultScratch.from_settings(settings).folders()):
         log.info("removed %d result folders of server processes that were killed", stale)
     log.info("terracube serving openEO API 1.2 at http://%s:%d/openeo/1.2/",
              settings.host, settings.port)

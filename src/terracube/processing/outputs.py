@@ -3,9 +3,10 @@
 `write_outputs` is the one write loop: each output (a `SavedResult`, with the id of its
 save_result node) becomes files named after that node, its computation reports progress
 through the executor, and files asked for by export_workspace are copied into the user's
-workspace. `compute_result` is the synchronous path around it: it owns the temporary folder
-the files are written to, and sends one file, or a tar of all files when there are several
-(the API's recommendation for POST /result, see docs/user-guide/formats.md).
+workspace. `compute_result` is the synchronous path around it: it writes into a result folder
+(processing/scratch.py: in RAM while the results fit its budget, else on disk), and sends one
+file, or a tar of all files when there are several (the API's recommendation for POST /result,
+see docs/user-guide/formats.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import shutil
 import tarfile
 import tempfile
@@ -29,6 +29,7 @@ from terracube.engine.mlmodel import MODEL_FORMAT
 from terracube.processing.explain import memory_advice
 from terracube.processing.models import write_model_output
 from terracube.processing.run import evaluate_outputs
+from terracube.processing.scratch import ResultFolder, ResultScratch
 from terracube.results.formats import check_options
 from terracube.results.writers import ResultFile, write_result
 from terracube.workspace.files import workspace_for
@@ -201,74 +202,68 @@ def export_files(saved: SavedResult, paths: list[Path], services: Services) -> N
 # --- POST /result ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SyncResult:
-    """The file to send for POST /result, in a temporary folder removed by `remove()`."""
+    """The file to send for POST /result, in a result folder deleted by `remove()`."""
 
     path: Path
     media_type: str
     filename: str
-    folder: Path
+    result_folder: ResultFolder
+
+    @property
+    def folder(self) -> Path:
+        return self.result_folder.path
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.result_folder.release()
 
 
-RESULT_FOLDER_PREFIX = "terracube-result-"
-
-
-def remove_stale_result_folders() -> int:
-    """Remove the temporary result folders of server processes that are gone (killed before
-    they could clean up); returns how many. Folders of live processes are left alone."""
-    removed = 0
-    for folder in Path(tempfile.gettempdir()).glob(f"{RESULT_FOLDER_PREFIX}*"):
-        pid_text = folder.name[len(RESULT_FOLDER_PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or not folder.is_dir() or folder.is_symlink():
-            continue  # a name of an older version, or not ours: left alone
-        pid = int(pid_text)
-        if pid == os.getpid() or _alive(pid):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another account's live process
-    return True
-
-
-def compute_result(process: dict[str, Any], services: Services) -> SyncResult:
+def compute_result(process: dict[str, Any], services: Services,
+                   scratch: ResultScratch | None = None,
+                   expected_bytes: int | None = None) -> SyncResult:
     """Evaluate a process and write all its outputs; the file to send back (a tar of them
-    all when there are several files). The caller removes it with `SyncResult.remove()`."""
+    all when there are several files). The caller removes it with `SyncResult.remove()`.
+
+    The files go to a folder of `scratch` (in RAM when `expected_bytes`, the dry run's size
+    of the results, fits its budget; processing/scratch.py), or of the temporary folder."""
+    scratch = scratch or ResultScratch(None, 0, Path(tempfile.gettempdir()))
     running = services.executor or executor.current()
-    # The pid in the name lets a later start remove what a killed server left behind.
-    folder = Path(tempfile.mkdtemp(prefix=f"{RESULT_FOLDER_PREFIX}{os.getpid()}-"))
+    folder = scratch.folder(expected_bytes)
     try:
         # All computation (in the writers, or a process that must compute) uses the executor.
         with running.active():
-            # One file per output, as CDSE answers a synchronous request (no per-date files).
-            written = write_outputs(evaluate_outputs(process, services), folder, services,
-                                    stem=SYNC_STEM, per_date=False)
+            outputs = evaluate_outputs(process, services)
+            try:
+                # One file per output, as CDSE answers a synchronous request (no per-date
+                # files).
+                written = write_outputs(outputs, folder.path, services, stem=SYNC_STEM,
+                                        per_date=False)
+            except errors.StorageFailure:
+                if not folder.in_ram:
+                    raise
+                # The RAM folder filled up (other results, or the size was underestimated):
+                # the same outputs once more, on the disk.
+                log.warning("a synchronous result did not fit in %s; writing it to disk",
+                            folder.path.parent)
+                folder.release()
+                folder = scratch.disk_folder()
+                written = write_outputs(outputs, folder.path, services, stem=SYNC_STEM,
+                                        per_date=False)
         files = [file for output in written for file in output.files]
         if len(files) == 1:
             (file,) = files
             return SyncResult(file.path, file.media_type, file.filename, folder)
-        tar = folder / f"{SYNC_STEM}.tar"
+        tar = folder.path / f"{SYNC_STEM}.tar"
         with tarfile.open(tar, "w") as archive:
             for file in files:
                 archive.add(file.path, arcname=file.filename)
         return SyncResult(tar, TAR_MEDIA_TYPE, tar.name, folder)
     except MemoryError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
+        folder.release()
         advice = memory_advice(process, services)
         raise errors.Internal(
             "The computation ran out of memory." + advice + " A batch job (POST /jobs) runs "
             "with the job workers' memory (setting TERRACUBE_MEMORY_LIMIT, listed as "
             "memory-limit at GET /processing_parameters).") from exc
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        folder.release()
         raise

@@ -510,6 +510,14 @@ def _stream_netcdf(ds: xr.Dataset, path: Path) -> None:
         nc = netCDF4.Dataset(path, "a")
     try:
         with lock:
+            if _in_memory(path):
+                # Every block is written below, so HDF5 need not write the fill value into
+                # the whole variable first (the first block's write does, under the lock:
+                # W4 large 2.4 GB of NaN). `_FillValue` stays an attribute. Only in RAM
+                # (tmpfs): on a disk (ext4) the blocks then land in a file of holes, which
+                # measured slower than writing it twice (0.8 GB: 1.1-1.3 s with the fill,
+                # 3.1-3.8 s without).
+                nc.set_fill_off()
             for name in lazy:
                 var = ds[name]
                 for dim, size in var.sizes.items():
@@ -533,6 +541,25 @@ def _stream_netcdf(ds: xr.Dataset, path: Path) -> None:
     finally:
         with lock:
             nc.close()
+
+
+_MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def _in_memory(path: Path) -> bool:
+    """Whether `path`'s folder is on a RAM-backed file system (e.g. /dev/shm)."""
+    try:
+        device = os.stat(path.parent).st_dev
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4 and fields[2] == wanted and " - " in line:
+            return line.split(" - ", 1)[1].split()[0] in _MEMORY_FILE_SYSTEMS
+    return False
 
 
 def _one_kind(labels: xr.DataArray) -> bool:

@@ -44,6 +44,7 @@ from terracube.processing.explain import explain_process
 from terracube.processing.limits import check_sync_request, sync_limits
 from terracube.processing.outputs import compute_result as run_and_compute
 from terracube.processing.run import validate_process
+from terracube.processing.scratch import ResultScratch, expected_result_bytes
 from terracube.processing.services import build_services
 
 router = APIRouter(tags=["Data Processing"])
@@ -114,17 +115,21 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
         limits = sync_limits(settings, options)
         seconds = limits["max-seconds"]
         cancel = Cancel(memory_limit=limits["max-memory"])
+        scratch = _result_scratch(request, settings)
 
         def run() -> Any:
             with cancellable(cancel):
                 try:
                     # A dry run first: too big for a synchronous request is refused before it
                     # runs; what runs is stopped at the time limit or when the client leaves.
-                    check_sync_request(process, services, options)
-                    return run_and_compute(process, services)
+                    explanation = check_sync_request(process, services, options)
+                    expected = expected_result_bytes(explanation.outputs) \
+                        if explanation is not None else None
+                    return run_and_compute(process, services, scratch, expected)
                 except Cancelled as exc:
                     raise _stopped_error(str(exc), seconds, cancel) from None
 
+        result = None
         try:
             # Computing blocks, so it runs in a worker thread, not on the event loop.
             result = await _run_watched(request, run, cancel, seconds)
@@ -139,8 +144,13 @@ async def compute_result(request: Request, user: CurrentUser, body: JsonObjectBo
             costs = billing.costs_of(usage, settings)
             log("info", f"Done in {usage['duration']['value']:.1f} s (CPU {cpu:.1f} s); costs "
                         f"{costs:g} {settings.billing_currency}.", usage=usage)
-            await run_in_threadpool(_account, budgets, sync_logs, user.user_id, request_id,
-                                    log, cpu, costs)
+            try:
+                await run_in_threadpool(_account, budgets, sync_logs, user.user_id,
+                                        request_id, log, cpu, costs)
+            except BaseException:
+                if result is not None:  # no response will send (and delete) it
+                    await run_in_threadpool(result.remove)
+                raise
     logs_url = api_url(request, f"/logs/{request_id}")
     return TemporaryFileResponse(result.path, result.remove, media_type=result.media_type,
                                  filename=result.filename,
@@ -172,8 +182,18 @@ async def _run_watched(request: Request, run: Callable[[], Any], cancel: Cancel,
                 cancel.set("disconnect")
     except BaseException:  # the request itself was cancelled (server stopping): stop the work
         cancel.set("disconnect")
+        # A result that is written all the same is sent to nobody: deleted when it is done.
+        task.add_done_callback(_remove_unsent)
         raise
     return task.result()
+
+
+def _remove_unsent(task: asyncio.Future) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return  # compute_result deleted its folder
+    remove = getattr(task.result(), "remove", None)
+    if remove is not None:
+        remove()
 
 
 def _stopped_error(reason: str, seconds: float, cancel: Cancel) -> errors.OpenEOError:
@@ -194,6 +214,15 @@ def _stopped_error(reason: str, seconds: float, cancel: Cancel) -> errors.OpenEO
             "extent, fewer dates or bands, a coarser resolution.")
     # Nobody reads this answer: the client went away.
     return errors.RequestTimeout("The request was stopped: the client disconnected.")
+
+
+def _result_scratch(request: Request, settings: Any) -> ResultScratch:
+    """Where this server process writes synchronous results (one RAM budget for all)."""
+    state = request.app.state
+    scratch = getattr(state, "result_scratch", None)
+    if scratch is None:
+        scratch = state.result_scratch = ResultScratch.from_settings(settings)
+    return scratch
 
 
 def _sync_thread_limiter(request: Request) -> anyio.CapacityLimiter:
