@@ -804,3 +804,38 @@ def test_flood_sar(connection, sample: Sample, tmp_path: Path) -> None:
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(got[finite], (expected[finite] < threshold).astype(got.dtype))
     assert 0 < got[finite].mean() < 0.5  # speckle alone: some pixels, not most
+
+
+def test_openeo_org_full_example(connection, sample: Sample, tmp_path: Path) -> None:
+    """openeo.org "Getting started with Python", Full Example: a monthly RGB composite of
+    Sentinel-1 VV (Google Earth Engine's COPERNICUS/S1_GRD there, SENTINEL1_GRD here; its GEE
+    format GTIFF-THUMB is GTiff here), three months of 2022 over the valley."""
+    datacube = connection.load_collection("SENTINEL1_GRD",
+                                          spatial_extent=LONLAT_BOX,
+                                          temporal_extent=["2022-04-01", "2022-07-01"],
+                                          bands=["VV"])
+    march = datacube.filter_temporal("2022-04-01", "2022-05-01")
+    april = datacube.filter_temporal("2022-05-01", "2022-06-01")
+    may = datacube.filter_temporal("2022-06-01", "2022-07-01")
+    mean_march = march.mean_time()
+    mean_april = april.mean_time()
+    mean_may = may.mean_time()
+    R_band = mean_march.rename_labels(dimension="bands", target=["R"])  # noqa: N806
+    G_band = mean_april.rename_labels(dimension="bands", target=["G"])  # noqa: N806
+    B_band = mean_may.rename_labels(dimension="bands", target=["B"])  # noqa: N806
+    RG = R_band.merge_cubes(G_band)  # noqa: N806
+    RGB = RG.merge_cubes(B_band)  # noqa: N806
+    RGB = RGB.save_result(format="GTiff")  # noqa: N806
+    job = RGB.create_job()
+    job.start_and_wait(max_poll_interval=0.2).download_results(tmp_path / "rgb.tif")
+
+    with rasterio.open(tmp_path / "rgb.tif") as src:
+        assert src.descriptions == ("R", "G", "B")
+        grid = xr.Dataset(coords={"x": src.transform.c + PIXEL * (np.arange(src.width) + 0.5),
+                                  "y": src.transform.f - PIXEL * (np.arange(src.height) + 0.5)})
+        for k, (start, end) in enumerate([("2022-04-01", "2022-05-01"),
+                                          ("2022-05-01", "2022-06-01"),
+                                          ("2022-06-01", "2022-07-01")]):
+            stack = np.stack([window(sample.stored(d, "VV"), grid)
+                              for d in sample.dates(start, end)])
+            np.testing.assert_allclose(src.read(k + 1), stack.mean(0), rtol=1e-5)
