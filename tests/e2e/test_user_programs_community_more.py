@@ -473,3 +473,118 @@ def test_crop_polygon_process(con, sample_data_dir: Path, tmp_path: Path) -> Non
         assert ds.B04.shape == (1, 18, 18)
         np.testing.assert_array_equal(ds.B04.values[0], np.where(inside, stored, np.nan))
         np.testing.assert_array_equal(ds0.B04.values[0], np.where(inside, stored, np.nan))
+
+
+def test_federated_processing_without_the_federation(con, sample_data_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """Federation/FederatedProcessing.ipynb without its federation-only cells (collection
+    summaries `federation:backends`, a WorldCereal load filtered by that property):
+    `filter_temporal(extent="2022-08")` (a month as the whole extent) and filter_bbox after
+    loads without extents, reduce_temporal("mean"), merge_cubes of two one-band cubes,
+    save_result netCDF, create_job with the aggregator's `split_strategy` job option and
+    `validate=False`, start, list_jobs(limit=3)."""
+    connection = con
+    assert connection.describe_process("add")["id"] == "add"
+    temporal_extent = "2022-08"
+    spatial_extent = BOX
+    cube1 = (connection.load_collection("SENTINEL2_L2A", bands=["B02"], max_cloud_cover=50)
+             .filter_temporal(extent=temporal_extent).filter_bbox(spatial_extent))
+    cube1 = cube1.reduce_temporal("mean")
+    cube2 = (connection.load_collection("SENTINEL2_L2A", bands=["B08"])
+             .filter_temporal(extent=temporal_extent).filter_bbox(spatial_extent))
+    cube2 = cube2.reduce_temporal("mean")
+    merged = cube1.merge_cubes(cube2)
+    saved = merged.save_result(format="netCDF")
+    job = saved.create_job(title="Deep graph splitting demo", job_options={
+        "split_strategy": {"crossbackend": {"method": "deep"}}}, validate=False)
+    job.start()
+    assert job.job_id in [j["id"] for j in connection.list_jobs(limit=3)]
+    job.start_and_wait(max_poll_interval=0.2)
+    (path,) = [p for p in job.get_results().download_files(tmp_path / "out")
+               if p.suffix == ".nc"]
+    covers = {i["datetime"][:10]: i["eo:cloud_cover"] for i in json.loads(
+        (sample_data_dir / "samples" / "sentinel2_l2a" / "items.json").read_text())["items"]}
+    with xr.open_dataset(path) as ds:
+        for band, limit in (("B02", 50), ("B08", 101)):
+            series = sample_series(sample_data_dir, band, BOX, "2022-08-01", "2022-09-01")
+            days = [d for d in series if covers[d] <= limit]
+            assert len(days) >= 3
+            want = np.nanmean(np.stack([series[d] for d in days]), axis=0)
+            np.testing.assert_allclose(ds[band].values, want, rtol=1e-5, equal_nan=True)
+
+
+def test_load_stac_of_a_stac_item_made_with_pystac(con, sample_data_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """LoadStac/load-stac-item-example.ipynb: a cloud-masked mean NDVI as a GeoTIFF batch job
+    (`temporal_extent="2022-06"`, ndvi with `target_band`, filter_bands), the file put on a
+    web server, a STAC item for it written with pystac (eo:bands on the asset, proj
+    properties), and `load_stac` of the item's URL downloaded again."""
+    import pystac
+    import rasterio.warp
+    from tests.support.processes import StaticHttpServer
+
+    connection = con
+    scl = connection.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                     temporal_extent="2022-06", bands=["SCL"],
+                                     max_cloud_cover=95)
+    cloud_mask = scl.process("to_scl_dilation_mask", data=scl, kernel1_size=17,
+                             kernel2_size=77, mask1_values=[2, 4, 5, 6, 7],
+                             mask2_values=[3, 8, 9, 10, 11], erosion_kernel_size=3)
+    collection = connection.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                            temporal_extent="2022-06", bands=["B04", "B08"],
+                                            max_cloud_cover=95)
+    collection = collection.mask(cloud_mask)
+    collection = collection.ndvi(red="B04", nir="B08", target_band="NDVI-band") \
+        .filter_bands("NDVI-band")
+    collection = collection.reduce_temporal("mean")
+    ndvi_job = collection.create_job(title="NDVI", out_format="GTiff")
+    hosted = tmp_path / "hosted"
+    hosted.mkdir()
+    ndvi_job.start_and_wait(max_poll_interval=0.2).get_results().download_file(
+        hosted / "ndvi-file.tiff")
+
+    with StaticHttpServer(hosted) as web:
+        tiff_url = f"{web.url}/ndvi-file.tiff"
+        from datetime import datetime
+
+        dt = datetime.fromisoformat("2022-06-01")
+        output_path = hosted / "ndvi-example-stac-item.json"
+        # the notebook opens tiff_url; rasterio keeps the GIL while GDAL reads a URL, so a
+        # web server in this process could never answer it: the same file, read from disk
+        with rasterio.open(hosted / "ndvi-file.tiff") as src:
+            proj_bounds = list(src.bounds)
+            left, bottom, right, top = rasterio.warp.transform_bounds(src.crs, "EPSG:4326",
+                                                                      *src.bounds)
+            item = pystac.Item(
+                id="ndvi-example-stac-item",
+                geometry={"type": "Polygon", "coordinates": [[
+                    [left, bottom], [right, bottom], [right, top], [left, top],
+                    [left, bottom]]]},
+                bbox=[left, bottom, right, top],
+                datetime=dt,
+                properties={"proj:epsg": src.crs.to_epsg(), "proj:shape": src.shape,
+                            "proj:bbox": proj_bounds},
+                stac_extensions=[
+                    "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                    "https://stac-extensions.github.io/projection/v1.1.0/schema.json"],
+                assets={"ndvi": pystac.Asset(
+                    href=tiff_url, title="Normalized Difference Vegetation Index",
+                    extra_fields={"eo:bands": [{"name": "NDVI-band"}]})})
+            item.save_object(dest_href=str(output_path), include_self_link=False)
+        datacube = connection.load_stac(f"{web.url}/ndvi-example-stac-item.json")
+        datacube.download(tmp_path / "ndvi-from-stac.tiff")
+
+    with rasterio.open(hosted / "ndvi-file.tiff") as first, \
+            rasterio.open(tmp_path / "ndvi-from-stac.tiff") as again:
+        assert again.crs == first.crs and again.transform == first.transform
+        np.testing.assert_array_equal(again.read(1), first.read(1))
+        values = first.read(1)
+    red = sample_series(sample_data_dir, "B04", BOX, "2022-06-01", "2022-07-01")
+    nir = sample_series(sample_data_dir, "B08", BOX, "2022-06-01", "2022-07-01")
+    ndvi = np.stack([(nir[d] - red[d]) / (nir[d] + red[d]) for d in sorted(red)])
+    # the dilated cloud mask makes some dates no-data: the mean lies within each pixel's range
+    with np.errstate(invalid="ignore"):
+        low, high = np.nanmin(ndvi, axis=0), np.nanmax(ndvi, axis=0)
+    ok = np.isfinite(values)
+    assert ok.sum() > 100
+    assert (values[ok] >= low[ok] - 1e-6).all() and (values[ok] <= high[ok] + 1e-6).all()
