@@ -630,3 +630,64 @@ def test_uc6_process_graphs_of_openeo_1x(con, sample_data_dir: Path, tmp_path: P
             np.testing.assert_allclose(gaps[b].values,
                                        np.where(np.isnan(values), expected, values),
                                        rtol=1e-4, atol=0.5)
+
+
+def test_air_pollution_vs_temperature_weekly_merge(con, sample_data_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """CDSE notebook openeo/AirPollutionVsTemp.ipynb (from the repository's history;
+    SENTINEL_5P_L2 / NO2 -> B04, SENTINEL3_SLSTR_L2_LST / LST -> B11, confidence_in -> SCL):
+    weekly means of both, the LST cube (20 m here) resampled bilinearly onto the NO2 cube's
+    grid (10 m), merged with merge_cubes, the batch job's netCDF smoothed with rolling(t=3).
+    As in the notebook, `lst.mask(mask)` is computed but not used."""
+    time = ["2022-05-02", "2022-06-27"]  # eight ISO weeks, Monday to Monday
+    aoi = {"type": "Polygon", "coordinates": [box_ring()]}
+    s5pollution = con.load_collection("SENTINEL2_L2A", temporal_extent=time,
+                                      spatial_extent=aoi, bands=["B04"])
+    s5pollution = s5pollution.aggregate_temporal_period(reducer="mean", period="week")
+    lst = con.load_collection("SENTINEL2_L2A", temporal_extent=time, spatial_extent=aoi,
+                              bands=["B11"])
+    mask = con.load_collection("SENTINEL2_L2A", temporal_extent=time, spatial_extent=aoi,
+                               bands=["SCL"])
+    mask = mask >= 8
+    lst.mask(mask)
+    lst_celsius = lst - 273.15
+    lst_celsius = lst_celsius.aggregate_temporal_period(reducer="mean", period="week")
+    lst_resampled = lst_celsius.resample_cube_spatial(target=s5pollution, method="bilinear")
+    merged_cube = s5pollution.merge_cubes(lst_resampled)
+    merged_cube.execute_batch(title="Air Pollution vs Tempreature Effect",
+                              outputfile=tmp_path / "TempPollution.nc", max_poll_interval=0.2)
+
+    dataset = xr.load_dataset(tmp_path / "TempPollution.nc")
+    inside = in_box(dataset)  # the polygon's pixels; those around it are no-data
+    assert inside.sizes["x"] == inside.sizes["y"] == 30
+    weeks = pd.date_range(time[0], time[1], freq="7D", inclusive="left")
+    assert [str(t)[:10] for t in dataset.t.values] == [str(w)[:10] for w in weeks]
+    b04 = sample_series(sample_data_dir, "B04", BOX, *time)
+    b11 = sample_series(sample_data_dir, "B11", BOX, *time)
+    for i, start in enumerate(weeks):
+        end = start + pd.Timedelta(days=7)
+        days = [d for d in b04 if str(start)[:10] <= d < str(end)[:10]]
+        if not days:
+            assert np.isnan(inside.B04.isel(t=i).values).all()
+            continue
+        np.testing.assert_allclose(inside.B04.isel(t=i).values,
+                                   np.nanmean([b04[d] for d in days], axis=0), rtol=1e-5)
+        coarse = np.nanmean([b11[d] - 273.15 for d in days], axis=0)  # 15 x 15 at 20 m
+        # 10 m centres sit a quarter of a 20 m pixel from the 20 m centres: bilinear weights
+        # 3/4 and 1/4 in each direction (the inner pixels, away from the polygon's edge)
+        rows = np.arange(30)
+        src = (rows + 0.5) / 2 - 0.5
+        lo = np.floor(src).astype(int)
+        frac = src - lo
+        inner = slice(2, 28)
+        expected = np.full((30, 30), np.nan)
+        for r in range(1, 29):
+            for c in range(1, 29):
+                y0, x0, fy, fx = lo[r], lo[c], frac[r], frac[c]
+                expected[r, c] = ((1 - fy) * ((1 - fx) * coarse[y0, x0] + fx * coarse[y0, x0 + 1])
+                                  + fy * ((1 - fx) * coarse[y0 + 1, x0]
+                                          + fx * coarse[y0 + 1, x0 + 1]))
+        np.testing.assert_allclose(inside.B11.isel(t=i).values[inner, inner],
+                                   expected[inner, inner], rtol=1e-4)
+    smoothed = dataset.rolling(t=3).mean()
+    assert smoothed.B04.sizes["t"] == len(weeks)
