@@ -588,3 +588,80 @@ def test_load_stac_of_a_stac_item_made_with_pystac(con, sample_data_dir: Path,
     ok = np.isfinite(values)
     assert ok.sum() > 100
     assert (values[ok] >= low[ok] - 1e-6).all() and (values[ok] <= high[ok] + 1e-6).all()
+
+
+def test_managing_multiple_large_scale_jobs(con, sample_data_dir: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """ManagingMultipleLargeScaleJobs/ManagingMultipleLargeScaleJobs.ipynb: split_area tiles
+    in EPSG:3857, one job per tile (SCL dilation mask, `properties={"eo:cloud_cover": lambda
+    x: x.lte(60)}`, median composite, GeoTIFF) run by MultiBackendJobManager with a Parquet
+    job database, then the notebook's reading of `job_<id>/openEO.tif` per finished tile.
+    Adapted: the area (2 tiles of 1 km over the sample) and the manager's poll_sleep."""
+    import geopandas as gpd
+    import pandas as pd
+    from openeo.extra.job_management import (
+        MultiBackendJobManager,
+        create_job_db,
+        split_area,
+    )
+
+    monkeypatch.chdir(tmp_path)  # the notebook's relative paths
+    TILING_PROJECTION = "EPSG:3857"  # noqa: N806 - the notebook's names
+    AREA_OF_INTEREST = {"west": 1_261_000.0, "south": 5_858_000.0, "east": 1_263_000.0,  # noqa: N806
+                        "north": 5_859_000.0, "crs": TILING_PROJECTION}
+    TILE_SIZE = 1_000  # noqa: N806
+    jobs_database = split_area(aoi=AREA_OF_INTEREST, tile_size=TILE_SIZE,
+                               projection=TILING_PROJECTION)
+    jobs_database["tile_id"] = jobs_database.index
+    assert len(jobs_database) == 2
+
+    def start_job(row: pd.Series, connection: openeo.Connection, **_) -> openeo.BatchJob:
+        west, south, east, north = row.geometry.bounds
+        spatial_extent = {"west": west, "south": south, "east": east, "north": north,
+                          "crs": TILING_PROJECTION}
+        scl = connection.load_collection(
+            collection_id="SENTINEL2_L2A", spatial_extent=spatial_extent,
+            temporal_extent=["2022-06-01", "2022-09-01"], bands=["SCL"],
+            properties={"eo:cloud_cover": lambda x: x.lte(60)})
+        cloud_mask = scl.process("to_scl_dilation_mask", data=scl, kernel1_size=17,
+                                 kernel2_size=77, mask1_values=[2, 4, 5, 6, 7],
+                                 mask2_values=[3, 8, 9, 10, 11], erosion_kernel_size=3)
+        s2_cube = connection.load_collection(
+            collection_id="SENTINEL2_L2A", spatial_extent=spatial_extent,
+            temporal_extent=["2022-06-01", "2022-09-01"], bands=["B02", "B03", "B04"],
+            properties={"eo:cloud_cover": lambda x: x.lte(60)})
+        s2_cube = s2_cube.mask(cloud_mask)
+        s2_cube = s2_cube.reduce_temporal(reducer="median")
+        return s2_cube.create_job(title=f"MultiBackendJobManager - Tile {row['tile_id']}",
+                                  out_format="GTiff")
+
+    job_tracker = "community_example_job_tracker.parquet"
+    job_db = create_job_db(job_tracker, df=jobs_database, on_exists="skip")
+    manager = MultiBackendJobManager(poll_sleep=1)
+    manager.add_backend("cdse", connection=con, parallel_jobs=2)
+    manager.run_jobs(job_db=job_db, start_job=start_job)
+
+    output_df = gpd.read_parquet(job_tracker)
+    finished_jobs = output_df[output_df["status"] == "finished"]
+    assert len(finished_jobs) == 2
+    covers = {i["datetime"][:10]: i["eo:cloud_cover"] for i in json.loads(
+        (sample_data_dir / "samples" / "sentinel2_l2a" / "items.json").read_text())["items"]}
+    for _, row in finished_jobs.iterrows():
+        image_path = Path(f"job_{row['id']}") / "openEO.tif"
+        with rasterio.open(image_path) as src:
+            blue = src.read(1).astype("float64")
+            if src.nodata is not None:
+                blue[blue == src.nodata] = np.nan
+            assert src.count == 3 and src.crs.to_epsg() == 32632
+            # the tile's pixels on the sample's grid, in UTM
+            bounds = src.bounds
+        tile_box = {"west": bounds.left, "south": bounds.bottom, "east": bounds.right,
+                    "north": bounds.top}
+        series = sample_series(sample_data_dir, "B02", tile_box, "2022-06-01", "2022-09-01")
+        days = [d for d in series if covers[d] <= 60]
+        assert len(days) >= 5
+        clear = np.isfinite(blue)
+        lows = np.nanmin(np.stack([series[d] for d in days]), axis=0)
+        highs = np.nanmax(np.stack([series[d] for d in days]), axis=0)
+        assert blue.shape == lows.shape and clear.mean() > 0.5
+        assert ((blue >= lows) & (blue <= highs))[clear & np.isfinite(lows)].all()
