@@ -20,7 +20,6 @@ import rasterio.warp
 from affine import Affine
 from fastapi.testclient import TestClient
 from rasterio.errors import NotGeoreferencedWarning
-from tests.conftest import basic_login
 from tests.support.data import data_dir_with_samples
 
 from terracube.api.app import create_app
@@ -319,16 +318,6 @@ def test_zoomed_out_tiles_read_the_cog_overviews(client, alice, app) -> None:
                 assert close > 0.99, (z, overview, close)
             else:
                 assert close < 0.97, (z, overview, close)
-
-
-@pytest.fixture
-def alice(client) -> dict[str, str]:
-    return basic_login(client, "alice", "wonderland")
-
-
-@pytest.fixture
-def bob(client) -> dict[str, str]:
-    return basic_login(client, "bob", "builder")
 
 
 def test_collections_link_a_preview_layer_that_serves_tiles(client) -> None:
