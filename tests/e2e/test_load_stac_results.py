@@ -1,6 +1,6 @@
 """load_stac of a finished batch job's results, end to end: a job writes GeoTIFFs, and a new
 graph loads them through the signed STAC link of GET /jobs/{id}/results (no Authorization),
-against a real `terracube serve` with its workers."""
+against a real `terracube serve` with its workers (the session's server)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from tests.support.data import data_dir_with_samples
-from tests.support.processes import ServerProcess
 
 openeo = pytest.importorskip("openeo")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -19,14 +17,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 BBOX = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": "EPSG:32632"}
 JUNE = ["2022-06-01", "2022-07-01"]
 SMALL = {"west": 680000, "south": 5151200, "east": 680300, "north": 5151500, "crs": 32632}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path):
-    srv = ServerProcess(data_dir_with_samples(tmp_path_factory.mktemp("load-stac-results"),
-                                              sample_data_dir))
-    yield srv
-    srv.stop()
 
 
 def finished_job(con, cube, fmt: str = "GTiff"):
