@@ -691,3 +691,58 @@ def test_air_pollution_vs_temperature_weekly_merge(con, sample_data_dir: Path,
                                    expected[inner, inner], rtol=1e-4)
     smoothed = dataset.rolling(t=3).mean()
     assert smoothed.B04.sizes["t"] == len(weeks)
+
+
+def test_platform_sentinel5p_moving_average(con, sample_data_dir: Path) -> None:
+    """openEO Platform sample-notebooks sentinel-5p.ipynb (TERRASCOPE_S5P_L3_NO2_TD_V1 ->
+    SENTINEL2_L2A / B04): array_interpolate_linear over t, for "mean" a moving average UDF
+    (`apply_timeseries` on a pandas Series returning a numpy array), aggregate_spatial with
+    the method as reducer, JSON through `connection.execute`, read into a DataFrame as the
+    notebook does. Checked with numpy."""
+    from datetime import datetime
+
+    extent = {"type": "Polygon", "coordinates": [box_ring()]}
+    span = ["2022-04-01", "2022-10-01"]
+    moving_average_window = 31
+    results = {}
+    for method in ("max", "mean"):
+        udf = openeo.UDF("""
+from pandas import Series
+import numpy as np
+def apply_timeseries(series: Series, context: dict) -> Series:
+    return np.convolve(series, np.ones({n})/{n}, mode='same')
+""".format(n=moving_average_window))  # noqa: UP032 - as the notebook writes it
+        datacube = con.load_collection("SENTINEL2_L2A", spatial_extent=extent,
+                                       temporal_extent=span, bands=["B04"])
+        datacube = datacube.apply_dimension(dimension="t", process="array_interpolate_linear")
+        if method == "mean":
+            datacube = datacube.apply_dimension(dimension="t", process=udf)
+        datacube = datacube.aggregate_spatial(geometries=extent, reducer=method)
+        datacube = datacube.save_result(format="JSON")
+        results[method] = con.execute(datacube)
+    values: dict[str, list] = {}
+    dates = []
+    for m, result in results.items():
+        dates = []
+        for k, v in result.items():
+            values.setdefault(m, [])
+            dates.append(datetime.strptime(k, "%Y-%m-%dT%H:%M:%SZ"))
+            values[m].append(v[0][0])
+    df = pd.DataFrame(values, dates, list(results))
+
+    series = sample_series(sample_data_dir, "B04", BOX, *span)
+    stack = np.stack(list(series.values()))  # t, y, x
+    assert [d.strftime("%Y-%m-%d") for d in df.index] == list(series)
+    flat = stack.reshape(len(stack), -1)
+    filled = np.empty_like(flat)
+    steps = np.arange(len(flat))
+    for p in range(flat.shape[1]):  # interior gaps only, as array_interpolate_linear
+        ok = ~np.isnan(flat[:, p])
+        filled[:, p] = flat[:, p]
+        inside = (steps > steps[ok].min()) & (steps < steps[ok].max()) & ~ok
+        filled[inside, p] = np.interp(steps[inside], steps[ok], flat[ok, p])
+    np.testing.assert_allclose(df["max"].to_numpy(), np.nanmax(filled, axis=1), rtol=1e-6)
+    kernel = np.ones(moving_average_window) / moving_average_window
+    smoothed = np.stack([np.convolve(filled[:, p], kernel, mode="same")
+                         for p in range(filled.shape[1])], axis=1)
+    np.testing.assert_allclose(df["mean"].to_numpy(), np.nanmean(smoothed, axis=1), rtol=1e-5)
