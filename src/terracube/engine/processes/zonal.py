@@ -267,7 +267,10 @@ def _zonal_partials(block: np.ndarray, bounds: np.ndarray, masks: list[np.ndarra
         inside = mask[a0 - rs[i]:a1 - rs[i], b0 - cs[i]:b1 - cs[i]]
         if not inside.any():
             continue
-        pixels = block[..., a0 - r0:a1 - r0, b0 - c0:b1 - c0][..., inside]
+        window = block[..., a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+        # = window[..., inside] (same pixels, same order); numpy's boolean indexing of the
+        # last two axes takes its general path, 7x slower than compress of the flat window
+        pixels = np.compress(inside.ravel(), window.reshape(*window.shape[:-2], -1), axis=-1)
         valid = ~np.isnan(pixels)
         target = out[..., 0, 0, i, :]
         target[..., _COUNT] = valid.sum(axis=-1)
