@@ -1,8 +1,10 @@
-"""Real users' programs that failed on terracube, found by a second sweep of the openeo client's
-documentation (udp, udp_sharing, data_access, batch_jobs), the CDSE notebook samples
-(Whittaker) and the openEO Platform sample notebooks (Dynamic land cover mapping), each
-adapted only in URL, login, collection extent and dates to the Sentinel-2 sample; run through
-the official client against the shared server, values checked with numpy on the sample files.
+"""Real users' programs that failed on terracube (or were not covered yet), found by a second
+sweep of the openeo client's documentation (udp, udp_sharing, data_access, batch_jobs), the
+CDSE notebook samples (Whittaker, AirPollutionVsTemp), the openEO Platform sample notebooks
+(Dynamic land cover mapping, sentinel-5p) and SRR2 notebooks (UC6 Forest Dynamics and its
+process graphs) and openeo.org's openEO Cookbook; each adapted only in URL, login, collection,
+bands, extent and dates to the Sentinel-2 sample, run through the official client against
+the shared server, values checked with numpy on the sample files.
 """
 
 from __future__ import annotations

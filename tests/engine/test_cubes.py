@@ -588,6 +588,17 @@ def test_mask_on_a_coarser_grid_is_aligned_by_nearest_neighbour(services):
     assert not masked[0, 2] and not masked[2, 0]
 
 
+def test_mask_without_some_dates_of_the_data_leaves_them_unmasked(services):
+    # CDSE joins mask and data (a left outer join): the mask's load had max_cloud_cover, the
+    # data's none (CDSE's Whittaker notebook)
+    everything = make_cube(np.ones((len(T), 3, 3, 5)))
+    some_dates = run(services, "filter_temporal", data=everything, extent=[str(T[1]), None])
+    out = run(services, "mask", data=make_cube(), mask=some_dates)
+    got = out.data.values
+    np.testing.assert_allclose(got[0], values()[0], equal_nan=True)  # no mask for T[0]
+    assert np.isnan(got[1:]).all()
+
+
 def test_mask_incompatible(services):
     other = RasterCube(xr.DataArray(np.ones(2), dims=["z"]).chunk(), (Dimension("z", OTHER),))
     with pytest.raises(errors.OpenEOError) as info:

@@ -180,3 +180,45 @@ def test_predict_curve_needs_labels(registry) -> None:
         "function": {"process_graph": SEASONAL}}, "result": True}}
     with pytest.raises(errors.ProcessParameterInvalid, match="labels"):
         run(registry, graph, cube=make_cube(observed()))
+
+
+# --- the openEO 1.x cube forms (the client's DataCube.fit_curve / predict_curve) -------------
+def test_fit_curve_of_a_cube_along_a_dimension(registry) -> None:
+    v = observed()
+    graph = {"fit": {"process_id": "fit_curve", "arguments": {
+        "data": {"from_parameter": "cube"}, "parameters": [0, 0, 0], "dimension": "t",
+        "function": {"process_graph": SEASONAL}}, "result": True}}
+    out = run(registry, graph, cube=make_cube(v))
+    assert out.data.dims == ("param", "y", "x")
+    assert out.dim("param").type == OTHER
+    np.testing.assert_array_equal(out.data.coords["x"].values, X)
+    by_array = run(registry, fit_graph(SEASONAL, [0, 0, 0]), cube=make_cube(v)).data.values
+    np.testing.assert_allclose(out.data.values, by_array, equal_nan=True)
+
+
+def test_fit_curve_of_a_cube_needs_an_existing_dimension(registry) -> None:
+    base = {"process_id": "fit_curve", "arguments": {
+        "data": {"from_parameter": "cube"}, "parameters": [0, 0, 0],
+        "function": {"process_graph": SEASONAL}}, "result": True}
+    with pytest.raises(errors.ProcessParameterInvalid, match="dimension to fit along"):
+        run(registry, {"fit": base}, cube=make_cube(observed()))
+    base["arguments"]["dimension"] = "time"
+    with pytest.raises(errors.OpenEOError, match="no dimension 'time'"):
+        run(registry, {"fit": base}, cube=make_cube(observed()))
+
+
+def test_predict_curve_with_data_fills_its_gaps_or_predicts_its_labels(registry) -> None:
+    v = observed(noise=0.0)
+    graph = {"fit": {"process_id": "fit_curve", "arguments": {
+        "data": {"from_parameter": "cube"}, "parameters": [0, 0, 0], "dimension": "t",
+        "function": {"process_graph": SEASONAL}}}}
+    for labels in ([], None):
+        graph["pred"] = {"process_id": "predict_curve", "arguments": {
+            "data": {"from_parameter": "cube"}, "parameters": {"from_node": "fit"},
+            "dimension": "t", "labels": labels, "function": {"process_graph": SEASONAL}},
+            "result": True}
+        got = run(registry, graph, cube=make_cube(v)).data.values
+        a, b, c = true_parameters()
+        predicted = seasonal(SECONDS[:, None, None], a, b, c)
+        expected = predicted if labels == [] else np.where(np.isnan(v), predicted, v)
+        np.testing.assert_allclose(got[:, :2, :], expected[:, :2, :], atol=1e-6)
