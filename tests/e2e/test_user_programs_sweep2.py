@@ -748,3 +748,78 @@ def apply_timeseries(series: Series, context: dict) -> Series:
     smoothed = np.stack([np.convolve(filled[:, p], kernel, mode="same")
                          for p in range(filled.shape[1])], axis=1)
     np.testing.assert_allclose(df["mean"].to_numpy(), np.nanmean(smoothed, axis=1), rtol=1e-5)
+
+
+def test_client_basics_evi_timeseries_and_statistics(con, sample_data_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """The openeo client's "Getting started" (basics.rst): the EVI of B02/B04/B08, masked with
+    `scl != 4`, aggregated over two fields to JSON and read with timeseries_json_to_pandas
+    ("Aggregated EVI timeseries"), then the four statistics of `array_create([mean(x), sd(x),
+    median(x), count(x)])` per field ("Computing multiple statistics"). Checked with numpy."""
+    from openeo.processes import array_create, count, mean, median, sd
+    from openeo.rest.conversions import timeseries_json_to_pandas
+
+    to_ll = Transformer.from_crs(32632, 4326, always_xy=True)
+
+    def field(w: float, s: float, e: float, n: float) -> dict:
+        ring = [list(to_ll.transform(x, y)) for x, y in ((w, n), (w, s), (e, s), (e, n))]
+        return {"type": "Feature", "properties": {},
+                "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}}
+
+    boxes = [(680000, 5151300, 680100, 5151500), (680150, 5151200, 680300, 5151350)]
+    features = {"type": "FeatureCollection", "features": [field(*b) for b in boxes]}
+    span = ["2022-06-01", "2022-07-01"]
+    sentinel2_cube = con.load_collection("SENTINEL2_L2A", spatial_extent=box_lonlat(),
+                                         temporal_extent=span,
+                                         bands=["B02", "B04", "B08", "SCL"])
+    blue = sentinel2_cube.band("B02") * 0.0001
+    red = sentinel2_cube.band("B04") * 0.0001
+    nir = sentinel2_cube.band("B08") * 0.0001
+    evi = 2.5 * (nir - red) / (nir + 6.0 * red - 7.5 * blue + 1.0)
+    scl = sentinel2_cube.band("SCL")
+    evi_masked = evi.mask(scl != 4)
+    evi_masked.aggregate_spatial(geometries=features, reducer="mean").download(
+        tmp_path / "evi-aggregation.json")
+    with open(tmp_path / "evi-aggregation.json") as f:
+        data = json.load(f)
+    df = timeseries_json_to_pandas(data)
+    df.index = pd.to_datetime(df.index)
+    df = df.dropna()
+    df.columns = ("Field A", "Field B")
+
+    evi_aggregation = evi_masked.aggregate_spatial(
+        geometries=features,
+        reducer=lambda x: array_create([mean(x), sd(x), median(x), count(x)]))
+    stats = evi_aggregation.execute()
+
+    bands = {b: sample_series(sample_data_dir, b, BOX, *span) for b in ("B02", "B04", "B08")}
+    scl20 = sample_series(sample_data_dir, "SCL", BOX, *span)
+    per_field: dict[str, list[np.ndarray]] = {}
+    for day in bands["B04"]:
+        bl, r, n = (bands[b][day] * 0.0001 for b in ("B02", "B04", "B08"))
+        values = 2.5 * (n - r) / (n + 6.0 * r - 7.5 * bl + 1.0)
+        values[np.repeat(np.repeat(scl20[day], 2, 0), 2, 1) != 4] = np.nan
+        per_field[day] = []
+        for w, s, e, n_ in boxes:
+            rows = slice(int((BOX["north"] - n_) / 10), int((BOX["north"] - s) / 10))
+            cols = slice(int((w - BOX["west"]) / 10), int((e - BOX["west"]) / 10))
+            per_field[day].append(values[rows, cols])
+    for day, fields in per_field.items():
+        key = f"{day}T10:20:00Z"
+        means = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in fields]
+        for got, expected in zip(data[key], means, strict=True):
+            if np.isnan(expected):
+                assert got[0] is None
+            else:
+                assert got[0] == pytest.approx(expected, rel=1e-5)
+        for got, v in zip(stats[key], fields, strict=True):
+            valid = v[np.isfinite(v)]
+            if not valid.size:
+                assert got[3] == 0
+                continue
+            assert got[0] == pytest.approx(valid.mean(), rel=1e-5)
+            assert got[1] == pytest.approx(valid.std(ddof=1), rel=1e-4, abs=1e-7)
+            assert got[2] == pytest.approx(np.median(valid), rel=1e-5)
+            assert got[3] == valid.size
+    complete = [d for d, f in per_field.items() if all(np.isfinite(v).any() for v in f)]
+    assert [str(t)[:10] for t in df.index] == complete
