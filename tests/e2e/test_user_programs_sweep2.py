@@ -823,3 +823,71 @@ def test_client_basics_evi_timeseries_and_statistics(con, sample_data_dir: Path,
             assert got[3] == valid.size
     complete = [d for d, f in per_field.items() if all(np.isfinite(v).any() for v in f)]
     assert [str(t)[:10] for t in df.index] == complete
+
+
+def test_processes_page_of_the_client_docs(con, sample_data_dir: Path, tmp_path: Path) -> None:
+    """The client's processes.rst: datacube_from_process("mean", data=[...]).execute(),
+    cube.process with an arguments dict and with keywords, `THIS`, and every form of callback
+    it shows (a process name, a function, a lambda of ProcessBuilder methods, of functions,
+    mixed with operators, openeo.processes.sum, PGNode), checked with numpy."""
+    import openeo.processes
+    from openeo.internal.graph_building import PGNode
+    from openeo.processes import ProcessBuilder, absolute, add, cos
+    from openeo.processes import max as max_
+    from openeo.processes import mean as mean_
+    from openeo.rest.datacube import THIS
+
+    assert con.datacube_from_process("mean", data=[2, 3, 5, 8]).execute() == 4.5
+    span = ["2022-06-01", "2022-06-15"]
+    cube = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=span,
+                               bands=["B04", "B08"])
+    assert cube.process("mean", {"data": [1, 3, -1]}).execute() == 1
+    assert cube.process("mean", data=[1, 3, -1]).execute() == 1
+
+    def avg(data: ProcessBuilder):
+        return data.mean()
+
+    def transform(x):
+        return x * 2 + 3
+
+    cubes = {
+        "ndvi": cube.process("ndvi", data=THIS),
+        "abs_max": cube.apply("absolute").reduce_dimension(reducer="max", dimension="t"),
+        "fn_max": cube.apply(absolute).reduce_dimension(reducer=max_, dimension="t"),
+        "transform": cube.apply(transform).reduce_dimension(reducer=avg, dimension="t"),
+        "chain": cube.apply(lambda x: x.absolute().cos().add(y=1.23)).reduce_dimension(
+            reducer=lambda data: data.mean().cos().add(y=1.23), dimension="t"),
+        "functions": cube.reduce_dimension(
+            reducer=lambda data: add(x=cos(mean_(data)), y=1.23), dimension="t"),
+        "mixed": cube.reduce_dimension(reducer=lambda data: cos(data.mean()) + 1.23,
+                                       dimension="t"),
+        "sum": cube.reduce_dimension(dimension="t", reducer=openeo.processes.sum),
+        "pgnode": cube.apply(PGNode("add", x=PGNode("cos", x=PGNode(
+            "absolute", x={"from_parameter": "x"})), y=1.23)).reduce_dimension(
+            reducer=PGNode("max", data={"from_parameter": "data"}), dimension="bands"),
+    }
+    got = {}
+    for name, c in cubes.items():
+        c.download(tmp_path / f"{name}.nc")
+        with xr.open_dataset(tmp_path / f"{name}.nc") as ds:
+            got[name] = {v: ds[v].values for v in ds.data_vars if v != "crs"}
+
+    series = {b: np.stack(list(sample_series(sample_data_dir, b, BOX, *span).values()))
+              for b in ("B04", "B08")}
+    red, nir = series["B04"], series["B08"]
+    np.testing.assert_allclose(got["ndvi"]["var"], (nir - red) / (nir + red), rtol=1e-5)
+    for b in ("B04", "B08"):
+        s = series[b]
+        np.testing.assert_allclose(got["abs_max"][b], np.nanmax(np.abs(s), axis=0), rtol=1e-6)
+        np.testing.assert_allclose(got["fn_max"][b], np.nanmax(np.abs(s), axis=0), rtol=1e-6)
+        np.testing.assert_allclose(got["transform"][b], np.nanmean(s * 2 + 3, axis=0),
+                                   rtol=1e-5)
+        chained = np.cos(np.nanmean(np.cos(np.abs(s)) + 1.23, axis=0)) + 1.23
+        np.testing.assert_allclose(got["chain"][b], chained, rtol=1e-4, atol=1e-5)
+        for name in ("functions", "mixed"):
+            np.testing.assert_allclose(got[name][b], np.cos(np.nanmean(s, axis=0)) + 1.23,
+                                       rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got["sum"][b], np.nansum(s, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(got["pgnode"]["var"],
+                               np.maximum(np.cos(red), np.cos(nir)) + 1.23, rtol=1e-4,
+                               atol=1e-5)
