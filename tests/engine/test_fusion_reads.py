@@ -66,6 +66,18 @@ def _evaluate(services: Services, g: dict, data) -> np.ndarray:
     return out
 
 
+def _fused_reading_and_plain(services: Services, g: dict, data):
+    """The graph evaluated with fusion (checked to read its bands in the fused task: one task
+    per chunk) and without it."""
+    fused = _evaluate(services, g, data)
+    with fusion.disabled():
+        plain = _evaluate(services, g, data)
+    layers = list(fused.data.data.dask.layers)
+    assert any(layer.startswith("fused-read-") for layer in layers), layers
+    assert not any(layer.startswith("read-aligned-") for layer in layers), layers
+    return fused, plain
+
+
 @pytest.mark.parametrize("box", BOXES, ids=list(BOXES))
 @pytest.mark.parametrize("name", list(REDUCERS))
 def test_reducer_reading_its_bands_equals_process_by_process(services, source, box, name):
@@ -73,13 +85,7 @@ def test_reducer_reading_its_bands_equals_process_by_process(services, source, b
     assert BAND_READS in data.attrs
     g = {"r": {"process_id": "reduce_dimension", "arguments": {
         "data": p("cube"), "dimension": "bands", "reducer": REDUCERS[name]}, "result": True}}
-    fused = _evaluate(services, g, data)
-    with fusion.disabled():
-        plain = _evaluate(services, g, data)
-    layers = list(fused.data.data.dask.layers)
-    # one task per chunk: the read is inside the fused function's layer
-    assert any(layer.startswith("fused-read-") for layer in layers), layers
-    assert not any(layer.startswith("read-aligned-") for layer in layers), layers
+    fused, plain = _fused_reading_and_plain(services, g, data)
     with dask.config.set(scheduler="threads"):
         a, b = fused.data.compute(), plain.data.compute()
     assert a.dtype == b.dtype
@@ -115,12 +121,7 @@ def test_ndvi_process_reads_its_bands_and_equals_process_by_process(services, so
     cast once), bit for bit what (nir - red) / (nir + red) of the loaded float32 bands is."""
     data = _load(source, box)
     g = {"v": {"process_id": "ndvi", "arguments": {"data": p("cube")}, "result": True}}
-    fused = _evaluate(services, g, data)
-    with fusion.disabled():
-        plain = _evaluate(services, g, data)
-    layers = list(fused.data.data.dask.layers)
-    assert any(layer.startswith("fused-read-") for layer in layers), layers
-    assert not any(layer.startswith("read-aligned-") for layer in layers), layers
+    fused, plain = _fused_reading_and_plain(services, g, data)
     assert fused.data.dims == plain.data.dims == ("t", "y", "x")
     assert [d.name for d in fused.dimensions] == ["t", "y", "x"]
     with dask.config.set(scheduler="threads"):
