@@ -201,9 +201,7 @@ class StacItemsSource(CollectionSource):
                     "leaves nothing to load; properties to filter on (GET /collections/"
                     f"{self.id}/queryables): {', '.join(sorted(known - {'datetime'}))}.",
                     argument="properties")
-            raise NoDataForRequest(
-                f"No data in collection '{self.id}' for the given temporal extent and "
-                "properties.", argument="temporal_extent")
+            raise self._nothing_selected(request)
         crs = request.crs or self.crs
         resolution = request.resolution or min(self.bands[b].resolution for b in bands)
         native = self._native_bbox
@@ -247,6 +245,31 @@ class StacItemsSource(CollectionSource):
         if reads is not None:
             attrs[BAND_READS] = reads
         return RasterCube(data, dims, nodata=None, attrs=attrs)
+
+    def _nothing_selected(self, request: LoadRequest) -> NoDataForRequest:
+        """Why no item was selected, naming the argument to change: the temporal extent when
+        no item lies in it (with the collection's dates), else the properties filter (with
+        the values the items in the extent have)."""
+        in_time = self.select_items(LoadRequest(temporal_extent=request.temporal_extent))
+        if not in_time or not request.properties:
+            starts = [pd.Timestamp(i.properties.get("start_datetime") or i.datetime)
+                      for i in self.items]
+            ends = [pd.Timestamp(i.properties.get("end_datetime") or i.datetime)
+                    for i in self.items]
+            covers = (f"; it has data from {min(starts):%Y-%m-%d} to {max(ends):%Y-%m-%d}"
+                      if starts else "")
+            start, end = request.temporal_extent or (None, None)
+            return NoDataForRequest(
+                f"No data in collection '{self.id}' for the temporal extent [{start}, {end})"
+                f"{covers}.", argument="temporal_extent")
+        seen = {name: sorted({repr(item.properties.get(name)) for item in in_time})[:8]
+                for name in request.properties}
+        return NoDataForRequest(
+            f"None of the {len(in_time)} items of collection '{self.id}' in the temporal "
+            "extent passes the properties filter; their values: "
+            + "; ".join(f"{name}: {', '.join(values)}" for name, values in seen.items())
+            + ". Conditions compare like openEO's eq/lte... (a number never equals a string).",
+            argument="properties")
 
     def _load_on_grid(self, items: list[pystac.Item], bands: list[str], shape: tuple[int, int],
                       transform: Any, crs: Any, resampling: str) -> xr.DataArray:

@@ -38,6 +38,7 @@ from terracube.engine import fusion
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import text_argument
 from terracube.engine.processes._vector_values import on_values
+from terracube.engine.processes.cube_dimensions import temporal_index
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
 from terracube.engine.registry import kind_of, process
 
@@ -586,6 +587,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
         raise errors.ProcessParameterInvalid(
             f"'replacement' must be a number, a boolean, a string or null, got "
             f"{kind_of(replacement)}.", argument="replacement")
+    _check_mask_overlaps(mask, data)
     mask = _in_crs_of(_mask_bands_like(mask, data), data, "data")
     unmasked_dates: list[str] = []  # temporal dimensions whose labels differ
     for md in mask.dimensions:
@@ -604,6 +606,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
         elif not np.array_equal(np.asarray(mask.labels(md.name)),
                                 np.asarray(data.labels(md.name))):
             if md.type == TEMPORAL:
+                _check_mask_dates_overlap(mask, data, md.name)
                 unmasked_dates.append(md.name)
                 continue
             raise pe.IncompatibleDataCubes(
@@ -661,6 +664,47 @@ def _nan_where(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     out = np.bitwise_or(np.ascontiguousarray(values).view(uint), bits)
     np.bitwise_xor(out, np.bitwise_and(bits, to_nan, out=bits), out=out)
     return out.view(values.dtype)
+
+
+def _check_mask_overlaps(mask: RasterCube, data: RasterCube) -> None:
+    """A mask whose x/y extent does not meet the data's at all would mask nothing (the pixels
+    it lacks are not masked): most likely a mask loaded over another area, so it is refused
+    with both extents. Cubes whose grid cannot be described are left to the checks below."""
+    if None in (mask.x_dim, mask.y_dim, data.x_dim, data.y_dim):
+        return
+    try:
+        own, theirs = grid_of(mask, "mask"), grid_of(data, "data")
+        if not own.width or not own.height or not theirs.width or not theirs.height:
+            return
+        from pyproj import Transformer
+
+        w, s, e, n = Transformer.from_crs(own.crs, theirs.crs, always_xy=True) \
+            .transform_bounds(*own.bounds)
+    except Exception:  # noqa: BLE001 - no comparable extents: nothing to say here
+        return
+    dw, ds, de, dn = theirs.bounds
+    if w < de and dw < e and s < dn and ds < n:
+        return
+    raise pe.IncompatibleDataCubes(
+        f"The mask does not overlap the data cube at all, so it would mask nothing: the mask "
+        f"covers {w:.6g}, {s:.6g}, {e:.6g}, {n:.6g} and the data {dw:.6g}, {ds:.6g}, "
+        f"{de:.6g}, {dn:.6g} (west, south, east, north in {data.x_dim.reference_system}). "
+        "Load the mask over the data's spatial extent.", argument="mask")
+
+
+def _check_mask_dates_overlap(mask: RasterCube, data: RasterCube, name: str) -> None:
+    """Dates are joined as CDSE does (a date the mask lacks is not masked), but a mask with
+    no date of the data at all would mask nothing: e.g. loaded for another year."""
+    mine = temporal_index(mask.labels(name))
+    theirs = temporal_index(data.labels(name))
+    if not len(mine) or not len(theirs) or len(mine.intersection(theirs)):
+        return
+    raise pe.IncompatibleDataCubes(
+        f"The mask has no date of the data cube in dimension '{name}', so it would mask "
+        f"nothing: the mask has {len(mine)} date(s) from {mine.min():%Y-%m-%d} to "
+        f"{mine.max():%Y-%m-%d}, the data {len(theirs)} from {theirs.min():%Y-%m-%d} to "
+        f"{theirs.max():%Y-%m-%d}. Load the mask with the data's temporal extent, or reduce "
+        "its time dimension (reduce_dimension) to mask every date alike.", argument="mask")
 
 
 def _mask_bands_like(mask: RasterCube, data: RasterCube) -> RasterCube:

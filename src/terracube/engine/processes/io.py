@@ -72,6 +72,8 @@ def parse_temporal_extent(extent: Any) -> tuple[str | None, str | None] | None:
         raise errors.ProcessParameterInvalid(
             "temporal_extent must be a list of two dates [start, end] (either may be null).",
             argument="temporal_extent")
+    for value in extent:
+        _check_instant(value)
     start, end = one_day_extent(extent)
     if start is None and end is None:
         raise errors.ProcessParameterInvalid(
@@ -85,12 +87,40 @@ def parse_temporal_extent(extent: Any) -> tuple[str | None, str | None] | None:
     return (None if start is None else str(start), None if end is None else str(end))
 
 
+def _check_instant(value: Any) -> None:
+    """A start or end of temporal_extent is null or an RFC 3339 date or date-time string: a
+    number (e.g. a year given as 2022) or an impossible date ('2022-13-45') is refused here,
+    instead of being read as nanoseconds since 1970 or reported as a reversed extent."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        import pandas as pd
+
+        try:
+            if not pd.isna(pd.Timestamp(value)):
+                return
+        except (ValueError, TypeError):
+            pass
+    raise errors.ProcessParameterInvalid(
+        f"temporal_extent: {value!r} is not a date; give dates as strings like '2022-06-01' "
+        "or '2022-06-01T10:00:00Z' (or null for an open start or end).",
+        argument="temporal_extent")
+
+
 def load_request(spatial_extent: Any, temporal_extent: Any, bands: Any,
                  properties: dict | None) -> LoadRequest:
-    """The LoadRequest of load_collection / load_stac; checks `bands`, parses the extents."""
-    if bands is not None and (not isinstance(bands, list) or not bands):
-        raise errors.ProcessParameterInvalid("bands must be a non-empty list of band names.",
-                                             argument="bands")
+    """The LoadRequest of load_collection / load_stac; checks `bands` and `properties`,
+    parses the extents."""
+    if bands is not None and (not isinstance(bands, list) or not bands
+                              or not all(isinstance(b, str) for b in bands)):
+        raise errors.ProcessParameterInvalid(
+            f"bands must be a non-empty list of band names (strings), got {bands!r}; "
+            "GET /collections/{id} lists the bands of a collection.", argument="bands")
+    if properties is not None and not isinstance(properties, dict):
+        raise errors.ProcessParameterInvalid(
+            "properties must be an object of conditions, one per item property, e.g. "
+            '{"eo:cloud_cover": {"process_graph": {...lte...}}}; with the Python client: '
+            "properties={'eo:cloud_cover': lambda v: v <= 20}.", argument="properties")
     return LoadRequest(
         bbox=parse_spatial_extent(spatial_extent),
         temporal_extent=parse_temporal_extent(temporal_extent),
