@@ -1,0 +1,284 @@
+"""What a student gets wrong with the built-in collections (SENTINEL1_GRD with sar_backscatter,
+COPERNICUS_30, ESA_WORLDCOVER_10M_*), their extents, masks and process graphs: each mistake is
+an openEO error with its code, HTTP status and a message naming the node, the argument and
+what to fix, through the real HTTP API and the official client against a real server; and no
+request of this module leaves a traceback in the server's log (a 500 nobody asserted on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openeo
+import pytest
+
+BOX = {"west": 11.32, "south": 46.48, "east": 11.36, "north": 46.50}
+S1_DATES = ["2022-06-01", "2022-07-01"]
+
+
+def load(collection: str = "SENTINEL1_GRD", bands: list | None = None,
+         temporal_extent: Any = S1_DATES, **more: Any) -> dict:
+    return {"process_id": "load_collection", "arguments": {
+        "id": collection, "spatial_extent": BOX, "temporal_extent": temporal_extent,
+        "bands": ["VV"] if bands is None else bands, **more}}
+
+
+def save(node: str = "load") -> dict:
+    return {"process_id": "save_result", "result": True,
+            "arguments": {"data": {"from_node": node}, "format": "GTiff"}}
+
+
+def sar(**arguments: Any) -> dict:
+    return {"load": load(), "sar": {"process_id": "sar_backscatter", "arguments": {
+        "data": {"from_node": "load"}, **arguments}}, "save": save("sar")}
+
+
+def masked(mask: dict, data: dict | None = None) -> dict:
+    return {"load": data or load(), "mask_load": mask,
+            "mask": {"process_id": "mask", "arguments": {
+                "data": {"from_node": "load"}, "mask": {"from_node": "mask_load"}}},
+            "save": save("mask")}
+
+
+def apply_absolute(process_graph: dict) -> dict:
+    return {"load": load(), "apply": {"process_id": "apply", "arguments": {
+        "data": {"from_node": "load"}, "process": {"process_graph": process_graph}}},
+        "save": save("apply")}
+
+
+def absolute_of(ref: dict, result: bool = False) -> dict:
+    return {"process_id": "absolute", "arguments": {"x": ref}, **({"result": True}
+                                                                   if result else {})}
+
+
+RAINFALL = {"process_id": "load_collection", "arguments": {
+    "id": "RADAR_RAINFALL_SYNTHETIC", "spatial_extent": None, "temporal_extent": None}}
+
+# name: (process graph, HTTP status, code, words the message must hold)
+CASES: dict[str, tuple[dict, int, str, list[str]]] = {
+    # bands that the new collections do not have
+    "band B04 of SENTINEL1_GRD": (
+        {"load": load(bands=["B04"]), "save": save()}, 400, "ProcessParameterInvalid",
+        ["node 'load'", "argument 'bands'", "no band(s) B04", "VV"]),
+    "band DEM of WorldCover": (
+        {"load": load("ESA_WORLDCOVER_10M_2021_V2", ["DEM"], None), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'bands'", "no band(s) DEM", "MAP"]),
+    "a band given as a number (was a 500)": (
+        {"load": load(bands=[1]), "save": save()}, 400, "ProcessParameterInvalid",
+        ["argument 'bands'", "band names (strings)", "[1]"]),
+    # sar_backscatter arguments
+    "unknown coefficient": (
+        sar(coefficient="gamma42"), 400, "ProcessParameterInvalid",
+        ["node 'sar'", "argument 'coefficient'", "'gamma42'", "sigma0-ellipsoid"]),
+    "elevation model that does not exist": (
+        sar(elevation_model="NOPE_DEM"), 400, "DigitalElevationModelInvalid",
+        ["node 'sar'", "argument 'elevation_model'", "'NOPE_DEM'", "COPERNICUS_30"]),
+    "land cover as elevation model": (
+        sar(elevation_model="ESA_WORLDCOVER_10M_2021_V2"), 400, "DigitalElevationModelInvalid",
+        ["argument 'elevation_model'", "ESA_WORLDCOVER_10M_2021_V2"]),
+    "options with an unknown key": (
+        sar(options={"foo": 1}), 400, "ProcessParameterInvalid",
+        ["argument 'options'", "foo"]),
+    "noise_removal as a string": (
+        sar(noise_removal="no"), 400, "ProcessParameterInvalid",
+        ["argument 'noise_removal'", "true or false"]),
+    "sar_backscatter of Sentinel-2": (
+        {"load": load("SENTINEL2_L2A", ["B04"]), "sar": {"process_id": "sar_backscatter",
+         "arguments": {"data": {"from_node": "load"}}}, "save": save("sar")}, 400,
+        "ProcessParameterInvalid", ["argument 'data'", "SENTINEL1_GRD"]),
+    # extents outside a collection
+    "another continent": (
+        {"load": load(spatial_extent={"west": -100, "south": 40, "east": -99.9,
+                                      "north": 40.1}), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'spatial_extent'", "does not intersect",
+                                    "SENTINEL1_GRD"]),
+    "another year": (
+        {"load": load(temporal_extent=["2019-01-01", "2019-02-01"]), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'temporal_extent'", "2019-01-01",
+                                    "it has data from 2022-04-02 to 2022-09-29"]),
+    "WorldCover of another year": (
+        {"load": load("ESA_WORLDCOVER_10M_2020_V1", ["MAP"], ["2023-01-01", "2023-06-01"]),
+         "save": save()}, 400, "ProcessParameterInvalid",
+        ["argument 'temporal_extent'", "it has data from 2020-01-01"]),
+    "a temporal extent of one instant": (
+        {"load": load(temporal_extent=["2022-06-01T10:00:00Z", "2022-06-01T10:00:00Z"]),
+         "save": save()}, 400, "TemporalExtentEmpty",
+        ["argument 'temporal_extent'", "must be before the end", "excluded"]),
+    "a reversed temporal extent": (
+        {"load": load(temporal_extent=["2022-07-01", "2022-06-01"]), "save": save()}, 400,
+        "TemporalExtentEmpty", ["argument 'temporal_extent'", "must be before"]),
+    "years as numbers": (
+        {"load": load(temporal_extent=[2022, 2023]), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'temporal_extent'", "2022 is not a date",
+                                    "'2022-06-01'"]),
+    "an impossible date": (
+        {"load": load(temporal_extent=["2022-13-45", "2022-07-01"]), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'temporal_extent'", "'2022-13-45' is not a date"]),
+    "a reversed bounding box": (
+        {"load": load(spatial_extent={"west": 11.36, "south": 46.50, "east": 11.32,
+                                      "north": 46.48}), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'spatial_extent'", "west (11.36) must be < east"]),
+    "a CRS code that does not exist": (
+        {"load": load(spatial_extent={**BOX, "crs": 999999}), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'spatial_extent'", "Unknown CRS 999999"]),
+    # properties filters
+    "properties as a list": (
+        {"load": load(properties=["sat:orbit_state"]), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'properties'", "must be an object"]),
+    "a property compared with a value of the wrong type": (
+        {"load": load(properties={"sat:orbit_state": {"process_graph": {"eq": {
+            "process_id": "eq", "arguments": {"x": {"from_parameter": "value"}, "y": 3},
+            "result": True}}}}), "save": save()}, 400, "ProcessParameterInvalid",
+        ["argument 'properties'", "sat:orbit_state: 'ascending', 'descending'"]),
+    "a property the items do not have": (
+        {"load": load(properties={"nope": {"process_graph": {"eq": {
+            "process_id": "eq", "arguments": {"x": {"from_parameter": "value"}, "y": 3},
+            "result": True}}}}), "save": save()}, 400, "ProcessParameterInvalid",
+        ["argument 'properties'", "no property 'nope'", "sat:orbit_state"]),
+    # masks that cannot mask anything
+    "a mask of other dates": (
+        masked(load(temporal_extent=["2022-08-01", "2022-09-01"])), 400,
+        "IncompatibleDataCubes", ["node 'mask'", "argument 'mask'", "no date of the data",
+                                  "2022-08-04", "reduce"]),
+    "a land cover mask with its time dimension": (
+        masked(load("ESA_WORLDCOVER_10M_2021_V2", ["MAP"], None)), 400,
+        "IncompatibleDataCubes", ["argument 'mask'", "2021-01-01", "reduce_dimension"]),
+    "a mask of another area and CRS": (
+        masked(RAINFALL, load("SENTINEL2_L2A", ["B04"])), 400, "IncompatibleDataCubes",
+        ["argument 'mask'", "does not overlap", "32632"]),
+    # resampling onto a cube without x/y
+    "resample_cube_spatial onto a cube without x and y": (
+        {"load": load(), "xless": {"process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "load"}, "dimension": "x", "reducer": {"process_graph": {
+                "m": {"process_id": "mean", "arguments": {"data": {"from_parameter": "data"}},
+                      "result": True}}}}},
+         "resample": {"process_id": "resample_cube_spatial", "arguments": {
+             "data": {"from_node": "load"}, "target": {"from_node": "xless"}}},
+         "save": save("resample")}, 400, "DimensionNotAvailable",
+        ["node 'resample'", "argument 'target'", "x and y"]),
+    # malformed process graphs
+    "a cycle": (
+        {"a": absolute_of({"from_node": "b"}), "b": absolute_of({"from_node": "a"}, True)},
+        400, "ProcessGraphInvalid", ["cycle", "a -> b -> a"]),
+    "from_node to a node that is not there": (
+        {"load": load(), "save": save("nope")}, 400, "ProcessGraphInvalid",
+        ["node 'save'", "argument 'data'", "'nope'"]),
+    "no result node": (
+        {"load": load(), "save": {**save(), "result": False}}, 400, "ProcessGraphInvalid",
+        ['"result": true', "found 0"]),
+    "two result nodes": (
+        {"load": {**load(), "result": True}, "save": save()}, 400, "ProcessGraphInvalid",
+        ["found 2"]),
+    "a cycle in a callback": (
+        apply_absolute({"x": absolute_of({"from_node": "y"}),
+                        "y": absolute_of({"from_node": "x"}, True)}), 400,
+        "ProcessGraphInvalid", ["argument 'process'", "cycle"]),
+    "a callback parameter that does not exist": (
+        apply_absolute({"x": absolute_of({"from_parameter": "nope"}, True)}), 400,
+        "ProcessParameterRequired", ["'nope'"]),
+    "arguments as a list": (
+        {"load": {"process_id": "load_collection", "arguments": []}, "save": save()}, 400,
+        "ProcessGraphInvalid", ["node 'load'", "'arguments' must be an object"]),
+    # load_stac of results that are not there
+    "load_stac of a job that does not exist": (
+        {"load": {"process_id": "load_stac", "arguments": {
+            "url": "{api}jobs/j-doesnotexist/results"}}, "save": save()}, 404, "JobNotFound",
+        ["node 'load'", "argument 'url'", "j-doesnotexist"]),
+}
+
+
+@pytest.fixture(scope="module")
+def headers(server) -> dict[str, str]:
+    token = httpx.get(server.api + "credentials/basic", auth=("demo", "demo")).json()
+    return {"Authorization": f"Bearer basic//{token['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def log_start(server) -> int:
+    """Where this module's requests begin in the server's log."""
+    return len(server.log())
+
+
+def _with_api(value: Any, api: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{api}", api)
+    if isinstance(value, dict):
+        return {k: _with_api(v, api) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_api(v, api) for v in value]
+    return value
+
+
+def post_result(server, headers: dict, graph: dict) -> httpx.Response:
+    return httpx.post(server.api + "result", headers=headers, timeout=120,
+                      json={"process": {"process_graph": _with_api(graph, server.api)}})
+
+
+def assert_error(response: httpx.Response, status: int, code: str, words: list[str]) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code, body
+    for word in words:
+        assert word in body["message"], (word, body["message"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_mistake_is_a_clear_openeo_error(server, headers, log_start, name: str) -> None:
+    graph, status, code, words = CASES[name]
+    assert_error(post_result(server, headers, graph), status, code, words)
+
+
+def test_load_stac_of_a_job_that_has_not_run(server, headers, log_start) -> None:
+    created = httpx.post(server.api + "jobs", headers=headers, json={
+        "process": {"process_graph": {"load": load(), "save": save()}}})
+    job_id = created.headers["OpenEO-Identifier"]
+    graph = {"load": {"process_id": "load_stac", "arguments": {
+        "url": f"{server.api}jobs/{job_id}/results"}}, "save": save()}
+    assert_error(post_result(server, headers, graph), 400, "JobNotFinished",
+                 ["argument 'url'", "status 'created'", "once it has finished"])
+
+
+def test_a_synchronous_request_too_large_is_refused_naming_the_limit(con) -> None:
+    """The whole collection at 1 m: refused before anything is read, with the limit's name
+    and the way out (a batch job)."""
+    cube = con.load_collection("SENTINEL2_L2A").resample_spatial(1)
+    with pytest.raises(openeo.rest.OpenEoApiError) as refused:
+        cube.download(format="GTiff")
+    error = refused.value
+    assert (error.http_status_code, error.code) == (400, "ProcessGraphComplexity")
+    for word in ("node 'resamplespatial1'", "GB", "TERRACUBE_SYNC_MAX_BYTES", "batch job"):
+        assert word in error.message
+
+
+def test_the_clients_sar_backscatter_with_a_missing_dem(con) -> None:
+    cube = con.load_collection("SENTINEL1_GRD", spatial_extent=BOX, temporal_extent=S1_DATES,
+                               bands=["VV", "VH"])
+    with pytest.raises(openeo.rest.OpenEoApiError) as refused:
+        cube.sar_backscatter(coefficient="gamma0-terrain", elevation_model="COPERNICUS_10") \
+            .download(format="GTiff")
+    error = refused.value
+    assert (error.http_status_code, error.code) == (400, "DigitalElevationModelInvalid")
+    assert "'COPERNICUS_10'" in error.message and "sarbackscatter1" in error.message
+
+
+def test_the_clients_mask_of_another_year(con) -> None:
+    """A land cover mask loaded for its year and used on a Sentinel-2 time series without
+    reducing its time dimension would mask nothing (CDSE joins the dates)."""
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=S1_DATES,
+                             bands=["B04"])
+    land = con.load_collection("ESA_WORLDCOVER_10M_2021_V2", spatial_extent=BOX)
+    with pytest.raises(openeo.rest.OpenEoApiError) as refused:
+        s2.mask(land.band("MAP") != 40).download(format="GTiff")
+    assert refused.value.code == "IncompatibleDataCubes"
+    assert "reduce_dimension" in refused.value.message
+    # Reduced, as the error says, the same mask works.
+    reduced = land.reduce_dimension("t", "first").band("MAP") != 40
+    assert s2.mask(reduced).download(format="GTiff")[:4] in (b"II*\x00", b"MM\x00*")
+
+
+def test_no_request_left_a_traceback_in_the_server_log(server, log_start) -> None:
+    """Runs last in this module (pytest keeps the order of the file): none of the requests
+    above was a 500 logged with a traceback."""
+    tail = server.log()[log_start:]
+    assert "Traceback" not in tail, tail[tail.index("Traceback") - 2000:][:6000]
