@@ -104,3 +104,12 @@ def test_masks_that_overlap_in_part_still_mask_their_part() -> None:
     expected = data.data.values.copy()
     expected[:, :, 4:] = np.nan
     np.testing.assert_array_equal(got, expected)
+
+
+def test_period_labels_that_are_no_dates_are_joined_as_before() -> None:
+    """Temporal labels that pandas cannot read as instants (week periods) are not checked for
+    common dates: the mask is joined as before (its week the data lacks is ignored)."""
+    weeks = np.array(["2022-W22", "2022-W23", "2022-W24"], dtype=object)
+    data = cube(np.zeros((3, len(Y), len(X))), t=weeks)
+    got = mask(data, ones(np.array(["2022-W23", "2022-W30"], dtype=object))).data.values
+    assert np.isnan(got[1]).all() and not np.isnan(got[[0, 2]]).any()
