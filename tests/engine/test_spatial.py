@@ -299,6 +299,21 @@ def test_box_kernels_equal_scipy_bit_for_bit(registry, kernel, values, border):
     np.testing.assert_array_equal(out.data.values, expected)
 
 
+def test_large_box_kernel_of_fractions_is_separable(registry):
+    """A large mean kernel over data that is not whole numbers (OilSpill's 601 x 601 over dB
+    values) falls back to two 1-D passes, not 361,201 weights one by one."""
+    rng = np.random.default_rng(5)
+    data = (rng.random((1, 100, 80)) * -20).astype(np.float32)
+    transform = Affine(10, 0, 500000, 0, -10, 5000000)
+    cube = raster_cube(data, transform, 32631, chunks=(1, 100, 80),
+                       leading=[("t", "temporal", pd.date_range("2023-01-01", periods=1))])
+    size = 601
+    out = run(registry, "apply_kernel", data=cube, kernel=np.ones((size, size)).tolist(),
+              factor=1 / size**2)
+    expected = scipy.ndimage.uniform_filter(data[0].astype(np.float64), size, mode="constant")
+    np.testing.assert_allclose(out.data.values[0], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_even_kernel_is_rejected(registry, dem_cube):
     with pytest.raises(OpenEOError) as info:
         run(registry, "apply_kernel", data=dem_cube, kernel=[[1, 1], [1, 1]])

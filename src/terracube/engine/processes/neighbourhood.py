@@ -86,6 +86,13 @@ def _kernel_method(weights: np.ndarray) -> tuple[str, Any]:
     if weights.size > 1 and np.isfinite(first) and first == int(first) and first != 0 and \
             bool(np.all(weights == first)):
         return "box", first
+    return _general_method(weights)
+
+
+def _general_method(weights: np.ndarray) -> tuple[str, Any]:
+    """_kernel_method without the box sums: also what a box kernel falls back to where the
+    box sums cannot be exact (a 601 x 601 mean of float data, OilSpill: separable, not
+    361,201 weights one by one)."""
     if weights.size < _SEPARABLE:
         return "direct", None
     # rank 1 <=> every row is a multiple of the row through the largest weight (no SVD:
@@ -242,7 +249,7 @@ def _box_task(pieces: list[list[np.ndarray | None]], weights: np.ndarray, border
     padded = np.empty(core.shape[:-2] + (height + 2 * hy, width + 2 * hx), core.dtype)
     rows(padded, 0, height)
     return _kernel_block(padded, weights, block["factor"], block["invalid"], block["nodata"],
-                         "direct")[..., hy:hy + height, hx:hx + width]
+                         *_general_method(weights))[..., hy:hy + height, hx:hx + width]
 
 
 def _shifted_sum(values: np.ndarray, k: int, n: int, axis: int, out: np.ndarray) -> None:
@@ -263,7 +270,9 @@ def _shifted_sum(values: np.ndarray, k: int, n: int, axis: int, out: np.ndarray)
 def _correlate(block: np.ndarray, weights: np.ndarray, method: str, parts: Any) -> np.ndarray:
     """The zero-padded correlation of the last two axes of `block` with the 2-D `weights`
     (any leading axes are correlated one by one), in the block's dtype."""
-    if method in ("direct", "box"):
+    if method == "box":
+        method, parts = _general_method(weights)
+    if method == "direct":
         full = np.reshape(weights, (1,) * (block.ndim - 2) + weights.shape)
         return scipy.ndimage.correlate(block, full, mode="constant", cval=0.0)
     if method == "separable":
