@@ -31,12 +31,17 @@ from xdist.scheduler import LoadScopeScheduling
 # worker), jobs/test_routes 117, test_faults 106, api/test_explain 105, test_fair_queue 100,
 # filters_and_netcdf_folders 89, billing 80, udf_dependencies 75. wp4 (39 since its job's
 # collection exists), wp2, wp3 and test_oidc_provider (48) no longer take minutes.
+# tests/e2e again at 08:05-08:36 (load 9-13, 234 tests in 31 min): batch_jobs 328 (its two
+# kill tests 147 and 124: server and worker starts, each worker importing the engine),
+# user_collections 229 (the light `collections list|show|remove` no longer load the engine),
+# billing 101, filters_and_netcdf_folders 93, udf_dependencies 78; every other e2e module
+# under 75 (behind_proxy 67, job_chaining 65, udf_dimensions 64, cdse_processes 58).
 _SUITE = "tests/conformance/test_official_suite.py"
 LONGEST_FIRST = (
-    "tests/e2e/test_user_collections.py",
+    "tests/e2e/test_batch_jobs.py",
     "tests/notebooks",
     "tests/hub/test_hub.py",
-    "tests/e2e/test_batch_jobs.py",
+    "tests/e2e/test_user_collections.py",
     "tests/jobs/test_worker.py",
     "tests/conformance/test_profiles.py",
     f"{_SUITE}::test_official_suite_module[wp6]",
