@@ -107,26 +107,37 @@ def _read_part(path: str, rows: tuple[int, int], cols: tuple[int, int],
     return raw[sy:sy + h, sx:sx + w], target
 
 
+def typed_nodata(dtype: np.dtype, nodata: float | None) -> Any:
+    """The no-data value as a number of `dtype`, to compare blocks of that type with, or
+    None where no value of that type equals it. For integer types the comparison then runs
+    on the integers: with a Python float numpy casts the block to float64 first (18 ms
+    instead of 2.6 per 2048² uint16 block)."""
+    if nodata is None or np.isnan(nodata):
+        return None
+    if np.dtype(dtype).kind not in "iu":
+        return nodata
+    info = np.iinfo(dtype)
+    if not float(nodata).is_integer() or not info.min <= nodata <= info.max:
+        return None
+    return np.dtype(dtype).type(int(nodata))
+
+
 def nodata_where(part: np.ndarray, nodata: float | None) -> np.ndarray | None:
     """Where `part` holds the no-data value; None where it holds none (most blocks).
 
-    Integer blocks are compared in their own type (a Python float would make numpy cast the
-    block to float64 first: 18 ms instead of 2.6 per 2048² uint16 block), and only when the
-    value lies between the block's minimum and maximum (0.1 ms each): files without no-data
+    Compared in the block's own type (`typed_nodata`), and for integers only when the value
+    lies between the block's minimum and maximum (0.1 ms each): files without no-data
     pixels, like most reflectance tiles, then cost no comparison at all."""
-    if nodata is None or np.isnan(nodata) or part.size == 0:
+    value = typed_nodata(part.dtype, nodata)
+    if value is None or part.size == 0:
         return None
     if part.dtype.kind in "iu":
-        info = np.iinfo(part.dtype)
-        if not float(nodata).is_integer() or not info.min <= nodata <= info.max:
-            return None  # an integer never equals it
-        value = part.dtype.type(int(nodata))
         low, high = part.min(), part.max()
         if not low <= value <= high:
             return None
         invalid = part == value
         return invalid if value in (low, high) or invalid.any() else None
-    invalid = part == nodata
+    invalid = part == value
     return invalid if invalid.any() else None
 
 

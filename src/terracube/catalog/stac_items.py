@@ -295,7 +295,9 @@ class StacItemsSource(CollectionSource):
             nodata = self.bands[b].nodata
             # (odc-stac's own dtype="float32" leaves some no-data pixels at 0)
             values = ds[b].astype("float32")
-            arrays.append(values.where(ds[b] != nodata) if nodata is not None else values)
+            # compared in the band's own type (integers stay integers, see typed_nodata)
+            value = direct_read.typed_nodata(ds[b].dtype, nodata)
+            arrays.append(values.where(ds[b] != value) if value is not None else values)
         data = xr.concat(arrays, dim=pd.Index(bands, name="bands"))
         # odc-stac names the axes of a geographic grid latitude/longitude.
         data = data.rename({"time": "t", **{k: v for k, v in (("latitude", "y"),
