@@ -7,11 +7,19 @@ request of this module leaves a traceback in the server's log (a 500 nobody asse
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import httpx
 import openeo
 import pytest
+from tests.jobs.job_graphs import slow_graph
+from tests.support.processes import wait_for
+
+from terracube.db import open_database
+from terracube.jobs.store import JobStore
+from terracube.settings import Settings
 
 BOX = {"west": 11.32, "south": 46.48, "east": 11.36, "north": 46.50}
 S1_DATES = ["2022-06-01", "2022-07-01"]
@@ -275,6 +283,37 @@ def test_the_clients_mask_of_another_year(con) -> None:
     # Reduced, as the error says, the same mask works.
     reduced = land.reduce_dimension("t", "first").band("MAP") != 40
     assert s2.mask(reduced).download(format="GTiff")[:4] in (b"II*\x00", b"MM\x00*")
+
+
+def test_a_job_killed_mid_way_ends_in_error_with_a_log_entry(server, con,
+                                                             sample_data_dir) -> None:
+    """The job process killed (as the OOM killer does) while it computes: the job ends
+    `error` with an error log entry that says so, its results answer 424 with that entry,
+    and the job is not lost: changed and started again, it finishes."""
+    def record():
+        db = open_database(Settings(data_dir=sample_data_dir).database_url)
+        try:
+            return JobStore(db).get(job.job_id)
+        finally:
+            db.dispose()
+
+    job = con.create_job(slow_graph(0.5))
+    job.start()
+    running = wait_for(lambda: (r := record()).status == "running" and r.pid
+                       and r.progress > 2 and r, 120, interval=0.2, what="the job to compute")
+    os.kill(running.pid, signal.SIGKILL)
+    wait_for(lambda: job.status() == "error", 30, interval=0.2, what="the job to fail")
+    last = job.logs()[-1]
+    assert last["level"] == "error" and "killed by SIGKILL" in last["message"]
+    results = httpx.get(f"{server.api}jobs/{job.job_id}/results",
+                        headers={"Authorization": f"Bearer {con.auth.bearer}"})
+    assert results.status_code == 424 and "killed" in results.json()["message"]
+    assert job.job_id in [j["id"] for j in con.list_jobs()]
+    small = {"load": load(), "save": save()}
+    httpx.patch(f"{server.api}jobs/{job.job_id}", json={"process": {"process_graph": small}},
+                headers={"Authorization": f"Bearer {con.auth.bearer}"}).raise_for_status()
+    job.start_and_wait()
+    assert job.status() == "finished" and job.get_results().get_assets()
 
 
 def test_no_request_left_a_traceback_in_the_server_log(server, log_start) -> None:
