@@ -155,6 +155,31 @@ CASES: dict[str, tuple[dict, int, str, list[str]]] = {
     "a mask of another area and CRS": (
         masked(RAINFALL, load("SENTINEL2_L2A", ["B04"])), 400, "IncompatibleDataCubes",
         ["argument 'mask'", "does not overlap", "32632"]),
+    # filters that leave nothing, saved as GeoTIFF (were 500s)
+    "filter_temporal to another year": (
+        {"load": load(), "filter": {"process_id": "filter_temporal", "arguments": {
+            "data": {"from_node": "load"}, "extent": ["2019-01-01", "2019-02-01"]}},
+         "save": save("filter")}, 400, "ProcessParameterInvalid",
+        ["node 'save'", "argument 'data'", "empty", "'t'", "filter_temporal"]),
+    "filter_bbox elsewhere": (
+        {"load": load(), "filter": {"process_id": "filter_bbox", "arguments": {
+            "data": {"from_node": "load"},
+            "extent": {"west": 0, "south": 0, "east": 1, "north": 1}}},
+         "save": save("filter")}, 400, "ProcessParameterInvalid",
+        ["node 'save'", "empty", "'x'"]),
+    "filter_bands of a band SENTINEL1_GRD lacks": (
+        {"load": load(), "filter": {"process_id": "filter_bands", "arguments": {
+            "data": {"from_node": "load"}, "bands": ["B04"]}},
+         "save": save("filter")}, 400, "ProcessParameterInvalid",
+        ["node 'save'", "empty", "'bands'"]),
+    # fit_curve along a dimension whose labels are no x values
+    "fit_curve along the bands": (
+        {"load": load(), "fit": {"process_id": "fit_curve", "arguments": {
+            "data": {"from_node": "load"}, "parameters": [1, 1], "dimension": "bands",
+            "function": {"process_graph": {"m": {"process_id": "multiply", "arguments": {
+                "x": {"from_parameter": "x"}, "y": 2}, "result": True}}}}},
+         "save": save("fit")}, 400, "ProcessParameterInvalid",
+        ["node 'fit'", "argument 'dimension'", "(VV)", "numbers or dates"]),
     # resampling onto a cube without x/y
     "resample_cube_spatial onto a cube without x and y": (
         {"load": load(), "xless": {"process_id": "reduce_dimension", "arguments": {

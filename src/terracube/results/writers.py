@@ -92,9 +92,24 @@ def write_result(data: Any, format: str, options: dict | None, folder: Path,
         return [_written(part, fmt, folder, f"{stem}_{name}", {})
                 for name, part in feature_files(data, options.get("feature_id_property"))]
     if fmt == "GTiff" and isinstance(data, RasterCube):
+        _refuse_empty_gtiff(data)
         return [_written(part, fmt, folder, name, options)
                 for name, part in gtiff_parts(data, stem, options, per_date)]
     return [_written(data, fmt, folder, stem, options)]
+
+
+def _refuse_empty_gtiff(cube: RasterCube) -> None:
+    """A GeoTIFF cannot hold a cube with a dimension of no labels (GDAL refuses it; a job
+    would write no file per date): most likely a filter that left nothing (filter_temporal
+    in another year, filter_bbox elsewhere, filter_bands of a band the cube lacks)."""
+    empty = [name for name, size in cube.data.sizes.items() if size == 0]
+    if empty:
+        raise errors.ProcessParameterInvalid(
+            f"The data cube to save is empty: its dimension(s) {', '.join(map(repr, empty))} "
+            "have no labels, so there is nothing to write as GTiff. A filter probably left "
+            "nothing (filter_temporal, filter_bbox, filter_spatial or filter_bands outside "
+            "the data loaded): check its extent "
+            "or bands against the data.", argument="data")
 
 
 def _cropped_to(cube: RasterCube, feature: VectorCube) -> RasterCube:

@@ -183,7 +183,13 @@ def fit_curve(data: Any, parameters: Any, function: Callback,
     if arr.dim not in arr.data.coords:
         raise pe.ArrayNotLabeled(
             "fit_curve needs a labeled array: its labels are the x values.", argument="data")
-    x = x_values(arr.data.coords[arr.dim].values)
+    try:
+        x = x_values(arr.data.coords[arr.dim].values)
+    except ValueError:  # e.g. band names: a dimension whose labels are no x values
+        raise errors.ProcessParameterInvalid(
+            f"The labels of '{arr.dim}' are the x values of the fit, so they must be numbers "
+            "or dates; fit along a temporal dimension such as 't'.",
+            argument="data") from None
     y = numbers(arr).astype(float)
     dim = arr.dim
 
@@ -213,6 +219,14 @@ def _fit_curve_of_cube(data: RasterCube, parameters: Any, function: Callback,
         raise pe.DimensionNotAvailable(
             f"The data cube has no dimension '{dimension}'; dimensions: "
             f"{', '.join(d.name for d in data.dimensions)}.", argument="dimension")
+    try:
+        x_values(data.labels(dimension))
+    except ValueError:  # e.g. band names
+        raise errors.ProcessParameterInvalid(
+            f"The labels of '{dimension}' ({', '.join(map(str, data.labels(dimension)[:4]))}) "
+            "are the x values of the fit, so they must be numbers or dates; fit along a "
+            "temporal dimension such as 't'.",
+            argument="dimension") from None
     cube = nodata_as_nan(data)
     fitted = fit_curve(ArrayValue(cube.data, dimension, labeled=True), parameters, function,
                        ignore_nodata)
