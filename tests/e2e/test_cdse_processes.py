@@ -126,7 +126,7 @@ def test_slope_and_aspect_of_the_gebco_dem(start_server, sample_data_dir: Path,
         [sys.executable, "-m", "terracube.cli", "collections", "add", "GEBCO", "--from",
          str(GEBCO), "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    srv = start_server(data_dir)
+    srv = start_server(data_dir, {"TERRACUBE_WORKERS": "0"})  # no batch job
     con = openeo.connect(srv.url).authenticate_basic("demo", "demo")
     box = {"west": 74.5, "south": 42.4, "east": 74.7, "north": 42.55}
     dem = con.load_collection("GEBCO", spatial_extent=box)

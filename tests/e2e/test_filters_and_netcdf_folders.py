@@ -45,7 +45,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) ->
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path):
-    srv = ServerProcess(data_dir)
+    srv = ServerProcess(data_dir, {"TERRACUBE_WORKERS": "0"})  # no batch jobs here
     yield srv
     srv.stop()
 

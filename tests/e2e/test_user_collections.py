@@ -58,7 +58,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir: Path) ->
 def server(data_dir: Path):
     # Started before any collection is added: every test also shows that a running server
     # picks up what `collections add` registers.
-    srv = ServerProcess(data_dir)
+    srv = ServerProcess(data_dir, {"TERRACUBE_WORKERS": "0"})  # no batch jobs here
     yield srv
     srv.stop()
 
