@@ -75,7 +75,8 @@ def test_merge_bandless_and_one_band_cube(con, sample_data_dir: Path, tmp_path: 
     """`ndvi.merge_cubes(b04)` (ndvi without bands, B04 one band): CDSE appends the band-less
     values as a band, which the definition would call an overlap. Here they become the band
     `var` (the name netCDF gives band-less values, here and on CDSE) beside B04, in cube1's
-    order; `.band("B04")` and `rename_labels(source=["var"])` then work as on any cube."""
+    order; `.band("B04")`, `rename_labels(source=["var"])` and renaming all bands in order
+    without `source` then work."""
     s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
                              temporal_extent=["2022-06-01", "2022-06-12"], bands=["B04", "B08"])
     ndvi = s2.ndvi()
@@ -94,6 +95,13 @@ def test_merge_bandless_and_one_band_cube(con, sample_data_dir: Path, tmp_path: 
         for ds in (a, b):
             np.testing.assert_allclose(ds["var"].values, want_ndvi, rtol=1e-6, equal_nan=True)
             np.testing.assert_allclose(ds["B04"].values, want_red, equal_nan=True)
+
+    # all bands renamed in order without `source` (CDSE renames positionally): the user
+    # never named `var`
+    b04.merge_cubes(ndvi).rename_labels("bands", ["red", "NDVI"]).download(tmp_path / "d.nc")
+    with xr.open_dataset(tmp_path / "d.nc") as d:
+        assert [v for v in d.data_vars if v != "crs"] == ["red", "NDVI"]
+        np.testing.assert_allclose(d["NDVI"].values, want_ndvi, rtol=1e-6, equal_nan=True)
 
     named = ndvi.merge_cubes(b04).rename_labels("bands", target=["NDVI"], source=["var"])
     (named.band("NDVI") * 2 - named.band("B04") * 0).download(tmp_path / "c.nc")

@@ -29,6 +29,10 @@ from terracube.datacube.values import object_array, to_python
 from terracube.engine.processes._arguments import list_argument, text_argument
 from terracube.engine.registry import process
 
+# The band label of a band-less cube's values that merge_cubes put beside named bands: the
+# name our writers (and CDSE's) give the values of a cube without bands ("var" in netCDF).
+BANDLESS_LABEL = "var"
+
 DIMENSION_TYPES = ("spatial", "temporal", "bands", "other", "geometry")
 
 
@@ -219,7 +223,11 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
         # and with one label there is no other meaning). Several named labels keep the
         # definition's LabelsNotEnumerated (an official test requires it).
         single = len(labels) == 1 and len(target) == 1
-        if not single and not _is_enumerated(labels):
+        # After merge_cubes gave a band-less cube's values the label "var" (BANDLESS_LABEL),
+        # the user never named that band: all labels are renamed in order, as on CDSE.
+        merged = dim.type == BANDS and len(target) == len(labels) and \
+            BANDLESS_LABEL in [str(v) for v in labels]
+        if not single and not merged and not _is_enumerated(labels):
             shown = json.dumps([to_python(v) for v in labels_to_json(data, dimension)])
             raise pe.LabelsNotEnumerated(
                 f"The labels of dimension '{dimension}' are not enumerated (0, 1, 2, ...) but "

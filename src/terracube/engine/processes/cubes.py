@@ -38,7 +38,7 @@ from terracube.engine import fusion
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import text_argument
 from terracube.engine.processes._vector_values import on_values
-from terracube.engine.processes.cube_dimensions import temporal_index
+from terracube.engine.processes.cube_dimensions import BANDLESS_LABEL, temporal_index
 from terracube.engine.processes.cube_filters import band_metadata, resolve_band, with_bands
 from terracube.engine.registry import kind_of, process
 
@@ -867,11 +867,6 @@ def merge_cubes(cube1: RasterCube, cube2: RasterCube, overlap_resolver: Callback
         both = in1 & _membership(union, labels2, differing)
         out = r_u.where(both, out)
     return RasterCube(out.transpose(*order), dims, nodata=nodata, attrs=attrs)
-
-
-# The label of a band-less cube's values when merge_cubes puts them beside named bands: the
-# name our writers (and CDSE's) give the values of a cube without bands ("var" in netCDF).
-BANDLESS_LABEL = "var"
 
 
 def _bandless_paired(cube1: RasterCube, cube2: RasterCube,
