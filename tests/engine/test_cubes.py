@@ -195,6 +195,27 @@ def test_apply_turns_integer_nodata_into_null(services):
     assert out.data.dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+@pytest.mark.parametrize("nodata", [0, 7.0, 255, -1, 0.5, 70000, float("nan")])
+def test_nodata_as_nan_is_null_exactly_where_the_value_equals_nodata(dtype, nodata):
+    """Integer cubes are compared with their no-data value in their own type; the nulls are
+    where numpy's `values == nodata` holds, whatever the value (out of range, a fraction)."""
+    from terracube.engine.processes.cubes import nodata_as_nan
+
+    rng = np.random.default_rng(5)
+    v = rng.integers(0, 12, size=(len(T), 3, len(Y), len(X))).astype(dtype)
+    v[0, 0, 0, :2] = [0, 255 if dtype != "int16" else -1]
+    out = nodata_as_nan(make_cube(v, nodata=nodata)).data.values
+    if np.isnan(nodata) and dtype != "float32":  # no integer is NaN: the cube stays as it is
+        assert out.dtype == dtype
+        return
+    with np.errstate(invalid="ignore"):
+        nulls = v == nodata
+    assert out.dtype == np.float32 and out.shape == v.shape
+    np.testing.assert_array_equal(np.isnan(out), nulls)
+    np.testing.assert_array_equal(out[~nulls], v[~nulls].astype(np.float32))
+
+
 def test_apply_comparison_gives_booleans(services):
     out = run(services, "apply", data=make_cube(), process=callback("tc_gt", x=p("x"), y=500))
     assert out.data.dtype == bool

@@ -27,7 +27,13 @@ import rasterio
 from dask.base import tokenize
 from rasterio.windows import Window
 
-from terracube.datacube.band_reads import BAND_READS, BandReads, Block, IntBand
+from terracube.datacube.band_reads import (
+    BAND_READS,
+    BandReads,
+    Block,
+    IntBand,
+    typed_nodata,
+)
 
 # Idle open datasets, shared by the threads of a process: a thread takes one for a read and
 # gives it back (a rasterio dataset must not be used by two threads at once). Bounded in
@@ -107,27 +113,12 @@ def _read_part(path: str, rows: tuple[int, int], cols: tuple[int, int],
     return raw[sy:sy + h, sx:sx + w], target
 
 
-def typed_nodata(dtype: np.dtype, nodata: float | None) -> Any:
-    """The no-data value as a number of `dtype`, to compare blocks of that type with, or
-    None where no value of that type equals it. For integer types the comparison then runs
-    on the integers: with a Python float numpy casts the block to float64 first (18 ms
-    instead of 2.6 per 2048² uint16 block)."""
-    if nodata is None or np.isnan(nodata):
-        return None
-    if np.dtype(dtype).kind not in "iu":
-        return nodata
-    info = np.iinfo(dtype)
-    if not float(nodata).is_integer() or not info.min <= nodata <= info.max:
-        return None
-    return np.dtype(dtype).type(int(nodata))
-
-
 def nodata_where(part: np.ndarray, nodata: float | None) -> np.ndarray | None:
     """Where `part` holds the no-data value; None where it holds none (most blocks).
 
-    Compared in the block's own type (`typed_nodata`), and for integers only when the value
-    lies between the block's minimum and maximum (0.1 ms each): files without no-data
-    pixels, like most reflectance tiles, then cost no comparison at all."""
+    Compared in the block's own type (`band_reads.typed_nodata`), and for integers only
+    when the value lies between the block's minimum and maximum (0.1 ms each): files
+    without no-data pixels, like most reflectance tiles, then cost no comparison at all."""
     value = typed_nodata(part.dtype, nodata)
     if value is None or part.size == 0:
         return None

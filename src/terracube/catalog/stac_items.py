@@ -16,7 +16,7 @@ import xarray as xr
 from terracube import errors
 from terracube.catalog import direct_read
 from terracube.catalog.base import CollectionSource, PropertyCheck, queryables_schema
-from terracube.datacube.band_reads import BAND_READS
+from terracube.datacube.band_reads import BAND_READS, typed_nodata
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.grid import GRID_READER
 from terracube.datacube.request import BBox, LoadRequest
@@ -296,7 +296,7 @@ class StacItemsSource(CollectionSource):
             # (odc-stac's own dtype="float32" leaves some no-data pixels at 0)
             values = ds[b].astype("float32")
             # compared in the band's own type (integers stay integers, see typed_nodata)
-            value = direct_read.typed_nodata(ds[b].dtype, nodata)
+            value = typed_nodata(ds[b].dtype, nodata)
             arrays.append(values.where(ds[b] != value) if value is not None else values)
         data = xr.concat(arrays, dim=pd.Index(bands, name="bands"))
         # odc-stac names the axes of a geographic grid latitude/longitude.

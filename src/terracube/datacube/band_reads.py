@@ -62,3 +62,18 @@ class BandReads:
     def matches(self, data: Any) -> bool:
         return getattr(data, "name", None) == self.name and \
             tuple(getattr(data, "chunks", ())) == self.chunks
+
+
+def typed_nodata(dtype: np.dtype, nodata: float | None) -> Any:
+    """The no-data value as a number of `dtype`, to compare blocks of that type with, or
+    None where no value of that type equals it. For integer types the comparison then runs
+    on the integers: with a Python float numpy casts the block to float64 first (18 ms
+    instead of 2.6 per 2048² uint16 block)."""
+    if nodata is None or np.isnan(nodata):
+        return None
+    if np.dtype(dtype).kind not in "iu":
+        return nodata
+    info = np.iinfo(dtype)
+    if not float(nodata).is_integer() or not info.min <= nodata <= info.max:
+        return None
+    return np.dtype(dtype).type(int(nodata))

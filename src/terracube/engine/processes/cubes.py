@@ -21,7 +21,7 @@ import xarray as xr
 
 from terracube import errors
 from terracube import process_errors as pe
-from terracube.datacube.band_reads import BAND_READS, BandReads, Block, IntBand
+from terracube.datacube.band_reads import BAND_READS, BandReads, Block, IntBand, typed_nodata
 from terracube.datacube.cube import (
     BANDS,
     OTHER,
@@ -62,7 +62,9 @@ def nodata_as_nan(cube: RasterCube) -> RasterCube:
         as_float = data.astype(np.promote_types(data.dtype, np.float32))
     else:
         as_float = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
-    return cube.with_data(as_float.where(data != nodata), cube.dimensions, nodata=None)
+    value = typed_nodata(data.dtype, nodata)  # integers compared as integers
+    valid = as_float if value is None else as_float.where(data != value)
+    return cube.with_data(valid, cube.dimensions, nodata=None)
 
 
 def _drop_extra_coords(arr: xr.DataArray) -> xr.DataArray:
