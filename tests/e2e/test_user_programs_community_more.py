@@ -673,3 +673,30 @@ def test_managing_multiple_large_scale_jobs(con, sample_data_dir: Path, tmp_path
         highs = np.nanmax(np.stack([series[d] for d in days]), axis=0)
         assert blue.shape == lows.shape and clear.mean() > 0.5
         assert ((blue >= lows) & (blue <= highs))[clear & np.isfinite(lows)].all()
+
+
+def test_chunk_polygon_calls_the_udf_once_per_polygon(con, tmp_path: Path) -> None:
+    """chunk_polygon (the community examples' name of apply_polygon) gives the UDF one
+    polygon at a time, as CDSE does: a UDF writing the number of valid pixels it was given
+    writes each polygon's own count (30 x 30 and 20 x 18 pixels)."""
+    extent = {"west": 680300, "south": 5151020, "east": 681300, "north": 5151520, "crs": 32632}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=extent,
+                             temporal_extent=["2022-06-01", "2022-06-05"], bands=["B04"])
+    code = """
+from openeo.udf import XarrayDataCube
+
+def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
+    arr = cube.get_array()
+    return XarrayDataCube(arr * 0 + float(arr.count()))
+"""
+    with pytest.warns(Warning, match="chunk_polygon"):  # the client's deprecation
+        cube = s2.chunk_polygon(chunks=feature_collection(BOX, BOX2),
+                                process=openeo.UDF(code, runtime="Python"))
+    cube.download(tmp_path / "counts.nc")
+    with xr.open_dataset(tmp_path / "counts.nc") as ds:
+        for box, count in ((BOX, 900), (BOX2, 360)):
+            inside = ds.B04.sel(x=slice(box["west"], box["east"]),
+                                y=slice(box["north"], box["south"])).values
+            assert inside.size == count and (inside == count).all()
+        values = ds.B04.values
+        assert np.isfinite(values).sum() == 900 + 360
