@@ -272,6 +272,17 @@ def test_load_stac_of_a_job_that_has_not_run(server, headers, log_start) -> None
                  ["argument 'url'", "status 'created'", "once it has finished"])
 
 
+def test_max_cloud_cover_of_radar_says_to_leave_it_out(con) -> None:
+    cube = con.load_collection("SENTINEL1_GRD", spatial_extent=BOX, temporal_extent=S1_DATES,
+                               bands=["VV"], max_cloud_cover=20)
+    with pytest.raises(openeo.rest.OpenEoApiError) as refused:
+        cube.download(format="GTiff")
+    error = refused.value
+    assert (error.http_status_code, error.code) == (400, "ProcessParameterInvalid")
+    for word in ("argument 'properties'", "'eo:cloud_cover'", "max_cloud_cover", "leave it out"):
+        assert word in error.message
+
+
 def test_a_synchronous_request_too_large_is_refused_naming_the_limit(con) -> None:
     """The whole collection at 1 m: refused before anything is read, with the limit's name
     and the way out (a batch job)."""

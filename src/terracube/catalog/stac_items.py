@@ -199,7 +199,10 @@ class StacItemsSource(CollectionSource):
                     f"The items of collection '{self.id}' have no property "
                     f"{', '.join(map(repr, unknown_properties))}, so the properties filter "
                     "leaves nothing to load; properties to filter on (GET /collections/"
-                    f"{self.id}/queryables): {', '.join(sorted(known - {'datetime'}))}.",
+                    f"{self.id}/queryables): {', '.join(sorted(known - {'datetime'}))}."
+                    + (" (The client's max_cloud_cover sets eo:cloud_cover: leave it out for "
+                       "a collection without clouds, such as radar or a DEM.)"
+                       if "eo:cloud_cover" in unknown_properties else ""),
                     argument="properties")
             raise self._nothing_selected(request)
         crs = request.crs or self.crs
