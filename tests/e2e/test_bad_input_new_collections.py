@@ -283,6 +283,18 @@ def test_max_cloud_cover_of_radar_says_to_leave_it_out(con) -> None:
         assert word in error.message
 
 
+def test_a_property_value_instead_of_a_condition(con) -> None:
+    """The client makes a process call of a string condition: the error says how to write
+    the condition."""
+    cube = con.load_collection("SENTINEL1_GRD", spatial_extent=BOX, temporal_extent=S1_DATES,
+                               bands=["VV"], properties={"sat:orbit_state": "ascending"})
+    with pytest.raises(openeo.rest.OpenEoApiError) as refused:
+        cube.download(format="GTiff")
+    error = refused.value
+    assert (error.http_status_code, error.code) == (400, "ProcessUnsupported")
+    assert "argument 'properties'" in error.message and "lambda v: v ==" in error.message
+
+
 def test_a_synchronous_request_too_large_is_refused_naming_the_limit(con) -> None:
     """The whole collection at 1 m: refused before anything is read, with the limit's name
     and the way out (a batch job)."""
@@ -350,6 +362,31 @@ def test_a_job_killed_mid_way_ends_in_error_with_a_log_entry(server, con,
                 headers={"Authorization": f"Bearer {con.auth.bearer}"}).raise_for_status()
     job.start_and_wait()
     assert job.status() == "finished" and job.get_results().get_assets()
+
+
+UDF_MEAN = """import xarray
+
+
+def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
+    return cube.mean(dim="t")
+"""
+
+
+def test_a_dry_run_that_would_compute_is_no_logged_500(server, headers) -> None:
+    """A UDF reducer computes its first block while the graph is built: the dry run (POST
+    /explain, and the size check before a synchronous request) stops there with
+    ProcessGraphComplexity, not a 500 Internal of run_udf with a traceback in the log."""
+    graph = {"load": load("SENTINEL2_L2A", ["B04"]), "reduce": {
+        "process_id": "reduce_dimension", "arguments": {
+            "data": {"from_node": "load"}, "dimension": "t", "reducer": {"process_graph": {
+                "udf": {"process_id": "run_udf", "result": True, "arguments": {
+                    "data": {"from_parameter": "data"}, "udf": UDF_MEAN,
+                    "runtime": "Python"}}}}}}, "save": save("reduce")}
+    explained = httpx.post(server.api + "explain", headers=headers, timeout=120,
+                           json={"process": {"process_graph": graph}}).json()
+    assert [e["code"] for e in explained["errors"]] == ["ProcessGraphComplexity"]
+    assert "node 'reduce'" in explained["errors"][0]["message"]
+    assert post_result(server, headers, graph).status_code == 200
 
 
 def test_no_request_left_a_traceback_in_the_server_log(server, log_start) -> None:

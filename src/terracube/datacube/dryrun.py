@@ -19,6 +19,12 @@ import numpy as np
 _DRY_RUN: ContextVar[bool] = ContextVar("terracube_dry_run", default=False)
 
 
+class DryRunComputeRefused(RuntimeError):
+    """Raised (by processing/explain.py's guard) when code tries to compute during a dry run.
+    It ends the dry run: the evaluator lets it through unchanged, never as a logged 500 of
+    the process that happened to compute (e.g. fit_class_random_forest, run_udf)."""
+
+
 def is_dry_run() -> bool:
     """Whether the current evaluation is a dry run (values are never computed)."""
     return _DRY_RUN.get()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from terracube import errors
+from terracube.datacube.dryrun import DryRunComputeRefused
 from terracube.engine import graph as graphs
 from terracube.engine.ports import (
     Account,
@@ -208,6 +209,13 @@ class Evaluator:
             for arg_name, arg in args.items():
                 for child in graphs.iter_child_graphs(arg):
                     for p in self.validate(child):
+                        if arg_name == "properties" and p.code == "ProcessUnsupported":
+                            # the client turns properties={"sat:orbit_state": "ascending"}
+                            # into a call of a process named ascending
+                            p.args = (f"{p.args[0]} A condition in properties is a process "
+                                      "such as eq or lte of the property's value; with the "
+                                      "Python client: properties={'sat:orbit_state': "
+                                      "lambda v: v == 'ascending'}.",)
                         problems.append(p.at(nid, arg_name))
 
     def _validate_udp_call(self, pid: str, udp: dict[str, Any], args: dict[str, Any],
@@ -297,6 +305,8 @@ class Evaluator:
             except errors.OpenEOError as exc:
                 exc.at(nid)
                 raise
+            except DryRunComputeRefused:
+                raise  # the dry run ends here; explain says which node computed
             except _ARGUMENT_ERRORS as exc:
                 log.debug("process %s failed", pid, exc_info=True)
                 raise errors.ProcessParameterInvalid(

@@ -30,7 +30,7 @@ from terracube.datacube.cube import (
     RasterCube,
     datetime_labels_to_strings,
 )
-from terracube.datacube.dryrun import dry_run
+from terracube.datacube.dryrun import DryRunComputeRefused, dry_run
 from terracube.datacube.vector import VectorCube
 from terracube.engine import graph as graphs
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
@@ -47,7 +47,7 @@ UNESTIMABLE_PROCESSES = frozenset({
 MAX_ESTIMABLE_CALLBACK_DEPTH = 5  # callbacks nested deeper: the cost grows per level
 
 
-class _NoCompute(RuntimeError):
+class _NoCompute(DryRunComputeRefused):
     pass
 
 
