@@ -130,6 +130,11 @@ CASES: dict[str, tuple[dict, int, str, list[str]]] = {
     "a CRS code that does not exist": (
         {"load": load(spatial_extent={**BOX, "crs": 999999}), "save": save()}, 400,
         "ProcessParameterInvalid", ["argument 'spatial_extent'", "Unknown CRS 999999"]),
+    "UTM coordinates without their crs": (
+        {"load": load(spatial_extent={"west": 678000, "south": 5150000, "east": 681000,
+                                      "north": 5153000}), "save": save()}, 400,
+        "ProcessParameterInvalid", ["argument 'spatial_extent'", "between -90 and 90",
+                                    "EPSG code"]),
     # properties filters
     "properties as a list": (
         {"load": load(properties=["sat:orbit_state"]), "save": save()}, 400,

@@ -56,6 +56,19 @@ def test_load_request_refuses_wrong_kinds(bands, temporal_extent, properties, ar
     assert words in refused.value.message
 
 
+def test_latitudes_out_of_range_are_refused() -> None:
+    """UTM coordinates without their crs, or latitude and longitude mixed up."""
+    utm = {"west": 678000, "south": 5150000, "east": 681000, "north": 5153000}
+    with pytest.raises(errors.ProcessParameterInvalid) as refused:
+        load_request(utm, None, None, None)
+    assert refused.value.argument == "spatial_extent"
+    assert "between -90 and 90" in refused.value.message
+    # the same numbers with their CRS are fine, and so are longitudes beyond 180
+    assert load_request({**utm, "crs": 32632}, None, None, None).bbox is not None
+    assert load_request({"west": 170, "south": 10, "east": 190, "north": 20}, None, None,
+                        None).bbox is not None
+
+
 def test_load_request_keeps_what_the_spec_allows() -> None:
     request = load_request(None, ["2022", None], ["VV"], {})
     assert request.temporal_extent == ("2022", None) and request.bands == ("VV",)

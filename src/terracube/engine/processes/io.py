@@ -35,11 +35,16 @@ def parse_spatial_extent(extent: Any, argument: str = "spatial_extent") -> BBox 
         try:
             from pyproj import CRS
 
-            CRS.from_user_input(crs)
+            geographic = CRS.from_user_input(crs).is_geographic
         except Exception:
             raise errors.ProcessParameterInvalid(
                 f"Unknown CRS {crs!r} in {argument}; use an EPSG code such as 32632.",
                 argument=argument) from None
+        if geographic and not (-90 <= s and n <= 90):
+            raise errors.ProcessParameterInvalid(
+                f"south ({s}) and north ({n}) are latitudes, between -90 and 90, in the CRS "
+                f"{crs}: were longitudes and latitudes swapped, or are these coordinates of "
+                "another CRS (then give its EPSG code as crs)?", argument=argument)
         return BBox(w, s, e, n, crs)
     if "type" in extent:
         from shapely.geometry import shape
