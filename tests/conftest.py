@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from filelock import FileLock
-from tests.support import client_polling
+from tests.support import client_polling, password_hashing
 from tests.support.data import data_dir_with_samples
 from tests.support.paths import SHARED
 from tests.support.processes import ServerProcess
@@ -20,6 +20,8 @@ from terracube.engine.registry import ProcessRegistry, build_registry
 def pytest_configure(config: pytest.Config) -> None:
     # batch jobs polled every 0.2 s instead of after 5 s, 6 s... (tests/support/client_polling.py)
     client_polling.install()
+    # accounts made in this process hashed at argon2's smallest cost (password_hashing.py)
+    password_hashing.install()
 
 
 @pytest.hookimpl(optionalhook=True)  # `-p no:xdist`: no such hook, nothing to schedule
