@@ -76,15 +76,15 @@ _LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.I
            "debug": logging.DEBUG}
 
 
-_LIBRARIES = ("numpy", "scipy", "pandas", "xarray", "dask", "statsmodels", "sklearn", "shapely",
-              "geopandas", "rasterio", "pyproj", "openeo")
+_LIBRARIES = ("numpy", "scipy", "pandas", "xarray", "dask", "statsmodels", "sklearn", "skimage",
+              "shapely", "geopandas", "rasterio", "pyproj", "openeo")
 
 
 def _library_versions() -> dict[str, str]:
     """The libraries a UDF can import (the sandbox binds this interpreter's environment)."""
     from importlib import metadata
 
-    names = {"sklearn": "scikit-learn"}
+    names = {"sklearn": "scikit-learn", "skimage": "scikit-image"}
     out = {}
     for lib in _LIBRARIES:
         try:
