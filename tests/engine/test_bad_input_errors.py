@@ -1,6 +1,7 @@
 """Engine-level checks of bad input: arguments of load_collection/load_stac that are refused
-before any read (load_request), and masks that would mask nothing (no x/y overlap, no common
-date) refused by mask, while masks that overlap in part still work (checked with numpy)."""
+before any read (load_request), and masks that mask nothing (no x/y overlap, no common date:
+as on CDSE, with a warning saying why), while masks that overlap in part still work (checked
+with numpy)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import xarray as xr
 from terracube import errors
 from terracube import process_errors as pe
 from terracube.datacube.cube import SPATIAL, TEMPORAL, Dimension, RasterCube
-from terracube.engine.processes.cubes import mask
+from terracube.engine.processes.cubes import (
+    _mask_dates_problem,
+    _mask_overlap_problem,
+    mask,
+)
 from terracube.engine.processes.io import load_request
 
 T = np.array(["2022-06-01", "2022-06-06", "2022-06-11"], dtype="datetime64[ns]")
@@ -80,27 +85,31 @@ def test_load_request_keeps_what_the_spec_allows() -> None:
 
 
 # --- mask ----------------------------------------------------------------------------------
-def test_a_mask_beside_the_data_is_refused() -> None:
-    beside = ones(x=X + 1000.0)
-    with pytest.raises(pe.IncompatibleDataCubes) as refused:
-        mask(data_cube(), beside)
-    assert refused.value.argument == "mask"
-    assert "does not overlap" in refused.value.message and "32632" in refused.value.message
+def test_a_mask_beside_the_data_masks_nothing_and_says_why() -> None:
+    """As on CDSE, a mask that meets none of the data's pixels masks nothing (a program that
+    ran there runs here); the warning the job log gets names both extents."""
+    data, beside = data_cube(), ones(x=X + 1000.0)
+    np.testing.assert_array_equal(mask(data, beside).data.values, data.data.values)
+    problem = _mask_overlap_problem(beside, data)
+    assert problem and "does not overlap" in problem and "32632" in problem
+    assert _mask_overlap_problem(ones(), data) is None
 
 
-def test_a_mask_in_another_crs_far_away_is_refused() -> None:
+def test_a_mask_in_another_crs_far_away_masks_nothing() -> None:
     far = ones(x=np.array([5.0, 5.001]), y=np.array([52.001, 52.0]), epsg=4326)
-    with pytest.raises(pe.IncompatibleDataCubes, match="does not overlap"):
-        mask(data_cube(), far)
+    data = data_cube()
+    np.testing.assert_array_equal(mask(data, far).data.values, data.data.values)
+    assert "does not overlap" in (_mask_overlap_problem(far, data) or "")
 
 
-def test_a_mask_of_other_dates_is_refused() -> None:
+def test_a_mask_of_other_dates_masks_nothing_and_says_why() -> None:
     later = np.array(["2022-08-01", "2022-08-06"], dtype="datetime64[ns]")
-    with pytest.raises(pe.IncompatibleDataCubes) as refused:
-        mask(data_cube(), ones(later))
-    message = refused.value.message
+    data = data_cube()
+    np.testing.assert_array_equal(mask(data, ones(later)).data.values, data.data.values)
+    message = _mask_dates_problem(ones(later), data, "t") or ""
     assert "no date of the data" in message and "2022-08-01" in message
     assert "2022-06-01 to 2022-06-11" in message
+    assert _mask_dates_problem(ones(), data, "t") is None
 
 
 def test_masks_that_overlap_in_part_still_mask_their_part() -> None:

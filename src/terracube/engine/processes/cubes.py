@@ -35,7 +35,7 @@ from terracube.datacube.grid import grid_of, warp
 from terracube.datacube.values import ArrayValue, is_number
 from terracube.datacube.vector import VectorCube
 from terracube.engine import fusion
-from terracube.engine.evaluate import Callback
+from terracube.engine.evaluate import Callback, ProcessContext
 from terracube.engine.processes._arguments import text_argument
 from terracube.engine.processes._vector_values import on_values
 from terracube.engine.processes.cube_dimensions import BANDLESS_LABEL, temporal_index
@@ -578,9 +578,12 @@ def _in_crs_of(cube: RasterCube, target: RasterCube, argument: str) -> RasterCub
 
 
 @process()
-def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterCube:
+def mask(data: RasterCube, mask: RasterCube, replacement: Any = None,
+         ctx: ProcessContext | None = None) -> RasterCube:
     """Replace the values of `data` where `mask` is true or non-zero (per spec; null does not
-    mask). Dimensions missing in the mask are broadcast; x/y are aligned to `data`."""
+    mask). Dimensions missing in the mask are broadcast; x/y are aligned to `data`. A mask
+    that meets none of the data's pixels or dates masks nothing, as on CDSE, with a warning
+    in the logs (a program that ran there runs here too)."""
     if not isinstance(mask, RasterCube):
         raise errors.ProcessParameterInvalid("The mask must be a raster data cube.",
                                              argument="mask")
@@ -589,7 +592,7 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
         raise errors.ProcessParameterInvalid(
             f"'replacement' must be a number, a boolean, a string or null, got "
             f"{kind_of(replacement)}.", argument="replacement")
-    _check_mask_overlaps(mask, data)
+    problems = [_mask_overlap_problem(mask, data)]
     mask = _in_crs_of(_mask_bands_like(mask, data), data, "data")
     unmasked_dates: list[str] = []  # temporal dimensions whose labels differ
     for md in mask.dimensions:
@@ -608,12 +611,15 @@ def mask(data: RasterCube, mask: RasterCube, replacement: Any = None) -> RasterC
         elif not np.array_equal(np.asarray(mask.labels(md.name)),
                                 np.asarray(data.labels(md.name))):
             if md.type == TEMPORAL:
-                _check_mask_dates_overlap(mask, data, md.name)
+                problems.append(_mask_dates_problem(mask, data, md.name))
                 unmasked_dates.append(md.name)
                 continue
             raise pe.IncompatibleDataCubes(
                 f"The labels of dimension '{md.name}' differ between the mask and the data cube.",
                 argument="mask")
+    for problem in problems:
+        if problem and ctx is not None:
+            ctx.warn(problem)
     m = _fused_truth(mask)
     if m is None:
         m = mask.data
@@ -668,35 +674,36 @@ def _nan_where(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     return out.view(values.dtype)
 
 
-def _check_mask_overlaps(mask: RasterCube, data: RasterCube) -> None:
-    """A mask whose x/y extent does not meet the data's at all would mask nothing (the pixels
-    it lacks are not masked): most likely a mask loaded over another area, so it is refused
-    with both extents. Cubes whose grid cannot be described are left to the checks below."""
+def _mask_overlap_problem(mask: RasterCube, data: RasterCube) -> str | None:
+    """What is wrong with a mask whose x/y extent does not meet the data's at all: it masks
+    nothing (the pixels it lacks are not masked), most likely a mask loaded over another
+    area. None where they meet or a grid cannot be described."""
     if None in (mask.x_dim, mask.y_dim, data.x_dim, data.y_dim):
-        return
+        return None
     try:
         own, theirs = grid_of(mask, "mask"), grid_of(data, "data")
         if not own.width or not own.height or not theirs.width or not theirs.height:
-            return
+            return None
         from pyproj import Transformer
 
         w, s, e, n = Transformer.from_crs(own.crs, theirs.crs, always_xy=True) \
             .transform_bounds(*own.bounds)
     except Exception:  # noqa: BLE001 - no comparable extents: nothing to say here
-        return
+        return None
     dw, ds, de, dn = theirs.bounds
     if w < de and dw < e and s < dn and ds < n:
-        return
-    raise pe.IncompatibleDataCubes(
-        f"The mask does not overlap the data cube at all, so it would mask nothing: the mask "
+        return None
+    return (
+        f"The mask does not overlap the data cube at all, so it masks nothing: the mask "
         f"covers {w:.6g}, {s:.6g}, {e:.6g}, {n:.6g} and the data {dw:.6g}, {ds:.6g}, "
         f"{de:.6g}, {dn:.6g} (west, south, east, north in {data.x_dim.reference_system}). "
-        "Load the mask over the data's spatial extent.", argument="mask")
+        "Load the mask over the data's spatial extent.")
 
 
-def _check_mask_dates_overlap(mask: RasterCube, data: RasterCube, name: str) -> None:
-    """Dates are joined as CDSE does (a date the mask lacks is not masked), but a mask with
-    no date of the data at all would mask nothing: e.g. loaded for another year."""
+def _mask_dates_problem(mask: RasterCube, data: RasterCube, name: str) -> str | None:
+    """Dates are joined as CDSE does (a date the mask lacks is not masked); what is wrong with
+    a mask that has no date of the data at all: it masks nothing, e.g. loaded for another
+    year. None where they share a date or the labels are no instants."""
     import warnings
 
     try:
@@ -705,15 +712,15 @@ def _check_mask_dates_overlap(mask: RasterCube, data: RasterCube, name: str) -> 
             mine = temporal_index(mask.labels(name))
             theirs = temporal_index(data.labels(name))
     except Exception:  # noqa: BLE001 - labels that are no instants (e.g. periods): no check
-        return
+        return None
     if not len(mine) or not len(theirs) or len(mine.intersection(theirs)):
-        return
-    raise pe.IncompatibleDataCubes(
-        f"The mask has no date of the data cube in dimension '{name}', so it would mask "
+        return None
+    return (
+        f"The mask has no date of the data cube in dimension '{name}', so it masks "
         f"nothing: the mask has {len(mine)} date(s) from {mine.min():%Y-%m-%d} to "
         f"{mine.max():%Y-%m-%d}, the data {len(theirs)} from {theirs.min():%Y-%m-%d} to "
         f"{theirs.max():%Y-%m-%d}. Load the mask with the data's temporal extent, or reduce "
-        "its time dimension (reduce_dimension) to mask every date alike.", argument="mask")
+        "its time dimension (reduce_dimension) to mask every date alike.")
 
 
 def _mask_bands_like(mask: RasterCube, data: RasterCube) -> RasterCube:
