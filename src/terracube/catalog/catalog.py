@@ -77,27 +77,22 @@ class Catalog:
         folder = sentinel2_synthetic.ensure_sample_data(self.data_dir)
         source = sample_source(folder)
         self._sources[source.id] = source
-        try:
-            rain = rainfall_synthetic.rainfall_source(
-                rainfall_synthetic.ensure_rainfall_data(self.data_dir))
-        except Exception:  # noqa: BLE001 - the other samples must stay usable
-            log.exception("the synthetic radar rainfall sample cannot be generated")
-        else:
-            self._sources[rain.id] = rain
-        try:
-            maps = dem_landcover_synthetic.static_map_sources(
-                dem_landcover_synthetic.ensure_dem_landcover_data(self.data_dir))
-        except Exception:  # noqa: BLE001 - the other samples must stay usable
-            log.exception("the synthetic DEM and land cover samples cannot be generated")
-        else:
-            self._sources.update((m.id, m) for m in maps)
-        try:
-            s1 = sentinel1_synthetic.sentinel1_source(
-                sentinel1_synthetic.ensure_sentinel1_data(self.data_dir))
-        except Exception:  # noqa: BLE001 - the other samples must stay usable
-            log.exception("the synthetic Sentinel-1 GRD sample cannot be generated")
-        else:
-            self._sources[s1.id] = s1
+        # The other samples: one that cannot be generated must not take the rest with it.
+        others = (
+            ("radar rainfall", lambda: [rainfall_synthetic.rainfall_source(
+                rainfall_synthetic.ensure_rainfall_data(self.data_dir))]),
+            ("DEM and land cover", lambda: dem_landcover_synthetic.static_map_sources(
+                dem_landcover_synthetic.ensure_dem_landcover_data(self.data_dir))),
+            ("Sentinel-1 GRD", lambda: [sentinel1_synthetic.sentinel1_source(
+                sentinel1_synthetic.ensure_sentinel1_data(self.data_dir))]),
+        )
+        for name, make in others:
+            try:
+                made = make()
+            except Exception:  # noqa: BLE001 - the other samples must stay usable
+                log.exception("the synthetic %s sample cannot be generated", name)
+            else:
+                self._sources.update((m.id, m) for m in made)
         self._sample_loaded = True
 
     def add(self, source: CollectionSource) -> None:
