@@ -273,3 +273,48 @@ def test_computing_processes_reuse_their_heap_for_blocks(tmp_path: Path, env: di
                          capture_output=True, env={**os.environ, **env}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == expected.split()
+
+
+_ARENA_PROBE = """
+import ctypes, os, sys, tempfile, threading
+import numpy as np
+from terracube.cli.main import main
+
+try:
+    main([])  # no command: prints the usage, as any `terracube` run starts
+except SystemExit:
+    pass
+blocks, ready = [], threading.Barrier(2)
+
+def compute():  # a compute thread: allocates a 16 MB block (a chunk of W1) and holds it
+    blocks.append(np.ones((2048, 2048), np.float32))
+    ready.wait()
+
+threads = [threading.Thread(target=compute) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+path = os.path.join(tempfile.mkdtemp(), "malloc.xml")
+stream = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(stream))
+libc.fclose(ctypes.c_void_p(stream))
+print(open(path).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.parametrize("env, one_arena", [({}, True), ({"MALLOC_ARENA_MAX": "4"}, False)])
+def test_terracube_processes_share_one_malloc_arena(env: dict, one_arena: bool) -> None:
+    """Every `terracube` process (server, job worker) allocates from one glibc arena: compute
+    threads with their own arenas map and unmap 64 MB heaps as blocks come and go. A
+    MALLOC_ARENA_MAX of the environment wins."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc only")
+    clean = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", _ARENA_PROBE], text=True, capture_output=True,
+                         env={**clean, **env}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    arenas = int(out.stdout.split()[-1])
+    assert (arenas == 1) if one_arena else (arenas > 1), arenas

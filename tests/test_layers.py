@@ -25,6 +25,7 @@ PACKAGE = SRC / "terracube"
 FLOORS = {
     # 0 ground: configuration, openEO errors, SQL, the dask executor, the fetch policy
     "terracube": 0, "settings": 0, "errors": 0, "process_errors": 0, "db": 0, "executor": 0,
+    "allocator": 0,  # one malloc arena per process (set in the CLI's main)
     "url_policy": 0,  # which URLs a user may make the server fetch (issue 16)
     # 1 the cube model and what a graph asks of a data source
     "datacube": 1,

@@ -97,6 +97,8 @@ def tune_process_memory() -> None:
     loaded machine): 0.5-1.4 system CPU-s of 2.3-3.4; with the heap kept and 4 KB pages
     0.4-0.5 of 2.3-2.5, peak RSS the same. Settings in the environment win
     (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, NUMPY_MADVISE_HUGEPAGE).
+
+    The arenas: `terracube.allocator` (set before any thread exists, in `main`).
     """
     if _memory_tuned.is_set():
         return

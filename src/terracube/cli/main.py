@@ -7,12 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
+from terracube.allocator import limit_arenas
 from terracube.cli import collections, explain, jobs, samples, serve, udf, users, workspaces
 from terracube.cli.common import EXIT_USAGE
 from terracube.hub import command as hub  # `terracube hub`: the course hub
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_arenas()  # before any thread exists (terracube/allocator.py)
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
