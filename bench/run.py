@@ -67,6 +67,20 @@ def log(msg: str) -> None:
 
 
 # --- data and graphs ---------------------------------------------------------------------------
+def warm_page_cache(data: Path) -> None:
+    """Read every file of the data set once, so that no run reads from the disk what the
+    runs after it (and the variants after it: terracube runs first) find in the page cache.
+    The large set (4.2 GB) fits in the page cache of a 24 GB machine."""
+    started, total = time.monotonic(), 0
+    for path in sorted(data.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while chunk := f.read(16 << 20):
+                    total += len(chunk)
+    log(f"read {total / 1e9:.1f} GB of {data} into the page cache in "
+        f"{time.monotonic() - started:.1f} s")
+
+
 def ensure_data(size: str, cache: Path) -> Path:
     data = cache / size
     if (data / "manifest.json").exists():
@@ -579,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
 
     records: list[dict] = []
     jsonl = open(out / "results.jsonl", "w")
+    warm_page_cache(data)
     for w in workloads:
         for v in variants:
             if v == "numpy" and w not in NUMPY_WORKLOADS:
