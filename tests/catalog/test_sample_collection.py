@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,11 +93,23 @@ def test_property_filter_on_cloud_cover(source, folder: Path) -> None:
     assert got == clear and 0 < len(got) < len(index["items"])
 
 
-def test_extent_outside_the_collection_is_a_clear_error(source) -> None:
+def test_extent_outside_the_collection_is_a_clear_error(source, folder: Path) -> None:
     with pytest.raises(errors.OpenEOError) as info:
         source.load(LoadRequest(bbox=BBox(500000, 5000000, 500100, 5000100, "EPSG:32632")))
     assert info.value.code == "ProcessParameterInvalid" and info.value.status == 400
     assert "does not intersect" in info.value.message
+    # where it is, in the degrees users write extents in (corners transformed with pyproj)
+    from pyproj import Transformer
+
+    with rasterio.open(next(folder.rglob("*.tif"))) as ds:
+        west, south, east, north = ds.bounds
+    lon, lat = Transformer.from_crs(32632, 4326, always_xy=True).transform(
+        [west, east, west, east], [south, south, north, north])
+    said = re.search(r"west ([\d.]+), south ([\d.]+), east ([\d.]+), north ([\d.]+) in degrees",
+                     info.value.message)
+    assert said, info.value.message
+    assert float(said[1]) <= min(lon) + 1e-3 and float(said[3]) >= max(lon) - 1e-3
+    assert float(said[2]) <= min(lat) + 1e-3 and float(said[4]) >= max(lat) - 1e-3
 
 
 def test_unknown_band_and_empty_time_are_errors(source) -> None:

@@ -216,7 +216,8 @@ class StacItemsSource(CollectionSource):
             raise NoDataForRequest(
                 f"The spatial extent {request.bbox} does not intersect collection '{self.id}', "
                 f"which covers {nat.west:.0f}, {nat.south:.0f}, {nat.east:.0f}, {nat.north:.0f} "
-                f"(EPSG:{_epsg(crs)}).", argument="spatial_extent")
+                f"(EPSG:{_epsg(crs)}){_in_degrees(native)}: choose a spatial_extent inside it "
+                f"(GET /collections/{self.id} lists the extent).", argument="spatial_extent")
         geobox = centre_inside_geobox((w, s, e, n), crs, resolution,
                                       self._grid_anchor(resolution, crs))
         if geobox is None:
@@ -362,6 +363,16 @@ def centre_inside_geobox(bounds: tuple[float, float, float, float], crs: Any,
 
 def _utc(t: pd.Timestamp) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t
+
+
+def _in_degrees(box: BBox) -> str:
+    """The box in longitude/latitude, as users write spatial extents (", i.e. ..."), or ""."""
+    try:
+        b = box.to_crs(4326)
+    except Exception:  # a CRS pyproj cannot transform to lon/lat: the native box is enough
+        return ""
+    return (f", i.e. west {b.west:.4f}, south {b.south:.4f}, east {b.east:.4f}, "
+            f"north {b.north:.4f} in degrees")
 
 
 def _epsg(crs: Any) -> int | None:
