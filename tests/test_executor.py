@@ -318,3 +318,37 @@ def test_terracube_processes_share_one_malloc_arena(env: dict, one_arena: bool) 
     assert out.returncode == 0, out.stderr
     arenas = int(out.stdout.split()[-1])
     assert (arenas == 1) if one_arena else (arenas > 1), arenas
+
+
+_TRIM_PROBE = """
+import sys
+import numpy as np
+from terracube import executor
+from terracube.executor import Executor
+from terracube.settings import Settings
+
+def rss_mb():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+
+Executor.from_settings(Settings(data_dir=sys.argv[1]))
+base = rss_mb()
+blocks = [np.ones((2048, 2048), np.float32) for _ in range(20)]  # 320 MB of 16 MB blocks
+del blocks
+kept = rss_mb() - base
+executor.release_free_memory()
+print(kept, rss_mb() - base)
+"""
+
+
+def test_freed_blocks_stay_until_the_computation_gives_them_back(tmp_path: Path) -> None:
+    """During a computation the heap keeps what its blocks freed (up to 512 MB: no page
+    faults when the next blocks come); `release_free_memory` (after each synchronous
+    response) gives it back to the system."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc only")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _TRIM_PROBE, str(tmp_path)], text=True,
+                         capture_output=True, env=clean, timeout=120)
+    assert out.returncode == 0, out.stderr
+    kept, after = (int(v) for v in out.stdout.split())
+    assert kept > 250 and after < 50, (kept, after)

@@ -27,6 +27,7 @@ import rasterio
 from dask.base import tokenize
 from rasterio.windows import Window
 
+from terracube.catalog.tiff_tiles import open_tiled
 from terracube.datacube.band_reads import (
     BAND_READS,
     BandReads,
@@ -96,12 +97,20 @@ def _read_part(path: str, rows: tuple[int, int], cols: tuple[int, int],
     # the window in file pixels
     fr0, fr1 = rows[0] // factor, -(-rows[1] // factor)
     fc0, fc1 = cols[0] // factor, -(-cols[1] // factor)
-    with _dataset(path) as ds:
-        r0, r1 = max(fr0, 0), min(fr1, ds.height)
-        c0, c1 = max(fc0, 0), min(fc1, ds.width)
+    tiled = open_tiled(path)
+    if tiled is not None:  # decoded here, the same values as GDAL's (tiff_tiles.py)
+        r0, r1 = max(fr0, 0), min(fr1, tiled.height)
+        c0, c1 = max(fc0, 0), min(fc1, tiled.width)
         if r0 >= r1 or c0 >= c1:
             return None
-        raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        raw = tiled.read(r0, r1, c0, c1)
+    else:
+        with _dataset(path) as ds:
+            r0, r1 = max(fr0, 0), min(fr1, ds.height)
+            c0, c1 = max(fc0, 0), min(fc1, ds.width)
+            if r0 >= r1 or c0 >= c1:
+                return None
+            raw = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     if factor > 1:
         raw = np.repeat(np.repeat(raw, factor, axis=0), factor, axis=1)
     # where the file's part starts and ends, in the load's pixels

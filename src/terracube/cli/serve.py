@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,10 @@ def serve_command(args: argparse.Namespace) -> int:
         log.info("published under the path prefix %s", settings.root_path)
     if settings.forwarded_allow_ips:
         log.info("X-Forwarded-* headers honoured from %s", settings.forwarded_allow_ips)
+    from terracube.catalog.tiff_tiles import warm_up
+
+    # the GeoTIFF decoder's compiled loops, while the server waits for its first request
+    threading.Thread(target=warm_up, name="terracube-warm-up", daemon=True).start()
     from terracube.workspace.retention import RetentionThread
 
     retention = RetentionThread(settings, app.state.db)

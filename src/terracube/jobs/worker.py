@@ -196,6 +196,9 @@ class Worker:
 
         import terracube.catalog.catalog  # noqa: F401
         import terracube.processing.outputs  # noqa: F401
+        from terracube.catalog.tiff_tiles import warm_up
+
+        warm_up()
 
     def _idle(self, seconds: float) -> None:
         if not self.watch_stdin:

@@ -214,7 +214,9 @@ class SyncResult:
         return self.result_folder.path
 
     def remove(self) -> None:
+        """After the response: the files go, and the memory the computation freed."""
         self.result_folder.release()
+        executor.release_free_memory()
 
 
 def compute_result(process: dict[str, Any], services: Services,
