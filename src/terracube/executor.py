@@ -89,10 +89,11 @@ _MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks up to 32 MB are reused fro
 # 0.8-1.4 system CPU-s per request at 128 MB, 20-25 k and 0.3-0.4 s at 512 MB). What is
 # kept is given back after each synchronous response (`release_free_memory`).
 _TRIM_THRESHOLD = 512 << 20
+_TRIM_THRESHOLD_LIMITED = 128 << 20
 _memory_tuned = threading.Event()
 
 
-def tune_process_memory() -> None:
+def tune_process_memory(memory_limited: bool = False) -> None:
     """How this process allocates the blocks a computation makes and drops (once a process).
 
     Chunks of 8-32 MB are allocated and freed by the hundred per request. By default glibc
@@ -104,6 +105,8 @@ def tune_process_memory() -> None:
     (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, NUMPY_MADVISE_HUGEPAGE).
 
     The arenas: `terracube.allocator` (set before any thread exists, in `main`).
+    `memory_limited` (TERRACUBE_MEMORY_LIMIT, whose cluster measures the process's memory):
+    free memory is given back from 128 MB, not 512, so kept memory does not count as used.
     """
     if _memory_tuned.is_set():
         return
@@ -127,7 +130,7 @@ def tune_process_memory() -> None:
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
         return
     mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_LIMITED if memory_limited else _TRIM_THRESHOLD)
 
 
 def release_free_memory() -> None:
@@ -164,9 +167,10 @@ class Executor:
     # --- construction ---------------------------------------------------------------------
     @classmethod
     def from_settings(cls, settings: Any) -> Executor:
-        tune_process_memory()  # the server's and the job workers' executor: a computing process
         address = getattr(settings, "dask_scheduler", None)
         memory_limit = getattr(settings, "memory_limit", None)
+        # the server's and the job workers' executor: a computing process
+        tune_process_memory(memory_limited=bool(memory_limit) and not address)
         if address:
             from distributed import Client
 
