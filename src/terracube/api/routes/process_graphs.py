@@ -59,6 +59,16 @@ def describe_custom_process(request: Request, process_graph_id: str, user: Activ
     return with_canonical_link(request, user.user_id, udps.get(user.user_id, process_graph_id))
 
 
+@router.get("/processes/u:{user_id}", include_in_schema=False)
+def list_public_processes(request: Request, user_id: str, udps: UdpStoreDep) -> dict[str, Any]:
+    """The processes a user shared (`public: true`), without authentication: what the
+    client's `list_processes(namespace="u:<user>")` and `describe_process(id, namespace=...)`
+    read (as on CDSE). Full descriptions, as the client's describe_process shows them."""
+    shared = [with_canonical_link(request, user_id, process)
+              for process in udps.all(user_id).values() if process.get("public") is True]
+    return {"processes": shared, "links": []}
+
+
 @router.get("/processes/u:{user_id}/{process_graph_id}", include_in_schema=False)
 def describe_public_process(request: Request, user_id: str, process_graph_id: str,
                             udps: UdpStoreDep) -> dict[str, Any]:
