@@ -89,6 +89,19 @@ def test_listings_and_capabilities(con) -> None:
     assert con.describe_process("ndvi")["id"] == "ndvi"
 
 
+def test_collection_items_is_refused_as_on_cdse(con) -> None:
+    """The client's `collection_items` (STAC API item search): FeatureUnsupported, as CDSE
+    answers it, with where to look instead; an unknown collection is CollectionNotFound."""
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        next(con.collection_items("SENTINEL2_L2A", spatial_extent=[11.33, 46.48, 11.36, 46.5],
+                                  temporal_extent=[START, END]))
+    assert (info.value.http_status_code, info.value.code) == (501, "FeatureUnsupported")
+    assert "dimension_labels" in info.value.message
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        next(con.collection_items("NO_SUCH_COLLECTION"))
+    assert info.value.code == "CollectionNotFound"
+
+
 def test_process_namespaces_backend_and_a_users_public_processes(con, server) -> None:
     """`list_processes(namespace=...)` and `describe_process(id, namespace=...)` (as on CDSE:
     "backend" the predefined processes, "u:<user>" a user's public ones, no login needed)."""

@@ -60,6 +60,19 @@ def list_collection_queryables(request: Request, collection_id: str,
     return JSONResponse(schema, media_type="application/schema+json")
 
 
+# STAC API's item search, which the client's `collection_items` calls; CDSE answers it with
+# FeatureUnsupported (openeo-python-driver's default), and so do we, saying where to look
+# instead. Not an openEO endpoint: left out of the schema and the capabilities.
+@router.get("/collections/{collection_id}/items", include_in_schema=False)
+def list_collection_items(collection_id: str, catalog: CatalogDep) -> None:
+    catalog.get(collection_id)  # CollectionNotFound first, as for the other collection routes
+    raise errors.FeatureUnsupported(
+        f"Listing the items of collection '{collection_id}' is not supported. Its extent and "
+        f"dates are in GET /collections/{collection_id} (`extent`, `cube:dimensions`), the "
+        f"properties load_collection can filter on in GET /collections/{collection_id}/"
+        "queryables; the dates of a load are given by dimension_labels(data, 't').")
+
+
 # Not an openEO endpoint, so left out of the schema and of the capabilities' endpoints.
 @router.api_route("/collections/{collection_id}/assets/{asset_name}", methods=["GET", "HEAD"],
                   include_in_schema=False)
