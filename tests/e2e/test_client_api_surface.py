@@ -75,6 +75,21 @@ def test_band_math_by_common_name_and_ndvi_with_detected_bands(con, sample_data_
                                (nir - red) / (nir + red), rtol=1e-5)
 
 
+def test_load_collection_bands_by_common_name(con, sample_data_dir) -> None:
+    """load_collection's definition: a band is given by its name or its common name, and a
+    common name several bands share (`rededge`) gives all of them in the collection's order."""
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX, temporal_extent=[START, END],
+                             bands=["red", "nir"])
+    assert s2.dimension_labels("bands").execute() == ["B04", "B08"]
+    ds = netcdf(s2.download(format="netCDF"))
+    assert variables(ds) == ["B04", "B08"]
+    np.testing.assert_allclose(ds["B08"].transpose("t", "y", "x").values,
+                               series(sample_data_dir, "B08"))
+    edges = con.load_collection("SENTINEL2_L2A", spatial_extent=BOX,
+                                temporal_extent=[START, END], bands=["rededge", "B02"])
+    assert edges.dimension_labels("bands").execute() == ["B05", "B06", "B07", "B02"]
+
+
 def test_listings_and_capabilities(con) -> None:
     formats = con.list_file_formats()
     assert {"GTiff", "netCDF", "JSON", "CSV", "Parquet", "PNG"} <= set(formats["output"])

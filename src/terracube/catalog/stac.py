@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -102,17 +102,6 @@ class StacSource(StacItemsSource):
         return doc
 
     # --- loading ----------------------------------------------------------------------------
-    def resolve_bands(self, bands: Iterable[str]) -> tuple[str, ...]:
-        """Band names for requested names or common names (load_stac: names win)."""
-        out: list[str] = []
-        for b in bands:
-            if b in self.bands:
-                out.append(b)
-                continue
-            matched = [n for n, info in self.bands.items() if info.common_name == b]
-            out.extend(matched or [b])
-        return tuple(dict.fromkeys(out))
-
     def select_items(self, request: LoadRequest,
                      check_property: Callable[[str, Any, Any], bool] | None = None
                      ) -> list[pystac.Item]:

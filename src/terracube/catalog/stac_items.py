@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -182,8 +182,23 @@ class StacItemsSource(CollectionSource):
             chosen.append(item)
         return chosen
 
+    def resolve_bands(self, bands: Iterable[str]) -> tuple[str, ...]:
+        """Band names for requested names or common names, as the definitions of
+        load_collection and load_stac say: a name wins over a common name, a common name
+        several bands have (`rededge`) gives all of them in the collection's order."""
+        out: list[str] = []
+        for b in bands:
+            if b in self.bands:
+                out.append(b)
+                continue
+            matched = [n for n, info in self.bands.items() if info.common_name == b]
+            out.extend(matched or [b])
+        return tuple(dict.fromkeys(out))
+
     def load(self, request: LoadRequest, *,
              check_property: PropertyCheck | None = None) -> RasterCube:
+        if request.bands:
+            request = replace(request, bands=self.resolve_bands(request.bands))
         bands = list(request.bands) if request.bands else list(self.bands)
         unknown = [b for b in bands if b not in self.bands]
         if unknown:
