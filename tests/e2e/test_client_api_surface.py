@@ -253,3 +253,23 @@ def test_user_defined_process_management(con, sample_data_dir) -> None:
                                10 * (nir - red) / (nir + red), rtol=1e-5)
     udp.delete()
     assert pid not in [p["id"] for p in con.list_user_defined_processes()]
+
+
+def test_processes_of_other_back_ends_say_what_to_use_instead(con) -> None:
+    """ard_surface_reflectance, atmospheric_correction, resolution_merge (client methods that
+    CDSE or VITO serve): ProcessUnsupported naming the way that works here."""
+    s2 = cube(con)
+    calls = {
+        "ard_surface_reflectance": lambda: s2.ard_surface_reflectance(
+            atmospheric_correction_method=None, cloud_detection_method=None),
+        "atmospheric_correction": lambda: s2.atmospheric_correction(),
+        "resolution_merge": lambda: s2.resolution_merge(high_resolution_bands=["B04"],
+                                                        low_resolution_bands=["B08"]),
+    }
+    for pid, call in calls.items():
+        with pytest.raises(openeo.rest.OpenEoApiError) as info:
+            call().download(format="netCDF", validate=False)
+        assert info.value.code == "ProcessUnsupported", pid
+        assert pid in info.value.message
+        assert ("SENTINEL2_L2A" if pid != "resolution_merge" else "10 m grid") \
+            in info.value.message

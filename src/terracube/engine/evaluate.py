@@ -21,6 +21,7 @@ from terracube.engine.ports import (
     WorkspaceAccess,
 )
 from terracube.engine.registry import ProcessRegistry
+from terracube.engine.unsupported import unsupported_message
 from terracube.executor import Executor
 from terracube.settings import Settings
 
@@ -201,9 +202,8 @@ class Evaluator:
                             f"Process '{pid}' has no parameter '{name}'.", node_id=nid,
                             argument=name))
             elif (udp := self._lookup_udp(pid, node.get("namespace"))) is None:
-                problems.append(errors.ProcessUnsupported(
-                    f"Process '{pid}' is not available. GET /processes lists the predefined "
-                    "processes, GET /process_graphs your own ones.", node_id=nid))
+                problems.append(errors.ProcessUnsupported(unsupported_message(pid),
+                                                          node_id=nid))
             else:
                 problems.extend(self._validate_udp_call(pid, udp, args, nid))
             for arg_name, arg in args.items():
@@ -315,9 +315,7 @@ class Evaluator:
                 raise _internal_error(pid, nid, exc) from exc
         udp = self._lookup_udp(pid, namespace)
         if udp is None:
-            raise errors.ProcessUnsupported(
-                f"Process '{pid}' is not available. GET /processes lists the predefined processes, "
-                "GET /process_graphs your own ones.", node_id=nid)
+            raise errors.ProcessUnsupported(unsupported_message(pid), node_id=nid)
         return self._call_udp(pid, udp, args, nid)
 
     def _call_udp(self, pid: str, udp: dict[str, Any], args: dict[str, Any], nid: str) -> Any:
