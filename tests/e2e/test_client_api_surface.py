@@ -273,3 +273,26 @@ def test_processes_of_other_back_ends_say_what_to_use_instead(con) -> None:
         assert pid in info.value.message
         assert ("SENTINEL2_L2A" if pid != "resolution_merge" else "10 m grid") \
             in info.value.message
+
+
+def test_convert_data_type_to_uint8(con, sample_data_dir, tmp_path: Path) -> None:
+    """The client's `convert_data_type` (CDSE's process): a scaled NDVI written as uint8
+    GeoTIFF, fractions cut, values outside 0..255 clipped, no-data 0."""
+    import rasterio
+
+    ndvi = cube(con).ndvi().linear_scale_range(-1, 1, -100, 300)   # some values beyond 255
+    ndvi.max_time().convert_data_type("uint8").download(tmp_path / "ndvi.tif")
+    red, nir = series(sample_data_dir, "B04"), series(sample_data_dir, "B08")
+    scaled = np.nanmax((nir - red) / (nir + red), axis=0) * 200 + 100
+    with rasterio.open(tmp_path / "ndvi.tif") as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 0
+        got = ds.read(1)
+    expected = np.trunc(np.clip(scaled, 0, 255)).astype("int64")
+    assert scaled.max() > 255 and got.max() == 255
+    # float32 on the server, float64 here: a value next to a whole number may be cut to the
+    # integer below it on one side only
+    assert np.abs(got.astype("int64") - expected).max() <= 1
+    assert (got == expected).mean() > 0.99
+    with pytest.raises(openeo.rest.OpenEoApiError) as info:
+        cube(con).convert_data_type("uint7").download(format="GTiff")
+    assert info.value.code == "ProcessParameterInvalid" and "uint8ud255" in info.value.message

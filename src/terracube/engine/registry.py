@@ -48,6 +48,7 @@ PROCESS_MODULES = (
     "terracube.engine.processes.vector_rasters",
     "terracube.engine.processes.polygons_cdse",
     "terracube.engine.processes.sar",
+    "terracube.engine.processes.data_types",
 )
 
 
