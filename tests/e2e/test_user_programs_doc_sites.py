@@ -123,6 +123,38 @@ def test_cdse_fair_rerun_from_job_metadata(con, sample_data_dir: Path, tmp_path:
             np.testing.assert_allclose(ds.B03.values, np.stack(list(b03.values())), rtol=1e-6)
 
 
+def test_cdse_plaza_service_by_its_process_url(server, con, sample_data_dir: Path,
+                                               tmp_path: Path) -> None:
+    """CDSE Applications/PlazaDetails/ExecuteService.qmd: a published service run with
+    datacube_from_process(id, namespace=<its URL>, aoi=..., date=...) and download. CDSE's
+    process URLs say /openeo/1.0/ (CDSE serves the API under 1.0, 1.1 and 1.2); here too they
+    once answered 404. Also connecting with an API URL that names 1.1.0, as the EODC pages
+    do."""
+    from openeo.api.process import Parameter
+
+    aoi = Parameter(name="aoi", description="area", schema={"type": "object"})
+    date = Parameter(name="date", description="day", schema={"type": "string"})
+    service = con.load_collection("SENTINEL2_L2A", spatial_extent=aoi,
+                                  temporal_extent=[date, date], bands=["B04", "B08"]).ndvi()
+    con.save_user_defined_process("taskmap_generate_docs", service, parameters=[aoi, date],
+                                  public=True)
+
+    eoconn = openeo.connect(f"{server.url}/openeo/1.1.0/").authenticate_basic("demo", "demo")
+    assert eoconn.capabilities().api_version() == "1.2.0"
+    namespace = f"{server.url}/openeo/1.0/processes/u:demo/taskmap_generate_docs"
+    taskmap = eoconn.datacube_from_process("taskmap_generate_docs", namespace=namespace,
+                                           aoi=box_polygon(), date="2022-06-02")
+    taskmap.download(tmp_path / "task.nc")
+
+    one = {b: sample_series(sample_data_dir, b, BOX, "2022-06-02", "2022-06-03")["2022-06-02"]
+           for b in ("B04", "B08")}
+    with xr.open_dataset(tmp_path / "task.nc") as ds:  # the polygon's box, NaN outside it
+        got = only_var(ds).isel(t=0).sel(x=slice(BOX["west"], BOX["east"]),
+                                         y=slice(BOX["north"], BOX["south"])).values
+    expected = (one["B08"] - one["B04"]) / (one["B08"] + one["B04"])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 # --- openeo.org documentation/1.0/cookbook: what test_openeo_org_cookbook leaves out -------------
 def test_openeo_org_cookbook_rest(con, sample_data_dir: Path, tmp_path: Path) -> None:
     """reduce_dimension(t, "mean") by name, polygonal_mean_timeseries, the EVI band math with

@@ -155,25 +155,42 @@ class MergeSlashesMiddleware:
     """`/openeo/1.2//jobs/x` is `/openeo/1.2/jobs/x`: clients that join an API root URL ending
     in `/` with a path starting with `/` (the official test suite's job helpers do) still
     reach the endpoint. Only the slashes right after the API root are merged: further on,
-    `//` is part of what a path means (e.g. /files/a//b.txt is refused as a file path)."""
+    `//` is part of what a path means (e.g. /files/a//b.txt is refused as a file path).
+    Paths under the roots of API 1.0 and 1.1 (`/openeo/1.0/...`, `/openeo/1.1.0/...`) are
+    answered as under this API's root."""
 
     _DOUBLED = re.compile("^" + re.escape(API_PREFIX) + "//+")
     _DOUBLED_RAW = re.compile(b"^" + re.escape(API_PREFIX.encode()) + b"//+")
+    # Older API versions' roots are this one, as on CDSE (which serves /openeo/1.0/ and
+    # /openeo/1.1/ too): programs and published process URLs written with
+    # .../openeo/1.0/processes/u:<user>/<id> or openeo.connect(".../openeo/1.1.0/") still work.
+    _OLDER = re.compile(r"^/openeo/1\.[01](?:\.0)?(?=/|$)")
+    _OLDER_RAW = re.compile(rb"^/openeo/1\.[01](?:\.0)?(?=/|$)")
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope) if scope["type"] == "http" else ""
+        if self._OLDER.match(path):
+            scope = self._rewrite(scope, path, self._OLDER, self._OLDER_RAW, API_PREFIX)
+            path = route_path(scope)
         if self._DOUBLED.match(path):
-            # Below the root path (api/proxy.py puts it in front of every path).
-            root = scope.get("root_path", "")
-            scope = {**scope, "path": root + self._DOUBLED.sub(API_PREFIX + "/", path)}
-            raw = scope.get("raw_path")
-            if isinstance(raw, bytes) and raw.startswith(root.encode()):
-                scope["raw_path"] = root.encode() + self._DOUBLED_RAW.sub(
-                    API_PREFIX.encode() + b"/", raw[len(root.encode()):])
+            scope = self._rewrite(scope, path, self._DOUBLED, self._DOUBLED_RAW,
+                                  API_PREFIX + "/")
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _rewrite(scope: Scope, path: str, pattern: re.Pattern[str],
+                 raw_pattern: re.Pattern[bytes], replacement: str) -> Scope:
+        # Below the root path (api/proxy.py puts it in front of every path).
+        root = scope.get("root_path", "")
+        scope = {**scope, "path": root + pattern.sub(replacement, path, count=1)}
+        raw = scope.get("raw_path")
+        if isinstance(raw, bytes) and raw.startswith(root.encode()):
+            scope["raw_path"] = root.encode() + raw_pattern.sub(
+                replacement.encode(), raw[len(root.encode()):], count=1)
+        return scope
 
 
 class CorsMiddleware:
