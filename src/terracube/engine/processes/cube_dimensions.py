@@ -227,7 +227,11 @@ def rename_labels(data: RasterCube, dimension: str, target: list,
         # the user never named that band: all labels are renamed in order, as on CDSE.
         merged = dim.type == BANDS and len(target) == len(labels) and \
             BANDLESS_LABEL in [str(v) for v in labels]
-        if not single and not merged and not _is_enumerated(labels):
+        # Renaming labels to the names they have, in order (UC3 of the openEO Platform:
+        # `a.merge_cubes(b).rename_labels("bands", a_names + b_names)`) changes nothing, as on
+        # CDSE; only a real positional rename of named labels is refused.
+        same = [str(to_python(v)) for v in labels] == [str(t) for t in target]
+        if not single and not merged and not same and not _is_enumerated(labels):
             shown = json.dumps([to_python(v) for v in labels_to_json(data, dimension)])
             raise pe.LabelsNotEnumerated(
                 f"The labels of dimension '{dimension}' are not enumerated (0, 1, 2, ...) but "

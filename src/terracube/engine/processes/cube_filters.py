@@ -12,6 +12,7 @@ import xarray as xr
 from terracube import errors
 from terracube import process_errors as pe
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, RasterCube, require_dimension
+from terracube.datacube.periods import period_start_times
 from terracube.datacube.values import ArrayValue, to_python
 from terracube.datacube.vector import VectorCube
 from terracube.engine.evaluate import Callback, ProcessContext
@@ -262,7 +263,11 @@ def filter_temporal(data: RasterCube | VectorCube, extent: list,
                 argument="dimension")
     out = data.data
     for dim in targets:
-        times = temporal_index(out.coords[dim.name].values).values
+        labels = out.coords[dim.name].values
+        # Periods of aggregate_temporal_period (`2022-01` a dekad) are compared by their first
+        # day, as CDSE labels them (decision 0013): a dekad label is no date to parse.
+        starts = period_start_times(dim, labels)
+        times = starts if starts is not None else temporal_index(labels).values
         keep = np.ones(len(times), dtype=bool)
         if start is not None:
             keep &= times >= start

@@ -20,6 +20,7 @@ import xarray as xr
 
 from terracube import errors
 from terracube.datacube.cube import TEMPORAL, Dimension, RasterCube
+from terracube.datacube.periods import period_start_times
 from terracube.engine.evaluate import Callback
 from terracube.engine.processes._arguments import list_argument
 from terracube.engine.processes._reducing import drop_dim_coords, is_valid_mask, reduce_groups
@@ -72,6 +73,10 @@ def label_times(cube: RasterCube, dim: str, argument: str = "data") -> pd.Dateti
             f"The temporal dimension '{dim}' has no labels.", argument=argument)
     if np.issubdtype(values.dtype, np.datetime64):
         return pd.DatetimeIndex(values)
+    dimension = cube.dim(dim)
+    starts = period_start_times(dimension, values) if dimension is not None else None
+    if starts is not None:  # periods of aggregate_temporal_period: their first days (CDSE's)
+        return pd.DatetimeIndex(starts)
     try:
         return pd.DatetimeIndex([_to_timestamp(v) for v in values])
     except (TypeError, ValueError):
