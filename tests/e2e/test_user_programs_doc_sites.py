@@ -336,6 +336,8 @@ def test_programs_needing_what_is_not_here_get_clear_errors(con) -> None:
         with pytest.raises(openeo.rest.OpenEoApiError) as err:
             s2.process(name, data=s2).download(format="netCDF")
         assert err.value.code == "ProcessUnsupported" and name in err.value.message
+        if name == "load_vector_cube":  # the message says what to use instead
+            assert "load_url" in err.value.message
     with pytest.raises(openeo.rest.OpenEoApiError) as err:
         s2.max_time().save_result(format="GTiff",
                                   options={"tile_grid": "wgs84-1degree"}).download()

@@ -19,6 +19,12 @@ _INSTEAD: dict[str, str] = {
     "run_udf_externally": "Use run_udf: UDFs run on this server.",
     "fit_class_catboost": "Use fit_class_random_forest (and predict_random_forest).",
     "predict_catboost": "Use predict_random_forest with a model of fit_class_random_forest.",
+    "load_vector_cube": (  # EODC's (openEO Platform's vessel detection use case)
+        "Load vector data from a URL with load_url (format 'GeoJSON'), or pass the GeoJSON "
+        "itself (e.g. to mask_polygon)."),
+    "sen2like": (  # EODC's harmonised Sentinel-2 from Level-1C
+        "Sentinel-2 Level-2A collections (SENTINEL2_L2A) hold surface reflectance: load them "
+        "directly and mask clouds with the SCL band (to_scl_dilation_mask)."),
     "load_disk_data": (
         "Files on the server's disk are not read: upload them (load_uploaded_files), or use "
         "load_stac or load_url."),
