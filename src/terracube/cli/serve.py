@@ -7,7 +7,6 @@ import gc
 import logging
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +91,9 @@ def serve_command(args: argparse.Namespace) -> int:
         log.info("X-Forwarded-* headers honoured from %s", settings.forwarded_allow_ips)
     from terracube.catalog.tiff_tiles import warm_up
 
-    # the GeoTIFF decoder's compiled loops, while the server waits for its first request
-    threading.Thread(target=warm_up, name="terracube-warm-up", daemon=True).start()
+    # The GeoTIFF decoder's compiled loops (~0.75 s once): before the first request, not in
+    # it, and before the freeze below (numba's objects are start-up objects too).
+    warm_up()
     from terracube.workspace.retention import RetentionThread
 
     retention = RetentionThread(settings, app.state.db)
