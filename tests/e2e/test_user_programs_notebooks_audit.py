@@ -331,3 +331,61 @@ def apply_datacube(cube: XarrayDataCube, context: dict) -> XarrayDataCube:
         np.testing.assert_allclose(img[k], 0.0001 * np.nanmax(stored(sample_data_dir, band,
                                                                       days), axis=0),
                                    rtol=1e-6)
+
+
+def test_uc3_benchmark_feature_engineering(connection, tmp_path: Path) -> None:
+    """SRR2_notebooks UC3-Benchmark, its Sentinel-2 feature engineering: load_collection with
+    CDSE's `featureflags` set on the node (`s2._pg.arguments['featureflags'] = ...`; once
+    ProcessParameterUnsupported, now ignored as tuning hints), dekad medians interpolated,
+    NDVI and NDMI appended by helper.py's compute_indices, then per band the quartiles
+    (`quantiles(q=4)`) with mean and sd (array_concat) as bands, a GTiff job with ZLEVEL=9 and
+    the job's result metadata. The statistics are checked with numpy against the interpolated
+    cube the server writes."""
+    from openeo.processes import ProcessBuilder, array_concat
+
+    west, south, east, north = lonlat_box(680100, 5151300, 680200, 5151400)
+    s2 = connection.load_collection(
+        "SENTINEL2_L2A", spatial_extent={"west": west, "east": east, "south": south,
+                                         "north": north},
+        temporal_extent=["2022-01-01", "2023-01-01"], bands=["B04", "B08", "B11", "SCL"])
+    s2._pg.arguments["featureflags"] = {"indexreduction": 0, "temporalresolution": "None",
+                                        "tilesize": 512}
+    s2_masked = s2.process("mask_scl_dilation", data=s2, scl_band_name="SCL").filter_bands(
+        ["B04", "B08", "B11"])
+    composite = s2_masked.aggregate_temporal_period(period="dekad", reducer="median")
+    interpolated = composite.apply_dimension(dimension="t", process="array_interpolate_linear")
+    indices = compute_indices(interpolated, ["NDVI"])
+    indices.download(tmp_path / "indices.nc")
+
+    def computeStats(input_timeseries: ProcessBuilder):  # noqa: N802 - the notebook's name
+        return array_concat(input_timeseries.quantiles(q=4),
+                            [input_timeseries.mean(), input_timeseries.sd()]
+                            ).linear_scale_range(0, 2000, 0, 250)
+
+    features = indices.apply_dimension(dimension="t", target_dimension="bands",
+                                       process=computeStats)
+    features = features.rename_labels("bands", [
+        band + "_" + stat for band in indices.metadata.band_names
+        for stat in ["p10", "p50", "p90", "mean", "sd"]])
+    job = features.execute_batch(str(tmp_path / "fulltile.tiff"),
+                                 title="benchmark feature engineering", out_format="GTiff",
+                                 ZLEVEL=9)
+    metadata = job.get_results().get_metadata()
+    assert metadata["assets"] and metadata["openeo:status"] == "finished"
+
+    cube = xr.load_dataset(tmp_path / "indices.nc")
+    with rasterio.open(tmp_path / "fulltile.tiff") as src:
+        assert src.count == 20 and src.descriptions[:5] == (
+            "B04_p10", "B04_p50", "B04_p90", "B04_mean", "B04_sd")
+        assert src.descriptions[15] == "NDVI_p10"
+        got = {name: src.read(i + 1) for i, name in enumerate(src.descriptions)}
+    for band in ("B04", "NDVI"):
+        series = cube[band].values  # (t, y, x)
+        with np.errstate(all="ignore"):
+            stats = {"p10": np.nanquantile(series, 0.25, axis=0),  # q=4: the quartiles
+                     "p50": np.nanquantile(series, 0.5, axis=0),
+                     "p90": np.nanquantile(series, 0.75, axis=0),
+                     "mean": np.nanmean(series, axis=0), "sd": np.nanstd(series, axis=0, ddof=1)}
+        for stat, values in stats.items():
+            np.testing.assert_allclose(got[f"{band}_{stat}"], values / 2000 * 250, rtol=1e-4,
+                                       atol=1e-6, err_msg=f"{band}_{stat}")

@@ -26,7 +26,8 @@ DEVIATIONS = {
                     "then checked in the function",
     "load_collection": "spatial_extent and temporal_extent are required (nullable) in the "
                        "spec; graphs that leave them out are read as null, as clients and "
-                       "other back-ends do",
+                       "other back-ends do; also takes CDSE's 'featureflags' (loader tuning "
+                       "hints, ignored), which openEO Platform programs set",
     "load_ml_model": "also takes the openEO 1.x parameter 'id' for 'uri'; the function "
                      "requires one of them",
     "fit_curve": "also takes the openEO 1.x 'dimension' (data a cube), which the openeo "

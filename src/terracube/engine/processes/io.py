@@ -158,8 +158,10 @@ def _property_check(name: str, condition: Any, value: Any) -> bool:
 
 @process("load_collection")
 def load_collection(id: str, spatial_extent: Any = None, temporal_extent: Any = None,
-                    bands: list[str] | None = None, properties: dict | None = None, *,
-                    ctx: ProcessContext) -> Any:
+                    bands: list[str] | None = None, properties: dict | None = None,
+                    featureflags: dict | None = None, *, ctx: ProcessContext) -> Any:
+    # `featureflags`: CDSE's tuning hints for its loader (tile size, partitioning), which
+    # openEO Platform programs set (SRR2's UC3-Benchmark); they change no value, so ignored.
     catalog = ctx.services.catalog
     if catalog is None:
         raise errors.CollectionNotFound(f"Collection '{id}' does not exist (no catalog).")
