@@ -36,6 +36,7 @@ from terracube.catalog.samples.dem_landcover_synthetic import (
     static_map_sources,
 )
 from terracube.catalog.samples.rainfall_synthetic import ensure_rainfall_data, rainfall_source
+from terracube.catalog.samples.sentinel1_synthetic import ensure_sentinel1_data, sentinel1_source
 from terracube.catalog.samples.sentinel2_synthetic import ensure_sample_data
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, RasterCube, is_lazy
 from terracube.datacube.request import BBox, LoadRequest
@@ -48,6 +49,10 @@ def _sentinel2_sample(sample_data_dir: Path, _tmp: Path) -> CollectionSource:
 
 def _rainfall_sample(sample_data_dir: Path, _tmp: Path) -> CollectionSource:
     return rainfall_source(ensure_rainfall_data(sample_data_dir))
+
+
+def _sentinel1_sample(sample_data_dir: Path, _tmp: Path) -> CollectionSource:
+    return sentinel1_source(ensure_sentinel1_data(sample_data_dir))
 
 
 def _static_map(collection_id: str) -> Callable[[Path, Path], CollectionSource]:
@@ -92,6 +97,7 @@ def _how_to_example(_samples: Path, _tmp: Path) -> CollectionSource:
 SOURCES: dict[str, Callable[[Path, Path], CollectionSource]] = {
     "sentinel2-sample": _sentinel2_sample,
     "rainfall-sample": _rainfall_sample,
+    "sentinel1-sample": _sentinel1_sample,
     "dem-sample": _static_map("COPERNICUS_30"),
     "worldcover-sample": _static_map("ESA_WORLDCOVER_10M_2021_V2"),
     "cog-folder": _cog_folder,

@@ -13,6 +13,7 @@ import rasterio
 
 from terracube import errors
 from terracube.catalog.base import CollectionSource
+from terracube.catalog.other_backends import hint
 from terracube.catalog.stac_items import BandInfo, StacItemsSource
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,12 @@ class Catalog:
         try:
             return sources[collection_id]
         except KeyError:
+            instead = hint(collection_id, set(sources))
             raise errors.CollectionNotFound(
-                f"Collection '{collection_id}' does not exist; GET /collections lists the "
-                f"available ones ({', '.join(sorted(sources))})."
+                f"Collection '{collection_id}' does not exist"
+                + (f" here (another back-end's collection). For {instead}. " if instead
+                   else "; ")
+                + f"GET /collections lists the available ones ({', '.join(sorted(sources))})."
             ) from None
 
 

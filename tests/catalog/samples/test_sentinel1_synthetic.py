@@ -1,6 +1,6 @@
 """The synthetic SENTINEL1_GRD sample: its acquisitions, its agreement with the Sentinel-2
-sample's landscape and the DEM sample, determinism and size. (Not in the collection-source
-contract tests: like CDSE it lists the bands VV, VH, HV, HH but holds VV and VH only.)"""
+sample's landscape and the DEM sample, determinism and size. (The collection-source contract
+tests, tests/catalog/test_source_contract.py, check it too: it lists the VV and VH it holds.)"""
 
 from __future__ import annotations
 

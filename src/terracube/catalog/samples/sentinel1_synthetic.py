@@ -72,7 +72,10 @@ INDEX_NAME = "items.json"
 TERRAIN_NAME = "terrain.tif"
 STORED_BACKSCATTER = "gamma0-ellipsoid"
 DEM_COLLECTION = "COPERNICUS_30"
-# CDSE's band order; over Europe Sentinel-1 IW acquires VV+VH only.
+# CDSE's band order. CDSE lists all four, but over Europe Sentinel-1 IW acquires VV+VH only
+# (a load there without `bands` asks Sentinel Hub for HH/HV too and fails): the collection
+# lists the two bands a load returns, so that a program's band metadata (the client's
+# `cube.metadata.band_names`) matches the cube; HH/HV are refused by name.
 ALL_BANDS = ("VV", "VH", "HV", "HH")
 BANDS = ("VV", "VH")
 BAND_DESCRIPTIONS = {
@@ -195,15 +198,14 @@ class Sentinel1Source(StacItemsSource):
 
     def stac(self) -> dict:
         doc = super().stac()
-        doc["cube:dimensions"]["bands"]["values"] = list(ALL_BANDS)
         doc["cube:dimensions"]["t"]["step"] = None
         summaries = doc["summaries"]
         summaries["eo:bands"] = [{"name": b, "description": BAND_DESCRIPTIONS[b], "gsd": 10.0}
-                                 for b in ALL_BANDS]
+                                 for b in BANDS]
         summaries["raster:bands"] = [
             {"name": b, "description": BAND_DESCRIPTIONS[b], "data_type": "float32",
              "spatial_resolution": 10.0, "openeo:gsd": {"value": [10, 10], "unit": "m"}}
-            for b in ALL_BANDS]
+            for b in BANDS]
         summaries.update({
             "constellation": ["sentinel-1"],
             "platform": ["sentinel-1a"],

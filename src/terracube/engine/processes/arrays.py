@@ -495,6 +495,10 @@ def array_concat(array1: Any, array2: Any) -> Any:
 @process()
 def array_modify(data: Any, values: Any, index: int, length: int = 0) -> Any:
     arr = exact_array(data)
+    if isinstance(values, xr.DataArray):  # not an ArrayValue: a value per pixel
+        # One value per pixel (`values=x.array_element(0) / x.array_element(1)`, SRR2's UC3
+        # on Terrascope): inserted as a one-element array, as CDSE's back-end does.
+        values = [values]
     new = exact_array(values, "values")
     index, length = _whole_number(index, "index"), _whole_number(length, "length")
     if index < 0 or length < 0:
