@@ -230,13 +230,16 @@ def test_geometry_bounds_of_filter_spatial_and_aggregate_spatial() -> None:
                           "crs": 4326}
 
 
-def test_mask_polygon_keeps_the_extent_and_points_have_no_area() -> None:
+def test_mask_polygon_keeps_an_explicit_extent_and_points_have_no_area() -> None:
     square = {"type": "Polygon", "coordinates": [[[11.33, 46.50], [11.345, 46.50],
                                                   [11.345, 46.51], [11.33, 46.50]]]}
-    graph = {"load": load(), "m": {"process_id": "mask_polygon",
-                                   "arguments": {"data": ref("load"), "mask": square}},
+    graph = {"load": load(spatial_extent=BBOX_UTM),
+             "m": {"process_id": "mask_polygon",
+                   "arguments": {"data": ref("load"), "mask": square}},
              "save": save("m")}
-    assert "spatial_extent" not in args(optimize(graph))  # the result keeps every pixel
+    # the result keeps every pixel of the load (without an extent: tests/engine/
+    # test_geometry_extents.py)
+    assert args(optimize(graph))["spatial_extent"] == BBOX_UTM
     point = {"type": "Point", "coordinates": [11.34, 46.505]}
     graph = {"load": load(), "f": {"process_id": "filter_spatial",
                                    "arguments": {"data": ref("load"), "geometries": point}},

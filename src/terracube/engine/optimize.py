@@ -69,6 +69,10 @@ class Box:
     # True: pixels reaching into the box are needed, not only those whose centre is inside
     # (points and lines select the pixels they pass through).
     touch: bool = False
+    # True: a "weak" extent (CDSE's dry run, openeo_driver/dry_run.py): the geometries of
+    # mask_polygon / apply_polygon bound the load only when it has no spatial_extent of its own;
+    # with one, the whole of that extent is needed (the process keeps it).
+    weak: bool = False
 
     @property
     def empty(self) -> bool:
@@ -84,12 +88,12 @@ class Box:
                                   CRS.from_user_input(_crs_input(crs)), always_xy=True)
         w, s, e, n = tr.transform_bounds(self.west, self.south, self.east, self.north,
                                          densify_pts=21)
-        return Box(float(w), float(s), float(e), float(n), crs, self.touch)
+        return Box(float(w), float(s), float(e), float(n), crs, self.touch, self.weak)
 
     def widened(self, margin: float) -> Box:
         """This box grown by `margin` (in its CRS units) on every side; no longer touching."""
         return Box(self.west - margin, self.south - margin, self.east + margin,
-                   self.north + margin, self.crs)
+                   self.north + margin, self.crs, weak=self.weak)
 
     def intersect(self, other: Box) -> Box:
         o = other.in_crs(self.crs)
@@ -102,8 +106,10 @@ class Box:
         if self.empty:
             return other
         o = other.in_crs(self.crs)
+        # weak if either is: with an explicit load extent, the weak consumer needs all of it
         return Box(min(self.west, o.west), min(self.south, o.south), max(self.east, o.east),
-                   max(self.north, o.north), self.crs, self.touch or o.touch)
+                   max(self.north, o.north), self.crs, self.touch or o.touch,
+                   self.weak or o.weak)
 
     def contains(self, other: Box) -> bool:
         if other.empty:
@@ -222,7 +228,7 @@ def _box_of_extent(extent: Any) -> Box | None:
     return Box(w, s, e, n, _hashable_crs(crs))
 
 
-def _box_of_geojson(value: Any) -> Box | None:
+def _box_of_geojson(value: Any, *, weak: bool = False) -> Box | None:
     """The EPSG:4326 bounds of literal GeoJSON geometries (a vector cube from a node: None)."""
     if not isinstance(value, dict) or "type" not in value:
         return None
@@ -249,7 +255,7 @@ def _box_of_geojson(value: Any) -> Box | None:
     touch = any(g.geom_type not in ("Polygon", "MultiPolygon") for g in shapes
                 if not g.is_empty)
     return Box(min(b[0] for b in bounds), min(b[1] for b in bounds),
-               max(b[2] for b in bounds), max(b[3] for b in bounds), 4326, touch)
+               max(b[2] for b in bounds), max(b[3] for b in bounds), 4326, touch, weak)
 
 
 def _interval_of_extent(extent: Any) -> Interval | None:
@@ -300,7 +306,18 @@ def _all_but(*dims: Any) -> frozenset[str] | None:
 def rule_for(process_id: str, args: dict, argument: str) -> Rule | None:
     """How a node's input `argument` depends on its output; None: it needs all of it."""
     p, a = process_id, argument
-    if p in ("apply", "mask_polygon", "add_dimension", "filter_labels") and a == "data":
+    if p == "mask_polygon" and a == "data":
+        # CDSE bounds a load without extent by the polygons when the outside is masked with
+        # nodata (not `inside`, no replacement): the result is the polygons' bounding box.
+        if args.get("inside") or args.get("replacement") is not None:
+            return Rule(_ALL_KINDS)
+        return Rule(_ALL_KINDS, Restriction(space=_box_of_geojson(args.get("mask"), weak=True)))
+    if p in ("apply_polygon", "chunk_polygon") and a == "data":
+        # The process sees whole chunks (a UDF may look anywhere in one): nothing downstream
+        # narrows them; a load without extent is bounded by the polygons, as on CDSE.
+        geometries = args.get("chunks" if p == "chunk_polygon" else "geometries")
+        return Rule(frozenset(), Restriction(space=_box_of_geojson(geometries, weak=True)))
+    if p in ("apply", "add_dimension", "filter_labels") and a == "data":
         return Rule(_ALL_KINDS)
     if p == "filter_bbox" and a == "data":
         return Rule(_ALL_KINDS, Restriction(space=_box_of_extent(args.get("extent"))))
@@ -341,8 +358,7 @@ def rule_for(process_id: str, args: dict, argument: str) -> Rule | None:
 def _narrow(out: Restriction, rule: Rule) -> Restriction:
     passed = out.only(rule.passes)
     own = rule.own
-    space = passed.space if own.space is None else (
-        own.space if passed.space is None else own.space.intersect(passed.space))
+    space = _narrow_space(own.space, passed.space)
     time = passed.time if own.time is None else (
         own.time if passed.time is None else own.time.intersect(passed.time))
     bands = passed.bands
@@ -350,6 +366,19 @@ def _narrow(out: Restriction, rule: Rule) -> Restriction:
         # Names that are not literally among the filter's (common names...): keep the filter's.
         bands = own.bands
     return Restriction(space, time, bands)
+
+
+def _narrow_space(own: Box | None, passed: Box | None) -> Box | None:
+    """A node's own box and the one its consumers need: a strong (explicit) box wins over a
+    weak one, as CDSE's spatial_extent wins over its weak_spatial_extent; of two weak boxes the
+    one nearer the load (the node's own) counts; two strong boxes intersect."""
+    if own is None or passed is None:
+        return passed if own is None else own
+    if own.weak != passed.weak:
+        return passed if own.weak else own
+    if own.weak:
+        return own
+    return own.intersect(passed)
 
 
 # --- the graph walk ----------------------------------------------------------------------------
@@ -514,6 +543,8 @@ def _number(v: Any) -> float | None:
 def _push_space(args: dict, box: Box | None, grid: tuple[Any, float] | None = None) -> bool:
     if box is None or box.empty:
         return False
+    if box.weak and args.get("spatial_extent") is not None:
+        return False  # the load's own extent wins over geometries that only bound it on CDSE
     if box.touch:
         if grid is None:
             return False  # the pixel size is unknown: the box cannot be widened to it
