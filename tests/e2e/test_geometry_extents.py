@@ -17,6 +17,7 @@ import rasterio.features
 import xarray as xr
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon, mapping
+from tests.support.data import sample_series
 
 openeo = pytest.importorskip("openeo")
 pytestmark = pytest.mark.e2e
@@ -180,3 +181,29 @@ def test_the_dry_run_reads_the_box_and_the_sync_limit_lets_it_run(con, tmp_path:
         whole.download(tmp_path / "whole.nc", format="netCDF", job_options=limit)
     assert refused.value.code == "ProcessGraphComplexity"
     assert download(masked, tmp_path / "masked.nc", job_options=limit)["B04"].size > 0
+
+
+def test_aggregate_temporal_period_spans_the_data_dates_not_the_load_extent(
+        con, sample_data_dir: Path, tmp_path: Path) -> None:
+    # decision 0016: periods from the first to the last date of the data (the definition),
+    # every period between them, no-data where a period has no date; ISO weeks (Monday)
+    box = {"west": 679720, "south": 5151080, "east": 679820, "north": 5151180, "crs": 32632}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=box, bands=["B04"],
+                             temporal_extent=["2022-05-28", "2022-06-30"])
+    series = sample_series(sample_data_dir, "B04", box, "2022-05-28", "2022-06-30")
+    days = sorted(series)
+    daily = download(s2.aggregate_temporal_period("day", reducer="mean"), tmp_path / "d.nc")
+    expected_days = np.arange(np.datetime64(days[0]), np.datetime64(days[-1]) + 1)
+    np.testing.assert_array_equal(daily.t.values.astype("datetime64[D]"), expected_days)
+    for i, day in enumerate(expected_days):
+        values = daily["B04"].values[i]
+        if str(day) in series:
+            np.testing.assert_allclose(values, series[str(day)], rtol=1e-6)
+        else:
+            assert np.isnan(values).all()
+    weekly = download(s2.aggregate_temporal_period("week", reducer="mean"), tmp_path / "w.nc")
+    mondays = weekly.t.values.astype("datetime64[D]")
+    assert all(d.astype(object).weekday() == 0 for d in mondays)
+    first, last = (np.datetime64(d) for d in (days[0], days[-1]))
+    assert mondays[0] <= first < mondays[0] + 7 and mondays[-1] <= last < mondays[-1] + 7
+    np.testing.assert_array_equal(np.diff(mondays), np.full(len(mondays) - 1, 7))
