@@ -207,3 +207,21 @@ def test_aggregate_temporal_period_spans_the_data_dates_not_the_load_extent(
     first, last = (np.datetime64(d) for d in (days[0], days[-1]))
     assert mondays[0] <= first < mondays[0] + 7 and mondays[-1] <= last < mondays[-1] + 7
     np.testing.assert_array_equal(np.diff(mondays), np.full(len(mondays) - 1, 7))
+
+
+def test_load_stac_cube_on_another_crs_grid_covers_it_like_load_collection(
+        con, tmp_path: Path) -> None:
+    # A DEM (EPSG:4326) merged onto Sentinel-2 (UTM) of a lon/lat box: the DEM is read over
+    # the UTM envelope of the box (decision 0014), from load_stac as from load_collection.
+    box = {"west": 11.335, "south": 46.49, "east": 11.35, "north": 46.50}
+    s2 = con.load_collection("SENTINEL2_L2A", spatial_extent=box, temporal_extent=DAY,
+                             bands=["B04"]).reduce_dimension(dimension="t", reducer="max")
+    url = f"{con.root_url.rstrip('/')}/collections/COPERNICUS_30"
+    cubes = {"collection": con.load_collection("COPERNICUS_30", spatial_extent=box),
+             "stac": con.load_stac(url, spatial_extent=box)}
+    got = {}
+    for name, dem in cubes.items():
+        merged = s2.merge_cubes(dem.max_time().resample_cube_spatial(s2, method="near"))
+        got[name] = download(merged, tmp_path / f"{name}.nc")
+    assert not np.isnan(got["collection"]["DEM"].values).any()
+    np.testing.assert_array_equal(got["stac"]["DEM"].values, got["collection"]["DEM"].values)

@@ -238,7 +238,7 @@ def test_mask_polygon_keeps_an_explicit_extent_and_points_have_no_area() -> None
                    "arguments": {"data": ref("load"), "mask": square}},
              "save": save("m")}
     # the result keeps every pixel of the load (without an extent: tests/engine/
-    # test_geometry_extents.py)
+    # test_weak_extents.py)
     assert args(optimize(graph))["spatial_extent"] == BBOX_UTM
     point = {"type": "Point", "coordinates": [11.34, 46.505]}
     graph = {"load": load(), "f": {"process_id": "filter_spatial",

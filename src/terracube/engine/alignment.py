@@ -13,8 +13,9 @@ resampling onto the target grid, so results differ only where they were empty be
 
 Assumptions: the source reaches the aligning argument through nodes that keep its grid
 (`_GRID_KEEPING`, always through their `data`) and nothing else uses the source's load or
-those nodes (else the rewrite would change another result); both loads are load_collection
-with a literal bounding box and a catalog that knows their collections' CRS (`grids`).
+those nodes (else the rewrite would change another result); both loads are load_collection or
+load_stac with a literal bounding box, and their CRS and pixel size are known (`grids`: the
+catalog, or the STAC document a load_stac URL gives).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def widen_aligned_loads(graph: dict, grids: GridLookup) -> list[str]:
 
 
 def _load_of(graph: dict, value: Any, uses: dict[str, int], *, exclusive: bool) -> str | None:
-    """The load_collection node whose cube `value` is, through grid-keeping nodes; with
+    """The load_collection / load_stac node whose cube `value` is, through grid-keeping nodes; with
     `exclusive`, only if every node on the way (the load too) has this one use."""
     while isinstance(value, dict) and set(value) == {"from_node"}:
         nid = value["from_node"]
@@ -77,7 +78,7 @@ def _load_of(graph: dict, value: Any, uses: dict[str, int], *, exclusive: bool) 
         if node is None or (exclusive and uses.get(nid) != 1):
             return None
         process_id = node.get("process_id")
-        if process_id == "load_collection":
+        if process_id in ("load_collection", "load_stac"):
             return str(nid)
         if process_id not in _GRID_KEEPING:
             return None

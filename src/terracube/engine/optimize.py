@@ -465,29 +465,43 @@ BandLookup = Callable[[dict], "dict[str, float | None] | None"]
 GridLookup = Callable[[dict], "tuple[Any, float] | None"]
 
 
-def catalog_grids(catalog: Collections | None) -> GridLookup:
-    """A lookup of a load node's collection CRS and coarsest band resolution in `catalog`."""
+# A load_stac URL's source (processing gives engine.processes.stac_io.stac_sources).
+StacLookup = Callable[[str], "CollectionSource | None"]
+
+
+def catalog_grids(catalog: Collections | None, stac: StacLookup | None = None) -> GridLookup:
+    """A lookup of a load node's collection CRS and coarsest band resolution: in `catalog`
+    for load_collection, through `stac` for load_stac."""
 
     def lookup(node: dict) -> tuple[Any, float] | None:
-        if node.get("process_id") != "load_collection" or catalog is None:
-            return None
-        cid = (node.get("arguments") or {}).get("id")
-        if not isinstance(cid, str):
-            return None
+        args = node.get("arguments") or {}
+        source: CollectionSource | None = None
         try:
-            source = catalog.get(cid)
-            dims = source.stac().get("cube:dimensions") or {}
-        except Exception:  # noqa: BLE001 - unknown collection: load_collection reports it
+            if node.get("process_id") == "load_collection" and catalog is not None:
+                cid = args.get("id")
+                source = catalog.get(cid) if isinstance(cid, str) else None
+            elif node.get("process_id") == "load_stac" and stac is not None:
+                url = args.get("url")
+                source = stac(url) if isinstance(url, str) else None
+        except Exception:  # noqa: BLE001 - unknown collection: the load reports it
             return None
-        crs = (dims.get("x") or {}).get("reference_system")
-        steps = [_number((dims.get(a) or {}).get("step")) for a in ("x", "y")]
-        resolutions = [r for r in (source_bands(source) or {}).values() if r is not None]
-        margin = max([r for r in (*steps, *resolutions) if r is not None], default=None)
-        if crs is None or margin is None or margin <= 0:
-            return None
-        return _hashable_crs(crs), margin
+        return None if source is None else _grid_of(source)
 
     return lookup
+
+
+def _grid_of(source: CollectionSource) -> tuple[Any, float] | None:
+    try:
+        dims = source.stac().get("cube:dimensions") or {}
+    except Exception:  # noqa: BLE001 - no metadata: no grid known
+        return None
+    crs = (dims.get("x") or {}).get("reference_system")
+    steps = [_number((dims.get(a) or {}).get("step")) for a in ("x", "y")]
+    resolutions = [r for r in (source_bands(source) or {}).values() if r is not None]
+    margin = max([r for r in (*steps, *resolutions) if r is not None], default=None)
+    if crs is None or margin is None or margin <= 0:
+        return None
+    return _hashable_crs(crs), margin
 
 
 def catalog_bands(catalog: Collections | None) -> BandLookup:
@@ -664,19 +678,20 @@ def _fresh_id(graph: dict, base: str) -> str:
 
 
 def optimize(graph: dict, catalog: Collections | None = None, *,
-             band_lookup: BandLookup | None = None) -> dict:
+             band_lookup: BandLookup | None = None, stac: StacLookup | None = None) -> dict:
     """The graph with filters pushed down into its load nodes (a new dict; `graph` is kept).
 
     `catalog` (or `band_lookup`) gives the bands of a collection; without it bands are not
-    pushed down (spatial and temporal extents still are). Child process graphs are left as
-    they are: they cannot load data from the graph's nodes.
+    pushed down (spatial and temporal extents still are). `stac` opens a load_stac URL, for
+    the grid of a load_stac cube aligned with another (alignment.py). Child process graphs are
+    left as they are: they cannot load data from the graph's nodes.
     """
     out = copy.deepcopy(graph)
     loads = [nid for nid, node in out.items() if node.get("process_id") in LOAD_PROCESSES]
     if not loads:
         return out
     bands = band_lookup or (catalog_bands(catalog) if catalog is not None else None)
-    grids = catalog_grids(catalog) if catalog is not None else None
+    grids = catalog_grids(catalog, stac) if catalog is not None or stac is not None else None
     if grids is not None:  # loads put onto another CRS's grid cover that grid (alignment.py)
         for nid in widen_aligned_loads(out, grids):
             log.debug("widened %s to %s", nid, out[nid]["arguments"]["spatial_extent"])

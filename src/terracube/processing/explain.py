@@ -35,6 +35,7 @@ from terracube.datacube.vector import VectorCube
 from terracube.engine import graph as graphs
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
+from terracube.engine.processes.stac_io import stac_sources
 from terracube.processing.run import DEFAULT_RASTER_FORMAT, validate_process
 
 JSON_BYTES_PER_VALUE = 12  # a number written as JSON text, with its separator
@@ -329,7 +330,7 @@ def explain_process(process: dict[str, Any], services: Services) -> Explanation:
     if problems:
         return Explanation([], [], [], [p.to_json() for p in problems], [], error=problems[0])
     unestimable = unestimable_reasons(graph, services)
-    optimized = optimize(graph, recorder_catalog)
+    optimized = optimize(graph, recorder_catalog, stac=stac_sources(services))
     recorder = _NodeRecorder(optimized, recorder_catalog)
     evaluator = Evaluator(services, observer=recorder)
     error: errors.OpenEOError | None = None

@@ -10,6 +10,7 @@ from terracube.engine import graph as graphs
 from terracube.engine.argument_types import type_problems
 from terracube.engine.evaluate import Evaluator, SavedResult, Services
 from terracube.engine.optimize import optimize
+from terracube.engine.processes.stac_io import stac_sources
 from terracube.udp.definition import declared_parameters, metadata_problems
 
 DEFAULT_RASTER_FORMAT = "GTiff"
@@ -62,7 +63,7 @@ def evaluate_outputs(process: dict[str, Any], services: Services) -> list[SavedR
     if problems:
         raise problems[0]
     # Filters move into the load nodes, so only the needed windows, dates and bands are read.
-    graph = optimize(graph, services.catalog)
+    graph = optimize(graph, services.catalog, stac=stac_sources(services))
     value = evaluator.run(graph, validated=True, all_end_nodes=True)
     if services.saved:
         return list(services.saved)
@@ -81,5 +82,5 @@ def evaluate_result(process: dict[str, Any], services: Services,
     problems = evaluator.validate(graph)
     if problems:
         raise problems[0]
-    graph = optimize(graph, services.catalog)
+    graph = optimize(graph, services.catalog, stac=stac_sources(services))
     return evaluator.run(graph, parameters, validated=True)

@@ -4,11 +4,13 @@ load_result: a cube from the results of a batch job (by id, or by the URL of its
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 from terracube import errors
-from terracube.engine.evaluate import ProcessContext
+from terracube.engine.evaluate import ProcessContext, Services
+from terracube.engine.ports import CollectionSource
 from terracube.engine.processes.io import (
     _property_check,
     load_collection,
@@ -121,11 +123,44 @@ def _own_collection(url: str, ctx: ProcessContext) -> str | None:
 
 def _own_path_match(url: str, path: re.Pattern[str], ctx: ProcessContext) -> str | None:
     """The first group of `path` in a query-less URL of this server, else None."""
+    return _own_match(url, path, ctx.services)
+
+
+def _own_match(url: str, path: re.Pattern[str], services: Services) -> str | None:
     parts = urlparse(url)
     match = path.search(parts.path)
-    settings = ctx.services.settings
+    settings = services.settings
     if match is None or parts.query or settings is None:
         return None
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host = (parts.hostname or "").lower()
     return match.group(1) if f"{host}:{port}" in settings.own_addresses() else None
+
+
+def stac_sources(services: Services) -> Callable[[str], CollectionSource | None]:
+    """The source a load_stac URL reads, for the push-down's grid lookups (engine/optimize.py:
+    the CRS and pixel size of a load aligned with another cube): this server's own collection
+    from the catalog, any other URL through the STAC reader; None when it cannot be opened
+    (load_stac itself then reports why). Each URL is opened once per lookup."""
+    opened: dict[str, CollectionSource | None] = {}
+
+    def lookup(url: str) -> CollectionSource | None:
+        if url not in opened:
+            opened[url] = _open_for_grid(url, services)
+        return opened[url]
+
+    return lookup
+
+
+def _open_for_grid(url: str, services: Services) -> CollectionSource | None:
+    if urlparse(url).scheme not in ("http", "https"):
+        return None
+    try:
+        own = _own_match(url, _COLLECTION_PATH, services)
+        if own is not None:
+            return None if services.catalog is None else services.catalog.get(own)
+        if _own_match(url, _RESULTS_PATH, services) is not None or services.stac is None:
+            return None
+        return services.stac.open(url)
+    except Exception:  # noqa: BLE001 - any failure: no grid known, the load reports it
+        return None

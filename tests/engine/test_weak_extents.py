@@ -162,3 +162,20 @@ def test_values_equal_those_with_the_explicit_extent(name: str, sample_catalog) 
                                       explicit.data.coords[dim].values)
     assert np.isfinite(explicit.data.values).any()
     np.testing.assert_array_equal(implicit.data.values, explicit.data.values)
+
+
+# --- load_stac aligned like load_collection (engine/alignment.py) ----------------------------
+def test_a_load_stac_cube_aligned_with_another_crs_is_widened() -> None:
+    from terracube.engine.alignment import widen_aligned_loads
+
+    box = {"west": 11.33, "south": 46.48, "east": 11.36, "north": 46.505}
+    grids = {"load_collection": (32632, 10.0), "load_stac": (4326, 1 / 3600)}
+    graph = {"s2": load(spatial_extent=dict(box)),
+             "dem": {"process_id": "load_stac", "arguments": {
+                 "url": "https://example.org/dem/collection.json", "spatial_extent": dict(box)}},
+             "m": {"process_id": "merge_cubes", "result": True, "arguments": {
+                 "cube1": ref("s2"), "cube2": ref("dem")}}}
+    assert widen_aligned_loads(graph, lambda node: grids.get(node["process_id"])) == ["dem"]
+    grown = graph["dem"]["arguments"]["spatial_extent"]
+    assert grown["west"] < box["west"] and grown["east"] > box["east"]
+    assert grown["south"] < box["south"] and grown["north"] > box["north"]
