@@ -389,3 +389,61 @@ def test_uc3_benchmark_feature_engineering(connection, tmp_path: Path) -> None:
         for stat, values in stats.items():
             np.testing.assert_allclose(got[f"{band}_{stat}"], values / 2000 * 250, rtol=1e-4,
                                        atol=1e-6, err_msg=f"{band}_{stat}")
+
+
+def test_platform_ethiopia_cgls_basics(connection, sample_data_dir: Path, tmp_path: Path) -> None:
+    """sample-notebooks ethiopia-CGLS-basics.ipynb (CGLS_NDVI300_V1_GLOBAL's `ndvi` DN ->
+    the sample's B08): describe_collection, a quarter downloaded as netCDF and read with
+    `engine="h5netcdf"`, the DN rescaled by `apply(lambda x: x / 250 - 0.08)`, the image with
+    the fewest gaps picked by `notnull().sum(dim=["x", "y"]).argmax()`, then the mean of two
+    MultiPolygons (no spatial extent) over a year as JSON, read with timeseries_json_to_pandas
+    and `ts.columns = ["forest", "urban"]`."""
+    from openeo.rest.conversions import timeseries_json_to_pandas
+
+    pytest.importorskip("h5netcdf")
+    collection_id = "SENTINEL2_L2A"
+    assert connection.describe_collection(collection_id)["id"] == collection_id
+    temporal_extent = ["2022-04-01", "2022-06-30"]
+    cube = connection.load_collection(collection_id, temporal_extent=temporal_extent,
+                                      spatial_extent=BOX, bands=["B08"])
+    cube = cube.apply(lambda x: x / 250 - 0.08)
+    cube.download(tmp_path / "AddisAbaba.nc")
+    data = xr.load_dataset(tmp_path / "AddisAbaba.nc", engine="h5netcdf")
+    ndvi = data["B08"]
+    expected = sample_series(sample_data_dir, "B08", BOX, *temporal_extent)
+    assert [str(t)[:10] for t in ndvi.t.values] == list(expected)
+    np.testing.assert_allclose(ndvi.values, np.stack(list(expected.values())) / 250 - 0.08,
+                               rtol=1e-6)
+    least_no_data = ndvi.notnull().sum(dim=["x", "y"]).argmax().item()
+    assert np.datetime_as_string(ndvi.isel(t=least_no_data).t, unit="D") in expected
+
+    forest = (680000, 5151200, 680100, 5151300)
+    urban = (680200, 5151400, 680300, 5151500)
+
+    def feature(name: str, rect: tuple) -> dict:
+        w, s, e, n = lonlat_box(*rect)
+        ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+        return {"type": "Feature", "properties": {"name": name},
+                "geometry": {"type": "MultiPolygon", "coordinates": [[ring]]}}
+
+    geometries = {"type": "FeatureCollection",
+                  "features": [feature("forest", forest), feature("urban", urban)]}
+    cube = connection.load_collection(collection_id, temporal_extent=["2022-01-01",
+                                                                      "2022-12-31"],
+                                      bands=["B08"]).apply(lambda x: x / 250 - 0.08)
+    cube.aggregate_spatial(geometries=geometries, reducer="mean").download(
+        tmp_path / "mean-ndvi-timeseries.json")
+    with open(tmp_path / "mean-ndvi-timeseries.json") as f:
+        ts = timeseries_json_to_pandas(json.load(f))
+    ts = ts.dropna()
+    ts.columns = ["forest", "urban"]
+    ts.index = pd.to_datetime(ts.index)
+    for name, rect in (("forest", forest), ("urban", urban)):
+        box = dict(zip(("west", "south", "east", "north"), rect, strict=True), crs=32632)
+        stored_means = {day: np.nanmean(v) / 250 - 0.08 for day, v in
+                        sample_series(sample_data_dir, "B08", box, "2022-01-01",
+                                      "2022-12-31").items()}
+        got = {t.strftime("%Y-%m-%d"): v for t, v in ts[name].items()}
+        assert got and set(got) <= set(stored_means)
+        np.testing.assert_allclose([got[d] for d in got], [stored_means[d] for d in got],
+                                   rtol=1e-5)
