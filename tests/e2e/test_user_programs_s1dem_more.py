@@ -2,7 +2,7 @@
 Sentinel-1 part of openEO Platform's SRR2 "UC3 - Crop type feature engineering" (S1 ratio
 features resampled onto and merged with monthly Sentinel-2 features), a Sentinel-1 load
 without `bands` whose band names come from the client's metadata, the ids of other back-ends'
-collections for these data, and the DEM's single time label merged with Sentinel-2 dates.
+collections for these data, and the DEM's single time label.
 Run through the official client against the shared server; values checked with numpy and
 rasterio on the samples' files (tests/e2e/test_user_programs_sentinel1.py has the oracle of
 the radar sample)."""
@@ -187,11 +187,11 @@ def test_srr2_uc3_sentinel1_ratio_features(connection, sample: Sample, tmp_path:
 # --- COPERNICUS_30: one time label, merged with Sentinel-2 dates -----------------------------
 
 
-def test_dem_time_label_and_merge_with_sentinel2_dates(connection, sample_data_dir: Path,
-                                                       tmp_path: Path) -> None:
-    """The DEM has one time label, whatever temporal extent a program gives (as CDSE's static
-    DEM); merged with a Sentinel-2 cube that still has its dates, the elevation comes with
-    every date (the programs that keep the DEM's time dimension)."""
+def test_dem_has_one_time_label_whatever_the_extent(connection, sample_data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """The DEM has one time label, 2010-12-12 (the start of the TanDEM-X acquisitions, as
+    Terrascope's COPERNICUS_30 extent begins), whatever temporal extent a program gives:
+    LoadBiomassSTAC relies on "only one timestep" before its mean_time()."""
     dem = connection.load_collection("COPERNICUS_30", spatial_extent=LONLAT_BOX,
                                      temporal_extent=["2022-06-01", "2022-07-01"])
     dem.download(tmp_path / "dem.nc")
