@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from tests.e2e.test_user_programs_notebooks_audit import compute_indices, lin_scale_range
 from tests.e2e.test_user_programs_sentinel1 import LONLAT_BOX, Sample, window
 
 openeo = pytest.importorskip("openeo")
@@ -86,30 +87,8 @@ def test_other_backends_collection_ids_say_what_to_load(connection, collection_i
 
 
 # --- openEOPlatform/SRR2_notebooks: UC3 crop type feature engineering ------------------------
-
-
-def lin_scale_range(x, inputMin, inputMax, outputMin, outputMax):  # noqa: N803 - helper.py
-    """SRR2's helper.py."""
-    from openeo.processes import add, divide, multiply, subtract
-
-    return add(multiply(divide(subtract(x, inputMin), subtract(inputMax, inputMin)),
-                        subtract(outputMax, outputMin)), outputMin)
-
-
-def compute_ndvi(datacube, scaling_factor: int):
-    """SRR2's helper.compute_indices(datacube, ["NDVI"], scaling_factor)."""
-    from openeo.processes import array_modify
-
-    def callback(x):
-        b04 = x.array_element(datacube.metadata.get_band_index("B04"))
-        b08 = x.array_element(datacube.metadata.get_band_index("B08"))
-        index = ((b08 - b04) / (b08 + b04)).linear_scale_range(0, 1, 0, scaling_factor)
-        x_res = x.linear_scale_range(0, 8000, 0, scaling_factor)
-        return array_modify(data=x_res, values=[index],
-                            index=len(datacube.metadata._band_dimension.bands))
-
-    return datacube.apply_dimension(dimension="bands", process=callback).rename_labels(
-        "bands", target=datacube.metadata.band_names + ["NDVI"])
+# (its helper.py's compute_indices and lin_scale_range: test_user_programs_notebooks_audit.py,
+# which runs the notebook's Sentinel-2 part)
 
 
 def test_srr2_uc3_sentinel1_ratio_features(connection, sample: Sample, tmp_path: Path) -> None:
@@ -126,7 +105,7 @@ def test_srr2_uc3_sentinel1_ratio_features(connection, sample: Sample, tmp_path:
                                     temporal_extent=temp_ext, bands=["B04", "B08", "B11", "SCL"])
     s2_masked = s2.process("mask_scl_dilation", data=s2, scl_band_name="SCL").filter_bands(
         ["B04", "B08", "B11"])
-    ndvi = compute_ndvi(s2_masked, 250).filter_bands(["NDVI"])
+    ndvi = compute_indices(s2_masked, ["NDVI"], 250).filter_bands(["NDVI"])
     s2_scaled = s2_masked.filter_bands(["B08", "B11"]).apply_dimension(
         dimension="bands", process=lambda x: lin_scale_range(x, 0, 8000, 0, 250))
     ndvi_comp = ndvi.merge_cubes(s2_scaled).rename_labels(
