@@ -159,6 +159,18 @@ def test_points_and_polygons_of_aggregate_spatial_and_filter_spatial(
     np.testing.assert_array_equal(later["B04"].values[0], b04)
 
 
+def test_geometries_in_the_clients_crs_bound_the_load(con, tmp_path: Path) -> None:
+    # aggregate_spatial(..., crs=...): the client names the CRS in the GeoJSON (legacy `crs`)
+    utm = Polygon(np.column_stack(TO_UTM.transform(*TRIANGLE.exterior.xy)))
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=DAY, bands=["B04"])
+    implicit = s2.aggregate_spatial(geometries=utm, reducer="mean", crs="EPSG:32632")
+    written = con.load_collection("SENTINEL2_L2A", temporal_extent=DAY, bands=["B04"],
+                                  spatial_extent=TRIANGLE_BOX) \
+        .aggregate_spatial(geometries=utm, reducer="mean", crs="EPSG:32632")
+    assert implicit.execute() == written.execute()
+    assert explain(con, implicit)["bytes_to_read"] <= explain(con, written)["bytes_to_read"]
+
+
 def explain(con, cube) -> dict:
     return con.post("/explain", json={"process": {"process_graph": cube.flat_graph()}},
                     expected_status=200).json()

@@ -179,3 +179,13 @@ def test_a_load_stac_cube_aligned_with_another_crs_is_widened() -> None:
     grown = graph["dem"]["arguments"]["spatial_extent"]
     assert grown["west"] < box["west"] and grown["east"] > box["east"]
     assert grown["south"] < box["south"] and grown["north"] > box["north"]
+
+
+def test_geometries_with_a_named_crs_give_a_box_in_that_crs() -> None:
+    utm = {"type": "Polygon", "crs": {"type": "name", "properties": {"name": "EPSG:32632"}},
+           "coordinates": [[[679720, 5151080], [680680, 5151080], [680680, 5151920],
+                            [679720, 5151080]]]}
+    agg = {"process_id": "aggregate_spatial", "arguments": {
+        "data": ref("load"), "geometries": utm, "reducer": callback("mean", "data")}}
+    assert extent({"load": load(), "a": agg, "save": save("a")}) == {
+        "west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": 32632}

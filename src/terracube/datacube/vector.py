@@ -65,7 +65,7 @@ class VectorCube:
         FeatureCollection. GeometryCollection is not supported (openEO spec)."""
         if not isinstance(obj, dict) or "type" not in obj:
             raise ValueError("expected a GeoJSON object with a 'type'")
-        crs = _legacy_geojson_crs(obj)
+        crs = legacy_geojson_crs(obj)
         kind = obj["type"]
         if kind == "FeatureCollection":
             features = obj.get("features") or []
@@ -127,7 +127,7 @@ def _geometry(obj: Any) -> BaseGeometry:
     return geom
 
 
-def _legacy_geojson_crs(obj: dict[str, Any]) -> Any:
+def legacy_geojson_crs(obj: dict[str, Any]) -> Any:
     """The CRS of the pre-RFC 7946 `crs` member ({"type": "name", ...}), else EPSG:4326."""
     member = obj.get("crs")
     if isinstance(member, dict) and isinstance(member.get("properties"), dict):

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from terracube.datacube.vector import legacy_geojson_crs
 from terracube.engine import graph as graphs
 from terracube.engine.alignment import literal_bounds, widen_aligned_loads
 from terracube.engine.ports import Collections, CollectionSource
@@ -229,7 +230,8 @@ def _box_of_extent(extent: Any) -> Box | None:
 
 
 def _box_of_geojson(value: Any, *, weak: bool = False) -> Box | None:
-    """The EPSG:4326 bounds of literal GeoJSON geometries (a vector cube from a node: None)."""
+    """The bounds of literal GeoJSON geometries, in EPSG:4326 or the CRS their legacy `crs`
+    member names (a vector cube from a node: None)."""
     if not isinstance(value, dict) or "type" not in value:
         return None
     if value.get("type") == "FeatureCollection":
@@ -249,13 +251,16 @@ def _box_of_geojson(value: Any, *, weak: bool = False) -> Box | None:
         return None
     if not bounds or any(not all(math.isfinite(v) for v in b) for b in bounds):
         return None
-    crs = value.get("crs")
-    if crs is not None:  # GeoJSON 2008 named CRS: leave such geometries to the process
-        return None
+    crs: Any = 4326
+    if value.get("crs") is not None:  # GeoJSON 2008 named CRS (the client's `crs=`)
+        try:
+            crs = _hashable_crs(legacy_geojson_crs(value))
+        except Exception:  # noqa: BLE001 - unreadable: the process reports it
+            return None
     touch = any(g.geom_type not in ("Polygon", "MultiPolygon") for g in shapes
                 if not g.is_empty)
     return Box(min(b[0] for b in bounds), min(b[1] for b in bounds),
-               max(b[2] for b in bounds), max(b[3] for b in bounds), 4326, touch, weak)
+               max(b[2] for b in bounds), max(b[3] for b in bounds), crs, touch, weak)
 
 
 def _interval_of_extent(extent: Any) -> Interval | None:
