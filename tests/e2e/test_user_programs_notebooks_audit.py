@@ -447,3 +447,43 @@ def test_platform_ethiopia_cgls_basics(connection, sample_data_dir: Path, tmp_pa
         assert got and set(got) <= set(stored_means)
         np.testing.assert_allclose([got[d] for d in got], [stored_means[d] for d in got],
                                    rtol=1e-5)
+
+
+def test_cdse_ndvi_timeseries_notebook(connection, sample_data_dir: Path, tmp_path: Path) -> None:
+    """NDVI_Timeseries.ipynb, its first part: NDVI band math with no spatial extent, the mean
+    over fields (a FeatureCollection) as a CSV batch job, `download_file` of the one asset,
+    and the notebook's plot_timeseries reading (index the dates, `groupby("feature_index")`
+    of the column `band_unnamed`). Its smoothing UDF fails as on CDSE (see
+    test_user_programs_cdse_more.py for the corrected one)."""
+    fields_utm = [(680000, 5151200, 680100, 5151300), (680150, 5151350, 680300, 5151500)]
+
+    def polygon(rect: tuple) -> dict:
+        w, s, e, n = lonlat_box(*rect)
+        return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+    fields = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": polygon(r)} for r in fields_utm]}
+    s2cube = connection.load_collection("SENTINEL2_L2A",
+                                        temporal_extent=["2022-06-01", "2022-07-01"],
+                                        bands=["B04", "B08"])
+    red = s2cube.band("B04")
+    nir = s2cube.band("B08")
+    ndvi = (nir - red) / (nir + red)
+    timeseries = ndvi.aggregate_spatial(geometries=fields, reducer="mean")
+    job = timeseries.execute_batch(out_format="CSV", title="NDVI timeseries")
+    job.get_results().download_file(tmp_path / "ndvi-results" / "timeseries-basic.csv")
+
+    df = pd.read_csv(tmp_path / "ndvi-results" / "timeseries-basic.csv", index_col=0)
+    df.index = pd.to_datetime(df.index)
+    df = df.sort_index()
+    per_field = dict(iter(df.groupby("feature_index")["band_unnamed"]))
+    assert sorted(per_field) == [0, 1]
+    for i, rect in enumerate(fields_utm):
+        box = dict(zip(("west", "south", "east", "north"), rect, strict=True), crs=32632)
+        b04 = sample_series(sample_data_dir, "B04", box, "2022-06-01", "2022-07-01")
+        b08 = sample_series(sample_data_dir, "B08", box, "2022-06-01", "2022-07-01")
+        with np.errstate(all="ignore"):
+            expected = {d: np.nanmean((b08[d] - b04[d]) / (b08[d] + b04[d])) for d in b04}
+        got = per_field[i]
+        assert [t.strftime("%Y-%m-%d") for t in got.index] == list(expected)
+        np.testing.assert_allclose(got.to_numpy(), list(expected.values()), rtol=1e-5)
