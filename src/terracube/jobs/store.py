@@ -302,6 +302,11 @@ class JobStore:
         return self.get(job_id, user_id)
 
     # --- the worker's side ---------------------------------------------------------------
+    def has_queued(self) -> bool:
+        """Whether any job waits to be claimed."""
+        with self.db.session() as s:
+            return s.scalar(select(Job.job_id).where(Job.status == QUEUED).limit(1)) is not None
+
     def claim(self, worker_id: str, max_running_per_user: int | None = None) -> Claim | None:
         """Take a queued job for `worker_id`, fairly across users; None if there is none.
 

@@ -185,7 +185,8 @@ class Worker:
 
         Not at start: an idle worker then holds no engine (~280 MB less per worker) and
         starts in 1 CPU-s instead of 3 — a server starts two, and a class's laptop or the
-        test suite starts many servers that never run a job. The first job waits for it."""
+        test suite starts many servers that never run a job. The first queued job waits for
+        it (before it is claimed: no claimed job goes without heartbeats meanwhile)."""
         if self._registry is not None:
             return
         from terracube.engine.registry import build_registry
@@ -277,6 +278,8 @@ class Worker:
     # --- one job ----------------------------------------------------------------------------
     def run_one(self) -> bool:
         """Claim one queued job and run it to its end; False if the queue was empty."""
+        if self._registry is None and self.store.has_queued():
+            self._prepare()  # before the claim: a claimed job is never left waiting for it
         claim = self.store.claim(self.worker_id, self.settings.max_running_jobs_per_user)
         if claim is None:
             return False
@@ -317,7 +320,7 @@ class Worker:
         if threading.active_count() > 1:
             raise RuntimeError("a worker must run in a single-threaded process to fork jobs "
                                "safely; use `terracube worker`")
-        self._prepare()
+        self._prepare()  # done already unless called on its own
         from terracube.catalog import Catalog
         from terracube.jobs.results_access import UserJobResults
         from terracube.jobs.runner import job_process_main
