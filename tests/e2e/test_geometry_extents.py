@@ -171,6 +171,28 @@ def test_geometries_in_the_clients_crs_bound_the_load(con, tmp_path: Path) -> No
     assert explain(con, implicit)["bytes_to_read"] <= explain(con, written)["bytes_to_read"]
 
 
+def test_a_kernel_before_aggregate_spatial_reads_the_polygons_box_and_its_reach(
+        con, sample_data_dir: Path) -> None:
+    # smoothing, then field means (CDSE programs do this on loads without extent): the field
+    # means equal those computed with numpy/scipy from the file smoothed as a whole
+    from scipy.ndimage import convolve
+
+    kernel = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=DAY, bands=["B04"])
+    smoothed = s2.apply_kernel(kernel.tolist())
+    means = smoothed.aggregate_spatial(geometries=mapping(TRIANGLE), reducer="mean")
+    got = means.execute()
+    with rasterio.open(b04_file(sample_data_dir)) as ds:
+        band = ds.read(1).astype("float64")
+        inside = ~rasterio.features.geometry_mask(
+            [Polygon(np.column_stack(TO_UTM.transform(*TRIANGLE.exterior.xy)))],
+            out_shape=band.shape, transform=ds.transform)
+    assert (band > 0).all()  # no no-data in the sample's window: a plain convolution
+    expected = convolve(band, kernel, mode="constant", cval=0.0)[inside].mean()
+    assert got[next(iter(got))][0][0] == pytest.approx(expected, rel=1e-5)
+    assert explain(con, means)["bytes_to_read"] * 10 < explain(con, smoothed)["bytes_to_read"]
+
+
 def explain(con, cube) -> dict:
     return con.post("/explain", json={"process": {"process_graph": cube.flat_graph()}},
                     expected_status=200).json()

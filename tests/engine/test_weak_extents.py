@@ -189,3 +189,45 @@ def test_geometries_with_a_named_crs_give_a_box_in_that_crs() -> None:
         "data": ref("load"), "geometries": utm, "reducer": callback("mean", "data")}}
     assert extent({"load": load(), "a": agg, "save": save("a")}) == {
         "west": 679720, "south": 5151080, "east": 680680, "north": 5151920, "crs": 32632}
+
+
+# --- a box through a kernel ------------------------------------------------------------------
+KERNEL = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+
+
+def kernel_then_crop(extent: dict | None = None) -> dict:
+    load_args = {"bands": ["B04", "B08"], "temporal_extent": DAYS}
+    if extent is not None:
+        load_args["spatial_extent"] = extent
+    return {"load": load(**load_args),
+            "k": {"process_id": "apply_kernel", "arguments": {
+                "data": ref("load"), "kernel": KERNEL, "factor": 1 / 16}},
+            "crop": {"process_id": "filter_bbox",
+                     "arguments": {"data": ref("k"), "extent": BBOX_UTM}},
+            "save": save("crop")}
+
+
+def test_a_box_passes_a_kernel_grown_by_its_reach(sample_catalog) -> None:
+    pushed = optimize(kernel_then_crop(), sample_catalog)["load"]["arguments"]["spatial_extent"]
+    # one 3x3 kernel: one pixel of the grid, widened by the coarsest band's (B08 10 m,
+    # B04 10 m: the collection's coarsest, 60 m, is the safe pixel size the catalog gives)
+    assert pushed["crs"] in (32632, "EPSG:32632")
+    grow = BBOX_UTM["west"] - pushed["west"]
+    assert 10 <= grow <= 60 and pushed["east"] - BBOX_UTM["east"] == grow
+    # without a catalog the pixel size is unknown: nothing is pushed
+    assert extent(kernel_then_crop()) is None
+    # a weak box does not pass a kernel
+    graph = {"load": load(), "k": {"process_id": "apply_kernel", "arguments": {
+        "data": ref("load"), "kernel": KERNEL}}, "p": mask_polygon("k"), "save": save("p")}
+    assert extent(graph) is None
+
+
+def test_values_through_a_kernel_equal_the_whole_load(sample_catalog) -> None:
+    graph = kernel_then_crop()
+    del graph["save"]
+    graph["crop"]["result"] = True
+    whole = Evaluator(Services(registry=build_registry(), catalog=sample_catalog,
+                               formats=FormatTable())).run(copy.deepcopy(graph))
+    pushed = run(graph, sample_catalog)
+    assert pushed.data.shape == whole.data.shape and np.isfinite(whole.data.values).all()
+    np.testing.assert_array_equal(pushed.data.values, whole.data.values)

@@ -74,6 +74,9 @@ class Box:
     # mask_polygon / apply_polygon bound the load only when it has no spatial_extent of its own;
     # with one, the whole of that extent is needed (the process keeps it).
     weak: bool = False
+    # Pixels of the load's grid needed around the box (a kernel's reach, e.g. apply_kernel
+    # before an aggregate_spatial): realised with the collection's pixel size at the load.
+    pixels: int = 0
 
     @property
     def empty(self) -> bool:
@@ -89,7 +92,8 @@ class Box:
                                   CRS.from_user_input(_crs_input(crs)), always_xy=True)
         w, s, e, n = tr.transform_bounds(self.west, self.south, self.east, self.north,
                                          densify_pts=21)
-        return Box(float(w), float(s), float(e), float(n), crs, self.touch, self.weak)
+        return Box(float(w), float(s), float(e), float(n), crs, self.touch, self.weak,
+                   self.pixels)
 
     def widened(self, margin: float) -> Box:
         """This box grown by `margin` (in its CRS units) on every side; no longer touching."""
@@ -97,6 +101,8 @@ class Box:
                    self.north + margin, self.crs, weak=self.weak)
 
     def intersect(self, other: Box) -> Box:
+        if self.pixels or other.pixels:  # the margins' size is known only at the load
+            return self if self.pixels <= other.pixels else other
         o = other.in_crs(self.crs)
         return Box(max(self.west, o.west), max(self.south, o.south), min(self.east, o.east),
                    min(self.north, o.north), self.crs, self.touch or o.touch)
@@ -110,11 +116,13 @@ class Box:
         # weak if either is: with an explicit load extent, the weak consumer needs all of it
         return Box(min(self.west, o.west), min(self.south, o.south), max(self.east, o.east),
                    max(self.north, o.north), self.crs, self.touch or o.touch,
-                   self.weak or o.weak)
+                   self.weak or o.weak, max(self.pixels, o.pixels))
 
     def contains(self, other: Box) -> bool:
         if other.empty:
             return True
+        if other.pixels > self.pixels:
+            return False
         o = other.in_crs(self.crs)
         tol = 1e-9 * max(1.0, abs(self.west), abs(self.east), abs(self.south), abs(self.north))
         return (self.west - tol <= o.west and self.south - tol <= o.south
@@ -294,6 +302,8 @@ class Rule:
 
     passes: frozenset[str]
     own: Restriction = EVERYTHING
+    # Pixels the node reaches around each output pixel (a kernel's half size).
+    reach: int = 0
 
 
 def _all_but(*dims: Any) -> frozenset[str] | None:
@@ -351,7 +361,12 @@ def rule_for(process_id: str, args: dict, argument: str) -> Rule | None:
     if p in ("aggregate_temporal", "aggregate_temporal_period", "resample_cube_temporal") \
             and a == "data":
         return Rule(frozenset({SPACE, BANDS}))
-    if p in ("apply_kernel", "resample_spatial", "resample_cube_spatial") and a == "data":
+    if p == "apply_kernel" and a == "data":
+        # An output pixel depends on the input pixels within half the kernel's size: a box
+        # its consumers need passes, grown by that many pixels of the load's grid.
+        reach = _kernel_reach(args.get("kernel"))
+        return Rule(frozenset({TIME, BANDS}) if reach is None else _ALL_KINDS, reach=reach or 0)
+    if p in ("resample_spatial", "resample_cube_spatial") and a == "data":
         return Rule(frozenset({TIME, BANDS}))
     if p == "aggregate_spatial" and a == "data":
         # The result has no x/y: only the pixels under the geometries are used.
@@ -360,8 +375,21 @@ def rule_for(process_id: str, args: dict, argument: str) -> Rule | None:
     return None
 
 
+def _kernel_reach(kernel: Any) -> int | None:
+    """Half the size of a literal kernel (rows of numbers), else None."""
+    if not isinstance(kernel, list) or not kernel or \
+            not all(isinstance(row, list) and row for row in kernel):
+        return None
+    return max(len(kernel), max(len(row) for row in kernel)) // 2
+
+
 def _narrow(out: Restriction, rule: Rule) -> Restriction:
     passed = out.only(rule.passes)
+    if rule.reach and passed.space is not None:
+        # a weak box does not pass a kernel (CDSE buffers it; its result would change shape)
+        space = None if passed.space.weak else \
+            replace(passed.space, pixels=passed.space.pixels + rule.reach)
+        passed = replace(passed, space=space)
     own = rule.own
     space = _narrow_space(own.space, passed.space)
     time = passed.time if own.time is None else (
@@ -564,11 +592,11 @@ def _push_space(args: dict, box: Box | None, grid: tuple[Any, float] | None = No
         return False
     if box.weak and args.get("spatial_extent") is not None:
         return False  # the load's own extent wins over geometries that only bound it on CDSE
-    if box.touch:
+    if box.touch or box.pixels:
         if grid is None:
             return False  # the pixel size is unknown: the box cannot be widened to it
-        crs, margin = grid
-        box = box.in_crs(crs).widened(margin)
+        crs, margin = grid  # the coarsest band's pixel: at least one pixel of the load's grid
+        box = box.in_crs(crs).widened(margin * (box.pixels + (1 if box.touch else 0)))
     current = args.get("spatial_extent")
     if current is None:
         new = box
@@ -639,7 +667,7 @@ def _apply(node: dict, need: Restriction, bands: BandLookup | None,
            grids: GridLookup | None = None) -> list[str]:
     args = node.setdefault("arguments", {})
     changed = []
-    touch = need.space is not None and need.space.touch
+    touch = need.space is not None and (need.space.touch or need.space.pixels > 0)
     if _push_space(args, need.space, grids(node) if touch and grids is not None else None):
         changed.append("spatial_extent")
     if _push_time(args, need.time):
