@@ -36,12 +36,10 @@ def _missing(data: RasterCube) -> xr.DataArray:
 
 
 @process()
-def convert_data_type(data: RasterCube, data_type: str | None = None) -> RasterCube:
+def convert_data_type(data: RasterCube, data_type: str) -> RasterCube:
     if not isinstance(data, RasterCube):
         raise errors.ProcessParameterInvalid("'data' must be a raster data cube.",
                                              argument="data")
-    if data_type is None:
-        return data
     match = _TYPE.match(str(data_type).strip().lower())
     if match is None:
         raise errors.ProcessParameterInvalid(
