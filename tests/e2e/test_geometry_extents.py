@@ -259,3 +259,13 @@ def test_load_stac_cube_on_another_crs_grid_covers_it_like_load_collection(
         got[name] = download(merged, tmp_path / f"{name}.nc")
     assert not np.isnan(got["collection"]["DEM"].values).any()
     np.testing.assert_array_equal(got["stac"]["DEM"].values, got["collection"]["DEM"].values)
+
+
+def test_geometries_off_the_collection_say_why_nothing_is_read(con, tmp_path: Path) -> None:
+    far = Polygon([(12.0, 47.0), (12.01, 47.0), (12.01, 47.01), (12.0, 47.0)])
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=DAY, bands=["B04"])
+    with pytest.raises(openeo.rest.OpenEoApiError) as refused:
+        s2.mask_polygon(far).download(tmp_path / "far.nc", format="netCDF")
+    assert refused.value.http_status_code == 400
+    assert "does not intersect" in refused.value.message
+    assert "bounding box of the geometries" in refused.value.message

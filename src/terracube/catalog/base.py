@@ -18,6 +18,11 @@ PropertyCheck = Callable[[str, Any, Any], bool]
 """(property name, condition from load_collection's `properties`, an item's value) -> keep it."""
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2019-09/schema"
+# The end of a "does not intersect" error: a load without spatial_extent reads the bounding
+# box of the geometries and filters that use it (engine/optimize.py, decision 0016).
+GEOMETRY_EXTENT_HINT = ("a load without spatial_extent reads the bounding box of the geometries "
+                        "and filters used on it later in the graph: give ones that meet the "
+                        "collection.")
 
 
 class CollectionSource(ABC):

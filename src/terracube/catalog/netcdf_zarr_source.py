@@ -22,7 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from terracube import errors
-from terracube.catalog.base import CollectionSource, PropertyCheck
+from terracube.catalog.base import GEOMETRY_EXTENT_HINT, CollectionSource, PropertyCheck
 from terracube.catalog.metadata import crs_string, drop_none, lonlat_bbox, reference_system
 from terracube.catalog.netcdf_zarr_inspect import (
     CubeLayout,
@@ -291,8 +291,8 @@ class XarraySource(CollectionSource):
         w, s, e, n = self.layout.bounds()
         raise NoDataForRequest(
             f"The spatial extent {bbox} does not intersect collection '{self.id}', which "
-            f"covers {w:g}, {s:g}, {e:g}, {n:g} ({crs_label(self.layout.crs)}).",
-            argument="spatial_extent")
+            f"covers {w:g}, {s:g}, {e:g}, {n:g} ({crs_label(self.layout.crs)}); "
+            f"{GEOMETRY_EXTENT_HINT}", argument="spatial_extent")
 
     def _chunking(self, ds: xr.Dataset) -> dict[str, int]:
         lay = self.layout

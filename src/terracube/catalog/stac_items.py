@@ -15,7 +15,12 @@ import xarray as xr
 
 from terracube import errors
 from terracube.catalog import direct_read
-from terracube.catalog.base import CollectionSource, PropertyCheck, queryables_schema
+from terracube.catalog.base import (
+    GEOMETRY_EXTENT_HINT,
+    CollectionSource,
+    PropertyCheck,
+    queryables_schema,
+)
 from terracube.datacube.band_reads import BAND_READS, typed_nodata
 from terracube.datacube.cube import BANDS, SPATIAL, TEMPORAL, Dimension, RasterCube
 from terracube.datacube.grid import GRID_READER
@@ -232,7 +237,8 @@ class StacItemsSource(CollectionSource):
                 f"The spatial extent {request.bbox} does not intersect collection '{self.id}', "
                 f"which covers {nat.west:.0f}, {nat.south:.0f}, {nat.east:.0f}, {nat.north:.0f} "
                 f"(EPSG:{_epsg(crs)}){_in_degrees(native)}: choose a spatial_extent inside it "
-                f"(GET /collections/{self.id} lists the extent).", argument="spatial_extent")
+                f"(GET /collections/{self.id} lists the extent); {GEOMETRY_EXTENT_HINT}",
+                argument="spatial_extent")
         geobox = centre_inside_geobox((w, s, e, n), crs, resolution,
                                       self._grid_anchor(resolution, crs))
         if geobox is None:
