@@ -193,6 +193,14 @@ def test_a_kernel_before_aggregate_spatial_reads_the_polygons_box_and_its_reach(
     assert explain(con, means)["bytes_to_read"] * 10 < explain(con, smoothed)["bytes_to_read"]
 
 
+def test_a_vector_cube_of_load_geojson_bounds_the_load(con) -> None:
+    s2 = con.load_collection("SENTINEL2_L2A", temporal_extent=DAY, bands=["B04"])
+    inline = s2.aggregate_spatial(geometries=mapping(TRIANGLE), reducer="mean")
+    vector = s2.aggregate_spatial(geometries=con.load_geojson(mapping(TRIANGLE)), reducer="mean")
+    assert explain(con, vector)["bytes_to_read"] == explain(con, inline)["bytes_to_read"]
+    assert vector.execute() == inline.execute()
+
+
 def explain(con, cube) -> dict:
     return con.post("/explain", json={"process": {"process_graph": cube.flat_graph()}},
                     expected_status=200).json()

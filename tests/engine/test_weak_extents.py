@@ -231,3 +231,12 @@ def test_values_through_a_kernel_equal_the_whole_load(sample_catalog) -> None:
     pushed = run(graph, sample_catalog)
     assert pushed.data.shape == whole.data.shape and np.isfinite(whole.data.values).all()
     np.testing.assert_array_equal(pushed.data.values, whole.data.values)
+
+
+def test_geometries_of_a_load_geojson_node_count_too() -> None:
+    graph = {"load": load(), "v": {"process_id": "load_geojson", "arguments": {"data": fc(EAST)}},
+             "p": {"process_id": "mask_polygon", "arguments": {"data": ref("load"),
+                                                               "mask": ref("v")}},
+             "save": save("p")}
+    assert extent(graph) == {"west": 11.36, "south": 46.505, "east": 11.37, "north": 46.515,
+                             "crs": 4326}

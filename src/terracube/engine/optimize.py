@@ -464,10 +464,29 @@ class _Needs:
         if not edge.direct:
             return EVERYTHING
         node = self.graph[edge.consumer]
-        rule = rule_for(node["process_id"], node.get("arguments") or {}, edge.argument)
+        args = _with_literal_geometries(self.graph, node.get("arguments") or {})
+        rule = rule_for(node["process_id"], args, edge.argument)
         if rule is None:
             return EVERYTHING
         return _narrow(self.of_output(edge.consumer), rule)
+
+
+# Arguments that hold geometries (the processes of rule_for that read their bounds).
+_GEOMETRY_ARGUMENTS = ("geometries", "mask", "chunks")
+
+
+def _with_literal_geometries(graph: dict, args: dict) -> dict:
+    """`args` with geometries that come from a load_geojson node of literal GeoJSON replaced
+    by that GeoJSON (the client's `connection.load_geojson(...)`), so their bounds count."""
+    found = {}
+    for name in _GEOMETRY_ARGUMENTS:
+        value = args.get(name)
+        if isinstance(value, dict) and set(value) == {"from_node"}:
+            source = graph.get(value["from_node"]) or {}
+            data = (source.get("arguments") or {}).get("data")
+            if source.get("process_id") == "load_geojson" and isinstance(data, dict):
+                found[name] = data
+    return {**args, **found} if found else args
 
 
 def _consumers_first(graph: dict, consumers: dict[str, list[Edge]]) -> list[str]:
