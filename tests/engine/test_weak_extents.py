@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.engine.test_optimize import load, ref, save
 
 from terracube.engine.evaluate import Evaluator, Services
 from terracube.engine.optimize import Box, optimize
@@ -25,19 +26,6 @@ EAST = {"type": "Polygon", "coordinates": [[[11.36, 46.505], [11.37, 46.505], [1
 BBOX_UTM = {"west": 679720, "south": 5151080, "east": 680680, "north": 5151920,
             "crs": "EPSG:32632"}
 DAYS = ["2022-06-01", "2022-06-15"]
-
-
-def ref(nid: str) -> dict:
-    return {"from_node": nid}
-
-
-def load(**args) -> dict:
-    return {"process_id": "load_collection", "arguments": {"id": "SENTINEL2_L2A", **args}}
-
-
-def save(nid: str) -> dict:
-    return {"process_id": "save_result", "arguments": {"data": ref(nid), "format": "GTiff"},
-            "result": True}
 
 
 def callback(pid: str, param: str = "x") -> dict:
